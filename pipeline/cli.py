@@ -1,0 +1,149 @@
+"""The ``livecoach`` command.
+
+Every sub-command builds the settings once, resolves its servers, and turns any
+:class:`~pipeline.errors.LivecoachError` into one line on stderr: exit status 2 for a
+configuration problem (the line names the variable), 1 for anything else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from types import FrameType
+
+from pipeline.errors import ConfigError, LivecoachError
+from pipeline.settings import Settings, load_settings
+
+log = logging.getLogger("livecoach")
+
+Command = Callable[[argparse.Namespace, Settings], int]
+
+
+def _cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline.migrations import migrate
+    from pipeline.runtime import resolved_services
+
+    with resolved_services(settings, redis=False) as urls:
+        applied = migrate(urls.database_url)
+    print(f"applied {len(applied)} migration(s)" + (": " + ", ".join(applied) if applied else ""))
+    return 0
+
+
+def _cmd_token(args: argparse.Namespace, settings: Settings) -> int:
+    from web.auth import mint_token
+
+    print(mint_token(settings, user_id=args.user, role=args.role, ttl_s=args.ttl))
+    return 0
+
+
+def _cmd_check(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline.runtime import check_postgres, check_redis
+
+    if settings.redis_url is not None:
+        check_redis(settings.redis_url)
+    if settings.database_url is not None:
+        check_postgres(settings.database_url)
+    print("configuration ok")
+    return 0
+
+
+def _wait_for_stop_signal() -> None:
+    """Block the main thread until SIGINT or SIGTERM."""
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    stop.wait()
+
+
+def _cmd_services(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline.embedded import services
+
+    with services(settings.data_dir) as urls:
+        print(f"LIVECOACH_REDIS_URL={urls.redis_url}", flush=True)
+        print(f"LIVECOACH_DATABASE_URL={urls.database_url}", flush=True)
+        print("ready; Ctrl-C stops both servers", file=sys.stderr, flush=True)
+        _wait_for_stop_signal()
+    return 0
+
+
+def _cmd_up(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline.migrations import migrate
+    from pipeline.runtime import resolved_services
+
+    with resolved_services(settings) as urls:
+        migrate(urls.database_url)
+        print(f"LIVECOACH_REDIS_URL={urls.redis_url}", flush=True)
+        print(f"LIVECOACH_DATABASE_URL={urls.database_url}", flush=True)
+        print("livecoach is up; Ctrl-C stops it", file=sys.stderr, flush=True)
+        _wait_for_stop_signal()
+    return 0
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="livecoach", description=__doc__.splitlines()[0])
+    parser.add_argument("--log-level", default=None, help="override LIVECOACH_LOG_LEVEL")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("migrate", help="apply pending database migrations")
+    p.set_defaults(handler=_cmd_migrate)
+
+    p = sub.add_parser("token", help="mint a JWT for demos and tests")
+    p.add_argument("--user", type=int, required=True, help="user id (the token's sub)")
+    p.add_argument("--role", choices=["athlete", "coach"], required=True)
+    p.add_argument(
+        "--ttl", type=_positive_int, default=3600, help="lifetime in seconds (default 3600)"
+    )
+    p.set_defaults(handler=_cmd_token)
+
+    p = sub.add_parser("services", help="run embedded Redis and PostgreSQL in the foreground")
+    p.set_defaults(handler=_cmd_services)
+
+    p = sub.add_parser("up", help="run livecoach on one machine (embedded servers if unset)")
+    p.set_defaults(handler=_cmd_up)
+
+    p = sub.add_parser("check", help="validate the configuration and reach the servers")
+    p.set_defaults(handler=_cmd_check)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings()
+        logging.basicConfig(
+            level=(args.log_level or settings.log_level).upper(),
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
+        logging.getLogger("yoyo").setLevel(logging.WARNING)
+        handler: Command = args.handler
+        return handler(args, settings)
+    except ConfigError as exc:
+        print(f"livecoach: error: {exc}", file=sys.stderr)
+        return 2
+    except LivecoachError as exc:
+        print(f"livecoach: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

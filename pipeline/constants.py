@@ -1,0 +1,32 @@
+"""Every stream name, Redis key prefix, topic and consumer group livecoach uses.
+
+Keeping them in one place means a glance here tells an operator what lives in Redis,
+and no module invents a key of its own.
+"""
+
+from __future__ import annotations
+
+#: Prefix of every key livecoach writes to Redis.
+KEY_PREFIX = "livecoach"
+
+#: Faust application id (also the consumer group of the worker).
+APP_ID = "livecoach"
+
+#: Topic of raw samples from devices, keyed by session id.
+SAMPLES_TOPIC = "samples"
+#: Topic of everything dashboards see (metrics_update, alert, message, session_event).
+LIVE_TOPIC = "live"
+#: Topic of control events for the agents (lifecycle, laps, profile changes).
+CONTROL_TOPIC = "control"
+
+#: Pub/sub channel names of the original spec.
+USER_CHANNEL = "live:user:{user_id}"
+SESSION_CHANNEL = "live:session:{session_id}"
+
+
+def user_channel(user_id: int | str) -> str:
+    return USER_CHANNEL.format(user_id=user_id)
+
+
+def session_channel(session_id: int | str) -> str:
+    return SESSION_CHANNEL.format(session_id=session_id)

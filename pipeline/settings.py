@@ -1,0 +1,124 @@
+"""Configuration: one pydantic-settings object, read from ``LIVECOACH_*`` variables.
+
+Built once at start-up by :func:`load_settings` and passed down. A bad value raises
+:class:`~pipeline.errors.ConfigError` naming the variable, which the CLI prints as one
+line (exit status 2).
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Annotated
+from urllib.parse import urlsplit
+
+import platformdirs
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from pipeline.errors import ConfigError
+
+ENV_PREFIX = "LIVECOACH_"
+
+_REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+_POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+Port = Annotated[int, Field(ge=0, le=65535)]
+Partitions = Annotated[int, Field(ge=1, le=1024)]
+
+
+def _default_data_dir() -> Path:
+    return platformdirs.user_data_path("livecoach")
+
+
+class Settings(BaseSettings):
+    """Every setting livecoach reads. Field ``foo`` comes from ``LIVECOACH_FOO``."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
+
+    redis_url: str | None = Field(
+        default=None, description="Redis server; unset starts an embedded redis-server"
+    )
+    database_url: str | None = Field(
+        default=None, description="PostgreSQL server; unset starts an embedded PostgreSQL"
+    )
+    data_dir: Path = Field(
+        default_factory=_default_data_dir,
+        description="Folder for embedded servers' data and the generated JWT secret",
+    )
+    jwt_secret: SecretStr | None = Field(
+        default=None,
+        description="HS256 secret; unset uses one generated once into the data folder",
+    )
+    jwt_jwks_file: Path | None = Field(
+        default=None, description="JWKS file of RS256/ES256 public keys accepted besides HS256"
+    )
+    jwt_leeway_s: float = Field(default=10.0, ge=0, le=300, description="Clock skew allowed")
+    samples_partitions: Partitions = Field(default=8, description="Partitions of 'samples'")
+    live_partitions: Partitions = Field(default=8, description="Partitions of 'live'")
+    web_host: str = Field(default="127.0.0.1", description="Edge listen address")
+    web_port: Port = Field(default=8080, description="Edge listen port")
+    worker_web_port: Port = Field(
+        default=6066, description="Port of the Faust worker's own web server (loopback)"
+    )
+    log_level: str = Field(default="INFO", description="Python logging level")
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(_REDIS_SCHEMES):
+            raise ValueError(f"expected a redis://, rediss:// or unix:// URL, got {value!r}")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value.startswith(_POSTGRES_SCHEMES):
+            raise ValueError(f"expected a postgresql:// URL, got {value!r}")
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 - raises ValueError on a non-numeric or out-of-range port
+            conninfo_to_dict(value)
+        except (ValueError, psycopg.ProgrammingError) as exc:
+            raise ValueError(f"malformed URL {value!r}: {exc}") from None
+        if not parts.path.strip("/"):
+            raise ValueError(f"malformed URL {value!r}: no database name")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _check_log_level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError(f"expected DEBUG, INFO, WARNING, ERROR or CRITICAL, got {value!r}")
+        return level
+
+    def jwt_secret_value(self) -> str:
+        """The HS256 secret: configured, or generated once and kept in the data folder."""
+        if self.jwt_secret is not None:
+            return self.jwt_secret.get_secret_value()
+        path = self.data_dir / "jwt_secret"
+        if not path.exists():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            path.write_text(secrets.token_urlsafe(48))
+            path.chmod(0o600)
+        return path.read_text().strip()
+
+
+def env_name(field: str) -> str:
+    return f"{ENV_PREFIX}{field.upper()}"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the settings from the environment; raise ConfigError naming the variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = str(first["loc"][0]) if first["loc"] else "?"
+        message = first["msg"].removeprefix("Value error, ")
+        raise ConfigError(env_name(field), message) from None

@@ -1,0 +1,158 @@
+"""Shared fixtures: a real Redis and a real PostgreSQL for every test, isolated per test.
+
+``LIVECOACH_TEST_REDIS_URL`` / ``LIVECOACH_TEST_DATABASE_URL`` point the suite at
+existing servers (CI uses the machine's Redis 7 and PostgreSQL 15 this way); when they
+are unset, the session starts the embedded servers (Redis 6.2, PostgreSQL 18) once.
+
+Isolation: each test gets an empty Redis database (FLUSHDB of the configured db number
+only, never FLUSHALL) and its own PostgreSQL database cloned from a migrated template.
+Tests that kill or restart a server start their own with ``redis_server_factory``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psutil
+import psycopg
+import pytest
+import redis
+from psycopg import sql
+
+from pipeline.embedded import EmbeddedPostgres, EmbeddedRedis
+from pipeline.migrations import migrate
+
+TEST_REDIS_ENV = "LIVECOACH_TEST_REDIS_URL"
+TEST_DATABASE_ENV = "LIVECOACH_TEST_DATABASE_URL"
+
+
+def make_data_dir(prefix: str = "livecoach-test-") -> Path:
+    """A fresh folder the embedded PostgreSQL account can enter (mkdtemp makes it 0700)."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    path.chmod(0o711)
+    return path
+
+
+def _assert_stopped(pids: list[int]) -> None:
+    alive = [
+        pid
+        for pid in pids
+        if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    ]
+    assert not alive, f"embedded server processes still running after stop: {alive}"
+
+
+@pytest.fixture(scope="session")
+def service_urls() -> Iterator[tuple[str, str]]:
+    """(redis_url, database_url) for the whole session."""
+    redis_url = os.environ.get(TEST_REDIS_ENV)
+    database_url = os.environ.get(TEST_DATABASE_ENV)
+    data_dir = make_data_dir()
+    started: list[EmbeddedRedis | EmbeddedPostgres] = []
+    try:
+        if not redis_url:
+            server = EmbeddedRedis(data_dir)
+            redis_url = server.start()
+            started.append(server)
+        if not database_url:
+            pg = EmbeddedPostgres(data_dir, durable=False)
+            database_url = pg.start()
+            started.append(pg)
+        yield redis_url, database_url
+    finally:
+        for server in reversed(started):
+            server.stop()
+        _assert_stopped([s.pid for s in started if s.pid is not None])
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@pytest.fixture
+def redis_url(service_urls: tuple[str, str]) -> Iterator[str]:
+    """URL of an empty Redis database for this test."""
+    url = service_urls[0]
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    client.close()
+    yield url
+
+
+def _with_database(url: str, name: str) -> str:
+    base, _, query = url.partition("?")
+    head, _, _ = base.rpartition("/")
+    return f"{head}/{name}" + (f"?{query}" if query else "")
+
+
+@pytest.fixture(scope="session")
+def template_database(service_urls: tuple[str, str]) -> Iterator[str]:
+    """Name of a database with every migration applied, cloned for each test."""
+    admin_url = service_urls[1]
+    name = f"lc_template_{os.getpid()}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    migrate(_with_database(admin_url, name))
+    yield name
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+
+
+@pytest.fixture
+def database_url(service_urls: tuple[str, str], template_database: str) -> Iterator[str]:
+    """URL of a migrated database of this test's own, dropped afterwards."""
+    admin_url = service_urls[1]
+    name = f"lc_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                sql.Identifier(name), sql.Identifier(template_database)
+            )
+        )
+    yield _with_database(admin_url, name)
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+
+
+@pytest.fixture
+def empty_database_url(service_urls: tuple[str, str]) -> Iterator[str]:
+    """URL of an empty (unmigrated) database of this test's own."""
+    admin_url = service_urls[1]
+    name = f"lc_empty_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    yield _with_database(admin_url, name)
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+
+
+@pytest.fixture
+def redis_server_factory() -> Iterator[Callable[..., EmbeddedRedis]]:
+    """Start private redis-servers (to kill or restart in a test); all stopped afterwards.
+
+    ``factory(appendonly=True)`` starts one on a free port and returns it.
+    """
+    servers: list[EmbeddedRedis] = []
+    data_dir = make_data_dir("livecoach-redis-")
+
+    def factory(*, appendonly: bool = False, port: int = 0) -> EmbeddedRedis:
+        server = EmbeddedRedis(data_dir / str(len(servers)), appendonly=appendonly, port=port)
+        server.start()
+        servers.append(server)
+        return server
+
+    yield factory
+    for server in servers:
+        with contextlib.suppress(Exception):
+            server.stop()
+    shutil.rmtree(data_dir, ignore_errors=True)
