@@ -1,0 +1,163 @@
+"""PostgreSQL access for the hot path: sample rows, session bookkeeping, summaries.
+
+Every write here is idempotent, because the agents that call it run at-least-once: a
+replayed stream entry must never make a second row or a second summary.
+
+- Samples become one ``live_metrics`` row per metric type and timestamp, written as one
+  multi-row ``INSERT ... SELECT FROM unnest(...)`` per batch (one round trip, one plan)
+  with ``ON CONFLICT DO NOTHING`` on ``uq_live_metrics_sample``. Rows of sessions that do
+  not exist are skipped rather than failing the whole batch on the foreign key.
+- A stopped session gets one ``training_sessions`` row, linked from the live session
+  under a row lock, so a replayed stop finds the link and does nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+#: Sample fields stored in ``live_metrics``, and the metric_type each is stored under.
+METRIC_FIELDS: dict[str, str] = {
+    "heart_rate": "heart_rate",
+    "power_w": "power",
+    "speed_m_s": "speed",
+    "cadence": "cadence",
+    "distance_m": "distance",
+    "altitude_m": "altitude",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class MetricRow:
+    session_id: int
+    timestamp: datetime  # naive UTC, as the spec's TIMESTAMP columns hold
+    metric_type: str
+    value: float
+
+
+def utc_naive(epoch_s: float) -> datetime:
+    """Epoch seconds as the naive-UTC datetime the schema stores."""
+    return datetime.fromtimestamp(epoch_s, UTC).replace(tzinfo=None)
+
+
+def metric_rows(session_id: int, t_s: float, sample: dict[str, Any]) -> list[MetricRow]:
+    """One row per metric present in ``sample`` (a JSON-mode sample dict)."""
+    ts = utc_naive(t_s)
+    return [
+        MetricRow(session_id, ts, metric_type, float(sample[field]))
+        for field, metric_type in METRIC_FIELDS.items()
+        if sample.get(field) is not None
+    ]
+
+
+_INSERT_METRICS = """
+INSERT INTO live_metrics (live_session_id, timestamp, metric_type, value)
+SELECT r.sid, r.ts, r.mt, r.v
+FROM unnest(%s::int[], %s::timestamp[], %s::text[], %s::float8[]) AS r(sid, ts, mt, v)
+JOIN live_training_sessions s ON s.id = r.sid
+ON CONFLICT ON CONSTRAINT uq_live_metrics_sample DO NOTHING
+"""
+
+_TOUCH_SESSIONS = """
+UPDATE live_training_sessions AS s
+SET last_update_at = GREATEST(s.last_update_at, u.ts)
+FROM unnest(%s::int[], %s::timestamp[]) AS u(sid, ts)
+WHERE s.id = u.sid
+"""
+
+
+async def insert_metric_rows(conn: psycopg.AsyncConnection[Any], rows: Sequence[MetricRow]) -> int:
+    """Insert rows idempotently and keep ``last_update_at`` current; return rows inserted.
+
+    Runs in one transaction: either the whole batch is stored or none of it, so the
+    caller can simply retry the batch after an error.
+    """
+    if not rows:
+        return 0
+    latest: dict[int, datetime] = {}
+    for row in rows:
+        if row.session_id not in latest or row.timestamp > latest[row.session_id]:
+            latest[row.session_id] = row.timestamp
+    async with conn.transaction():
+        cursor = await conn.execute(
+            _INSERT_METRICS,
+            (
+                [r.session_id for r in rows],
+                [r.timestamp for r in rows],
+                [r.metric_type for r in rows],
+                [r.value for r in rows],
+            ),
+        )
+        inserted = cursor.rowcount
+        await conn.execute(_TOUCH_SESSIONS, (list(latest), list(latest.values())))
+    return inserted
+
+
+async def set_session_status(
+    conn: psycopg.AsyncConnection[Any], session_id: int, status: str
+) -> None:
+    await conn.execute(
+        "UPDATE live_training_sessions SET status = %s WHERE id = %s AND status <> 'completed'",
+        (status, session_id),
+    )
+
+
+async def finish_session(
+    conn: psycopg.AsyncConnection[Any],
+    session_id: int,
+    *,
+    sport: str,
+    started_at: datetime,
+    ended_at: datetime,
+    summary: dict[str, Any],
+) -> int | None:
+    """Store the summary of a stopped session once; return the training_sessions id.
+
+    Returns None when the live session does not exist.
+    """
+    async with conn.transaction():
+        row = await (
+            await conn.execute(
+                "SELECT user_id, training_session_id FROM live_training_sessions "
+                "WHERE id = %s FOR UPDATE",
+                (session_id,),
+            )
+        ).fetchone()
+        if row is None:
+            return None
+        user_id, existing = row
+        if existing is not None:
+            return int(existing)
+        inserted = await (
+            await conn.execute(
+                "INSERT INTO training_sessions "
+                "(user_id, sport, started_at, ended_at, duration_s, distance_m, summary) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id",
+                (
+                    user_id,
+                    sport,
+                    started_at,
+                    ended_at,
+                    summary.get("duration_s"),
+                    summary.get("distance_m"),
+                    Jsonb(summary),
+                ),
+            )
+        ).fetchone()
+        assert inserted is not None
+        training_id = int(inserted[0])
+        await conn.execute(
+            "UPDATE live_training_sessions SET training_session_id = %s, status = 'completed' "
+            "WHERE id = %s",
+            (training_id, session_id),
+        )
+    return training_id
+
+
+def flatten(rows: Iterable[Iterable[MetricRow]]) -> list[MetricRow]:
+    return [row for group in rows for row in group]
