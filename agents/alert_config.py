@@ -1,0 +1,350 @@
+"""Per-athlete alert configuration: which rules are on, their bounds and their timing.
+
+This is the model the REST ``PUT`` of alert thresholds validates with and the shape of
+``athlete_profiles.alert_settings`` (JSONB). It imports neither Faust nor the web
+edge, so both the agents and the edge can use it. A configuration is frozen: an update
+builds a new object (:func:`apply_update`), and a refused update leaves the caller
+holding the previous one, which stays in force.
+
+Bounds are either explicit (``high_bpm``, ``low_w``) or a training zone resolved
+against the athlete's thresholds (:class:`AthleteThresholds`, from the profile) when
+the engine is built (:func:`resolve_hr_bounds`, :func:`resolve_power_bounds`).
+Explicit bounds win over a zone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
+
+__all__ = [
+    "RULE_NAMES",
+    "AlertConfig",
+    "AthleteThresholds",
+    "ConfigUpdate",
+    "Delivery",
+    "EfDropRule",
+    "HeartRateRule",
+    "HrDriftRule",
+    "PaceRule",
+    "PowerFadeRule",
+    "PowerRule",
+    "Rules",
+    "Severity",
+    "WPrimeRule",
+    "apply_update",
+    "resolve_hr_bounds",
+    "resolve_power_bounds",
+    "try_update",
+]
+
+Severity = Literal["info", "warning", "critical"]
+
+#: Every rule the engine knows, in the order alerts are evaluated.
+RULE_NAMES: tuple[str, ...] = (
+    "heart_rate",
+    "pace",
+    "power",
+    "ef_drop",
+    "hr_drift",
+    "power_fade",
+    "w_prime",
+)
+
+NonNegative = Annotated[float, Field(ge=0)]
+Positive = Annotated[float, Field(gt=0)]
+
+# Friel cycling HR zones as fractions of LTHR (DOMAIN.md): zone n spans
+# [_HR_ZONES[n-1], _HR_ZONES[n]); zone 5 has no upper bound.
+_HR_ZONES: tuple[float, ...] = (0.0, 0.81, 0.90, 0.94, 1.00, float("inf"))
+# Coggan power zones as fractions of FTP (DOMAIN.md), zones 1-7.
+_POWER_ZONES: tuple[float, ...] = (0.0, 0.55, 0.75, 0.90, 1.05, 1.20, 1.50, float("inf"))
+
+
+def _check_order(low: float | None, high: float | None, low_name: str) -> None:
+    if low is not None and high is not None and low >= high:
+        raise ValueError(f"must be above {low_name} ({low:g}), got {high:g}")
+
+
+class _Model(BaseModel):
+    # Unknown keys are refused (an unknown rule name is a typo, not a new rule), and a
+    # configuration is immutable so an engine never sees one change under it.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _RuleBase(_Model):
+    enabled: bool = True
+    #: How long the condition must hold before the alert fires.
+    dwell_s: Annotated[float, Field(ge=0, le=3600)] = 15.0
+    #: How far back inside (in the metric's unit) the value must come to re-arm.
+    hysteresis: NonNegative = 0.0
+    #: Minimum time between two alerts of the rule (both directions share it).
+    cooldown_s: Annotated[float, Field(ge=0, le=86_400)] = 120.0
+    severity: Severity = "warning"
+    #: Per-rule delivery override; ``None`` uses :class:`Delivery`.
+    sound: bool | None = None
+    vibration: bool | None = None
+
+
+class HeartRateRule(_RuleBase):
+    """Heart rate above or below bounds (bpm) or a zone of LTHR (Friel, 1-5)."""
+
+    low_bpm: Annotated[float, Field(gt=0, lt=260)] | None = None
+    high_bpm: Annotated[float, Field(gt=0, lt=260)] | None = None
+    zone: Annotated[int, Field(ge=1, le=5)] | None = None
+    hysteresis: NonNegative = 3.0
+    #: After a step in effort HR takes 1-3 min to follow; the rule that the lag would
+    #: trip (low after a step up, high after a step down) is suspended this long.
+    lag_s: Annotated[float, Field(ge=0, le=600)] = 120.0
+
+    # A field validator (not a model one) so the error's loc names high_bpm.
+    @field_validator("high_bpm")
+    @classmethod
+    def _bounds_ordered(cls, high: float | None, info: ValidationInfo) -> float | None:
+        _check_order(info.data.get("low_bpm"), high, "low_bpm")
+        return high
+
+
+class PaceRule(_RuleBase):
+    """Pace (from a rolling window of speed) off target by more than a tolerance."""
+
+    target_s_per_km: Annotated[float, Field(gt=60, lt=1800)] | None = None
+    tolerance_s_per_km: Annotated[float, Field(gt=0, le=300)] = 15.0
+    window_s: Annotated[float, Field(ge=10, le=120)] = 30.0
+    dwell_s: Annotated[float, Field(ge=0, le=3600)] = 10.0
+    hysteresis: NonNegative = 5.0
+    severity: Severity = "info"
+
+
+class PowerRule(_RuleBase):
+    """Power (short rolling mean) outside bounds (W) or a Coggan zone of FTP (1-7)."""
+
+    low_w: Annotated[float, Field(ge=0, le=3000)] | None = None
+    high_w: Annotated[float, Field(gt=0, le=3000)] | None = None
+    zone: Annotated[int, Field(ge=1, le=7)] | None = None
+    window_s: Annotated[float, Field(ge=3, le=60)] = 10.0
+    hysteresis: NonNegative = 10.0
+    severity: Severity = "info"
+
+    @field_validator("high_w")
+    @classmethod
+    def _bounds_ordered(cls, high: float | None, info: ValidationInfo) -> float | None:
+        _check_order(info.data.get("low_w"), high, "low_w")
+        return high
+
+
+class EfDropRule(_RuleBase):
+    """Rolling efficiency factor (output / HR) below the early steady baseline."""
+
+    drop_fraction: Annotated[float, Field(gt=0, lt=0.5)] = 0.05
+    window_s: Annotated[float, Field(ge=60, le=1800)] = 300.0
+    #: The baseline is the first steady window that starts after this (skips warm-up).
+    baseline_after_s: Annotated[float, Field(ge=0, le=7200)] = 600.0
+    #: Steady = coefficient of variation of 10 s output means under this.
+    steady_cv: Annotated[float, Field(gt=0, lt=1)] = 0.08
+    #: EF is compared only at an output within this fraction of the baseline's.
+    comparable_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.10
+    dwell_s: Annotated[float, Field(ge=0, le=3600)] = 120.0
+    hysteresis: NonNegative = 0.01  # fraction of baseline EF
+    cooldown_s: Annotated[float, Field(ge=0, le=86_400)] = 900.0
+    severity: Severity = "info"
+
+
+class HrDriftRule(_RuleBase):
+    """HR rising faster than a slope at steady output (cardiac drift)."""
+
+    slope_bpm_per_min: Annotated[float, Field(gt=0, le=10)] = 0.15
+    window_s: Annotated[float, Field(ge=120, le=3600)] = 600.0
+    steady_cv: Annotated[float, Field(gt=0, lt=1)] = 0.08
+    dwell_s: Annotated[float, Field(ge=0, le=3600)] = 120.0
+    hysteresis: NonNegative = 0.05  # bpm/min
+    cooldown_s: Annotated[float, Field(ge=0, le=86_400)] = 900.0
+    severity: Severity = "info"
+
+
+class PowerFadeRule(_RuleBase):
+    """5 min power below a fraction of the session's best 5 min while still working."""
+
+    fade_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.92
+    #: Below this fraction of the best the athlete is resting, not fading.
+    floor_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.70
+    window_s: Annotated[float, Field(ge=60, le=1800)] = 300.0
+    #: The best 5 min counts only once it reaches this fraction of FTP.
+    min_best_fraction_of_ftp: Annotated[float, Field(gt=0, le=2)] = 0.75
+    dwell_s: Annotated[float, Field(ge=0, le=3600)] = 120.0
+    hysteresis: NonNegative = 0.02  # fraction of the best
+    cooldown_s: Annotated[float, Field(ge=0, le=86_400)] = 600.0
+
+    @field_validator("floor_fraction")
+    @classmethod
+    def _fractions_ordered(cls, floor: float, info: ValidationInfo) -> float:
+        fade = info.data.get("fade_fraction")
+        if fade is not None and floor >= fade:
+            raise ValueError(f"must be below fade_fraction ({fade:g}), got {floor:g}")
+        return floor
+
+
+class WPrimeRule(_RuleBase):
+    """W' balance below a fraction of W'."""
+
+    fraction: Annotated[float, Field(gt=0, lt=1)] = 0.25
+    dwell_s: Annotated[float, Field(ge=0, le=3600)] = 5.0
+    hysteresis: NonNegative = 0.05  # fraction of W'
+    cooldown_s: Annotated[float, Field(ge=0, le=86_400)] = 300.0
+
+
+class Rules(_Model):
+    heart_rate: HeartRateRule = HeartRateRule()
+    pace: PaceRule = PaceRule()
+    power: PowerRule = PowerRule()
+    ef_drop: EfDropRule = EfDropRule()
+    hr_drift: HrDriftRule = HrDriftRule()
+    power_fade: PowerFadeRule = PowerFadeRule()
+    w_prime: WPrimeRule = WPrimeRule()
+
+
+class Delivery(_Model):
+    """How the athlete's device should announce an alert, unless a rule overrides it."""
+
+    sound: bool = True
+    vibration: bool = True
+
+
+class AlertConfig(_Model):
+    """The whole alert configuration of one athlete (``alert_settings`` JSONB)."""
+
+    version: Literal[1] = 1
+    rules: Rules = Rules()
+    delivery: Delivery = Delivery()
+
+    def to_jsonb(self) -> dict[str, Any]:
+        """The JSON-able dict stored in ``athlete_profiles.alert_settings``."""
+        return self.model_dump(mode="json")
+
+    @classmethod
+    def from_jsonb(cls, data: Mapping[str, Any] | None) -> AlertConfig:
+        """Parse stored settings; ``None`` (column never set) gives the defaults."""
+        return cls() if data is None else cls.model_validate(dict(data))
+
+    @classmethod
+    def defaults_for(cls, athlete: AthleteThresholds) -> AlertConfig:
+        """Sensible defaults for an athlete who has configured nothing.
+
+        Only the rules that need no target are given bounds: an HR ceiling at the top
+        of zone 5b (106 % of LTHR, capped below HRmax) and the fatigue rules. Pace and
+        power stay silent until the athlete or coach sets a target.
+        """
+        high = round(min(athlete.lthr_bpm * 1.06, athlete.hr_max_bpm * 0.97))
+        return cls(rules=Rules(heart_rate=HeartRateRule(high_bpm=high)))
+
+    def delivery_for(self, rule: _RuleBase) -> tuple[bool, bool]:
+        """(sound, vibration) for an alert of ``rule``."""
+        sound = self.delivery.sound if rule.sound is None else rule.sound
+        vibration = self.delivery.vibration if rule.vibration is None else rule.vibration
+        return sound, vibration
+
+
+class AthleteThresholds(_Model):
+    """The profile figures the rules need; defaults as GoldenCheetah's when unknown."""
+
+    hr_max_bpm: Annotated[float, Field(gt=80, lt=260)] = 190.0
+    hr_rest_bpm: Annotated[float, Field(gt=20, lt=120)] = 60.0
+    lthr_bpm: Annotated[float, Field(gt=60, lt=250)] = 165.0
+    ftp_w: Annotated[float, Field(gt=0, le=2000)] = 250.0
+    w_prime_j: Annotated[float, Field(gt=0, le=100_000)] = 20_000.0
+    threshold_pace_s_per_km: Annotated[float, Field(gt=60, lt=1800)] = 300.0
+
+    @classmethod
+    def from_profile(cls, profile: object) -> AthleteThresholds:
+        """Read whatever of the fields a profile object (or mapping) carries.
+
+        Missing or ``None`` fields keep the defaults, so a half-filled profile works.
+        """
+        data: dict[str, Any] = {}
+        for name in cls.model_fields:
+            value = (
+                profile.get(name) if isinstance(profile, Mapping) else getattr(profile, name, None)
+            )
+            if value is not None:
+                data[name] = value
+        return cls.model_validate(data)
+
+
+def resolve_hr_bounds(
+    rule: HeartRateRule, athlete: AthleteThresholds
+) -> tuple[float | None, float | None]:
+    """(low, high) bpm: explicit bounds, else the zone's, else none."""
+    low, high = rule.low_bpm, rule.high_bpm
+    if rule.zone is not None:
+        z_low = _HR_ZONES[rule.zone - 1] * athlete.lthr_bpm
+        z_high = _HR_ZONES[rule.zone] * athlete.lthr_bpm
+        if low is None and z_low > 0:
+            low = z_low
+        if high is None and z_high != float("inf"):
+            high = z_high
+    return low, high
+
+
+def resolve_power_bounds(
+    rule: PowerRule, athlete: AthleteThresholds
+) -> tuple[float | None, float | None]:
+    """(low, high) W: explicit bounds, else the Coggan zone's, else none."""
+    low, high = rule.low_w, rule.high_w
+    if rule.zone is not None:
+        z_low = _POWER_ZONES[rule.zone - 1] * athlete.ftp_w
+        z_high = _POWER_ZONES[rule.zone] * athlete.ftp_w
+        if low is None and z_low > 0:
+            low = z_low
+        if high is None and z_high != float("inf"):
+            high = z_high
+    return low, high
+
+
+def _deep_merge(base: dict[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in patch.items():
+        current = merged.get(key)
+        if isinstance(current, dict) and isinstance(value, Mapping):
+            merged[key] = _deep_merge(current, value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def apply_update(current: AlertConfig, patch: Mapping[str, Any]) -> AlertConfig:
+    """``current`` with ``patch`` merged in (a partial document, nested by rule).
+
+    Raises :class:`pydantic.ValidationError` (whose ``loc`` names the field) when the
+    result is invalid; ``current`` is never modified.
+    """
+    return AlertConfig.model_validate(_deep_merge(current.to_jsonb(), patch))
+
+
+class ConfigUpdate(_Model):
+    """Outcome of :func:`try_update`: the configuration in force and any errors."""
+
+    config: AlertConfig
+    accepted: bool
+    #: ``[{"field": "rules.heart_rate.low_bpm", "message": ...}]`` when refused.
+    errors: list[dict[str, str]] = Field(default_factory=list)
+
+
+def try_update(current: AlertConfig, patch: Mapping[str, Any]) -> ConfigUpdate:
+    """Like :func:`apply_update`, but a refusal returns the old configuration in force."""
+    try:
+        return ConfigUpdate(config=apply_update(current, patch), accepted=True)
+    except ValidationError as exc:
+        errors = [
+            {"field": ".".join(str(part) for part in err["loc"]), "message": err["msg"]}
+            for err in exc.errors()
+        ]
+        return ConfigUpdate(config=current, accepted=False, errors=errors)

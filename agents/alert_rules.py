@@ -1,0 +1,432 @@
+"""The alert engine: per-session rule state machines over the alert signals.
+
+Pure and broker-independent. The Faust alert agent keeps one JSON-able state dict per
+session in a changelog-backed table and calls, for every sample::
+
+    engine = AlertEngine(config, athlete)        # rebuilt when the config changes
+    state = table.get(session_id) or engine.new_state(session_id)
+    state, alerts = engine.update(state, AlertSample(t_s, hr, power, speed))
+    table[session_id] = state
+    for alert in alerts: publish alert.to_event(); store it in live_alerts by alert.id
+
+Every rule direction (``heart_rate:high``, ``heart_rate:low``, ``pace:slow`` ...) is one
+state machine over a scalar "excess" (how far the signal is beyond its threshold,
+positive when outside):
+
+- the condition must hold for ``dwell_s`` of sample time before the alert fires; a
+  missing value (sensor dropout) pauses the dwell clock (it neither counts nor fires),
+  a gap between samples (over :data:`~agents.alert_signals.GAP_S`) restarts it, and a
+  value back inside restarts it, so a single-sample spike (already removed by the
+  median filter) or a brief crossing cannot fire;
+- after firing, the direction re-arms only once the value came back inside by the
+  rule's ``hysteresis`` margin, so a value hovering on the boundary fires once;
+- two alerts of one rule are at least ``cooldown_s`` apart;
+- heart-rate rules are suspended for ``lag_s`` after a step in effort, in the direction
+  the lag would trip (low after a step up, high after a step down).
+
+Alert ids are a UUID 5 of session id, rule direction and onset time: a worker that
+restarts from an older state and replays the same samples raises the same ids, which
+the store and the edge de-duplicate; the state itself (armed flags, cooldowns) is in
+the changelog, so a restart neither repeats nor forgets an alert.
+
+The configuration is read on every sample from the engine, not from the state, so a
+new :class:`AlertEngine` built from a changed configuration applies from the next
+sample to the existing state.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from agents.alert_config import (
+    AlertConfig,
+    AthleteThresholds,
+    Severity,
+    resolve_hr_bounds,
+    resolve_power_bounds,
+)
+from agents.alert_signals import GAP_S, SignalParams, new_signal_state, update_signals
+
+__all__ = ["Alert", "AlertEngine", "AlertSample", "alert_id"]
+
+State = dict[str, Any]
+_ID_NAMESPACE = uuid.UUID("6f1d2c4e-5a0b-4c39-9a57-1e0b9b2a7c31")
+_STATE_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class AlertSample:
+    """What the engine needs of one sample; any channel may be missing."""
+
+    #: Sample time in seconds (epoch or session time), non-decreasing per session.
+    t_s: float
+    heart_rate_bpm: float | None = None
+    power_w: float | None = None
+    speed_m_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """One raised alert; :meth:`to_event` gives the ``alert`` payload of the protocol."""
+
+    id: str
+    session_id: str
+    rule: str
+    direction: str
+    metric: str
+    severity: Severity
+    message: str
+    current: float
+    threshold: float
+    #: When the condition began (the onset the dwell was counted from).
+    started_at_s: float
+    fired_at_s: float
+    sound: bool
+    vibration: bool
+
+    def to_event(self) -> dict[str, Any]:
+        """The ``alert`` object of the wire protocol (plus timing, for history)."""
+        return {
+            "id": self.id,
+            "rule": self.rule,
+            "severity": self.severity,
+            "message": self.message,
+            "metric": self.metric,
+            "current": round(self.current, 3),
+            "threshold": round(self.threshold, 3),
+            "sound": self.sound,
+            "vibration": self.vibration,
+            "direction": self.direction,
+            "started_at_s": self.started_at_s,
+            "fired_at_s": self.fired_at_s,
+        }
+
+
+def alert_id(session_id: str, key: str, onset_s: float) -> str:
+    """Deterministic id: the same session, rule direction and onset give the same id."""
+    return str(uuid.uuid5(_ID_NAMESPACE, f"{session_id}/{key}/{round(onset_s * 1000)}"))
+
+
+def _fmt_pace(s_per_km: float) -> str:
+    minutes, seconds = divmod(round(s_per_km), 60)
+    return f"{minutes}:{seconds:02d} /km"
+
+
+class AlertEngine:
+    """Evaluates one athlete's rules; cheap to build, holds no per-session data."""
+
+    def __init__(self, config: AlertConfig, athlete: AthleteThresholds | None = None) -> None:
+        self.config = config
+        self.athlete = athlete = athlete or AthleteThresholds()
+        r = config.rules
+        self._hr_low, self._hr_high = resolve_hr_bounds(r.heart_rate, athlete)
+        self._p_low, self._p_high = resolve_power_bounds(r.power, athlete)
+        self._params = SignalParams(
+            power_window_s=r.power.window_s,
+            pace_window_s=r.pace.window_s,
+            ef_window_s=r.ef_drop.window_s,
+            baseline_after_s=r.ef_drop.baseline_after_s,
+            steady_cv_ef=r.ef_drop.steady_cv,
+            comparable_fraction=r.ef_drop.comparable_fraction,
+            drift_window_s=r.hr_drift.window_s,
+            steady_cv_drift=r.hr_drift.steady_cv,
+            fade_window_s=r.power_fade.window_s,
+            min_best_w=r.power_fade.min_best_fraction_of_ftp * athlete.ftp_w,
+            ftp_w=athlete.ftp_w,
+            w_prime_j=athlete.w_prime_j,
+        )
+
+    def with_config(self, config: AlertConfig) -> AlertEngine:
+        """An engine for a changed configuration; existing states carry over."""
+        return AlertEngine(config, self.athlete)
+
+    @staticmethod
+    def new_state(session_id: str | int) -> State:
+        """The state of a session before its first sample (JSON-able)."""
+        return {
+            "v": _STATE_VERSION,
+            "sid": str(session_id),
+            "sig": new_signal_state(),
+            "m": {},  # rule direction -> [held_s, onset_s, armed]
+            "cool": {},  # rule -> time of its last alert
+        }
+
+    def run(self, session_id: str | int, samples: Iterable[AlertSample]) -> list[Alert]:
+        """Replay a whole session from a fresh state (analysis, evaluation)."""
+        state = self.new_state(session_id)
+        alerts: list[Alert] = []
+        for sample in samples:
+            state, raised = self.update(state, sample)
+            alerts.extend(raised)
+        return alerts
+
+    def update(self, state: State, sample: AlertSample) -> tuple[State, list[Alert]]:
+        """Feed one sample; returns the state (updated in place) and any new alerts."""
+        sig = state["sig"]
+        t = sample.t_s
+        if sig["t"] is not None and t < sig["t"]:
+            return state, []  # a replayed or out-of-order sample: already accounted for
+        dt, gap = update_signals(
+            sig, self._params, t, sample.heart_rate_bpm, sample.power_w, sample.speed_m_s
+        )
+        if gap:
+            for machine in state["m"].values():
+                machine[0] = 0.0
+                machine[1] = None
+        dt = min(dt, GAP_S)
+        alerts: list[Alert] = []
+        rules = self.config.rules
+        if rules.heart_rate.enabled:
+            self._heart_rate(state, t, dt, alerts)
+        if rules.pace.enabled and rules.pace.target_s_per_km is not None:
+            self._pace(state, t, dt, alerts)
+        if rules.power.enabled:
+            self._power(state, t, dt, alerts)
+        if rules.ef_drop.enabled:
+            self._ef_drop(state, t, dt, alerts)
+        if rules.hr_drift.enabled:
+            self._hr_drift(state, t, dt, alerts)
+        if rules.power_fade.enabled:
+            self._power_fade(state, t, dt, alerts)
+        if rules.w_prime.enabled:
+            self._w_prime(state, t, dt, alerts)
+        return state, alerts
+
+    # -- the generic state machine -------------------------------------------------
+
+    def _machine(
+        self,
+        state: State,
+        rule: str,
+        direction: str,
+        t: float,
+        dt: float,
+        excess: float | None,
+        margin: float,
+        dwell_s: float,
+        cooldown_s: float,
+    ) -> float | None:
+        """Advance one rule direction; returns the onset time when it fires now."""
+        key = f"{rule}:{direction}"
+        machines = state["m"]
+        m = machines.get(key)
+        if m is None:
+            m = machines[key] = [0.0, None, True]
+        if excess is None:
+            return None  # dropout or not defined now: the dwell clock pauses
+        if excess <= 0:
+            m[0] = 0.0
+            m[1] = None
+            if not m[2] and excess <= -margin:
+                m[2] = True
+            return None
+        if m[1] is None:
+            m[1] = t
+            m[0] = 0.0
+        else:
+            m[0] += dt
+        if not m[2] or m[0] < dwell_s:
+            return None
+        last = state["cool"].get(rule)
+        if last is not None and t - last < cooldown_s:
+            return None
+        m[2] = False
+        state["cool"][rule] = t
+        onset: float = m[1]
+        return onset
+
+    def _suspend(self, state: State, rule: str, direction: str) -> None:
+        m = state["m"].get(f"{rule}:{direction}")
+        if m is not None:
+            m[0] = 0.0
+            m[1] = None
+
+    def _emit(
+        self,
+        state: State,
+        alerts: list[Alert],
+        *,
+        rule: str,
+        direction: str,
+        metric: str,
+        onset: float,
+        t: float,
+        current: float,
+        threshold: float,
+        message: str,
+    ) -> None:
+        settings = getattr(self.config.rules, rule)
+        sound, vibration = self.config.delivery_for(settings)
+        sid: str = state["sid"]
+        alerts.append(
+            Alert(
+                id=alert_id(sid, f"{rule}:{direction}", onset),
+                session_id=sid,
+                rule=rule,
+                direction=direction,
+                metric=metric,
+                severity=settings.severity,
+                message=message,
+                current=current,
+                threshold=threshold,
+                started_at_s=onset,
+                fired_at_s=t,
+                sound=sound,
+                vibration=vibration,
+            )
+        )
+
+    # -- rules ---------------------------------------------------------------------
+
+    def _heart_rate(self, state: State, t: float, dt: float, alerts: list[Alert]) -> None:
+        cfg = self.config.rules.heart_rate
+        sig = state["sig"]
+        win = sig["hr"]
+        n = len(win["v"])
+        hr = win["s"] / n if n >= 2 else None
+        lag_t, lag_dir = sig["lag"]
+        lagging = lag_t is not None and t - lag_t < cfg.lag_s
+        for direction, bound in (("high", self._hr_high), ("low", self._hr_low)):
+            if bound is None:
+                continue
+            # HR still catching up with the effort: a step up leaves it low for a
+            # while, a step down leaves it high; neither is worth an alert.
+            if lagging and (lag_dir < 0) == (direction == "high"):
+                self._suspend(state, "heart_rate", direction)
+                continue
+            excess = None if hr is None else (hr - bound if direction == "high" else bound - hr)
+            onset = self._machine(
+                state, "heart_rate", direction, t, dt, excess,
+                cfg.hysteresis, cfg.dwell_s, cfg.cooldown_s,
+            )  # fmt: skip
+            if onset is not None and hr is not None:
+                word = "above" if direction == "high" else "below"
+                self._emit(
+                    state, alerts, rule="heart_rate", direction=direction,
+                    metric="heart_rate", onset=onset, t=t, current=hr, threshold=bound,
+                    message=f"Heart rate {hr:.0f} bpm {word} {bound:.0f} bpm",
+                )  # fmt: skip
+
+    def _pace(self, state: State, t: float, dt: float, alerts: list[Alert]) -> None:
+        cfg = self.config.rules.pace
+        target = cfg.target_s_per_km
+        assert target is not None
+        win = state["sig"]["sw"]
+        n = len(win["v"])
+        speed = win["s"] / n if n >= 3 else None
+        # Stopped (or nearly): pace is undefined, not infinite; the rule waits.
+        pace = 1000.0 / speed if speed is not None and speed >= 0.5 else None
+        for direction, bound in (
+            ("slow", target + cfg.tolerance_s_per_km),
+            ("fast", target - cfg.tolerance_s_per_km),
+        ):
+            excess = (
+                None if pace is None else (pace - bound if direction == "slow" else bound - pace)
+            )
+            onset = self._machine(
+                state, "pace", direction, t, dt, excess,
+                cfg.hysteresis, cfg.dwell_s, cfg.cooldown_s,
+            )  # fmt: skip
+            if onset is not None and pace is not None:
+                word = "slower" if direction == "slow" else "faster"
+                self._emit(
+                    state, alerts, rule="pace", direction=direction, metric="pace",
+                    onset=onset, t=t, current=pace, threshold=bound,
+                    message=f"Pace {_fmt_pace(pace)} {word} than target {_fmt_pace(target)}"
+                    f" ± {cfg.tolerance_s_per_km:.0f} s",
+                )  # fmt: skip
+
+    def _power(self, state: State, t: float, dt: float, alerts: list[Alert]) -> None:
+        cfg = self.config.rules.power
+        win = state["sig"]["pw"]
+        n = len(win["v"])
+        power = win["s"] / n if n >= 3 else None
+        for direction, bound in (("high", self._p_high), ("low", self._p_low)):
+            if bound is None:
+                continue
+            excess = None if power is None else (
+                power - bound if direction == "high" else bound - power
+            )  # fmt: skip
+            onset = self._machine(
+                state, "power", direction, t, dt, excess,
+                cfg.hysteresis, cfg.dwell_s, cfg.cooldown_s,
+            )  # fmt: skip
+            if onset is not None and power is not None:
+                word = "above" if direction == "high" else "below"
+                self._emit(
+                    state, alerts, rule="power", direction=direction, metric="power",
+                    onset=onset, t=t, current=power, threshold=bound,
+                    message=f"Power {power:.0f} W ({cfg.window_s:.0f} s) {word} {bound:.0f} W",
+                )  # fmt: skip
+
+    def _ef_drop(self, state: State, t: float, dt: float, alerts: list[Alert]) -> None:
+        cfg = self.config.rules.ef_drop
+        ratio = state["sig"]["efr"]
+        limit = 1.0 - cfg.drop_fraction
+        excess = None if ratio is None else limit - ratio
+        onset = self._machine(
+            state, "ef_drop", "low", t, dt, excess, cfg.hysteresis, cfg.dwell_s, cfg.cooldown_s
+        )
+        if onset is not None and ratio is not None:
+            self._emit(
+                state, alerts, rule="ef_drop", direction="low", metric="efficiency_factor",
+                onset=onset, t=t, current=ratio, threshold=limit,
+                message=f"Efficiency {100 * (1 - ratio):.1f} % below the early steady baseline",
+            )  # fmt: skip
+
+    def _hr_drift(self, state: State, t: float, dt: float, alerts: list[Alert]) -> None:
+        cfg = self.config.rules.hr_drift
+        slope = state["sig"]["drift"]
+        excess = None if slope is None else slope - cfg.slope_bpm_per_min
+        onset = self._machine(
+            state, "hr_drift", "high", t, dt, excess, cfg.hysteresis, cfg.dwell_s, cfg.cooldown_s
+        )
+        if onset is not None and slope is not None:
+            self._emit(
+                state, alerts, rule="hr_drift", direction="high", metric="hr_drift",
+                onset=onset, t=t, current=slope, threshold=cfg.slope_bpm_per_min,
+                message=f"Heart rate drifting {slope:.2f} bpm/min at steady output",
+            )  # fmt: skip
+
+    def _power_fade(self, state: State, t: float, dt: float, alerts: list[Alert]) -> None:
+        cfg = self.config.rules.power_fade
+        sig = state["sig"]
+        fade = sig["fade"]
+        excess: float | None
+        if fade is None:
+            excess = None
+        elif fade[1] < cfg.floor_fraction:
+            excess = -1.0  # resting, not fading: counts as back inside (re-arms)
+        else:
+            excess = cfg.fade_fraction - fade[0]
+        onset = self._machine(
+            state, "power_fade", "low", t, dt, excess, cfg.hysteresis, cfg.dwell_s, cfg.cooldown_s
+        )
+        if onset is not None and fade is not None:
+            best = sig["best5"]
+            self._emit(
+                state, alerts, rule="power_fade", direction="low", metric="power_5min",
+                onset=onset, t=t, current=fade[0] * best, threshold=cfg.fade_fraction * best,
+                message=f"Power fading: {fade[0] * best:.0f} W, "
+                f"{100 * fade[0]:.0f} % of the session's best 5 min ({best:.0f} W)",
+            )  # fmt: skip
+
+    def _w_prime(self, state: State, t: float, dt: float, alerts: list[Alert]) -> None:
+        cfg = self.config.rules.w_prime
+        balance = state["sig"]["wb"]
+        w_prime = self.athlete.w_prime_j
+        ratio = None if balance is None else balance / w_prime
+        excess = None if ratio is None else cfg.fraction - ratio
+        onset = self._machine(
+            state, "w_prime", "low", t, dt, excess, cfg.hysteresis, cfg.dwell_s, cfg.cooldown_s
+        )
+        if onset is not None and balance is not None:
+            self._emit(
+                state, alerts, rule="w_prime", direction="low", metric="w_prime_balance",
+                onset=onset, t=t, current=balance, threshold=cfg.fraction * w_prime,
+                message=f"W' balance {balance / 1000:.1f} kJ, under "
+                f"{100 * cfg.fraction:.0f} % of W'",
+            )  # fmt: skip

@@ -1,0 +1,387 @@
+"""The signals the alert rules watch, computed incrementally from raw samples.
+
+One call of :func:`update_signals` per sample turns heart rate, power and speed into
+the scalars the rules compare with their thresholds: 5 s heart rate, a short rolling
+power mean, rolling pace, W' balance, and — once per 10 s bucket — the fatigue
+signals (rolling efficiency factor against the early steady baseline, HR drift slope
+at steady output, 5 min and 1 min power against the session's best 5 min). It also
+detects steps in effort, after which heart rate lags output by a minute or two.
+
+Why a module of our own rather than ``agents/session_metrics``: the alert path needs a
+state that is a compact JSON-able dict (it lives in a changelog-backed Faust table)
+and costs tens of microseconds per sample, and it needs signals the session metrics do
+not carry (effort steps, steady-window drift slope, EF against an early baseline). The
+definitions follow ``DOMAIN.md``; ``agents/alert_labels.py`` computes the same
+quantities offline, with full-session knowledge, to label recordings.
+
+Inputs are cleaned on the way in: out-of-range values are dropouts (``None``), and a
+median of the last three samples per channel removes single-sample spikes at the cost
+of one sample of delay on a real step.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+__all__ = [
+    "BUCKET_S",
+    "GAP_S",
+    "STEP_FRACTION",
+    "SignalParams",
+    "new_signal_state",
+    "update_signals",
+]
+
+#: Width of the buckets the long (fatigue) windows are built from.
+BUCKET_S = 10.0
+#: A pause between samples longer than this is a gap: dwell timers restart after it.
+GAP_S = 5.0
+#: A step in effort: the 10 s output mean differs from the 60 s mean by this fraction.
+STEP_FRACTION = 0.25
+#: Windows (s) of the effort-step detector and of the "current 1 min" power.
+_SHORT_S = 10.0
+_LONG_S = 60.0
+_HR_S = 5.0
+#: A long window counts only when this share of its buckets has data.
+_COVERAGE = 0.8
+
+# Plausible ranges; anything outside is a sensor glitch, treated as a dropout.
+_HR_RANGE = (25.0, 250.0)
+_POWER_RANGE = (0.0, 2500.0)
+_SPEED_RANGE = (0.0, 30.0)
+
+State = dict[str, Any]
+
+
+class SignalParams:
+    """The configuration figures the signal computation needs (plain, for speed)."""
+
+    __slots__ = (
+        "baseline_after_s",
+        "comparable_fraction",
+        "drift_window_s",
+        "ef_window_s",
+        "fade_window_s",
+        "ftp_w",
+        "min_best_w",
+        "pace_window_s",
+        "power_window_s",
+        "steady_cv_drift",
+        "steady_cv_ef",
+        "w_prime_j",
+    )
+
+    def __init__(
+        self,
+        *,
+        power_window_s: float,
+        pace_window_s: float,
+        ef_window_s: float,
+        baseline_after_s: float,
+        steady_cv_ef: float,
+        comparable_fraction: float,
+        drift_window_s: float,
+        steady_cv_drift: float,
+        fade_window_s: float,
+        min_best_w: float,
+        ftp_w: float,
+        w_prime_j: float,
+    ) -> None:
+        self.power_window_s = power_window_s
+        self.pace_window_s = pace_window_s
+        self.ef_window_s = ef_window_s
+        self.baseline_after_s = baseline_after_s
+        self.steady_cv_ef = steady_cv_ef
+        self.comparable_fraction = comparable_fraction
+        self.drift_window_s = drift_window_s
+        self.steady_cv_drift = steady_cv_drift
+        self.fade_window_s = fade_window_s
+        self.min_best_w = min_best_w
+        self.ftp_w = ftp_w
+        self.w_prime_j = w_prime_j
+
+
+def _window() -> State:
+    return {"t": [], "v": [], "s": 0.0}
+
+
+def new_signal_state() -> State:
+    """The state of a session that has seen no sample yet."""
+    return {
+        "t0": None,  # first sample time
+        "t": None,  # last sample time
+        "med": [[None, None], [None, None], [None, None]],  # last two raw hr, power, speed
+        "hr": _window(),  # heart rate, 5 s
+        "pw": _window(),  # power, the power rule's window
+        "sw": _window(),  # speed, the pace rule's window
+        "o10": _window(),  # output (power, else speed), 10 s
+        "o60": _window(),  # output, 60 s
+        "has_p": False,  # output is power once any power was seen
+        "wb": None,  # W' balance (J)
+        "lag": [None, 0],  # [until t, direction of the last effort step: +1 up, -1 down]
+        "bk": None,  # open bucket: [index, sum out, n out, sum hr, n hr, sum p, n p]
+        "bks": [],  # closed buckets: [index, mean out, mean hr, mean p]
+        "base": None,  # EF baseline: [ef, mean output]
+        "best5": None,  # best 5 min power so far
+        # Fatigue signals, refreshed when a bucket closes (None: not defined now).
+        "efr": None,  # rolling EF / baseline EF
+        "drift": None,  # HR slope at steady output, bpm/min
+        "fade": None,  # [max(P5, P1), min(P5, P1)] / best 5 min
+    }
+
+
+def _clean(value: float | None, bounds: tuple[float, float]) -> float | None:
+    if value is None or not (bounds[0] <= value <= bounds[1]) or value != value:
+        return None
+    return float(value)
+
+
+def _median3(hist: list[float | None], x: float | None) -> float | None:
+    a, b = hist
+    hist[0] = b
+    hist[1] = x
+    if x is None:
+        return None
+    if a is not None and b is not None:
+        return max(min(a, b), min(max(a, b), x))
+    # One neighbour only: trust the older value for one sample, so that a lone
+    # spike right after a dropout cannot pass.
+    if b is not None:
+        return b
+    return a if a is not None else x
+
+
+def _push(win: State, t: float, value: float, span_s: float) -> None:
+    ts: list[float] = win["t"]
+    vs: list[float] = win["v"]
+    ts.append(t)
+    vs.append(value)
+    total: float = win["s"] + value
+    limit = t - span_s
+    while ts and ts[0] <= limit:
+        ts.pop(0)
+        total -= vs.pop(0)
+    win["s"] = total
+
+
+def _evict(win: State, t: float, span_s: float) -> None:
+    ts: list[float] = win["t"]
+    vs: list[float] = win["v"]
+    limit = t - span_s
+    total: float = win["s"]
+    while ts and ts[0] <= limit:
+        ts.pop(0)
+        total -= vs.pop(0)
+    win["s"] = total if ts else 0.0
+
+
+def _mean(win: State, min_n: int) -> float | None:
+    n = len(win["v"])
+    return win["s"] / n if n >= min_n else None
+
+
+def update_signals(sig: State, p: SignalParams, t: float, hr: float | None,
+                   power: float | None, speed: float | None) -> tuple[float, bool]:  # fmt: skip
+    """Feed one sample; returns (dt since the previous sample, whether it was a gap)."""
+    prev_t = sig["t"]
+    if sig["t0"] is None:
+        sig["t0"] = t
+    dt = 0.0 if prev_t is None else t - prev_t
+    gap = dt > GAP_S
+    sig["t"] = t
+    med = sig["med"]
+    hr = _median3(med[0], _clean(hr, _HR_RANGE))
+    power = _median3(med[1], _clean(power, _POWER_RANGE))
+    speed = _median3(med[2], _clean(speed, _SPEED_RANGE))
+
+    if hr is not None:
+        _push(sig["hr"], t, hr, _HR_S)
+    else:
+        _evict(sig["hr"], t, _HR_S)
+    if power is not None:
+        _push(sig["pw"], t, power, p.power_window_s)
+        if not sig["has_p"]:
+            # Output switches from speed to power: the output windows restart.
+            sig["has_p"] = True
+            sig["o10"] = _window()
+            sig["o60"] = _window()
+    else:
+        _evict(sig["pw"], t, p.power_window_s)
+    if speed is not None:
+        _push(sig["sw"], t, speed, p.pace_window_s)
+    else:
+        _evict(sig["sw"], t, p.pace_window_s)
+
+    out = power if sig["has_p"] else speed
+    if out is not None:
+        _push(sig["o10"], t, out, _SHORT_S)
+        _push(sig["o60"], t, out, _LONG_S)
+    else:
+        _evict(sig["o10"], t, _SHORT_S)
+        _evict(sig["o60"], t, _LONG_S)
+
+    _update_w_prime(sig, p, dt)
+    _detect_step(sig, p, t)
+    _accumulate_bucket(sig, p, t, out, hr, power)
+    return dt, gap
+
+
+def _update_w_prime(sig: State, p: SignalParams, dt: float) -> None:
+    # Differential form (DOMAIN.md), on the 10 s mean power: at 1 s resolution the
+    # noise around CP biases the balance down (depletion is linear, recovery is not).
+    if not sig["has_p"]:
+        return
+    w = sig["wb"]
+    if w is None:
+        sig["wb"] = p.w_prime_j
+        return
+    p10 = _mean(sig["o10"], 3)
+    if p10 is None or dt <= 0:
+        return  # a power dropout freezes the balance rather than inventing recovery
+    dt = min(dt, GAP_S)
+    cp = p.ftp_w
+    if p10 >= cp:
+        w -= (p10 - cp) * dt
+    else:
+        w += (cp - p10) * (p.w_prime_j - w) / p.w_prime_j * dt
+    sig["wb"] = min(p.w_prime_j, w)
+
+
+def _detect_step(sig: State, p: SignalParams, t: float) -> None:
+    short = _mean(sig["o10"], 3)
+    long = _mean(sig["o60"], 10)
+    if short is None or long is None:
+        return
+    floor = 0.3 * p.ftp_w if sig["has_p"] else 1.0
+    if abs(short - long) > STEP_FRACTION * max(long, floor):
+        sig["lag"] = [t, 1 if short > long else -1]
+
+
+def _accumulate_bucket(sig: State, p: SignalParams, t: float, out: float | None,
+                       hr: float | None, power: float | None) -> None:  # fmt: skip
+    index = int((t - sig["t0"]) // BUCKET_S)
+    bk = sig["bk"]
+    if bk is not None and bk[0] != index:
+        _close_bucket(sig, p, bk)
+        bk = None
+    if bk is None:
+        bk = sig["bk"] = [index, 0.0, 0, 0.0, 0, 0.0, 0]
+    if out is not None:
+        bk[1] += out
+        bk[2] += 1
+    if hr is not None:
+        bk[3] += hr
+        bk[4] += 1
+    if power is not None:
+        bk[5] += power
+        bk[6] += 1
+
+
+def _close_bucket(sig: State, p: SignalParams, bk: list[Any]) -> None:
+    bks: list[list[Any]] = sig["bks"]
+    bks.append(
+        [
+            bk[0],
+            bk[1] / bk[2] if bk[2] else None,
+            bk[3] / bk[4] if bk[4] else None,
+            bk[5] / bk[6] if bk[6] else None,
+        ]
+    )
+    index = bk[0]
+    keep = int(max(p.ef_window_s, p.drift_window_s, p.fade_window_s) // BUCKET_S)
+    while bks and bks[0][0] <= index - keep:
+        bks.pop(0)
+    end_t = (index + 1) * BUCKET_S  # session time at the end of this bucket
+    sig["efr"] = _ef_ratio(sig, p, bks, index, end_t)
+    sig["drift"] = _drift(sig, p, bks, index)
+    sig["fade"] = _fade(sig, p, bks, index)
+
+
+def _recent(bks: list[list[Any]], index: int, span_s: float) -> list[list[Any]]:
+    first = index - int(span_s // BUCKET_S) + 1
+    # Closed buckets are in index order; walk back from the end.
+    out: list[list[Any]] = []
+    for bucket in reversed(bks):
+        if bucket[0] < first:
+            break
+        out.append(bucket)
+    out.reverse()
+    return out
+
+
+def _steady_output(pairs: list[tuple[float, float]], n_needed: int,
+                   max_cv: float) -> float | None:  # fmt: skip
+    """Mean output of the window when it is covered and steady, else None."""
+    if len(pairs) < _COVERAGE * n_needed:
+        return None
+    outs = [o for o, _ in pairs]
+    mean = sum(outs) / len(outs)
+    if mean <= 0:
+        return None
+    var = sum((o - mean) ** 2 for o in outs) / len(outs)
+    return mean if math.sqrt(var) / mean < max_cv else None
+
+
+def _output_floor(sig: State, p: SignalParams) -> float:
+    # Below this the athlete is coasting or walking: no efficiency to speak of.
+    return 0.4 * p.ftp_w if sig["has_p"] else 1.5
+
+
+def _ef_ratio(sig: State, p: SignalParams, bks: list[list[Any]], index: int,
+              end_t: float) -> float | None:  # fmt: skip
+    n_needed = int(p.ef_window_s // BUCKET_S)
+    pairs = [(b[1], b[2]) for b in _recent(bks, index, p.ef_window_s)
+             if b[1] is not None and b[2] is not None]  # fmt: skip
+    mean_out = _steady_output(pairs, n_needed, p.steady_cv_ef)
+    if mean_out is None or mean_out < _output_floor(sig, p):
+        return None
+    mean_hr = sum(h for _, h in pairs) / len(pairs)
+    ef = mean_out / mean_hr
+    base = sig["base"]
+    if base is None:
+        if end_t - p.ef_window_s >= p.baseline_after_s:
+            sig["base"] = [ef, mean_out]
+        return None
+    if abs(mean_out - base[1]) > p.comparable_fraction * base[1]:
+        return None
+    ratio: float = ef / base[0]
+    return ratio
+
+
+def _drift(sig: State, p: SignalParams, bks: list[list[Any]], index: int) -> float | None:
+    n_needed = int(p.drift_window_s // BUCKET_S)
+    rows = [(b[0], b[1], b[2]) for b in _recent(bks, index, p.drift_window_s)
+            if b[1] is not None and b[2] is not None]  # fmt: skip
+    mean_out = _steady_output([(r[1], r[2]) for r in rows], n_needed, p.steady_cv_drift)
+    if mean_out is None or mean_out < _output_floor(sig, p):
+        return None
+    n = len(rows)
+    xs = [r[0] * BUCKET_S / 60.0 for r in rows]  # minutes
+    ys: list[float] = [r[2] for r in rows]
+    mx = sum(xs) / n
+    my = sum(ys) / n
+    sxx = sum((x - mx) ** 2 for x in xs)
+    if sxx <= 0:
+        return None
+    slope: float = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx
+    return slope
+
+
+def _fade(sig: State, p: SignalParams, bks: list[list[Any]], index: int) -> list[float] | None:
+    n_needed = int(p.fade_window_s // BUCKET_S)
+    recent = _recent(bks, index, p.fade_window_s)
+    powers = [b[3] for b in recent if b[3] is not None]
+    if len(powers) < _COVERAGE * n_needed:
+        return None
+    p5 = sum(powers) / len(powers)
+    best = sig["best5"]
+    if best is None or p5 > best:
+        sig["best5"] = best = p5
+    if best < p.min_best_w:
+        return None
+    last = [b[3] for b in recent[-int(_LONG_S // BUCKET_S) :] if b[3] is not None]
+    if not last:
+        return None
+    p1 = sum(last) / len(last)
+    return [max(p5, p1) / best, min(p5, p1) / best]
