@@ -1,0 +1,222 @@
+"""What the live agent does with one record of the ``samples`` topic, without Faust.
+
+:func:`process` takes the stored state of a session (a JSON-able dict, the value of
+the agent's changelog-backed table) and one record (a batch of samples or a control
+event) and returns the new state plus the events to publish on ``live``. The Faust
+agent in :mod:`agents.app` is a thin loop around it, so the logic is tested directly
+and the same code serves live sessions, replays and ``livecoach analyze``.
+
+Events carry ``session_id`` and ``user_id`` (the athlete), from which the edge derives
+the channels ``live:session:{id}`` and ``live:user:{id}``, and ``ingest_ms``, from which
+it measures sample-to-socket latency.
+
+``metrics_update`` is coalesced to at most one per session per second of sample time
+(the first accepted sample at least a second after the last one published); alerts
+and session events are never coalesced.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import MutableMapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from agents.alert_config import AlertConfig, AthleteThresholds
+from agents.alert_rules import AlertEngine, AlertSample
+from agents.lifecycle import LifecycleError
+from agents.session_metrics import SessionMetrics
+from pipeline.models import AthleteProfile, Sample
+
+log = logging.getLogger(__name__)
+
+#: Least sample time between two metrics_update events of one session.
+METRICS_INTERVAL_S = 1.0
+
+State = dict[str, Any]
+Event = dict[str, Any]
+
+
+@dataclass
+class Outcome:
+    state: State
+    events: list[Event] = field(default_factory=list)
+
+
+def _profile_from(payload: dict[str, Any]) -> AthleteProfile:
+    data = payload.get("profile")
+    if not isinstance(data, dict):
+        return AthleteProfile()
+    known = {k: v for k, v in data.items() if k in AthleteProfile.model_fields and v is not None}
+    try:
+        return AthleteProfile.model_validate(known)
+    except ValidationError as exc:
+        log.warning("ignoring an invalid athlete profile: %s", exc.errors()[0]["msg"])
+        return AthleteProfile()
+
+
+def _alert_config_from(payload: dict[str, Any], profile: AthleteProfile) -> AlertConfig:
+    data = payload.get("alerts")
+    if isinstance(data, dict):
+        try:
+            return AlertConfig.from_jsonb(data)
+        except ValidationError as exc:
+            log.warning("ignoring invalid alert settings: %s", exc.errors()[0]["msg"])
+    return AlertConfig.defaults_for(_thresholds(profile))
+
+
+def _thresholds(profile: AthleteProfile) -> AthleteThresholds:
+    return AthleteThresholds(
+        hr_max_bpm=profile.hr_max,
+        hr_rest_bpm=profile.hr_rest,
+        lthr_bpm=profile.lthr,
+        ftp_w=profile.ftp_w,
+        w_prime_j=profile.w_prime_j,
+        threshold_pace_s_per_km=profile.threshold_pace_s_per_km,
+    )
+
+
+class Processor:
+    """Turns records into state and events. Caches alert engines per configuration."""
+
+    def __init__(self, block_store: MutableMapping[str, list[float]] | None = None) -> None:
+        # Decoupling blocks outlive one record: a table in the agent, a dict otherwise.
+        self.block_store: MutableMapping[str, list[float]] = (
+            block_store if block_store is not None else {}
+        )
+        self._engines: dict[str, AlertEngine] = {}
+
+    def _engine(self, config_json: dict[str, Any], profile: AthleteProfile) -> AlertEngine:
+        cache_key = repr((sorted(config_json.items()), profile))
+        engine = self._engines.get(cache_key)
+        if engine is None:
+            if len(self._engines) > 1024:
+                self._engines.clear()
+            engine = AlertEngine(AlertConfig.from_jsonb(config_json), _thresholds(profile))
+            self._engines[cache_key] = engine
+        return engine
+
+    def new_state(self, session_id: int, user_id: int, payload: dict[str, Any]) -> State:
+        profile = _profile_from(payload)
+        lap_mode = payload.get("lap_mode", "distance")
+        if lap_mode not in ("distance", "time"):
+            lap_mode = "distance"
+        metrics = SessionMetrics(session_id, profile, lap_mode, self.block_store)
+        return {
+            "user_id": user_id,
+            "metrics": metrics.to_dict(),
+            "alerts": AlertEngine.new_state(session_id),
+            "alert_config": _alert_config_from(payload, profile).to_jsonb(),
+            "emitted_t": None,
+        }
+
+    def process(self, state: State | None, record: dict[str, Any]) -> Outcome:
+        session_id = int(record["session_id"])
+        user_id = int(record["user_id"])
+        ingest_ms = int(record.get("ingest_ms", 0))
+        if state is None:
+            payload = record.get("payload", {}) if record.get("kind") == "control" else {}
+            state = self.new_state(session_id, user_id, payload)
+        metrics = SessionMetrics.from_dict(state["metrics"], self.block_store)
+        out = Outcome(state)
+        base = {"session_id": session_id, "user_id": user_id, "ingest_ms": ingest_ms}
+        control: Event | None = None
+        if record.get("kind") == "control":
+            control = self._control(metrics, state, record, base)
+        else:
+            self._samples(metrics, state, record.get("samples", []), base, out)
+        # A lap closed by a stop comes before the stop itself.
+        for lap in metrics.drain_laps():
+            out.events.append({**base, "type": "session_event", "event": "lap", "lap": lap})
+        if control is not None:
+            out.events.append(control)
+        state["metrics"] = metrics.to_dict()
+        return out
+
+    def _samples(
+        self,
+        metrics: SessionMetrics,
+        state: State,
+        samples: list[dict[str, Any]],
+        base: Event,
+        out: Outcome,
+    ) -> None:
+        profile = metrics.profile
+        engine = self._engine(state["alert_config"], profile)
+        alert_state = state["alerts"]
+        emitted_t = state["emitted_t"]
+        pending = False
+        for raw in samples:
+            # Validated by the edge before it reached the stream: no second validation.
+            sample = Sample.model_construct(**raw)
+            if metrics.add_sample(sample) != "accepted":
+                continue
+            alert_state, alerts = engine.update(
+                alert_state,
+                AlertSample(sample.t, sample.heart_rate, sample.power_w, sample.speed_m_s),
+            )
+            for alert in alerts:
+                out.events.append(
+                    {**base, "type": "alert", "timestamp": sample.t, "alert": alert.to_event()}
+                )
+            if emitted_t is None or sample.t - emitted_t >= METRICS_INTERVAL_S:
+                out.events.append(self._metrics_event(metrics, base, sample.t))
+                emitted_t = sample.t
+                pending = False
+            else:
+                pending = True
+        if pending:
+            log.debug("session %s: metrics coalesced", base["session_id"])
+        state["alerts"] = alert_state
+        state["emitted_t"] = emitted_t
+
+    @staticmethod
+    def _metrics_event(metrics: SessionMetrics, base: Event, t: float) -> Event:
+        return {**base, "type": "metrics_update", "timestamp": t, "metrics": metrics.snapshot()}
+
+    def _control(
+        self,
+        metrics: SessionMetrics,
+        state: State,
+        record: dict[str, Any],
+        base: Event,
+        out: Outcome,
+    ) -> None:
+        action = record["action"]
+        t = int(record.get("at_ms", record.get("ingest_ms", 0))) / 1000.0
+        payload = record.get("payload") or {}
+        event: Event = {**base, "type": "session_event", "event": action, "timestamp": t}
+        try:
+            if action == "start":
+                if metrics.state == "created":
+                    metrics.start(t)
+            elif action == "pause":
+                metrics.pause(t)
+            elif action == "resume":
+                metrics.resume(t)
+            elif action == "stop":
+                metrics.stop(t)
+                event["summary"] = metrics.summary()
+                event["started_at"] = metrics.started_t
+            elif action == "lap":
+                metrics.manual_lap(t)
+            elif action == "profile":
+                self._apply_profile(metrics, state, payload)
+                event["event"] = "profile_updated"
+        except LifecycleError as exc:
+            # A replayed or racing control event: report it, keep the state as it is.
+            event = {**base, "type": "session_event", "event": "rejected", "action": action,
+                     "reason": str(exc), "timestamp": t}  # fmt: skip
+        event["state"] = metrics.state
+        return event
+
+    def _apply_profile(
+        self, metrics: SessionMetrics, state: State, payload: dict[str, Any]
+    ) -> None:
+        if isinstance(payload.get("profile"), dict):
+            metrics.profile = _profile_from(payload)
+            metrics.zones = type(metrics.zones).from_profile(metrics.profile)
+        if isinstance(payload.get("alerts"), dict):
+            state["alert_config"] = _alert_config_from(payload, metrics.profile).to_jsonb()

@@ -1,0 +1,101 @@
+"""The live agent's per-record logic, without Faust (pure unit tests)."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import pytest
+
+from agents.processing import Processor
+from agents.summary import summarise
+from pipeline.recordings import read_recording
+
+RECORDINGS = Path(__file__).resolve().parents[2] / "shared" / "data" / "recordings"
+INDOOR = RECORDINGS / "indoor_2x10_intervals_power_hr__sample-activity-indoor-trainer.fit"
+
+
+def _control(action: str, at_s: float, **payload: object) -> dict[str, object]:
+    return {
+        "kind": "control",
+        "session_id": 7,
+        "user_id": 3,
+        "ingest_ms": 1,
+        "action": action,
+        "at_ms": int(at_s * 1000),
+        "payload": payload,
+    }
+
+
+def _batch(samples: list[dict[str, object]]) -> dict[str, object]:
+    return {"kind": "samples", "session_id": 7, "user_id": 3, "ingest_ms": 2, "samples": samples}
+
+
+@pytest.fixture(scope="module")
+def indoor() -> list[dict[str, object]]:
+    if not INDOOR.exists():
+        pytest.skip(f"recording not found: {INDOOR}")
+    return [
+        s.model_copy(update={"session_id": 7}).model_dump()
+        for s in read_recording(INDOOR, session_id=7).samples
+    ]
+
+
+def test_a_replayed_recording_matches_the_pure_summary(indoor: list[dict[str, object]]) -> None:
+    processor = Processor()
+    t0 = float(indoor[0]["t"])  # type: ignore[arg-type]
+    out = processor.process(None, _control("start", t0, profile={"ftp_w": 250}))
+    state = out.state
+    events = list(out.events)
+    for i in range(0, len(indoor), 100):
+        out = processor.process(state, _batch(indoor[i : i + 100]))
+        state = out.state
+        events += out.events
+    t_end = float(indoor[-1]["t"]) + 1  # type: ignore[arg-type]
+    out = processor.process(state, _control("stop", t_end))
+    events += out.events
+
+    updates = [e for e in events if e["type"] == "metrics_update"]
+    times = [e["timestamp"] for e in updates]
+    assert all(b - a >= 1.0 for a, b in itertools.pairwise(times))
+    assert len(updates) > 0.9 * (times[-1] - times[0])
+    for e in updates:
+        assert e["session_id"] == 7 and e["user_id"] == 3
+        assert {"heart_rate", "pace", "distance", "cadence", "power"} <= e["metrics"].keys()
+
+    stop = events[-1]
+    assert stop["type"] == "session_event" and stop["event"] == "stop"
+    reference = summarise(read_recording(INDOOR, session_id=7).samples)
+    for key in ("samples", "mean_hr", "max_hr", "mean_power", "np", "decoupling_pct"):
+        assert stop["summary"][key] == pytest.approx(reference[key]), key
+
+
+def test_replaying_a_batch_changes_nothing(indoor: list[dict[str, object]]) -> None:
+    processor = Processor()
+    state = processor.process(None, _batch(indoor[:50])).state
+    before = state["metrics"]["totals"]
+    again = processor.process(state, _batch(indoor[:50]))
+    assert again.state["metrics"]["totals"] == before
+    assert not [e for e in again.events if e["type"] == "metrics_update"]
+
+
+def test_an_impossible_lifecycle_action_is_rejected_not_fatal() -> None:
+    processor = Processor()
+    state = processor.process(None, _control("start", 1_767_261_600)).state
+    out = processor.process(state, _control("resume", 1_767_261_601))
+    assert out.events[-1]["event"] == "rejected"
+    assert "cannot resume a running session" in out.events[-1]["reason"]
+    assert out.state["metrics"]["state"] == "running"
+
+
+def test_a_profile_change_reaches_the_alert_rules() -> None:
+    processor = Processor()
+    state = processor.process(None, _control("start", 1_767_261_600)).state
+    alerts = {"rules": {"heart_rate": {"enabled": True, "high_bpm": 150, "dwell_s": 5}}}
+    out = processor.process(state, _control("profile", 1_767_261_601, alerts=alerts))
+    assert out.state["alert_config"]["rules"]["heart_rate"]["high_bpm"] == 150
+    samples = [{"session_id": 7, "t": 1_767_261_602 + i, "heart_rate": 170.0} for i in range(90)]
+    fired = [
+        e for e in processor.process(out.state, _batch(samples)).events if e["type"] == "alert"
+    ]
+    assert len(fired) == 1 and fired[0]["alert"]["rule"] == "heart_rate"
