@@ -182,8 +182,7 @@ class Processor:
         state: State,
         record: dict[str, Any],
         base: Event,
-        out: Outcome,
-    ) -> None:
+    ) -> Event:
         action = record["action"]
         t = int(record.get("at_ms", record.get("ingest_ms", 0))) / 1000.0
         payload = record.get("payload") or {}
