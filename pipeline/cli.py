@@ -87,6 +87,12 @@ def _cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _cmd_web(args: argparse.Namespace, settings: Settings) -> int:
+    from web.server import run_edge
+
+    return run_edge(settings, host=args.host, port=args.port)
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -118,6 +124,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("up", help="run livecoach on one machine (embedded servers if unset)")
     p.set_defaults(handler=_cmd_up)
+
+    p = sub.add_parser("web", help="run one web edge (REST + WebSocket) in the foreground")
+    p.add_argument("--host", default=None, help="listen address (default LIVECOACH_WEB_HOST)")
+    p.add_argument("--port", type=int, default=None, help="listen port (default LIVECOACH_WEB_PORT)")
+    p.set_defaults(handler=_cmd_web)
 
     p = sub.add_parser("check", help="validate the configuration and reach the servers")
     p.set_defaults(handler=_cmd_check)

@@ -1,0 +1,137 @@
+"""Fixtures of the edge tests: a real edge on a loopback port over real Redis and
+PostgreSQL, users and coach links in the database, and tokens."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import psycopg
+import pytest
+from aiohttp.test_utils import TestServer
+
+from pipeline.settings import Settings, load_settings
+from web.app import EDGE, Edge, EdgeConfig, create_app
+from web.auth import Role, mint_token
+
+SECRET = "test-secret-of-at-least-32-bytes-for-hs256!"
+
+ATHLETE = 1
+COACH = 2
+OTHER_COACH = 3
+OTHER_ATHLETE = 4
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return load_settings(
+        jwt_secret=SECRET, data_dir=tmp_path, live_partitions=4, samples_partitions=4
+    )
+
+
+@pytest.fixture
+def users(database_url: str) -> None:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        for uid, role in (
+            (ATHLETE, "athlete"),
+            (COACH, "coach"),
+            (OTHER_COACH, "coach"),
+            (OTHER_ATHLETE, "athlete"),
+        ):
+            conn.execute(
+                "INSERT INTO users (id, email, name, role) VALUES (%s, %s, %s, %s)",
+                (uid, f"u{uid}@example.com", f"user {uid}", role),
+            )
+        conn.execute("SELECT setval('users_id_seq', 100)")
+        conn.execute(
+            "INSERT INTO coach_athletes (coach_id, athlete_id) VALUES (%s, %s)", (COACH, ATHLETE)
+        )
+
+
+@dataclass
+class Running:
+    server: TestServer
+    session: aiohttp.ClientSession
+    settings: Settings
+
+    @property
+    def edge(self) -> Edge:
+        return self.server.app[EDGE]
+
+    def url(self, path: str) -> str:
+        return str(self.server.make_url(path))
+
+    def token(self, user_id: int, role: Role, ttl_s: int = 3600) -> str:
+        return mint_token(self.settings, user_id=user_id, role=role, ttl_s=ttl_s)
+
+    def headers(self, user_id: int = ATHLETE, role: Role = "athlete") -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token(user_id, role)}"}
+
+    async def ws(
+        self, user_id: int = ATHLETE, role: Role = "athlete", **kwargs: Any
+    ) -> aiohttp.ClientWebSocketResponse:
+        ws = await self.session.ws_connect(
+            self.url("/api/v1/live/ws"), headers=self.headers(user_id, role), **kwargs
+        )
+        welcome = await ws.receive_json(timeout=5)
+        assert welcome["type"] == "welcome", welcome
+        return ws
+
+    async def start_session(self, user_id: int = ATHLETE) -> int:
+        async with self.session.post(
+            self.url("/api/v1/live/sessions/start"), headers=self.headers(user_id), json={}
+        ) as resp:
+            assert resp.status == 201, await resp.text()
+            return int((await resp.json())["id"])
+
+
+EdgeFactory = Callable[..., Any]
+
+
+@pytest.fixture
+async def edge_factory(
+    settings: Settings, redis_url: str, database_url: str, users: None
+) -> AsyncIterator[Callable[..., Any]]:
+    started: list[Running] = []
+
+    async def make(config: EdgeConfig | None = None) -> Running:
+        app = create_app(
+            settings, redis_url=redis_url, database_url=database_url, config=config or EdgeConfig()
+        )
+        server = TestServer(app, host="127.0.0.1")
+        await server.start_server()
+        session = aiohttp.ClientSession()
+        running = Running(server, session, settings)
+        started.append(running)
+        return running
+
+    yield make
+    for running in reversed(started):
+        await running.session.close()
+        await running.server.close()
+
+
+@pytest.fixture
+async def edge(edge_factory: Callable[..., Any]) -> Running:
+    return await edge_factory()  # type: ignore[no-any-return]
+
+
+async def _next_of(
+    ws: aiohttp.ClientWebSocketResponse, kind: str, wait_s: float = 5.0
+) -> dict[str, Any]:
+    """The next frame of type ``kind`` (skipping others such as presence)."""
+    while True:
+        msg = await ws.receive(timeout=wait_s)
+        assert msg.type == aiohttp.WSMsgType.TEXT, (msg.type, msg.data, msg.extra)
+        frame = json.loads(msg.data)
+        if frame["type"] == kind:
+            return frame  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def next_of() -> Callable[..., Any]:
+    return _next_of

@@ -1,0 +1,263 @@
+"""What the edge does on a client's behalf, shared by the REST and WebSocket surfaces:
+accept samples, change a session's lifecycle, post and read chat, acknowledge alerts.
+
+Samples and lifecycle changes go to ``samples`` (keyed by session, so the agents see
+them in order); chat, read receipts and acknowledgements are persisted first and then
+appended to ``live`` directly, so every dashboard gets them with an offset it can
+resume from.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from pipeline.models import Sample
+from pipeline.records import ControlAction, ControlRecord, SampleBatchRecord, session_key
+from web.access import Access, Forbidden
+from web.auth import Principal
+from web.observability import EdgeMetrics
+from web.producer import BatchingProducer
+from web.store import Store
+
+
+class Conflict(Exception):
+    """The session is not in a state that allows this (409)."""
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _dumps(data: dict[str, Any]) -> bytes:
+    return json.dumps(data, separators=(",", ":")).encode()
+
+
+@dataclass(frozen=True)
+class Accepted:
+    session_id: int
+    accepted: int
+    partition: int
+    offset: int
+    ingest_ms: int
+
+
+def parse_samples(session_id: int, raw: Sequence[Any]) -> list[Sample]:
+    """Validate raw samples of one session; the path's session id fills in a missing one.
+
+    Raises ValidationError whose locations start at the sample's index.
+    """
+    out: list[Sample] = []
+    errors: list[Any] = []
+    for i, item in enumerate(raw):
+        if isinstance(item, dict):
+            item = {"session_id": session_id, **item}
+        try:
+            sample = Sample.model_validate(item)
+        except ValidationError as exc:
+            for err in exc.errors():
+                errors.append({**err, "loc": (i, *err["loc"])})
+            continue
+        if sample.session_id != session_id:
+            errors.append(
+                {
+                    "type": "value_error",
+                    "loc": (i, "session_id"),
+                    "input": sample.session_id,
+                    "ctx": {"error": ValueError(f"expected session {session_id}")},
+                }
+            )
+            continue
+        out.append(sample)
+    if errors:
+        raise ValidationError.from_exception_data("samples", errors)
+    return out
+
+
+class Actions:
+    def __init__(
+        self,
+        store: Store,
+        access: Access,
+        samples: BatchingProducer,
+        live: BatchingProducer,
+        metrics: EdgeMetrics,
+    ) -> None:
+        self.store = store
+        self.access = access
+        self.samples = samples
+        self.live = live
+        self.metrics = metrics
+
+    async def accept_samples(
+        self, principal: Principal, session_id: int, samples: list[Sample]
+    ) -> Accepted:
+        user_id, status = await self.access.require_session_owner(principal, session_id)
+        if status == "completed":
+            raise Conflict(f"session {session_id} is completed; start a new one")
+        ingest = now_ms()
+        record = SampleBatchRecord(
+            session_id=session_id,
+            user_id=user_id,
+            ingest_ms=ingest,
+            samples=[s.model_dump(mode="json", exclude_none=True) for s in samples],
+        )
+        partition, offset = await self.samples.send(
+            session_key(session_id), record.model_dump_json().encode(), ingest
+        )
+        self.metrics.samples_accepted.inc(len(samples))
+        return Accepted(session_id, len(samples), partition, offset, ingest)
+
+    async def control(
+        self,
+        session_id: int,
+        user_id: int,
+        action: ControlAction,
+        *,
+        at_ms: int | None = None,
+        payload: dict[str, Any] | None = None,
+    ) -> tuple[int, int]:
+        ingest = now_ms()
+        record = ControlRecord(
+            session_id=session_id,
+            user_id=user_id,
+            ingest_ms=ingest,
+            action=action,
+            at_ms=at_ms if at_ms is not None else ingest,
+            payload=payload or {},
+        )
+        return await self.samples.send(
+            session_key(session_id), record.model_dump_json().encode(), ingest
+        )
+
+    async def start_session(
+        self,
+        principal: Principal,
+        *,
+        athlete_id: int | None,
+        coach_id: int | None,
+        training_session_id: int | None,
+        metadata: dict[str, Any],
+    ) -> dict[str, Any]:
+        athlete = athlete_id if athlete_id is not None else principal.user_id
+        if principal.is_coach and athlete_id is None:
+            raise Forbidden("a coach starts a session for a linked athlete: give athlete_id")
+        await self.access.require_athlete(principal, athlete)
+        if principal.is_coach and coach_id is None:
+            coach_id = principal.user_id
+        if coach_id is not None and not await self.store.is_linked(coach_id, athlete):
+            raise Forbidden(f"coach {coach_id} is not linked to athlete {athlete}")
+        row = await self.store.create_session(
+            user_id=athlete,
+            coach_id=coach_id,
+            training_session_id=training_session_id,
+            metadata=metadata,
+        )
+        self.access.remember_session(row)
+        await self.control(row["id"], athlete, "start", payload={"metadata": metadata})
+        return row
+
+    async def lifecycle(
+        self, principal: Principal, session_id: int, action: str, at_ms: int | None
+    ) -> dict[str, Any]:
+        await self.access.require_session(principal, session_id)
+        row, changed = await self.store.transition(session_id, action)
+        assert row is not None
+        self.access.remember_session(row)
+        if not changed:
+            raise Conflict(f"cannot {action} session {session_id}: it is {row['status']}")
+        action_name: ControlAction = action  # type: ignore[assignment]
+        await self.control(
+            session_id, row["user_id"], action_name, at_ms=at_ms, payload={"by": principal.user_id}
+        )
+        return row
+
+    async def control_profile(self, athlete_id: int, profile: dict[str, Any]) -> None:
+        """Tell the agents of each open session of the athlete about the new profile."""
+        for row in await self.store.open_sessions(athlete_id):
+            await self.control(row["id"], athlete_id, "profile", payload={"profile": profile})
+
+    async def publish_live(self, session_id: int, event: dict[str, Any]) -> tuple[int, int]:
+        ts = now_ms()
+        event = {"timestamp": ts / 1000.0, **event}
+        return await self.live.send(session_key(session_id), _dumps(event), ts)
+
+    async def post_message(
+        self,
+        principal: Principal,
+        session_id: int,
+        text: str,
+        client_message_id: str | None,
+    ) -> tuple[dict[str, Any], bool]:
+        athlete_id, _ = await self.access.require_session(principal, session_id)
+        row, created = await self.store.insert_message(
+            session_id=session_id,
+            sender_id=principal.user_id,
+            text=text,
+            message_type="text",
+            client_message_id=client_message_id,
+        )
+        if created:
+            await self.publish_live(
+                session_id,
+                {
+                    "type": "message",
+                    "session_id": session_id,
+                    "user_id": athlete_id,
+                    "message": {
+                        "id": row["id"],
+                        "from": principal.user_id,
+                        "role": principal.role,
+                        "text": text,
+                        "client_message_id": client_message_id,
+                        "created_at": row["created_at"],
+                    },
+                },
+            )
+        return row, created
+
+    async def mark_read(self, principal: Principal, session_id: int, up_to_id: int) -> list[int]:
+        athlete_id, _ = await self.access.require_session(principal, session_id)
+        ids = await self.store.mark_read(session_id, principal.user_id, up_to_id)
+        if ids:
+            await self.publish_live(
+                session_id,
+                {
+                    "type": "read_receipt",
+                    "session_id": session_id,
+                    "user_id": athlete_id,
+                    "reader_id": principal.user_id,
+                    "message_ids": ids,
+                    "up_to_id": up_to_id,
+                },
+            )
+        return ids
+
+    async def ack_alert(self, principal: Principal, alert_id: str) -> dict[str, Any]:
+        from web.access import NotFound
+
+        alert = await self.store.get_alert(alert_id)
+        if alert is None:
+            raise NotFound(f"no alert {alert_id!r}")
+        await self.access.require_athlete(principal, alert["user_id"])
+        first = alert["acknowledged_at"] is None
+        row = await self.store.ack_alert(alert_id, principal.user_id)
+        assert row is not None
+        if first:
+            await self.publish_live(
+                row["live_session_id"],
+                {
+                    "type": "session_event",
+                    "event": "alert_acknowledged",
+                    "session_id": row["live_session_id"],
+                    "user_id": row["user_id"],
+                    "alert_id": alert_id,
+                    "acknowledged_by": principal.user_id,
+                },
+            )
+        return row

@@ -1,0 +1,273 @@
+"""The aiohttp application factory of the edge.
+
+:func:`create_app` builds an app whose resources are owned by ``cleanup_ctx``
+contexts, in order: Redis client and PostgreSQL pool, the two batching producers
+(``samples`` and ``live``), then the background tasks (the ``live`` tailer, the
+presence listener, the lag gauge). On shutdown they close in reverse: sockets first
+(aiohttp closes them), tasks cancelled, producers flushed, pools closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis.asyncio as aioredis
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from psycopg_pool import AsyncConnectionPool
+
+from pipeline.constants import LIVE_TOPIC, SAMPLES_TOPIC
+from pipeline.settings import Settings
+from pipeline.streams import declare_topic
+from web.access import Access
+from web.actions import Actions
+from web.auth import TokenVerifier
+from web.connection import Connection
+from web.fanout import Hub, LiveTailer
+from web.observability import EdgeMetrics
+from web.presence import Presence
+from web.problems import make_problem_middleware
+from web.producer import BatchingProducer
+from web.store import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EdgeConfig:
+    """Limits and timings of one edge (defaults suit production; tests shrink them)."""
+
+    #: Largest REST body (bytes): a batch of 3,600 samples fits with room to spare.
+    max_body_bytes: int = 2 * 1024 * 1024
+    #: Largest WebSocket message (bytes); larger closes with 1009.
+    max_frame_bytes: int = 256 * 1024
+    #: Seconds a socket without an Authorization header has to send its auth frame.
+    auth_timeout_s: float = 5.0
+    #: Server ping interval; the client must send something (a pong will do) within
+    #: ``idle_timeout_s`` or is closed with 4408.
+    heartbeat_s: float = 15.0
+    idle_timeout_s: float = 45.0
+    #: Frames a socket may queue before it is closed as too slow (4410).
+    max_send_queue: int = 2000
+    #: Client frames per second per connection (sustained, burst) before 4429.
+    frame_rate: float = 50.0
+    frame_burst: float = 100.0
+    #: Client frames per second per user over all their sockets on this edge.
+    user_frame_rate: float = 200.0
+    user_frame_burst: float = 400.0
+    #: Sockets one user may hold on one edge before 4429.
+    max_connections_per_user: int = 20
+    #: Channels one socket may subscribe to.
+    max_subscriptions: int = 200
+    #: Events replayed per partition on resume before giving up (recovered false).
+    max_replay: int = 50_000
+    linger_ms: float = 2.0
+    presence_ttl_s: float = 30.0
+    tailer_block_ms: int = 1000
+
+
+@dataclass
+class Edge:
+    """Everything a handler needs, built by the cleanup contexts."""
+
+    settings: Settings
+    config: EdgeConfig
+    metrics: EdgeMetrics
+    verifier: TokenVerifier
+    hub: Hub = field(default_factory=Hub)
+    redis: aioredis.Redis | None = None
+    pool: AsyncConnectionPool | None = None
+    store: Store | None = None
+    access: Access | None = None
+    actions: Actions | None = None
+    tailer: LiveTailer | None = None
+    presence: Presence | None = None
+    connections: set[Connection] = field(default_factory=set)
+    per_user: dict[int, int] = field(default_factory=dict)
+    user_buckets: dict[int, Any] = field(default_factory=dict)
+
+    # The properties below fail loudly if a handler runs before start-up finished.
+    def need_store(self) -> Store:
+        assert self.store is not None, "edge not started"
+        return self.store
+
+    def need_access(self) -> Access:
+        assert self.access is not None, "edge not started"
+        return self.access
+
+    def need_actions(self) -> Actions:
+        assert self.actions is not None, "edge not started"
+        return self.actions
+
+    def need_tailer(self) -> LiveTailer:
+        assert self.tailer is not None, "edge not started"
+        return self.tailer
+
+    def need_presence(self) -> Presence:
+        assert self.presence is not None, "edge not started"
+        return self.presence
+
+    def need_redis(self) -> aioredis.Redis:
+        assert self.redis is not None, "edge not started"
+        return self.redis
+
+
+EDGE = web.AppKey("edge", Edge)
+
+
+def _urls(settings: Settings, redis_url: str | None, database_url: str | None) -> tuple[str, str]:
+    redis_url = redis_url or settings.redis_url
+    database_url = database_url or settings.database_url
+    if not redis_url or not database_url:
+        raise ValueError(
+            "the edge needs LIVECOACH_REDIS_URL and LIVECOACH_DATABASE_URL "
+            "(or run it through `livecoach web`, which resolves embedded servers)"
+        )
+    return redis_url, database_url
+
+
+def create_app(
+    settings: Settings,
+    *,
+    redis_url: str | None = None,
+    database_url: str | None = None,
+    config: EdgeConfig | None = None,
+) -> web.Application:
+    """A ready-to-run edge; URLs default to the settings' (they must be resolved)."""
+    redis_url, database_url = _urls(settings, redis_url, database_url)
+    config = config or EdgeConfig()
+    metrics = EdgeMetrics()
+    edge = Edge(settings, config, metrics, TokenVerifier(settings))
+
+    def count_service_error(exc: Exception) -> None:
+        metrics.backend_errors.labels(
+            "postgresql" if type(exc).__name__ == "StoreError" else "redis"
+        ).inc()
+
+    app = web.Application(
+        client_max_size=config.max_body_bytes,
+        middlewares=[make_problem_middleware(count_service_error)],
+    )
+    app[EDGE] = edge
+
+    async def backends(app: web.Application) -> AsyncIterator[None]:
+        edge.redis = aioredis.Redis.from_url(redis_url, health_check_interval=30)
+        edge.pool = AsyncConnectionPool(database_url, min_size=1, max_size=10, open=False)
+        await edge.pool.open(wait=True, timeout=30)
+        edge.store = Store(edge.pool)
+        edge.access = Access(edge.store)
+        await declare_topic(edge.redis, SAMPLES_TOPIC, settings.samples_partitions)
+        await declare_topic(edge.redis, LIVE_TOPIC, settings.live_partitions)
+        try:
+            yield
+        finally:
+            await edge.pool.close()
+            await edge.redis.aclose()
+
+    async def producers(app: web.Application) -> AsyncIterator[None]:
+        redis = edge.need_redis()
+        samples = BatchingProducer(
+            redis, SAMPLES_TOPIC, settings.samples_partitions, linger_ms=config.linger_ms
+        )
+        live = BatchingProducer(
+            redis, LIVE_TOPIC, settings.live_partitions, linger_ms=config.linger_ms
+        )
+        edge.actions = Actions(edge.need_store(), edge.need_access(), samples, live, metrics)
+        try:
+            yield
+        finally:
+            await samples.aclose()
+            await live.aclose()
+
+    async def background(app: web.Application) -> AsyncIterator[None]:
+        redis = edge.need_redis()
+        edge.tailer = LiveTailer(
+            redis,
+            edge.hub,
+            settings.live_partitions,
+            metrics,
+            block_ms=config.tailer_block_ms,
+        )
+        await edge.tailer.start_positions()
+        edge.presence = Presence(redis, edge.hub, ttl_s=config.presence_ttl_s)
+        tasks = [
+            asyncio.create_task(edge.tailer.run(), name="live-tailer"),
+            asyncio.create_task(edge.presence.listen(), name="presence-listener"),
+            asyncio.create_task(_every(5.0, edge.tailer.measure_lag), name="lag-gauge"),
+        ]
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    app.cleanup_ctx.extend([backends, producers, background])
+    app.on_shutdown.append(_close_sockets)
+
+    from web.rest import add_routes
+    from web.ws import websocket_handler
+
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics_handler)
+    app.router.add_get("/api/v1/live/ws", websocket_handler)
+    add_routes(app)
+    return app
+
+
+async def _every(interval_s: float, job: Callable[[], Awaitable[None]]) -> None:
+    while True:
+        try:
+            await job()
+        except Exception as exc:  # a gauge must never take the edge down
+            log.debug("periodic job failed: %s", exc)
+        await asyncio.sleep(interval_s)
+
+
+async def _close_sockets(app: web.Application) -> None:
+    edge = app[EDGE]
+    for conn in list(edge.connections):
+        await conn.close(1001, "edge shutting down")
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """Alive: the process answers (no dependency checks, so a Redis blip restarts nothing)."""
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Ready: Redis and PostgreSQL answer and the live tailer is reading."""
+    edge = request.app[EDGE]
+    checks: dict[str, Any] = {}
+    try:
+        await asyncio.wait_for(edge.need_redis().ping(), 2.0)
+        checks["redis"] = "ok"
+    except Exception as exc:
+        edge.metrics.backend_errors.labels("redis").inc()
+        checks["redis"] = f"failing: {type(exc).__name__}"
+    try:
+        await asyncio.wait_for(edge.need_store().ping(), 2.0)
+        checks["postgresql"] = "ok"
+    except Exception as exc:
+        edge.metrics.backend_errors.labels("postgresql").inc()
+        checks["postgresql"] = f"failing: {type(exc).__name__}"
+    checks["live_tailer"] = "ok" if edge.tailer is not None and edge.tailer.healthy else "starting"
+    ready = all(v == "ok" for v in checks.values())
+    return web.json_response(
+        {"status": "ready" if ready else "not ready", "checks": checks},
+        status=200 if ready else 503,
+    )
+
+
+async def metrics_handler(request: web.Request) -> web.Response:
+    edge = request.app[EDGE]
+    body = generate_latest(edge.metrics.registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

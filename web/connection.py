@@ -1,0 +1,227 @@
+"""One WebSocket client: its subscriptions, its stream floors and its send queue.
+
+The send queue is bounded. A writer task drains it into the socket, so a slow client
+never blocks the fan-out. While frames wait, a newer ``metrics_update`` of the same
+session replaces the older one (latest wins); alerts, messages and everything else are
+never dropped. A client whose queue still overflows is closed with
+:data:`~web.protocol.CLOSE_TOO_SLOW` and is expected to reconnect and resume.
+
+Stream floors: per subscribed channel and partition, the last offset the client has
+(or is deemed to have) seen; live events at or below it are not delivered again. While
+a ``resume`` is being replayed, live events are parked in :attr:`Connection.parked` and
+delivered after the replay, so nothing is missed and nothing comes twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from web.auth import Principal
+from web.observability import EdgeMetrics
+from web.protocol import CLOSE_TOO_SLOW, Channel
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Item:
+    frame: str
+    kind: str
+    coalesce_key: Any = None
+    ingest_ms: int | None = None
+    alive: bool = True
+
+
+@dataclass
+class Subscription:
+    channel: Channel
+    #: partition -> last offset delivered (or deemed seen) on this channel.
+    floors: dict[int, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LiveEvent:
+    """An event of ``live``, routed and serialised once for every socket."""
+
+    partition: int
+    offset: int
+    kind: str
+    channels: tuple[str, ...]
+    frame: str
+    session_id: int | None
+    ingest_ms: int | None
+
+
+class TokenBucket:
+    """``rate`` tokens a second, up to ``burst``; :meth:`take` says whether one was left."""
+
+    def __init__(self, rate: float, burst: float) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.tokens = burst
+        self.stamp = time.monotonic()
+
+    def take(self, now: float | None = None) -> bool:
+        now = time.monotonic() if now is None else now
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        return False
+
+
+class Connection:
+    def __init__(
+        self,
+        ws: web.WebSocketResponse,
+        metrics: EdgeMetrics,
+        *,
+        max_queue: int,
+        frame_rate: float,
+        frame_burst: float,
+    ) -> None:
+        self.ws = ws
+        self.metrics = metrics
+        self.principal: Principal | None = None
+        self.subscriptions: dict[str, Subscription] = {}
+        #: Live events held while a resume replays; None when not resuming.
+        self.parked: list[LiveEvent] | None = None
+        self.bucket = TokenBucket(frame_rate, frame_burst)
+        self._max_queue = max_queue
+        self._queue: deque[_Item] = deque()
+        self._size = 0
+        self._coalesce: dict[Any, _Item] = {}
+        self._wake = asyncio.Event()
+        self._drained = asyncio.Event()
+        self._drained.set()
+        self._writer: asyncio.Task[None] | None = None
+        self.closing = False
+        self.close_code: int | None = None
+
+    # --- sending ----------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._writer = asyncio.create_task(self._write_loop())
+
+    def send(
+        self,
+        frame: str,
+        kind: str,
+        *,
+        coalesce_key: Any = None,
+        ingest_ms: int | None = None,
+    ) -> None:
+        """Queue a pre-serialised frame; never blocks, never awaits."""
+        if self.closing:
+            return
+        if coalesce_key is not None:
+            older = self._coalesce.get(coalesce_key)
+            if older is not None and older.alive:
+                older.alive = False
+                self._size -= 1
+                self.metrics.coalesced.inc()
+        item = _Item(frame, kind, coalesce_key, ingest_ms)
+        if coalesce_key is not None:
+            self._coalesce[coalesce_key] = item
+        self._queue.append(item)
+        self._size += 1
+        self._drained.clear()
+        if self._size > self._max_queue:
+            self.close_soon(CLOSE_TOO_SLOW, "too far behind; reconnect and resume")
+            return
+        self._wake.set()
+
+    def send_event(self, event: LiveEvent) -> None:
+        coalesce = ("m", event.session_id) if event.kind == "metrics_update" else None
+        self.send(event.frame, event.kind, coalesce_key=coalesce, ingest_ms=event.ingest_ms)
+
+    async def _write_loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            try:
+                await self._drain()
+            finally:
+                if not self._queue:
+                    self._drained.set()
+
+    async def _drain(self) -> None:
+        while self._queue:
+            item = self._queue.popleft()
+            if not item.alive:
+                continue
+            self._size -= 1
+            if item.coalesce_key is not None and self._coalesce.get(item.coalesce_key) is item:
+                del self._coalesce[item.coalesce_key]
+            if self.ws.closed:
+                return
+            try:
+                await self.ws.send_str(item.frame)
+            except (ConnectionError, RuntimeError):
+                return
+            self.metrics.frames_sent.labels(item.kind).inc()
+            if item.ingest_ms is not None:
+                self.metrics.latency.observe(max(0.0, time.time() - item.ingest_ms / 1000.0))
+
+    def close_soon(self, code: int, message: str) -> None:
+        """Close from synchronous code (the fan-out); the handler loop then ends."""
+        if self.closing:
+            return
+        self.closing = True
+        self.close_code = code
+        self.metrics.closes.labels(str(code)).inc()
+        self._queue.clear()
+        self._coalesce.clear()
+        self._size = 0
+        task = asyncio.ensure_future(self.ws.close(code=code, message=message.encode()))
+        task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
+
+    async def close(self, code: int, message: str) -> None:
+        if not self.closing:
+            self.closing = True
+            self.close_code = code
+            self.metrics.closes.labels(str(code)).inc()
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            await self.ws.close(code=code, message=message.encode())
+
+    async def flush(self, timeout_s: float = 1.0) -> None:
+        """Wait (briefly) until queued frames are written: before a deliberate close."""
+        if self.ws.closed:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._drained.wait(), timeout_s)
+
+    async def stop(self) -> None:
+        if self._writer is not None:
+            self._writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._writer
+
+    # --- routing ----------------------------------------------------------------------
+
+    def wants(self, event: LiveEvent) -> bool:
+        """Whether a live event is new to this client on any channel it matched."""
+        wanted = False
+        for name in event.channels:
+            sub = self.subscriptions.get(name)
+            if sub is None:
+                continue
+            if event.offset > sub.floors.get(event.partition, -1):
+                sub.floors[event.partition] = event.offset
+                wanted = True
+        return wanted
+
+    def deliver(self, event: LiveEvent) -> None:
+        if self.parked is not None:
+            self.parked.append(event)
+        elif self.wants(event):
+            self.send_event(event)

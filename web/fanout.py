@@ -1,0 +1,180 @@
+"""Fan-out: one reader of every partition of ``live`` per edge, routing to local sockets.
+
+:class:`Hub` keeps channel -> connections. :class:`LiveTailer` runs one blocking
+``XREAD`` over all partitions of ``live`` (not one read per session or socket), parses
+each entry once, serialises it once into the frame every socket gets (with its
+``offset`` cursor and ``channels``), and hands it to the subscribed connections.
+
+:attr:`LiveTailer.positions` is the last offset dispatched per partition. A subscribe
+or resume reads it in the same event-loop step in which it registers the connection,
+so every later event reaches the connection through the hub and every earlier one is
+at or below the position: this is what makes resume exact.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections import defaultdict
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from pipeline.constants import LIVE_TOPIC
+from pipeline.streams import decode_entry, highwater, offset_of, stream_id, stream_key
+from web.connection import Connection, LiveEvent
+from web.observability import EdgeMetrics
+from web.protocol import channels_of_event, format_cursor
+
+log = logging.getLogger(__name__)
+
+
+class Hub:
+    def __init__(self) -> None:
+        self.channels: dict[str, set[Connection]] = defaultdict(set)
+
+    def add(self, name: str, conn: Connection) -> None:
+        self.channels[name].add(conn)
+
+    def remove(self, name: str, conn: Connection) -> None:
+        conns = self.channels.get(name)
+        if conns is not None:
+            conns.discard(conn)
+            if not conns:
+                del self.channels[name]
+
+    def remove_all(self, conn: Connection) -> None:
+        for name in list(conn.subscriptions):
+            self.remove(name, conn)
+
+    def dispatch(self, event: LiveEvent) -> int:
+        """Deliver to each subscribed connection once; how many matched."""
+        targets: set[Connection] = set()
+        for name in event.channels:
+            conns = self.channels.get(name)
+            if conns:
+                targets.update(conns)
+        for conn in targets:
+            conn.deliver(event)
+        return len(targets)
+
+    def broadcast_ephemeral(self, channel: str, frame: str, kind: str) -> None:
+        """Typing and presence: no offset, no replay, never coalesced."""
+        for conn in list(self.channels.get(channel, ())):
+            if conn.parked is None:
+                conn.send(frame, kind)
+
+
+def build_event(partition: int, offset: int, value: bytes) -> LiveEvent | None:
+    """Parse a ``live`` entry into the frame sockets get; None if it is not an event."""
+    try:
+        data = json.loads(value)
+    except ValueError:
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("type"), str):
+        return None
+    channels = channels_of_event(data)
+    if not channels:
+        return None
+    data["offset"] = format_cursor(partition, offset)
+    data["channel"] = channels[0]
+    data["channels"] = channels
+    ingest = data.get("ingest_ms")
+    session_id = data.get("session_id")
+    return LiveEvent(
+        partition=partition,
+        offset=offset,
+        kind=data["type"],
+        channels=tuple(channels),
+        frame=json.dumps(data, separators=(",", ":")),
+        session_id=session_id if isinstance(session_id, int) else None,
+        ingest_ms=int(ingest) if isinstance(ingest, int | float) else None,
+    )
+
+
+class LiveTailer:
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        hub: Hub,
+        partitions: int,
+        metrics: EdgeMetrics,
+        *,
+        block_ms: int = 1000,
+        count: int = 1000,
+    ) -> None:
+        self._redis = redis
+        self._hub = hub
+        self.partitions = partitions
+        self._metrics = metrics
+        self._block_ms = block_ms
+        self._count = count
+        self.positions: list[int] = [-1] * partitions
+        self._keys = [stream_key(LIVE_TOPIC, p) for p in range(partitions)]
+        self._key_partition = {k.encode(): p for p, k in enumerate(self._keys)}
+        self.healthy = False
+        self.gaps = 0
+
+    async def start_positions(self) -> None:
+        """Start at the end of every partition: history is what resume is for."""
+        for p in range(self.partitions):
+            self.positions[p] = await highwater(self._redis, LIVE_TOPIC, p) - 1
+        self.healthy = True
+
+    async def run(self) -> None:
+        backoff_s = 0.1
+        while True:
+            try:
+                streams: dict[Any, Any] = {
+                    key: stream_id(self.positions[p]) for p, key in enumerate(self._keys)
+                }
+                reply: Any = await self._redis.xread(
+                    streams, count=self._count, block=self._block_ms
+                )
+                self.healthy = True
+                backoff_s = 0.1
+            except (RedisError, OSError) as exc:
+                self.healthy = False
+                self._metrics.backend_errors.labels("redis").inc()
+                log.warning("reading %s failed (%s); retrying in %.1fs", LIVE_TOPIC, exc, backoff_s)
+                await asyncio.sleep(backoff_s)
+                backoff_s = min(5.0, backoff_s * 2)
+                continue
+            # RESP2 answers a list of [key, entries], RESP3 a mapping.
+            streams_read = reply.items() if isinstance(reply, dict) else (reply or ())
+            for key, entries in streams_read:
+                raw_key = key if isinstance(key, bytes) else str(key).encode()
+                partition = self._key_partition[raw_key]
+                for entry_id, fields in entries:
+                    self._handle(partition, offset_of(entry_id), fields)
+
+    def _handle(self, partition: int, offset: int, fields: Any) -> None:
+        if offset != self.positions[partition] + 1 and self.positions[partition] >= 0:
+            # Entries were trimmed before this edge read them: live sockets on this
+            # partition missed events; they learn it on their next resume.
+            self.gaps += 1
+            log.warning(
+                "live/%d: skipped from %d to %d (trimmed before read)",
+                partition,
+                self.positions[partition],
+                offset,
+            )
+        self.positions[partition] = offset
+        _, value, _, _ = decode_entry(fields)
+        event = build_event(partition, offset, value)
+        if event is not None:
+            self._hub.dispatch(event)
+
+    async def measure_lag(self) -> None:
+        for p in range(self.partitions):
+            head = await highwater(self._redis, LIVE_TOPIC, p)
+            self._metrics.stream_lag.labels(str(p)).set(max(0, head - 1 - self.positions[p]))
+
+
+def positions_snapshot(tailer: LiveTailer) -> list[int]:
+    return list(tailer.positions)
+
+
+__all__ = ["Hub", "LiveTailer", "build_event", "positions_snapshot"]

@@ -1,0 +1,85 @@
+"""Wire-protocol constants and helpers of the edge: close codes, cursors, channels.
+
+The envelope models themselves belong to :mod:`pipeline.models`; what is here is what
+only the edge needs: how a channel name maps to partitions of ``live``, how a stream
+position is written on the wire (``"<partition>:<offset>"``) and the close codes.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from pipeline.constants import session_channel, user_channel
+from pipeline.records import session_key
+from pipeline.streams import partition_for_key
+
+CLOSE_NORMAL = 1000
+CLOSE_GOING_AWAY = 1001
+CLOSE_TOO_BIG = 1009
+CLOSE_UNAUTHORIZED = 4401
+CLOSE_FORBIDDEN = 4403
+CLOSE_IDLE = 4408
+#: The client fell too far behind (its send queue overflowed): reconnect and resume.
+CLOSE_TOO_SLOW = 4410
+CLOSE_RATE_LIMITED = 4429
+
+_CHANNEL = re.compile(r"^live:(session|user):([1-9][0-9]{0,18})$")
+_CURSOR = re.compile(r"^([0-9]{1,4}):(-1|[0-9]{1,19})$")
+
+
+@dataclass(frozen=True)
+class Channel:
+    """A parsed channel name: ``live:session:{id}`` or ``live:user:{athlete id}``."""
+
+    kind: str  # "session" or "user"
+    ident: int
+
+    @property
+    def name(self) -> str:
+        return session_channel(self.ident) if self.kind == "session" else user_channel(self.ident)
+
+    def partitions(self, live_partitions: int) -> list[int]:
+        """The partitions of ``live`` this channel's events can be on."""
+        if self.kind == "session":
+            return [partition_for_key(session_key(self.ident), live_partitions)]
+        # A user's sessions are spread over partitions by session id.
+        return list(range(live_partitions))
+
+
+def parse_channel(name: str) -> Channel:
+    match = _CHANNEL.match(name)
+    if match is None:
+        raise ValueError(f"expected live:session:<id> or live:user:<id>, got {name!r}")
+    return Channel(match.group(1), int(match.group(2)))
+
+
+def format_cursor(partition: int, offset: int) -> str:
+    return f"{partition}:{offset}"
+
+
+def parse_cursor(text: str) -> tuple[int, int]:
+    """``"3:120"`` -> (3, 120): the last offset seen on partition 3 (-1: none)."""
+    match = _CURSOR.match(text)
+    if match is None:
+        raise ValueError(f"expected a cursor '<partition>:<offset>', got {text!r}")
+    return int(match.group(1)), int(match.group(2))
+
+
+def channels_of_event(event: dict[str, object]) -> list[str]:
+    """The channels a ``live`` event is delivered on: its session's, then its athlete's.
+
+    An event may name them explicitly in ``channels`` (a list of channel names);
+    otherwise they come from ``session_id`` and ``user_id`` (the athlete).
+    """
+    explicit = event.get("channels")
+    if isinstance(explicit, list):
+        return [c for c in explicit if isinstance(c, str)]
+    out: list[str] = []
+    session_id = event.get("session_id")
+    if isinstance(session_id, int) and not isinstance(session_id, bool):
+        out.append(session_channel(session_id))
+    user_id = event.get("user_id")
+    if isinstance(user_id, int) and not isinstance(user_id, bool):
+        out.append(user_channel(user_id))
+    return out

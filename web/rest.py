@@ -1,0 +1,609 @@
+"""REST under ``/api/v1/live``: one route table, used both to register the handlers and
+to generate the OpenAPI document (:mod:`web.openapi`), so the two cannot drift.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from agents.alert_config import AlertConfig, apply_update
+from web.actions import Conflict, parse_samples
+from web.app import EDGE, Edge
+from web.auth import AuthError, Principal, bearer_token
+from web.problems import Problem, read_json, unprocessable, validation_errors
+from web.schemas import (
+    AlertList,
+    AlertOut,
+    LifecycleBody,
+    MessageList,
+    MessageOut,
+    MetricsHistory,
+    PostMessage,
+    ReadBody,
+    SamplesAccepted,
+    SessionOut,
+    StartSession,
+    Thresholds,
+    ThresholdsOut,
+    UpdateBody,
+    Watchers,
+)
+
+PREFIX = "/api/v1/live"
+OPENAPI_PATH = "/api/v1/openapi.json"
+RestHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    where: str  # "path" or "query"
+    schema: dict[str, Any]
+    description: str = ""
+    required: bool = False
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    method: str
+    path: str  # relative to PREFIX
+    handler: RestHandler
+    summary: str
+    status: int = 200
+    body: type[BaseModel] | None = None
+    response: type[BaseModel] | None = None
+    params: tuple[Param, ...] = field(default_factory=tuple)
+    errors: tuple[int, ...] = (400, 401, 403, 404, 422)
+
+
+def _edge(request: web.Request) -> Edge:
+    return request.app[EDGE]
+
+
+def principal(request: web.Request) -> Principal:
+    token = bearer_token(request.headers.get("Authorization"))
+    if token is None:
+        raise AuthError("missing 'Authorization: Bearer <token>'")
+    return _edge(request).verifier.verify(token)
+
+
+def _int_path(request: web.Request, name: str) -> int:
+    raw = request.match_info[name]
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value <= 0 or value > 2**31 - 1:
+        raise Problem(
+            422,
+            "Unprocessable Content",
+            f"{name}: expected a positive id, got {raw!r}",
+            errors=[{"field": name, "message": "expected a positive id"}],
+        )
+    return value
+
+
+def _query(request: web.Request, name: str, kind: Callable[[str], Any], default: Any) -> Any:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return kind(raw)
+    except (ValueError, TypeError):
+        raise Problem(
+            422,
+            "Unprocessable Content",
+            f"{name}: cannot read {raw!r}",
+            errors=[{"field": name, "message": f"cannot read {raw!r}"}],
+        ) from None
+
+
+async def _body(request: web.Request, model: type[BaseModel], *, optional: bool = False) -> Any:
+    if optional and not request.can_read_body:
+        return model.model_validate({})
+    return model.model_validate(await read_json(request))
+
+
+def _json(model: BaseModel | dict[str, Any], status: int = 200) -> web.Response:
+    if isinstance(model, BaseModel):
+        return web.Response(
+            text=model.model_dump_json(), status=status, content_type="application/json"
+        )
+    return web.json_response(model, status=status)
+
+
+def _conflict(exc: Conflict) -> Problem:
+    return Problem(409, "Conflict", str(exc))
+
+
+# --- sessions ---------------------------------------------------------------------------
+
+
+async def start_session(request: web.Request) -> web.Response:
+    who = principal(request)
+    body: StartSession = await _body(request, StartSession, optional=True)
+    metadata = dict(body.metadata)
+    if body.sport:
+        metadata["sport"] = body.sport
+    row = (
+        await _edge(request)
+        .need_actions()
+        .start_session(
+            who,
+            athlete_id=body.athlete_id,
+            coach_id=body.coach_id,
+            training_session_id=body.training_session_id,
+            metadata=metadata,
+        )
+    )
+    return _json(SessionOut.model_validate(row), status=201)
+
+
+async def update_session(request: web.Request) -> web.Response:
+    who = principal(request)
+    session_id = _int_path(request, "id")
+    raw = await read_json(request)
+    if isinstance(raw, list):
+        items: list[Any] = raw
+    elif isinstance(raw, dict) and "samples" in raw:
+        UpdateBody.model_validate(raw)
+        extra = set(raw) - {"samples", "session_id"}
+        if extra:
+            raise Problem(
+                422,
+                "Unprocessable Content",
+                f"{sorted(extra)[0]}: unexpected beside samples",
+                errors=[
+                    {"field": k, "message": "unexpected beside samples"} for k in sorted(extra)
+                ],
+            )
+        items = raw["samples"]
+    else:
+        items = [raw]
+    if not items:
+        raise Problem(
+            422,
+            "Unprocessable Content",
+            "samples: at least one sample is needed",
+            errors=[{"field": "samples", "message": "at least one sample is needed"}],
+        )
+    if len(items) > 3600:
+        raise Problem(
+            422,
+            "Unprocessable Content",
+            "samples: at most 3600 per request",
+            errors=[{"field": "samples", "message": "at most 3600 per request"}],
+        )
+    try:
+        samples = parse_samples(session_id, items)
+    except ValidationError as exc:
+        errors = validation_errors(
+            exc, ("samples",) if len(items) > 1 or isinstance(raw, list) or "samples" in raw else ()
+        )
+        if not (len(items) > 1 or isinstance(raw, list) or "samples" in raw):
+            # a single sample: name its field without the [0] index
+            for err in errors:
+                err["field"] = err["field"].removeprefix("[0].").removeprefix("[0]") or "body"
+        raise Problem(
+            422,
+            "Unprocessable Content",
+            f"{errors[0]['field']}: {errors[0]['message']}",
+            errors=errors,
+        ) from None
+    try:
+        accepted = await _edge(request).need_actions().accept_samples(who, session_id, samples)
+    except Conflict as exc:
+        raise _conflict(exc) from None
+    return _json(SamplesAccepted(**accepted.__dict__), status=202)
+
+
+def _lifecycle(action: str) -> RestHandler:
+    async def handler(request: web.Request) -> web.Response:
+        who = principal(request)
+        session_id = _int_path(request, "id")
+        body: LifecycleBody = await _body(request, LifecycleBody, optional=True)
+        try:
+            row = await _edge(request).need_actions().lifecycle(who, session_id, action, body.at_ms)
+        except Conflict as exc:
+            raise _conflict(exc) from None
+        return _json(SessionOut.model_validate(row))
+
+    handler.__name__ = f"{action}_session"
+    return handler
+
+
+async def get_session(request: web.Request) -> web.Response:
+    who = principal(request)
+    session_id = _int_path(request, "id")
+    edge = _edge(request)
+    await edge.need_access().require_session(who, session_id)
+    row = await edge.need_store().get_session(session_id)
+    if row is None:
+        raise Problem(404, "Not Found", f"no live session {session_id}")
+    return _json(SessionOut.model_validate(row))
+
+
+def _time(text: str) -> dt.datetime:
+    try:
+        return dt.datetime.fromtimestamp(float(text), dt.UTC)
+    except ValueError:
+        return dt.datetime.fromisoformat(text)
+
+
+async def session_metrics(request: web.Request) -> web.Response:
+    who = principal(request)
+    session_id = _int_path(request, "id")
+    edge = _edge(request)
+    await edge.need_access().require_session(who, session_id)
+    metric = request.query.get("metric")
+    bucket_s = _query(request, "bucket_s", float, None)
+    if bucket_s is not None and not 0.1 <= bucket_s <= 86_400:
+        raise Problem(
+            422,
+            "Unprocessable Content",
+            "bucket_s: expected 0.1 to 86400",
+            errors=[{"field": "bucket_s", "message": "expected 0.1 to 86400"}],
+        )
+    max_points = _query(request, "max_points", int, 500)
+    if not 1 <= max_points <= 10_000:
+        raise Problem(
+            422,
+            "Unprocessable Content",
+            "max_points: expected 1 to 10000",
+            errors=[{"field": "max_points", "message": "expected 1 to 10000"}],
+        )
+    bucket, rows = await edge.need_store().metrics_history(
+        session_id,
+        metric_types=metric.split(",") if metric else None,
+        since=_query(request, "from", _time, None),
+        until=_query(request, "to", _time, None),
+        bucket_s=bucket_s,
+        max_points=max_points,
+    )
+    return _json(MetricsHistory(session_id=session_id, bucket_s=bucket, points=rows))
+
+
+async def session_alerts(request: web.Request) -> web.Response:
+    who = principal(request)
+    session_id = _int_path(request, "id")
+    edge = _edge(request)
+    await edge.need_access().require_session(who, session_id)
+    limit = _query(request, "limit", int, 100)
+    unacked = request.query.get("unacknowledged", "").lower() in ("1", "true", "yes")
+    rows = await edge.need_store().alerts(
+        session_id, unacknowledged=unacked, limit=max(1, min(limit, 1000))
+    )
+    return _json(AlertList(alerts=rows))
+
+
+async def session_presence(request: web.Request) -> web.Response:
+    who = principal(request)
+    session_id = _int_path(request, "id")
+    edge = _edge(request)
+    athlete_id, _ = await edge.need_access().require_session(who, session_id)
+    watchers = await edge.need_presence().watchers(athlete_id)
+    return _json(Watchers(athlete_id=athlete_id, watchers=watchers))
+
+
+async def ack_alert(request: web.Request) -> web.Response:
+    who = principal(request)
+    alert_id = request.match_info["alert_id"]
+    if not 0 < len(alert_id) <= 64:
+        raise Problem(422, "Unprocessable Content", "alert_id: 1 to 64 characters")
+    row = await _edge(request).need_actions().ack_alert(who, alert_id)
+    return _json(AlertOut.model_validate(row))
+
+
+# --- thresholds -------------------------------------------------------------------------
+
+_PROFILE_COLUMNS = (
+    "hr_max",
+    "hr_rest",
+    "lthr",
+    "ftp_w",
+    "w_prime_j",
+    "threshold_pace_s_per_km",
+    "sex",
+    "sound",
+    "vibration",
+)
+
+
+async def get_thresholds(request: web.Request) -> web.Response:
+    who = principal(request)
+    athlete_id = _int_path(request, "id")
+    edge = _edge(request)
+    await edge.need_access().require_athlete(who, athlete_id)
+    row = await edge.need_store().get_profile(athlete_id)
+    if row is None:
+        out = ThresholdsOut(user_id=athlete_id, alert_settings=AlertConfig().to_jsonb())
+    else:
+        row["alert_settings"] = AlertConfig.from_jsonb(row.get("alert_settings") or None).to_jsonb()
+        out = ThresholdsOut.model_validate(row)
+    return _json(out)
+
+
+async def put_thresholds(request: web.Request) -> web.Response:
+    who = principal(request)
+    athlete_id = _int_path(request, "id")
+    edge = _edge(request)
+    await edge.need_access().require_athlete(who, athlete_id)
+    body: Thresholds = await _body(request, Thresholds)
+    store = edge.need_store()
+    current = await store.get_profile(athlete_id)
+    fields: dict[str, Any] = {
+        c: getattr(body, c) for c in _PROFILE_COLUMNS if getattr(body, c) is not None
+    }
+    # hr_rest < hr_max must hold against the stored value of the one not given.
+    hr_max = fields.get("hr_max", (current or {}).get("hr_max"))
+    hr_rest = fields.get("hr_rest", (current or {}).get("hr_rest"))
+    if hr_max is not None and hr_rest is not None and hr_rest >= hr_max:
+        field_name = "hr_rest" if "hr_rest" in fields else "hr_max"
+        raise Problem(
+            422,
+            "Unprocessable Content",
+            f"{field_name}: hr_rest ({hr_rest}) must be below hr_max ({hr_max})",
+            errors=[
+                {
+                    "field": field_name,
+                    "message": f"hr_rest ({hr_rest}) must be below hr_max ({hr_max})",
+                }
+            ],
+        )
+    if body.alert_settings is not None:
+        stored = AlertConfig.from_jsonb((current or {}).get("alert_settings") or None)
+        try:
+            config = apply_update(stored, body.alert_settings)
+        except ValidationError as exc:
+            errors = validation_errors(exc, ("alert_settings",))
+            raise Problem(
+                422,
+                "Unprocessable Content",
+                f"{errors[0]['field']}: {errors[0]['message']}",
+                errors=errors,
+            ) from None
+        fields["alert_settings"] = config.to_jsonb()
+    row = await store.put_profile(athlete_id, fields)
+    row["alert_settings"] = AlertConfig.from_jsonb(row.get("alert_settings") or None).to_jsonb()
+    await edge.need_actions().control_profile(athlete_id, row)
+    return _json(ThresholdsOut.model_validate(row))
+
+
+# --- chat -------------------------------------------------------------------------------
+
+
+async def post_message(request: web.Request) -> web.Response:
+    who = principal(request)
+    body: PostMessage = await _body(request, PostMessage)
+    row, created = (
+        await _edge(request)
+        .need_actions()
+        .post_message(who, body.session_id, body.text, body.client_message_id)
+    )
+    return _json(MessageOut.model_validate(row), status=201 if created else 200)
+
+
+async def list_messages(request: web.Request) -> web.Response:
+    who = principal(request)
+    session_id = _int_path(request, "session_id")
+    edge = _edge(request)
+    await edge.need_access().require_session(who, session_id)
+    limit = max(1, min(_query(request, "limit", int, 50), 500))
+    before = _query(request, "before_id", int, None)
+    rows = await edge.need_store().messages(session_id, before_id=before, limit=limit)
+    return _json(MessageList(messages=rows))
+
+
+async def read_messages(request: web.Request) -> web.Response:
+    who = principal(request)
+    session_id = _int_path(request, "session_id")
+    body: ReadBody = await _body(request, ReadBody)
+    ids = await _edge(request).need_actions().mark_read(who, session_id, body.up_to_id)
+    return web.json_response({"session_id": session_id, "read": ids})
+
+
+async def openapi_document(request: web.Request) -> web.Response:
+    from web.openapi import build_openapi
+
+    return web.json_response(build_openapi())
+
+
+_ID = Param("id", "path", {"type": "integer", "minimum": 1}, "live session id", True)
+_SID = Param("session_id", "path", {"type": "integer", "minimum": 1}, "live session id", True)
+_AID = Param("id", "path", {"type": "integer", "minimum": 1}, "athlete (user) id", True)
+
+ENDPOINTS: tuple[Endpoint, ...] = (
+    Endpoint(
+        "POST",
+        "/sessions/start",
+        start_session,
+        "Start a live session",
+        201,
+        StartSession,
+        SessionOut,
+    ),
+    Endpoint(
+        "POST",
+        "/sessions/{id}/update",
+        update_session,
+        "Post one sample or a batch; 202 once they are in the stream",
+        202,
+        UpdateBody,
+        SamplesAccepted,
+        (_ID,),
+        (400, 401, 403, 404, 409, 413, 422),
+    ),
+    Endpoint(
+        "POST",
+        "/sessions/{id}/pause",
+        _lifecycle("pause"),
+        "Pause a session",
+        200,
+        LifecycleBody,
+        SessionOut,
+        (_ID,),
+        (401, 403, 404, 409, 422),
+    ),
+    Endpoint(
+        "POST",
+        "/sessions/{id}/resume",
+        _lifecycle("resume"),
+        "Resume a paused session",
+        200,
+        LifecycleBody,
+        SessionOut,
+        (_ID,),
+        (401, 403, 404, 409, 422),
+    ),
+    Endpoint(
+        "POST",
+        "/sessions/{id}/stop",
+        _lifecycle("stop"),
+        "Stop a session",
+        200,
+        LifecycleBody,
+        SessionOut,
+        (_ID,),
+        (401, 403, 404, 409, 422),
+    ),
+    Endpoint(
+        "GET",
+        "/sessions/{id}",
+        get_session,
+        "A live session",
+        200,
+        None,
+        SessionOut,
+        (_ID,),
+        (401, 403, 404, 422),
+    ),
+    Endpoint(
+        "GET",
+        "/sessions/{id}/metrics",
+        session_metrics,
+        "Metrics history, downsampled into buckets",
+        200,
+        None,
+        MetricsHistory,
+        (
+            _ID,
+            Param("metric", "query", {"type": "string"}, "comma-separated metric types"),
+            Param("from", "query", {"type": "string"}, "epoch seconds or ISO 8601"),
+            Param("to", "query", {"type": "string"}, "epoch seconds or ISO 8601"),
+            Param("bucket_s", "query", {"type": "number"}, "bucket width in seconds"),
+            Param("max_points", "query", {"type": "integer"}, "buckets per metric (500)"),
+        ),
+        (401, 403, 404, 422),
+    ),
+    Endpoint(
+        "GET",
+        "/sessions/{id}/alerts",
+        session_alerts,
+        "Alert history of a session",
+        200,
+        None,
+        AlertList,
+        (
+            _ID,
+            Param("limit", "query", {"type": "integer"}),
+            Param("unacknowledged", "query", {"type": "boolean"}),
+        ),
+        (401, 403, 404, 422),
+    ),
+    Endpoint(
+        "GET",
+        "/sessions/{id}/presence",
+        session_presence,
+        "Who is watching the session's athlete",
+        200,
+        None,
+        Watchers,
+        (_ID,),
+        (401, 403, 404, 422),
+    ),
+    Endpoint(
+        "POST",
+        "/alerts/{alert_id}/ack",
+        ack_alert,
+        "Acknowledge an alert",
+        200,
+        None,
+        AlertOut,
+        (Param("alert_id", "path", {"type": "string", "maxLength": 64}, "alert id", True),),
+        (401, 403, 404, 422),
+    ),
+    Endpoint(
+        "GET",
+        "/athletes/{id}/thresholds",
+        get_thresholds,
+        "An athlete's thresholds, alert rules and delivery preferences",
+        200,
+        None,
+        ThresholdsOut,
+        (_AID,),
+        (401, 403, 422),
+    ),
+    Endpoint(
+        "PUT",
+        "/athletes/{id}/thresholds",
+        put_thresholds,
+        "Change thresholds, alert rules (partial) and delivery preferences",
+        200,
+        Thresholds,
+        ThresholdsOut,
+        (_AID,),
+        (400, 401, 403, 413, 422),
+    ),
+    Endpoint(
+        "POST",
+        "/messages",
+        post_message,
+        "Send a chat message (persisted, then live)",
+        201,
+        PostMessage,
+        MessageOut,
+        (),
+        (400, 401, 403, 404, 413, 422),
+    ),
+    Endpoint(
+        "GET",
+        "/messages/{session_id}",
+        list_messages,
+        "Chat history of a session",
+        200,
+        None,
+        MessageList,
+        (
+            _SID,
+            Param("before_id", "query", {"type": "integer"}),
+            Param("limit", "query", {"type": "integer"}),
+        ),
+        (401, 403, 404, 422),
+    ),
+    Endpoint(
+        "POST",
+        "/messages/{session_id}/read",
+        read_messages,
+        "Mark messages read up to an id (read receipt)",
+        200,
+        ReadBody,
+        None,
+        (_SID,),
+        (400, 401, 403, 404, 422),
+    ),
+)
+
+
+def add_routes(app: web.Application) -> None:
+    for ep in ENDPOINTS:
+        app.router.add_route(ep.method, PREFIX + ep.path, ep.handler)
+    app.router.add_get(OPENAPI_PATH, openapi_document)
+
+
+__all__ = ["ENDPOINTS", "PREFIX", "Endpoint", "add_routes", "unprocessable"]

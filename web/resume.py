@@ -1,0 +1,164 @@
+"""Subscribing and resuming: registering a connection on channels at an exact position.
+
+Subscribe: the connection is registered and its floors set to the tailer's positions in
+one event-loop step, so it gets every later event and none earlier.
+
+Resume (``{"type": "resume", "cursors": {channel: ["p:o", ...]}}``): the connection is
+registered and *parked* (live events are held) in one step, at tailer positions ``P``;
+the missed events (cursor, P] are read back from the stream with XRANGE and delivered;
+then ``resumed`` is sent per channel and the parked live events follow, filtered by the
+per-channel floors so nothing arrives twice. When the stream no longer holds the event
+after a cursor (trimmed by retention), that channel is answered ``recovered: false``
+with a snapshot of the latest state from PostgreSQL instead of a replay.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from typing import Any
+
+from pipeline.constants import LIVE_TOPIC
+from pipeline.streams import decode_entry, offset_of, stream_id, stream_key
+from web.app import Edge
+from web.connection import Connection, Subscription
+from web.fanout import build_event
+from web.protocol import Channel, format_cursor
+
+
+def cursor_of(sub: Subscription, channel: Channel, partitions: int) -> list[str]:
+    return [format_cursor(p, sub.floors.get(p, -1)) for p in channel.partitions(partitions)]
+
+
+def subscribe(edge: Edge, conn: Connection, channel: Channel) -> list[str]:
+    """Register ``conn`` on ``channel`` from now on; the cursor it starts from."""
+    tailer = edge.need_tailer()
+    sub = conn.subscriptions.get(channel.name)
+    if sub is None:
+        sub = Subscription(channel)
+        for p in channel.partitions(tailer.partitions):
+            sub.floors[p] = tailer.positions[p]
+        conn.subscriptions[channel.name] = sub
+        edge.hub.add(channel.name, conn)
+    return cursor_of(sub, channel, tailer.partitions)
+
+
+def unsubscribe(edge: Edge, conn: Connection, name: str) -> bool:
+    if conn.subscriptions.pop(name, None) is None:
+        return False
+    edge.hub.remove(name, conn)
+    return True
+
+
+async def _snapshot(edge: Edge, channel: Channel) -> dict[str, Any]:
+    store = edge.need_store()
+
+    async def session_state(session_id: int) -> dict[str, Any]:
+        return {
+            "session": await store.get_session(session_id),
+            "latest_metrics": await store.latest_metrics(session_id),
+            "open_alerts": await store.alerts(session_id, unacknowledged=True, limit=50),
+            "recent_messages": await store.messages(session_id, before_id=None, limit=20),
+        }
+
+    if channel.kind == "session":
+        return await session_state(channel.ident)
+    sessions = await store.open_sessions(channel.ident)
+    return {"sessions": [await session_state(row["id"]) for row in sessions]}
+
+
+async def resume(
+    edge: Edge, conn: Connection, requests: dict[Channel, dict[int, int]]
+) -> list[dict[str, Any]]:
+    """Replay what each channel missed; the ``resumed`` frames (already queued)."""
+    tailer = edge.need_tailer()
+    redis = edge.need_redis()
+    n = tailer.partitions
+    # --- one synchronous step: register, park, note the positions -------------------
+    conn.parked = [] if conn.parked is None else conn.parked
+    positions = list(tailer.positions)
+    needs: dict[int, int] = {}  # partition -> first offset to read
+    for channel, cursors in requests.items():
+        sub = conn.subscriptions.get(channel.name)
+        if sub is None:
+            sub = conn.subscriptions[channel.name] = Subscription(channel)
+            edge.hub.add(channel.name, conn)
+        for p in channel.partitions(n):
+            last = cursors.get(p, positions[p])
+            sub.floors[p] = last
+            if last < positions[p]:
+                needs[p] = min(needs.get(p, last + 1), last + 1)
+    lost: set[Channel] = set()
+    replayed: dict[Channel, int] = defaultdict(int)
+    try:
+        # --- read back (cursor, P] per partition, once for all channels ------------------
+        for p, start in sorted(needs.items()):
+            first: int | None = None
+            entries: list[tuple[int, bytes]] = []
+            next_offset = start
+            too_many = False
+            while next_offset <= positions[p]:
+                page = await redis.xrange(
+                    stream_key(LIVE_TOPIC, p),
+                    stream_id(next_offset),
+                    stream_id(positions[p]),
+                    count=1000,
+                )
+                if not page:
+                    break
+                for entry_id, fields in page:
+                    offset = offset_of(entry_id)
+                    if first is None:
+                        first = offset
+                    entries.append((offset, decode_entry(fields)[1]))
+                next_offset = entries[-1][0] + 1
+                if len(entries) > edge.config.max_replay:
+                    too_many = True
+                    break
+            for channel, cursors in requests.items():
+                if p not in channel.partitions(n):
+                    continue
+                last = cursors.get(p, positions[p])
+                if last >= positions[p]:
+                    continue
+                if too_many or first is None or first > last + 1:
+                    lost.add(channel)
+            lost_names = {c.name for c in lost}
+            for offset, value in entries:
+                event = build_event(p, offset, value)
+                if event is None:
+                    continue
+                matched = [c for c in requests if c.name in event.channels]
+                if not matched or all(c.name in lost_names for c in matched):
+                    continue
+                if conn.wants(event):
+                    conn.send_event(event)
+                    for c in matched:
+                        replayed[c] += 1
+        # --- answer, then let the parked live events through ----------------------------
+        frames: list[dict[str, Any]] = []
+        for channel in requests:
+            sub = conn.subscriptions[channel.name]
+            frame: dict[str, Any] = {
+                "type": "resumed",
+                "channel": channel.name,
+                "recovered": channel not in lost,
+                "replayed": replayed[channel],
+            }
+            if channel in lost:
+                for p in channel.partitions(n):
+                    sub.floors[p] = max(sub.floors.get(p, -1), positions[p])
+                frame["snapshot"] = await _snapshot(edge, channel)
+                edge.metrics.resumes.labels("snapshot").inc()
+            else:
+                edge.metrics.resumes.labels("recovered").inc()
+            frame["cursor"] = cursor_of(sub, channel, n)
+            edge.metrics.replayed.inc(replayed[channel])
+            frames.append(frame)
+            conn.send(json.dumps(frame, separators=(",", ":"), default=str), "resumed")
+        return frames
+    finally:
+        parked, conn.parked = conn.parked or [], None
+        for event in parked:
+            if conn.wants(event):
+                conn.send_event(event)

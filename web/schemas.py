@@ -1,0 +1,175 @@
+"""REST request and response bodies (pydantic), also the source of the OpenAPI schemas.
+
+Samples themselves are :class:`pipeline.models.Sample`; what is here is specific to the
+REST surface: session lifecycle, thresholds and preferences, chat, alerts.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from pipeline.models import SAMPLE_BATCH_MAX, AthleteProfile
+
+_STRICT = ConfigDict(extra="forbid")
+
+
+class StartSession(BaseModel):
+    model_config = _STRICT
+
+    #: A coach may start a session for a linked athlete; an athlete starts their own.
+    athlete_id: int | None = Field(default=None, ge=1)
+    coach_id: int | None = Field(default=None, ge=1)
+    training_session_id: int | None = Field(default=None, ge=1)
+    sport: str | None = Field(default=None, max_length=20)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class LifecycleBody(BaseModel):
+    model_config = _STRICT
+
+    #: When it happened on the device (epoch ms); the edge's clock when absent.
+    at_ms: int | None = Field(default=None, ge=0)
+    reason: str | None = Field(default=None, max_length=200)
+
+
+class SessionOut(BaseModel):
+    id: int
+    user_id: int | None
+    training_session_id: int | None
+    status: str | None
+    started_at: str | None
+    last_update_at: str | None
+    coach_id: int | None
+    metadata: dict[str, Any] | None
+
+
+class SamplesAccepted(BaseModel):
+    session_id: int
+    accepted: int
+    partition: int
+    offset: int
+    ingest_ms: int
+
+
+class UpdateBody(BaseModel):
+    """One sample (the fields of a Sample) or ``{"samples": [...]}``; session id optional."""
+
+    model_config = ConfigDict(extra="allow")
+
+    samples: list[dict[str, Any]] | None = Field(default=None, max_length=SAMPLE_BATCH_MAX)
+
+
+class MetricPoint(BaseModel):
+    metric_type: str
+    bucket: str
+    avg: float
+    min: float
+    max: float
+    n: int
+
+
+class MetricsHistory(BaseModel):
+    session_id: int
+    bucket_s: float
+    points: list[MetricPoint]
+
+
+class AlertOut(BaseModel):
+    id: str
+    live_session_id: int
+    user_id: int
+    rule: str
+    metric: str
+    severity: str
+    message: str
+    current_value: float | None
+    threshold: float | None
+    triggered_at: str
+    acknowledged_at: str | None
+    acknowledged_by: int | None
+    payload: dict[str, Any]
+
+
+class AlertList(BaseModel):
+    alerts: list[AlertOut]
+
+
+class Thresholds(BaseModel):
+    """An athlete's physiology, alert rules and delivery preferences (PUT replaces given
+    fields; omitted fields keep their stored value)."""
+
+    model_config = _STRICT
+
+    hr_max: int | None = Field(default=None, ge=100, le=250)
+    hr_rest: int | None = Field(default=None, ge=25, le=120)
+    lthr: int | None = Field(default=None, ge=80, le=230)
+    ftp_w: float | None = Field(default=None, gt=0, lt=1000)
+    w_prime_j: float | None = Field(default=None, gt=0, lt=100_000)
+    threshold_pace_s_per_km: float | None = Field(default=None, ge=120, le=900)
+    sex: Literal["male", "female"] | None = None
+    sound: bool | None = None
+    vibration: bool | None = None
+    #: A partial :class:`agents.alert_config.AlertConfig` document, merged into the
+    #: stored one and validated as a whole (unknown rules and fields are refused).
+    alert_settings: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> Thresholds:
+        if self.hr_rest is not None and self.hr_max is not None and self.hr_rest >= self.hr_max:
+            raise ValueError(f"hr_rest ({self.hr_rest}) must be below hr_max ({self.hr_max})")
+        return self
+
+
+class ThresholdsOut(BaseModel):
+    user_id: int
+    hr_max: int | None = None
+    hr_rest: int | None = None
+    lthr: int | None = None
+    ftp_w: float | None = None
+    w_prime_j: float | None = None
+    threshold_pace_s_per_km: float | None = None
+    sex: str = "male"
+    sound: bool = True
+    vibration: bool = True
+    alert_settings: dict[str, Any] = Field(default_factory=dict)
+    updated_at: str | None = None
+
+
+class PostMessage(BaseModel):
+    model_config = _STRICT
+
+    session_id: int = Field(ge=1)
+    text: str = Field(min_length=1, max_length=4000)
+    #: The client's id for the message: a retry with the same id is stored once.
+    client_message_id: str | None = Field(default=None, min_length=1, max_length=64)
+
+
+class MessageOut(BaseModel):
+    id: int
+    live_session_id: int
+    sender_id: int
+    message_type: str | None
+    content: str | None
+    created_at: str | None
+    read_at: str | None
+    client_message_id: str | None
+
+
+class MessageList(BaseModel):
+    messages: list[MessageOut]
+
+
+class ReadBody(BaseModel):
+    model_config = _STRICT
+
+    up_to_id: int = Field(ge=1)
+
+
+class Watchers(BaseModel):
+    athlete_id: int
+    watchers: list[dict[str, Any]]
+
+
+__all__ = ["AthleteProfile"]

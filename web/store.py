@@ -1,0 +1,308 @@
+"""PostgreSQL access of the edge: sessions, metrics history, alerts, profiles, chat.
+
+Every query the edge runs lives here, over a psycopg 3 ``AsyncConnectionPool``; rows
+come back as plain dicts with timestamps in ISO 8601 UTC (``...Z``) so handlers can
+serialise them directly. psycopg errors are translated into :class:`StoreError` (a
+:class:`~pipeline.errors.ServiceError`) here, once, and counted by the caller.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool
+
+from pipeline.errors import ServiceError
+
+Row = dict[str, Any]
+
+SESSION_STATUSES = ("active", "paused", "completed")
+#: Allowed lifecycle transitions: action -> (statuses it applies to, resulting status).
+TRANSITIONS: dict[str, tuple[tuple[str, ...], str]] = {
+    "pause": (("active",), "paused"),
+    "resume": (("paused",), "active"),
+    "stop": (("active", "paused"), "completed"),
+}
+
+
+class StoreError(ServiceError):
+    """PostgreSQL refused or failed a query of the edge."""
+
+
+def iso(value: dt.datetime | None) -> str | None:
+    if value is None:
+        return None
+    if value.tzinfo is not None:
+        value = value.astimezone(dt.UTC).replace(tzinfo=None)
+    return value.isoformat(timespec="milliseconds") + "Z"
+
+
+def utc_naive(value: dt.datetime) -> dt.datetime:
+    """The schema stores UTC in TIMESTAMP columns (no zone), as the spec does."""
+    if value.tzinfo is None:
+        return value
+    return value.astimezone(dt.UTC).replace(tzinfo=None)
+
+
+def _clean(row: Row | None) -> Row | None:
+    if row is None:
+        return None
+    return {k: iso(v) if isinstance(v, dt.datetime) else v for k, v in row.items()}
+
+
+class Store:
+    def __init__(self, pool: AsyncConnectionPool) -> None:
+        self.pool = pool
+
+    @asynccontextmanager
+    async def _cursor(self) -> AsyncIterator[psycopg.AsyncCursor[Row]]:
+        try:
+            async with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+                yield cur
+        except psycopg.errors.UniqueViolation:
+            raise
+        except (psycopg.Error, TimeoutError) as exc:
+            raise StoreError(f"PostgreSQL: {type(exc).__name__}: {exc}") from exc
+
+    async def ping(self) -> None:
+        async with self._cursor() as cur:
+            await cur.execute("SELECT 1")
+
+    # --- access -----------------------------------------------------------------------
+
+    async def is_linked(self, coach_id: int, athlete_id: int) -> bool:
+        async with self._cursor() as cur:
+            await cur.execute(
+                "SELECT 1 FROM coach_athletes WHERE coach_id = %s AND athlete_id = %s",
+                (coach_id, athlete_id),
+            )
+            return await cur.fetchone() is not None
+
+    async def user_exists(self, user_id: int) -> bool:
+        async with self._cursor() as cur:
+            await cur.execute("SELECT 1 FROM users WHERE id = %s", (user_id,))
+            return await cur.fetchone() is not None
+
+    # --- sessions ---------------------------------------------------------------------
+
+    async def create_session(
+        self,
+        *,
+        user_id: int,
+        coach_id: int | None,
+        training_session_id: int | None,
+        metadata: dict[str, Any],
+    ) -> Row:
+        async with self._cursor() as cur:
+            await cur.execute(
+                "INSERT INTO live_training_sessions"
+                " (user_id, coach_id, training_session_id, status, metadata)"
+                " VALUES (%s, %s, %s, 'active', %s) RETURNING *",
+                (user_id, coach_id, training_session_id, Jsonb(metadata)),
+            )
+            row = _clean(await cur.fetchone())
+            assert row is not None
+            return row
+
+    async def get_session(self, session_id: int) -> Row | None:
+        async with self._cursor() as cur:
+            await cur.execute("SELECT * FROM live_training_sessions WHERE id = %s", (session_id,))
+            return _clean(await cur.fetchone())
+
+    async def open_sessions(self, user_id: int) -> list[Row]:
+        async with self._cursor() as cur:
+            await cur.execute(
+                "SELECT * FROM live_training_sessions WHERE user_id = %s"
+                " AND status <> 'completed' ORDER BY id",
+                (user_id,),
+            )
+            return [r for r in map(_clean, await cur.fetchall()) if r is not None]
+
+    async def transition(self, session_id: int, action: str) -> tuple[Row | None, bool]:
+        """Apply a lifecycle action; (row, changed). ``changed`` False: not allowed now."""
+        allowed, target = TRANSITIONS[action]
+        async with self._cursor() as cur:
+            await cur.execute(
+                "UPDATE live_training_sessions SET status = %s,"
+                " last_update_at = NOW() AT TIME ZONE 'UTC'"
+                " WHERE id = %s AND status = ANY(%s) RETURNING *",
+                (target, session_id, list(allowed)),
+            )
+            row = await cur.fetchone()
+            if row is not None:
+                return _clean(row), True
+        return await self.get_session(session_id), False
+
+    # --- metrics ----------------------------------------------------------------------
+
+    async def metrics_history(
+        self,
+        session_id: int,
+        *,
+        metric_types: list[str] | None,
+        since: dt.datetime | None,
+        until: dt.datetime | None,
+        bucket_s: float | None,
+        max_points: int,
+    ) -> tuple[float, list[Row]]:
+        """Per metric, buckets of ``bucket_s`` (chosen from ``max_points`` when None)."""
+        where = ["live_session_id = %s"]
+        params: list[Any] = [session_id]
+        if metric_types:
+            where.append("metric_type = ANY(%s)")
+            params.append(metric_types)
+        if since is not None:
+            where.append("timestamp >= %s")
+            params.append(utc_naive(since))
+        if until is not None:
+            where.append("timestamp < %s")
+            params.append(utc_naive(until))
+        clause = " AND ".join(where)
+        async with self._cursor() as cur:
+            if bucket_s is None:
+                await cur.execute(
+                    "SELECT EXTRACT(EPOCH FROM MAX(timestamp) - MIN(timestamp))::float AS span"
+                    f" FROM live_metrics WHERE {clause}",
+                    params,
+                )
+                span_row = await cur.fetchone()
+                span = float(span_row["span"] or 0.0) if span_row else 0.0
+                bucket_s = max(1.0, math.ceil(span / max(1, max_points)))
+            await cur.execute(
+                "SELECT metric_type,"
+                " to_timestamp(floor(EXTRACT(EPOCH FROM timestamp) / %s) * %s)"
+                "   AT TIME ZONE 'UTC' AS bucket,"
+                " AVG(value) AS avg, MIN(value) AS min, MAX(value) AS max, COUNT(*) AS n"
+                f" FROM live_metrics WHERE {clause}"
+                " GROUP BY 1, 2 ORDER BY 1, 2",
+                [bucket_s, bucket_s, *params],
+            )
+            rows = [_clean(r) for r in await cur.fetchall()]
+        return bucket_s, [r for r in rows if r is not None]
+
+    async def latest_metrics(self, session_id: int) -> dict[str, Any]:
+        async with self._cursor() as cur:
+            await cur.execute(
+                "SELECT DISTINCT ON (metric_type) metric_type, value, timestamp"
+                " FROM live_metrics WHERE live_session_id = %s"
+                " ORDER BY metric_type, timestamp DESC",
+                (session_id,),
+            )
+            rows = await cur.fetchall()
+        return {r["metric_type"]: {"value": r["value"], "at": iso(r["timestamp"])} for r in rows}
+
+    # --- alerts -----------------------------------------------------------------------
+
+    async def alerts(
+        self, session_id: int, *, unacknowledged: bool = False, limit: int = 100
+    ) -> list[Row]:
+        extra = " AND acknowledged_at IS NULL" if unacknowledged else ""
+        async with self._cursor() as cur:
+            await cur.execute(
+                "SELECT * FROM live_alerts WHERE live_session_id = %s"
+                f"{extra} ORDER BY triggered_at DESC, id LIMIT %s",
+                (session_id, limit),
+            )
+            return [r for r in map(_clean, await cur.fetchall()) if r is not None]
+
+    async def get_alert(self, alert_id: str) -> Row | None:
+        async with self._cursor() as cur:
+            await cur.execute("SELECT * FROM live_alerts WHERE id = %s", (alert_id,))
+            return _clean(await cur.fetchone())
+
+    async def ack_alert(self, alert_id: str, user_id: int) -> Row | None:
+        """Acknowledge once; a repeated ack keeps the first time and person."""
+        async with self._cursor() as cur:
+            await cur.execute(
+                "UPDATE live_alerts SET acknowledged_at ="
+                " COALESCE(acknowledged_at, NOW() AT TIME ZONE 'UTC'),"
+                " acknowledged_by = COALESCE(acknowledged_by, %s)"
+                " WHERE id = %s RETURNING *",
+                (user_id, alert_id),
+            )
+            return _clean(await cur.fetchone())
+
+    # --- profiles ---------------------------------------------------------------------
+
+    async def get_profile(self, user_id: int) -> Row | None:
+        async with self._cursor() as cur:
+            await cur.execute("SELECT * FROM athlete_profiles WHERE user_id = %s", (user_id,))
+            return _clean(await cur.fetchone())
+
+    async def put_profile(self, user_id: int, fields: dict[str, Any]) -> Row:
+        """Insert or update the given columns (others keep their value or default)."""
+        columns = list(fields)
+        values = [Jsonb(v) if isinstance(v, dict) else v for v in fields.values()]
+        names = ", ".join(["user_id", *columns])
+        marks = ", ".join(["%s"] * (len(columns) + 1))
+        updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns)
+        updates = ", ".join(filter(None, [updates, "updated_at = NOW() AT TIME ZONE 'UTC'"]))
+        async with self._cursor() as cur:
+            await cur.execute(
+                f"INSERT INTO athlete_profiles ({names}) VALUES ({marks})"
+                f" ON CONFLICT (user_id) DO UPDATE SET {updates} RETURNING *",
+                [user_id, *values],
+            )
+            row = _clean(await cur.fetchone())
+            assert row is not None
+            return row
+
+    # --- chat -------------------------------------------------------------------------
+
+    async def insert_message(
+        self,
+        *,
+        session_id: int,
+        sender_id: int,
+        text: str,
+        message_type: str,
+        client_message_id: str | None,
+    ) -> tuple[Row, bool]:
+        """Persist a message; (row, created). A retried client id returns the first row."""
+        async with self._cursor() as cur:
+            await cur.execute(
+                "INSERT INTO live_messages"
+                " (live_session_id, sender_id, message_type, content, client_message_id)"
+                " VALUES (%s, %s, %s, %s, %s)"
+                " ON CONFLICT (live_session_id, sender_id, client_message_id)"
+                " WHERE client_message_id IS NOT NULL DO NOTHING RETURNING *",
+                (session_id, sender_id, message_type, text, client_message_id),
+            )
+            row = await cur.fetchone()
+            if row is not None:
+                return _clean(row) or {}, True
+            await cur.execute(
+                "SELECT * FROM live_messages WHERE live_session_id = %s AND sender_id = %s"
+                " AND client_message_id = %s",
+                (session_id, sender_id, client_message_id),
+            )
+            return _clean(await cur.fetchone()) or {}, False
+
+    async def messages(self, session_id: int, *, before_id: int | None, limit: int) -> list[Row]:
+        async with self._cursor() as cur:
+            await cur.execute(
+                "SELECT * FROM live_messages WHERE live_session_id = %s"
+                " AND (%s::int IS NULL OR id < %s) ORDER BY id DESC LIMIT %s",
+                (session_id, before_id, before_id, limit),
+            )
+            rows = [r for r in map(_clean, await cur.fetchall()) if r is not None]
+        rows.reverse()
+        return rows
+
+    async def mark_read(self, session_id: int, reader_id: int, up_to_id: int) -> list[int]:
+        """Mark others' messages up to ``up_to_id`` read; the ids that changed."""
+        async with self._cursor() as cur:
+            await cur.execute(
+                "UPDATE live_messages SET read_at = NOW() AT TIME ZONE 'UTC'"
+                " WHERE live_session_id = %s AND id <= %s AND sender_id <> %s"
+                " AND read_at IS NULL RETURNING id",
+                (session_id, up_to_id, reader_id),
+            )
+            return sorted(r["id"] for r in await cur.fetchall())

@@ -1,0 +1,544 @@
+"""The WebSocket endpoint ``/api/v1/live/ws``: auth, the frame loop and its limits.
+
+Life of a socket: upgrade (permessage-deflate offered) -> auth (``Authorization``
+header, or a first ``{"type": "auth", "token": ...}`` frame within
+``auth_timeout_s``) -> ``welcome`` -> frames until either side closes. A watchdog
+pings every ``heartbeat_s``, closes an idle client with 4408 and an expired token with
+4401. Every subscription is removed when the socket ends, however it ends.
+
+Bad input never closes the socket: malformed JSON, an unknown ``type`` or a missing
+field is answered with an ``error`` event. What does close it: a denied channel
+(4403), a bad token (4401), too many frames or sockets (4429), a frame over the size
+limit (1009, by aiohttp), a send queue overflow (4410).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from typing import Any
+
+from aiohttp import WSMsgType, web
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from pipeline.errors import ServiceError
+from web.access import Forbidden, NotFound
+from web.actions import Conflict, parse_samples
+from web.app import EDGE, Edge
+from web.auth import AuthError, Principal, bearer_token
+from web.connection import Connection, TokenBucket
+from web.problems import validation_errors
+from web.protocol import (
+    CLOSE_FORBIDDEN,
+    CLOSE_IDLE,
+    CLOSE_RATE_LIMITED,
+    CLOSE_UNAUTHORIZED,
+    Channel,
+    parse_channel,
+    parse_cursor,
+)
+from web.resume import resume, subscribe, unsubscribe
+
+log = logging.getLogger(__name__)
+
+
+class _Frame(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    type: str
+    id: str | int | None = None
+
+
+class _Auth(_Frame):
+    token: str = Field(min_length=1)
+
+
+class _Subscribe(_Frame):
+    channel: str | None = None
+    channels: list[str] | None = Field(default=None, max_length=200)
+
+
+class _Resume(_Frame):
+    cursors: dict[str, str | list[str]] = Field(max_length=200)
+
+
+class _MetricsUpdate(_Frame):
+    session_id: int = Field(ge=1)
+    samples: list[dict[str, Any]] | None = Field(default=None, max_length=3600)
+    metrics: dict[str, Any] | None = None
+    t: float | str | None = None
+    timestamp: float | str | None = None
+
+
+class _Message(_Frame):
+    session_id: int = Field(ge=1)
+    text: str = Field(min_length=1, max_length=4000)
+    client_message_id: str | None = Field(default=None, min_length=1, max_length=64)
+
+
+class _Typing(_Frame):
+    session_id: int = Field(ge=1)
+    typing: bool = True
+
+
+class _Read(_Frame):
+    session_id: int = Field(ge=1)
+    up_to_id: int = Field(ge=1)
+
+
+class _AckAlert(_Frame):
+    alert_id: str = Field(min_length=1, max_length=64)
+
+
+#: The spec's metrics names -> Sample fields (pace is s/km; Sample carries speed).
+_SPEC_NAMES = {"power": "power_w", "distance": "distance_m", "altitude": "altitude_m"}
+
+
+def _dumps(data: dict[str, Any]) -> str:
+    return json.dumps(data, separators=(",", ":"), default=str)
+
+
+class _Socket:
+    """The frame loop of one connection."""
+
+    def __init__(self, edge: Edge, ws: web.WebSocketResponse, conn: Connection) -> None:
+        self.edge = edge
+        self.ws = ws
+        self.conn = conn
+        self.last_seen = time.monotonic()
+        self.user_bucket: TokenBucket | None = None
+
+    # --- replies ----------------------------------------------------------------------
+
+    def reply(self, kind: str, frame: _Frame | None = None, **fields: Any) -> None:
+        body: dict[str, Any] = {"type": kind, "timestamp": time.time(), **fields}
+        if frame is not None and frame.id is not None:
+            body["ref"] = frame.id
+        self.conn.send(_dumps(body), kind)
+
+    def error(self, code: str, message: str, *, ref: Any = None, **extra: Any) -> None:
+        body: dict[str, Any] = {"type": "error", "code": code, "message": message, **extra}
+        if ref is not None:
+            body["ref"] = ref
+        self.conn.send(_dumps(body), "error")
+
+    # --- auth -------------------------------------------------------------------------
+
+    async def authenticate(self, request: web.Request) -> Principal | None:
+        verifier = self.edge.verifier
+        try:
+            token = bearer_token(request.headers.get("Authorization"))
+            if token is not None:
+                return verifier.verify(token)
+        except AuthError as exc:
+            await self.conn.close(CLOSE_UNAUTHORIZED, str(exc))
+            return None
+        try:
+            msg = await self.ws.receive(timeout=self.edge.config.auth_timeout_s)
+        except TimeoutError:
+            await self.conn.close(CLOSE_UNAUTHORIZED, "no auth frame in time")
+            return None
+        if msg.type != WSMsgType.TEXT:
+            await self.conn.close(CLOSE_UNAUTHORIZED, "expected an auth frame")
+            return None
+        try:
+            frame = _Auth.model_validate_json(msg.data)
+            if frame.type != "auth":
+                raise AuthError("the first frame must be {'type': 'auth', 'token': ...}")
+            return verifier.verify(frame.token)
+        except (ValidationError, AuthError) as exc:
+            reason = str(exc) if isinstance(exc, AuthError) else "malformed auth frame"
+            await self.conn.close(CLOSE_UNAUTHORIZED, reason)
+            return None
+
+    # --- the loop ---------------------------------------------------------------------
+
+    async def watchdog(self) -> None:
+        cfg = self.edge.config
+        leeway = self.edge.settings.jwt_leeway_s
+        while not self.ws.closed:
+            await asyncio.sleep(min(cfg.heartbeat_s, cfg.idle_timeout_s / 2))
+            principal = self.conn.principal
+            if principal is not None and time.time() > principal.expires_at + leeway:
+                await self.conn.close(CLOSE_UNAUTHORIZED, "token expired; reconnect with a new one")
+                return
+            if time.monotonic() - self.last_seen > cfg.idle_timeout_s:
+                await self.conn.close(CLOSE_IDLE, "idle: no frame or pong in time")
+                return
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                await self.ws.ping()
+            await self._refresh_presence()
+
+    async def run(self) -> None:
+        cfg = self.edge.config
+        while not self.ws.closed and not self.conn.closing:
+            msg = await self.ws.receive()
+            self.last_seen = time.monotonic()
+            if msg.type == WSMsgType.PING:
+                await self.ws.pong(msg.data)
+                continue
+            if msg.type == WSMsgType.PONG:
+                continue
+            if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
+                return
+            self.edge.metrics.frames_received.inc()
+            assert self.user_bucket is not None
+            if not self.conn.bucket.take() or not self.user_bucket.take():
+                await self.conn.close(CLOSE_RATE_LIMITED, "too many frames; slow down")
+                return
+            if msg.type != WSMsgType.TEXT:
+                self.error("bad_frame", "only JSON text frames are accepted")
+                continue
+            await self.handle(msg.data)
+        del cfg
+
+    async def handle(self, text: str) -> None:
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            self.error("bad_json", f"malformed JSON: {exc}")
+            return
+        if not isinstance(data, dict):
+            self.error("bad_frame", "expected a JSON object")
+            return
+        kind = data.get("type")
+        ref = data.get("id") if isinstance(data.get("id"), str | int) else None
+        if not isinstance(kind, str):
+            self.error("missing_field", "type: field required", ref=ref, field="type")
+            return
+        handler = _HANDLERS.get(kind)
+        if handler is None:
+            self.error(
+                "unknown_type",
+                f"unknown type {kind!r}; expected one of {', '.join(sorted(_HANDLERS))}",
+                ref=ref,
+            )
+            return
+        try:
+            await handler(self, data)
+        except ValidationError as exc:
+            errors = validation_errors(exc)
+            first = errors[0] if errors else {"field": "?", "message": "invalid"}
+            code = "missing_field" if first.get("code") == "missing" else "invalid"
+            self.error(code, f"{first['field']}: {first['message']}", ref=ref, errors=errors)
+        except Forbidden as exc:
+            self.error("forbidden", str(exc), ref=ref)
+            await self.conn.flush()
+            await self.conn.close(CLOSE_FORBIDDEN, str(exc)[:120])
+        except NotFound as exc:
+            self.error("not_found", str(exc), ref=ref)
+        except Conflict as exc:
+            self.error("conflict", str(exc), ref=ref)
+        except AuthError as exc:
+            self.error("unauthorized", str(exc), ref=ref)
+            await self.conn.flush()
+            await self.conn.close(CLOSE_UNAUTHORIZED, str(exc)[:120])
+        except ServiceError as exc:
+            self.edge.metrics.backend_errors.labels(
+                "postgresql" if type(exc).__name__ == "StoreError" else "redis"
+            ).inc()
+            self.error("unavailable", "a backing service is failing; retry", ref=ref)
+        except ValueError as exc:
+            self.error("invalid", str(exc), ref=ref)
+
+    # --- presence ---------------------------------------------------------------------
+
+    async def _athlete_of(self, channel: Channel) -> int:
+        if channel.kind == "user":
+            return channel.ident
+        owner = await self.edge.need_access().session_owner(channel.ident)
+        if owner is None:
+            raise NotFound(f"no live session {channel.ident}")
+        return owner[0]
+
+    async def _authorize(self, channel: Channel) -> int:
+        principal = self.conn.principal
+        assert principal is not None
+        athlete = await self._athlete_of(channel)
+        await self.edge.need_access().require_athlete(principal, athlete)
+        return athlete
+
+    async def _watch(self, channel: Channel, athlete: int, on: bool) -> None:
+        principal = self.conn.principal
+        if principal is None or principal.user_id == athlete:
+            return
+        presence = self.edge.need_presence()
+        try:
+            if on:
+                await presence.watch(athlete, principal.user_id, principal.role, channel.name)
+            else:
+                await presence.unwatch(athlete, principal.user_id, principal.role, channel.name)
+        except Exception as exc:  # presence is best effort; the subscription stands
+            log.debug("presence update failed: %s", exc)
+
+    async def _refresh_presence(self) -> None:
+        principal = self.conn.principal
+        if principal is None or not principal.is_coach:
+            return
+        athletes = {self.watched.get(name) for name in self.conn.subscriptions}
+        for athlete in athletes - {None}:
+            assert athlete is not None
+            with contextlib.suppress(Exception):
+                await self.edge.need_presence().refresh(athlete, principal.user_id, principal.role)
+
+    watched: dict[str, int]
+
+    async def cleanup(self) -> None:
+        for name in list(self.conn.subscriptions):
+            unsubscribe(self.edge, self.conn, name)
+            athlete = self.watched.pop(name, None)
+            if athlete is not None:
+                await self._watch(parse_channel(name), athlete, False)
+
+
+# --- frame handlers -----------------------------------------------------------------------
+
+
+async def _on_auth(s: _Socket, data: dict[str, Any]) -> None:
+    frame = _Auth.model_validate(data)
+    principal = s.edge.verifier.verify(frame.token)
+    current = s.conn.principal
+    assert current is not None
+    if principal.user_id != current.user_id or principal.role != current.role:
+        raise Forbidden("a refreshed token must be for the same user and role")
+    s.conn.principal = principal
+    s.reply("ack", frame, op="auth", expires_at=principal.expires_at)
+
+
+async def _on_ping(s: _Socket, data: dict[str, Any]) -> None:
+    s.reply("pong", _Frame.model_validate(data))
+
+
+def _channels(frame: _Subscribe) -> list[Channel]:
+    names = list(frame.channels or []) + ([frame.channel] if frame.channel else [])
+    if not names:
+        raise ValueError("channel: field required (or channels: a list)")
+    return [parse_channel(n) for n in names]
+
+
+async def _on_subscribe(s: _Socket, data: dict[str, Any]) -> None:
+    frame = _Subscribe.model_validate(data)
+    channels = _channels(frame)
+    if len(s.conn.subscriptions) + len(channels) > s.edge.config.max_subscriptions:
+        raise ValueError(f"at most {s.edge.config.max_subscriptions} subscriptions per socket")
+    athletes = [await s._authorize(c) for c in channels]
+    for channel, athlete in zip(channels, athletes, strict=True):
+        new = channel.name not in s.conn.subscriptions
+        cursor = subscribe(s.edge, s.conn, channel)
+        s.reply("ack", frame, op="subscribe", channel=channel.name, cursor=cursor)
+        if new:
+            s.watched[channel.name] = athlete
+            await s._watch(channel, athlete, True)
+
+
+async def _on_unsubscribe(s: _Socket, data: dict[str, Any]) -> None:
+    frame = _Subscribe.model_validate(data)
+    for channel in _channels(frame):
+        removed = unsubscribe(s.edge, s.conn, channel.name)
+        athlete = s.watched.pop(channel.name, None)
+        if athlete is not None:
+            await s._watch(channel, athlete, False)
+        s.reply(
+            "ack",
+            frame,
+            op="unsubscribe",
+            channel=channel.name,
+            subscribed=False,
+            was_subscribed=removed,
+        )
+
+
+async def _on_resume(s: _Socket, data: dict[str, Any]) -> None:
+    frame = _Resume.model_validate(data)
+    requests: dict[Channel, dict[int, int]] = {}
+    for name, raw in frame.cursors.items():
+        channel = parse_channel(name)
+        cursors: dict[int, int] = {}
+        for text in [raw] if isinstance(raw, str) else raw:
+            p, o = parse_cursor(text)
+            cursors[p] = max(o, cursors.get(p, -1))
+        requests[channel] = cursors
+    if len(s.conn.subscriptions) + len(requests) > s.edge.config.max_subscriptions:
+        raise ValueError(f"at most {s.edge.config.max_subscriptions} subscriptions per socket")
+    athletes = {c: await s._authorize(c) for c in requests}
+    await resume(s.edge, s.conn, requests)
+    for channel, athlete in athletes.items():
+        if channel.name not in s.watched:
+            s.watched[channel.name] = athlete
+            await s._watch(channel, athlete, True)
+
+
+def _samples_of(frame: _MetricsUpdate) -> list[Any]:
+    if frame.samples is not None:
+        return frame.samples
+    if frame.metrics is None:
+        raise ValueError("samples or metrics: one of them is required")
+    sample: dict[str, Any] = {}
+    for name, value in frame.metrics.items():
+        if name == "pace":
+            # The spec's pace is seconds per km; a Sample carries speed.
+            if value is not None:
+                if not isinstance(value, int | float) or value <= 0:
+                    raise ValueError("metrics.pace: expected seconds per km above 0")
+                sample["speed_m_s"] = 1000.0 / value
+            continue
+        sample[_SPEC_NAMES.get(name, name)] = value
+    t = frame.t if frame.t is not None else frame.timestamp
+    sample["t"] = t if t is not None else time.time()
+    return [sample]
+
+
+async def _on_metrics_update(s: _Socket, data: dict[str, Any]) -> None:
+    frame = _MetricsUpdate.model_validate(data)
+    principal = s.conn.principal
+    assert principal is not None
+    samples = parse_samples(frame.session_id, _samples_of(frame))
+    accepted = await s.edge.need_actions().accept_samples(principal, frame.session_id, samples)
+    s.reply(
+        "ack",
+        frame,
+        op="metrics_update",
+        session_id=frame.session_id,
+        accepted=accepted.accepted,
+        partition=accepted.partition,
+        offset=accepted.offset,
+    )
+
+
+async def _on_message(s: _Socket, data: dict[str, Any]) -> None:
+    frame = _Message.model_validate(data)
+    principal = s.conn.principal
+    assert principal is not None
+    row, created = await s.edge.need_actions().post_message(
+        principal, frame.session_id, frame.text, frame.client_message_id
+    )
+    s.reply("ack", frame, op="message", message_id=row.get("id"), created=created)
+
+
+async def _on_typing(s: _Socket, data: dict[str, Any]) -> None:
+    frame = _Typing.model_validate(data)
+    principal = s.conn.principal
+    assert principal is not None
+    channel = Channel("session", frame.session_id)
+    athlete = await s._authorize(channel)
+    await s.edge.need_presence().publish(
+        channel.name,
+        {
+            "type": "typing",
+            "session_id": frame.session_id,
+            "user_id": athlete,
+            "sender_id": principal.user_id,
+            "role": principal.role,
+            "typing": frame.typing,
+            "timestamp": time.time(),
+        },
+    )
+
+
+async def _on_read(s: _Socket, data: dict[str, Any]) -> None:
+    frame = _Read.model_validate(data)
+    principal = s.conn.principal
+    assert principal is not None
+    ids = await s.edge.need_actions().mark_read(principal, frame.session_id, frame.up_to_id)
+    s.reply("ack", frame, op="read", session_id=frame.session_id, read=ids)
+
+
+async def _on_ack_alert(s: _Socket, data: dict[str, Any]) -> None:
+    frame = _AckAlert.model_validate(data)
+    principal = s.conn.principal
+    assert principal is not None
+    row = await s.edge.need_actions().ack_alert(principal, frame.alert_id)
+    s.reply(
+        "ack",
+        frame,
+        op="ack_alert",
+        alert_id=frame.alert_id,
+        acknowledged_at=row.get("acknowledged_at"),
+    )
+
+
+_HANDLERS = {
+    "auth": _on_auth,
+    "ping": _on_ping,
+    "subscribe": _on_subscribe,
+    "unsubscribe": _on_unsubscribe,
+    "resume": _on_resume,
+    "metrics_update": _on_metrics_update,
+    "message": _on_message,
+    "typing": _on_typing,
+    "read": _on_read,
+    "ack_alert": _on_ack_alert,
+}
+
+
+async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
+    edge = request.app[EDGE]
+    cfg = edge.config
+    ws = web.WebSocketResponse(
+        compress=True, max_msg_size=cfg.max_frame_bytes, autoping=False, heartbeat=None
+    )
+    await ws.prepare(request)
+    conn = Connection(
+        ws,
+        edge.metrics,
+        max_queue=cfg.max_send_queue,
+        frame_rate=cfg.frame_rate,
+        frame_burst=cfg.frame_burst,
+    )
+    conn.start()
+    sock = _Socket(edge, ws, conn)
+    sock.watched = {}
+    edge.connections.add(conn)
+    edge.metrics.connections.inc()
+    counted: int | None = None
+    watchdog: asyncio.Task[None] | None = None
+    try:
+        principal = await sock.authenticate(request)
+        if principal is None:
+            return ws
+        if edge.per_user.get(principal.user_id, 0) >= cfg.max_connections_per_user:
+            await conn.close(CLOSE_RATE_LIMITED, "too many connections for this user")
+            return ws
+        counted = principal.user_id
+        edge.per_user[counted] = edge.per_user.get(counted, 0) + 1
+        conn.principal = principal
+        bucket = edge.user_buckets.get(counted)
+        if bucket is None:
+            bucket = edge.user_buckets[counted] = TokenBucket(
+                cfg.user_frame_rate, cfg.user_frame_burst
+            )
+        sock.user_bucket = bucket
+        sock.reply(
+            "welcome",
+            user_id=principal.user_id,
+            role=principal.role,
+            expires_at=principal.expires_at,
+            heartbeat_s=cfg.heartbeat_s,
+            idle_timeout_s=cfg.idle_timeout_s,
+            live_partitions=edge.settings.live_partitions,
+            max_frame_bytes=cfg.max_frame_bytes,
+        )
+        watchdog = asyncio.create_task(sock.watchdog())
+        await sock.run()
+    finally:
+        if watchdog is not None:
+            watchdog.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watchdog
+        await sock.cleanup()
+        await conn.stop()
+        if not ws.closed:
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                await ws.close()
+        if counted is not None:
+            left = edge.per_user.get(counted, 1) - 1
+            if left <= 0:
+                edge.per_user.pop(counted, None)
+                edge.user_buckets.pop(counted, None)
+            else:
+                edge.per_user[counted] = left
+        edge.connections.discard(conn)
+        edge.metrics.connections.dec()
+    return ws
