@@ -93,6 +93,15 @@ def _cmd_web(args: argparse.Namespace, settings: Settings) -> int:
     return run_edge(settings, host=args.host, port=args.port)
 
 
+def _cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    from agents.worker import configured_urls, run_all, run_app
+
+    redis_url, database_url = configured_urls(settings)
+    if args.app == "all":
+        return run_all(redis_url, database_url)
+    return run_app(settings, app=args.app, redis_url=redis_url, database_url=database_url)
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -127,8 +136,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("web", help="run one web edge (REST + WebSocket) in the foreground")
     p.add_argument("--host", default=None, help="listen address (default LIVECOACH_WEB_HOST)")
-    p.add_argument("--port", type=int, default=None, help="listen port (default LIVECOACH_WEB_PORT)")
+    p.add_argument(
+        "--port", type=int, default=None, help="listen port (default LIVECOACH_WEB_PORT)"
+    )
     p.set_defaults(handler=_cmd_web)
+
+    p = sub.add_parser("worker", help="run the Faust agents (live metrics and persistence)")
+    p.add_argument(
+        "--app",
+        choices=["live", "store", "all"],
+        default="all",
+        help="which app: live, store, or both as child processes (default)",
+    )
+    p.set_defaults(handler=_cmd_worker)
 
     p = sub.add_parser("check", help="validate the configuration and reach the servers")
     p.set_defaults(handler=_cmd_check)

@@ -1,0 +1,231 @@
+"""The Faust apps of livecoach, built by factories (nothing Faust exists at import time).
+
+Two applications, two consumer groups, so that a PostgreSQL outage never stalls the
+live path:
+
+- :func:`create_live_app` (group ``livecoach``): the ``process`` agent reads
+  ``samples``, keeps each session's state in the changelog-backed ``sessions`` table
+  (and decoupling blocks in ``decoupling-blocks``), and publishes ``metrics_update``,
+  ``alert`` and ``session_event`` to ``live``. The logic is :mod:`agents.processing`.
+- :func:`create_store_app` (group ``livecoach-store``): the ``store_samples`` agent
+  writes every sample to ``live_metrics``; ``store_live`` writes alerts to
+  ``live_alerts`` and the summary of a stopped session to ``training_sessions``. Both
+  retry with backoff while PostgreSQL is away: their offsets are not committed, the
+  samples wait in the stream, and the live app is not affected.
+
+All writes are idempotent, so at-least-once delivery stores everything exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import faust
+import psycopg
+from psycopg.types.json import Jsonb
+
+from agents.processing import Processor
+from pipeline.constants import APP_ID, LIVE_TOPIC, SAMPLES_TOPIC
+from pipeline.db import MetricRow, finish_session, insert_metric_rows, metric_rows, utc_naive
+from pipeline.settings import Settings
+
+log = logging.getLogger(__name__)
+
+STORE_APP_ID = f"{APP_ID}-store"
+#: Largest batch the store agent writes in one transaction, and how long it waits to fill.
+STORE_BATCH = 5000
+STORE_BATCH_WITHIN_S = 0.05
+_RETRY_MAX_S = 10.0
+
+
+def _base_config(settings: Settings, redis_url: str, app_id: str) -> dict[str, Any]:
+    return {
+        "id": app_id,
+        "broker": redis_url,
+        "store": "memory://",
+        "topic_partitions": settings.samples_partitions,
+        "key_serializer": "raw",
+        "value_serializer": "json",
+        "web_host": "127.0.0.1",
+        "broker_commit_interval": 1.0,
+        "producer_linger": 0.0,
+    }
+
+
+def create_live_app(
+    settings: Settings, *, redis_url: str, app_id: str = APP_ID, web_port: int | None = None
+) -> faust.App:
+    """The app that turns samples into live metrics, alerts and session events."""
+    app = faust.App(
+        **_base_config(settings, redis_url, app_id),
+        web_port=web_port if web_port is not None else settings.worker_web_port,
+    )
+    samples = app.topic(SAMPLES_TOPIC, partitions=settings.samples_partitions)
+    live = app.topic(LIVE_TOPIC, partitions=settings.live_partitions)
+    sessions = app.Table(
+        "sessions", default=None, partitions=settings.samples_partitions, key_serializer="raw"
+    )
+    blocks = app.Table(
+        "decoupling-blocks", default=None, partitions=settings.samples_partitions,
+        key_serializer="json",
+    )  # fmt: skip
+    processor = Processor(block_store=blocks)
+
+    @app.agent(samples, name="process")
+    async def process(stream: faust.StreamT[Any]) -> AsyncIterator[None]:
+        async for event in stream.events():
+            record = event.value
+            if not isinstance(record, dict) or "session_id" not in record:
+                log.warning("skipping a malformed samples record at %s", event.message.tp)
+                continue
+            key = event.key if isinstance(event.key, bytes) else str(record["session_id"]).encode()
+            out = processor.process(sessions.get(key), record)
+            sessions[key] = out.state
+            for live_event in out.events:
+                await live.send(key=key, value=live_event)
+            yield None
+
+    return app
+
+
+async def _retrying(what: str, write: Callable[[], Awaitable[None]]) -> None:
+    """Run ``write`` until it succeeds, backing off; the stream holds the data meanwhile."""
+    delay = 0.2
+    while True:
+        try:
+            await write()
+            return
+        except (psycopg.OperationalError, psycopg.InterfaceError, OSError) as exc:
+            log.warning(
+                "PostgreSQL unavailable while %s (%s); retrying in %.1f s", what, exc, delay
+            )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _RETRY_MAX_S)
+
+
+class _Database:
+    """One lazily (re)opened connection for a store agent."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.conn: psycopg.AsyncConnection[Any] | None = None
+
+    async def get(self) -> psycopg.AsyncConnection[Any]:
+        if self.conn is None or self.conn.closed:
+            self.conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
+        return self.conn
+
+    async def reset(self) -> None:
+        if self.conn is not None:
+            await self.conn.close()
+        self.conn = None
+
+
+def _rows_of(record: dict[str, Any]) -> list[MetricRow]:
+    if record.get("kind") != "samples":
+        return []
+    session_id = int(record["session_id"])
+    rows: list[MetricRow] = []
+    for sample in record.get("samples", []):
+        rows.extend(metric_rows(session_id, float(sample["t"]), sample))
+    return rows
+
+
+async def store_alert(conn: psycopg.AsyncConnection[Any], event: dict[str, Any]) -> None:
+    alert = event["alert"]
+    await conn.execute(
+        "INSERT INTO live_alerts (id, live_session_id, user_id, rule, metric, severity, message,"
+        " current_value, threshold, triggered_at, payload)"
+        " SELECT %s, s.id, %s, %s, %s, %s, %s, %s, %s, %s, %s"
+        " FROM live_training_sessions s WHERE s.id = %s"
+        " ON CONFLICT (id) DO NOTHING",
+        (
+            alert["id"],
+            event["user_id"],
+            alert["rule"],
+            alert["metric"],
+            alert["severity"],
+            alert["message"],
+            alert.get("current"),
+            alert.get("threshold"),
+            utc_naive(float(alert.get("fired_at_s") or event["timestamp"])),
+            Jsonb(alert),
+            event["session_id"],
+        ),
+    )
+
+
+def create_store_app(
+    settings: Settings, *, redis_url: str, database_url: str, app_id: str = STORE_APP_ID
+) -> faust.App:
+    """The app that persists samples, alerts and session summaries to PostgreSQL."""
+    app = faust.App(**_base_config(settings, redis_url, app_id), web_enabled=False)
+    samples = app.topic(SAMPLES_TOPIC, partitions=settings.samples_partitions)
+    live = app.topic(LIVE_TOPIC, partitions=settings.live_partitions)
+    samples_db = _Database(database_url)
+    live_db = _Database(database_url)
+
+    @app.agent(samples, name="store_samples")
+    async def store_samples(stream: faust.StreamT[Any]) -> AsyncIterator[None]:
+        async for records in stream.take(STORE_BATCH, within=STORE_BATCH_WITHIN_S):
+            rows = [row for record in records if isinstance(record, dict)
+                    for row in _rows_of(record)]  # fmt: skip
+
+            async def write(rows: list[MetricRow] = rows) -> None:
+                try:
+                    await insert_metric_rows(await samples_db.get(), rows)
+                except (psycopg.OperationalError, psycopg.InterfaceError):
+                    await samples_db.reset()
+                    raise
+
+            await _retrying("storing samples", write)
+            yield None
+
+    @app.agent(live, name="store_live")
+    async def store_live(stream: faust.StreamT[Any]) -> AsyncIterator[None]:
+        async for event in stream:
+            if not _is_stored(event):
+                continue
+
+            async def write(event: dict[str, Any] = event) -> None:
+                try:
+                    await _store_live_event(await live_db.get(), event)
+                except (psycopg.OperationalError, psycopg.InterfaceError):
+                    await live_db.reset()
+                    raise
+
+            await _retrying(f"storing a {event['type']}", write)
+            yield None
+
+    return app
+
+
+def _is_stored(event: object) -> bool:
+    """Alerts and stops are stored; metrics updates are not (samples are, by the other agent)."""
+    if not isinstance(event, dict):
+        return False
+    kind = event.get("type")
+    return kind == "alert" or (kind == "session_event" and event.get("event") == "stop")
+
+
+async def _store_live_event(conn: psycopg.AsyncConnection[Any], event: dict[str, Any]) -> None:
+    if event["type"] == "alert":
+        await store_alert(conn, event)
+    else:
+        await _store_summary(conn, event)
+
+
+async def _store_summary(conn: psycopg.AsyncConnection[Any], event: dict[str, Any]) -> None:
+    summary = event.get("summary") or {}
+    started = event.get("started_at") or event["timestamp"]
+    await finish_session(
+        conn,
+        int(event["session_id"]),
+        sport=str(summary.get("sport", "ride")),
+        started_at=utc_naive(float(started)),
+        ended_at=utc_naive(float(event["timestamp"])),
+        summary=summary,
+    )

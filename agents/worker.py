@@ -1,0 +1,92 @@
+"""``livecoach worker``: run the Faust apps of :mod:`agents.app`.
+
+``--app live`` runs the live app, ``--app store`` the persistence app, each as a
+normal Faust worker in this process. ``--app all`` (the default) runs both as child
+processes and stops both when either ends or when it is told to stop, so an operator
+starts one command per machine and still gets two independent consumer groups.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from types import FrameType
+
+import faust
+
+from agents.app import create_live_app, create_store_app
+from pipeline.settings import Settings
+
+APPS = ("live", "store", "all")
+
+
+def run_app(settings: Settings, *, app: str, redis_url: str, database_url: str) -> int:
+    """Run one Faust worker in the foreground until SIGINT/SIGTERM."""
+    if app == "live":
+        faust_app = create_live_app(settings, redis_url=redis_url)
+    else:
+        faust_app = create_store_app(settings, redis_url=redis_url, database_url=database_url)
+    worker = faust.Worker(
+        faust_app,
+        loglevel=settings.log_level.lower(),
+        quiet=True,
+        redirect_stdouts=False,
+    )
+    worker.execute_from_commandline()  # exits the process via sys.exit when it stops
+    return 0
+
+
+def run_all(redis_url: str, database_url: str) -> int:
+    """Run the live and store workers as children; stop both together."""
+    env = {**os.environ, "LIVECOACH_REDIS_URL": redis_url, "LIVECOACH_DATABASE_URL": database_url}
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-m", "pipeline.cli", "worker", "--app", name],
+            env=env,
+            stdin=subprocess.DEVNULL,
+        )
+        for name in ("live", "store")
+    ]
+    stopping = False
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    while not stopping and all(child.poll() is None for child in children):
+        time.sleep(0.2)
+    for child in children:
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+    status = 0
+    for child in children:
+        try:
+            status = status or child.wait(30)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            status = status or child.wait()
+    return 0 if stopping else status or 1
+
+
+def configured_urls(settings: Settings) -> tuple[str, str]:
+    """The configured Redis and PostgreSQL URLs, checked; a lone worker embeds nothing."""
+    from pipeline.errors import ConfigError
+    from pipeline.runtime import check_postgres, check_redis
+    from pipeline.settings import env_name
+
+    for field in ("redis_url", "database_url"):
+        if getattr(settings, field) is None:
+            raise ConfigError(
+                env_name(field),
+                "not set; a worker must share its servers with the edges "
+                "(`livecoach up` runs everything on one machine with embedded servers)",
+            )
+    assert settings.redis_url is not None and settings.database_url is not None
+    check_redis(settings.redis_url)
+    check_postgres(settings.database_url)
+    return settings.redis_url, settings.database_url
