@@ -18,10 +18,12 @@ checked-in file is out of date.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
 
 #: Bounds of what a sensor can plausibly report. Beyond them a value is a glitch, not
 #: an effort: the fastest human sprint is ~12.5 m/s, a fast descent on a bike ~25 m/s,
@@ -154,3 +156,341 @@ class AthleteProfile(BaseModel):
     @property
     def critical_power_w(self) -> float:
         return self.cp_w if self.cp_w is not None else self.ftp_w
+
+
+# --- the wire protocol ------------------------------------------------------------------
+#
+# Server events are what the agents and the edge produce: they may carry more fields
+# than listed (``user_id``, ``ingest_ms``, ...), so they allow extras and the schema
+# documents the fields a client can count on. Client frames are what strangers send:
+# they forbid extras so a misspelt field is an error that names it.
+
+#: Version of the wire protocol described by these models and schema/protocol.schema.json.
+PROTOCOL_VERSION = 1
+
+#: A position on the ``live`` topic as the edge writes it: ``"<partition>:<offset>"``.
+Cursor = Annotated[str, Field(pattern=r"^[0-9]{1,4}:(-1|[0-9]{1,19})$")]
+#: ``live:session:{id}`` or ``live:user:{id}``.
+ChannelName = Annotated[str, Field(pattern=r"^live:(session|user):[1-9][0-9]{0,18}$")]
+FrameId = str | int
+
+
+class _ServerEvent(BaseModel):
+    """The envelope every server event shares."""
+
+    model_config = ConfigDict(extra="allow")
+
+    channel: ChannelName | None = Field(
+        default=None, description="The channel the event was delivered on."
+    )
+    session_id: int | None = None
+    timestamp: float = Field(description="Epoch seconds UTC: sample time or send time.")
+    offset: Cursor | None = Field(
+        default=None,
+        description="Stream position of a delivered live event; resume from it.",
+    )
+    ref: FrameId | None = Field(default=None, description="The id of the frame answered.")
+
+
+class LiveMetrics(BaseModel):
+    """The ``metrics`` of a ``metrics_update``: the spec's fields, then derived ones.
+
+    Units: heart rate bpm, pace s/km (None when stopped, never infinite), distance m,
+    cadence rpm, power W, time s. See ``docs/metrics.md`` for each formula.
+    """
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    heart_rate: float | None
+    pace: float | None
+    distance: float | None
+    cadence: float | None
+    power: float | None = None
+    speed_m_s: float | None = None
+    hr_avg_30s: float | None = None
+    hr_avg_3min: float | None = None
+    hr_avg_session: float | None = None
+    hr_max: float | None = None
+    power_3s: float | None = None
+    power_avg: float | None = None
+    np: float | None = None
+    if_: float | None = Field(default=None, alias="if")
+    tss: float | None = None
+    w_prime_bal_j: float | None = None
+    w_prime_bal_pct: float | None = None
+    trimp: float | None = None
+    decoupling_pct: float | None = None
+    hr_zone: str | None = None
+    power_zone: str | None = None
+    pace_zone: str | None = None
+    elapsed_s: float | None = None
+    moving_s: float | None = None
+    lap: int | None = None
+    state: Literal["created", "running", "paused", "stopped"] | None = None
+    samples: int | None = None
+
+
+class MetricsUpdateEvent(_ServerEvent):
+    type: Literal["metrics_update"]
+    metrics: LiveMetrics
+
+
+class AlertBody(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    id: str
+    rule: str
+    severity: Literal["info", "warning", "critical"]
+    message: str
+    metric: str
+    current: float
+    threshold: float
+    sound: bool = False
+    vibration: bool = False
+
+
+class AlertEvent(_ServerEvent):
+    type: Literal["alert"]
+    alert: AlertBody
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    id: int
+    from_: int = Field(alias="from", description="The sender's user id.")
+    text: str
+
+
+class MessageEvent(_ServerEvent):
+    type: Literal["message"]
+    message: ChatMessage
+
+
+class SessionEvent(_ServerEvent):
+    type: Literal["session_event"]
+    event: str = Field(
+        description="start, pause, resume, stop, lap, rejected, alert_acknowledged, ..."
+    )
+    state: Literal["created", "running", "paused", "stopped"] | None = None
+    lap: dict[str, Any] | None = Field(default=None, description="Lap summary (event lap).")
+    summary: dict[str, Any] | None = Field(default=None, description="On stop.")
+
+
+class TypingEvent(_ServerEvent):
+    type: Literal["typing"]
+    sender_id: int
+    typing: bool
+
+
+class ReadReceiptEvent(_ServerEvent):
+    type: Literal["read_receipt"]
+    reader_id: int
+    message_ids: list[int]
+
+
+class PresenceEvent(_ServerEvent):
+    type: Literal["presence"]
+    user_id: int
+    watcher_id: int
+    role: Literal["athlete", "coach"]
+    watching: bool
+
+
+class AckEvent(_ServerEvent):
+    type: Literal["ack"]
+    op: str = Field(description="The type of the frame acknowledged.")
+
+
+class ErrorEvent(_ServerEvent):
+    type: Literal["error"]
+    code: str
+    message: str
+
+
+class WelcomeEvent(_ServerEvent):
+    type: Literal["welcome"]
+    user_id: int
+    role: Literal["athlete", "coach"]
+
+
+class ResumedEvent(_ServerEvent):
+    type: Literal["resumed"]
+    recovered: bool = Field(description="False: the gap is gone; use the snapshot.")
+    replayed: int = 0
+    cursor: list[Cursor] | None = None
+    snapshot: Any = None
+
+
+class PongEvent(_ServerEvent):
+    type: Literal["pong"]
+
+
+ServerEvent = Annotated[
+    MetricsUpdateEvent
+    | AlertEvent
+    | MessageEvent
+    | SessionEvent
+    | TypingEvent
+    | ReadReceiptEvent
+    | PresenceEvent
+    | AckEvent
+    | ErrorEvent
+    | WelcomeEvent
+    | ResumedEvent
+    | PongEvent,
+    Field(discriminator="type"),
+]
+
+
+class _ClientFrame(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: FrameId | None = Field(default=None, description="Echoed as ``ref`` in the reply.")
+
+
+class AuthFrame(_ClientFrame):
+    type: Literal["auth"]
+    token: str = Field(min_length=1)
+
+
+class SubscribeFrame(_ClientFrame):
+    type: Literal["subscribe"]
+    channel: ChannelName | None = None
+    channels: list[ChannelName] | None = Field(default=None, max_length=200)
+
+
+class UnsubscribeFrame(_ClientFrame):
+    type: Literal["unsubscribe"]
+    channel: ChannelName | None = None
+    channels: list[ChannelName] | None = Field(default=None, max_length=200)
+
+
+class ResumeFrame(_ClientFrame):
+    type: Literal["resume"]
+    cursors: dict[ChannelName, Cursor | list[Cursor]] = Field(
+        max_length=200, description="Per channel, the offset(s) of the last event seen."
+    )
+
+
+class DeviceReading(BaseModel):
+    """A sample inside a client ``metrics_update``: the session is the frame's."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    t: float | str
+    seq: int | None = Field(default=None, ge=0)
+    heart_rate: float | None = None
+    power_w: float | None = None
+    speed_m_s: float | None = None
+    cadence: float | None = None
+    distance_m: float | None = None
+    altitude_m: float | None = None
+
+
+class ClientMetricsUpdateFrame(_ClientFrame):
+    """Device samples: ``samples`` (a batch) or one reading as ``metrics`` plus ``t``."""
+
+    type: Literal["metrics_update"]
+    session_id: SessionId
+    samples: list[DeviceReading] | None = Field(default=None, max_length=SAMPLE_BATCH_MAX)
+    metrics: dict[str, float | None] | None = None
+    t: float | str | None = None
+    timestamp: float | str | None = None
+
+    def to_samples(self) -> list[Sample]:
+        """Validated samples of this frame (raises ValidationError naming the field)."""
+        if self.samples is not None:
+            return [
+                Sample.model_validate(
+                    {**r.model_dump(exclude_none=True), "session_id": self.session_id}
+                )
+                for r in self.samples
+            ]
+        metrics = dict(self.metrics or {})
+        t = self.t if self.t is not None else self.timestamp
+        return [Sample.model_validate({**metrics, "t": t, "session_id": self.session_id})]
+
+
+class MessageFrame(_ClientFrame):
+    type: Literal["message"]
+    session_id: SessionId
+    text: str = Field(min_length=1, max_length=4000)
+    client_message_id: str | None = Field(default=None, min_length=1, max_length=64)
+
+
+class TypingFrame(_ClientFrame):
+    type: Literal["typing"]
+    session_id: SessionId
+    typing: bool = True
+
+
+class ReadFrame(_ClientFrame):
+    type: Literal["read"]
+    session_id: SessionId
+    up_to_id: int = Field(ge=1)
+
+
+class AckAlertFrame(_ClientFrame):
+    type: Literal["ack_alert"]
+    alert_id: str = Field(min_length=1, max_length=64)
+
+
+class PingFrame(_ClientFrame):
+    type: Literal["ping"]
+
+
+ClientFrame = Annotated[
+    AuthFrame
+    | SubscribeFrame
+    | UnsubscribeFrame
+    | ResumeFrame
+    | ClientMetricsUpdateFrame
+    | MessageFrame
+    | TypingFrame
+    | ReadFrame
+    | AckAlertFrame
+    | PingFrame,
+    Field(discriminator="type"),
+]
+
+server_event: TypeAdapter[ServerEvent] = TypeAdapter(ServerEvent)
+client_frame: TypeAdapter[ClientFrame] = TypeAdapter(ClientFrame)
+
+
+def protocol_json_schema() -> dict[str, Any]:
+    """The JSON Schema (2020-12) of both unions, as checked in at schema/."""
+    server = server_event.json_schema(mode="serialization", ref_template="#/$defs/{model}")
+    client = client_frame.json_schema(mode="validation", ref_template="#/$defs/{model}")
+    defs: dict[str, Any] = {}
+    for part, name in ((server, "ServerEvent"), (client, "ClientFrame")):
+        defs.update(part.pop("$defs", {}))
+        defs[name] = part
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "https://livecoach.invalid/schema/protocol.schema.json",
+        "title": "livecoach wire protocol",
+        "description": (
+            f"Version {PROTOCOL_VERSION}. JSON text frames over the WebSocket. "
+            "ServerEvent: server to client; ClientFrame: client to server. "
+            "Generated from pipeline/models.py by `python -m pipeline.models`; do not edit."
+        ),
+        "anyOf": [{"$ref": "#/$defs/ServerEvent"}, {"$ref": "#/$defs/ClientFrame"}],
+        "$defs": dict(sorted(defs.items())),
+    }
+
+
+def render_protocol_schema() -> str:
+    return json.dumps(protocol_json_schema(), indent=2, ensure_ascii=False) + "\n"
+
+
+def write_protocol_schema(path: Path | None = None) -> Path:
+    from schema import PROTOCOL_SCHEMA
+
+    target = path or PROTOCOL_SCHEMA
+    target.write_text(render_protocol_schema(), encoding="utf-8")
+    return target
+
+
+if __name__ == "__main__":
+    print(write_protocol_schema())
