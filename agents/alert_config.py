@@ -7,7 +7,7 @@ builds a new object (:func:`apply_update`), and a refused update leaves the call
 holding the previous one, which stays in force.
 
 Bounds are either explicit (``high_bpm``, ``low_w``) or a training zone resolved
-against the athlete's thresholds (:class:`AthleteThresholds`, from the profile) when
+against the athlete's profile (:class:`pipeline.models.AthleteProfile`) when
 the engine is built (:func:`resolve_hr_bounds`, :func:`resolve_power_bounds`).
 Explicit bounds win over a zone.
 """
@@ -26,10 +26,11 @@ from pydantic import (
     field_validator,
 )
 
+from pipeline.models import AthleteProfile
+
 __all__ = [
     "RULE_NAMES",
     "AlertConfig",
-    "AthleteThresholds",
     "ConfigUpdate",
     "Delivery",
     "EfDropRule",
@@ -236,14 +237,14 @@ class AlertConfig(_Model):
         return cls() if data is None else cls.model_validate(dict(data))
 
     @classmethod
-    def defaults_for(cls, athlete: AthleteThresholds) -> AlertConfig:
+    def defaults_for(cls, athlete: AthleteProfile) -> AlertConfig:
         """Sensible defaults for an athlete who has configured nothing.
 
         Only the rules that need no target are given bounds: an HR ceiling at the top
         of zone 5b (106 % of LTHR, capped below HRmax) and the fatigue rules. Pace and
         power stay silent until the athlete or coach sets a target.
         """
-        high = round(min(athlete.lthr_bpm * 1.06, athlete.hr_max_bpm * 0.97))
+        high = round(min(athlete.lthr * 1.06, athlete.hr_max * 0.97))
         return cls(rules=Rules(heart_rate=HeartRateRule(high_bpm=high)))
 
     def delivery_for(self, rule: _RuleBase) -> tuple[bool, bool]:
@@ -253,40 +254,14 @@ class AlertConfig(_Model):
         return sound, vibration
 
 
-class AthleteThresholds(_Model):
-    """The profile figures the rules need; defaults as GoldenCheetah's when unknown."""
-
-    hr_max_bpm: Annotated[float, Field(gt=80, lt=260)] = 190.0
-    hr_rest_bpm: Annotated[float, Field(gt=20, lt=120)] = 60.0
-    lthr_bpm: Annotated[float, Field(gt=60, lt=250)] = 165.0
-    ftp_w: Annotated[float, Field(gt=0, le=2000)] = 250.0
-    w_prime_j: Annotated[float, Field(gt=0, le=100_000)] = 20_000.0
-    threshold_pace_s_per_km: Annotated[float, Field(gt=60, lt=1800)] = 300.0
-
-    @classmethod
-    def from_profile(cls, profile: object) -> AthleteThresholds:
-        """Read whatever of the fields a profile object (or mapping) carries.
-
-        Missing or ``None`` fields keep the defaults, so a half-filled profile works.
-        """
-        data: dict[str, Any] = {}
-        for name in cls.model_fields:
-            value = (
-                profile.get(name) if isinstance(profile, Mapping) else getattr(profile, name, None)
-            )
-            if value is not None:
-                data[name] = value
-        return cls.model_validate(data)
-
-
 def resolve_hr_bounds(
-    rule: HeartRateRule, athlete: AthleteThresholds
+    rule: HeartRateRule, athlete: AthleteProfile
 ) -> tuple[float | None, float | None]:
     """(low, high) bpm: explicit bounds, else the zone's, else none."""
     low, high = rule.low_bpm, rule.high_bpm
     if rule.zone is not None:
-        z_low = _HR_ZONES[rule.zone - 1] * athlete.lthr_bpm
-        z_high = _HR_ZONES[rule.zone] * athlete.lthr_bpm
+        z_low = _HR_ZONES[rule.zone - 1] * athlete.lthr
+        z_high = _HR_ZONES[rule.zone] * athlete.lthr
         if low is None and z_low > 0:
             low = z_low
         if high is None and z_high != float("inf"):
@@ -295,7 +270,7 @@ def resolve_hr_bounds(
 
 
 def resolve_power_bounds(
-    rule: PowerRule, athlete: AthleteThresholds
+    rule: PowerRule, athlete: AthleteProfile
 ) -> tuple[float | None, float | None]:
     """(low, high) W: explicit bounds, else the Coggan zone's, else none."""
     low, high = rule.low_w, rule.high_w

@@ -43,12 +43,12 @@ from typing import Any
 
 from agents.alert_config import (
     AlertConfig,
-    AthleteThresholds,
     Severity,
     resolve_hr_bounds,
     resolve_power_bounds,
 )
 from agents.alert_signals import GAP_S, SignalParams, new_signal_state, update_signals
+from pipeline.models import AthleteProfile
 
 __all__ = ["Alert", "AlertEngine", "AlertSample", "alert_id"]
 
@@ -118,9 +118,9 @@ def _fmt_pace(s_per_km: float) -> str:
 class AlertEngine:
     """Evaluates one athlete's rules; cheap to build, holds no per-session data."""
 
-    def __init__(self, config: AlertConfig, athlete: AthleteThresholds | None = None) -> None:
+    def __init__(self, config: AlertConfig, athlete: AthleteProfile | None = None) -> None:
         self.config = config
-        self.athlete = athlete = athlete or AthleteThresholds()
+        self.athlete = athlete = athlete or AthleteProfile()
         r = config.rules
         self._hr_low, self._hr_high = resolve_hr_bounds(r.heart_rate, athlete)
         self._p_low, self._p_high = resolve_power_bounds(r.power, athlete)
@@ -136,6 +136,7 @@ class AlertEngine:
             fade_window_s=r.power_fade.window_s,
             min_best_w=r.power_fade.min_best_fraction_of_ftp * athlete.ftp_w,
             ftp_w=athlete.ftp_w,
+            cp_w=athlete.critical_power_w,
             w_prime_j=athlete.w_prime_j,
         )
 

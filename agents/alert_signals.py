@@ -24,6 +24,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from agents.wprime import w_prime_step
+
 __all__ = [
     "BUCKET_S",
     "GAP_S",
@@ -60,6 +62,7 @@ class SignalParams:
     __slots__ = (
         "baseline_after_s",
         "comparable_fraction",
+        "cp_w",
         "drift_window_s",
         "ef_window_s",
         "fade_window_s",
@@ -86,6 +89,7 @@ class SignalParams:
         fade_window_s: float,
         min_best_w: float,
         ftp_w: float,
+        cp_w: float,
         w_prime_j: float,
     ) -> None:
         self.power_window_s = power_window_s
@@ -99,6 +103,7 @@ class SignalParams:
         self.fade_window_s = fade_window_s
         self.min_best_w = min_best_w
         self.ftp_w = ftp_w
+        self.cp_w = cp_w
         self.w_prime_j = w_prime_j
 
 
@@ -187,6 +192,8 @@ def update_signals(sig: State, p: SignalParams, t: float, hr: float | None,
     prev_t = sig["t"]
     if sig["t0"] is None:
         sig["t0"] = t
+        # The start is a step up from rest: HR catches up over the first minutes.
+        sig["lag"] = [t, 1]
     dt = 0.0 if prev_t is None else t - prev_t
     gap = dt > GAP_S
     sig["t"] = t
@@ -239,13 +246,7 @@ def _update_w_prime(sig: State, p: SignalParams, dt: float) -> None:
     p10 = _mean(sig["o10"], 3)
     if p10 is None or dt <= 0:
         return  # a power dropout freezes the balance rather than inventing recovery
-    dt = min(dt, GAP_S)
-    cp = p.ftp_w
-    if p10 >= cp:
-        w -= (p10 - cp) * dt
-    else:
-        w += (cp - p10) * (p.w_prime_j - w) / p.w_prime_j * dt
-    sig["wb"] = min(p.w_prime_j, w)
+    sig["wb"] = w_prime_step(w, p10, min(dt, GAP_S), p.cp_w, p.w_prime_j)
 
 
 def _detect_step(sig: State, p: SignalParams, t: float) -> None:

@@ -1,0 +1,405 @@
+"""Offline labelling: where a session's true excursions are, per alert rule.
+
+The labels the evaluation scores the live engine against. They are computed from the
+whole session at once (numpy, no streaming), with knowledge the live engine does not
+have:
+
+- cleaning with hindsight: a centered 5-sample median removes spikes, holes of up to
+  5 s are interpolated from both sides (:func:`clean_series`); for generated sessions
+  the labeller is given the noise-free truth instead;
+- zone metrics on centered windows: heart rate over 5 s, power over the power rule's
+  window, pace over the pace rule's window, each centred on the instant it describes
+  (the live engine can only use trailing windows, so it sees a crossing later);
+- the fatigue metrics are, by definition, about "the last 5 (10) minutes", so they use
+  trailing windows of 10 s buckets, like the live signals, but over the cleaned data.
+
+A rule direction's excursions are the runs where the metric is beyond its threshold
+for at least the rule's dwell time (a hole pauses a run, a gap or a heart-rate lag
+period after a step in effort ends it). Each excursion is marked ``required`` when the
+rule's policy says the athlete must hear about it: the direction had re-armed (the
+metric came back inside by the hysteresis margin since the last alert) and the rule's
+cooldown lets it through while the excursion still lasts. Alerts inside any excursion
+are correct; only required ones count toward recall (``agents/alerts_eval.py``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from agents.alert_config import (
+    AlertConfig,
+    resolve_hr_bounds,
+    resolve_power_bounds,
+)
+from agents.alert_signals import BUCKET_S, GAP_S, STEP_FRACTION
+from pipeline.models import AthleteProfile
+
+__all__ = ["Excursion", "SessionArrays", "clean_series", "label_session"]
+
+Array = npt.NDArray[np.float64]
+_COVERAGE = 0.8
+
+
+@dataclass(frozen=True, slots=True)
+class Excursion:
+    rule: str
+    direction: str
+    start_s: float
+    end_s: float
+    required: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SessionArrays:
+    """A session on a 1 s grid from its first sample; NaN where a channel is missing.
+
+    ``present`` is False where no sample exists at all (a gap in the recording).
+    """
+
+    t0_s: float
+    hr: Array
+    power: Array
+    speed: Array
+    present: npt.NDArray[np.bool_]
+
+
+def clean_series(x: Array, max_hole_s: int = 5) -> Array:
+    """Spikes out (centered median of 5), short holes filled, long holes left NaN."""
+    y = x.copy()
+    n = len(y)
+    if n >= 5:
+        padded = np.pad(y, 2, mode="edge")
+        windows = np.lib.stride_tricks.sliding_window_view(padded, 5)
+        with np.errstate(all="ignore"):
+            import warnings
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                med = np.nanmedian(windows, axis=1)
+        y = np.where(np.isnan(y), np.nan, med)
+    nan = np.isnan(y)
+    if nan.any() and (~nan).any():
+        idx = np.arange(n)
+        filled = np.interp(idx, idx[~nan], y[~nan])
+        # Fill only holes no longer than max_hole_s and bounded on both sides.
+        starts = np.flatnonzero(nan & ~np.r_[False, nan[:-1]])
+        ends = np.flatnonzero(nan & ~np.r_[nan[1:], False])
+        for s, e in zip(starts, ends, strict=True):
+            if e - s + 1 <= max_hole_s and s > 0 and e < n - 1:
+                y[s : e + 1] = filled[s : e + 1]
+    return y
+
+
+def _centered_mean(x: Array, width_s: float) -> Array:
+    w = max(1, round(width_s))
+    valid = ~np.isnan(x)
+    vals = np.where(valid, x, 0.0)
+    kernel = np.ones(w)
+    sums = np.convolve(vals, kernel, mode="same")
+    counts = np.convolve(valid.astype(np.float64), kernel, mode="same")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = sums / counts
+    out[counts < max(1.0, w / 3)] = np.nan
+    return out
+
+
+def _trailing_mean(x: Array, width_s: float, min_n: int) -> Array:
+    w = max(1, round(width_s))
+    valid = ~np.isnan(x)
+    csum = np.concatenate([[0.0], np.cumsum(np.where(valid, x, 0.0))])
+    ccnt = np.concatenate([[0.0], np.cumsum(valid)])
+    idx = np.arange(len(x)) + 1
+    lo = np.maximum(0, idx - w)
+    sums = csum[idx] - csum[lo]
+    counts = ccnt[idx] - ccnt[lo]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = sums / counts
+    out[counts < min_n] = np.nan
+    result: Array = out
+    return result
+
+
+def _lag_mask(output: Array, lag_s: float, floor: float) -> tuple[Array, Array]:
+    """Where HR rules are suspended after a step in effort: (after step up, down)."""
+    short = _trailing_mean(output, 10, 3)
+    long = _trailing_mean(output, 60, 10)
+    with np.errstate(invalid="ignore"):
+        step = np.abs(short - long) > STEP_FRACTION * np.maximum(long, floor)
+    n = len(output)
+    up = np.zeros(n, dtype=bool)
+    down = np.zeros(n, dtype=bool)
+    lag = round(lag_s)
+    # The session start is a step up from rest: HR starts low and catches up.
+    up[: min(n, lag)] = True
+    for i in np.flatnonzero(step):
+        mask = up if short[i] > long[i] else down
+        mask[i : min(n, i + lag)] = True
+    return up.astype(np.float64), down.astype(np.float64)
+
+
+def _runs(
+    excess: Array,
+    breaks: npt.NDArray[np.bool_],
+    dwell_s: float,
+) -> list[tuple[int, int, int]]:
+    """(start, fire index, end) of runs beyond the threshold for at least dwell_s."""
+    runs: list[tuple[int, int, int]] = []
+    start = -1
+    held = 0.0
+    fire = -1
+    last_valid = -1
+    for i in range(len(excess)):
+        e = excess[i]
+        if breaks[i]:
+            if start >= 0 and fire >= 0:
+                runs.append((start, fire, last_valid))
+            start, fire, held = -1, -1, 0.0
+            continue
+        if e != e:  # NaN: a hole pauses the run
+            continue
+        if e > 0:
+            if start < 0:
+                start, held, fire = i, 0.0, -1
+            else:
+                held += 1.0
+            if fire < 0 and held >= dwell_s:
+                fire = i
+            last_valid = i
+        else:
+            if start >= 0 and fire >= 0:
+                runs.append((start, fire, last_valid))
+            start, fire, held = -1, -1, 0.0
+    if start >= 0 and fire >= 0:
+        runs.append((start, fire, last_valid))
+    return runs
+
+
+def _episodes(
+    rule: str,
+    per_direction: dict[str, tuple[Array, npt.NDArray[np.bool_]]],
+    dwell_s: float,
+    margin: float,
+    cooldown_s: float,
+    t0: float,
+) -> list[Excursion]:
+    """Runs of every direction of one rule, marked required under re-arm and cooldown."""
+    candidates: list[tuple[int, int, int, str]] = []
+    rearm_at: dict[str, npt.NDArray[np.intp]] = {}
+    for direction, (excess, breaks) in per_direction.items():
+        for s, f, e in _runs(excess, breaks, dwell_s):
+            candidates.append((s, f, e, direction))
+        with np.errstate(invalid="ignore"):
+            rearm_at[direction] = np.flatnonzero(excess <= -margin)
+    candidates.sort()
+    armed_after: dict[str, int] = {d: -1 for d in per_direction}  # re-armed at index > this
+    last_fire = -1e18
+    out: list[Excursion] = []
+    for s, f, e, direction in candidates:
+        required = False
+        fired_at = armed_after[direction]
+        if fired_at < 0 or _rearmed(rearm_at[direction], fired_at, s):
+            fire = max(float(f), last_fire + cooldown_s)
+            if fire <= e:
+                required = True
+                last_fire = fire
+                armed_after[direction] = int(np.ceil(fire))
+        out.append(Excursion(rule, direction, t0 + s, t0 + e, required))
+    return out
+
+
+def _rearmed(rearm_idx: npt.NDArray[np.intp], fired_at: int, before: int) -> bool:
+    k = int(np.searchsorted(rearm_idx, fired_at, side="right"))
+    return k < len(rearm_idx) and int(rearm_idx[k]) < before
+
+
+def _bucket_means(x: Array) -> Array:
+    n_b = len(x) // int(BUCKET_S) + 1
+    padded = np.full(n_b * int(BUCKET_S), np.nan)
+    padded[: len(x)] = x
+    blocks = padded.reshape(n_b, int(BUCKET_S))
+    counts = np.sum(~np.isnan(blocks), axis=1)
+    sums = np.nansum(blocks, axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = sums / counts
+    means[counts == 0] = np.nan
+    result: Array = means
+    return result
+
+
+def _fatigue(
+    arr: SessionArrays, config: AlertConfig, athlete: AthleteProfile, has_power: bool
+) -> tuple[Array, Array, Array, Array]:
+    """Per-second EF ratio, drift slope, fade max ratio and fade min ratio (NaN: undefined).
+
+    Computed per 10 s bucket over trailing windows; a bucket's value holds from the
+    start of the next bucket, as in the live engine.
+    """
+    r = config.rules
+    out_raw = arr.power if has_power else arr.speed
+    out_b = _bucket_means(out_raw)
+    hr_b = _bucket_means(arr.hr)
+    p_b = _bucket_means(arr.power)
+    n_b = len(out_b)
+    floor = 0.4 * athlete.ftp_w if has_power else 1.5
+    efr = np.full(n_b, np.nan)
+    drift = np.full(n_b, np.nan)
+    fade_hi = np.full(n_b, np.nan)
+    fade_lo = np.full(n_b, np.nan)
+    w_ef = int(r.ef_drop.window_s // BUCKET_S)
+    w_dr = int(r.hr_drift.window_s // BUCKET_S)
+    w_fd = int(r.power_fade.window_s // BUCKET_S)
+    base: tuple[float, float] | None = None
+    best: float | None = None
+    min_best = r.power_fade.min_best_fraction_of_ftp * athlete.ftp_w
+    both = ~np.isnan(out_b) & ~np.isnan(hr_b)
+    for b in range(n_b):
+        # EF against the early steady baseline.
+        lo = max(0, b - w_ef + 1)
+        m = both[lo : b + 1]
+        if m.sum() >= _COVERAGE * w_ef:
+            o = out_b[lo : b + 1][m]
+            mean_o = float(o.mean())
+            if mean_o >= floor and float(o.std()) / mean_o < r.ef_drop.steady_cv:
+                ef = mean_o / float(hr_b[lo : b + 1][m].mean())
+                if base is None:
+                    if (b + 1) * BUCKET_S - r.ef_drop.window_s >= r.ef_drop.baseline_after_s:
+                        base = (ef, mean_o)
+                elif abs(mean_o - base[1]) <= r.ef_drop.comparable_fraction * base[1]:
+                    efr[b] = ef / base[0]
+        # HR slope at steady output.
+        lo = max(0, b - w_dr + 1)
+        m = both[lo : b + 1]
+        if m.sum() >= _COVERAGE * w_dr:
+            o = out_b[lo : b + 1][m]
+            mean_o = float(o.mean())
+            if mean_o >= floor and float(o.std()) / mean_o < r.hr_drift.steady_cv:
+                xs = np.arange(lo, b + 1)[m] * BUCKET_S / 60.0
+                ys = hr_b[lo : b + 1][m]
+                xc = xs - xs.mean()
+                drift[b] = float(np.dot(xc, ys - ys.mean()) / np.dot(xc, xc))
+        # Fade against the best 5 min so far.
+        lo = max(0, b - w_fd + 1)
+        pw = p_b[lo : b + 1]
+        pw = pw[~np.isnan(pw)]
+        if len(pw) >= _COVERAGE * w_fd:
+            p5 = float(pw.mean())
+            best = p5 if best is None else max(best, p5)
+            last = p_b[max(lo, b - 5) : b + 1]
+            last = last[~np.isnan(last)]
+            if best >= min_best and len(last):
+                p1 = float(last.mean())
+                fade_hi[b] = max(p5, p1) / best
+                fade_lo[b] = min(p5, p1) / best
+
+    def per_second(values: Array) -> Array:
+        shifted = np.r_[np.nan, values[:-1]]  # bucket b's value holds during bucket b+1
+        repeated: Array = np.repeat(shifted, int(BUCKET_S))[: len(arr.hr)]
+        return repeated
+
+    return per_second(efr), per_second(drift), per_second(fade_hi), per_second(fade_lo)
+
+
+def _w_prime_balance(power: Array, athlete: AthleteProfile) -> Array:
+    p10 = _trailing_mean(power, 10, 3)
+    w_prime = athlete.w_prime_j
+    cp = athlete.critical_power_w
+    out = np.full(len(power), np.nan)
+    w = w_prime
+    started = False
+    for i in range(len(power)):
+        p = p10[i]
+        if p != p:
+            out[i] = w if started else np.nan
+            continue
+        if started:
+            w = w - (p - cp) if p >= cp else w + (cp - p) * (w_prime - w) / w_prime
+            w = min(w, w_prime)
+        started = True
+        out[i] = w
+    return out
+
+
+def label_session(
+    arr: SessionArrays, config: AlertConfig, athlete: AthleteProfile
+) -> list[Excursion]:
+    """Every excursion of every enabled rule in the session, in time order per rule."""
+    r = config.rules
+    n = len(arr.hr)
+    # A gap in the recording longer than GAP_S ends every run, as it does live.
+    absent = ~arr.present
+    gap = np.zeros(n, dtype=bool)
+    if absent.any():
+        starts = np.flatnonzero(absent & ~np.r_[False, absent[:-1]])
+        ends = np.flatnonzero(absent & ~np.r_[absent[1:], False])
+        for s, e in zip(starts, ends, strict=True):
+            if e - s + 1 > GAP_S:
+                gap[s : e + 1] = True
+    has_power = bool(np.any(~np.isnan(arr.power)))
+    labels: list[Excursion] = []
+    t0 = arr.t0_s
+
+    hr = _centered_mean(arr.hr, 5)
+    hr_low, hr_high = resolve_hr_bounds(r.heart_rate, athlete)
+    if r.heart_rate.enabled and (hr_low is not None or hr_high is not None):
+        output = arr.power if has_power else arr.speed
+        floor = 0.3 * athlete.ftp_w if has_power else 1.0
+        after_up, after_down = _lag_mask(output, r.heart_rate.lag_s, floor)
+        dirs: dict[str, tuple[Array, npt.NDArray[np.bool_]]] = {}
+        if hr_high is not None:
+            dirs["high"] = (hr - hr_high, gap | (after_down > 0))
+        if hr_low is not None:
+            dirs["low"] = (hr_low - hr, gap | (after_up > 0))
+        cfg = r.heart_rate
+        labels += _episodes("heart_rate", dirs, cfg.dwell_s, cfg.hysteresis, cfg.cooldown_s, t0)
+
+    target = r.pace.target_s_per_km
+    if r.pace.enabled and target is not None:
+        cfg_p = r.pace
+        speed = _centered_mean(arr.speed, cfg_p.window_s)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            pace = np.where(speed >= 0.5, 1000.0 / speed, np.nan)
+        slow = target + cfg_p.tolerance_s_per_km
+        fast = target - cfg_p.tolerance_s_per_km
+        labels += _episodes(
+            "pace",
+            {"slow": (pace - slow, gap), "fast": (fast - pace, gap)},
+            cfg_p.dwell_s, cfg_p.hysteresis, cfg_p.cooldown_s, t0,
+        )  # fmt: skip
+
+    p_low, p_high = resolve_power_bounds(r.power, athlete)
+    if r.power.enabled and has_power and (p_low is not None or p_high is not None):
+        cfg_w = r.power
+        power = _centered_mean(arr.power, cfg_w.window_s)
+        pdirs: dict[str, tuple[Array, npt.NDArray[np.bool_]]] = {}
+        if p_high is not None:
+            pdirs["high"] = (power - p_high, gap)
+        if p_low is not None:
+            pdirs["low"] = (p_low - power, gap)
+        labels += _episodes("power", pdirs, cfg_w.dwell_s, cfg_w.hysteresis, cfg_w.cooldown_s, t0)
+
+    efr, drift, fade_hi, fade_lo = _fatigue(arr, config, athlete, has_power)
+    if r.ef_drop.enabled:
+        c = r.ef_drop
+        excess = (1.0 - c.drop_fraction) - efr
+        labels += _episodes("ef_drop", {"low": (excess, gap)}, c.dwell_s, c.hysteresis,
+                            c.cooldown_s, t0)  # fmt: skip
+    if r.hr_drift.enabled:
+        d = r.hr_drift
+        labels += _episodes("hr_drift", {"high": (drift - d.slope_bpm_per_min, gap)},
+                            d.dwell_s, d.hysteresis, d.cooldown_s, t0)  # fmt: skip
+    if r.power_fade.enabled and has_power:
+        f = r.power_fade
+        with np.errstate(invalid="ignore"):
+            excess = np.where(fade_lo < f.floor_fraction, -1.0, f.fade_fraction - fade_hi)
+        excess[np.isnan(fade_hi)] = np.nan
+        labels += _episodes("power_fade", {"low": (excess, gap)}, f.dwell_s, f.hysteresis,
+                            f.cooldown_s, t0)  # fmt: skip
+    if r.w_prime.enabled and has_power:
+        wp = r.w_prime
+        ratio = _w_prime_balance(arr.power, athlete) / athlete.w_prime_j
+        labels += _episodes("w_prime", {"low": (wp.fraction - ratio, gap)}, wp.dwell_s,
+                            wp.hysteresis, wp.cooldown_s, t0)  # fmt: skip
+    return labels
