@@ -31,9 +31,13 @@ _FIELDS = (
     "distance_m",
     "n_hr",
     "sum_hr",
+    "hr_s",
+    "sum_hr_dt",
     "max_hr",
     "n_power",
     "sum_power",
+    "power_s",
+    "sum_power_dt",
     "max_power",
     "n_speed",
     "sum_speed",
@@ -53,9 +57,14 @@ class Totals:
         self.distance_m = 0.0
         self.n_hr = 0
         self.sum_hr = 0.0
+        # Time-weighted sums (value * dt) and the time they cover, for irregular sampling.
+        self.hr_s = 0.0
+        self.sum_hr_dt = 0.0
         self.max_hr: float | None = None
         self.n_power = 0
         self.sum_power = 0.0
+        self.power_s = 0.0
+        self.sum_power_dt = 0.0
         self.max_power: float | None = None
         self.n_speed = 0
         self.sum_speed = 0.0
@@ -79,11 +88,15 @@ class Totals:
         if heart_rate is not None:
             self.n_hr += 1
             self.sum_hr += heart_rate
+            self.hr_s += dt_s
+            self.sum_hr_dt += heart_rate * dt_s
             if self.max_hr is None or heart_rate > self.max_hr:
                 self.max_hr = heart_rate
         if power_w is not None:
             self.n_power += 1
             self.sum_power += power_w
+            self.power_s += dt_s
+            self.sum_power_dt += power_w * dt_s
             if self.max_power is None or power_w > self.max_power:
                 self.max_power = power_w
         if speed_m_s is not None:
@@ -100,6 +113,14 @@ class Totals:
     @property
     def mean_power(self) -> float | None:
         return self.sum_power / self.n_power if self.n_power else None
+
+    @property
+    def mean_hr_time_weighted(self) -> float | None:
+        return self.sum_hr_dt / self.hr_s if self.hr_s > 0 else None
+
+    @property
+    def mean_power_time_weighted(self) -> float | None:
+        return self.sum_power_dt / self.power_s if self.power_s > 0 else None
 
     @property
     def mean_speed_m_s(self) -> float | None:

@@ -96,6 +96,8 @@ class SessionMetrics:
         self.started_t: float | None = None
         self.stopped_t: float | None = None
         self.paused_since: float | None = None
+        # The last pause, [from, to): a sample taken then is ignored even if it arrives late.
+        self.last_pause: list[float] | None = None
         self.paused_s = 0.0
         self.last_t: float | None = None
         self.last_seq: int | None = None
@@ -153,11 +155,11 @@ class SessionMetrics:
         self.state = transition(self.state, "resume")
         if self.paused_since is not None:
             self.paused_s += max(0.0, t - self.paused_since)
+            self.last_pause = [self.paused_since, t]
         self.paused_since = None
         self._dt_origin = None
         # The device kept counting distance while paused; re-base on the next reading.
         self._device_distance_m = None
-        self.last_t = max(self.last_t or t, t)
 
     def stop(self, t: float) -> None:
         if self.state == "paused" and self.paused_since is not None:
@@ -196,7 +198,7 @@ class SessionMetrics:
         if sample.seq is not None and self.last_seq is not None and sample.seq <= self.last_seq:
             self.ignored["duplicate"] += 1
             return "duplicate"
-        if self.state == "paused":
+        if self._in_pause(t):
             self.ignored["paused"] += 1
             return "paused"
 
@@ -259,6 +261,30 @@ class SessionMetrics:
         self.lap.add(t, dt, distance_step, hr, power, speed, cadence)
         self._auto_lap()
         return "accepted"
+
+    def _in_pause(self, t: float) -> bool:
+        """Was ``t`` paused time? A sample taken before a pause may still arrive during it."""
+        if self.state == "paused" and self.paused_since is not None and t >= self.paused_since:
+            return True
+        pause = self.last_pause
+        return pause is not None and pause[0] <= t < pause[1]
+
+    def set_profile(self, profile: AthleteProfile) -> None:
+        """Apply an edited profile from now on; what is already counted stays counted.
+
+        Zones and time in zone keep their zone numbers; W' balance keeps its deficit
+        (``W' - balance``) against the new W'.
+        """
+        deficit_j = self.profile.w_prime_j - self.w_bal_j
+        min_deficit_j = self.profile.w_prime_j - self.w_bal_min_j
+        self.profile = profile
+        self.zones = AthleteZones.from_profile(profile)
+        self.w_bal_j = profile.w_prime_j - deficit_j
+        self.w_bal_min_j = profile.w_prime_j - min_deficit_j
+        for metric, seconds in self.time_in_zone.items():
+            size = len(getattr(self.zones, metric).names)
+            if len(seconds) != size:
+                self.time_in_zone[metric] = (seconds + [0.0] * size)[:size]
 
     def _distance_step(self, device_m: float | None, speed: float | None, dt: float) -> float:
         """Distance covered by this sample: the device's odometer, else speed * dt."""
@@ -401,6 +427,9 @@ class SessionMetrics:
             "max_hr": totals.max_hr,
             "mean_power": mean_power,
             "max_power": totals.max_power,
+            # Extra: means weighted by each sample's dt, for irregular sampling.
+            "mean_hr_time_weighted": totals.mean_hr_time_weighted,
+            "mean_power_time_weighted": totals.mean_power_time_weighted,
             "np": np_w,
             "if": self.intensity_factor,
             "tss": self.tss,
@@ -441,6 +470,7 @@ class SessionMetrics:
             "started_t": self.started_t,
             "stopped_t": self.stopped_t,
             "paused_since": self.paused_since,
+            "last_pause": self.last_pause,
             "paused_s": self.paused_s,
             "last_t": self.last_t,
             "last_seq": self.last_seq,
@@ -485,6 +515,7 @@ class SessionMetrics:
         metrics.started_t = data["started_t"]
         metrics.stopped_t = data["stopped_t"]
         metrics.paused_since = data["paused_since"]
+        metrics.last_pause = data["last_pause"]
         metrics.paused_s = float(data["paused_s"])
         metrics.last_t = data["last_t"]
         metrics.last_seq = data["last_seq"]

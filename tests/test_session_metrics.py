@@ -416,3 +416,31 @@ def test_state_version_is_checked() -> None:
     state["v"] = 99
     with pytest.raises(ValueError, match="session state version 99"):
         SessionMetrics.from_dict(state)
+
+
+def test_late_sample_from_before_a_pause_is_kept_and_pause_samples_are_not() -> None:
+    metrics = SessionMetrics(1)
+    metrics.add_sample(s(0, heart_rate=100))
+    metrics.pause(T0 + 10)
+    assert metrics.add_sample(s(5, heart_rate=110)) == "accepted"  # taken before the pause
+    assert metrics.add_sample(s(12, heart_rate=200)) == "paused"
+    metrics.resume(T0 + 20)
+    assert metrics.add_sample(s(15, heart_rate=200)) == "paused"  # taken during it, late
+    assert metrics.add_sample(s(20, heart_rate=120)) == "accepted"
+    assert metrics.summary()["mean_hr"] == 110
+
+
+def test_time_weighted_means_for_irregular_sampling() -> None:
+    metrics = run([s(0, heart_rate=100), s(1, heart_rate=100), s(4, heart_rate=160)])
+    summary = metrics.summary()
+    assert summary["mean_hr"] == 120
+    assert summary["mean_hr_time_weighted"] == pytest.approx((100 + 100 + 160 * 3) / 5)
+
+
+def test_profile_change_keeps_counted_figures() -> None:
+    metrics = run([s(i, power_w=350, heart_rate=150) for i in range(10)])
+    assert metrics.w_bal_j == pytest.approx(19_000)
+    metrics.set_profile(AthleteProfile(w_prime_j=25_000, ftp_w=300))
+    assert metrics.w_bal_j == pytest.approx(24_000)
+    assert metrics.zones.power.lower[1] == pytest.approx(165)
+    assert sum(metrics.summary()["time_in_zone"]["power"].values()) == 10
