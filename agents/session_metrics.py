@@ -10,8 +10,9 @@ however long the session.
 Input handling (see ``docs/metrics.md``):
 
 - samples are validated by :class:`pipeline.models.Sample` before they get here;
-- a sample at or before the last accepted time (or repeating the last sequence number)
-  is ignored and counted as ``duplicate`` or ``out_of_order``;
+- a sample at or before the last accepted time, or repeating the last sequence number,
+  is ignored and counted as ``duplicate`` or ``out_of_order`` (a sequence number lower
+  than the last is a restarted device and accepted when its time is newer);
 - samples while paused or after stop are ignored and counted; a sample before start
   starts the session at its time;
 - a missing metric (sensor dropout) is left out of that metric's means and zones; the
@@ -195,7 +196,9 @@ class SessionMetrics:
             kind: Outcome = "duplicate" if t == self.last_t else "out_of_order"
             self.ignored[kind] += 1
             return kind
-        if sample.seq is not None and self.last_seq is not None and sample.seq <= self.last_seq:
+        # Only an exact repeat: a device that restarts numbers from 0 again must not be
+        # locked out, and a retry with the same time is caught above anyway.
+        if sample.seq is not None and sample.seq == self.last_seq:
             self.ignored["duplicate"] += 1
             return "duplicate"
         if self._in_pause(t):

@@ -19,7 +19,8 @@ from pipeline.models import AthleteProfile
 HR_MAX_PCT = (0.0, 60.0, 70.0, 80.0, 90.0)
 #: GoldenCheetah's default HR zones, lower bounds as % of LTHR.
 HR_LTHR_PCT = (0.0, 68.0, 83.0, 94.0, 105.0)
-#: Friel cycling zones, lower bounds as % of LTHR: Z1, Z2, Z3, Z4, Z5a, Z5b, Z5c.
+#: Friel cycling zones, lower bounds as % of LTHR: Z1, Z2, Z3, Z4, Z5a, Z5b, Z5c. Friel
+#: gives whole percentages (Z5b 103-106, Z5c > 106), so Z5c starts at 107.
 HR_FRIEL_CYCLING_PCT = (0.0, 81.0, 90.0, 94.0, 100.0, 103.0, 107.0)
 #: Coggan power zones, lower bounds as % of FTP (Z1 active recovery .. Z7 neuromuscular).
 POWER_COGGAN_PCT = (0.0, 55.0, 75.0, 90.0, 105.0, 120.0, 150.0)

@@ -323,6 +323,8 @@ def test_repeated_sequence_number_is_a_duplicate() -> None:
     assert metrics.add_sample(Sample(session_id=1, t=T0, seq=5, heart_rate=100)) == "accepted"
     retry = Sample(session_id=1, t=T0 + 1, seq=5, heart_rate=100)
     assert metrics.add_sample(retry) == "duplicate"
+    restarted = Sample(session_id=1, t=T0 + 2, seq=0, heart_rate=100)
+    assert metrics.add_sample(restarted) == "accepted"
 
 
 def test_dropouts_do_not_corrupt_averages() -> None:
