@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, MutableMapping
 from typing import Any
 
 import faust
@@ -55,6 +55,31 @@ def _base_config(settings: Settings, redis_url: str, app_id: str) -> dict[str, A
     }
 
 
+class _StrKeyed(MutableMapping[str, list[float]]):
+    """A bytes-keyed table seen through str keys (the decoupling block store's)."""
+
+    def __init__(self, table: MutableMapping[bytes, list[float]]) -> None:
+        self.table = table
+
+    def __getitem__(self, key: str) -> list[float]:
+        value = self.table.get(key.encode())
+        if value is None:
+            raise KeyError(key)
+        return value
+
+    def __setitem__(self, key: str, value: list[float]) -> None:
+        self.table[key.encode()] = value
+
+    def __delitem__(self, key: str) -> None:
+        del self.table[key.encode()]
+
+    def __iter__(self) -> Iterator[str]:
+        return (key.decode() for key in self.table)
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+
 def create_live_app(
     settings: Settings, *, redis_url: str, app_id: str = APP_ID, web_port: int | None = None
 ) -> faust.App:
@@ -65,14 +90,10 @@ def create_live_app(
     )
     samples = app.topic(SAMPLES_TOPIC, partitions=settings.samples_partitions)
     live = app.topic(LIVE_TOPIC, partitions=settings.live_partitions)
-    sessions = app.Table(
-        "sessions", default=None, partitions=settings.samples_partitions, key_serializer="raw"
-    )
-    blocks = app.Table(
-        "decoupling-blocks", default=None, partitions=settings.samples_partitions,
-        key_serializer="json",
-    )  # fmt: skip
-    processor = Processor(block_store=blocks)
+    # Table keys use the app's raw key serializer: bytes in, bytes back after recovery.
+    sessions = app.Table("sessions", default=None, partitions=settings.samples_partitions)
+    blocks = app.Table("decoupling-blocks", default=None, partitions=settings.samples_partitions)
+    processor = Processor(block_store=_StrKeyed(blocks))
 
     @app.agent(samples, name="process")
     async def process(stream: faust.StreamT[Any]) -> AsyncIterator[None]:

@@ -24,7 +24,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from agents.alert_config import AlertConfig, AthleteThresholds
+from agents.alert_config import AlertConfig
 from agents.alert_rules import AlertEngine, AlertSample
 from agents.lifecycle import LifecycleError
 from agents.session_metrics import SessionMetrics
@@ -64,18 +64,7 @@ def _alert_config_from(payload: dict[str, Any], profile: AthleteProfile) -> Aler
             return AlertConfig.from_jsonb(data)
         except ValidationError as exc:
             log.warning("ignoring invalid alert settings: %s", exc.errors()[0]["msg"])
-    return AlertConfig.defaults_for(_thresholds(profile))
-
-
-def _thresholds(profile: AthleteProfile) -> AthleteThresholds:
-    return AthleteThresholds(
-        hr_max_bpm=profile.hr_max,
-        hr_rest_bpm=profile.hr_rest,
-        lthr_bpm=profile.lthr,
-        ftp_w=profile.ftp_w,
-        w_prime_j=profile.w_prime_j,
-        threshold_pace_s_per_km=profile.threshold_pace_s_per_km,
-    )
+    return AlertConfig.defaults_for(profile)
 
 
 class Processor:
@@ -94,7 +83,7 @@ class Processor:
         if engine is None:
             if len(self._engines) > 1024:
                 self._engines.clear()
-            engine = AlertEngine(AlertConfig.from_jsonb(config_json), _thresholds(profile))
+            engine = AlertEngine(AlertConfig.from_jsonb(config_json), profile)
             self._engines[cache_key] = engine
         return engine
 

@@ -18,6 +18,7 @@ from types import FrameType
 import faust
 
 from agents.app import create_live_app, create_store_app
+from pipeline.embedded import die_with_parent
 from pipeline.settings import Settings
 
 APPS = ("live", "store", "all")
@@ -47,6 +48,8 @@ def run_all(redis_url: str, database_url: str) -> int:
             [sys.executable, "-m", "pipeline.cli", "worker", "--app", name],
             env=env,
             stdin=subprocess.DEVNULL,
+            # A kill -9 of this supervisor must not leave workers behind.
+            preexec_fn=die_with_parent(signal.SIGTERM),
         )
         for name in ("live", "store")
     ]

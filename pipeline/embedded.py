@@ -46,7 +46,7 @@ _START_TIMEOUT_S = 30.0
 _STOP_TIMEOUT_S = 15.0
 
 
-def _die_with_parent(sig: signal.Signals) -> Callable[[], None]:
+def die_with_parent(sig: signal.Signals) -> Callable[[], None]:
     """A preexec_fn that asks the kernel to send ``sig`` to the child when we die."""
 
     def preexec() -> None:
@@ -184,7 +184,7 @@ class EmbeddedRedis(_Server):
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent(signal.SIGTERM),
+            preexec_fn=die_with_parent(signal.SIGTERM),
         )
         _wait_for_port(self.port, self.process, self.what, log_path)
         log.info("embedded redis-server on %s (pid %d)", self.url, self.process.pid)
@@ -277,7 +277,7 @@ class EmbeddedPostgres(_Server):
                 [str(bin_dir / "postgres"), "-D", str(self.pgdata), "-p", str(self.port),
                  *options],
                 stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file,
-                preexec_fn=_die_with_parent(signal.SIGINT), **run_as,  # type: ignore[call-overload]
+                preexec_fn=die_with_parent(signal.SIGINT), **run_as,  # type: ignore[call-overload]
             )  # fmt: skip
         _wait_for_port(self.port, self.process, self.what, log_path)
         self._ensure_database()
