@@ -184,7 +184,10 @@ class _ServerEvent(BaseModel):
         default=None, description="The channel the event was delivered on."
     )
     session_id: int | None = None
-    timestamp: float = Field(description="Epoch seconds UTC: sample time or send time.")
+    timestamp: float | None = Field(
+        default=None,
+        description="Epoch seconds UTC: the sample time of live events, else the send time.",
+    )
     offset: Cursor | None = Field(
         default=None,
         description="Stream position of a delivered live event; resume from it.",

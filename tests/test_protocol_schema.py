@@ -124,3 +124,12 @@ def test_bad_client_frames_say_why(frame: dict[str, Any], reason: str) -> None:
     with pytest.raises(ValidationError) as info:
         client_frame.validate_python(frame)
     assert reason in str(info.value)
+
+
+def test_edge_replies_without_timestamp_validate() -> None:
+    # The edge's resumed and error frames carry no timestamp.
+    server_event.validate_python({"type": "error", "code": "invalid", "message": "bad frame"})
+    server_event.validate_python(
+        {"type": "resumed", "channel": "live:session:1", "recovered": True, "replayed": 3,
+         "cursor": ["0:41"]}
+    )  # fmt: skip
