@@ -355,6 +355,17 @@ class SessionMetrics:
             return self.decoupling_power.decoupling_pct()
         return self.decoupling_speed.decoupling_pct()
 
+    def _efficiency_factor(self) -> float | None:
+        """NP / mean HR on a ride; mean speed (m/s) / mean HR without power."""
+        mean_hr = self.totals.mean_hr
+        if not mean_hr:
+            return None
+        np_w = self.normalized_power
+        if np_w is not None:
+            return np_w / mean_hr
+        speed = self.totals.mean_speed_m_s
+        return speed / mean_hr if speed is not None else None
+
     @property
     def duration_s(self) -> float:
         """Elapsed time from start to the last sample (or stop), paused time excluded."""
@@ -437,6 +448,7 @@ class SessionMetrics:
             "if": self.intensity_factor,
             "tss": self.tss,
             "vi": np_w / mean_power if np_w is not None and mean_power else None,
+            "ef": self._efficiency_factor(),
             "w_prime_bal_min_j": self.w_bal_min_j if self.power_seen else None,
             "trimp": self.trimp,
             "hrtss": hrtss(self.trimp, profile.lthr, profile.hr_rest, profile.hr_max, profile.sex),

@@ -446,3 +446,11 @@ def test_profile_change_keeps_counted_figures() -> None:
     assert metrics.w_bal_j == pytest.approx(24_000)
     assert metrics.zones.power.lower[1] == pytest.approx(165)
     assert sum(metrics.summary()["time_in_zone"]["power"].values()) == 10
+
+
+def test_efficiency_factor() -> None:
+    ride = run([s(i, heart_rate=125, power_w=250) for i in range(60)]).summary()
+    assert ride["ef"] == pytest.approx(2.0)
+    assert ride["vi"] == pytest.approx(1.0)
+    jog = run([s(i, heart_rate=150, speed_m_s=3.0) for i in range(60)]).summary()
+    assert jog["ef"] == pytest.approx(0.02)
