@@ -81,15 +81,26 @@ class _StrKeyed(MutableMapping[str, list[float]]):
 
 
 def create_live_app(
-    settings: Settings, *, redis_url: str, app_id: str = APP_ID, web_port: int | None = None
+    settings: Settings,
+    *,
+    redis_url: str,
+    app_id: str = APP_ID,
+    web_port: int | None = None,
+    web_enabled: bool = True,
+    topic_prefix: str = "",
 ) -> faust.App:
-    """The app that turns samples into live metrics, alerts and session events."""
+    """The app that turns samples into live metrics, alerts and session events.
+
+    ``topic_prefix`` isolates a run from the live topics (``livecoach analyze`` uses it
+    on a shared Redis).
+    """
     app = faust.App(
         **_base_config(settings, redis_url, app_id),
         web_port=web_port if web_port is not None else settings.worker_web_port,
+        web_enabled=web_enabled,
     )
-    samples = app.topic(SAMPLES_TOPIC, partitions=settings.samples_partitions)
-    live = app.topic(LIVE_TOPIC, partitions=settings.live_partitions)
+    samples = app.topic(topic_prefix + SAMPLES_TOPIC, partitions=settings.samples_partitions)
+    live = app.topic(topic_prefix + LIVE_TOPIC, partitions=settings.live_partitions)
     # Table keys use the app's raw key serializer: bytes in, bytes back after recovery.
     sessions = app.Table("sessions", default=None, partitions=settings.samples_partitions)
     blocks = app.Table("decoupling-blocks", default=None, partitions=settings.samples_partitions)

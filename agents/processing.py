@@ -204,7 +204,6 @@ class Processor:
         self, metrics: SessionMetrics, state: State, payload: dict[str, Any]
     ) -> None:
         if isinstance(payload.get("profile"), dict):
-            metrics.profile = _profile_from(payload)
-            metrics.zones = type(metrics.zones).from_profile(metrics.profile)
+            metrics.set_profile(_profile_from(payload))
         if isinstance(payload.get("alerts"), dict):
             state["alert_config"] = _alert_config_from(payload, metrics.profile).to_jsonb()

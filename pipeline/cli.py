@@ -14,6 +14,7 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from types import FrameType
+from typing import Any
 
 from pipeline.errors import ConfigError, LivecoachError
 from pipeline.settings import Settings, load_settings
@@ -102,6 +103,93 @@ def _cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     return run_app(settings, app=args.app, redis_url=redis_url, database_url=database_url)
 
 
+def _cmd_analyze(args: argparse.Namespace, settings: Settings) -> int:
+    import json
+
+    from agents.analyze import run
+    from pipeline.embedded import EmbeddedRedis
+    from pipeline.models import AthleteProfile
+    from pipeline.recordings import read_recording
+    from pipeline.runtime import check_redis
+
+    for noisy in (
+        "faust",
+        "mode",
+        "pipeline.transport",
+        "pipeline.consumer",
+        "pipeline.coordination",
+    ):
+        # The worker's start-up chatter is noise in an analysis report.
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+    recording = read_recording(args.file)
+    profile = None
+    alerts = None
+    if args.profile is not None:
+        data = _read_json(args.profile, "--profile")
+        alerts = data.pop("alerts", None)
+        profile = _validated(AthleteProfile, data, "--profile")
+    if settings.redis_url is not None:
+        check_redis(settings.redis_url)
+        summary = run(settings, settings.redis_url, recording.samples, profile=profile,
+                      alerts=alerts, lap_mode=args.laps)  # fmt: skip
+    else:
+        import tempfile
+        from pathlib import Path
+
+        with (
+            tempfile.TemporaryDirectory(prefix="livecoach-analyze-") as tmp,
+            EmbeddedRedis(Path(tmp)) as redis_url,
+        ):
+            summary = run(settings, redis_url, recording.samples, profile=profile,
+                          alerts=alerts, lap_mode=args.laps)  # fmt: skip
+    summary["file"] = str(args.file)
+    summary["dropped_values"] = dict(recording.dropped)
+    if args.json:
+        print(json.dumps(summary, indent=2, sort_keys=True))
+    else:
+        _print_summary(summary)
+    return 0
+
+
+def _read_json(path: str, option: str) -> dict[str, Any]:
+    import json
+
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = json.load(handle)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(option, f"cannot read {path}: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(option, f"{path} must hold a JSON object")
+    return data
+
+
+def _validated(model: Any, data: dict[str, Any], option: str) -> Any:
+    from pydantic import ValidationError
+
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(root)"
+        raise ConfigError(option, f"{where}: {first['msg']}") from None
+
+
+def _print_summary(summary: dict[str, Any]) -> None:
+    def fmt(value: Any) -> str:
+        return f"{value:.1f}" if isinstance(value, float) else str(value)
+
+    for key in ("file", "samples", "duration_s", "distance_m", "mean_hr", "max_hr",
+                "mean_power", "np", "if", "tss", "decoupling_pct", "trimp"):  # fmt: skip
+        print(f"{key:>16}  {fmt(summary.get(key))}")
+    for metric, zones in summary.get("time_in_zone", {}).items():
+        spent = ", ".join(f"{zone} {seconds / 60:.0f} min" for zone, seconds in zones.items())
+        print(f"{'zones ' + metric:>16}  {spent}")
+    print(f"{'alerts':>16}  {len(summary.get('alerts', []))}")
+    for alert in summary.get("alerts", []):
+        print(f"{'':>16}  [{alert['severity']}] {alert['message']}")
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -149,6 +237,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="which app: live, store, or both as child processes (default)",
     )
     p.set_defaults(handler=_cmd_worker)
+
+    p = sub.add_parser("analyze", help="run a recording through the live agents; summarise it")
+    p.add_argument("file", help="FIT, GPX, TCX or CSV recording")
+    p.add_argument("--profile", help="JSON file: athlete profile fields, plus 'alerts' settings")
+    p.add_argument(
+        "--laps",
+        choices=["distance", "time", "manual"],
+        default="distance",
+        help="automatic laps every km (distance), 5 min (time), or none (manual)",
+    )
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(handler=_cmd_analyze)
 
     p = sub.add_parser("check", help="validate the configuration and reach the servers")
     p.set_defaults(handler=_cmd_check)
