@@ -76,16 +76,27 @@ def _cmd_services(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_up(args: argparse.Namespace, settings: Settings) -> int:
-    from pipeline.migrations import migrate
-    from pipeline.runtime import resolved_services
+    from pathlib import Path
 
-    with resolved_services(settings) as urls:
-        migrate(urls.database_url)
-        print(f"LIVECOACH_REDIS_URL={urls.redis_url}", flush=True)
-        print(f"LIVECOACH_DATABASE_URL={urls.database_url}", flush=True)
-        print("livecoach is up; Ctrl-C stops it", file=sys.stderr, flush=True)
-        _wait_for_stop_signal()
-    return 0
+    from pipeline.up import run_up
+
+    file = Path(args.file) if args.file else None
+    return run_up(settings, file=file, speed=args.speed, port=args.port, loop_demo=not args.once)
+
+
+def _cmd_watch(args: argparse.Namespace, settings: Settings) -> int:
+    import asyncio
+
+    from web.watch import channel_for, watch
+
+    if (args.session is None) == (args.user is None):
+        raise ConfigError("SESSION", "give either a session id or --user, not both")
+    url = args.url or f"http://{settings.web_host}:{settings.web_port}"
+    channel = channel_for(args.session, args.user)
+    try:
+        return asyncio.run(watch(url, args.token, channel, count=args.count))
+    except KeyboardInterrupt:
+        return 0
 
 
 def _cmd_web(args: argparse.Namespace, settings: Settings) -> int:
@@ -219,7 +230,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("services", help="run embedded Redis and PostgreSQL in the foreground")
     p.set_defaults(handler=_cmd_services)
 
-    p = sub.add_parser("up", help="run livecoach on one machine (embedded servers if unset)")
+    p = sub.add_parser("up", help="run everything on this machine, with a demo athlete")
+    p.add_argument("--file", help="play this FIT/GPX/TCX/CSV recording instead of the demo ride")
+    p.add_argument("--speed", type=float, default=1.0, help="play N times faster (default 1)")
+    p.add_argument("--port", type=int, default=None, help="edge port (default LIVECOACH_WEB_PORT)")
+    p.add_argument("--once", action="store_true", help="play the workout once, not in a loop")
     p.set_defaults(handler=_cmd_up)
 
     p = sub.add_parser("web", help="run one web edge (REST + WebSocket) in the foreground")
@@ -249,6 +264,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(handler=_cmd_analyze)
+
+    p = sub.add_parser("watch", help="print a live session (or an athlete) in the terminal")
+    p.add_argument("session", type=int, nargs="?", help="live session id")
+    p.add_argument("--user", type=int, help="watch every session of this athlete instead")
+    p.add_argument("--token", required=True, help="JWT of the athlete or a linked coach")
+    p.add_argument("--url", help="edge base URL (default from LIVECOACH_WEB_HOST/PORT)")
+    p.add_argument("--count", type=int, help="exit after printing this many events")
+    p.set_defaults(handler=_cmd_watch)
 
     p = sub.add_parser("check", help="validate the configuration and reach the servers")
     p.set_defaults(handler=_cmd_check)

@@ -1,0 +1,110 @@
+"""``livecoach watch``: follow a live session (or an athlete) in the terminal.
+
+A real WebSocket client of the edge: it authenticates with the token, subscribes to
+``live:session:{id}`` (or ``live:user:{id}``), prints one line per event, and after a
+dropped connection reconnects with backoff and resumes from the last cursor it saw,
+so nothing is missed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import sys
+from typing import Any, TextIO
+
+import aiohttp
+
+from pipeline.constants import session_channel, user_channel
+
+
+def _num(value: Any, fmt: str = "{:.0f}") -> str:
+    return fmt.format(value) if isinstance(value, int | float) else "-"
+
+
+def _pace(s_per_km: Any) -> str:
+    if not isinstance(s_per_km, int | float):
+        return "-"
+    minutes, seconds = divmod(round(s_per_km), 60)
+    return f"{minutes}:{seconds:02d}/km"
+
+
+def format_event(event: dict[str, Any]) -> str | None:
+    """One terminal line for an event, or None for events not worth a line."""
+    kind = event.get("type")
+    sid = event.get("session_id", "?")
+    if kind == "metrics_update":
+        m = event.get("metrics", {})
+        return (
+            f"[{sid}] {_num(m.get('elapsed_s'), '{:>6.0f}s')}  HR {_num(m.get('heart_rate'))}"
+            f" ({m.get('hr_zone') or '-'})  P {_num(m.get('power'))} W"
+            f" ({m.get('power_zone') or '-'})  pace {_pace(m.get('pace'))}"
+            f"  dist {_num(m.get('distance'), '{:.0f}')} m  NP {_num(m.get('np'))}"
+            f"  W'bal {_num(m.get('w_prime_bal_pct'), '{:.0f}%')}"
+        )
+    if kind == "alert":
+        a = event.get("alert", {})
+        return f"[{sid}] ALERT {str(a.get('severity', '')).upper()}: {a.get('message')}"
+    if kind == "session_event":
+        return f"[{sid}] session {event.get('event')} (state {event.get('state', '-')})"
+    if kind == "message":
+        msg = event.get("message", {})
+        return f"[{sid}] message from {msg.get('from')}: {msg.get('text')}"
+    if kind == "error":
+        return f"error: {event.get('code')}: {event.get('message')}"
+    if kind == "resumed":
+        return f"resumed (recovered: {event.get('recovered')})"
+    return None
+
+
+async def watch(
+    base_url: str,
+    token: str,
+    channel: str,
+    *,
+    count: int | None = None,
+    out: TextIO = sys.stdout,
+) -> int:
+    """Print events of ``channel`` until interrupted or ``count`` events were printed."""
+    cursors: dict[str, str] = {}
+    printed = 0
+    delay = 0.5
+    url = base_url.rstrip("/") + "/api/v1/live/ws"
+    headers = {"Authorization": f"Bearer {token}"}
+    async with aiohttp.ClientSession() as http:
+        while True:
+            try:
+                async with http.ws_connect(url, headers=headers, heartbeat=20) as ws:
+                    if cursors:
+                        await ws.send_json({"type": "resume", "cursors": cursors})
+                    else:
+                        await ws.send_json({"type": "subscribe", "channel": channel})
+                    delay = 0.5
+                    async for msg in ws:
+                        if msg.type != aiohttp.WSMsgType.TEXT:
+                            continue
+                        event = json.loads(msg.data)
+                        if isinstance(event.get("offset"), str):
+                            cursors[channel] = event["offset"]
+                        line = format_event(event)
+                        if line is not None:
+                            print(line, file=out, flush=True)
+                            printed += 1
+                            if count is not None and printed >= count:
+                                return 0
+                    if ws.close_code in (4401, 4403):
+                        print(f"refused by the edge (close code {ws.close_code})", file=out)
+                        return 1
+            except aiohttp.ClientError as exc:
+                print(f"connection lost ({exc}); retrying in {delay:.1f} s", file=out, flush=True)
+            await asyncio.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, 15.0)
+
+
+def channel_for(session_id: int | None, user_id: int | None) -> str:
+    if session_id is not None:
+        return session_channel(session_id)
+    if user_id is not None:
+        return user_channel(user_id)
+    raise ValueError("give a session id or --user")
