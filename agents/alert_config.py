@@ -154,7 +154,9 @@ class EfDropRule(_RuleBase):
     steady_cv: Annotated[float, Field(gt=0, lt=1)] = 0.08
     #: EF is compared only at an output within this fraction of the baseline's.
     comparable_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.10
-    dwell_s: Annotated[float, Field(ge=0, le=3600)] = 120.0
+    # Fatigue builds over tens of minutes: waiting 5 min costs nothing and keeps a
+    # metric that wobbles around its threshold from raising a false alarm.
+    dwell_s: Annotated[float, Field(ge=0, le=3600)] = 300.0
     hysteresis: NonNegative = 0.01  # fraction of baseline EF
     cooldown_s: Annotated[float, Field(ge=0, le=86_400)] = 900.0
     severity: Severity = "info"
@@ -166,7 +168,7 @@ class HrDriftRule(_RuleBase):
     slope_bpm_per_min: Annotated[float, Field(gt=0, le=10)] = 0.15
     window_s: Annotated[float, Field(ge=120, le=3600)] = 600.0
     steady_cv: Annotated[float, Field(gt=0, lt=1)] = 0.08
-    dwell_s: Annotated[float, Field(ge=0, le=3600)] = 120.0
+    dwell_s: Annotated[float, Field(ge=0, le=3600)] = 300.0
     hysteresis: NonNegative = 0.05  # bpm/min
     cooldown_s: Annotated[float, Field(ge=0, le=86_400)] = 900.0
     severity: Severity = "info"

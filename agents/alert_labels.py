@@ -15,11 +15,13 @@ have:
 
 A rule direction's excursions are the runs where the metric is beyond its threshold
 for at least the rule's dwell time (a hole pauses a run, a gap or a heart-rate lag
-period after a step in effort ends it). Each excursion is marked ``required`` when the
-rule's policy says the athlete must hear about it: the direction had re-armed (the
-metric came back inside by the hysteresis margin since the last alert) and the rule's
-cooldown lets it through while the excursion still lasts. Alerts inside any excursion
-are correct; only required ones count toward recall (``agents/alerts_eval.py``).
+period after a step in effort ends it). Runs are grouped into episodes, the things
+the athlete must be told about once, by replaying the rule's policy over the runs: a
+run whose direction has not re-armed since its last alert (the metric never came
+back inside by the hysteresis margin) joins that alert's episode; a run that ends
+before the rule's cooldown lets it through joins the last episode. An episode is
+owed an alert unless all its runs are marginal (ending within 10 s of completing the
+dwell). Alerts inside any run are correct (``agents/alerts_eval.py``).
 """
 
 from __future__ import annotations
@@ -34,22 +36,30 @@ from agents.alert_config import (
     resolve_hr_bounds,
     resolve_power_bounds,
 )
-from agents.alert_signals import BUCKET_S, GAP_S, STEP_FRACTION
+from agents.alert_signals import BUCKET_S, GAP_S, SETTLE_S, STEP_FRACTION
 from pipeline.models import AthleteProfile
 
 __all__ = ["Excursion", "SessionArrays", "clean_series", "label_session"]
 
 Array = npt.NDArray[np.float64]
 _COVERAGE = 0.8
+MARGINAL_S = 10.0
 
 
 @dataclass(frozen=True, slots=True)
 class Excursion:
+    """A run beyond a rule's threshold, lasting at least the rule's dwell time."""
+
     rule: str
     direction: str
     start_s: float
     end_s: float
-    required: bool
+    #: Runs chained without a re-arm (or within the cooldown) share an episode: the
+    #: athlete is told once per episode.
+    episode: int
+    #: Lasting less than dwell + MARGINAL_S: whether a detector sees the dwell
+    #: complete is down to noise, so an alert is allowed but not owed.
+    marginal: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,10 +154,16 @@ def _runs(
     excess: Array,
     breaks: npt.NDArray[np.bool_],
     dwell_s: float,
+    margin: float,
 ) -> list[tuple[int, int, int]]:
-    """(start, fire index, end) of runs beyond the threshold for at least dwell_s."""
+    """(onset, fire index, end) of runs beyond the threshold for at least dwell_s.
+
+    The onset of a run is the first crossing since the metric was last inside by the
+    hysteresis margin (or since a break), as for a live alert's ``started_at``.
+    """
     runs: list[tuple[int, int, int]] = []
     start = -1
+    onset = -1
     held = 0.0
     fire = -1
     last_valid = -1
@@ -155,12 +171,14 @@ def _runs(
         e = excess[i]
         if breaks[i]:
             if start >= 0 and fire >= 0:
-                runs.append((start, fire, last_valid))
-            start, fire, held = -1, -1, 0.0
+                runs.append((onset, fire, last_valid))
+            start, fire, held, onset = -1, -1, 0.0, -1
             continue
         if e != e:  # NaN: a hole pauses the run
             continue
         if e > 0:
+            if onset < 0:
+                onset = i
             if start < 0:
                 start, held, fire = i, 0.0, -1
             else:
@@ -170,10 +188,12 @@ def _runs(
             last_valid = i
         else:
             if start >= 0 and fire >= 0:
-                runs.append((start, fire, last_valid))
+                runs.append((onset, fire, last_valid))
             start, fire, held = -1, -1, 0.0
+            if e <= -margin:
+                onset = -1
     if start >= 0 and fire >= 0:
-        runs.append((start, fire, last_valid))
+        runs.append((onset, fire, last_valid))
     return runs
 
 
@@ -185,32 +205,45 @@ def _episodes(
     cooldown_s: float,
     t0: float,
 ) -> list[Excursion]:
-    """Runs of every direction of one rule, marked required under re-arm and cooldown."""
+    """Runs of every direction of one rule, grouped into episodes (one alert each)."""
     candidates: list[tuple[int, int, int, str]] = []
     rearm_at: dict[str, npt.NDArray[np.intp]] = {}
     for direction, (excess, breaks) in per_direction.items():
-        for s, f, e in _runs(excess, breaks, dwell_s):
+        for s, f, e in _runs(excess, breaks, dwell_s, margin):
             candidates.append((s, f, e, direction))
         with np.errstate(invalid="ignore"):
             rearm_at[direction] = np.flatnonzero(excess <= -margin)
     candidates.sort()
-    armed_after: dict[str, int] = {d: -1 for d in per_direction}  # re-armed at index > this
+    # The rule's policy, replayed over the runs: a direction fires when armed and out of
+    # cooldown while its run lasts; it re-arms when the metric comes back inside by the
+    # margin after firing.
+    armed = dict.fromkeys(per_direction, True)
+    fired_at: dict[str, float] = {}
+    episode_of: dict[str, int] = {}
+    episode = -1
     last_fire = -1e18
     out: list[Excursion] = []
     for s, f, e, direction in candidates:
-        required = False
-        fired_at = armed_after[direction]
-        if fired_at < 0 or _rearmed(rearm_at[direction], fired_at, s):
-            fire = max(float(f), last_fire + cooldown_s)
-            if fire <= e:
-                required = True
-                last_fire = fire
-                armed_after[direction] = int(np.ceil(fire))
-        out.append(Excursion(rule, direction, t0 + s, t0 + e, required))
+        if not armed[direction] and _rearmed(rearm_at[direction], fired_at[direction], s):
+            armed[direction] = True
+        fire = max(float(f), last_fire + cooldown_s)
+        if armed[direction] and fire <= e:
+            episode += 1
+            joined = episode
+            armed[direction] = False
+            fired_at[direction] = fire
+            episode_of[direction] = episode
+            last_fire = fire
+        elif not armed[direction]:
+            joined = episode_of[direction]  # never came back inside by the margin
+        else:
+            joined = max(episode, 0)  # swallowed by the cooldown of the last alert
+        marginal = (e - f) < MARGINAL_S
+        out.append(Excursion(rule, direction, t0 + s, t0 + e, joined, marginal))
     return out
 
 
-def _rearmed(rearm_idx: npt.NDArray[np.intp], fired_at: int, before: int) -> bool:
+def _rearmed(rearm_idx: npt.NDArray[np.intp], fired_at: float, before: int) -> bool:
     k = int(np.searchsorted(rearm_idx, fired_at, side="right"))
     return k < len(rearm_idx) and int(rearm_idx[k]) < before
 
@@ -248,38 +281,47 @@ def _fatigue(
     drift = np.full(n_b, np.nan)
     fade_hi = np.full(n_b, np.nan)
     fade_lo = np.full(n_b, np.nan)
-    w_ef = int(r.ef_drop.window_s // BUCKET_S)
-    w_dr = int(r.hr_drift.window_s // BUCKET_S)
     w_fd = int(r.power_fade.window_s // BUCKET_S)
     base: tuple[float, float] | None = None
     best: float | None = None
     min_best = r.power_fade.min_best_fraction_of_ftp * athlete.ftp_w
     both = ~np.isnan(out_b) & ~np.isnan(hr_b)
+
+    def settled(b: int, window_s: float, max_cv: float) -> npt.NDArray[np.intp] | None:
+        # Steady over the window and SETTLE_S before it (HR has caught up), as live.
+        span = int((window_s + SETTLE_S) // BUCKET_S)
+        if b + 1 < span:
+            return None
+        lo = b - span + 1
+        m = both[lo : b + 1]
+        if m.sum() < _COVERAGE * span:
+            return None
+        o = out_b[lo : b + 1][m]
+        mean_o = float(o.mean())
+        if mean_o < floor or float(o.std()) / mean_o >= max_cv:
+            return None
+        idx = np.arange(lo, b + 1)[m]
+        kept: npt.NDArray[np.intp] = idx[idx > b - int(window_s // BUCKET_S)]
+        return kept
+
     for b in range(n_b):
         # EF against the early steady baseline.
-        lo = max(0, b - w_ef + 1)
-        m = both[lo : b + 1]
-        if m.sum() >= _COVERAGE * w_ef:
-            o = out_b[lo : b + 1][m]
-            mean_o = float(o.mean())
-            if mean_o >= floor and float(o.std()) / mean_o < r.ef_drop.steady_cv:
-                ef = mean_o / float(hr_b[lo : b + 1][m].mean())
-                if base is None:
-                    if (b + 1) * BUCKET_S - r.ef_drop.window_s >= r.ef_drop.baseline_after_s:
-                        base = (ef, mean_o)
-                elif abs(mean_o - base[1]) <= r.ef_drop.comparable_fraction * base[1]:
-                    efr[b] = ef / base[0]
+        rows = settled(b, r.ef_drop.window_s, r.ef_drop.steady_cv)
+        if rows is not None and len(rows):
+            mean_o = float(out_b[rows].mean())
+            ef = mean_o / float(hr_b[rows].mean())
+            if base is None:
+                if (b + 1) * BUCKET_S - r.ef_drop.window_s >= r.ef_drop.baseline_after_s:
+                    base = (ef, mean_o)
+            elif abs(mean_o - base[1]) <= r.ef_drop.comparable_fraction * base[1]:
+                efr[b] = ef / base[0]
         # HR slope at steady output.
-        lo = max(0, b - w_dr + 1)
-        m = both[lo : b + 1]
-        if m.sum() >= _COVERAGE * w_dr:
-            o = out_b[lo : b + 1][m]
-            mean_o = float(o.mean())
-            if mean_o >= floor and float(o.std()) / mean_o < r.hr_drift.steady_cv:
-                xs = np.arange(lo, b + 1)[m] * BUCKET_S / 60.0
-                ys = hr_b[lo : b + 1][m]
-                xc = xs - xs.mean()
-                drift[b] = float(np.dot(xc, ys - ys.mean()) / np.dot(xc, xc))
+        rows = settled(b, r.hr_drift.window_s, r.hr_drift.steady_cv)
+        if rows is not None and len(rows) > 1:
+            xs = rows * BUCKET_S / 60.0
+            ys = hr_b[rows]
+            xc = xs - xs.mean()
+            drift[b] = float(np.dot(xc, ys - ys.mean()) / np.dot(xc, xc))
         # Fade against the best 5 min so far.
         lo = max(0, b - w_fd + 1)
         pw = p_b[lo : b + 1]

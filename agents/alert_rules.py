@@ -151,7 +151,7 @@ class AlertEngine:
             "v": _STATE_VERSION,
             "sid": str(session_id),
             "sig": new_signal_state(),
-            "m": {},  # rule direction -> [held_s, onset_s, armed]
+            "m": {},  # rule direction -> [held_s (-1: not holding), onset_s, armed]
             "cool": {},  # rule -> time of its last alert
         }
 
@@ -175,7 +175,7 @@ class AlertEngine:
         )
         if gap:
             for machine in state["m"].values():
-                machine[0] = 0.0
+                machine[0] = -1.0
                 machine[1] = None
         dt = min(dt, GAP_S)
         alerts: list[Alert] = []
@@ -215,17 +215,21 @@ class AlertEngine:
         machines = state["m"]
         m = machines.get(key)
         if m is None:
-            m = machines[key] = [0.0, None, True]
+            m = machines[key] = [-1.0, None, True]
         if excess is None:
             return None  # dropout or not defined now: the dwell clock pauses
         if excess <= 0:
-            m[0] = 0.0
-            m[1] = None
-            if not m[2] and excess <= -margin:
+            # The dwell must be continuous, but the onset is the first crossing since
+            # the value was last inside by the margin: noise dipping back across the
+            # threshold does not make a slowly drifting excursion "start" later.
+            m[0] = -1.0
+            if excess <= -margin:
+                m[1] = None
                 m[2] = True
             return None
         if m[1] is None:
             m[1] = t
+        if m[0] < 0:
             m[0] = 0.0
         else:
             m[0] += dt
@@ -242,7 +246,7 @@ class AlertEngine:
     def _suspend(self, state: State, rule: str, direction: str) -> None:
         m = state["m"].get(f"{rule}:{direction}")
         if m is not None:
-            m[0] = 0.0
+            m[0] = -1.0
             m[1] = None
 
     def _emit(
@@ -288,14 +292,14 @@ class AlertEngine:
         win = sig["hr"]
         n = len(win["v"])
         hr = win["s"] / n if n >= 2 else None
-        lag_t, lag_dir = sig["lag"]
-        lagging = lag_t is not None and t - lag_t < cfg.lag_s
+        step_up, step_down = sig["lag"]
         for direction, bound in (("high", self._hr_high), ("low", self._hr_low)):
             if bound is None:
                 continue
             # HR still catching up with the effort: a step up leaves it low for a
             # while, a step down leaves it high; neither is worth an alert.
-            if lagging and (lag_dir < 0) == (direction == "high"):
+            step = step_down if direction == "high" else step_up
+            if step is not None and t - step < cfg.lag_s:
                 self._suspend(state, "heart_rate", direction)
                 continue
             excess = None if hr is None else (hr - bound if direction == "high" else bound - hr)

@@ -29,6 +29,7 @@ from agents.wprime import w_prime_step
 __all__ = [
     "BUCKET_S",
     "GAP_S",
+    "SETTLE_S",
     "STEP_FRACTION",
     "SignalParams",
     "new_signal_state",
@@ -39,6 +40,10 @@ __all__ = [
 BUCKET_S = 10.0
 #: A pause between samples longer than this is a gap: dwell timers restart after it.
 GAP_S = 5.0
+#: How long a power dropout may be bridged with the last known power.
+HOLD_S = 30.0
+#: Output must have been steady this long before a window's HR level or slope counts.
+SETTLE_S = 120.0
 #: A step in effort: the 10 s output mean differs from the 60 s mean by this fraction.
 STEP_FRACTION = 0.25
 #: Windows (s) of the effort-step detector and of the "current 1 min" power.
@@ -124,7 +129,8 @@ def new_signal_state() -> State:
         "o60": _window(),  # output, 60 s
         "has_p": False,  # output is power once any power was seen
         "wb": None,  # W' balance (J)
-        "lag": [None, 0],  # [until t, direction of the last effort step: +1 up, -1 down]
+        "p10": None,  # [t, 10 s mean power] when last known
+        "lag": [None, None],  # times of the last effort step up and the last step down
         "bk": None,  # open bucket: [index, sum out, n out, sum hr, n hr, sum p, n p]
         "bks": [],  # closed buckets: [index, mean out, mean hr, mean p]
         "base": None,  # EF baseline: [ef, mean output]
@@ -150,11 +156,9 @@ def _median3(hist: list[float | None], x: float | None) -> float | None:
         return None
     if a is not None and b is not None:
         return max(min(a, b), min(max(a, b), x))
-    # One neighbour only: trust the older value for one sample, so that a lone
-    # spike right after a dropout cannot pass.
-    if b is not None:
-        return b
-    return a if a is not None else x
+    # Next to a dropout two values cannot outvote a spike: call the sample missing
+    # (it costs one sample at each edge of a dropout, and the start of the session).
+    return None
 
 
 def _push(win: State, t: float, value: float, span_s: float) -> None:
@@ -193,7 +197,7 @@ def update_signals(sig: State, p: SignalParams, t: float, hr: float | None,
     if sig["t0"] is None:
         sig["t0"] = t
         # The start is a step up from rest: HR catches up over the first minutes.
-        sig["lag"] = [t, 1]
+        sig["lag"] = [t, None]
     dt = 0.0 if prev_t is None else t - prev_t
     gap = dt > GAP_S
     sig["t"] = t
@@ -244,8 +248,17 @@ def _update_w_prime(sig: State, p: SignalParams, dt: float) -> None:
         sig["wb"] = p.w_prime_j
         return
     p10 = _mean(sig["o10"], 3)
-    if p10 is None or dt <= 0:
-        return  # a power dropout freezes the balance rather than inventing recovery
+    if p10 is None:
+        # A short power dropout: the athlete did not stop because the meter did, so
+        # hold the last 10 s mean; past HOLD_S the balance freezes instead.
+        held = sig["p10"]
+        if held is None or held[0] < sig["t"] - HOLD_S:
+            return
+        p10 = held[1]
+    else:
+        sig["p10"] = [sig["t"], p10]
+    if dt <= 0:
+        return
     sig["wb"] = w_prime_step(w, p10, min(dt, GAP_S), p.cp_w, p.w_prime_j)
 
 
@@ -256,7 +269,7 @@ def _detect_step(sig: State, p: SignalParams, t: float) -> None:
         return
     floor = 0.3 * p.ftp_w if sig["has_p"] else 1.0
     if abs(short - long) > STEP_FRACTION * max(long, floor):
-        sig["lag"] = [t, 1 if short > long else -1]
+        sig["lag"][0 if short > long else 1] = t
 
 
 def _accumulate_bucket(sig: State, p: SignalParams, t: float, out: float | None,
@@ -290,7 +303,7 @@ def _close_bucket(sig: State, p: SignalParams, bk: list[Any]) -> None:
         ]
     )
     index = bk[0]
-    keep = int(max(p.ef_window_s, p.drift_window_s, p.fade_window_s) // BUCKET_S)
+    keep = int((max(p.ef_window_s, p.drift_window_s, p.fade_window_s) + SETTLE_S) // BUCKET_S)
     while bks and bks[0][0] <= index - keep:
         bks.pop(0)
     end_t = (index + 1) * BUCKET_S  # session time at the end of this bucket
@@ -329,15 +342,33 @@ def _output_floor(sig: State, p: SignalParams) -> float:
     return 0.4 * p.ftp_w if sig["has_p"] else 1.5
 
 
-def _ef_ratio(sig: State, p: SignalParams, bks: list[list[Any]], index: int,
-              end_t: float) -> float | None:  # fmt: skip
-    n_needed = int(p.ef_window_s // BUCKET_S)
-    pairs = [(b[1], b[2]) for b in _recent(bks, index, p.ef_window_s)
-             if b[1] is not None and b[2] is not None]  # fmt: skip
-    mean_out = _steady_output(pairs, n_needed, p.steady_cv_ef)
+def _settled_rows(sig: State, p: SignalParams, bks: list[list[Any]], index: int,
+                  window_s: float, max_cv: float) -> list[list[Any]] | None:  # fmt: skip
+    """The buckets of the last ``window_s`` when output has been steady long enough.
+
+    Steady over the window plus :data:`SETTLE_S` before it, so that heart rate has
+    caught up with the effort (a 30-90 s lag) before its level or slope means anything;
+    never in the first ``window_s + SETTLE_S`` of the session.
+    """
+    span_s = window_s + SETTLE_S
+    n_needed = int(span_s // BUCKET_S)
+    if index + 1 < n_needed:
+        return None
+    rows = [b for b in _recent(bks, index, span_s) if b[1] is not None and b[2] is not None]
+    mean_out = _steady_output([(b[1], b[2]) for b in rows], n_needed, max_cv)
     if mean_out is None or mean_out < _output_floor(sig, p):
         return None
-    mean_hr = sum(h for _, h in pairs) / len(pairs)
+    first = index - int(window_s // BUCKET_S) + 1
+    return [b for b in rows if b[0] >= first]
+
+
+def _ef_ratio(sig: State, p: SignalParams, bks: list[list[Any]], index: int,
+              end_t: float) -> float | None:  # fmt: skip
+    rows = _settled_rows(sig, p, bks, index, p.ef_window_s, p.steady_cv_ef)
+    if not rows:
+        return None
+    mean_out = sum(b[1] for b in rows) / len(rows)
+    mean_hr = sum(b[2] for b in rows) / len(rows)
     ef = mean_out / mean_hr
     base = sig["base"]
     if base is None:
@@ -351,11 +382,8 @@ def _ef_ratio(sig: State, p: SignalParams, bks: list[list[Any]], index: int,
 
 
 def _drift(sig: State, p: SignalParams, bks: list[list[Any]], index: int) -> float | None:
-    n_needed = int(p.drift_window_s // BUCKET_S)
-    rows = [(b[0], b[1], b[2]) for b in _recent(bks, index, p.drift_window_s)
-            if b[1] is not None and b[2] is not None]  # fmt: skip
-    mean_out = _steady_output([(r[1], r[2]) for r in rows], n_needed, p.steady_cv_drift)
-    if mean_out is None or mean_out < _output_floor(sig, p):
+    rows = _settled_rows(sig, p, bks, index, p.drift_window_s, p.steady_cv_drift)
+    if not rows:
         return None
     n = len(rows)
     xs = [r[0] * BUCKET_S / 60.0 for r in rows]  # minutes

@@ -11,9 +11,10 @@ Scoring, per rule, with ``tolerance = dwell_s + 10 s``:
 - an alert is correct when its onset lies within the tolerance of a labelled
   excursion of the same rule and direction (from ``start - tol`` to ``end + tol``);
   any other alert is a false positive (precision);
-- a required excursion (one the re-arm and cooldown policy says must be announced)
-  is detected when an alert of its rule and direction has its onset within the
-  tolerance of the excursion's start (recall).
+- an episode (runs the re-arm and cooldown policy says are announced once, see
+  :mod:`agents.alert_labels`) that is not all marginal is detected when an alert of
+  the rule has its onset within the tolerance of the start of one of its runs, in
+  that run's direction (recall).
 """
 
 from __future__ import annotations
@@ -200,11 +201,18 @@ def score_session(
             )
             for a in mine
         )
-        required = [x for x in exc if x.required]
-        score.required = len(required)
+        episodes: dict[int, list[Excursion]] = {}
+        for x in exc:
+            episodes.setdefault(x.episode, []).append(x)
+        owed = [runs for runs in episodes.values() if not all(x.marginal for x in runs)]
+        score.required = len(owed)
         score.detected = sum(
-            any(a.direction == x.direction and abs(a.started_at_s - x.start_s) <= tol for a in mine)
-            for x in required
+            any(
+                a.direction == x.direction and abs(a.started_at_s - x.start_s) <= tol
+                for a in mine
+                for x in runs
+            )
+            for runs in owed
         )
     return scores
 
@@ -212,13 +220,13 @@ def score_session(
 def recording_arrays(samples: Sequence[AlertSample]) -> SessionArrays:
     """A recording on a 1 s grid, cleaned with hindsight (spikes out, short holes filled)."""
     t0 = samples[0].t_s
-    n = int(round(samples[-1].t_s - t0)) + 1
+    n = round(samples[-1].t_s - t0) + 1
     hr = np.full(n, np.nan)
     power = np.full(n, np.nan)
     speed = np.full(n, np.nan)
     present = np.zeros(n, dtype=bool)
     for s in samples:
-        i = int(round(s.t_s - t0))
+        i = round(s.t_s - t0)
         present[i] = True
         if s.heart_rate_bpm is not None and s.heart_rate_bpm > 0:
             hr[i] = s.heart_rate_bpm
@@ -260,7 +268,7 @@ def _run(
             "name": name,
             "samples": len(samples),
             "alerts": len(alerts),
-            "required_excursions": sum(x.required for x in labels),
+            "episodes": len({(x.rule, x.episode) for x in labels}),
             "misses": sum(s.required - s.detected for s in scores.values()),
             "false_alerts": sum(s.alerts - s.correct_alerts for s in scores.values()),
         }

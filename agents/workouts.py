@@ -20,6 +20,7 @@ athlete; :func:`labelled_set` is the evaluation set of ``livecoach alerts-eval``
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -173,7 +174,7 @@ def _truth_hr(output: Array, athlete: AthleteProfile, unit: float, tau_s: float,
     working = x >= 0.5
     drift = np.cumsum(np.where(working, drift_bpm_per_min / 60.0, 0.0))
     steady = np.minimum(steady + drift, athlete.hr_max - 2)
-    hr = np.empty_like(steady)
+    hr: Array = np.empty_like(steady)
     level = athlete.hr_rest + 0.3 * reserve
     k = 1.0 - np.exp(-1.0 / tau_s)
     for i, target in enumerate(steady):
@@ -204,6 +205,13 @@ def _measure(rng: np.random.Generator, truth: Array, noise_sd: Array | float,
              spike: float, spike_rate: float, low: float, high: float) -> Array:  # fmt: skip
     measured = truth + rng.normal(0.0, 1.0, len(truth)) * noise_sd
     spikes = rng.random(len(truth)) < spike_rate
+    # Single-sample spikes: a second one within 5 s of the last is dropped.
+    last = -10
+    for i in np.flatnonzero(spikes):
+        if i - last < 5:
+            spikes[i] = False
+        else:
+            last = int(i)
     measured[spikes] = truth[spikes] + spike * rng.choice([-1.0, 1.0], int(spikes.sum()))
     measured = np.clip(measured, low, high)
     # Dropouts of this channel: a few holes of 3-30 s.
@@ -237,15 +245,22 @@ def generate_workout(seed: int, sport: Sport | None = None, kind: str | None = N
         target = main.level * unit
         p_high = round(target * 1.18)
         p_low = round(target * 0.62)
+        _keep_clear(spans, output, [p_low, p_high], 25.0, lambda v: v)
         _place_hover(spans, output, p_high - 14.0)
         zone_rule: dict[str, PowerRule | PaceRule] = {
             "power": PowerRule(low_w=p_low, high_w=p_high)
         }
     else:
         pace = round(1000.0 / (main.level * unit))
-        # Hover 5 s/km inside the slow bound: just faster than target + tolerance.
-        _place_hover(spans, output, 1000.0 / (pace + 12.0 - 5.0))
+        _keep_clear(spans, output, [pace - 12.0, pace + 12.0], 8.0, lambda v: 1000.0 / v)
+        # Hover 8 s/km inside the slow bound: just faster than target + tolerance.
+        _place_hover(spans, output, 1000.0 / (pace + 12.0 - 8.0))
         zone_rule = {"pace": PaceRule(target_s_per_km=pace, tolerance_s_per_km=12.0)}
+    if sport == "ride":
+        # Second-to-second power varies for real (torque through the pedal stroke, wind,
+        # gradient): it is part of the truth, not sensor noise. A power meter itself is
+        # accurate to 1-2 %.
+        output = np.maximum(0.0, output * (1.0 + rng.normal(0.0, rng.uniform(0.03, 0.07), n)))
     hr = _truth_hr(output, athlete, unit, tau, drift)
     hr_main = float(np.median(hr[n // 3 : 2 * n // 3]))
     high = _clean_bound(hr, [hr_main + d for d in (8.0, 10.0, 12.0, 14.0, 6.0, 16.0, 18.0)],
@@ -274,7 +289,7 @@ def generate_workout(seed: int, sport: Sport | None = None, kind: str | None = N
     )
     hr_m = _measure(rng, hr, float(rng.uniform(0.8, 2.0)), 35.0, 1 / 400, 0.0, 250.0)
     if has_power:
-        sd = output * float(rng.uniform(0.03, 0.07)) + 3.0
+        sd = output * 0.015 + 2.0
         out_m = _measure(rng, output, sd, 600.0, 1 / 300, 0.0, 2500.0)
     else:
         sd_v = float(rng.uniform(0.05, 0.12))
@@ -310,6 +325,24 @@ def generate_workout(seed: int, sport: Sport | None = None, kind: str | None = N
 
 def _opt(value: float) -> float | None:
     return None if value != value else round(float(value), 2)
+
+
+def _keep_clear(spans: list[tuple[int, int, Block]], output: Array, bounds: list[float],
+                safe: float, to_metric: Callable[[float], float]) -> None:  # fmt: skip
+    """Move steady blocks that sit within ``safe`` of a bound to ``safe`` away from it.
+
+    Only the hover blocks sit near a bound, on purpose; elsewhere a level a few watts
+    from a bound would make "out or not" a matter of noise. ``to_metric`` maps output
+    to the rule's metric (speed to pace), an involution for both uses here.
+    """
+    for start, end, block in spans:
+        if block.kind in ("hover", "coast", "stop") or block.end_level is not None:
+            continue
+        value = to_metric(float(output[start]))
+        for bound in bounds:
+            if abs(value - bound) < safe:
+                value = bound + safe if value >= bound else bound - safe
+        output[start:end] = to_metric(value)
 
 
 def _place_hover(spans: list[tuple[int, int, Block]], output: Array, level: float) -> None:
