@@ -114,6 +114,15 @@ def _cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     return run_app(settings, app=args.app, redis_url=redis_url, database_url=database_url)
 
 
+def _cmd_alerts_eval(args: argparse.Namespace, settings: Settings) -> int:
+    from pathlib import Path
+
+    from agents.alerts_eval import main as alerts_eval
+
+    recordings = Path(args.recordings) if args.recordings else None
+    return alerts_eval(as_json=args.json, n_synthetic=args.sessions, recordings_dir=recordings)
+
+
 def _cmd_analyze(args: argparse.Namespace, settings: Settings) -> int:
     import json
 
@@ -201,6 +210,30 @@ def _print_summary(summary: dict[str, Any]) -> None:
         print(f"{'':>16}  [{alert['severity']}] {alert['message']}")
 
 
+def _cmd_bench_analyze(args: argparse.Namespace, settings: Settings) -> int:
+    import json
+    from pathlib import Path
+
+    from agents.bench import bench_analyze
+
+    for noisy in ("faust", "mode", "pipeline"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    files = [Path(f) for f in args.files]
+    print(json.dumps(bench_analyze(settings, files, args.runs), indent=2))
+    return 0
+
+
+def _cmd_bench_pipeline(args: argparse.Namespace, settings: Settings) -> int:
+    import json
+
+    from agents.bench import bench_pipeline
+
+    result = bench_pipeline(settings, sessions=args.sessions, duration_s=args.duration,
+                            runs=args.runs, backlog=args.backlog)  # fmt: skip
+    print(json.dumps(result, indent=2))
+    return 0
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -265,6 +298,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(handler=_cmd_analyze)
 
+    p = sub.add_parser("alerts-eval", help="precision and recall of every alert rule")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument(
+        "--sessions", type=_positive_int, default=80, help="synthetic sessions (default 80)"
+    )
+    p.add_argument("--recordings", help="folder of recordings (default: the shared data)")
+    p.set_defaults(handler=_cmd_alerts_eval)
+
     p = sub.add_parser("watch", help="print a live session (or an athlete) in the terminal")
     p.add_argument("session", type=int, nargs="?", help="live session id")
     p.add_argument("--user", type=int, help="watch every session of this athlete instead")
@@ -272,6 +313,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--url", help="edge base URL (default from LIVECOACH_WEB_HOST/PORT)")
     p.add_argument("--count", type=int, help="exit after printing this many events")
     p.set_defaults(handler=_cmd_watch)
+
+    bench = sub.add_parser("bench", help="benchmarks (each with a raw redis-py baseline)")
+    bench_sub = bench.add_subparsers(dest="bench", required=True, metavar="BENCHMARK")
+    p = bench_sub.add_parser("analyze", help="recordings through the agents, times real time")
+    p.add_argument("files", nargs="+", help="recordings")
+    p.add_argument("--runs", type=_positive_int, default=3)
+    p.set_defaults(handler=_cmd_bench_analyze)
+    p = bench_sub.add_parser("pipeline", help="N sessions at 1 Hz: latency, persistence, rate")
+    p.add_argument("--sessions", type=_positive_int, default=1000)
+    p.add_argument("--duration", type=_positive_int, default=300, help="seconds of load")
+    p.add_argument("--runs", type=_positive_int, default=3)
+    p.add_argument(
+        "--backlog",
+        type=_positive_int,
+        default=100,
+        help="samples per session in the throughput backlog",
+    )
+    p.set_defaults(handler=_cmd_bench_pipeline)
 
     p = sub.add_parser("check", help="validate the configuration and reach the servers")
     p.set_defaults(handler=_cmd_check)

@@ -1,0 +1,376 @@
+"""Benchmarks of the live pipeline (``livecoach bench analyze|pipeline``).
+
+Each benchmark measures livecoach and, in the same run on the same Redis, a raw
+redis-py baseline doing the nearest equivalent with nothing on top, so that a noisy
+shared machine shows up in both figures. Every figure printed is measured; runs are
+repeated and the median reported.
+
+- ``analyze``: recordings through ``livecoach analyze`` (the live agents on a real
+  Redis), as times real time; baseline: XADD and XREAD of the same number of entries.
+- ``pipeline``: N sessions at 1 Hz for D seconds through real worker processes (the
+  live and the store app): latency from a sample's record entering ``samples`` to
+  its ``metrics_update`` on ``live`` (p50/p95/p99), every sample persisted; then the
+  highest sustained rate, a backlog of samples processed as fast as the worker can.
+  Baseline: a raw XADD to XREAD round trip at the same rate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psycopg
+import redis.asyncio as aioredis
+
+from pipeline import streams
+from pipeline.constants import LIVE_TOPIC, SAMPLES_TOPIC
+from pipeline.embedded import EmbeddedPostgres, EmbeddedRedis, die_with_parent, free_port
+from pipeline.migrations import migrate
+from pipeline.records import SampleBatchRecord, session_key
+from pipeline.settings import Settings
+
+PARTITIONS = 8
+
+
+def _percentiles(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {"n": 0}
+    arr = np.asarray(values)
+    return {
+        "n": len(values),
+        "p50": round(float(np.percentile(arr, 50)), 2),
+        "p95": round(float(np.percentile(arr, 95)), 2),
+        "p99": round(float(np.percentile(arr, 99)), 2),
+        "max": round(float(arr.max()), 2),
+    }
+
+
+@contextmanager
+def _servers(settings: Settings) -> Iterator[tuple[str, str]]:
+    """Private servers for a benchmark (never the machine's shared ones)."""
+    with tempfile.TemporaryDirectory(prefix="livecoach-bench-") as tmp:
+        data = Path(tmp)
+        data.chmod(0o711)
+        with EmbeddedRedis(data) as redis_url, EmbeddedPostgres(data, durable=False) as db_url:
+            migrate(db_url)
+            yield redis_url, db_url
+
+
+# --- raw baselines ---------------------------------------------------------------------
+
+
+async def raw_roundtrip_ms(redis_url: str, rate_hz: int, duration_s: float) -> list[float]:
+    """XADD at ``rate_hz`` while another connection XREADs: the latency of each entry."""
+    producer = aioredis.Redis.from_url(redis_url)
+    consumer = aioredis.Redis.from_url(redis_url)
+    key = "bench:raw:roundtrip"
+    await producer.delete(key)
+    latencies: list[float] = []
+    total = int(rate_hz * duration_s)
+
+    async def consume() -> None:
+        last = "0-0"
+        while len(latencies) < total:
+            reply: Any = await consumer.xread({key: last}, count=1000, block=1000)
+            for _, entries in reply or []:
+                for entry_id, fields in entries:
+                    last = entry_id
+                    latencies.append((time.perf_counter() - float(fields[b"t"])) * 1000)
+
+    task = asyncio.create_task(consume())
+    start = time.perf_counter()
+    for i in range(total):
+        due = start + i / rate_hz
+        if (delay := due - time.perf_counter()) > 0:
+            await asyncio.sleep(delay)
+        await producer.xadd(key, {"t": repr(time.perf_counter()), "v": "x" * 200})
+    await asyncio.wait_for(task, 30)
+    await producer.delete(key)
+    await producer.aclose()
+    await consumer.aclose()
+    return latencies
+
+
+async def raw_throughput(redis_url: str, entries: int, size: int = 1000) -> dict[str, float]:
+    """Entries per second for pipelined XADD and for XREAD of the same entries."""
+    client = aioredis.Redis.from_url(redis_url)
+    key = "bench:raw:throughput"
+    await client.delete(key)
+    payload = "x" * size
+    start = time.perf_counter()
+    for i in range(0, entries, 500):
+        async with client.pipeline(transaction=False) as pipe:
+            for _ in range(min(500, entries - i)):
+                pipe.xadd(key, {"v": payload})
+            await pipe.execute()
+    xadd_s = time.perf_counter() - start
+    start = time.perf_counter()
+    last, read = "0-0", 0
+    while read < entries:
+        reply: Any = await client.xread({key: last}, count=1000)
+        for _, items in reply:
+            read += len(items)
+            last = items[-1][0]
+    xread_s = time.perf_counter() - start
+    await client.delete(key)
+    await client.aclose()
+    return {"xadd_per_s": round(entries / xadd_s), "xread_per_s": round(entries / xread_s)}
+
+
+# --- analyze -----------------------------------------------------------------------------
+
+
+def bench_analyze(settings: Settings, files: list[Path], runs: int) -> dict[str, Any]:
+    from agents.analyze import run
+    from pipeline.recordings import read_recording
+
+    results: dict[str, Any] = {}
+    with (
+        tempfile.TemporaryDirectory(prefix="livecoach-bench-") as tmp,
+        EmbeddedRedis(Path(tmp)) as redis_url,
+    ):
+        for path in files:
+            recording = read_recording(path)
+            duration = recording.samples[-1].t - recording.samples[0].t
+            times, baselines = [], []
+            for _ in range(runs):
+                started = time.perf_counter()
+                summary = run(settings, redis_url, recording.samples)
+                times.append(time.perf_counter() - started)
+                entries = len(recording.samples)
+                base = asyncio.run(raw_throughput(redis_url, entries, size=200))
+                baselines.append(entries / base["xadd_per_s"] + entries / base["xread_per_s"])
+            median = statistics.median(times)
+            results[path.name] = {
+                "samples": len(recording.samples),
+                "duration_s": round(duration),
+                "analysis_s_runs": [round(t, 3) for t in times],
+                "analysis_s_median": round(median, 3),
+                "times_real_time": round(duration / median),
+                "raw_xadd_xread_s_median": round(statistics.median(baselines), 4),
+                "np": summary["np"],
+            }
+    return results
+
+
+# --- the live pipeline ---------------------------------------------------------------------
+
+
+class _Workers:
+    def __init__(self, redis_url: str, database_url: str) -> None:
+        self.env = {
+            **os.environ,
+            "LIVECOACH_REDIS_URL": redis_url,
+            "LIVECOACH_DATABASE_URL": database_url,
+            "LIVECOACH_SAMPLES_PARTITIONS": str(PARTITIONS),
+            "LIVECOACH_LIVE_PARTITIONS": str(PARTITIONS),
+            "LIVECOACH_LOG_LEVEL": "WARNING",
+        }
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def __enter__(self) -> _Workers:
+        for app in ("live", "store"):
+            env = {**self.env, "LIVECOACH_WORKER_WEB_PORT": str(free_port())}
+            self.procs.append(subprocess.Popen(
+                [sys.executable, "-m", "pipeline.cli", "worker", "--app", app], env=env,
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                preexec_fn=die_with_parent(signal.SIGTERM),
+            ))  # fmt: skip
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for proc in self.procs:
+            proc.send_signal(signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def _sessions(database_url: str, n: int) -> list[int]:
+    with psycopg.connect(database_url) as conn:
+        user = conn.execute("INSERT INTO users (name) VALUES ('bench') RETURNING id").fetchone()
+        assert user is not None
+        rows = conn.execute(
+            "INSERT INTO live_training_sessions (user_id) SELECT %s FROM generate_series(1, %s)"
+            " RETURNING id",
+            (user[0], n),
+        ).fetchall()
+        return [int(r[0]) for r in rows]
+
+
+def _stored_rows(database_url: str) -> int:
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute("SELECT count(*) FROM live_metrics").fetchone()
+        return int(row[0]) if row else 0
+
+
+def _record(sid: int, t: float, samples_per_record: int = 1) -> bytes:
+    samples = [
+        {"session_id": sid, "t": t + k, "heart_rate": 140.0 + (sid + k) % 30,
+         "power_w": 200.0 + (sid * 7 + k) % 80, "cadence": 88.0}
+        for k in range(samples_per_record)
+    ]  # fmt: skip
+    record = SampleBatchRecord(
+        session_id=sid, user_id=1, ingest_ms=int(time.time() * 1000), samples=samples
+    )
+    return record.model_dump_json().encode()
+
+
+async def _append_many(client: aioredis.Redis, records: list[tuple[int, bytes]]) -> None:
+    by_partition: dict[int, list[streams.Entry]] = {}
+    now_ms = int(time.time() * 1000)
+    for sid, value in records:
+        key = session_key(sid)
+        by_partition.setdefault(streams.partition_for_key(key, PARTITIONS), []).append(
+            (key, value, None, now_ms)
+        )
+    await asyncio.gather(
+        *(streams.append(client, SAMPLES_TOPIC, p, e) for p, e in by_partition.items())
+    )
+
+
+async def _tail_live(
+    client: aioredis.Redis, stop: asyncio.Event, latencies: list[float], counts: list[int]
+) -> None:
+    positions = {p: await streams.highwater(client, LIVE_TOPIC, p) - 1 for p in range(PARTITIONS)}
+    while not stop.is_set():
+        reply: Any = await client.xread(
+            {streams.stream_key(LIVE_TOPIC, p): streams.stream_id(o) for p, o in positions.items()},
+            count=5000,
+            block=200,
+        )
+        now_ms = time.time() * 1000
+        for key, entries in reply or []:
+            partition = next(
+                p for p in positions if streams.stream_key(LIVE_TOPIC, p).encode() == key
+            )
+            for entry_id, fields in entries:
+                positions[partition] = streams.offset_of(entry_id)
+                event = json.loads(streams.decode_entry(fields)[1])
+                if event.get("type") == "metrics_update":
+                    counts[0] += 1
+                    latencies.append(now_ms - event["ingest_ms"])
+
+
+async def _live_load(
+    redis_url: str, sessions: list[int], duration_s: float
+) -> tuple[list[float], int, int]:
+    """Every session posts one sample a second, spread evenly over the second."""
+    client = aioredis.Redis.from_url(redis_url)
+    tail_client = aioredis.Redis.from_url(redis_url)
+    latencies: list[float] = []
+    counts = [0]
+    stop = asyncio.Event()
+    tail = asyncio.create_task(_tail_live(tail_client, stop, latencies, counts))
+    await asyncio.sleep(0.5)
+    t0 = time.time()
+    sent = 0
+    tick_s = 0.01
+    n = len(sessions)
+    start = time.perf_counter()
+    for second in range(int(duration_s)):
+        for tick in range(int(1 / tick_s)):
+            due = start + second + tick * tick_s
+            if (delay := due - time.perf_counter()) > 0:
+                await asyncio.sleep(delay)
+            lo, hi = tick * n * tick_s, (tick + 1) * n * tick_s
+            batch = [(sid, _record(sid, t0 + second)) for sid in sessions[int(lo) : int(hi)]]
+            if batch:
+                await _append_many(client, batch)
+                sent += len(batch)
+    deadline = time.monotonic() + 30
+    while counts[0] < sent and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+    stop.set()
+    await tail
+    await client.aclose()
+    await tail_client.aclose()
+    return latencies, sent, counts[0]
+
+
+async def _backlog(
+    redis_url: str, database_url: str, sessions: list[int], per_session: int, per_record: int
+) -> tuple[float, float]:
+    """Append a backlog; samples per second through the live app, and through both apps."""
+    client = aioredis.Redis.from_url(redis_url)
+    t0 = time.time() + 100_000
+    records = []
+    for k in range(0, per_session, per_record):
+        records += [(sid, _record(sid, t0 + k, per_record)) for sid in sessions]
+    samples = len(sessions) * per_session
+    rows_target = _stored_rows(database_url) + 3 * samples  # HR, power, cadence per sample
+    highwaters = {p: await streams.highwater(client, LIVE_TOPIC, p) for p in range(PARTITIONS)}
+    start = time.perf_counter()
+    for i in range(0, len(records), 2000):
+        await _append_many(client, records[i : i + 2000])
+    # One metrics_update per session per second of sample time: wait for all of them.
+    while time.perf_counter() - start < 300:
+        produced = 0
+        for p in range(PARTITIONS):
+            produced += await streams.highwater(client, LIVE_TOPIC, p) - highwaters[p]
+        if produced >= samples:
+            break
+        await asyncio.sleep(0.05)
+    live_s = time.perf_counter() - start
+    await client.aclose()
+    while _stored_rows(database_url) < rows_target and time.perf_counter() - start < 300:
+        await asyncio.sleep(0.1)
+    all_s = time.perf_counter() - start
+    return samples / live_s, samples / all_s
+
+
+def bench_pipeline(
+    settings: Settings, *, sessions: int, duration_s: float, runs: int, backlog: int
+) -> dict[str, Any]:
+    out: dict[str, Any] = {"sessions": sessions, "duration_s": duration_s, "runs": []}
+    for _ in range(runs):
+        with _servers(settings) as (redis_url, database_url):
+            ids = _sessions(database_url, sessions)
+            with _Workers(redis_url, database_url):
+                time.sleep(4)  # let the workers join and recover before the clock starts
+                latencies, sent, received = asyncio.run(_live_load(redis_url, ids, duration_s))
+                expected_rows = sent * 3
+                deadline = time.monotonic() + 120
+                while _stored_rows(database_url) < expected_rows and time.monotonic() < deadline:
+                    time.sleep(0.5)
+                stored = _stored_rows(database_url)
+                rate, rate_all = asyncio.run(
+                    _backlog(redis_url, database_url, ids[: min(1000, len(ids))], backlog, 10)
+                )
+            raw = asyncio.run(raw_roundtrip_ms(redis_url, sessions, min(duration_s, 20)))
+        out["runs"].append({
+            "latency_ms": _percentiles(latencies),
+            "samples_sent": sent,
+            "metrics_updates": received,
+            "rows_expected": expected_rows,
+            "rows_stored": stored,
+            "sustained_samples_per_s": round(rate),
+            "sustained_samples_per_s_persisted": round(rate_all),
+            "raw_xadd_xread_latency_ms": _percentiles(raw),
+        })  # fmt: skip
+    p99s = [r["latency_ms"]["p99"] for r in out["runs"]]
+    raw99 = [r["raw_xadd_xread_latency_ms"]["p99"] for r in out["runs"]]
+    rates = [r["sustained_samples_per_s"] for r in out["runs"]]
+    persisted = [r["sustained_samples_per_s_persisted"] for r in out["runs"]]
+    out["median"] = {
+        "latency_p99_ms": statistics.median(p99s),
+        "raw_latency_p99_ms": statistics.median(raw99),
+        "sustained_samples_per_s": statistics.median(rates),
+        "sustained_samples_per_s_persisted": statistics.median(persisted),
+        "all_rows_stored": all(r["rows_stored"] == r["rows_expected"] for r in out["runs"]),
+    }
+    return out
