@@ -1,0 +1,384 @@
+"""The Faust consumer of the Redis Streams transport.
+
+Reads with plain ``XREAD`` from positions it owns (one stream per topic partition, see
+:mod:`pipeline.streams`), never ``XREADGROUP``: Faust needs partition ownership, seek
+and replay, which Redis consumer groups do not give. Ownership, generations and
+fenced commits come from :class:`pipeline.coordination.GroupCoordinator`, which runs
+Faust's own ``PartitionAssignor`` on the group leader. Each committed position is
+mirrored into a Redis consumer group named after the application (``XGROUP SETID``)
+so that ``XINFO GROUPS`` shows every application's lag with standard tooling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+from collections.abc import Iterable, Mapping
+from typing import Any, ClassVar, cast
+
+import redis.asyncio as aioredis
+from aiokafka.coordinator.protocol import (  # type: ignore[import-untyped]
+    ConsumerProtocolMemberAssignment,
+    ConsumerProtocolMemberMetadata,
+)
+from faust.transport.consumer import Consumer as FaustConsumer
+from faust.types import TP
+from faust.types.tuples import ConsumerMessage
+from redis.exceptions import ResponseError
+
+from pipeline import streams
+from pipeline.coordination import TRANSIENT_ERRORS, CommitRefused, GroupCoordinator, tp_field
+
+log = logging.getLogger(__name__)
+
+#: Environment variable overriding the member id (default: the worker's canonical URL).
+MEMBER_ID_ENV = "LIVECOACH_MEMBER_ID"
+#: Longest single XREAD block, so seeks and rebalances are noticed quickly.
+MAX_BLOCK_MS = 200
+#: Default session timeout when Faust's (60 s) is larger.
+DEFAULT_SESSION_TIMEOUT_S = 10.0
+
+
+class Record:
+    """One fetched entry; what ``_to_message`` turns into a Faust message."""
+
+    __slots__ = ("headers", "key", "offset", "timestamp_ms", "value")
+
+    def __init__(
+        self,
+        offset: int,
+        key: bytes | None,
+        value: bytes,
+        headers: dict[str, bytes],
+        timestamp_ms: int,
+    ) -> None:
+        self.offset = offset
+        self.key = key
+        self.value = value
+        self.headers = headers
+        self.timestamp_ms = timestamp_ms
+
+
+class _Cluster:
+    """The little of aiokafka's ClusterMetadata that Faust's assignor reads."""
+
+    def __init__(self, partitions: Mapping[str, int]) -> None:
+        self._partitions = partitions
+
+    def partitions_for_topic(self, topic: str) -> set[int] | None:
+        count = self._partitions.get(topic)
+        return set(range(count)) if count else None
+
+    @property
+    def topics(self) -> set[str]:
+        return set(self._partitions)
+
+
+class Consumer(FaustConsumer):  # type: ignore[misc]
+    """Faust consumer over Redis Streams."""
+
+    consumer_stopped_errors: ClassVar[tuple[type[BaseException], ...]] = ()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._redis: aioredis.Redis | None = None
+        self._fetch_redis: aioredis.Redis | None = None
+        self._subscription: set[str] = set()
+        self._sent_subscription: set[str] | None = None
+        self._assignment: set[TP] = set()
+        self._position: dict[TP, int] = {}
+        self._highwater: dict[TP, int] = {}
+        self._seek_epoch = 0
+        self._coordinator: GroupCoordinator | None = None
+        self._mirrored_groups: set[str] = set()
+        conf = self.app.conf
+        self.session_timeout_s = min(float(conf.broker_session_timeout), DEFAULT_SESSION_TIMEOUT_S)
+        self.group = str(conf.id)
+        self.member_id = os.environ.get(MEMBER_ID_ENV) or self._default_member_id()
+        self.max_records = int(conf.broker_max_poll_records or 1000)
+
+    def _default_member_id(self) -> str:
+        url = self.app.conf.canonical_url
+        return f"{socket.gethostname()}:{url.port}" if url is not None else socket.gethostname()
+
+    @property
+    def transport_redis(self) -> aioredis.Redis:
+        assert self._redis is not None, "consumer not started"
+        return self._redis
+
+    # --- lifetime ---------------------------------------------------------------------
+
+    async def on_start(self) -> None:
+        from pipeline.transport import connect
+
+        url = self.transport.redis_url
+        self._redis = await connect(url)
+        # XREAD BLOCK holds its connection: give the fetcher a client of its own.
+        self._fetch_redis = await connect(url)
+        self._coordinator = GroupCoordinator(
+            self._redis,
+            self.group,
+            self.member_id,
+            session_timeout_s=self.session_timeout_s,
+            metadata=self._member_metadata,
+            assign=self._run_assignor,
+            revoke=self._revoke,
+            assign_local=self._assign_local,
+        )
+        await super().on_start()
+
+    async def on_stop(self) -> None:
+        await super().on_stop()  # commits
+        if self._coordinator is not None:
+            await self._coordinator.stop()
+        for client in (self._fetch_redis, self._redis):
+            if client is not None:
+                with contextlib.suppress(Exception):
+                    await client.aclose()
+
+    def close(self) -> None:
+        pass
+
+    # --- subscription and rebalancing -------------------------------------------------
+
+    async def subscribe(self, topics: Iterable[str]) -> None:
+        # Only *schedule* the rebalance: Faust's assignment handler waits for the
+        # subscription to finish, so rebalancing in here would deadlock.
+        self._subscription = set(topics)
+        coordinator = self._coordinator
+        if coordinator is None:
+            return
+        if not coordinator._tasks:
+            coordinator.start()
+        elif self._sent_subscription != self._subscription:
+            coordinator.request_rebalance()
+
+    async def _member_metadata(self) -> bytes:
+        topics = set(self._subscription)
+        self._sent_subscription = topics
+        metadata = self.app.assignor.metadata(topics)
+        return cast(bytes, metadata.encode())
+
+    async def _run_assignor(self, metas: Mapping[str, bytes]) -> Mapping[str, bytes]:
+        members = {m: ConsumerProtocolMemberMetadata.decode(b) for m, b in metas.items()}
+        topics = {t for md in members.values() for t in md.subscription}
+        counts: dict[str, int] = {}
+        for topic in sorted(topics):
+            counts[topic] = await self._partitions(topic)
+        result = self.app.assignor.assign(_Cluster(counts), members)
+        return {m: cast(bytes, a.encode()) for m, a in result.items()}
+
+    async def _partitions(self, topic: str) -> int:
+        transport = self.transport
+        count = transport.partition_counts.get(topic)
+        if count is None:
+            count = await streams.partition_count(self.transport_redis, topic)
+            if count is None:
+                count = int(self.app.conf.topic_partitions)
+            transport.partition_counts[topic] = count
+        return int(count)
+
+    async def _revoke(self) -> None:
+        self.app.on_rebalance_start()
+        revoked = set(self._assignment)
+        await self.on_partitions_revoked(revoked)
+
+    async def _assign_local(self, generation: int, raw: bytes) -> None:
+        assignment = ConsumerProtocolMemberAssignment.decode(raw)
+        if not self.app.rebalancing:
+            self.app.on_rebalance_start()
+            await self.on_partitions_revoked(set(self._assignment))
+        self.app.assignor.on_assignment(assignment)
+        tps = {TP(topic, p) for topic, partitions in assignment.assignment for p in partitions}
+        for topic in {tp.topic for tp in tps}:
+            await self._partitions(topic)
+        self._assignment = tps
+        self._position = {tp: pos for tp, pos in self._position.items() if tp in tps}
+        self.app.consumer_generation_id = generation
+        await self.on_partitions_assigned(tps, generation)
+
+    def assignment(self) -> set[TP]:
+        return set(self._assignment)
+
+    # --- positions --------------------------------------------------------------------
+
+    async def seek_to_committed(self) -> Mapping[TP, int | None]:
+        assert self._coordinator is not None
+        tps = sorted(self._assignment)
+        committed = await self._coordinator.committed([tp_field(tp.topic, tp.partition) for tp in tps])
+        result: dict[TP, int | None] = {}
+        reset_latest = str(self.app.conf.consumer_auto_offset_reset) == "latest"
+        for tp in tps:
+            offset = committed[tp_field(tp.topic, tp.partition)]
+            if offset is None:
+                if reset_latest:
+                    offset_to = await streams.highwater(self.transport_redis, tp.topic, tp.partition)
+                else:
+                    offset_to = await streams.earliest(self.transport_redis, tp.topic, tp.partition)
+                self._set_position(tp, offset_to)
+            else:
+                self._set_position(tp, offset)
+            result[tp] = offset
+        return result
+
+    def _set_position(self, tp: TP, offset: int) -> None:
+        self._position[tp] = offset
+        self._seek_epoch += 1
+
+    async def _seek(self, partition: TP, offset: int) -> None:
+        self._set_position(partition, int(offset))
+
+    async def seek_wait(self, partitions: Mapping[TP, int]) -> None:
+        for tp, offset in partitions.items():
+            self._set_position(tp, int(offset))
+
+    async def seek_to_beginning(self, *partitions: TP) -> None:
+        earliest = await self.earliest_offsets(*partitions)
+        for tp, offset in earliest.items():
+            self._set_position(tp, offset)
+
+    async def position(self, tp: TP) -> int | None:
+        return self._position.get(tp)
+
+    def highwater(self, tp: TP) -> int:
+        return self._highwater.get(tp, 0)
+
+    async def highwaters(self, *partitions: TP) -> Mapping[TP, int]:
+        r = self.transport_redis
+        result = {}
+        for tp in partitions:
+            result[tp] = await streams.highwater(r, tp.topic, tp.partition)
+            self._highwater[tp] = result[tp]
+        return result
+
+    async def earliest_offsets(self, *partitions: TP) -> Mapping[TP, int]:
+        r = self.transport_redis
+        return {tp: await streams.earliest(r, tp.topic, tp.partition) for tp in partitions}
+
+    def topic_partitions(self, topic: str) -> int | None:
+        return self.transport.partition_counts.get(topic)
+
+    def key_partition(self, topic: str, key: bytes | None, partition: int | None = None) -> int:
+        if partition is not None:
+            return partition
+        return self.transport.partition_for(topic, key)
+
+    async def create_topic(self, topic: str, partitions: int, replication: int, **kwargs: Any) -> None:
+        await self.transport.declare_topic(self.transport_redis, topic, partitions, **kwargs)
+
+    def _new_topicpartition(self, topic: str, partition: int) -> TP:
+        return TP(topic, partition)
+
+    # --- fetching ---------------------------------------------------------------------
+
+    async def _getmany(
+        self, active_partitions: set[TP] | None, timeout: float
+    ) -> Mapping[TP, list[Record]]:
+        coordinator = self._coordinator
+        if not self.flow_active or coordinator is None or not coordinator.may_fetch():
+            await asyncio.sleep(min(timeout, 0.05))
+            return {}
+        tps = [tp for tp in (active_partitions or ()) if tp in self._position]
+        if not tps:
+            await asyncio.sleep(min(timeout, 0.05))
+            return {}
+        streams_arg = {
+            streams.stream_key(tp.topic, tp.partition): f"0-{self._position[tp]}" for tp in tps
+        }
+        by_key = {streams.stream_key(tp.topic, tp.partition): tp for tp in tps}
+        epoch = self._seek_epoch
+        generation = coordinator.generation
+        assert self._fetch_redis is not None
+        block_ms = max(1, min(MAX_BLOCK_MS, int(timeout * 1000)))
+        try:
+            reply: Any = await self._fetch_redis.xread(
+                streams_arg, count=self.max_records, block=block_ms
+            )
+        except TRANSIENT_ERRORS as exc:
+            log.warning("fetch from %s failed (%r); retrying", self.transport.redis_url, exc)
+            await asyncio.sleep(0.5)
+            return {}
+        if (
+            not reply
+            or epoch != self._seek_epoch  # a seek happened meanwhile: refetch from there
+            or generation != coordinator.generation
+            or not coordinator.may_fetch()  # frozen past our lease: the data is not ours
+        ):
+            return {}
+        records: dict[TP, list[Record]] = {}
+        decode = streams.decode_entry
+        offset_of = streams.offset_of
+        for raw_key, entries in reply:
+            tp = by_key[raw_key.decode() if isinstance(raw_key, bytes) else raw_key]
+            batch = []
+            for entry_id, fields in entries:
+                key, value, headers, ts = decode(fields)
+                batch.append(Record(offset_of(entry_id), key, value, headers, ts))
+            if batch:
+                records[tp] = batch
+                nxt = batch[-1].offset + 1
+                self._position[tp] = nxt
+                if nxt > self._highwater.get(tp, 0):
+                    self._highwater[tp] = nxt
+        return records
+
+    def _to_message(self, tp: TP, record: Record) -> ConsumerMessage:
+        headers = list(record.headers.items())
+        return ConsumerMessage(
+            tp.topic,
+            tp.partition,
+            record.offset,
+            record.timestamp_ms / 1000.0,
+            0,
+            headers,
+            record.key,
+            record.value,
+            None,
+            len(record.key) if record.key is not None else 0,
+            len(record.value),
+            tp,
+            generation_id=self.app.consumer_generation_id,
+        )
+
+    # --- commits ----------------------------------------------------------------------
+
+    async def _commit(self, offsets: Mapping[TP, int]) -> bool:
+        coordinator = self._coordinator
+        if coordinator is None or not offsets:
+            return False
+        fields = {tp_field(tp.topic, tp.partition): int(o) for tp, o in offsets.items()}
+        try:
+            await coordinator.commit(fields)
+        except CommitRefused as exc:
+            log.warning("commit refused: %s", exc)
+            return False
+        except TRANSIENT_ERRORS as exc:
+            log.warning("commit failed (%r); the next commit retries", exc)
+            return False
+        await self._mirror(offsets)
+        return True
+
+    async def _mirror(self, offsets: Mapping[TP, int]) -> None:
+        """Show the committed position as the app's Redis consumer group (for XINFO)."""
+        r = self.transport_redis
+        try:
+            async with r.pipeline(transaction=False) as pipe:
+                for tp, offset in offsets.items():
+                    key = streams.stream_key(tp.topic, tp.partition)
+                    if key not in self._mirrored_groups:
+                        pipe.xgroup_create(key, self.group, id=f"0-{offset}", mkstream=True)
+                    pipe.xgroup_setid(key, self.group, id=f"0-{offset}")
+                results = await pipe.execute(raise_on_error=False)
+        except TRANSIENT_ERRORS:
+            return
+        for result in results:
+            if isinstance(result, ResponseError) and "BUSYGROUP" not in str(result):
+                log.debug("mirroring commit failed: %r", result)
+        for tp in offsets:
+            self._mirrored_groups.add(streams.stream_key(tp.topic, tp.partition))
+
+    def verify_event_path(self, now: float, tp: TP) -> None:
+        return None

@@ -1,0 +1,148 @@
+"""The Faust transport for ``redis://`` (and ``rediss://``) broker URLs.
+
+Registered under the ``faust.transports`` entry-point group in ``pyproject.toml``, so
+``faust.App(..., broker="redis://127.0.0.1:6379/0")`` loads this class (without the
+registration Faust would hand back the redis-py *module*). The design is in
+``docs/transport.md``: one stream per topic partition (:mod:`pipeline.streams`),
+consumer (:mod:`pipeline.consumer`), producer (:mod:`pipeline.producer`), group
+coordination (:mod:`pipeline.coordination`) and changelog compaction
+(:mod:`pipeline.compaction`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import warnings
+from typing import Any
+
+import redis.asyncio as aioredis
+from faust.exceptions import AlreadyConfiguredWarning
+from faust.transport import base
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+
+from pipeline import streams
+from pipeline.consumer import Consumer
+from pipeline.coordination import TRANSIENT_ERRORS
+from pipeline.producer import Producer
+
+log = logging.getLogger(__name__)
+
+#: How long Faust's conductor waits to batch subscription changes before resubscribing.
+RESUBSCRIBE_DELAY_S = 5.0
+
+#: Start-up: how long to keep trying an unreachable Redis before giving up.
+CONNECT_DEADLINE_S = 60.0
+#: Set of topics declared as compacted (changelogs); read by :mod:`pipeline.compaction`.
+COMPACTED_KEY = f"{streams.KEY_PREFIX}:compacted"
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for logs."""
+    head, sep, tail = url.rpartition("@")
+    if not sep:
+        return url
+    scheme, _, _ = head.partition("://")
+    return f"{scheme}://***@{tail}"
+
+
+async def connect(url: str, *, deadline_s: float = CONNECT_DEADLINE_S) -> aioredis.Redis:
+    """A client for ``url`` that answered PING; retries with backoff until the deadline.
+
+    The client itself retries a command after a lost connection (three times, with
+    backoff), which covers a Redis restart of a second or two.
+    """
+    client: aioredis.Redis = aioredis.Redis.from_url(
+        url,
+        retry=Retry(ExponentialBackoff(cap=2.0, base=0.05), retries=5),
+        health_check_interval=30,
+        socket_keepalive=True,
+        socket_connect_timeout=5,
+    )
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    for attempt in itertools.count():
+        try:
+            await client.ping()
+            if attempt:
+                log.warning("Redis at %s reachable after %d attempts", redact(url), attempt + 1)
+            return client
+        except TRANSIENT_ERRORS as exc:
+            if loop.time() - started > deadline_s:
+                await client.aclose()
+                from pipeline.errors import ServiceError
+
+                raise ServiceError(
+                    f"Redis at {redact(url)} unreachable for {deadline_s:.0f} s: {exc}"
+                ) from exc
+            delay = min(5.0, 0.1 * 2**attempt)
+            log.warning(
+                "Redis at %s unreachable (%s); retrying in %.1f s", redact(url), exc, delay
+            )
+            await asyncio.sleep(delay)
+    raise AssertionError("unreachable")
+
+
+class Transport(base.Transport):  # type: ignore[misc]
+    """Redis Streams transport for Faust."""
+
+    Consumer = Consumer
+    Producer = Producer
+    driver_version = f"livecoach-redis-streams (redis-py {aioredis.__name__})"
+    default_port = 6379
+
+    def __init__(self, url: Any, app: Any, loop: Any = None) -> None:
+        super().__init__(url, app, loop=loop)
+        first = url[0] if isinstance(url, list | tuple) else url
+        self.redis_url = str(first)
+        conf = app.conf
+        if str(conf.web_bind) == "0.0.0.0":
+            # Faust listens on every interface out of the box; ours stays on loopback
+            # unless web_bind (or ``faust worker --web-bind``) says otherwise.
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", AlreadyConfiguredWarning)
+                conf.web_bind = "127.0.0.1"
+        #: Partition count per topic, as stored in Redis (filled as topics are seen).
+        self.partition_counts: dict[str, int] = {}
+
+    def create_conductor(self, **kwargs: Any) -> Any:
+        conductor = super().create_conductor(**kwargs)
+        # Faust waits 45 s before acting on a new subscription (for example the reply
+        # topic of the first ``ask``) because a Kafka rebalance is expensive; ours
+        # costs a few round trips. (Not shorter than 3 s: Faust's reply consumer starts
+        # reading its reply topic 3 s after adding it.)
+        conductor._resubscribe_sleep_lock_seconds = RESUBSCRIBE_DELAY_S
+        return conductor
+
+    def partition_for(
+        self, topic: str, key: bytes | None, round_robin: itertools.count[int] | None = None
+    ) -> int:
+        """The partition a record without an explicit one goes to (Kafka's choice)."""
+        count = self.partition_counts.get(topic) or int(self.app.conf.topic_partitions)
+        if key is None:
+            return next(round_robin) % count if round_robin is not None else 0
+        return streams.partition_for_key(key, count)
+
+    async def declare_topic(
+        self,
+        redis: aioredis.Redis,
+        topic: str,
+        partitions: int,
+        *,
+        retention: Any = None,
+        compacting: bool | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Declare a topic (idempotent); a different partition count is an error."""
+        count = await streams.declare_topic(redis, topic, int(partitions))
+        self.partition_counts[topic] = count
+        if compacting:
+            await redis.sadd(COMPACTED_KEY, topic)
+        if retention and not compacting:
+            seconds = retention.total_seconds() if hasattr(retention, "total_seconds") else retention
+            if await streams.get_retention(redis, topic) is None:
+                await streams.set_retention(
+                    redis, topic, streams.Retention(max_age_ms=int(float(seconds) * 1000))
+                )
