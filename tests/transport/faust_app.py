@@ -8,6 +8,7 @@ Run as ``faust -A faust_app worker`` (with this folder on PYTHONPATH) or
 * ``LC_WEB_PORT``: Faust web port
 * ``LC_PARTITIONS``: partitions of the topics (default 4)
 * ``LC_SESSION_TIMEOUT``: broker session timeout in seconds
+* ``LC_DATA_DIR``: Faust's data folder
 
 Topics: ``events`` (key: entity id; value ``{"n": int, "ts": float}``) feeds
 ``count`` (a Table, forwards ``{"key", "n", "count"}`` to ``counted``) and the
@@ -29,6 +30,7 @@ app = faust.App(
     os.environ.get("LC_APP_ID", "lc-test"),
     broker=BROKER,
     store="memory://",
+    datadir=os.environ.get("LC_DATA_DIR", "/tmp/lc-faust-data"),
     topic_partitions=PARTITIONS,
     web_port=int(os.environ.get("LC_WEB_PORT", "6066")),
     web_host="127.0.0.1",

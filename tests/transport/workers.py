@@ -1,0 +1,148 @@
+"""Run Faust workers of ``faust_app.py`` as subprocesses, and read topics directly."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from pipeline import streams
+from pipeline.embedded import free_port
+
+HERE = Path(__file__).parent
+FAUST = str(Path(sys.executable).parent / "faust")
+
+
+class Worker:
+    """One ``faust -A faust_app worker`` process with its own log file."""
+
+    def __init__(self, url: str, *, app_id: str = "lc-test", **env: str) -> None:
+        self.url = url
+        self.app_id = app_id
+        self.web_port = free_port()
+        self.env = env
+        self.dir = Path(tempfile.mkdtemp(prefix="lc-worker-"))
+        self.log_path = self.dir / "worker.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, *, script: str = "faust_app") -> Worker:
+        env = {
+            **os.environ,
+            "PYTHONPATH": f"{HERE}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+            "LC_BROKER": self.url,
+            "LC_APP_ID": self.app_id,
+            "LC_WEB_PORT": str(self.web_port),
+            "LC_DATA_DIR": str(self.dir / "data"),
+            **self.env,
+        }
+        args = [FAUST, "-A", script, "worker", "-l", "info", "--web-port", str(self.web_port)]
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                args, cwd=self.dir, env=env, stdout=log, stderr=subprocess.STDOUT
+            )
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, timeout_s: float = 30.0) -> int:
+        """SIGTERM and wait; returns the exit status (kills after the timeout)."""
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            raise AssertionError(f"worker did not stop in {timeout_s} s:\n{self.log()[-3000:]}")
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait()
+
+    def signal(self, sig: signal.Signals) -> None:
+        assert self.process is not None
+        os.kill(self.process.pid, sig)
+
+    def cleanup(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+def read_topic(client: redis.Redis, topic: str, partitions: int) -> list[dict[str, Any]]:
+    """Every record of a topic, partition by partition: key, value (JSON), offset."""
+    out = []
+    for p in range(partitions):
+        for entry_id, fields in client.xrange(streams.stream_key(topic, p), "-", "+"):
+            key, value, headers, ts = streams.decode_entry(fields)
+            out.append(
+                {
+                    "partition": p,
+                    "offset": streams.offset_of(entry_id),
+                    "key": key,
+                    "value": json.loads(value) if value else None,
+                    "headers": headers,
+                }
+            )
+    return out
+
+
+def wait_for(
+    check: Callable[[], Any], timeout_s: float, what: str, workers: list[Worker] = ()  # type: ignore[assignment]
+) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        for w in workers:
+            if w.process is not None and w.process.poll() is not None:
+                raise AssertionError(f"worker exited early:\n{w.log()[-4000:]}")
+        time.sleep(0.1)
+    logs = "\n".join(w.log()[-4000:] for w in workers)
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}\n{logs}")
+
+
+def produce(
+    client: redis.Redis,
+    topic: str,
+    partitions: int,
+    records: list[tuple[bytes | None, Any]],
+) -> None:
+    """Append JSON records, each to the partition Kafka would choose for its key."""
+    import asyncio
+
+    import redis.asyncio as aioredis
+
+    async def run() -> None:
+        kwargs = client.connection_pool.connection_kwargs
+        r = aioredis.Redis(host=kwargs["host"], port=kwargs["port"], db=kwargs.get("db", 0))
+        try:
+            now = int(time.time() * 1000)
+            by_partition: dict[int, list[streams.Entry]] = {}
+            for i, (key, value) in enumerate(records):
+                p = streams.partition_for_key(key, partitions) if key is not None else i % partitions
+                by_partition.setdefault(p, []).append((key, json.dumps(value).encode(), None, now))
+            for p, entries in by_partition.items():
+                await streams.append(r, topic, p, entries)
+        finally:
+            await r.aclose()
+
+    asyncio.run(run())
