@@ -14,14 +14,15 @@ have:
   trailing windows of 10 s buckets, like the live signals, but over the cleaned data.
 
 A rule direction's excursions are the runs where the metric is beyond its threshold
-for at least the rule's dwell time (a hole pauses a run, a gap or a heart-rate lag
-period after a step in effort ends it). Runs are grouped into episodes, the things
-the athlete must be told about once, by replaying the rule's policy over the runs: a
-run whose direction has not re-armed since its last alert (the metric never came
-back inside by the hysteresis margin) joins that alert's episode; a run that ends
-before the rule's cooldown lets it through joins the last episode. An episode is
-owed an alert unless all its runs are marginal (ending within 10 s of completing the
-dwell). Alerts inside any run are correct (``agents/alerts_eval.py``).
+for at least the rule's dwell time (a hole pauses a run; a hole over 30 s, a gap or
+a heart-rate lag period after a step in effort ends it). Runs are grouped into
+episodes, the things the athlete must be told about once, by replaying the rule's
+policy over the runs: a run whose direction has not re-armed since its last alert
+(the metric never came back inside by the hysteresis margin) joins that alert's
+episode; a run that ends before the rule's cooldown lets it through joins the last
+episode. An episode is owed an alert unless all its runs are marginal (ending
+within 10 s of completing the dwell). Alerts inside any run are correct
+(``agents/alerts_eval.py``).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from agents.alert_config import (
     resolve_hr_bounds,
     resolve_power_bounds,
 )
-from agents.alert_signals import BUCKET_S, GAP_S, SETTLE_S, STEP_FRACTION
+from agents.alert_signals import BUCKET_S, GAP_S, MAX_PAUSE_S, SETTLE_S, STEP_FRACTION
 from pipeline.models import AthleteProfile
 
 __all__ = ["Excursion", "SessionArrays", "clean_series", "label_session"]
@@ -167,6 +168,7 @@ def _runs(
     held = 0.0
     fire = -1
     last_valid = -1
+    last_defined = -1
     for i in range(len(excess)):
         e = excess[i]
         if breaks[i]:
@@ -174,8 +176,13 @@ def _runs(
                 runs.append((onset, fire, last_valid))
             start, fire, held, onset = -1, -1, 0.0, -1
             continue
-        if e != e:  # NaN: a hole pauses the run
+        if e != e:  # NaN: a hole pauses the run, for up to MAX_PAUSE_S
+            if last_defined >= 0 and i - last_defined > MAX_PAUSE_S:
+                if start >= 0 and fire >= 0:
+                    runs.append((onset, fire, last_valid))
+                start, fire, held, onset = -1, -1, 0.0, -1
             continue
+        last_defined = i
         if e > 0:
             if onset < 0:
                 onset = i

@@ -14,7 +14,8 @@ state machine over a scalar "excess" (how far the signal is beyond its threshold
 positive when outside):
 
 - the condition must hold for ``dwell_s`` of sample time before the alert fires; a
-  missing value (sensor dropout) pauses the dwell clock (it neither counts nor fires),
+  missing value (sensor dropout) pauses the dwell clock (it neither counts nor fires)
+  for up to :data:`~agents.alert_signals.MAX_PAUSE_S`, then restarts it,
   a gap between samples (over :data:`~agents.alert_signals.GAP_S`) restarts it, and a
   value back inside restarts it, so a single-sample spike (already removed by the
   median filter) or a brief crossing cannot fire;
@@ -47,7 +48,7 @@ from agents.alert_config import (
     resolve_hr_bounds,
     resolve_power_bounds,
 )
-from agents.alert_signals import GAP_S, SignalParams, new_signal_state, update_signals
+from agents.alert_signals import GAP_S, MAX_PAUSE_S, SignalParams, new_signal_state, update_signals
 from pipeline.models import AthleteProfile
 
 __all__ = ["Alert", "AlertEngine", "AlertSample", "alert_id"]
@@ -151,7 +152,7 @@ class AlertEngine:
             "v": _STATE_VERSION,
             "sid": str(session_id),
             "sig": new_signal_state(),
-            "m": {},  # rule direction -> [held_s (-1: not holding), onset_s, armed]
+            "m": {},  # rule direction -> [held_s (-1: not holding), onset_s, armed, last_defined_s]
             "cool": {},  # rule -> time of its last alert
         }
 
@@ -215,9 +216,14 @@ class AlertEngine:
         machines = state["m"]
         m = machines.get(key)
         if m is None:
-            m = machines[key] = [-1.0, None, True]
+            m = machines[key] = [-1.0, None, True, t]
         if excess is None:
-            return None  # dropout or not defined now: the dwell clock pauses
+            # Dropout or not defined now: the dwell clock pauses, for a while.
+            if t - m[3] > MAX_PAUSE_S:
+                m[0] = -1.0
+                m[1] = None
+            return None
+        m[3] = t
         if excess <= 0:
             # The dwell must be continuous, but the onset is the first crossing since
             # the value was last inside by the margin: noise dipping back across the

@@ -29,6 +29,7 @@ from agents.wprime import w_prime_step
 __all__ = [
     "BUCKET_S",
     "GAP_S",
+    "MAX_PAUSE_S",
     "SETTLE_S",
     "STEP_FRACTION",
     "SignalParams",
@@ -40,6 +41,9 @@ __all__ = [
 BUCKET_S = 10.0
 #: A pause between samples longer than this is a gap: dwell timers restart after it.
 GAP_S = 5.0
+#: A rule's metric undefined (dropout, unsteady output) longer than this restarts
+#: its dwell clock: a hold does not survive a long blind spot.
+MAX_PAUSE_S = 30.0
 #: How long a power dropout may be bridged with the last known power.
 HOLD_S = 30.0
 #: Output must have been steady this long before a window's HR level or slope counts.

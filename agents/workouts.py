@@ -112,10 +112,10 @@ def _ride_blocks(rng: np.random.Generator, kind: str) -> list[Block]:
     rep_s = int(rng.integers(360, 540))
     base = float(rng.uniform(0.95, 1.0))
     fade_rep = int(rng.integers(2, reps)) if rng.random() < 0.7 else -1
-    hard_rep = int(rng.integers(1, reps))
+    hard_reps = set(rng.choice(np.arange(1, reps), int(rng.integers(1, 3)), replace=False).tolist())
     blocks = []
     for i in range(reps):
-        if i == hard_rep:
+        if i in hard_reps:
             level = float(rng.uniform(1.28, 1.4))
             blocks.append(Block(int(rng.integers(200, 260)), level, kind="hard"))
         elif i == fade_rep:
