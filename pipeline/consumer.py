@@ -17,13 +17,14 @@ import logging
 import os
 import socket
 from collections.abc import Iterable, Mapping
-from typing import Any, ClassVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import redis.asyncio as aioredis
 from aiokafka.coordinator.protocol import (  # type: ignore[import-untyped]
     ConsumerProtocolMemberAssignment,
     ConsumerProtocolMemberMetadata,
 )
+from faust.assignor import PartitionAssignor
 from faust.transport.consumer import Consumer as FaustConsumer
 from faust.types import TP
 from faust.types.tuples import ConsumerMessage
@@ -31,6 +32,9 @@ from redis.exceptions import ResponseError
 
 from pipeline import streams
 from pipeline.coordination import TRANSIENT_ERRORS, CommitRefused, GroupCoordinator, tp_field
+
+if TYPE_CHECKING:
+    from pipeline.transport import Transport
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +81,7 @@ class _Cluster:
         return set(self._partitions)
 
 
-class Consumer(FaustConsumer):  # type: ignore[misc]
+class Consumer(FaustConsumer):
     """Faust consumer over Redis Streams."""
 
     consumer_stopped_errors: ClassVar[tuple[type[BaseException], ...]] = ()
@@ -100,6 +104,15 @@ class Consumer(FaustConsumer):  # type: ignore[misc]
         self.member_id = os.environ.get(MEMBER_ID_ENV) or self._default_member_id()
         self.max_records = int(conf.broker_max_poll_records or 1000)
 
+    @property
+    def _rt(self) -> Transport:
+        """Our transport, typed (Faust types it as the generic TransportT)."""
+        return cast("Transport", self.transport)
+
+    @property
+    def _assignor(self) -> PartitionAssignor:
+        return cast(PartitionAssignor, self.app.assignor)
+
     def _default_member_id(self) -> str:
         url = self.app.conf.canonical_url
         return f"{socket.gethostname()}:{url.port}" if url is not None else socket.gethostname()
@@ -114,7 +127,7 @@ class Consumer(FaustConsumer):  # type: ignore[misc]
     async def on_start(self) -> None:
         from pipeline.transport import connect
 
-        url = self.transport.redis_url
+        url = self._rt.redis_url
         self._redis = await connect(url)
         # XREAD BLOCK holds its connection: give the fetcher a client of its own.
         self._fetch_redis = await connect(url)
@@ -159,7 +172,7 @@ class Consumer(FaustConsumer):  # type: ignore[misc]
     async def _member_metadata(self) -> bytes:
         topics = set(self._subscription)
         self._sent_subscription = topics
-        metadata = self.app.assignor.metadata(topics)
+        metadata = self._assignor.metadata(topics)
         return cast(bytes, metadata.encode())
 
     async def _run_assignor(self, metas: Mapping[str, bytes]) -> Mapping[str, bytes]:
@@ -168,11 +181,11 @@ class Consumer(FaustConsumer):  # type: ignore[misc]
         counts: dict[str, int] = {}
         for topic in sorted(topics):
             counts[topic] = await self._partitions(topic)
-        result = self.app.assignor.assign(_Cluster(counts), members)
+        result = self._assignor.assign(_Cluster(counts), members)
         return {m: cast(bytes, a.encode()) for m, a in result.items()}
 
     async def _partitions(self, topic: str) -> int:
-        transport = self.transport
+        transport = self._rt
         count = transport.partition_counts.get(topic)
         if count is None:
             count = await streams.partition_count(self.transport_redis, topic)
@@ -191,7 +204,7 @@ class Consumer(FaustConsumer):  # type: ignore[misc]
         if not self.app.rebalancing:
             self.app.on_rebalance_start()
             await self.on_partitions_revoked(set(self._assignment))
-        self.app.assignor.on_assignment(assignment)
+        self._assignor.on_assignment(assignment)
         tps = {TP(topic, p) for topic, partitions in assignment.assignment for p in partitions}
         for topic in {tp.topic for tp in tps}:
             await self._partitions(topic)
@@ -205,24 +218,28 @@ class Consumer(FaustConsumer):  # type: ignore[misc]
 
     # --- positions --------------------------------------------------------------------
 
-    async def seek_to_committed(self) -> Mapping[TP, int | None]:
+    async def seek_to_committed(self) -> Mapping[TP, int]:  # None: not committed
         assert self._coordinator is not None
         tps = sorted(self._assignment)
-        committed = await self._coordinator.committed([tp_field(tp.topic, tp.partition) for tp in tps])
+        committed = await self._coordinator.committed(
+            [tp_field(tp.topic, tp.partition) for tp in tps]
+        )
         result: dict[TP, int | None] = {}
         reset_latest = str(self.app.conf.consumer_auto_offset_reset) == "latest"
         for tp in tps:
             offset = committed[tp_field(tp.topic, tp.partition)]
             if offset is None:
                 if reset_latest:
-                    offset_to = await streams.highwater(self.transport_redis, tp.topic, tp.partition)
+                    offset_to = await streams.highwater(
+                        self.transport_redis, tp.topic, tp.partition
+                    )
                 else:
                     offset_to = await streams.earliest(self.transport_redis, tp.topic, tp.partition)
                 self._set_position(tp, offset_to)
             else:
                 self._set_position(tp, offset)
             result[tp] = offset
-        return result
+        return cast(Mapping[TP, int], result)
 
     def _set_position(self, tp: TP, offset: int) -> None:
         self._position[tp] = offset
@@ -259,15 +276,17 @@ class Consumer(FaustConsumer):  # type: ignore[misc]
         return {tp: await streams.earliest(r, tp.topic, tp.partition) for tp in partitions}
 
     def topic_partitions(self, topic: str) -> int | None:
-        return self.transport.partition_counts.get(topic)
+        return self._rt.partition_counts.get(topic)
 
     def key_partition(self, topic: str, key: bytes | None, partition: int | None = None) -> int:
         if partition is not None:
             return partition
-        return self.transport.partition_for(topic, key)
+        return self._rt.partition_for(topic, key)
 
-    async def create_topic(self, topic: str, partitions: int, replication: int, **kwargs: Any) -> None:
-        await self.transport.declare_topic(self.transport_redis, topic, partitions, **kwargs)
+    async def create_topic(
+        self, topic: str, partitions: int, replication: int, **kwargs: Any
+    ) -> None:
+        await self._rt.declare_topic(self.transport_redis, topic, partitions, **kwargs)
 
     def _new_topicpartition(self, topic: str, partition: int) -> TP:
         return TP(topic, partition)
@@ -275,7 +294,9 @@ class Consumer(FaustConsumer):  # type: ignore[misc]
     # --- fetching ---------------------------------------------------------------------
 
     async def _getmany(
-        self, active_partitions: set[TP] | None, timeout: float
+        self,
+        active_partitions: set[TP] | None,
+        timeout: float,  # noqa: ASYNC109 (Faust's signature)
     ) -> Mapping[TP, list[Record]]:
         coordinator = self._coordinator
         if not self.flow_active or coordinator is None or not coordinator.may_fetch():
@@ -285,7 +306,7 @@ class Consumer(FaustConsumer):  # type: ignore[misc]
         if not tps:
             await asyncio.sleep(min(timeout, 0.05))
             return {}
-        streams_arg = {
+        streams_arg: dict[Any, Any] = {
             streams.stream_key(tp.topic, tp.partition): f"0-{self._position[tp]}" for tp in tps
         }
         by_key = {streams.stream_key(tp.topic, tp.partition): tp for tp in tps}
@@ -298,7 +319,7 @@ class Consumer(FaustConsumer):  # type: ignore[misc]
                 streams_arg, count=self.max_records, block=block_ms
             )
         except TRANSIENT_ERRORS as exc:
-            log.warning("fetch from %s failed (%r); retrying", self.transport.redis_url, exc)
+            log.warning("fetch from %s failed (%r); retrying", self._rt.redis_url, exc)
             await asyncio.sleep(0.5)
             return {}
         if (

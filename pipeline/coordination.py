@@ -125,6 +125,10 @@ return 1
 """
 
 
+def _raw(value: Any) -> bytes:
+    return value if isinstance(value, bytes) else str(value).encode()
+
+
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -353,7 +357,7 @@ class GroupCoordinator:
                 await self.redis.set(self.keys["rebalance"], self.member_id)
                 return True
             self.generation = gen
-            await self._assign_local(gen, raw)
+            await self._assign_local(gen, _raw(raw))
             self._holds_assignment = True
             self.assigned.set()
             log.info("%s runs generation %d", self.member_id, gen)
@@ -372,9 +376,9 @@ class GroupCoordinator:
                 await pipe.execute()
         live = {_text(m) for m in await self.redis.zrangebyscore(members, now_ms, "+inf")}
         if phase != "joining":
-            assigned = {
-                _text(m) for m in await self.redis.hkeys(self.keys["assignment"])
-            } - {GENERATION_FIELD}
+            assigned = {_text(m) for m in await self.redis.hkeys(self.keys["assignment"])} - {
+                GENERATION_FIELD
+            }
             requested = await self.redis.get(self.keys["rebalance"])
             if gen == 0 or live != assigned or requested is not None:
                 started = await self._start_lua(
@@ -403,7 +407,7 @@ class GroupCoordinator:
         if not participants:
             return True
         metas = await self.redis.hmget(self.keys["meta"], participants)
-        by_member = {m: bytes(v) for m, v in zip(participants, metas, strict=True) if v}
+        by_member = {m: _raw(v) for m, v in zip(participants, metas, strict=True) if v}
         assignments = await self._assign(by_member)
         args: list[str | int | bytes] = [self.member_id, gen]
         for member, assignment in assignments.items():

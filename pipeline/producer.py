@@ -21,7 +21,7 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import redis.asyncio as aioredis
 from faust.transport.producer import Producer as FaustProducer
@@ -31,6 +31,9 @@ from redis.exceptions import NoScriptError, ResponseError
 
 from pipeline import streams
 from pipeline.coordination import TRANSIENT_ERRORS
+
+if TYPE_CHECKING:
+    from pipeline.transport import Transport
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +55,7 @@ def _headers(headers: Any) -> dict[str, bytes] | None:
     }
 
 
-class Producer(FaustProducer):  # type: ignore[misc]
+class Producer(FaustProducer):
     """Faust producer over Redis Streams."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -70,6 +73,11 @@ class Producer(FaustProducer):  # type: ignore[misc]
         self.batches_sent = 0
 
     @property
+    def _rt(self) -> Transport:
+        """Our transport, typed (Faust types it as the generic TransportT)."""
+        return cast("Transport", self.transport)
+
+    @property
     def redis(self) -> aioredis.Redis:
         assert self._redis is not None, "producer not started"
         return self._redis
@@ -77,7 +85,7 @@ class Producer(FaustProducer):  # type: ignore[misc]
     async def on_start(self) -> None:
         from pipeline.transport import connect
 
-        self._redis = await connect(self.transport.redis_url)
+        self._redis = await connect(self._rt.redis_url)
         self._sender = asyncio.create_task(self._send_loop(), name="redis-producer")
         await super().on_start()
 
@@ -107,10 +115,15 @@ class Producer(FaustProducer):  # type: ignore[misc]
         transactional_id: str | None = None,
     ) -> Awaitable[RecordMetadata]:
         if partition is None:
-            partition = self.transport.partition_for(topic, key, self._round_robin[topic])
+            partition = self._rt.partition_for(topic, key, self._round_robin[topic])
         timestamp_ms = int((timestamp if timestamp is not None else time.time()) * 1000)
         fut: asyncio.Future[RecordMetadata] = asyncio.get_running_loop().create_future()
-        entry: streams.Entry = (key, value if value is not None else b"", _headers(headers), timestamp_ms)
+        entry: streams.Entry = (
+            key,
+            value if value is not None else b"",
+            _headers(headers),
+            timestamp_ms,
+        )
         self._pending.append((topic, int(partition), entry, fut))
         self._wakeup.set()
         return fut
@@ -141,10 +154,10 @@ class Producer(FaustProducer):  # type: ignore[misc]
     async def create_topic(
         self, topic: str, partitions: int, replication: int, **kwargs: Any
     ) -> None:
-        await self.transport.declare_topic(self.redis, topic, partitions, **kwargs)
+        await self._rt.declare_topic(self.redis, topic, partitions, **kwargs)
 
     def key_partition(self, topic: str, key: bytes) -> TP:
-        return TP(topic, self.transport.partition_for(topic, key))
+        return TP(topic, self._rt.partition_for(topic, key))
 
     def supports_headers(self) -> bool:
         return True
@@ -234,7 +247,9 @@ class Producer(FaustProducer):  # type: ignore[misc]
                 tp = TP(topic, partition)
                 for (_, _, entry, fut), offset in zip(items, offsets, strict=True):
                     if not fut.done():
-                        fut.set_result(RecordMetadata(topic, partition, tp, offset, entry[3] / 1000.0, None))
+                        fut.set_result(
+                            RecordMetadata(topic, partition, tp, offset, entry[3] / 1000.0, None)
+                        )
                 self.records_sent += len(items)
             self.batches_sent += 1
             todo = retry

@@ -24,6 +24,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
 from pipeline import streams
+from pipeline.constants import KEY_PREFIX
 from pipeline.consumer import Consumer
 from pipeline.coordination import TRANSIENT_ERRORS
 from pipeline.producer import Producer
@@ -36,7 +37,7 @@ RESUBSCRIBE_DELAY_S = 5.0
 #: Start-up: how long to keep trying an unreachable Redis before giving up.
 CONNECT_DEADLINE_S = 60.0
 #: Set of topics declared as compacted (changelogs); read by :mod:`pipeline.compaction`.
-COMPACTED_KEY = f"{streams.KEY_PREFIX}:compacted"
+COMPACTED_KEY = f"{KEY_PREFIX}:compacted"
 
 
 def redact(url: str) -> str:
@@ -78,14 +79,12 @@ async def connect(url: str, *, deadline_s: float = CONNECT_DEADLINE_S) -> aiored
                     f"Redis at {redact(url)} unreachable for {deadline_s:.0f} s: {exc}"
                 ) from exc
             delay = min(5.0, 0.1 * 2**attempt)
-            log.warning(
-                "Redis at %s unreachable (%s); retrying in %.1f s", redact(url), exc, delay
-            )
+            log.warning("Redis at %s unreachable (%s); retrying in %.1f s", redact(url), exc, delay)
             await asyncio.sleep(delay)
     raise AssertionError("unreachable")
 
 
-class Transport(base.Transport):  # type: ignore[misc]
+class Transport(base.Transport):
     """Redis Streams transport for Faust."""
 
     Consumer = Consumer
@@ -113,7 +112,7 @@ class Transport(base.Transport):  # type: ignore[misc]
         # topic of the first ``ask``) because a Kafka rebalance is expensive; ours
         # costs a few round trips. (Not shorter than 3 s: Faust's reply consumer starts
         # reading its reply topic 3 s after adding it.)
-        conductor._resubscribe_sleep_lock_seconds = RESUBSCRIBE_DELAY_S
+        conductor._resubscribe_sleep_lock_seconds = RESUBSCRIBE_DELAY_S  # type: ignore[attr-defined]
         return conductor
 
     def partition_for(
@@ -141,7 +140,9 @@ class Transport(base.Transport):  # type: ignore[misc]
         if compacting:
             await redis.sadd(COMPACTED_KEY, topic)
         if retention and not compacting:
-            seconds = retention.total_seconds() if hasattr(retention, "total_seconds") else retention
+            seconds = (
+                retention.total_seconds() if hasattr(retention, "total_seconds") else retention
+            )
             if await streams.get_retention(redis, topic) is None:
                 await streams.set_retention(
                     redis, topic, streams.Retention(max_age_ms=int(float(seconds) * 1000))

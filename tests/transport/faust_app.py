@@ -51,9 +51,7 @@ lookups = app.topic("lookups", partitions=PARTITIONS, value_serializer="json")
 looked_up = app.topic("looked-up", partitions=1, value_serializer="json")
 
 counts = app.Table("counts", default=int, partitions=PARTITIONS)
-tumbling = app.Table("tumbling", default=int, partitions=PARTITIONS).tumbling(
-    10.0, expires=3600.0
-)
+tumbling = app.Table("tumbling", default=int, partitions=PARTITIONS).tumbling(10.0, expires=3600.0)
 hopping = app.Table("hopping", default=int, partitions=PARTITIONS).hopping(
     10.0, 5.0, expires=3600.0
 )
@@ -69,9 +67,7 @@ async def count(stream: Any) -> Any:
         if "ts" in value:
             tumbling[key] += 1
             hopping[key] += 1
-        await counted.send(
-            key=key, value={"key": key, "n": value["n"], "count": counts[key]}
-        )
+        await counted.send(key=key, value={"key": key, "n": value["n"], "count": counts[key]})
 
 
 @app.agent(requests)

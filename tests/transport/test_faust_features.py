@@ -14,10 +14,10 @@ from collections.abc import Iterator
 import faust
 import pytest
 import redis
+from workers import Worker, produce, read_topic, wait_for
 
 from pipeline import streams
 from pipeline.transport import Transport
-from workers import Worker, produce, read_topic, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -63,7 +63,9 @@ def test_features_and_recovery(versioned_url: str, client: redis.Redis) -> None:
         )
         final = {}
         for rec in counted:
-            final[rec["value"]["key"]] = max(final.get(rec["value"]["key"], 0), rec["value"]["count"])
+            final[rec["value"]["key"]] = max(
+                final.get(rec["value"]["key"], 0), rec["value"]["count"]
+            )
         assert final == {"a": 10, "b": 10, "c": 10}
         # ask(): the start-up task asked double(21) and wrote the answer.
         answers = wait_for(lambda: read_topic(client, "answers", 1), 30, "the answer", [worker])
@@ -86,15 +88,16 @@ def test_features_and_recovery(versioned_url: str, client: redis.Redis) -> None:
         # A new worker recovers the tables from their changelogs.
         worker = Worker(versioned_url).start()
         produce(client, "events", P, [(k, {"n": 10}) for k in keys])
-        recovered = wait_for(
-            lambda: [r for r in read_topic(client, "counted", P) if r["value"]["n"] == 10],
-            60, "events after the restart", [worker],
-        )  # fmt: skip
-        wait_for(lambda: len([r for r in read_topic(client, "counted", P) if r["value"]["n"] == 10]) >= 3,
-                 30, "three events after the restart", [worker])  # fmt: skip
-        recovered = [r for r in read_topic(client, "counted", P) if r["value"]["n"] == 10]
+
+        def after_restart() -> list[dict[str, object]]:
+            return [r for r in read_topic(client, "counted", P) if r["value"]["n"] == 10]
+
+        wait_for(lambda: len(after_restart()) >= 3, 60, "events after the restart", [worker])
+        recovered = after_restart()
         assert {r["value"]["key"]: r["value"]["count"] for r in recovered} == {
-            "a": 11, "b": 11, "c": 11
+            "a": 11,
+            "b": 11,
+            "c": 11,
         }
         before = len(read_topic(client, "looked-up", 1))
         produce(client, "lookups", P, [(b"y", "coach")])

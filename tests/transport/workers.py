@@ -69,7 +69,8 @@ class Worker:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
-            raise AssertionError(f"worker did not stop in {timeout_s} s:\n{self.log()[-3000:]}")
+            tail = self.log()[-3000:]
+            raise AssertionError(f"worker did not stop in {timeout_s} s:\n{tail}") from None
 
     def kill(self) -> None:
         assert self.process is not None
@@ -91,7 +92,7 @@ def read_topic(client: redis.Redis, topic: str, partitions: int) -> list[dict[st
     out = []
     for p in range(partitions):
         for entry_id, fields in client.xrange(streams.stream_key(topic, p), "-", "+"):
-            key, value, headers, ts = streams.decode_entry(fields)
+            key, value, headers, _ts = streams.decode_entry(fields)
             out.append(
                 {
                     "partition": p,
@@ -105,7 +106,10 @@ def read_topic(client: redis.Redis, topic: str, partitions: int) -> list[dict[st
 
 
 def wait_for(
-    check: Callable[[], Any], timeout_s: float, what: str, workers: list[Worker] = ()  # type: ignore[assignment]
+    check: Callable[[], Any],
+    timeout_s: float,
+    what: str,
+    workers: list[Worker] = (),  # type: ignore[assignment]
 ) -> Any:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -138,7 +142,11 @@ def produce(
             now = int(time.time() * 1000)
             by_partition: dict[int, list[streams.Entry]] = {}
             for i, (key, value) in enumerate(records):
-                p = streams.partition_for_key(key, partitions) if key is not None else i % partitions
+                p = (
+                    streams.partition_for_key(key, partitions)
+                    if key is not None
+                    else i % partitions
+                )
                 by_partition.setdefault(p, []).append((key, json.dumps(value).encode(), None, now))
             for p, entries in by_partition.items():
                 await streams.append(r, topic, p, entries)
