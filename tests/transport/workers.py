@@ -154,3 +154,62 @@ def produce(
             await r.aclose()
 
     asyncio.run(run())
+
+
+class Feeder:
+    """Appends ``{"n": i}`` events to a topic at a bounded rate from a thread."""
+
+    def __init__(
+        self, url: str, topic: str, partitions: int, *, rate: int, keys: int, limit: int
+    ) -> None:
+        import threading
+
+        self.url = url
+        self.topic = topic
+        self.partitions = partitions
+        self.rate = rate
+        self.keys = keys
+        self.limit = limit
+        self.sent = 0
+        self.truth: dict[str, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> Feeder:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+    def _run(self) -> None:
+        import asyncio
+
+        asyncio.run(self._feed())
+
+    async def _feed(self) -> None:
+        import redis.asyncio as aioredis
+
+        r = aioredis.Redis.from_url(self.url)
+        tick_s = 0.05
+        per_tick = max(1, int(self.rate * tick_s))
+        try:
+            while not self._stop.is_set() and self.sent < self.limit:
+                started = time.monotonic()
+                now = int(time.time() * 1000)
+                by_partition: dict[int, list[streams.Entry]] = {}
+                for _ in range(per_tick):
+                    key = f"k{self.sent % self.keys}"
+                    p = streams.partition_for_key(key.encode(), self.partitions)
+                    value = json.dumps({"n": self.sent}).encode()
+                    by_partition.setdefault(p, []).append((key.encode(), value, None, now))
+                    self.truth[key] = self.truth.get(key, 0) + 1
+                    self.sent += 1
+                for p, entries in by_partition.items():
+                    await streams.append(r, self.topic, p, entries)
+                import asyncio
+
+                await asyncio.sleep(max(0.0, tick_s - (time.monotonic() - started)))
+        finally:
+            await r.aclose()
