@@ -27,6 +27,7 @@ within 10 s of completing the dwell). Alerts inside any run are correct
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,7 +38,14 @@ from agents.alert_config import (
     resolve_hr_bounds,
     resolve_power_bounds,
 )
-from agents.alert_signals import BUCKET_S, GAP_S, MAX_PAUSE_S, SETTLE_S, STEP_FRACTION
+from agents.alert_signals import (
+    BUCKET_S,
+    GAP_S,
+    LONG_GAP_S,
+    MAX_PAUSE_S,
+    SETTLE_S,
+    STEP_FRACTION,
+)
 from pipeline.models import AthleteProfile
 
 __all__ = ["Excursion", "SessionArrays", "clean_series", "label_session"]
@@ -211,6 +219,7 @@ def _episodes(
     margin: float,
     cooldown_s: float,
     t0: float,
+    resumes: Sequence[int] = (),
 ) -> list[Excursion]:
     """Runs of every direction of one rule, grouped into episodes (one alert each)."""
     candidates: list[tuple[int, int, int, str]] = []
@@ -219,7 +228,9 @@ def _episodes(
         for s, f, e in _runs(excess, breaks, dwell_s, margin):
             candidates.append((s, f, e, direction))
         with np.errstate(invalid="ignore"):
-            rearm_at[direction] = np.flatnonzero(excess <= -margin)
+            inside = np.flatnonzero(excess <= -margin)
+        # A long pause re-arms every direction, as live.
+        rearm_at[direction] = np.union1d(inside, np.asarray(resumes, dtype=np.intp))
     candidates.sort()
     # The rule's policy, replayed over the runs: a direction fires when armed and out of
     # cooldown while its run lasts; it re-arms when the metric comes back inside by the
@@ -380,12 +391,15 @@ def label_session(
     # A gap in the recording longer than GAP_S ends every run, as it does live.
     absent = ~arr.present
     gap = np.zeros(n, dtype=bool)
+    resumes: list[int] = []  # where the athlete starts again after a long pause
     if absent.any():
         starts = np.flatnonzero(absent & ~np.r_[False, absent[:-1]])
         ends = np.flatnonzero(absent & ~np.r_[absent[1:], False])
         for s, e in zip(starts, ends, strict=True):
             if e - s + 1 > GAP_S:
                 gap[s : e + 1] = True
+            if e - s + 1 > LONG_GAP_S and e + 1 < n:
+                resumes.append(int(e + 1))
     has_power = bool(np.any(~np.isnan(arr.power)))
     labels: list[Excursion] = []
     t0 = arr.t0_s
@@ -396,13 +410,17 @@ def label_session(
         output = arr.power if has_power else arr.speed
         floor = 0.3 * athlete.ftp_w if has_power else 1.0
         after_up, after_down = _lag_mask(output, r.heart_rate.lag_s, floor)
+        for i in resumes:
+            after_up[i : i + round(r.heart_rate.lag_s)] = 1.0
         dirs: dict[str, tuple[Array, npt.NDArray[np.bool_]]] = {}
         if hr_high is not None:
             dirs["high"] = (hr - hr_high, gap | (after_down > 0))
         if hr_low is not None:
             dirs["low"] = (hr_low - hr, gap | (after_up > 0))
         cfg = r.heart_rate
-        labels += _episodes("heart_rate", dirs, cfg.dwell_s, cfg.hysteresis, cfg.cooldown_s, t0)
+        labels += _episodes(
+            "heart_rate", dirs, cfg.dwell_s, cfg.hysteresis, cfg.cooldown_s, t0, resumes
+        )
 
     target = r.pace.target_s_per_km
     if r.pace.enabled and target is not None:
@@ -415,7 +433,7 @@ def label_session(
         labels += _episodes(
             "pace",
             {"slow": (pace - slow, gap), "fast": (fast - pace, gap)},
-            cfg_p.dwell_s, cfg_p.hysteresis, cfg_p.cooldown_s, t0,
+            cfg_p.dwell_s, cfg_p.hysteresis, cfg_p.cooldown_s, t0, resumes,
         )  # fmt: skip
 
     p_low, p_high = resolve_power_bounds(r.power, athlete)
@@ -427,28 +445,30 @@ def label_session(
             pdirs["high"] = (power - p_high, gap)
         if p_low is not None:
             pdirs["low"] = (p_low - power, gap)
-        labels += _episodes("power", pdirs, cfg_w.dwell_s, cfg_w.hysteresis, cfg_w.cooldown_s, t0)
+        labels += _episodes(
+            "power", pdirs, cfg_w.dwell_s, cfg_w.hysteresis, cfg_w.cooldown_s, t0, resumes
+        )
 
     efr, drift, fade_hi, fade_lo = _fatigue(arr, config, athlete, has_power)
     if r.ef_drop.enabled:
         c = r.ef_drop
         excess = (1.0 - c.drop_fraction) - efr
         labels += _episodes("ef_drop", {"low": (excess, gap)}, c.dwell_s, c.hysteresis,
-                            c.cooldown_s, t0)  # fmt: skip
+                            c.cooldown_s, t0, resumes)  # fmt: skip
     if r.hr_drift.enabled:
         d = r.hr_drift
         labels += _episodes("hr_drift", {"high": (drift - d.slope_bpm_per_min, gap)},
-                            d.dwell_s, d.hysteresis, d.cooldown_s, t0)  # fmt: skip
+                            d.dwell_s, d.hysteresis, d.cooldown_s, t0, resumes)  # fmt: skip
     if r.power_fade.enabled and has_power:
         f = r.power_fade
         with np.errstate(invalid="ignore"):
             excess = np.where(fade_lo < f.floor_fraction, -1.0, f.fade_fraction - fade_hi)
         excess[np.isnan(fade_hi)] = np.nan
         labels += _episodes("power_fade", {"low": (excess, gap)}, f.dwell_s, f.hysteresis,
-                            f.cooldown_s, t0)  # fmt: skip
+                            f.cooldown_s, t0, resumes)  # fmt: skip
     if r.w_prime.enabled and has_power:
         wp = r.w_prime
         ratio = _w_prime_balance(arr.power, athlete) / athlete.w_prime_j
         labels += _episodes("w_prime", {"low": (wp.fraction - ratio, gap)}, wp.dwell_s,
-                            wp.hysteresis, wp.cooldown_s, t0)  # fmt: skip
+                            wp.hysteresis, wp.cooldown_s, t0, resumes)  # fmt: skip
     return labels

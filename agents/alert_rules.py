@@ -16,7 +16,8 @@ positive when outside):
 - the condition must hold for ``dwell_s`` of sample time before the alert fires; a
   missing value (sensor dropout) pauses the dwell clock (it neither counts nor fires)
   for up to :data:`~agents.alert_signals.MAX_PAUSE_S`, then restarts it,
-  a gap between samples (over :data:`~agents.alert_signals.GAP_S`) restarts it, and a
+  a gap between samples (over :data:`~agents.alert_signals.GAP_S`) restarts it (and
+  a pause over :data:`~agents.alert_signals.LONG_GAP_S` re-arms the rule), and a
   value back inside restarts it, so a single-sample spike (already removed by the
   median filter) or a brief crossing cannot fire;
 - after firing, the direction re-arms only once the value came back inside by the
@@ -48,7 +49,14 @@ from agents.alert_config import (
     resolve_hr_bounds,
     resolve_power_bounds,
 )
-from agents.alert_signals import GAP_S, MAX_PAUSE_S, SignalParams, new_signal_state, update_signals
+from agents.alert_signals import (
+    GAP_S,
+    LONG_GAP_S,
+    MAX_PAUSE_S,
+    SignalParams,
+    new_signal_state,
+    update_signals,
+)
 from pipeline.models import AthleteProfile
 
 __all__ = ["Alert", "AlertEngine", "AlertSample", "alert_id"]
@@ -175,9 +183,12 @@ class AlertEngine:
             sig, self._params, t, sample.heart_rate_bpm, sample.power_w, sample.speed_m_s
         )
         if gap:
+            rearm = dt > LONG_GAP_S
             for machine in state["m"].values():
                 machine[0] = -1.0
                 machine[1] = None
+                if rearm:
+                    machine[2] = True
         dt = min(dt, GAP_S)
         alerts: list[Alert] = []
         rules = self.config.rules

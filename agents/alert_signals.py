@@ -29,6 +29,7 @@ from agents.wprime import w_prime_step
 __all__ = [
     "BUCKET_S",
     "GAP_S",
+    "LONG_GAP_S",
     "MAX_PAUSE_S",
     "SETTLE_S",
     "STEP_FRACTION",
@@ -41,6 +42,8 @@ __all__ = [
 BUCKET_S = 10.0
 #: A pause between samples longer than this is a gap: dwell timers restart after it.
 GAP_S = 5.0
+#: A pause between samples longer than this re-arms every rule: a new effort starts.
+LONG_GAP_S = 60.0
 #: A rule's metric undefined (dropout, unsteady output) longer than this restarts
 #: its dwell clock: a hold does not survive a long blind spot.
 MAX_PAUSE_S = 30.0
@@ -204,6 +207,10 @@ def update_signals(sig: State, p: SignalParams, t: float, hr: float | None,
         sig["lag"] = [t, None]
     dt = 0.0 if prev_t is None else t - prev_t
     gap = dt > GAP_S
+    if dt > LONG_GAP_S:
+        # The athlete paused (watch stopped, traffic lights): starting again is a step
+        # up from rest, after which HR catches up as at the start.
+        sig["lag"][0] = t
     sig["t"] = t
     med = sig["med"]
     hr = _median3(med[0], _clean(hr, _HR_RANGE))
