@@ -221,8 +221,13 @@ class AlertEngine:
         margin: float,
         dwell_s: float,
         cooldown_s: float,
+        lead_s: float = 0.0,
     ) -> float | None:
-        """Advance one rule direction; returns the onset time when it fires now."""
+        """Advance one rule direction; returns the onset time when it fires now.
+
+        ``lead_s``: a trailing window's mean describes the middle of the window, so a
+        windowed metric's onset is dated half a window before the crossing.
+        """
         key = f"{rule}:{direction}"
         machines = state["m"]
         m = machines.get(key)
@@ -245,7 +250,7 @@ class AlertEngine:
                 m[2] = True
             return None
         if m[1] is None:
-            m[1] = t
+            m[1] = t - lead_s
         if m[0] < 0:
             m[0] = 0.0
         else:
@@ -350,7 +355,7 @@ class AlertEngine:
             )
             onset = self._machine(
                 state, "pace", direction, t, dt, excess,
-                cfg.hysteresis, cfg.dwell_s, cfg.cooldown_s,
+                cfg.hysteresis, cfg.dwell_s, cfg.cooldown_s, cfg.window_s / 2,
             )  # fmt: skip
             if onset is not None and pace is not None:
                 word = "slower" if direction == "slow" else "faster"
@@ -374,7 +379,7 @@ class AlertEngine:
             )  # fmt: skip
             onset = self._machine(
                 state, "power", direction, t, dt, excess,
-                cfg.hysteresis, cfg.dwell_s, cfg.cooldown_s,
+                cfg.hysteresis, cfg.dwell_s, cfg.cooldown_s, cfg.window_s / 2,
             )  # fmt: skip
             if onset is not None and power is not None:
                 word = "above" if direction == "high" else "below"
