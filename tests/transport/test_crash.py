@@ -54,9 +54,15 @@ def test_kill_9_twenty_times(redis_server_factory: Callable[..., EmbeddedRedis])
     feeder = Feeder(server.url, "events", P, rate=RATE, keys=10, limit=60_000).start()
     try:
         uncommitted = []  # per kill: events in the log but not committed
-        for _ in range(KILLS):
+        for i in range(KILLS):
             worker.start()
-            time.sleep(rng.uniform(1.0, 4.0))  # sometimes during start-up or recovery
+            if i % 4 == 3:
+                time.sleep(rng.uniform(0.5, 3.0))  # during start-up or recovery
+            else:
+                ready = worker.log().count("[^Worker]: Ready") + 1
+                wait_for(lambda n=ready: worker.log().count("[^Worker]: Ready") >= n, 60,
+                         "the worker to be ready", [worker])  # fmt: skip
+                time.sleep(rng.uniform(0.0, 3.0))
             worker.kill()
             uncommitted.append(_uncommitted(client))
         feeder.stop()
