@@ -14,15 +14,15 @@ have:
   trailing windows of 10 s buckets, like the live signals, but over the cleaned data.
 
 A rule direction's excursions are the runs where the metric is beyond its threshold
-for at least the rule's dwell time (a hole pauses a run; a hole over 30 s, a gap or
+for about the rule's dwell time or longer (a hole pauses a run; a hole over 30 s, a gap or
 a heart-rate lag period after a step in effort ends it). Runs are grouped into
 episodes, the things the athlete must be told about once, by replaying the rule's
 policy over the runs: a run whose direction has not re-armed since its last alert
 (the metric never came back inside by the hysteresis margin) joins that alert's
 episode; a run that ends before the rule's cooldown lets it through joins the last
-episode. An episode is owed an alert unless all its runs are marginal (ending
-within 10 s of completing the dwell). Alerts inside any run are correct
-(``agents/alerts_eval.py``).
+episode. An episode is owed an alert unless all its runs are marginal (lasting
+within 10 s plus a quarter of the dwell of the dwell itself, either side). Alerts
+inside any run are correct (``agents/alerts_eval.py``).
 """
 
 from __future__ import annotations
@@ -55,6 +55,16 @@ _COVERAGE = 0.8
 MARGINAL_S = 10.0
 
 
+def marginal_band_s(dwell_s: float) -> float:
+    """How close to the dwell a run's length must be for the run to be marginal.
+
+    A live detector measures the metric with noise, so a run that lasts about the dwell
+    (within 10 s plus a quarter of the dwell, either side) may or may not complete it:
+    an alert on it is neither owed nor false.
+    """
+    return MARGINAL_S + dwell_s / 4
+
+
 @dataclass(frozen=True, slots=True)
 class Excursion:
     """A run beyond a rule's threshold, lasting at least the rule's dwell time."""
@@ -64,10 +74,10 @@ class Excursion:
     start_s: float
     end_s: float
     #: Runs chained without a re-arm (or within the cooldown) share an episode: the
-    #: athlete is told once per episode.
+    #: athlete is told once per episode. -1 for a near miss (no alert owed).
     episode: int
-    #: Lasting less than dwell + MARGINAL_S: whether a detector sees the dwell
-    #: complete is down to noise, so an alert is allowed but not owed.
+    #: Lasting about the dwell (:func:`marginal_band_s`): whether a detector sees the
+    #: dwell complete is down to noise, so an alert is allowed but not owed.
     marginal: bool
 
 
@@ -164,8 +174,11 @@ def _runs(
     breaks: npt.NDArray[np.bool_],
     dwell_s: float,
     margin: float,
+    min_hold_s: float,
 ) -> list[tuple[int, int, int]]:
-    """(onset, fire index, end) of runs beyond the threshold for at least dwell_s.
+    """(onset, fire index or -1, end) of runs beyond the threshold for min_hold_s or more.
+
+    The fire index is where the run completes ``dwell_s``; -1 for a near miss.
 
     The onset of a run is the first crossing since the metric was last inside by the
     hysteresis margin (or since a break), as for a live alert's ``started_at``.
@@ -180,13 +193,13 @@ def _runs(
     for i in range(len(excess)):
         e = excess[i]
         if breaks[i]:
-            if start >= 0 and fire >= 0:
+            if start >= 0 and held >= min_hold_s:
                 runs.append((onset, fire, last_valid))
             start, fire, held, onset = -1, -1, 0.0, -1
             continue
         if e != e:  # NaN: a hole pauses the run, for up to MAX_PAUSE_S
             if last_defined >= 0 and i - last_defined > MAX_PAUSE_S:
-                if start >= 0 and fire >= 0:
+                if start >= 0 and held >= min_hold_s:
                     runs.append((onset, fire, last_valid))
                 start, fire, held, onset = -1, -1, 0.0, -1
             continue
@@ -202,12 +215,12 @@ def _runs(
                 fire = i
             last_valid = i
         else:
-            if start >= 0 and fire >= 0:
+            if start >= 0 and held >= min_hold_s:
                 runs.append((onset, fire, last_valid))
             start, fire, held = -1, -1, 0.0
             if e <= -margin:
                 onset = -1
-    if start >= 0 and fire >= 0:
+    if start >= 0 and held >= min_hold_s:
         runs.append((onset, fire, last_valid))
     return runs
 
@@ -222,10 +235,11 @@ def _episodes(
     resumes: Sequence[int] = (),
 ) -> list[Excursion]:
     """Runs of every direction of one rule, grouped into episodes (one alert each)."""
+    band = marginal_band_s(dwell_s)
     candidates: list[tuple[int, int, int, str]] = []
     rearm_at: dict[str, npt.NDArray[np.intp]] = {}
     for direction, (excess, breaks) in per_direction.items():
-        for s, f, e in _runs(excess, breaks, dwell_s, margin):
+        for s, f, e in _runs(excess, breaks, dwell_s, margin, dwell_s - band):
             candidates.append((s, f, e, direction))
         with np.errstate(invalid="ignore"):
             inside = np.flatnonzero(excess <= -margin)
@@ -238,16 +252,28 @@ def _episodes(
     armed = dict.fromkeys(per_direction, True)
     fired_at: dict[str, float] = {}
     episode_of: dict[str, int] = {}
+    near: dict[str, tuple[int, int, int]] = {}  # direction -> its last near miss
     episode = -1
     last_fire = -1e18
     out: list[Excursion] = []
     for s, f, e, direction in candidates:
+        if f < 0:
+            # A near miss: no alert owed, but one would not be false either.
+            near[direction] = (s, e, len(out))
+            out.append(Excursion(rule, direction, t0 + s, t0 + e, -1, True))
+            continue
         if not armed[direction] and _rearmed(rearm_at[direction], fired_at[direction], s):
             armed[direction] = True
         fire = max(float(f), last_fire + cooldown_s)
         if armed[direction] and fire <= e:
             episode += 1
             joined = episode
+            previous = near.pop(direction, None)
+            if previous is not None and not _rearmed(rearm_at[direction], previous[1], s):
+                # The metric stayed out since a near miss: an alert raised on the near
+                # miss is this episode's alert.
+                ps, pe, k = previous
+                out[k] = Excursion(rule, direction, t0 + ps, t0 + pe, episode, True)
             armed[direction] = False
             fired_at[direction] = fire
             episode_of[direction] = episode
@@ -256,7 +282,7 @@ def _episodes(
             joined = episode_of[direction]  # never came back inside by the margin
         else:
             joined = max(episode, 0)  # swallowed by the cooldown of the last alert
-        marginal = (e - f) < MARGINAL_S
+        marginal = (e - f) < band
         out.append(Excursion(rule, direction, t0 + s, t0 + e, joined, marginal))
     return out
 

@@ -64,6 +64,7 @@ __all__ = ["Alert", "AlertEngine", "AlertSample", "alert_id"]
 State = dict[str, Any]
 _ID_NAMESPACE = uuid.UUID("6f1d2c4e-5a0b-4c39-9a57-1e0b9b2a7c31")
 _STATE_VERSION = 1
+_SLOW = -1.0  # lead_s of the fatigue rules: onset = start of the hold that fired
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,7 +227,8 @@ class AlertEngine:
         """Advance one rule direction; returns the onset time when it fires now.
 
         ``lead_s``: a trailing window's mean describes the middle of the window, so a
-        windowed metric's onset is dated half a window before the crossing.
+        windowed metric's onset is dated half a window before the crossing. Negative
+        (:data:`_SLOW`) for the slow fatigue metrics, whose onset is not sticky.
         """
         key = f"{rule}:{direction}"
         machines = state["m"]
@@ -241,16 +243,20 @@ class AlertEngine:
             return None
         m[3] = t
         if excess <= 0:
-            # The dwell must be continuous, but the onset is the first crossing since
-            # the value was last inside by the margin: noise dipping back across the
-            # threshold does not make a slowly drifting excursion "start" later.
+            # The dwell must be continuous. For a zone metric the onset is the first
+            # crossing since the value was last inside by the margin: a brief dip back
+            # does not make the excursion "start" later. A fatigue metric moves slowly
+            # and its noise lingers, so its first dip across is not its start: its onset
+            # is the start of the hold that fired.
             m[0] = -1.0
             if excess <= -margin:
                 m[1] = None
                 m[2] = True
+            elif lead_s < 0:
+                m[1] = None
             return None
         if m[1] is None:
-            m[1] = t - lead_s
+            m[1] = t - max(lead_s, 0.0)
         if m[0] < 0:
             m[0] = 0.0
         else:
@@ -395,7 +401,16 @@ class AlertEngine:
         limit = 1.0 - cfg.drop_fraction
         excess = None if ratio is None else limit - ratio
         onset = self._machine(
-            state, "ef_drop", "low", t, dt, excess, cfg.hysteresis, cfg.dwell_s, cfg.cooldown_s
+            state,
+            "ef_drop",
+            "low",
+            t,
+            dt,
+            excess,
+            cfg.hysteresis,
+            cfg.dwell_s,
+            cfg.cooldown_s,
+            _SLOW,
         )
         if onset is not None and ratio is not None:
             self._emit(
@@ -409,7 +424,16 @@ class AlertEngine:
         slope = state["sig"]["drift"]
         excess = None if slope is None else slope - cfg.slope_bpm_per_min
         onset = self._machine(
-            state, "hr_drift", "high", t, dt, excess, cfg.hysteresis, cfg.dwell_s, cfg.cooldown_s
+            state,
+            "hr_drift",
+            "high",
+            t,
+            dt,
+            excess,
+            cfg.hysteresis,
+            cfg.dwell_s,
+            cfg.cooldown_s,
+            _SLOW,
         )
         if onset is not None and slope is not None:
             self._emit(
@@ -430,7 +454,16 @@ class AlertEngine:
         else:
             excess = cfg.fade_fraction - fade[0]
         onset = self._machine(
-            state, "power_fade", "low", t, dt, excess, cfg.hysteresis, cfg.dwell_s, cfg.cooldown_s
+            state,
+            "power_fade",
+            "low",
+            t,
+            dt,
+            excess,
+            cfg.hysteresis,
+            cfg.dwell_s,
+            cfg.cooldown_s,
+            _SLOW,
         )
         if onset is not None and fade is not None:
             best = sig["best5"]

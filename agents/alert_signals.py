@@ -305,12 +305,14 @@ def _accumulate_bucket(sig: State, p: SignalParams, t: float, out: float | None,
 
 def _close_bucket(sig: State, p: SignalParams, bk: list[Any]) -> None:
     bks: list[list[Any]] = sig["bks"]
+    # Rounded: the state is serialised to the changelog, and 0.01 W, bpm or m/s is far
+    # below what any fatigue signal can resolve.
     bks.append(
         [
             bk[0],
-            bk[1] / bk[2] if bk[2] else None,
-            bk[3] / bk[4] if bk[4] else None,
-            bk[5] / bk[6] if bk[6] else None,
+            round(bk[1] / bk[2], 2) if bk[2] else None,
+            round(bk[3] / bk[4], 2) if bk[4] else None,
+            round(bk[5] / bk[6], 2) if bk[6] else None,
         ]
     )
     index = bk[0]

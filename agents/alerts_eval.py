@@ -203,7 +203,8 @@ def score_session(
         )
         episodes: dict[int, list[Excursion]] = {}
         for x in exc:
-            episodes.setdefault(x.episode, []).append(x)
+            if x.episode >= 0:
+                episodes.setdefault(x.episode, []).append(x)
         owed = [runs for runs in episodes.values() if not all(x.marginal for x in runs)]
         score.required = len(owed)
         score.detected = sum(
