@@ -234,6 +234,19 @@ def _cmd_bench_pipeline(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _cmd_bench_transport(args: argparse.Namespace, settings: Settings) -> int:
+    import json
+    from pathlib import Path
+
+    from pipeline.bench_transport import bench_transport
+
+    profile = Path(args.profile) if args.profile else None
+    result = bench_transport(redis_url=args.redis_url, events=args.events, runs=args.runs,
+                             profile_dir=profile)  # fmt: skip
+    print(json.dumps(result, indent=2))
+    return 0
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -331,6 +344,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="samples per session in the throughput backlog",
     )
     p.set_defaults(handler=_cmd_bench_pipeline)
+    p = bench_sub.add_parser("transport", help="events/s through one Faust worker vs raw redis-py")
+    p.add_argument("--events", type=_positive_int, default=20_000, help="events per run")
+    p.add_argument("--runs", type=_positive_int, default=3)
+    p.add_argument("--redis-url", default=None, help="default: a private Redis of its own")
+    p.add_argument("--profile", default=None, help="folder for a py-spy profile (forward+table)")
+    p.set_defaults(handler=_cmd_bench_transport)
 
     p = sub.add_parser("check", help="validate the configuration and reach the servers")
     p.set_defaults(handler=_cmd_check)
