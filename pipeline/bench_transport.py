@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import shutil
 import signal
@@ -55,6 +56,10 @@ def make_app() -> Any:
     """The benchmark's Faust app, configured from the environment."""
     import faust
 
+    # mode leaves the root logger at DEBUG and filters in the handler, so every
+    # logger.debug() in Faust's per-event path builds a record: ~7 % of the time.
+    for name in ("faust", "mode"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     scenario = os.environ["LC_BENCH_SCENARIO"]
     total = int(os.environ["LC_BENCH_EVENTS"])
     url = os.environ["LC_BENCH_BROKER"]
