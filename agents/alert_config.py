@@ -150,7 +150,9 @@ class EfDropRule(_RuleBase):
     window_s: Annotated[float, Field(ge=60, le=1800)] = 300.0
     #: The baseline is the first steady window that starts after this (skips warm-up).
     baseline_after_s: Annotated[float, Field(ge=0, le=7200)] = 600.0
-    #: Steady = coefficient of variation of 10 s output means under this.
+    #: Steady = coefficient of variation of 10 s output means under this. Stricter
+    #: than the drift rule's 8 %: a window straddling a 10 % change of pace passes 8 %,
+    #: and HR lagging that change moves EF by more than the 5 % this rule looks for.
     steady_cv: Annotated[float, Field(gt=0, lt=1)] = 0.08
     #: EF is compared only at an output within this fraction of the baseline's.
     comparable_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.10

@@ -20,8 +20,8 @@ episodes, the things the athlete must be told about once, by replaying the rule'
 policy over the runs: a run whose direction has not re-armed since its last alert
 (the metric never came back inside by the hysteresis margin) joins that alert's
 episode; a run that ends before the rule's cooldown lets it through joins the last
-episode. An episode is owed an alert unless all its runs are marginal (lasting
-within 10 s plus a quarter of the dwell of the dwell itself, either side). Alerts
+episode. An episode is owed an alert unless all its runs are marginal (lasting from
+3/4 of the dwell to 10 s plus 1/4 of the dwell beyond it). Alerts
 inside any run are correct (``agents/alerts_eval.py``).
 """
 
@@ -55,11 +55,15 @@ _COVERAGE = 0.8
 MARGINAL_S = 10.0
 
 
+#: A run that holds this share of the dwell is a near miss: no alert owed, none false.
+NEAR_MISS = 0.75
+
+
 def marginal_band_s(dwell_s: float) -> float:
-    """How close to the dwell a run's length must be for the run to be marginal.
+    """How far past the dwell a run must last for its alert to be owed.
 
     A live detector measures the metric with noise, so a run that lasts about the dwell
-    (within 10 s plus a quarter of the dwell, either side) may or may not complete it:
+    (from 3/4 of it to 10 s plus a quarter of it beyond) may or may not complete it:
     an alert on it is neither owed nor false.
     """
     return MARGINAL_S + dwell_s / 4
@@ -239,7 +243,7 @@ def _episodes(
     candidates: list[tuple[int, int, int, str]] = []
     rearm_at: dict[str, npt.NDArray[np.intp]] = {}
     for direction, (excess, breaks) in per_direction.items():
-        for s, f, e in _runs(excess, breaks, dwell_s, margin, dwell_s - band):
+        for s, f, e in _runs(excess, breaks, dwell_s, margin, NEAR_MISS * dwell_s):
             candidates.append((s, f, e, direction))
         with np.errstate(invalid="ignore"):
             inside = np.flatnonzero(excess <= -margin)
@@ -408,6 +412,83 @@ def _w_prime_balance(power: Array, athlete: AthleteProfile) -> Array:
     return out
 
 
+#: How far the truth must be past a fatigue (or W') threshold, in the metric's unit, and
+#: how far (relative) inside or outside the steadiness gate, for the label to be clear.
+#: Within these bands the live metric, measured with noise over a 5-10 min window, may
+#: fall either side: an alert there is allowed but not owed.
+FATIGUE_BANDS = {"ef_drop": 0.005, "hr_drift": 0.03, "power_fade": 0.01, "w_prime": 0.01}
+STEADY_BAND = 0.15
+
+
+def _fatigue_excess(
+    arr: SessionArrays, config: AlertConfig, athlete: AthleteProfile, has_power: bool
+) -> dict[str, Array]:
+    r = config.rules
+    efr, drift, fade_hi, fade_lo = _fatigue(arr, config, athlete, has_power)
+    f = r.power_fade
+    with np.errstate(invalid="ignore"):
+        fade = np.where(fade_lo < f.floor_fraction, -1.0, f.fade_fraction - fade_hi)
+    fade[np.isnan(fade_hi)] = np.nan
+    w_ratio = _w_prime_balance(arr.power, athlete) / athlete.w_prime_j
+    return {
+        "w_prime": r.w_prime.fraction - w_ratio,
+        "ef_drop": (1.0 - r.ef_drop.drop_fraction) - efr,
+        "hr_drift": drift - r.hr_drift.slope_bpm_per_min,
+        "power_fade": fade,
+    }
+
+
+def _with_gates(config: AlertConfig, factor: float) -> AlertConfig:
+    rules = config.rules
+    return config.model_copy(
+        update={
+            "rules": rules.model_copy(
+                update={
+                    "ef_drop": rules.ef_drop.model_copy(
+                        update={"steady_cv": rules.ef_drop.steady_cv * factor}
+                    ),
+                    "hr_drift": rules.hr_drift.model_copy(
+                        update={"steady_cv": rules.hr_drift.steady_cv * factor}
+                    ),
+                }
+            )
+        }
+    )
+
+
+def _fatigue_labels(
+    arr: SessionArrays,
+    config: AlertConfig,
+    athlete: AthleteProfile,
+    has_power: bool,
+    gap: npt.NDArray[np.bool_],
+    resumes: Sequence[int],
+) -> list[Excursion]:
+    """Fatigue and W' excursions in two strengths: clearly out (owed), or nearly (allowed).
+
+    Clear: the truth is past the threshold by the rule's band with the steadiness gate
+    tightened by STEADY_BAND. Allowed: past the threshold less the band, the gate
+    loosened as much. Allowed-only runs are labelled as near misses.
+    """
+    strict = _fatigue_excess(arr, _with_gates(config, 1 - STEADY_BAND), athlete, has_power)
+    loose = _fatigue_excess(arr, _with_gates(config, 1 + STEADY_BAND), athlete, has_power)
+    r = config.rules
+    out: list[Excursion] = []
+    rules = (("ef_drop", "low"), ("hr_drift", "high"), ("power_fade", "low"), ("w_prime", "low"))
+    for rule, direction in rules:
+        cfg = getattr(r, rule)
+        if not cfg.enabled or (rule in ("power_fade", "w_prime") and not has_power):
+            continue
+        band = FATIGUE_BANDS[rule]
+        args = (cfg.dwell_s, cfg.hysteresis, cfg.cooldown_s, arr.t0_s, resumes)
+        out += _episodes(rule, {direction: (strict[rule] - band, gap)}, *args)
+        out += [
+            Excursion(x.rule, x.direction, x.start_s, x.end_s, -1, True)
+            for x in _episodes(rule, {direction: (loose[rule] + band, gap)}, *args)
+        ]
+    return out
+
+
 def label_session(
     arr: SessionArrays, config: AlertConfig, athlete: AthleteProfile
 ) -> list[Excursion]:
@@ -475,26 +556,5 @@ def label_session(
             "power", pdirs, cfg_w.dwell_s, cfg_w.hysteresis, cfg_w.cooldown_s, t0, resumes
         )
 
-    efr, drift, fade_hi, fade_lo = _fatigue(arr, config, athlete, has_power)
-    if r.ef_drop.enabled:
-        c = r.ef_drop
-        excess = (1.0 - c.drop_fraction) - efr
-        labels += _episodes("ef_drop", {"low": (excess, gap)}, c.dwell_s, c.hysteresis,
-                            c.cooldown_s, t0, resumes)  # fmt: skip
-    if r.hr_drift.enabled:
-        d = r.hr_drift
-        labels += _episodes("hr_drift", {"high": (drift - d.slope_bpm_per_min, gap)},
-                            d.dwell_s, d.hysteresis, d.cooldown_s, t0, resumes)  # fmt: skip
-    if r.power_fade.enabled and has_power:
-        f = r.power_fade
-        with np.errstate(invalid="ignore"):
-            excess = np.where(fade_lo < f.floor_fraction, -1.0, f.fade_fraction - fade_hi)
-        excess[np.isnan(fade_hi)] = np.nan
-        labels += _episodes("power_fade", {"low": (excess, gap)}, f.dwell_s, f.hysteresis,
-                            f.cooldown_s, t0, resumes)  # fmt: skip
-    if r.w_prime.enabled and has_power:
-        wp = r.w_prime
-        ratio = _w_prime_balance(arr.power, athlete) / athlete.w_prime_j
-        labels += _episodes("w_prime", {"low": (wp.fraction - ratio, gap)}, wp.dwell_s,
-                            wp.hysteresis, wp.cooldown_s, t0, resumes)  # fmt: skip
+    labels += _fatigue_labels(arr, config, athlete, has_power, gap, resumes)
     return labels

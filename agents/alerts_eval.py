@@ -14,7 +14,8 @@ Scoring, per rule, with ``tolerance = dwell_s + 10 s``:
 - an episode (runs the re-arm and cooldown policy says are announced once, see
   :mod:`agents.alert_labels`) that is not all marginal is detected when an alert of
   the rule has its onset within the tolerance of the start of one of its runs, in
-  that run's direction (recall).
+  that run's direction, or when an alert was raised on an allowed (near-miss) run of
+  that direction that the episode follows within the rule's cooldown (recall).
 """
 
 from __future__ import annotations
@@ -207,15 +208,35 @@ def score_session(
                 episodes.setdefault(x.episode, []).append(x)
         owed = [runs for runs in episodes.values() if not all(x.marginal for x in runs)]
         score.required = len(owed)
+        cooldown = getattr(config.rules, rule).cooldown_s
+        allowed = [x for x in exc if x.episode < 0]
         score.detected = sum(
             any(
                 a.direction == x.direction and abs(a.started_at_s - x.start_s) <= tol
                 for a in mine
                 for x in runs
             )
+            or _told_before(runs[0], mine, allowed, tol, cooldown)
             for runs in owed
         )
     return scores
+
+
+def _told_before(
+    x: Excursion, alerts: Sequence[Alert], allowed: Sequence[Excursion], tol: float,
+    cooldown_s: float,
+) -> bool:  # fmt: skip
+    """Whether the athlete was told during an allowed run that ``x`` follows within the
+    cooldown: the engine then rightly stays quiet (mostly the same fatigue)."""
+    return any(
+        a.direction == x.direction
+        and y.direction == x.direction
+        and y.start_s - tol <= a.started_at_s <= y.end_s + tol
+        and y.start_s < x.start_s
+        and x.start_s - y.end_s <= cooldown_s
+        for a in alerts
+        for y in allowed
+    )
 
 
 def recording_arrays(samples: Sequence[AlertSample]) -> SessionArrays:
