@@ -67,7 +67,17 @@ async def count(stream: Any) -> Any:
         if "ts" in value:
             tumbling[key] += 1
             hopping[key] += 1
-        await counted.send(key=key, value={"key": key, "n": value["n"], "count": counts[key]})
+        await counted.send(
+            key=key,
+            value={
+                "key": key,
+                "n": value["n"],
+                "count": counts[key],
+                "pid": os.getpid(),
+                "gen": app.consumer_generation_id,
+                "partition": event.message.partition,
+            },
+        )
 
 
 @app.agent(requests)
