@@ -46,6 +46,10 @@ class EdgeConfig:
     max_body_bytes: int = 2 * 1024 * 1024
     #: Largest WebSocket message (bytes); larger closes with 1009.
     max_frame_bytes: int = 256 * 1024
+    #: Beyond this aiohttp drops the TCP connection itself (no close frame: aiohttp
+    #: 3.14 closes the transport on a parser error), so between the two limits the edge
+    #: reads the message and answers 1009 properly.
+    hard_frame_bytes: int = 16 * 1024 * 1024
     #: Seconds a socket without an Authorization header has to send its auth frame.
     auth_timeout_s: float = 5.0
     #: Server ping interval; the client must send something (a pong will do) within
@@ -203,11 +207,7 @@ def create_app(
         try:
             yield
         finally:
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await stop_tasks(tasks)
 
     app.cleanup_ctx.extend([backends, producers, background])
     app.on_shutdown.append(_close_sockets)
@@ -221,6 +221,19 @@ def create_app(
     app.router.add_get("/api/v1/live/ws", websocket_handler)
     add_routes(app)
     return app
+
+
+async def stop_tasks(tasks: list[asyncio.Task[None]], patience_s: float = 0.2) -> None:
+    """Cancel until they end: redis-py's asyncio reads with a timeout can swallow one
+    cancellation (the loop then goes round once more), so one cancel is not enough."""
+    pending = {t for t in tasks if not t.done()}
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=patience_s)
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            task.result()
 
 
 async def _every(interval_s: float, job: Callable[[], Awaitable[None]]) -> None:

@@ -86,6 +86,7 @@ class Connection:
         metrics: EdgeMetrics,
         *,
         max_queue: int,
+        coalesce_after: int = 16,
         frame_rate: float,
         frame_burst: float,
     ) -> None:
@@ -97,6 +98,7 @@ class Connection:
         self.parked: list[LiveEvent] | None = None
         self.bucket = TokenBucket(frame_rate, frame_burst)
         self._max_queue = max_queue
+        self._coalesce_after = coalesce_after
         self._queue: deque[_Item] = deque()
         self._size = 0
         self._coalesce: dict[Any, _Item] = {}
@@ -123,7 +125,9 @@ class Connection:
         """Queue a pre-serialised frame; never blocks, never awaits."""
         if self.closing:
             return
-        if coalesce_key is not None:
+        if coalesce_key is not None and self._size >= self._coalesce_after:
+            # Only a backlog makes a client "slow": a burst that the writer is about to
+            # send in one go still delivers every update.
             older = self._coalesce.get(coalesce_key)
             if older is not None and older.alive:
                 older.alive = False

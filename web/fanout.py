@@ -60,9 +60,12 @@ class Hub:
             conn.deliver(event)
         return len(targets)
 
-    def broadcast_ephemeral(self, channel: str, frame: str, kind: str) -> None:
-        """Typing and presence: no offset, no replay, never coalesced."""
-        for conn in list(self.channels.get(channel, ())):
+    def broadcast_ephemeral(self, channels: list[str], frame: str, kind: str) -> None:
+        """Typing and presence: no offset, no replay, never coalesced; once per socket."""
+        targets: set[Connection] = set()
+        for name in channels:
+            targets.update(self.channels.get(name, ()))
+        for conn in targets:
             if conn.parked is None:
                 conn.send(frame, kind)
 

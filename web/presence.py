@@ -19,13 +19,19 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from pipeline.constants import KEY_PREFIX
+from pipeline.constants import KEY_PREFIX, user_channel
 from web.fanout import Hub
 
 log = logging.getLogger(__name__)
 
 EPHEMERAL_CHANNEL = f"{KEY_PREFIX}:ephemeral"
 PRESENCE_KEY = KEY_PREFIX + ":presence:{athlete_id}"
+
+
+def _presence_channels(athlete_id: int, watched: str) -> list[str]:
+    """The athlete's dashboard listens on its user channel; watchers of the session too."""
+    mine = user_channel(athlete_id)
+    return [mine] if watched == mine else [mine, watched]
 
 
 def _now_ms() -> int:
@@ -38,8 +44,8 @@ class Presence:
         self._hub = hub
         self.ttl_s = ttl_s
 
-    async def publish(self, channel: str, event: dict[str, Any]) -> None:
-        event = {**event, "channel": channel}
+    async def publish(self, channels: list[str], event: dict[str, Any]) -> None:
+        event = {**event, "channel": channels[0], "channels": channels}
         await self._redis.publish(EPHEMERAL_CHANNEL, json.dumps(event, separators=(",", ":")))
 
     async def watch(self, athlete_id: int, user_id: int, role: str, channel: str) -> None:
@@ -50,7 +56,7 @@ class Presence:
             pipe.expire(key, int(self.ttl_s) + 1)
             await pipe.execute()
         await self.publish(
-            channel,
+            _presence_channels(athlete_id, channel),
             {
                 "type": "presence",
                 "user_id": athlete_id,
@@ -71,7 +77,7 @@ class Presence:
     async def unwatch(self, athlete_id: int, user_id: int, role: str, channel: str) -> None:
         await self._redis.zrem(PRESENCE_KEY.format(athlete_id=athlete_id), f"{user_id}:{role}")
         await self.publish(
-            channel,
+            _presence_channels(athlete_id, channel),
             {
                 "type": "presence",
                 "user_id": athlete_id,
@@ -120,9 +126,8 @@ class Presence:
             return
         if not isinstance(event, dict):
             return
-        channel = event.get("channel")
+        channels = event.get("channels")
         kind = event.get("type")
-        if isinstance(channel, str) and isinstance(kind, str):
-            self._hub.broadcast_ephemeral(
-                channel, data if isinstance(data, str) else data.decode(), kind
-            )
+        if isinstance(channels, list) and isinstance(kind, str):
+            frame = data if isinstance(data, str) else data.decode()
+            self._hub.broadcast_ephemeral([c for c in channels if isinstance(c, str)], frame, kind)

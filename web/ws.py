@@ -24,10 +24,11 @@ from typing import Any
 from aiohttp import WSMsgType, web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from pipeline.constants import user_channel
 from pipeline.errors import ServiceError
 from web.access import Forbidden, NotFound
 from web.actions import Conflict, parse_samples
-from web.app import EDGE, Edge
+from web.app import EDGE, Edge, stop_tasks
 from web.auth import AuthError, Principal, bearer_token
 from web.connection import Connection, TokenBucket
 from web.problems import validation_errors
@@ -35,6 +36,7 @@ from web.protocol import (
     CLOSE_FORBIDDEN,
     CLOSE_IDLE,
     CLOSE_RATE_LIMITED,
+    CLOSE_TOO_BIG,
     CLOSE_UNAUTHORIZED,
     Channel,
     parse_channel,
@@ -188,11 +190,13 @@ class _Socket:
             if not self.conn.bucket.take() or not self.user_bucket.take():
                 await self.conn.close(CLOSE_RATE_LIMITED, "too many frames; slow down")
                 return
+            if len(msg.data) > cfg.max_frame_bytes:
+                await self.conn.close(CLOSE_TOO_BIG, f"frame over {cfg.max_frame_bytes} bytes")
+                return
             if msg.type != WSMsgType.TEXT:
                 self.error("bad_frame", "only JSON text frames are accepted")
                 continue
             await self.handle(msg.data)
-        del cfg
 
     async def handle(self, text: str) -> None:
         try:
@@ -424,7 +428,7 @@ async def _on_typing(s: _Socket, data: dict[str, Any]) -> None:
     channel = Channel("session", frame.session_id)
     athlete = await s._authorize(channel)
     await s.edge.need_presence().publish(
-        channel.name,
+        [channel.name, user_channel(athlete)],
         {
             "type": "typing",
             "session_id": frame.session_id,
@@ -477,7 +481,11 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
     edge = request.app[EDGE]
     cfg = edge.config
     ws = web.WebSocketResponse(
-        compress=True, max_msg_size=cfg.max_frame_bytes, autoping=False, heartbeat=None
+        compress=True,
+        max_msg_size=max(cfg.hard_frame_bytes, cfg.max_frame_bytes),
+        autoping=False,
+        heartbeat=None,
+        timeout=2.0,  # how long a close waits for the peer's close frame
     )
     await ws.prepare(request)
     conn = Connection(
@@ -524,9 +532,7 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
         await sock.run()
     finally:
         if watchdog is not None:
-            watchdog.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watchdog
+            await stop_tasks([watchdog])
         await sock.cleanup()
         await conn.stop()
         if not ws.closed:

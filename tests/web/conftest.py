@@ -3,6 +3,7 @@ PostgreSQL, users and coach links in the database, and tokens."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -112,7 +113,12 @@ async def edge_factory(
     yield make
     for running in reversed(started):
         await running.session.close()
-        await running.server.close()
+        try:
+            await asyncio.wait_for(asyncio.shield(running.server.close()), 8)
+        except TimeoutError:
+            for task in asyncio.all_tasks():
+                task.print_stack()
+            raise
 
 
 @pytest.fixture

@@ -1,0 +1,364 @@
+"""The WebSocket over a real loopback socket: auth, subscriptions, fan-out, bad input
+and limits. Live events are appended to ``live`` directly with pipeline.streams."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import jwt
+import pytest
+import redis.asyncio as aioredis
+from cryptography.hazmat.primitives.asymmetric import rsa
+from jwt.algorithms import RSAAlgorithm
+
+from pipeline.constants import LIVE_TOPIC
+from pipeline.records import session_key
+from pipeline.settings import load_settings
+from pipeline.streams import append, partition_for_key
+from web.app import EdgeConfig
+
+pytestmark = pytest.mark.integration
+
+ATHLETE, COACH, OTHER_COACH, OTHER_ATHLETE = 1, 2, 3, 4
+SECRET = "test-secret-of-at-least-32-bytes-for-hs256!"
+
+
+async def publish(
+    redis_url: str, session_id: int, events: list[dict[str, Any]], partitions: int = 4
+) -> list[int]:
+    redis = aioredis.Redis.from_url(redis_url)
+    try:
+        p = partition_for_key(session_key(session_id), partitions)
+        now = int(time.time() * 1000)
+        entries = [(session_key(session_id), json.dumps(e).encode(), None, now) for e in events]
+        return await append(redis, LIVE_TOPIC, p, entries)
+    finally:
+        await redis.aclose()
+
+
+def metrics_event(session_id: int, i: int, user_id: int = ATHLETE) -> dict[str, Any]:
+    return {
+        "type": "metrics_update",
+        "session_id": session_id,
+        "user_id": user_id,
+        "timestamp": time.time(),
+        "ingest_ms": int(time.time() * 1000),
+        "metrics": {"heart_rate": 120 + i, "seq": i},
+    }
+
+
+async def closed_with(ws: aiohttp.ClientWebSocketResponse, wait_s: float = 5.0) -> int | None:
+    """Read until the server closes; its close code."""
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        msg = await ws.receive(timeout=deadline - time.monotonic())
+        if msg.type in (
+            aiohttp.WSMsgType.CLOSE,
+            aiohttp.WSMsgType.CLOSED,
+            aiohttp.WSMsgType.CLOSING,
+            aiohttp.WSMsgType.ERROR,
+        ):
+            return ws.close_code
+    raise AssertionError("the server did not close the socket")
+
+
+async def test_subscribe_and_fan_out_with_offsets(edge: Any, redis_url: str, next_of: Any) -> None:
+    sid = await edge.start_session()
+    athlete = await edge.ws()
+    coach = await edge.ws(COACH, "coach")
+    await athlete.send_json({"type": "subscribe", "channel": f"live:session:{sid}", "id": 1})
+    ack = await next_of(athlete, "ack")
+    assert ack["ref"] == 1 and ack["channel"] == f"live:session:{sid}"
+    p = partition_for_key(session_key(sid), 4)
+    assert ack["cursor"] == [f"{p}:-1"]
+    # the athlete's dashboard also listens on its user channel (presence comes there)
+    await athlete.send_json({"type": "subscribe", "channel": f"live:user:{ATHLETE}"})
+    await next_of(athlete, "ack")
+    await coach.send_json({"type": "subscribe", "channel": f"live:user:{ATHLETE}"})
+    ack = await next_of(coach, "ack")
+    assert len(ack["cursor"]) == 4
+    # the athlete is told the coach is watching
+    presence = await next_of(athlete, "presence")
+    assert presence["watching"] is True and presence["watcher_id"] == COACH
+    offsets = await publish(
+        redis_url,
+        sid,
+        [metrics_event(sid, i) for i in range(3)]
+        + [
+            {
+                "type": "alert",
+                "session_id": sid,
+                "user_id": ATHLETE,
+                "alert": {"severity": "warning", "message": "HR high"},
+            }
+        ],
+    )
+    for who in (athlete, coach):
+        got = [await next_of(who, "metrics_update") for _ in range(3)]
+        assert [g["offset"] for g in got] == [f"{p}:{o}" for o in offsets[:3]]
+        alert = await next_of(who, "alert")
+        assert alert["offset"] == f"{p}:{offsets[3]}"
+    assert got[0]["channels"] == [f"live:session:{sid}", f"live:user:{ATHLETE}"]
+    await athlete.close()
+    await coach.close()
+
+
+async def test_auth_matrix_on_the_socket(edge: Any, settings: Any) -> None:
+    sid = await edge.start_session()
+    url = edge.url("/api/v1/live/ws")
+    # expired token -> 4401
+    claims = {"sub": str(ATHLETE), "role": "athlete", "exp": int(time.time()) - 3600}
+    old = jwt.encode(claims, SECRET, algorithm="HS256")
+    ws = await edge.session.ws_connect(url, headers={"Authorization": f"Bearer {old}"})
+    assert await closed_with(ws) == 4401
+    # forged signature -> 4401
+    forged = jwt.encode({**claims, "exp": int(time.time()) + 60}, "x" * 40, algorithm="HS256")
+    ws = await edge.session.ws_connect(url)
+    await ws.send_json({"type": "auth", "token": forged})
+    assert await closed_with(ws) == 4401
+    # no auth frame in time -> 4401
+    # unlinked coach subscribing -> 4403
+    ws = await edge.ws(OTHER_COACH, "coach")
+    await ws.send_json({"type": "subscribe", "channel": f"live:session:{sid}"})
+    assert await closed_with(ws) == 4403
+    ws = await edge.ws(OTHER_ATHLETE, "athlete")
+    await ws.send_json({"type": "subscribe", "channel": f"live:user:{ATHLETE}"})
+    assert await closed_with(ws) == 4403
+    # first-frame auth works, and a refresh on the live socket too
+    ws = await edge.session.ws_connect(url)
+    await ws.send_json({"type": "auth", "token": edge.token(COACH, "coach")})
+    assert (await ws.receive_json(timeout=5))["type"] == "welcome"
+    await ws.send_json({"type": "auth", "token": edge.token(COACH, "coach", ttl_s=7200), "id": "r"})
+    ack = await ws.receive_json(timeout=5)
+    assert ack["op"] == "auth" and ack["expires_at"] > time.time() + 3600
+    await ws.send_json({"type": "auth", "token": edge.token(ATHLETE, "athlete")})
+    assert await closed_with(ws) == 4403
+
+
+async def test_auth_frame_timeout(edge_factory: Any) -> None:
+    edge = await edge_factory(EdgeConfig(auth_timeout_s=0.3))
+    ws = await edge.session.ws_connect(edge.url("/api/v1/live/ws"))
+    assert await closed_with(ws) == 4401
+
+
+async def test_jwks_rs256(
+    tmp_path: Path, redis_url: str, database_url: str, users: None, next_of: Any
+) -> None:
+    from aiohttp.test_utils import TestServer
+
+    from web.app import create_app
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    jwk = json.loads(RSAAlgorithm.to_jwk(key.public_key()))
+    jwk["kid"] = "k1"
+    jwks = tmp_path / "jwks.json"
+    jwks.write_text(json.dumps({"keys": [jwk]}))
+    settings = load_settings(
+        jwt_secret=SECRET,
+        data_dir=tmp_path,
+        jwt_jwks_file=jwks,
+        live_partitions=4,
+        samples_partitions=4,
+    )
+    server = TestServer(
+        create_app(settings, redis_url=redis_url, database_url=database_url), host="127.0.0.1"
+    )
+    await server.start_server()
+    try:
+        async with aiohttp.ClientSession() as session:
+            claims = {"sub": str(ATHLETE), "role": "athlete", "exp": int(time.time()) + 60}
+            good = jwt.encode(claims, key, algorithm="RS256", headers={"kid": "k1"})
+            ws = await session.ws_connect(
+                server.make_url("/api/v1/live/ws"), headers={"Authorization": f"Bearer {good}"}
+            )
+            assert (await ws.receive_json(timeout=5))["type"] == "welcome"
+            await ws.close()
+            other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+            bad = jwt.encode(claims, other, algorithm="RS256", headers={"kid": "k1"})
+            ws = await session.ws_connect(
+                server.make_url("/api/v1/live/ws"), headers={"Authorization": f"Bearer {bad}"}
+            )
+            assert await closed_with(ws) == 4401
+            async with session.get(
+                server.make_url("/api/v1/live/sessions/1"),
+                headers={"Authorization": f"Bearer {bad}"},
+            ) as resp:
+                assert resp.status == 401
+    finally:
+        await server.close()
+
+
+async def test_bad_frames_get_error_events_and_the_socket_stays_open(
+    edge: Any, next_of: Any
+) -> None:
+    ws = await edge.ws()
+    await ws.send_str("{not json")
+    assert (await next_of(ws, "error"))["code"] == "bad_json"
+    await ws.send_json({"type": "teleport"})
+    assert (await next_of(ws, "error"))["code"] == "unknown_type"
+    await ws.send_json({"channel": "live:session:1"})
+    assert (await next_of(ws, "error"))["code"] == "missing_field"
+    await ws.send_json({"type": "message", "text": "hi"})
+    err = await next_of(ws, "error")
+    assert err["code"] == "missing_field" and "session_id" in err["message"]
+    await ws.send_json({"type": "subscribe", "channel": "live:everything"})
+    assert (await next_of(ws, "error"))["code"] == "invalid"
+    await ws.send_json({"type": "resume", "cursors": {"live:user:1": "banana"}})
+    assert (await next_of(ws, "error"))["code"] == "invalid"
+    await ws.send_bytes(b"\x00\x01")
+    assert (await next_of(ws, "error"))["code"] == "bad_frame"
+    await ws.send_json({"type": "ping", "id": 7})
+    assert (await next_of(ws, "pong"))["ref"] == 7
+    assert not ws.closed
+    await ws.close()
+
+
+async def test_frame_too_big_closes_1009(edge: Any) -> None:
+    ws = await edge.ws()
+    await ws.send_str("x" * (10 * 1024 * 1024))
+    assert await closed_with(ws, 10) == 1009
+
+
+async def test_flooding_closes_4429(edge: Any) -> None:
+    ws = await edge.ws()
+    started = time.monotonic()
+    code = None
+    for i in range(1000):
+        try:
+            await ws.send_json({"type": "ping", "id": i})
+        except (ConnectionError, RuntimeError):
+            break
+        if ws.closed:
+            break
+        await asyncio.sleep(0.001)  # ~1,000 frames a second
+    code = await closed_with(ws)
+    assert code == 4429
+    assert time.monotonic() - started < 5
+
+
+async def test_connection_limit_per_user(edge_factory: Any) -> None:
+    edge = await edge_factory(EdgeConfig(max_connections_per_user=2))
+    a = await edge.ws()
+    b = await edge.ws()
+    c = await edge.session.ws_connect(edge.url("/api/v1/live/ws"), headers=edge.headers())
+    assert await closed_with(c) == 4429
+    await a.close()
+    await b.close()
+
+
+async def test_idle_timeout_4408(edge_factory: Any) -> None:
+    edge = await edge_factory(EdgeConfig(heartbeat_s=0.2, idle_timeout_s=0.6))
+    # autoping off: the client never answers the server's pings
+    ws = await edge.session.ws_connect(
+        edge.url("/api/v1/live/ws"), headers=edge.headers(), autoping=False
+    )
+    started = time.monotonic()
+    code = None
+    while time.monotonic() - started < 5:
+        msg = await ws.receive(timeout=5)
+        if msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED):
+            code = ws.close_code
+            break
+    assert code == 4408
+    # a client that answers pings stays
+    ws = await edge.ws()
+    await asyncio.sleep(1.2)
+    assert not ws.closed
+    await ws.close()
+
+
+async def test_device_metrics_frames_and_chat_over_the_socket(edge: Any, next_of: Any) -> None:
+    sid = await edge.start_session()
+    device = await edge.ws()
+    coach = await edge.ws(COACH, "coach")
+    await coach.send_json({"type": "subscribe", "channel": f"live:session:{sid}"})
+    await next_of(coach, "ack")
+    await device.send_json(
+        {
+            "type": "metrics_update",
+            "session_id": sid,
+            "id": "m1",
+            "metrics": {"heart_rate": 150, "pace": 300, "cadence": 88},
+            "t": 1_780_000_000,
+        }
+    )
+    ack = await next_of(device, "ack")
+    assert ack["ref"] == "m1" and ack["accepted"] == 1
+    await device.send_json(
+        {
+            "type": "metrics_update",
+            "session_id": sid,
+            "samples": [{"t": 1_780_000_001, "heart_rate": 999}],
+        }
+    )
+    err = await next_of(device, "error")
+    assert err["code"] == "invalid" and err["errors"][0]["field"].endswith("heart_rate")
+    await coach.send_json(
+        {
+            "type": "message",
+            "session_id": sid,
+            "text": "hold it",
+            "client_message_id": "x1",
+            "id": 5,
+        }
+    )
+    seen: dict[str, Any] = {}
+    while len(seen) < 2:  # the live event may overtake the ack
+        frame = await coach.receive_json(timeout=5)
+        if frame["type"] in ("ack", "message"):
+            seen[frame["type"]] = frame
+    ack, msg = seen["ack"], seen["message"]
+    assert ack["op"] == "message" and ack["created"] is True
+    assert msg["message"]["text"] == "hold it" and ":" in msg["offset"]
+    await device.send_json({"type": "typing", "session_id": sid, "typing": True})
+    typing = await next_of(coach, "typing")
+    assert typing["sender_id"] == ATHLETE
+    await device.send_json({"type": "read", "session_id": sid, "up_to_id": ack["message_id"]})
+    receipt = await next_of(coach, "read_receipt")
+    assert receipt["message_ids"] == [ack["message_id"]]
+    await device.close()
+    await coach.close()
+
+
+async def test_slow_client_metrics_coalesced_alerts_kept(
+    edge_factory: Any, redis_url: str, next_of: Any
+) -> None:
+    edge = await edge_factory(EdgeConfig(max_send_queue=50))
+    sid = await edge.start_session()
+    ws = await edge.ws()
+    await ws.send_json({"type": "subscribe", "channel": f"live:session:{sid}"})
+    await next_of(ws, "ack")
+    conn = next(iter(edge.edge.connections))
+    # Queue directly while the writer cannot run: 200 metrics and 5 alerts in one step.
+    from web.fanout import build_event
+
+    p = partition_for_key(session_key(sid), 4)
+    for i in range(200):
+        ev = build_event(
+            p,
+            1000 + i,
+            json.dumps(
+                {**metrics_event(sid, i), "type": "alert" if i % 40 == 0 else "metrics_update"}
+            ).encode(),
+        )
+        assert ev is not None
+        conn.deliver(ev)
+    got: list[dict[str, Any]] = []
+    while True:
+        try:
+            msg = await ws.receive(timeout=0.5)
+        except TimeoutError:
+            break
+        got.append(json.loads(msg.data))
+    kinds = [g["type"] for g in got]
+    assert kinds.count("alert") == 5
+    # a backlog of 16 frames is sent as is; beyond it the latest metrics win
+    assert kinds.count("metrics_update") <= 17
+    assert got[-1]["metrics"]["seq"] == 199
+    assert not ws.closed
+    await ws.close()
