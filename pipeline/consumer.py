@@ -31,6 +31,7 @@ from faust.types.tuples import ConsumerMessage
 from redis.exceptions import ResponseError
 
 from pipeline import streams
+from pipeline.compaction import Compactor
 from pipeline.coordination import TRANSIENT_ERRORS, CommitRefused, GroupCoordinator, tp_field
 
 if TYPE_CHECKING:
@@ -42,6 +43,8 @@ log = logging.getLogger(__name__)
 MEMBER_ID_ENV = "LIVECOACH_MEMBER_ID"
 #: Longest single XREAD block, so seeks and rebalances are noticed quickly.
 MAX_BLOCK_MS = 200
+#: Seconds between changelog compaction passes (see :mod:`pipeline.compaction`).
+COMPACTION_INTERVAL_S = float(os.environ.get("LIVECOACH_COMPACTION_INTERVAL_S", "5"))
 #: Default session timeout when Faust's (60 s) is larger.
 DEFAULT_SESSION_TIMEOUT_S = 10.0
 
@@ -98,6 +101,8 @@ class Consumer(FaustConsumer):
         self._seek_epoch = 0
         self._coordinator: GroupCoordinator | None = None
         self._mirrored_groups: set[str] = set()
+        self._compactor: Compactor | None = None
+        self._compaction_task: asyncio.Task[None] | None = None
         conf = self.app.conf
         self.session_timeout_s = min(float(conf.broker_session_timeout), DEFAULT_SESSION_TIMEOUT_S)
         self.group = str(conf.id)
@@ -141,9 +146,26 @@ class Consumer(FaustConsumer):
             revoke=self._revoke,
             assign_local=self._assign_local,
         )
+        self._compactor = Compactor(self._redis)
+        self._compaction_task = asyncio.create_task(
+            self._compactor.run(self._compactable, COMPACTION_INTERVAL_S), name="compaction"
+        )
         await super().on_start()
 
+    def _compactable(self) -> list[tuple[str, int]]:
+        """Changelog partitions we are active for (each has one compacting owner)."""
+        changelogs = self.app.tables.changelog_topics
+        return sorted(
+            (tp.topic, tp.partition)
+            for tp in self._assignor.assigned_actives()
+            if tp.topic in changelogs and tp in self._assignment
+        )
+
     async def on_stop(self) -> None:
+        if self._compaction_task is not None:
+            self._compaction_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._compaction_task
         await super().on_stop()  # commits
         if self._coordinator is not None:
             await self._coordinator.stop()
