@@ -145,6 +145,8 @@ class EvalReport:
     rules: dict[str, RuleScore] = field(
         default_factory=lambda: {r: RuleScore() for r in RULE_NAMES}
     )
+    #: The same counts split by where the session comes from: "synthetic", "recordings".
+    by_source: dict[str, dict[str, RuleScore]] = field(default_factory=dict)
     sessions: list[dict[str, Any]] = field(default_factory=list)
     samples: int = 0
     engine_s: float = 0.0
@@ -154,8 +156,8 @@ class EvalReport:
         return 1e6 * self.engine_s / self.samples if self.samples else 0.0
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "rules": {
+        def table(scores: dict[str, RuleScore]) -> dict[str, Any]:
+            return {
                 name: {
                     "precision": round(s.precision, 4),
                     "recall": round(s.recall, 4),
@@ -164,8 +166,12 @@ class EvalReport:
                     "required_excursions": s.required,
                     "detected": s.detected,
                 }
-                for name, s in self.rules.items()
-            },
+                for name, s in scores.items()
+            }
+
+        return {
+            "rules": table(self.rules),
+            "by_source": {source: table(scores) for source, scores in self.by_source.items()},
             "sessions": self.sessions,
             "samples": self.samples,
             "engine_us_per_sample": round(self.us_per_sample, 2),
@@ -176,6 +182,14 @@ class EvalReport:
         for name, s in self.rules.items():
             lines.append(
                 f"{name:<12}{s.precision:>10.3f}{s.recall:>8.3f}{s.alerts:>8}{s.required:>12}"
+            )
+        for source, scores in self.by_source.items():
+            worst_p = min(s.precision for s in scores.values())
+            worst_r = min(s.recall for s in scores.values())
+            episodes = sum(s.required for s in scores.values())
+            lines.append(
+                f"  {source}: {episodes} excursions, lowest precision {worst_p:.3f}, "
+                f"lowest recall {worst_r:.3f}"
             )
         lines.append(
             f"{len(self.sessions)} sessions, {self.samples} samples, "
@@ -276,6 +290,8 @@ def _run(
     labels: Sequence[Excursion],
     config: AlertConfig,
     athlete: AthleteProfile,
+    *,
+    recording: bool = False,
 ) -> None:
     engine = AlertEngine(config, athlete)
     started = time.perf_counter()
@@ -283,14 +299,18 @@ def _run(
     report.engine_s += time.perf_counter() - started
     report.samples += len(samples)
     scores = score_session(alerts, labels, config)
+    source = report.by_source.setdefault(
+        "recordings" if recording else "synthetic", {r: RuleScore() for r in RULE_NAMES}
+    )
     for rule, score in scores.items():
         report.rules[rule].add(score)
+        source[rule].add(score)
     report.sessions.append(
         {
             "name": name,
             "samples": len(samples),
             "alerts": len(alerts),
-            "episodes": len({(x.rule, x.episode) for x in labels}),
+            "episodes": len({(x.rule, x.episode) for x in labels if x.episode >= 0}),
             "misses": sum(s.required - s.detected for s in scores.values()),
             "false_alerts": sum(s.alerts - s.correct_alerts for s in scores.values()),
         }
@@ -313,7 +333,8 @@ def evaluate(
                 continue
             samples = recording_samples(path)
             labels = label_session(recording_arrays(samples), setup.config, setup.athlete)
-            _run(report, setup.file.split("__")[0], samples, labels, setup.config, setup.athlete)
+            name = setup.file.split("__")[0]
+            _run(report, name, samples, labels, setup.config, setup.athlete, recording=True)
     return report
 
 
