@@ -58,6 +58,8 @@ class EdgeConfig:
     idle_timeout_s: float = 45.0
     #: Frames a socket may queue before it is closed as too slow (4410).
     max_send_queue: int = 2000
+    #: Backlog beyond which a newer metrics_update of a session replaces a queued one.
+    coalesce_after: int = 250
     #: Client frames per second per connection (sustained, burst) before 4429.
     frame_rate: float = 50.0
     frame_burst: float = 100.0

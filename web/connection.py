@@ -144,9 +144,10 @@ class Connection:
             return
         self._wake.set()
 
-    def send_event(self, event: LiveEvent) -> None:
-        coalesce = ("m", event.session_id) if event.kind == "metrics_update" else None
-        self.send(event.frame, event.kind, coalesce_key=coalesce, ingest_ms=event.ingest_ms)
+    def send_event(self, event: LiveEvent, *, coalesce: bool = True) -> None:
+        """Queue a live event; replayed ones pass ``coalesce=False`` (resume is exact)."""
+        key = ("m", event.session_id) if coalesce and event.kind == "metrics_update" else None
+        self.send(event.frame, event.kind, coalesce_key=key, ingest_ms=event.ingest_ms)
 
     async def _write_loop(self) -> None:
         while True:

@@ -25,6 +25,10 @@ from web.connection import Connection, Subscription
 from web.fanout import build_event
 from web.protocol import Channel, format_cursor
 
+#: Events queued between two waits for the socket to drain, during a resume.
+_PAGE = 500
+_FLUSH_S = 5.0
+
 
 def cursor_of(sub: Subscription, channel: Channel, partitions: int) -> list[str]:
     return [format_cursor(p, sub.floors.get(p, -1)) for p in channel.partitions(partitions)]
@@ -124,7 +128,7 @@ async def resume(
                 if too_many or first is None or first > last + 1:
                     lost.add(channel)
             lost_names = {c.name for c in lost}
-            for offset, value in entries:
+            for i, (offset, value) in enumerate(entries):
                 event = build_event(p, offset, value)
                 if event is None:
                     continue
@@ -132,9 +136,12 @@ async def resume(
                 if not matched or all(c.name in lost_names for c in matched):
                     continue
                 if conn.wants(event):
-                    conn.send_event(event)
+                    conn.send_event(event, coalesce=False)
                     for c in matched:
                         replayed[c] += 1
+                if i % _PAGE == _PAGE - 1:
+                    # Back-pressure: let the socket take a page before queueing more.
+                    await conn.flush(_FLUSH_S)
         # --- answer, then let the parked live events through ----------------------------
         frames: list[dict[str, Any]] = []
         for channel in requests:
@@ -158,7 +165,12 @@ async def resume(
             conn.send(json.dumps(frame, separators=(",", ":"), default=str), "resumed")
         return frames
     finally:
-        parked, conn.parked = conn.parked or [], None
-        for event in parked:
-            if conn.wants(event):
-                conn.send_event(event)
+        # Live events that came during the replay, in pages; ones arriving meanwhile
+        # keep being parked, so the order holds. Not coalesced: resume is exact.
+        while conn.parked and not conn.closing:
+            page, conn.parked = conn.parked[:_PAGE], conn.parked[_PAGE:]
+            for event in page:
+                if conn.wants(event):
+                    conn.send_event(event, coalesce=False)
+            await conn.flush(_FLUSH_S)
+        conn.parked = None

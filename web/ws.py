@@ -492,6 +492,7 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
         ws,
         edge.metrics,
         max_queue=cfg.max_send_queue,
+        coalesce_after=cfg.coalesce_after,
         frame_rate=cfg.frame_rate,
         frame_burst=cfg.frame_burst,
     )

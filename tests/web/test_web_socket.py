@@ -328,7 +328,7 @@ async def test_device_metrics_frames_and_chat_over_the_socket(edge: Any, next_of
 async def test_slow_client_metrics_coalesced_alerts_kept(
     edge_factory: Any, redis_url: str, next_of: Any
 ) -> None:
-    edge = await edge_factory(EdgeConfig(max_send_queue=50))
+    edge = await edge_factory(EdgeConfig(max_send_queue=50, coalesce_after=16))
     sid = await edge.start_session()
     ws = await edge.ws()
     await ws.send_json({"type": "subscribe", "channel": f"live:session:{sid}"})
