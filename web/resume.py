@@ -168,9 +168,9 @@ async def resume(
         # Live events that came during the replay, in pages; ones arriving meanwhile
         # keep being parked, so the order holds. Not coalesced: resume is exact.
         while conn.parked and not conn.closing:
-            page, conn.parked = conn.parked[:_PAGE], conn.parked[_PAGE:]
-            for event in page:
-                if conn.wants(event):
-                    conn.send_event(event, coalesce=False)
+            held, conn.parked = conn.parked[:_PAGE], conn.parked[_PAGE:]
+            for live_event in held:
+                if conn.wants(live_event):
+                    conn.send_event(live_event, coalesce=False)
             await conn.flush(_FLUSH_S)
         conn.parked = None
