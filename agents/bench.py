@@ -317,12 +317,12 @@ async def _backlog(
     start = time.perf_counter()
     for i in range(0, len(records), 2000):
         await _append_many(client, records[i : i + 2000])
-    # One metrics_update per session per second of sample time: wait for all of them.
+    # One metrics_update per record (the state after its last sample): wait for all.
     while time.perf_counter() - start < 300:
         produced = 0
         for p in range(PARTITIONS):
             produced += await streams.highwater(client, LIVE_TOPIC, p) - highwaters[p]
-        if produced >= samples:
+        if produced >= len(records):
             break
         await asyncio.sleep(0.05)
     live_s = time.perf_counter() - start

@@ -10,18 +10,24 @@ Events carry ``session_id`` and ``user_id`` (the athlete), from which the edge d
 the channels ``live:session:{id}`` and ``live:user:{id}``, and ``ingest_ms``, from which
 it measures sample-to-socket latency.
 
-``metrics_update`` is coalesced to at most one per session per second of sample time
-(the first accepted sample at least a second after the last one published); alerts
+``metrics_update`` is coalesced to at most one per session per second of sample time,
+and to at most one per record: the state after the record's last sample, published
+when that sample is at least a second after the last one published. A device at 1 Hz
+gets one update a second; a batch uploaded after a tunnel gets one update with the
+latest state (its history is in ``live_metrics``), not a burst of stale ones. The
+rule depends on sample times only, so a replay publishes the same updates. Alerts
 and session events are never coalesced.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from pydantic import ValidationError
 
 from agents.alert_config import AlertConfig
@@ -34,6 +40,9 @@ log = logging.getLogger(__name__)
 
 #: Least sample time between two metrics_update events of one session.
 METRICS_INTERVAL_S = 1.0
+
+#: Sessions whose live objects are kept between records.
+_LIVE_CACHE_MAX = 20_000
 
 State = dict[str, Any]
 Event = dict[str, Any]
@@ -67,6 +76,13 @@ def _alert_config_from(payload: dict[str, Any], profile: AthleteProfile) -> Aler
     return AlertConfig.defaults_for(profile)
 
 
+def _engine_key(config_json: dict[str, Any], profile: AthleteProfile) -> str:
+    canonical = orjson.dumps(
+        {"alerts": config_json, "profile": profile.model_dump()}, option=orjson.OPT_SORT_KEYS
+    )
+    return hashlib.blake2b(canonical, digest_size=12).hexdigest()
+
+
 class Processor:
     """Turns records into state and events. Caches alert engines per configuration."""
 
@@ -76,15 +92,21 @@ class Processor:
             block_store if block_store is not None else {}
         )
         self._engines: dict[str, AlertEngine] = {}
+        # Live objects of recently processed sessions, valid while the table still holds
+        # the very state dict they were saved to (after a recovery it holds new ones).
+        self._live: dict[int, tuple[State, SessionMetrics]] = {}
 
-    def _engine(self, config_json: dict[str, Any], profile: AthleteProfile) -> AlertEngine:
-        cache_key = repr((sorted(config_json.items()), profile))
-        engine = self._engines.get(cache_key)
+    def _engine(self, state: State, profile: AthleteProfile) -> AlertEngine:
+        """The engine of the session's configuration and profile, built once per change."""
+        key = state.get("engine_key")
+        if key is None:
+            key = state["engine_key"] = _engine_key(state["alert_config"], profile)
+        engine = self._engines.get(key)
         if engine is None:
             if len(self._engines) > 1024:
                 self._engines.clear()
-            engine = AlertEngine(AlertConfig.from_jsonb(config_json), profile)
-            self._engines[cache_key] = engine
+            engine = AlertEngine(AlertConfig.from_jsonb(state["alert_config"]), profile)
+            self._engines[key] = engine
         return engine
 
     def new_state(self, session_id: int, user_id: int, payload: dict[str, Any]) -> State:
@@ -108,7 +130,12 @@ class Processor:
         if state is None:
             payload = record.get("payload", {}) if record.get("kind") == "control" else {}
             state = self.new_state(session_id, user_id, payload)
-        metrics = SessionMetrics.from_dict(state["metrics"], self.block_store)
+        cached = self._live.get(session_id)
+        if cached is not None and cached[0] is state:
+            # The state we returned last time, unchanged: skip rebuilding it from JSON.
+            metrics = cached[1]
+        else:
+            metrics = SessionMetrics.from_dict(state["metrics"], self.block_store)
         out = Outcome(state)
         base = {"session_id": session_id, "user_id": user_id, "ingest_ms": ingest_ms}
         control: Event | None = None
@@ -122,6 +149,12 @@ class Processor:
         if control is not None:
             out.events.append(control)
         state["metrics"] = metrics.to_dict()
+        if metrics.state == "stopped" or len(self._live) >= _LIVE_CACHE_MAX:
+            self._live.pop(session_id, None)
+            if len(self._live) >= _LIVE_CACHE_MAX:
+                self._live.clear()  # abandoned sessions: rebuilt from the table on demand
+        else:
+            self._live[session_id] = (state, metrics)
         return out
 
     def _samples(
@@ -133,15 +166,16 @@ class Processor:
         out: Outcome,
     ) -> None:
         profile = metrics.profile
-        engine = self._engine(state["alert_config"], profile)
+        engine = self._engine(state, profile)
         alert_state = state["alerts"]
         emitted_t = state["emitted_t"]
-        pending = False
+        last_t: float | None = None
         for raw in samples:
             # Validated by the edge before it reached the stream: no second validation.
             sample = Sample.model_construct(**raw)
             if metrics.add_sample(sample) != "accepted":
                 continue
+            last_t = sample.t
             alert_state, alerts = engine.update(
                 alert_state,
                 AlertSample(sample.t, sample.heart_rate, sample.power_w, sample.speed_m_s),
@@ -150,14 +184,9 @@ class Processor:
                 out.events.append(
                     {**base, "type": "alert", "timestamp": sample.t, "alert": alert.to_event()}
                 )
-            if emitted_t is None or sample.t - emitted_t >= METRICS_INTERVAL_S:
-                out.events.append(self._metrics_event(metrics, base, sample.t))
-                emitted_t = sample.t
-                pending = False
-            else:
-                pending = True
-        if pending:
-            log.debug("session %s: metrics coalesced", base["session_id"])
+        if last_t is not None and (emitted_t is None or last_t - emitted_t >= METRICS_INTERVAL_S):
+            out.events.append(self._metrics_event(metrics, base, last_t))
+            emitted_t = last_t
         state["alerts"] = alert_state
         state["emitted_t"] = emitted_t
 
@@ -207,3 +236,4 @@ class Processor:
             metrics.set_profile(_profile_from(payload))
         if isinstance(payload.get("alerts"), dict):
             state["alert_config"] = _alert_config_from(payload, metrics.profile).to_jsonb()
+        state["engine_key"] = None  # rebuilt from the new profile or configuration

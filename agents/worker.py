@@ -36,6 +36,10 @@ def run_app(settings: Settings, *, app: str, redis_url: str, database_url: str) 
         quiet=True,
         redirect_stdouts=False,
     )
+    # Faust's terminal spinner sets the root logger to DEBUG (so that it spins on every
+    # record) whenever the level is WARNING or above: every debug call on the hot path
+    # is then formatted. No spinner, no DEBUG.
+    worker.spinner = None
     worker.execute_from_commandline()  # exits the process via sys.exit when it stops
     return 0
 

@@ -58,7 +58,11 @@ def test_a_replayed_recording_matches_the_pure_summary(indoor: list[dict[str, ob
     updates = [e for e in events if e["type"] == "metrics_update"]
     times = [e["timestamp"] for e in updates]
     assert all(b - a >= 1.0 for a, b in itertools.pairwise(times))
-    assert len(updates) > 0.9 * (times[-1] - times[0])
+    # One update per record (batches of 100), each with the state after its last sample.
+    assert times == [
+        float(indoor[min(i + 99, len(indoor) - 1)]["t"])  # type: ignore[arg-type]
+        for i in range(0, len(indoor), 100)
+    ]
     for e in updates:
         assert e["session_id"] == 7 and e["user_id"] == 3
         assert {"heart_rate", "pace", "distance", "cadence", "power"} <= e["metrics"].keys()
@@ -68,6 +72,25 @@ def test_a_replayed_recording_matches_the_pure_summary(indoor: list[dict[str, ob
     reference = summarise(read_recording(INDOOR, session_id=7).samples)
     for key in ("samples", "mean_hr", "max_hr", "mean_power", "np", "decoupling_pct"):
         assert stop["summary"][key] == pytest.approx(reference[key]), key
+
+
+def test_a_1_hz_device_gets_one_update_per_sample() -> None:
+    processor = Processor()
+    state = processor.process(None, _control("start", 1_767_261_600)).state
+    updates = 0
+    for i in range(30):
+        sample = {"session_id": 7, "t": 1_767_261_600 + i, "heart_rate": 150.0}
+        out = processor.process(state, _batch([sample]))
+        state = out.state
+        updates += sum(e["type"] == "metrics_update" for e in out.events)
+    assert updates == 30
+    # Twice a second: at most one update per second of sample time.
+    for i in range(20):
+        sample = {"session_id": 7, "t": 1_767_261_700 + i / 2, "heart_rate": 150.0}
+        out = processor.process(state, _batch([sample]))
+        state = out.state
+        updates += sum(e["type"] == "metrics_update" for e in out.events)
+    assert updates == 30 + 10
 
 
 def test_replaying_a_batch_changes_nothing(indoor: list[dict[str, object]]) -> None:
