@@ -302,12 +302,63 @@ def summarize_by_module(path: Path, top: int = 12) -> list[tuple[str, float]]:
     return [(name, count / total) for name, count in ranked] if total else []
 
 
+async def bench_compaction(url: str, updates: int, keys: int = KEYS) -> dict[str, Any]:
+    """``updates`` table updates to ``keys`` keys in one changelog partition, compacted.
+
+    Reports the changelog length before and after, the compaction time, and the
+    entries (and time) a recovery reads afterwards (all of what remains, in order).
+    """
+    from pipeline.compaction import Compactor
+
+    r = aioredis.Redis.from_url(url)
+    topic = "bench-table-changelog"
+    try:
+        await r.flushdb()
+        now = int(time.time() * 1000)
+        started = time.perf_counter()
+        for base in range(0, updates, 5000):
+            entries: list[streams.Entry] = [
+                (f'"athlete-{i % keys}"'.encode(), str(i).encode(), None, now)
+                for i in range(base, min(updates, base + 5000))
+            ]
+            await streams.append(r, topic, 0, entries)
+        write_s = time.perf_counter() - started
+        before = await r.xlen(streams.stream_key(topic, 0))
+        started = time.perf_counter()
+        deleted = await Compactor(r).compact(topic, 0)
+        compact_s = time.perf_counter() - started
+        started = time.perf_counter()
+        read, offset = 0, 0
+        while True:
+            batch = await streams.read(r, topic, 0, offset, count=5000)
+            if not batch:
+                break
+            read += len(batch)
+            offset = batch[-1][0] + 1
+        recovery_s = time.perf_counter() - started
+        return {
+            "updates": updates,
+            "keys": keys,
+            "write_s": round(write_s, 2),
+            "changelog_entries_before": before,
+            "deleted": deleted,
+            "changelog_entries_after": await r.xlen(streams.stream_key(topic, 0)),
+            "compaction_s": round(compact_s, 2),
+            "recovery_entries_read": read,
+            "recovery_read_s": round(recovery_s, 3),
+            "highwater": await streams.highwater(r, topic, 0),
+        }
+    finally:
+        await r.aclose()
+
+
 def bench_transport(
     *,
     redis_url: str | None = None,
     events: int = 20_000,
     runs: int = 3,
     profile_dir: Path | None = None,
+    compaction_updates: int = 0,
 ) -> dict[str, Any]:
     """Run the benchmark; returns the report (also what the CLI prints as JSON)."""
 
@@ -335,6 +386,8 @@ def bench_transport(
                 "vs_raw_xread": round(median / xread, 3),
                 "vs_raw_xadd": round(median / xadd, 3),
             }
+        if compaction_updates:
+            report["compaction"] = await bench_compaction(url, compaction_updates)
         if profile_dir is not None:
             path = profile_dir / "forward_table.txt"
             await _run_scenario(url, "forward_table", events * 2, profile=path)

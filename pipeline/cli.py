@@ -242,7 +242,8 @@ def _cmd_bench_transport(args: argparse.Namespace, settings: Settings) -> int:
 
     profile = Path(args.profile) if args.profile else None
     result = bench_transport(redis_url=args.redis_url, events=args.events, runs=args.runs,
-                             profile_dir=profile)  # fmt: skip
+                             profile_dir=profile,
+                             compaction_updates=args.compaction_updates)  # fmt: skip
     print(json.dumps(result, indent=2))
     return 0
 
@@ -349,6 +350,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs", type=_positive_int, default=3)
     p.add_argument("--redis-url", default=None, help="default: a private Redis of its own")
     p.add_argument("--profile", default=None, help="folder for a py-spy profile (forward+table)")
+    p.add_argument("--compaction-updates", type=int, default=0,
+                   help="also time compacting this many table updates (e.g. 1000000)")  # fmt: skip
     p.set_defaults(handler=_cmd_bench_transport)
 
     p = sub.add_parser("check", help="validate the configuration and reach the servers")

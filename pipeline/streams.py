@@ -31,6 +31,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError, ResponseError
 
 from pipeline.constants import KEY_PREFIX
+from pipeline.errors import LivecoachError
 
 #: (key, value, headers, timestamp_ms) of one record.
 Entry: TypeAlias = tuple[bytes | None, bytes, Mapping[str, bytes] | None, int]
@@ -47,7 +48,7 @@ FIELD_TIMESTAMP = b"t"
 HEADER_PREFIX = b"h."
 
 
-class TopicError(Exception):
+class TopicError(LivecoachError):
     """A topic is missing or was declared with another partition count."""
 
 
