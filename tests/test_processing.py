@@ -122,3 +122,24 @@ def test_a_profile_change_reaches_the_alert_rules() -> None:
         e for e in processor.process(out.state, _batch(samples)).events if e["type"] == "alert"
     ]
     assert len(fired) == 1 and fired[0]["alert"]["rule"] == "heart_rate"
+
+
+def test_samples_after_stop_are_counted_and_ignored() -> None:
+    processor = Processor()
+    state = processor.process(None, _control("start", 1_767_261_600)).state
+    samples = [{"session_id": 7, "t": 1_767_261_601 + i, "heart_rate": 150.0} for i in range(5)]
+    state = processor.process(state, _batch(samples)).state
+    stop = processor.process(state, _control("stop", 1_767_261_610))
+    late = [{"session_id": 7, "t": 1_767_261_620 + i, "heart_rate": 190.0} for i in range(5)]
+    out = processor.process(stop.state, _batch(late))
+    assert not [e for e in out.events if e["type"] in ("metrics_update", "alert")]
+    assert out.state["metrics"]["ignored"]["stopped"] == 5
+    assert out.state["metrics"]["totals"] == stop.state["metrics"]["totals"]
+
+
+def test_samples_of_a_session_never_started_start_it() -> None:
+    processor = Processor()
+    samples = [{"session_id": 7, "t": 1_767_261_601 + i, "heart_rate": 150.0} for i in range(3)]
+    out = processor.process(None, _batch(samples))
+    assert out.state["metrics"]["state"] == "running"
+    assert [e["type"] for e in out.events] == ["metrics_update"]
