@@ -9,6 +9,8 @@ import random
 import time
 from collections.abc import Iterable, Sequence
 
+import pytest
+
 from agents.alert_config import (
     AlertConfig,
     EfDropRule,
@@ -304,3 +306,33 @@ def test_per_sample_cost_is_tens_of_microseconds() -> None:
     per_sample_us = 1e6 * (time.perf_counter() - started) / len(samples)
     assert per_sample_us < 100.0, per_sample_us  # ~15 us on a laptop; loose for CI
     assert len(json.dumps(state)) < 12_000
+
+
+def _steady_ride(drift_bpm_per_min: float, minutes: int = 60) -> list[AlertSample]:
+    """Warm-up 10 min at 120 W, then steady 200 W with HR drifting at the given rate."""
+    samples: list[AlertSample] = []
+    hr = 110.0
+    for i in range(minutes * 60):
+        power = 120.0 if i < 600 else 200.0
+        target = 115.0 if i < 600 else 140.0 + drift_bpm_per_min * (i - 600) / 60.0
+        hr += (target - hr) * (1 - math.exp(-1 / 40.0))
+        samples.append(AlertSample(float(i), hr, power, None))
+    return samples
+
+
+def test_cardiac_drift_at_steady_output_raises_drift_and_efficiency_alerts() -> None:
+    rules = Rules(
+        heart_rate=HeartRateRule(enabled=False), ef_drop=EfDropRule(), hr_drift=HrDriftRule()
+    )
+    engine = AlertEngine(AlertConfig(rules=rules), AthleteProfile(ftp_w=250.0))
+    drifting = engine.run("d", _steady_ride(0.4))
+    by_rule = {a.rule: a for a in drifting}
+    assert set(by_rule) == {"hr_drift", "ef_drop"}
+    drift = by_rule["hr_drift"]
+    assert drift.current == pytest.approx(0.4, abs=0.05)
+    # The drift window needs 10 min of settled output after the step at 10 min.
+    assert drift.started_at_s >= 600 + 600
+    # EF: HR up 5 % from the baseline (taken at ~17 min, 140 + 2.8 bpm) needs ~18 min more.
+    assert by_rule["ef_drop"].started_at_s > 2000
+    steady = engine.run("s", _steady_ride(0.02))
+    assert steady == []
