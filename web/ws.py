@@ -22,10 +22,22 @@ import time
 from typing import Any
 
 from aiohttp import WSMsgType, web
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ValidationError
 
 from pipeline.constants import user_channel
 from pipeline.errors import ServiceError
+from pipeline.models import (
+    AckAlertFrame,
+    AuthFrame,
+    ClientMetricsUpdateFrame,
+    MessageFrame,
+    PingFrame,
+    ReadFrame,
+    ResumeFrame,
+    SubscribeFrame,
+    TypingFrame,
+    UnsubscribeFrame,
+)
 from web.access import Forbidden, NotFound
 from web.actions import Conflict, parse_samples
 from web.app import EDGE, Edge, stop_tasks
@@ -45,53 +57,6 @@ from web.protocol import (
 from web.resume import resume, subscribe, unsubscribe
 
 log = logging.getLogger(__name__)
-
-
-class _Frame(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    type: str
-    id: str | int | None = None
-
-
-class _Auth(_Frame):
-    token: str = Field(min_length=1)
-
-
-class _Subscribe(_Frame):
-    channel: str | None = None
-    channels: list[str] | None = Field(default=None, max_length=200)
-
-
-class _Resume(_Frame):
-    cursors: dict[str, str | list[str]] = Field(max_length=200)
-
-
-class _MetricsUpdate(_Frame):
-    session_id: int = Field(ge=1)
-    samples: list[dict[str, Any]] | None = Field(default=None, max_length=3600)
-    metrics: dict[str, Any] | None = None
-    t: float | str | None = None
-    timestamp: float | str | None = None
-
-
-class _Message(_Frame):
-    session_id: int = Field(ge=1)
-    text: str = Field(min_length=1, max_length=4000)
-    client_message_id: str | None = Field(default=None, min_length=1, max_length=64)
-
-
-class _Typing(_Frame):
-    session_id: int = Field(ge=1)
-    typing: bool = True
-
-
-class _Read(_Frame):
-    session_id: int = Field(ge=1)
-    up_to_id: int = Field(ge=1)
-
-
-class _AckAlert(_Frame):
-    alert_id: str = Field(min_length=1, max_length=64)
 
 
 #: The spec's metrics names -> Sample fields (pace is s/km; Sample carries speed).
@@ -114,10 +79,11 @@ class _Socket:
 
     # --- replies ----------------------------------------------------------------------
 
-    def reply(self, kind: str, frame: _Frame | None = None, **fields: Any) -> None:
+    def reply(self, kind: str, frame: BaseModel | None = None, **fields: Any) -> None:
         body: dict[str, Any] = {"type": kind, "timestamp": time.time(), **fields}
-        if frame is not None and frame.id is not None:
-            body["ref"] = frame.id
+        ref = getattr(frame, "id", None)
+        if ref is not None:
+            body["ref"] = ref
         self.conn.send(_dumps(body), kind)
 
     def error(self, code: str, message: str, *, ref: Any = None, **extra: Any) -> None:
@@ -146,12 +112,14 @@ class _Socket:
             await self.conn.close(CLOSE_UNAUTHORIZED, "expected an auth frame")
             return None
         try:
-            frame = _Auth.model_validate_json(msg.data)
-            if frame.type != "auth":
-                raise AuthError("the first frame must be {'type': 'auth', 'token': ...}")
+            frame = AuthFrame.model_validate_json(msg.data)
             return verifier.verify(frame.token)
         except (ValidationError, AuthError) as exc:
-            reason = str(exc) if isinstance(exc, AuthError) else "malformed auth frame"
+            reason = (
+                str(exc)
+                if isinstance(exc, AuthError)
+                else "the first frame must be {'type': 'auth', 'token': ...}"
+            )
             await self.conn.close(CLOSE_UNAUTHORIZED, reason)
             return None
 
@@ -301,7 +269,7 @@ class _Socket:
 
 
 async def _on_auth(s: _Socket, data: dict[str, Any]) -> None:
-    frame = _Auth.model_validate(data)
+    frame = AuthFrame.model_validate(data)
     principal = s.edge.verifier.verify(frame.token)
     current = s.conn.principal
     assert current is not None
@@ -312,10 +280,10 @@ async def _on_auth(s: _Socket, data: dict[str, Any]) -> None:
 
 
 async def _on_ping(s: _Socket, data: dict[str, Any]) -> None:
-    s.reply("pong", _Frame.model_validate(data))
+    s.reply("pong", PingFrame.model_validate(data))
 
 
-def _channels(frame: _Subscribe) -> list[Channel]:
+def _channels(frame: SubscribeFrame | UnsubscribeFrame) -> list[Channel]:
     names = list(frame.channels or []) + ([frame.channel] if frame.channel else [])
     if not names:
         raise ValueError("channel: field required (or channels: a list)")
@@ -323,7 +291,7 @@ def _channels(frame: _Subscribe) -> list[Channel]:
 
 
 async def _on_subscribe(s: _Socket, data: dict[str, Any]) -> None:
-    frame = _Subscribe.model_validate(data)
+    frame = SubscribeFrame.model_validate(data)
     channels = _channels(frame)
     if len(s.conn.subscriptions) + len(channels) > s.edge.config.max_subscriptions:
         raise ValueError(f"at most {s.edge.config.max_subscriptions} subscriptions per socket")
@@ -338,7 +306,7 @@ async def _on_subscribe(s: _Socket, data: dict[str, Any]) -> None:
 
 
 async def _on_unsubscribe(s: _Socket, data: dict[str, Any]) -> None:
-    frame = _Subscribe.model_validate(data)
+    frame = UnsubscribeFrame.model_validate(data)
     for channel in _channels(frame):
         removed = unsubscribe(s.edge, s.conn, channel.name)
         athlete = s.watched.pop(channel.name, None)
@@ -355,7 +323,7 @@ async def _on_unsubscribe(s: _Socket, data: dict[str, Any]) -> None:
 
 
 async def _on_resume(s: _Socket, data: dict[str, Any]) -> None:
-    frame = _Resume.model_validate(data)
+    frame = ResumeFrame.model_validate(data)
     requests: dict[Channel, dict[int, int]] = {}
     for name, raw in frame.cursors.items():
         channel = parse_channel(name)
@@ -374,9 +342,9 @@ async def _on_resume(s: _Socket, data: dict[str, Any]) -> None:
             await s._watch(channel, athlete, True)
 
 
-def _samples_of(frame: _MetricsUpdate) -> list[Any]:
+def _samples_of(frame: ClientMetricsUpdateFrame) -> list[Any]:
     if frame.samples is not None:
-        return frame.samples
+        return [r.model_dump(exclude_none=True) for r in frame.samples]
     if frame.metrics is None:
         raise ValueError("samples or metrics: one of them is required")
     sample: dict[str, Any] = {}
@@ -395,7 +363,7 @@ def _samples_of(frame: _MetricsUpdate) -> list[Any]:
 
 
 async def _on_metrics_update(s: _Socket, data: dict[str, Any]) -> None:
-    frame = _MetricsUpdate.model_validate(data)
+    frame = ClientMetricsUpdateFrame.model_validate(data)
     principal = s.conn.principal
     assert principal is not None
     samples = parse_samples(frame.session_id, _samples_of(frame))
@@ -412,7 +380,7 @@ async def _on_metrics_update(s: _Socket, data: dict[str, Any]) -> None:
 
 
 async def _on_message(s: _Socket, data: dict[str, Any]) -> None:
-    frame = _Message.model_validate(data)
+    frame = MessageFrame.model_validate(data)
     principal = s.conn.principal
     assert principal is not None
     row, created = await s.edge.need_actions().post_message(
@@ -422,7 +390,7 @@ async def _on_message(s: _Socket, data: dict[str, Any]) -> None:
 
 
 async def _on_typing(s: _Socket, data: dict[str, Any]) -> None:
-    frame = _Typing.model_validate(data)
+    frame = TypingFrame.model_validate(data)
     principal = s.conn.principal
     assert principal is not None
     channel = Channel("session", frame.session_id)
@@ -442,7 +410,7 @@ async def _on_typing(s: _Socket, data: dict[str, Any]) -> None:
 
 
 async def _on_read(s: _Socket, data: dict[str, Any]) -> None:
-    frame = _Read.model_validate(data)
+    frame = ReadFrame.model_validate(data)
     principal = s.conn.principal
     assert principal is not None
     ids = await s.edge.need_actions().mark_read(principal, frame.session_id, frame.up_to_id)
@@ -450,7 +418,7 @@ async def _on_read(s: _Socket, data: dict[str, Any]) -> None:
 
 
 async def _on_ack_alert(s: _Socket, data: dict[str, Any]) -> None:
-    frame = _AckAlert.model_validate(data)
+    frame = AckAlertFrame.model_validate(data)
     principal = s.conn.principal
     assert principal is not None
     row = await s.edge.need_actions().ack_alert(principal, frame.alert_id)

@@ -15,6 +15,7 @@ import psycopg
 import pytest
 from aiohttp.test_utils import TestServer
 
+from pipeline.models import server_event
 from pipeline.settings import Settings, load_settings
 from web.app import EDGE, Edge, EdgeConfig, create_app
 from web.auth import Role, mint_token
@@ -134,6 +135,10 @@ async def _next_of(
         msg = await ws.receive(timeout=wait_s)
         assert msg.type == aiohttp.WSMsgType.TEXT, (msg.type, msg.data, msg.extra)
         frame = json.loads(msg.data)
+        if "offset" not in frame:
+            # What the edge itself writes must match the protocol models (live events
+            # are the agents' and the tests' own).
+            server_event.validate_python(frame)
         if frame["type"] == kind:
             return frame  # type: ignore[no-any-return]
 
