@@ -178,8 +178,9 @@ class AlertEngine:
         """Feed one sample; returns the state (updated in place) and any new alerts."""
         sig = state["sig"]
         t = sample.t_s
-        if sig["t"] is not None and t < sig["t"]:
-            return state, []  # a replayed or out-of-order sample: already accounted for
+        if sig["t"] is not None and t <= sig["t"]:
+            # A replayed, duplicated or out-of-order sample: already accounted for.
+            return state, []
         dt, gap = update_signals(
             sig, self._params, t, sample.heart_rate_bpm, sample.power_w, sample.speed_m_s
         )

@@ -319,7 +319,7 @@ def _run(
 
 def evaluate(
     *,
-    n_synthetic: int = 40,
+    n_synthetic: int = 80,
     recordings_dir: Path | None = DEFAULT_RECORDINGS_DIR,
 ) -> EvalReport:
     """Replay the labelled set and score every rule."""
@@ -339,7 +339,7 @@ def evaluate(
 
 
 def main(
-    *, as_json: bool = False, n_synthetic: int = 40, recordings_dir: Path | None = None
+    *, as_json: bool = False, n_synthetic: int = 80, recordings_dir: Path | None = None
 ) -> int:
     """The ``livecoach alerts-eval`` command; exit status 1 when a rule is under 0.97."""
     report = evaluate(

@@ -237,6 +237,8 @@ def test_a_stale_sample_after_restart_is_ignored() -> None:
     before = json.dumps(state)
     state, raised = engine.update(state, AlertSample(10.0, 190.0, 200.0, None))
     assert raised == [] and json.dumps(state) == before
+    state, raised = engine.update(state, AlertSample(299.0, 190.0, 200.0, None))  # duplicate
+    assert raised == [] and json.dumps(state) == before
 
 
 def test_a_threshold_change_applies_on_the_next_sample() -> None:
