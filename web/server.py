@@ -16,17 +16,31 @@ from pipeline.settings import Settings
 log = logging.getLogger(__name__)
 
 
+def serve(
+    settings: Settings, *, redis_url: str, database_url: str, host: str, port: int
+) -> None:
+    """Run an edge on resolved servers until SIGINT/SIGTERM (for ``livecoach up`` too)."""
+    from web.app import create_app
+
+    app = create_app(settings, redis_url=redis_url, database_url=database_url)
+    print(f"livecoach edge on http://{host}:{port}/api/v1/live", flush=True)
+    web.run_app(app, host=host, port=port, print=None, handle_signals=True)
+
+
 def run_edge(settings: Settings, *, host: str | None = None, port: int | None = None) -> int:
     from pipeline.migrations import migrate
     from pipeline.runtime import resolved_services
-    from web.app import create_app
 
     host = host or settings.web_host
     port = settings.web_port if port is None else port
     with resolved_services(settings) as urls:
         if settings.database_url is None:
             migrate(urls.database_url)  # embedded: nobody else will migrate it
-        app = create_app(settings, redis_url=urls.redis_url, database_url=urls.database_url)
-        print(f"livecoach edge on http://{host}:{port}/api/v1/live", flush=True)
-        web.run_app(app, host=host, port=port, print=None, handle_signals=True)
+        serve(
+            settings,
+            redis_url=urls.redis_url,
+            database_url=urls.database_url,
+            host=host,
+            port=port,
+        )
     return 0
