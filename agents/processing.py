@@ -67,13 +67,26 @@ def _profile_from(payload: dict[str, Any]) -> AthleteProfile:
 
 
 def _alert_config_from(payload: dict[str, Any], profile: AthleteProfile) -> AlertConfig:
+    """Alert settings from ``alerts``, or from a profile row's ``alert_settings``.
+
+    A profile row's ``sound`` and ``vibration`` columns are the athlete's delivery
+    preferences; they override the settings' own defaults.
+    """
+    found = payload.get("profile")
+    row: dict[str, Any] = found if isinstance(found, dict) else {}
     data = payload.get("alerts")
-    if isinstance(data, dict):
+    if not isinstance(data, dict):
+        data = row.get("alert_settings") if isinstance(row.get("alert_settings"), dict) else None
+    config = AlertConfig.defaults_for(profile)
+    if data:
         try:
-            return AlertConfig.from_jsonb(data)
+            config = AlertConfig.from_jsonb(data)
         except ValidationError as exc:
             log.warning("ignoring invalid alert settings: %s", exc.errors()[0]["msg"])
-    return AlertConfig.defaults_for(profile)
+    delivery = {k: row[k] for k in ("sound", "vibration") if isinstance(row.get(k), bool)}
+    if delivery:
+        config = config.model_copy(update={"delivery": config.delivery.model_copy(update=delivery)})
+    return config
 
 
 def _engine_key(config_json: dict[str, Any], profile: AthleteProfile) -> str:
@@ -234,6 +247,6 @@ class Processor:
     ) -> None:
         if isinstance(payload.get("profile"), dict):
             metrics.set_profile(_profile_from(payload))
-        if isinstance(payload.get("alerts"), dict):
+        if isinstance(payload.get("alerts"), dict) or isinstance(payload.get("profile"), dict):
             state["alert_config"] = _alert_config_from(payload, metrics.profile).to_jsonb()
         state["engine_key"] = None  # rebuilt from the new profile or configuration

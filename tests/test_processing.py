@@ -143,3 +143,18 @@ def test_samples_of_a_session_never_started_start_it() -> None:
     out = processor.process(None, _batch(samples))
     assert out.state["metrics"]["state"] == "running"
     assert [e["type"] for e in out.events] == ["metrics_update"]
+
+
+def test_the_start_record_carries_the_profile_row_and_its_alert_settings() -> None:
+    processor = Processor()
+    row = {"user_id": 3, "hr_max": 185, "lthr": 165, "ftp_w": 300, "sound": False,
+           "vibration": True, "alert_settings": {"rules": {"heart_rate": {"high_bpm": 160}}},
+           "updated_at": "2026-11-25T10:00:00"}  # fmt: skip
+    state = processor.process(None, _control("start", 1_767_261_600, profile=row)).state
+    assert state["metrics"]["profile"]["ftp_w"] == 300
+    assert state["alert_config"]["rules"]["heart_rate"]["high_bpm"] == 160
+    assert state["alert_config"]["delivery"] == {"sound": False, "vibration": True}
+    samples = [{"session_id": 7, "t": 1_767_261_601 + i, "heart_rate": 175.0} for i in range(120)]
+    alerts = [e["alert"] for e in processor.process(state, _batch(samples)).events
+              if e["type"] == "alert"]  # fmt: skip
+    assert alerts and alerts[0]["sound"] is False and alerts[0]["vibration"] is True

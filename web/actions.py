@@ -159,7 +159,13 @@ class Actions:
             metadata=metadata,
         )
         self.access.remember_session(row)
-        await self.control(row["id"], athlete, "start", payload={"metadata": metadata})
+        # The agents never read PostgreSQL: the profile and alert settings travel with
+        # the start (and with every later edit, see control_profile).
+        profile = await self.store.get_profile(athlete)
+        payload: dict[str, Any] = {"metadata": metadata}
+        if profile is not None:
+            payload["profile"] = profile
+        await self.control(row["id"], athlete, "start", payload=payload)
         return row
 
     async def lifecycle(
