@@ -1,0 +1,72 @@
+"""``livecoach watch`` prints a live session, over a real edge."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import time
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+
+from pipeline.constants import LIVE_TOPIC
+from pipeline.records import session_key
+from pipeline.streams import append, partition_for_key
+from web.watch import watch
+
+pytestmark = pytest.mark.integration
+
+
+async def test_watch_prints_metrics_and_alerts(edge: Any, redis_url: str) -> None:
+    sid = await edge.start_session()
+    out = io.StringIO()
+    base = str(edge.server.make_url("/"))
+    task = asyncio.create_task(watch(base, sid, edge.token(1, "athlete"), out=out, max_events=2))
+    for _ in range(100):  # until subscribed
+        if edge.edge.hub.channels.get(f"live:session:{sid}"):
+            break
+        await asyncio.sleep(0.02)
+    redis = aioredis.Redis.from_url(redis_url)
+    try:
+        p = partition_for_key(session_key(sid), 4)
+        now = int(time.time() * 1000)
+        events = [
+            {
+                "type": "metrics_update",
+                "session_id": sid,
+                "user_id": 1,
+                "metrics": {
+                    "heart_rate": 151,
+                    "power": 240,
+                    "pace": None,
+                    "distance": 1000,
+                    "cadence": 90,
+                },
+            },
+            {
+                "type": "alert",
+                "session_id": sid,
+                "user_id": 1,
+                "alert": {
+                    "severity": "warning",
+                    "message": "HR above zone",
+                    "metric": "heart_rate",
+                    "current": 181,
+                    "threshold": 175,
+                },
+            },
+        ]
+        await append(
+            redis,
+            LIVE_TOPIC,
+            p,
+            [(session_key(sid), json.dumps(e).encode(), None, now) for e in events],
+        )
+    finally:
+        await redis.aclose()
+    assert await asyncio.wait_for(task, 10) == 0
+    text = out.getvalue()
+    assert "heart_rate=151bpm" in text and "power=240W" in text
+    assert "ALERT [warning] HR above zone" in text
