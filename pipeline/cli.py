@@ -99,13 +99,6 @@ def _cmd_watch(args: argparse.Namespace, settings: Settings) -> int:
         return 0
 
 
-def _cmd_watch(args: argparse.Namespace, settings: Settings) -> int:
-    from web.watch import run_watch
-
-    url = args.url or f"http://{settings.web_host}:{settings.web_port}"
-    return run_watch(url, args.session, args.token)
-
-
 def _cmd_web(args: argparse.Namespace, settings: Settings) -> int:
     from web.server import run_edge
 
@@ -297,12 +290,6 @@ def build_parser() -> argparse.ArgumentParser:
         "--port", type=int, default=None, help="listen port (default LIVECOACH_WEB_PORT)"
     )
     p.set_defaults(handler=_cmd_web)
-
-    p = sub.add_parser("watch", help="print a live session in the terminal")
-    p.add_argument("session", type=_positive_int, help="live session id")
-    p.add_argument("--token", required=True, help="a JWT of the athlete or a linked coach")
-    p.add_argument("--url", default=None, help="edge URL (default from LIVECOACH_WEB_*)")
-    p.set_defaults(handler=_cmd_watch)
 
     p = sub.add_parser("worker", help="run the Faust agents (live metrics and persistence)")
     p.add_argument(

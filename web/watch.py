@@ -1,118 +1,110 @@
-"""``livecoach watch SESSION --token T``: print a live session in the terminal.
+"""``livecoach watch``: follow a live session (or an athlete) in the terminal.
 
-A small protocol client: subscribes to ``live:session:{id}``, prints one line per event,
-and when the connection drops it reconnects and resumes from its cursor, so the
-terminal shows every event once (or says that it got a snapshot instead).
+A real WebSocket client of the edge: it authenticates with the token, subscribes to
+``live:session:{id}`` (or ``live:user:{id}``), prints one line per event, and after a
+dropped connection reconnects with backoff and resumes from the last cursor it saw,
+so nothing is missed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import random
 import sys
-import time
 from typing import Any, TextIO
 
 import aiohttp
 
-from web.protocol import CLOSE_FORBIDDEN, CLOSE_UNAUTHORIZED
-
-_FATAL = {CLOSE_UNAUTHORIZED: "bad or expired token", CLOSE_FORBIDDEN: "not allowed"}
+from pipeline.constants import session_channel, user_channel
 
 
-def describe(frame: dict[str, Any]) -> str:
-    """One terminal line for a server event."""
-    kind = frame.get("type", "?")
-    stamp = time.strftime("%H:%M:%S")
-    where = f" @{frame['offset']}" if "offset" in frame else ""
+def _num(value: Any, fmt: str = "{:.0f}") -> str:
+    return fmt.format(value) if isinstance(value, int | float) else "-"
+
+
+def _pace(s_per_km: Any) -> str:
+    if not isinstance(s_per_km, int | float):
+        return "-"
+    minutes, seconds = divmod(round(s_per_km), 60)
+    return f"{minutes}:{seconds:02d}/km"
+
+
+def format_event(event: dict[str, Any]) -> str | None:
+    """One terminal line for an event, or None for events not worth a line."""
+    kind = event.get("type")
+    sid = event.get("session_id", "?")
     if kind == "metrics_update":
-        m = frame.get("metrics") or {}
-        parts = []
-        for name, unit in (
-            ("heart_rate", "bpm"),
-            ("power", "W"),
-            ("pace", "s/km"),
-            ("cadence", "rpm"),
-            ("distance", "m"),
-        ):
-            value = m.get(name)
-            if isinstance(value, int | float):
-                parts.append(f"{name}={value:.0f}{unit}")
-        for name in ("hr_zone", "power_zone", "state"):
-            if m.get(name) is not None:
-                parts.append(f"{name}={m[name]}")
-        return f"{stamp} metrics {' '.join(parts)}{where}"
-    if kind == "alert":
-        a = frame.get("alert") or {}
+        m = event.get("metrics", {})
         return (
-            f"{stamp} ALERT [{a.get('severity')}] {a.get('message')} "
-            f"({a.get('metric')}={a.get('current')} vs {a.get('threshold')}){where}"
+            f"[{sid}] {_num(m.get('elapsed_s'), '{:>6.0f}s')}  HR {_num(m.get('heart_rate'))}"
+            f" ({m.get('hr_zone') or '-'})  P {_num(m.get('power'))} W"
+            f" ({m.get('power_zone') or '-'})  pace {_pace(m.get('pace'))}"
+            f"  dist {_num(m.get('distance'), '{:.0f}')} m  NP {_num(m.get('np'))}"
+            f"  W'bal {_num(m.get('w_prime_bal_pct'), '{:.0f}%')}"
         )
+    if kind == "alert":
+        a = event.get("alert", {})
+        return f"[{sid}] ALERT {str(a.get('severity', '')).upper()}: {a.get('message')}"
+    if kind == "session_event":
+        return f"[{sid}] session {event.get('event')} (state {event.get('state', '-')})"
     if kind == "message":
-        msg = frame.get("message") or {}
-        return f"{stamp} message from {msg.get('from')}: {msg.get('text')}{where}"
-    if kind == "resumed":
-        how = "nothing lost" if frame.get("recovered") else "gap too old: snapshot"
-        return f"{stamp} resumed ({how}; {frame.get('replayed', 0)} replayed)"
+        msg = event.get("message", {})
+        return f"[{sid}] message from {msg.get('from')}: {msg.get('text')}"
     if kind == "error":
-        return f"{stamp} error {frame.get('code')}: {frame.get('message')}"
-    rest = {k: v for k, v in frame.items() if k not in ("type", "channel", "channels")}
-    return f"{stamp} {kind} {json.dumps(rest, default=str)[:160]}"
+        return f"error: {event.get('code')}: {event.get('message')}"
+    if kind == "resumed":
+        return f"resumed (recovered: {event.get('recovered')})"
+    return None
 
 
 async def watch(
     base_url: str,
-    session_id: int,
     token: str,
+    channel: str,
     *,
+    count: int | None = None,
     out: TextIO = sys.stdout,
-    max_events: int | None = None,
-    reconnect_s: float = 1.0,
 ) -> int:
-    """Print events until interrupted (or ``max_events`` live events); exit status."""
-    channel = f"live:session:{session_id}"
-    cursor: dict[str, str] = {}
-    seen = 0
+    """Print events of ``channel`` until interrupted or ``count`` events were printed."""
+    cursors: dict[str, str] = {}
+    printed = 0
+    delay = 0.5
     url = base_url.rstrip("/") + "/api/v1/live/ws"
+    headers = {"Authorization": f"Bearer {token}"}
     async with aiohttp.ClientSession() as http:
         while True:
             try:
-                async with http.ws_connect(
-                    url, headers={"Authorization": f"Bearer {token}"}, heartbeat=None
-                ) as ws:
-                    if cursor:
-                        await ws.send_json(
-                            {"type": "resume", "cursors": {channel: list(cursor.values())}}
-                        )
+                async with http.ws_connect(url, headers=headers, heartbeat=20) as ws:
+                    if cursors:
+                        await ws.send_json({"type": "resume", "cursors": cursors})
                     else:
                         await ws.send_json({"type": "subscribe", "channel": channel})
+                    delay = 0.5
                     async for msg in ws:
                         if msg.type != aiohttp.WSMsgType.TEXT:
-                            break
-                        frame = json.loads(msg.data)
-                        if frame.get("type") in ("ack", "resumed") and frame.get("cursor"):
-                            for c in frame["cursor"]:
-                                cursor.setdefault(c.split(":")[0], c)
-                            if frame["type"] == "resumed":
-                                cursor.update({c.split(":")[0]: c for c in frame["cursor"]})
-                        if "offset" in frame:
-                            cursor[frame["offset"].split(":")[0]] = frame["offset"]
-                            seen += 1
-                        if frame.get("type") not in ("welcome", "ack", "pong"):
-                            print(describe(frame), file=out, flush=True)
-                        if max_events is not None and seen >= max_events:
-                            return 0
-                    code = ws.close_code
-                    if code in _FATAL:
-                        print(f"closed {code}: {_FATAL[code]}", file=sys.stderr)
+                            continue
+                        event = json.loads(msg.data)
+                        if isinstance(event.get("offset"), str):
+                            cursors[channel] = event["offset"]
+                        line = format_event(event)
+                        if line is not None:
+                            print(line, file=out, flush=True)
+                            printed += 1
+                            if count is not None and printed >= count:
+                                return 0
+                    if ws.close_code in (4401, 4403):
+                        print(f"refused by the edge (close code {ws.close_code})", file=out)
                         return 1
             except aiohttp.ClientError as exc:
-                print(f"connection failed ({exc}); retrying", file=sys.stderr)
-            await asyncio.sleep(reconnect_s)
+                print(f"connection lost ({exc}); retrying in {delay:.1f} s", file=out, flush=True)
+            await asyncio.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, 15.0)
 
 
-def run_watch(base_url: str, session_id: int, token: str) -> int:
-    try:
-        return asyncio.run(watch(base_url, session_id, token))
-    except KeyboardInterrupt:
-        return 0
+def channel_for(session_id: int | None, user_id: int | None) -> str:
+    if session_id is not None:
+        return session_channel(session_id)
+    if user_id is not None:
+        return user_channel(user_id)
+    raise ValueError("give a session id or --user")

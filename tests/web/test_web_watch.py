@@ -1,4 +1,4 @@
-"""``livecoach watch`` prints a live session, over a real edge."""
+"""``livecoach watch`` (web/watch.py, written with ``livecoach up``) against a real edge."""
 
 from __future__ import annotations
 
@@ -23,7 +23,9 @@ async def test_watch_prints_metrics_and_alerts(edge: Any, redis_url: str) -> Non
     sid = await edge.start_session()
     out = io.StringIO()
     base = str(edge.server.make_url("/"))
-    task = asyncio.create_task(watch(base, sid, edge.token(1, "athlete"), out=out, max_events=2))
+    task = asyncio.create_task(
+        watch(base, edge.token(1, "athlete"), f"live:session:{sid}", count=2, out=out)
+    )
     for _ in range(100):  # until subscribed
         if edge.edge.hub.channels.get(f"live:session:{sid}"):
             break
@@ -68,5 +70,5 @@ async def test_watch_prints_metrics_and_alerts(edge: Any, redis_url: str) -> Non
         await redis.aclose()
     assert await asyncio.wait_for(task, 10) == 0
     text = out.getvalue()
-    assert "heart_rate=151bpm" in text and "power=240W" in text
-    assert "ALERT [warning] HR above zone" in text
+    assert "HR 151" in text and "P 240 W" in text
+    assert "ALERT WARNING: HR above zone" in text
