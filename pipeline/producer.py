@@ -71,6 +71,7 @@ class Producer(FaustProducer):
         self._round_robin: dict[str, itertools.count[int]] = defaultdict(itertools.count)
         self._retention: dict[str, tuple[float, int | None]] = {}
         self._closing = False
+        self._running_loop: asyncio.AbstractEventLoop | None = None
         #: Records written and pipelines used (for the benchmark's report).
         self.records_sent = 0
         self.batches_sent = 0
@@ -84,6 +85,12 @@ class Producer(FaustProducer):
     def redis(self) -> aioredis.Redis:
         assert self._redis is not None, "producer not started"
         return self._redis
+
+    def _loop_now(self) -> asyncio.AbstractEventLoop:
+        loop = self._running_loop
+        if loop is None:
+            loop = self._running_loop = asyncio.get_running_loop()
+        return loop
 
     async def on_start(self) -> None:
         from pipeline.transport import connect
@@ -125,7 +132,7 @@ class Producer(FaustProducer):
         if partition is None:
             partition = self._rt.partition_for(topic, key, self._round_robin[topic])
         timestamp_ms = int((timestamp if timestamp is not None else time.time()) * 1000)
-        fut: asyncio.Future[RecordMetadata] = asyncio.get_running_loop().create_future()
+        fut: asyncio.Future[RecordMetadata] = self._loop_now().create_future()
         entry: streams.Entry = (
             key,
             value if value is not None else b"",

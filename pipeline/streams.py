@@ -20,6 +20,7 @@ writes topics without Faust (the web edge). This module is the stable, Faust-fre
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 import weakref
@@ -99,8 +100,9 @@ def murmur2(data: bytes) -> int:
     return h
 
 
+@functools.lru_cache(maxsize=65536)
 def partition_for_key(key: bytes, partitions: int) -> int:
-    """The partition Kafka's default partitioner picks for ``key``."""
+    """The partition Kafka's default partitioner picks for ``key`` (cached: keys repeat)."""
     if partitions <= 0:
         raise ValueError(f"partitions must be positive, got {partitions}")
     return (murmur2(key) & 0x7FFFFFFF) % partitions
