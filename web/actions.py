@@ -165,6 +165,8 @@ class Actions:
         payload: dict[str, Any] = {"metadata": metadata}
         if profile is not None:
             payload["profile"] = profile
+        if metadata.get("lap_mode") in ("distance", "time"):
+            payload["lap_mode"] = metadata["lap_mode"]  # the agents' auto-lap mode
         await self.control(row["id"], athlete, "start", payload=payload)
         return row
 

@@ -1,0 +1,118 @@
+"""End to end: a real Faust worker, two edges, real Redis and PostgreSQL.
+
+A device posts to edge A; the athlete's socket on edge B and the linked coach's socket
+on edge A receive ``metrics_update`` and ``alert`` in order with offsets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import aiohttp
+import pytest
+
+from pipeline.embedded import free_port
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+ATHLETE, COACH, OTHER_COACH = 1, 2, 3
+
+
+@pytest.fixture
+def live_worker(redis_url: str, database_url: str) -> Iterator[subprocess.Popen[bytes]]:
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("LIVECOACH_")},
+        "LIVECOACH_REDIS_URL": redis_url,
+        "LIVECOACH_DATABASE_URL": database_url,
+        "LIVECOACH_SAMPLES_PARTITIONS": "4",
+        "LIVECOACH_LIVE_PARTITIONS": "4",
+        "LIVECOACH_LOG_LEVEL": "WARNING",
+        "LIVECOACH_WORKER_WEB_PORT": str(free_port()),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipeline.cli", "worker", "--app", "live"],
+        env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    yield proc
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+async def _collect(ws: aiohttp.ClientWebSocketResponse, out: list[dict[str, Any]]) -> None:
+    async for msg in ws:
+        if msg.type == aiohttp.WSMsgType.TEXT:
+            out.append(msg.json())
+
+
+async def test_device_to_two_edges_through_the_worker(edge_factory: Any, live_worker: Any) -> None:
+    edge_a = await edge_factory()
+    edge_b = await edge_factory()
+    rules = {"rules": {"heart_rate": {"high_bpm": 150, "dwell_s": 0, "cooldown_s": 600}}}
+    async with edge_a.session.put(
+        edge_a.url(f"/api/v1/live/athletes/{ATHLETE}/thresholds"),
+        json={"alert_settings": rules},
+        headers=edge_a.headers(),
+    ) as resp:
+        assert resp.status == 200, await resp.text()
+    sid = await edge_a.start_session()
+
+    athlete = await edge_b.ws()
+    coach = await edge_a.ws(COACH, "coach")
+    await athlete.send_json({"type": "subscribe", "channel": f"live:session:{sid}"})
+    await coach.send_json({"type": "subscribe", "channel": f"live:user:{ATHLETE}"})
+    stranger = await edge_a.ws(OTHER_COACH, "coach")
+    await stranger.send_json({"type": "subscribe", "channel": f"live:session:{sid}"})
+    async for _ in stranger:
+        pass
+    assert stranger.close_code == 4403
+
+    got: dict[str, list[dict[str, Any]]] = {"athlete": [], "coach": []}
+    readers = [asyncio.create_task(_collect(athlete, got["athlete"])),
+               asyncio.create_task(_collect(coach, got["coach"]))]  # fmt: skip
+    t0 = time.time() - 120
+    url = edge_a.url(f"/api/v1/live/sessions/{sid}/update")
+    deadline = time.monotonic() + 90
+    i = 0
+    while time.monotonic() < deadline:
+        hr = 130 if i < 10 else 165
+        async with edge_a.session.post(
+            url,
+            json={"t": t0 + i, "heart_rate": hr, "power_w": 220, "cadence": 90},
+            headers=edge_a.headers(),
+        ) as resp:
+            assert resp.status == 202, await resp.text()
+        i += 1
+        await asyncio.sleep(0.05)
+        done = all(
+            any(f["type"] == "alert" for f in frames)
+            and sum(f["type"] == "metrics_update" for f in frames) >= 5
+            for frames in got.values()
+        )
+        if done:
+            break
+    for task in readers:
+        task.cancel()
+    await athlete.close()
+    await coach.close()
+    for who, frames in got.items():
+        live = [f for f in frames if "offset" in f]
+        kinds = {f["type"] for f in live}
+        assert {"metrics_update", "alert"} <= kinds, (who, [f["type"] for f in frames][:20])
+        offsets = [int(f["offset"].split(":")[1]) for f in live]
+        assert offsets == sorted(offsets) and len(set(offsets)) == len(offsets), who
+        alert = next(f for f in live if f["type"] == "alert")
+        assert alert["alert"]["metric"] == "heart_rate"
+    assert [f["offset"] for f in got["athlete"] if "offset" in f][:5] == [
+        f["offset"] for f in got["coach"] if "offset" in f
+    ][:5]
