@@ -26,6 +26,7 @@ from pydantic import (
     field_validator,
 )
 
+from agents.zones import AthleteZones, power_zones
 from pipeline.models import AthleteProfile
 
 __all__ = [
@@ -64,12 +65,6 @@ RULE_NAMES: tuple[str, ...] = (
 NonNegative = Annotated[float, Field(ge=0)]
 Positive = Annotated[float, Field(gt=0)]
 
-# Friel cycling HR zones as fractions of LTHR (DOMAIN.md): zone n spans
-# [_HR_ZONES[n-1], _HR_ZONES[n]); zone 5 has no upper bound.
-_HR_ZONES: tuple[float, ...] = (0.0, 0.81, 0.90, 0.94, 1.00, float("inf"))
-# Coggan power zones as fractions of FTP (DOMAIN.md), zones 1-7.
-_POWER_ZONES: tuple[float, ...] = (0.0, 0.55, 0.75, 0.90, 1.05, 1.20, 1.50, float("inf"))
-
 
 def _check_order(low: float | None, high: float | None, low_name: str) -> None:
     if low is not None and high is not None and low >= high:
@@ -97,7 +92,7 @@ class _RuleBase(_Model):
 
 
 class HeartRateRule(_RuleBase):
-    """Heart rate above or below bounds (bpm) or a zone of LTHR (Friel, 1-5)."""
+    """Heart rate above or below bounds (bpm) or one of the athlete's HR zones (1-5)."""
 
     low_bpm: Annotated[float, Field(gt=0, lt=260)] | None = None
     high_bpm: Annotated[float, Field(gt=0, lt=260)] | None = None
@@ -258,33 +253,37 @@ class AlertConfig(_Model):
         return sound, vibration
 
 
+def _zone_bounds(lower: tuple[float, ...], zone: int) -> tuple[float | None, float | None]:
+    low = lower[zone - 1]
+    high = lower[zone] if zone < len(lower) else None
+    return (low if low > 0 else None), high
+
+
 def resolve_hr_bounds(
     rule: HeartRateRule, athlete: AthleteProfile
 ) -> tuple[float | None, float | None]:
-    """(low, high) bpm: explicit bounds, else the zone's, else none."""
+    """(low, high) bpm: explicit bounds, else the zone's, else none.
+
+    Zones are the athlete's own (``agents.zones``: % of HRmax or % of LTHR, as the
+    profile says), so "zone 2" means what the dashboard's time-in-zone shows.
+    """
     low, high = rule.low_bpm, rule.high_bpm
     if rule.zone is not None:
-        z_low = _HR_ZONES[rule.zone - 1] * athlete.lthr
-        z_high = _HR_ZONES[rule.zone] * athlete.lthr
-        if low is None and z_low > 0:
-            low = z_low
-        if high is None and z_high != float("inf"):
-            high = z_high
+        z_low, z_high = _zone_bounds(AthleteZones.from_profile(athlete).heart_rate.lower, rule.zone)
+        low = z_low if low is None else low
+        high = z_high if high is None else high
     return low, high
 
 
 def resolve_power_bounds(
     rule: PowerRule, athlete: AthleteProfile
 ) -> tuple[float | None, float | None]:
-    """(low, high) W: explicit bounds, else the Coggan zone's, else none."""
+    """(low, high) W: explicit bounds, else the Coggan zone's (% of FTP), else none."""
     low, high = rule.low_w, rule.high_w
     if rule.zone is not None:
-        z_low = _POWER_ZONES[rule.zone - 1] * athlete.ftp_w
-        z_high = _POWER_ZONES[rule.zone] * athlete.ftp_w
-        if low is None and z_low > 0:
-            low = z_low
-        if high is None and z_high != float("inf"):
-            high = z_high
+        z_low, z_high = _zone_bounds(power_zones(athlete.ftp_w).lower, rule.zone)
+        low = z_low if low is None else low
+        high = z_high if high is None else high
     return low, high
 
 

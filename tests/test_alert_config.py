@@ -77,9 +77,12 @@ def test_accepted_update_merges_into_the_current_configuration() -> None:
 
 
 def test_zones_resolve_against_the_profile_and_explicit_bounds_win() -> None:
-    athlete = AthleteProfile(lthr=170, ftp_w=300)
+    athlete = AthleteProfile(hr_max=190, lthr=170, ftp_w=300)
     low, high = resolve_hr_bounds(HeartRateRule(zone=2), athlete)
-    assert low == pytest.approx(0.81 * 170) and high == pytest.approx(0.90 * 170)
+    assert low == pytest.approx(0.60 * 190) and high == pytest.approx(0.70 * 190)
+    by_lthr = athlete.model_copy(update={"hr_zone_model": "lthr"})
+    low, high = resolve_hr_bounds(HeartRateRule(zone=2), by_lthr)
+    assert low == pytest.approx(0.68 * 170) and high == pytest.approx(0.83 * 170)
     assert resolve_power_bounds(PowerRule(zone=4, high_w=320), athlete) == (
         pytest.approx(270),
         320,
