@@ -104,7 +104,7 @@ def create_live_app(
     # Table keys use the app's raw key serializer: bytes in, bytes back after recovery.
     sessions = app.Table("sessions", default=None, partitions=settings.samples_partitions)
     blocks = app.Table("decoupling-blocks", default=None, partitions=settings.samples_partitions)
-    processor = Processor(block_store=_StrKeyed(blocks))
+    processor = Processor(block_store=_StrKeyed(blocks), alerts=settings.alerts_enabled)
 
     @app.agent(samples, name="process")
     async def process(stream: faust.StreamT[Any]) -> AsyncIterator[None]:

@@ -169,8 +169,9 @@ def bench_analyze(settings: Settings, files: list[Path], runs: int) -> dict[str,
 
 
 class _Workers:
-    def __init__(self, redis_url: str, database_url: str) -> None:
+    def __init__(self, redis_url: str, database_url: str, *, alerts: bool = True) -> None:
         self.env = {
+            "LIVECOACH_ALERTS_ENABLED": "true" if alerts else "false",
             **os.environ,
             "LIVECOACH_REDIS_URL": redis_url,
             "LIVECOACH_DATABASE_URL": database_url,
@@ -333,44 +334,81 @@ async def _backlog(
     return samples / live_s, samples / all_s
 
 
-def bench_pipeline(
-    settings: Settings, *, sessions: int, duration_s: float, runs: int, backlog: int
+def _one_run(
+    redis_url: str, database_url: str, sessions: int, duration_s: float, backlog: int, alerts: bool
 ) -> dict[str, Any]:
+    ids = _sessions(database_url, sessions)
+    rows_before = _stored_rows(database_url)
+    with _Workers(redis_url, database_url, alerts=alerts):
+        time.sleep(4)  # let the workers join and recover before the clock starts
+        latencies, sent, received = asyncio.run(_live_load(redis_url, ids, duration_s))
+        expected_rows = rows_before + sent * 3
+        deadline = time.monotonic() + 120
+        while _stored_rows(database_url) < expected_rows and time.monotonic() < deadline:
+            time.sleep(0.5)
+        stored = _stored_rows(database_url)
+        rates = (0.0, 0.0)
+        if backlog:
+            rates = asyncio.run(
+                _backlog(redis_url, database_url, ids[: min(1000, len(ids))], backlog, 10)
+            )
+    return {
+        "alerts": alerts,
+        "latency_ms": _percentiles(latencies),
+        "samples_sent": sent,
+        "metrics_updates": received,
+        "rows_expected": expected_rows - rows_before,
+        "rows_stored": stored - rows_before,
+        "sustained_samples_per_s": round(rates[0]),
+        "sustained_samples_per_s_persisted": round(rates[1]),
+    }
+
+
+def bench_pipeline(
+    settings: Settings,
+    *,
+    sessions: int,
+    duration_s: float,
+    runs: int,
+    backlog: int,
+    compare_alerts: bool = False,
+) -> dict[str, Any]:
+    """``runs`` runs on fresh servers; with ``compare_alerts`` each run also measures the
+    same load with the alert rules off, so the alert path's cost comes from one run."""
     out: dict[str, Any] = {"sessions": sessions, "duration_s": duration_s, "runs": []}
     for _ in range(runs):
         with _servers(settings) as (redis_url, database_url):
-            ids = _sessions(database_url, sessions)
-            with _Workers(redis_url, database_url):
-                time.sleep(4)  # let the workers join and recover before the clock starts
-                latencies, sent, received = asyncio.run(_live_load(redis_url, ids, duration_s))
-                expected_rows = sent * 3
-                deadline = time.monotonic() + 120
-                while _stored_rows(database_url) < expected_rows and time.monotonic() < deadline:
-                    time.sleep(0.5)
-                stored = _stored_rows(database_url)
-                rate, rate_all = asyncio.run(
-                    _backlog(redis_url, database_url, ids[: min(1000, len(ids))], backlog, 10)
+            run: dict[str, Any] = {
+                "alerts_on": _one_run(redis_url, database_url, sessions, duration_s, backlog, True)
+            }
+            if compare_alerts:
+                run["alerts_off"] = _one_run(
+                    redis_url, database_url, sessions, duration_s, 0, False
                 )
             raw = asyncio.run(raw_roundtrip_ms(redis_url, sessions, min(duration_s, 20)))
-        out["runs"].append({
-            "latency_ms": _percentiles(latencies),
-            "samples_sent": sent,
-            "metrics_updates": received,
-            "rows_expected": expected_rows,
-            "rows_stored": stored,
-            "sustained_samples_per_s": round(rate),
-            "sustained_samples_per_s_persisted": round(rate_all),
-            "raw_xadd_xread_latency_ms": _percentiles(raw),
-        })  # fmt: skip
-    p99s = [r["latency_ms"]["p99"] for r in out["runs"]]
-    raw99 = [r["raw_xadd_xread_latency_ms"]["p99"] for r in out["runs"]]
-    rates = [r["sustained_samples_per_s"] for r in out["runs"]]
-    persisted = [r["sustained_samples_per_s_persisted"] for r in out["runs"]]
+            run["raw_xadd_xread_latency_ms"] = _percentiles(raw)
+        out["runs"].append(run)
+        print(json.dumps(run), file=sys.stderr, flush=True)
+    on = [r["alerts_on"] for r in out["runs"]]
     out["median"] = {
-        "latency_p99_ms": statistics.median(p99s),
-        "raw_latency_p99_ms": statistics.median(raw99),
-        "sustained_samples_per_s": statistics.median(rates),
-        "sustained_samples_per_s_persisted": statistics.median(persisted),
-        "all_rows_stored": all(r["rows_stored"] == r["rows_expected"] for r in out["runs"]),
+        "latency_p99_ms": statistics.median(r["latency_ms"]["p99"] for r in on),
+        "latency_p95_ms": statistics.median(r["latency_ms"]["p95"] for r in on),
+        "raw_latency_p99_ms": statistics.median(
+            r["raw_xadd_xread_latency_ms"]["p99"] for r in out["runs"]
+        ),
+        "sustained_samples_per_s": statistics.median(r["sustained_samples_per_s"] for r in on),
+        "sustained_samples_per_s_persisted": statistics.median(
+            r["sustained_samples_per_s_persisted"] for r in on
+        ),
+        "all_rows_stored": all(r["rows_stored"] == r["rows_expected"] for r in on),
     }
+    if compare_alerts:
+        off = [r["alerts_off"] for r in out["runs"]]
+        out["median"]["latency_p99_ms_alerts_off"] = statistics.median(
+            r["latency_ms"]["p99"] for r in off
+        )
+        out["median"]["alert_path_p99_ms"] = statistics.median(
+            r["alerts_on"]["latency_ms"]["p99"] - r["alerts_off"]["latency_ms"]["p99"]
+            for r in out["runs"]
+        )
     return out

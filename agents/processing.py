@@ -99,7 +99,10 @@ def _engine_key(config_json: dict[str, Any], profile: AthleteProfile) -> str:
 class Processor:
     """Turns records into state and events. Caches alert engines per configuration."""
 
-    def __init__(self, block_store: MutableMapping[str, list[float]] | None = None) -> None:
+    def __init__(
+        self, block_store: MutableMapping[str, list[float]] | None = None, *, alerts: bool = True
+    ) -> None:
+        self.alerts = alerts
         # Decoupling blocks outlive one record: a table in the agent, a dict otherwise.
         self.block_store: MutableMapping[str, list[float]] = (
             block_store if block_store is not None else {}
@@ -189,6 +192,8 @@ class Processor:
             if metrics.add_sample(sample) != "accepted":
                 continue
             last_t = sample.t
+            if not self.alerts:
+                continue
             alert_state, alerts = engine.update(
                 alert_state,
                 AlertSample(sample.t, sample.heart_rate, sample.power_w, sample.speed_m_s),

@@ -229,7 +229,21 @@ def _cmd_bench_pipeline(args: argparse.Namespace, settings: Settings) -> int:
     from agents.bench import bench_pipeline
 
     result = bench_pipeline(settings, sessions=args.sessions, duration_s=args.duration,
-                            runs=args.runs, backlog=args.backlog)  # fmt: skip
+                            runs=args.runs, backlog=args.backlog,
+                            compare_alerts=args.compare_alerts)  # fmt: skip
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def _cmd_bench_e2e(args: argparse.Namespace, settings: Settings) -> int:
+    import json
+
+    from web.bench import bench_e2e
+
+    result = bench_e2e(
+        settings, athletes=args.athletes, coaches=args.coaches, per_coach=args.per_coach,
+        duration_s=args.duration, idle=args.idle, storm=args.storm, runs=args.runs,
+    )  # fmt: skip
     print(json.dumps(result, indent=2))
     return 0
 
@@ -344,7 +358,21 @@ def build_parser() -> argparse.ArgumentParser:
         default=100,
         help="samples per session in the throughput backlog",
     )
+    p.add_argument(
+        "--compare-alerts",
+        action="store_true",
+        help="also run each load with the alert rules off (the alert path's cost)",
+    )
     p.set_defaults(handler=_cmd_bench_pipeline)
+    p = bench_sub.add_parser("e2e", help="the web edge under load vs a raw aiohttp broadcast")
+    p.add_argument("--athletes", type=_positive_int, default=1000)
+    p.add_argument("--coaches", type=_positive_int, default=100)
+    p.add_argument("--per-coach", type=_positive_int, default=10)
+    p.add_argument("--duration", type=_positive_int, default=60, help="seconds of load")
+    p.add_argument("--idle", type=_positive_int, default=10_000, help="idle sockets")
+    p.add_argument("--storm", type=_positive_int, default=5000, help="clients resuming at once")
+    p.add_argument("--runs", type=_positive_int, default=3)
+    p.set_defaults(handler=_cmd_bench_e2e)
     p = bench_sub.add_parser("transport", help="events/s through one Faust worker vs raw redis-py")
     p.add_argument("--events", type=_positive_int, default=20_000, help="events per run")
     p.add_argument("--runs", type=_positive_int, default=3)

@@ -64,6 +64,9 @@ class Settings(BaseSettings):
         default=6066, description="Port of the Faust worker's own web server (loopback)"
     )
     log_level: str = Field(default="INFO", description="Python logging level")
+    alerts_enabled: bool = Field(
+        default=True, description="Run the alert rules in the live agent (off: metrics only)"
+    )
 
     @field_validator("redis_url")
     @classmethod
