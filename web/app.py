@@ -73,6 +73,11 @@ class EdgeConfig:
     #: Events replayed per partition on resume before giving up (recovered false).
     max_replay: int = 50_000
     linger_ms: float = 2.0
+    #: Redis connections of the edge (one is held by the tailer's blocking read, one by
+    #: the presence subscription).
+    redis_connections: int = 64
+    #: PostgreSQL connections of the edge.
+    pg_connections: int = 10
     presence_ttl_s: float = 30.0
     tailer_block_ms: int = 1000
 
@@ -162,8 +167,16 @@ def create_app(
     app[EDGE] = edge
 
     async def backends(app: web.Application) -> AsyncIterator[None]:
-        edge.redis = aioredis.Redis.from_url(redis_url, health_check_interval=30)
-        edge.pool = AsyncConnectionPool(database_url, min_size=1, max_size=10, open=False)
+        # A blocking pool: under a burst (a reconnect storm) commands wait for a free
+        # connection instead of failing with "Too many connections".
+        pool = aioredis.BlockingConnectionPool.from_url(
+            redis_url, max_connections=config.redis_connections, timeout=10,
+            health_check_interval=30,
+        )  # fmt: skip
+        edge.redis = aioredis.Redis(connection_pool=pool)
+        edge.pool = AsyncConnectionPool(
+            database_url, min_size=1, max_size=config.pg_connections, open=False
+        )
         await edge.pool.open(wait=True, timeout=30)
         edge.store = Store(edge.pool)
         edge.access = Access(edge.store)

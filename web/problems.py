@@ -15,6 +15,7 @@ from typing import Any
 
 from aiohttp import web
 from pydantic import ValidationError
+from redis.exceptions import RedisError
 
 from pipeline.errors import ServiceError
 from web.access import Forbidden, NotFound
@@ -100,7 +101,7 @@ def _translate(exc: Exception) -> Problem | None:
         return Problem(404, "Not Found", str(exc))
     if isinstance(exc, web.HTTPRequestEntityTooLarge):
         return Problem(413, "Content Too Large", "the request body exceeds the limit")
-    if isinstance(exc, ServiceError):
+    if isinstance(exc, ServiceError | RedisError):
         return Problem(503, "Service Unavailable", "a backing service is failing; retry later")
     if isinstance(exc, web.HTTPException) and exc.status >= 400:
         return Problem(
@@ -121,7 +122,7 @@ def make_problem_middleware(on_service_error: Callable[[Exception], None]) -> An
             assert problem is not None
             return problem_response(problem, request.path)
         except Exception as exc:
-            if isinstance(exc, ServiceError):
+            if isinstance(exc, ServiceError | RedisError):
                 on_service_error(exc)
             problem = _translate(exc)
             if problem is None:

@@ -16,9 +16,7 @@ from pipeline.settings import Settings
 log = logging.getLogger(__name__)
 
 
-def serve(
-    settings: Settings, *, redis_url: str, database_url: str, host: str, port: int
-) -> None:
+def serve(settings: Settings, *, redis_url: str, database_url: str, host: str, port: int) -> None:
     """Run an edge on resolved servers until SIGINT/SIGTERM (for ``livecoach up`` too)."""
     from web.app import create_app
 

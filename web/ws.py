@@ -23,6 +23,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 from pydantic import BaseModel, ValidationError
+from redis.exceptions import RedisError
 
 from pipeline.constants import user_channel
 from pipeline.errors import ServiceError
@@ -214,6 +215,14 @@ class _Socket:
             self.error("unavailable", "a backing service is failing; retry", ref=ref)
         except ValueError as exc:
             self.error("invalid", str(exc), ref=ref)
+        except (RedisError, OSError) as exc:
+            self.edge.metrics.backend_errors.labels("redis").inc()
+            log.warning("redis failed during %s: %s", kind, exc)
+            self.error("unavailable", "a backing service is failing; retry", ref=ref)
+        except Exception:
+            # A bug must cost one frame, not the socket (and never show a traceback).
+            log.exception("unexpected error handling a %s frame", kind)
+            self.error("internal", "internal error", ref=ref)
 
     # --- presence ---------------------------------------------------------------------
 
