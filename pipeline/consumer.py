@@ -45,6 +45,8 @@ MEMBER_ID_ENV = "LIVECOACH_MEMBER_ID"
 MAX_BLOCK_MS = 200
 #: Seconds between changelog compaction passes (see :mod:`pipeline.compaction`).
 COMPACTION_INTERVAL_S = float(os.environ.get("LIVECOACH_COMPACTION_INTERVAL_S", "5"))
+#: Seconds between passes applying age retention (on the group leader).
+RETENTION_INTERVAL_S = float(os.environ.get("LIVECOACH_RETENTION_INTERVAL_S", "30"))
 #: Default session timeout when Faust's (60 s) is larger.
 DEFAULT_SESSION_TIMEOUT_S = 10.0
 
@@ -103,6 +105,7 @@ class Consumer(FaustConsumer):
         self._mirrored_groups: set[str] = set()
         self._compactor: Compactor | None = None
         self._compaction_task: asyncio.Task[None] | None = None
+        self._retention_task: asyncio.Task[None] | None = None
         conf = self.app.conf
         self.session_timeout_s = min(float(conf.broker_session_timeout), DEFAULT_SESSION_TIMEOUT_S)
         self.group = str(conf.id)
@@ -150,7 +153,22 @@ class Consumer(FaustConsumer):
         self._compaction_task = asyncio.create_task(
             self._compactor.run(self._compactable, COMPACTION_INTERVAL_S), name="compaction"
         )
+        self._retention_task = asyncio.create_task(self._retention_loop(), name="retention")
         await super().on_start()
+
+    async def _retention_loop(self) -> None:
+        """The group leader trims topics with an age retention (any member could)."""
+        while True:
+            await asyncio.sleep(RETENTION_INTERVAL_S)
+            if self._coordinator is None or not self._coordinator.is_leader:
+                continue
+            try:
+                removed = await streams.apply_age_retention(self.transport_redis)
+            except TRANSIENT_ERRORS as exc:
+                log.warning("age retention pass failed (%r)", exc)
+                continue
+            if removed:
+                log.info("age retention removed %d entries", removed)
 
     def _compactable(self) -> list[tuple[str, int]]:
         """Changelog partitions we are active for (each has one compacting owner)."""
@@ -162,10 +180,11 @@ class Consumer(FaustConsumer):
         )
 
     async def on_stop(self) -> None:
-        if self._compaction_task is not None:
-            self._compaction_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._compaction_task
+        for task in (self._compaction_task, self._retention_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await super().on_stop()  # commits
         if self._coordinator is not None:
             await self._coordinator.stop()

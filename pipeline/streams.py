@@ -403,6 +403,30 @@ async def get_retention(redis: aioredis.Redis, topic: str) -> Retention | None:
     return Retention(maxlen=data.get("maxlen"), max_age_ms=data.get("max_age_ms"))
 
 
+async def retentions(redis: aioredis.Redis) -> dict[str, Retention]:
+    """Every stored topic retention."""
+    raw: Any = await redis.hgetall(RETENTION_KEY)
+    out = {}
+    for topic, value in raw.items():
+        data = json.loads(value)
+        name = topic.decode() if isinstance(topic, bytes) else str(topic)
+        out[name] = Retention(maxlen=data.get("maxlen"), max_age_ms=data.get("max_age_ms"))
+    return out
+
+
+async def apply_age_retention(redis: aioredis.Redis, *, now_ms: int | None = None) -> int:
+    """Trim every partition of every topic with a ``max_age_ms``; returns entries removed."""
+    removed = 0
+    for topic, retention in (await retentions(redis)).items():
+        if not retention.max_age_ms:
+            continue
+        for partition in range(await partition_count(redis, topic) or 0):
+            removed += await trim_by_age(
+                redis, topic, partition, retention.max_age_ms, now_ms=now_ms
+            )
+    return removed
+
+
 async def trim_by_age(
     redis: aioredis.Redis,
     topic: str,

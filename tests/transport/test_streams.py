@@ -84,5 +84,12 @@ async def test_topics_and_retention(versioned_url: str) -> None:
         removed = await streams.trim_by_age(r, "old", 0, 10, now_ms=100)
         assert removed == 90
         assert await streams.earliest(r, "old", 0) == 90
+        # Every topic with an age retention at once (what the group leader runs).
+        await streams.declare_topic(r, "aged", 2)
+        await streams.set_retention(r, "aged", streams.Retention(max_age_ms=50))
+        for p in range(2):
+            await streams.append(r, "aged", p, [(None, b"x", None, i) for i in range(100)])
+        assert await streams.apply_age_retention(r, now_ms=100) == 100
+        assert [await streams.earliest(r, "aged", p) for p in range(2)] == [50, 50]
     finally:
         await r.aclose()
