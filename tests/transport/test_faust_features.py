@@ -12,6 +12,7 @@ from collections import defaultdict
 from collections.abc import Iterator
 
 import faust
+import psutil
 import pytest
 import redis
 from workers import Worker, produce, read_topic, wait_for
@@ -70,6 +71,13 @@ def test_features_and_recovery(versioned_url: str, client: redis.Redis) -> None:
         # ask(): the start-up task asked double(21) and wrote the answer.
         answers = wait_for(lambda: read_topic(client, "answers", 1), 30, "the answer", [worker])
         assert answers[0]["value"] == {"answer": 42}
+        # Faust's web server listens on loopback only (Faust's default is every interface).
+        listening = [
+            c.laddr
+            for c in psutil.Process(worker.pid).net_connections(kind="tcp")
+            if c.status == psutil.CONN_LISTEN
+        ]
+        assert listening and {a.ip for a in listening} == {"127.0.0.1"}, listening
 
         # GlobalTable: look up until the setting has been applied.
         def looked_up() -> bool:
