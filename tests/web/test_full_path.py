@@ -1,0 +1,119 @@
+"""The whole path on real parts: device -> edge A -> samples -> worker -> live -> edges.
+
+Two edges and the real worker processes on the test's Redis and PostgreSQL. The
+athlete watches on edge B, the linked coach on edge A; a threshold edit over REST
+reaches the running agent within a second and changes the alerts it raises.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.test_agents_e2e import Workers
+from tests.web.conftest import ATHLETE, COACH, OTHER_COACH, Running
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+T0 = time.time() - 3600
+
+
+@pytest.fixture
+def workers(redis_url: str, database_url: str) -> Iterator[Workers]:
+    w = Workers(redis_url, database_url)  # 4 partitions, as the edge settings here
+    w.start("live")
+    w.start("store")
+    yield w
+    w.stop_all()
+
+
+async def _post(edge: Running, sid: int, first: int, last: int, hr: float) -> None:
+    samples = [{"session_id": sid, "t": T0 + i, "heart_rate": hr, "power_w": 210.0}
+               for i in range(first, last)]  # fmt: skip
+    async with edge.session.post(
+        edge.url(f"/api/v1/live/sessions/{sid}/update"),
+        headers=edge.headers(ATHLETE, "athlete"),
+        json={"samples": samples},
+    ) as resp:
+        assert resp.status == 202, await resp.text()
+
+
+async def _frames_until(
+    ws: aiohttp.ClientWebSocketResponse, done: Callable[[dict[str, Any]], bool], wait_s: float
+) -> list[dict[str, Any]]:
+    frames = []
+    deadline = time.monotonic() + wait_s
+    while True:
+        remaining = deadline - time.monotonic()
+        assert remaining > 0, f"timed out; got {[f['type'] for f in frames]}"
+        frame = await ws.receive_json(timeout=remaining)
+        frames.append(frame)
+        if done(frame):
+            return frames
+
+
+async def test_device_to_two_edges_with_live_threshold_change(
+    edge_factory: Callable[..., Any], workers: Workers
+) -> None:
+    edge_a: Running = await edge_factory()
+    edge_b: Running = await edge_factory()
+    sid = await edge_a.start_session(ATHLETE)
+    channel = f"live:session:{sid}"
+
+    coach = await edge_a.ws(COACH, "coach")
+    await coach.send_json({"type": "subscribe", "channel": channel})
+    athlete = await edge_b.ws(ATHLETE, "athlete")
+    await athlete.send_json({"type": "subscribe", "channel": f"live:user:{ATHLETE}"})
+    stranger = await edge_a.session.ws_connect(
+        edge_a.url("/api/v1/live/ws"), headers=edge_a.headers(OTHER_COACH, "coach")
+    )
+    await stranger.receive_json(timeout=5)  # welcome
+    await stranger.send_json({"type": "subscribe", "channel": channel})
+    error = await stranger.receive_json(timeout=5)
+    assert error["type"] == "error" and error["code"] == "forbidden"
+    denied = await stranger.receive(timeout=5)
+    assert denied.type == aiohttp.WSMsgType.CLOSE and denied.data == 4403
+
+    # 30 s at 150 bpm: below the default ceiling, so metrics and no alert.
+    for first in range(0, 30, 5):
+        await _post(edge_a, sid, first, first + 5, 150.0)
+    last_t = T0 + 29
+    for ws in (coach, athlete):
+        frames = await _frames_until(
+            ws, lambda f: f.get("type") == "metrics_update" and f["timestamp"] == last_t, 30
+        )
+        updates = [f for f in frames if f["type"] == "metrics_update"]
+        assert [u["timestamp"] for u in updates] == sorted(u["timestamp"] for u in updates)
+        assert all(isinstance(u["offset"], str) for u in updates)
+        assert not [f for f in frames if f["type"] == "alert"]
+
+    # Lower the ceiling to 140 bpm with a 3 s dwell, mid-session.
+    body = {"alert_settings": {"rules": {"heart_rate": {"high_bpm": 140, "dwell_s": 3}}}}
+    started = time.monotonic()
+    async with edge_b.session.put(
+        edge_b.url(f"/api/v1/live/athletes/{ATHLETE}/thresholds"),
+        headers=edge_b.headers(COACH, "coach"),
+        json=body,
+    ) as resp:
+        assert resp.status == 200, await resp.text()
+    await _frames_until(
+        coach, lambda f: f.get("type") == "session_event" and f.get("event") == "profile_updated",
+        5,
+    )  # fmt: skip
+    took = time.monotonic() - started
+    print(f"threshold change reached the agent and came back in {took * 1000:.0f} ms")
+    assert took < 1.0
+
+    await _post(edge_a, sid, 30, 40, 150.0)
+    frames = await _frames_until(coach, lambda f: f.get("type") == "alert", 30)
+    alert = frames[-1]["alert"]
+    assert alert["rule"] == "heart_rate" and alert["threshold"] == 140
+    assert {"severity", "message", "metric", "current", "threshold", "id"} <= alert.keys()
+    athlete_frames = await _frames_until(athlete, lambda f: f.get("type") == "alert", 30)
+    assert athlete_frames[-1]["alert"]["id"] == alert["id"]
+    for ws in (coach, athlete, stranger):
+        await ws.close()
