@@ -115,5 +115,15 @@ async def test_device_to_two_edges_with_live_threshold_change(
     assert {"severity", "message", "metric", "current", "threshold", "id"} <= alert.keys()
     athlete_frames = await _frames_until(athlete, lambda f: f.get("type") == "alert", 30)
     assert athlete_frames[-1]["alert"]["id"] == alert["id"]
+
+    # An invalid edit is refused naming the field; the previous settings stay in force.
+    url = edge_b.url(f"/api/v1/live/athletes/{ATHLETE}/thresholds")
+    bad = {"alert_settings": {"rules": {"heart_rate": {"low_bpm": 170, "high_bpm": 150}}}}
+    async with edge_b.session.put(url, headers=edge_b.headers(COACH, "coach"), json=bad) as resp:
+        assert resp.status == 422
+        assert "alert_settings.rules.heart_rate.high_bpm" in await resp.text()
+    async with edge_b.session.get(url, headers=edge_b.headers(COACH, "coach")) as resp:
+        rules = (await resp.json())["alert_settings"]["rules"]["heart_rate"]
+        assert rules["high_bpm"] == 140 and rules["low_bpm"] is None
     for ws in (coach, athlete, stranger):
         await ws.close()
