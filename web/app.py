@@ -235,6 +235,9 @@ def create_app(
     app.router.add_get("/metrics", metrics_handler)
     app.router.add_get("/api/v1/live/ws", websocket_handler)
     add_routes(app)
+    from web.static import add_dashboard_routes  # /dashboard, /static/{name}: a middleware
+
+    add_dashboard_routes(app)
     return app
 
 

@@ -1,0 +1,469 @@
+"""The dashboard and livecoach.js in a real browser (Debian's Chromium driven by
+Playwright) against a real edge on a loopback port, over real Redis and PostgreSQL.
+
+One athlete page and one coach page: live tiles from ``live`` events, an alert with
+sound and an acknowledgement, chat with typing, read receipts and "coach is watching";
+then the edge is stopped and started again on the same port while the athlete writes
+and events keep coming: both pages reconnect, resume and miss nothing.
+
+Live events are appended to ``live`` directly with pipeline.streams (as the agents
+would). The browser tests skip, with the reason, when Chromium (/usr/bin/chromium) or
+the playwright package is missing; the test of the served files runs everywhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import socket
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import psycopg
+import pytest
+import redis.asyncio as aioredis
+from aiohttp import web
+
+from pipeline.constants import LIVE_TOPIC
+from pipeline.records import session_key
+from pipeline.settings import Settings
+from pipeline.streams import append, partition_for_key
+from web.app import EdgeConfig, create_app
+from web.auth import Role, mint_token
+
+pytestmark = pytest.mark.integration
+
+ATHLETE, COACH = 1, 2
+CHROMIUM = os.environ.get("LIVECOACH_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--autoplay-policy=no-user-gesture-required",
+]
+#: Short timings so a reconnect takes about a second (the defaults are 0.5 s to 30 s).
+PAGE_OPTIONS = "backoff_base_ms=200&backoff_max_ms=1000&heartbeat_ms=2000"
+WAIT_MS = 10_000
+
+
+def _browser_missing() -> str | None:
+    try:
+        import playwright.async_api  # noqa: F401
+    except ImportError:
+        return "the playwright package is not installed (pip install -e '.[dev]')"
+    if not (os.path.exists(CHROMIUM) or shutil.which(CHROMIUM)):
+        return f"no Chromium at {CHROMIUM} (apt-get install -y chromium)"
+    return None
+
+
+needs_browser = pytest.mark.skipif(_browser_missing() is not None, reason=str(_browser_missing()))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Edge:
+    """One edge process-alike on a fixed loopback port that can be stopped and started."""
+
+    def __init__(self, settings: Settings, redis_url: str, database_url: str) -> None:
+        self.settings = settings
+        self.redis_url = redis_url
+        self.database_url = database_url
+        self.port = _free_port()
+        self.runner: web.AppRunner | None = None
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        app = create_app(
+            self.settings,
+            redis_url=self.redis_url,
+            database_url=self.database_url,
+            config=EdgeConfig(heartbeat_s=2.0, idle_timeout_s=10.0),
+        )
+        self.runner = web.AppRunner(app, shutdown_timeout=2.0)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", self.port, reuse_address=True)
+        await site.start()
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await asyncio.wait_for(self.runner.cleanup(), 15)
+            self.runner = None
+
+    def token(self, user_id: int, role: Role) -> str:
+        return mint_token(self.settings, user_id=user_id, role=role, ttl_s=3600)
+
+
+@pytest.fixture
+async def live_edge(
+    settings: Settings, redis_url: str, database_url: str, users: None
+) -> AsyncIterator[Edge]:
+    edge = Edge(settings, redis_url, database_url)
+    await edge.start()
+    try:
+        yield edge
+    finally:
+        await edge.stop()
+
+
+async def publish(redis_url: str, session_id: int, *events: dict[str, Any]) -> None:
+    """Append events to ``live`` as the agents do (the session's partition)."""
+    redis = aioredis.Redis.from_url(redis_url)
+    try:
+        p = partition_for_key(session_key(session_id), 4)
+        now = int(time.time() * 1000)
+        entries = [
+            (
+                session_key(session_id),
+                json.dumps({"timestamp": now / 1000, **e}).encode(),
+                None,
+                now,
+            )
+            for e in events
+        ]
+        await append(redis, LIVE_TOPIC, p, entries)
+    finally:
+        await redis.aclose()
+
+
+def metrics(session_id: int, **values: Any) -> dict[str, Any]:
+    return {
+        "type": "metrics_update",
+        "session_id": session_id,
+        "user_id": ATHLETE,
+        "ingest_ms": int(time.time() * 1000),
+        "metrics": {"pace": None, "distance": None, "cadence": None, **values},
+    }
+
+
+def alert(database_url: str, session_id: int, alert_id: str, current: float) -> dict[str, Any]:
+    """An alert as the alerts agent makes it: its row first, then the live event."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO live_alerts (id, live_session_id, user_id, rule, metric, severity,"
+            " message, current_value, threshold, triggered_at)"
+            " VALUES (%s, %s, %s, 'heart_rate', 'heart_rate', 'warning', %s, %s, 175, NOW())",
+            (alert_id, session_id, ATHLETE, f"Heart rate {current:.0f} above 175", current),
+        )
+    return {
+        "type": "alert",
+        "session_id": session_id,
+        "user_id": ATHLETE,
+        "alert": {
+            "id": alert_id,
+            "rule": "heart_rate",
+            "severity": "warning",
+            "message": f"Heart rate {current:.0f} above 175",
+            "metric": "heart_rate",
+            "current": current,
+            "threshold": 175,
+            "sound": True,
+            "vibration": True,
+        },
+    }
+
+
+async def start_session(edge: Edge) -> int:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            f"{edge.base}/api/v1/live/sessions/start",
+            headers={"Authorization": f"Bearer {edge.token(ATHLETE, 'athlete')}"},
+            json={"sport": "ride"},
+        ) as resp,
+    ):
+        assert resp.status == 201, await resp.text()
+        return int((await resp.json())["id"])
+
+
+# --- the served files (no browser needed) --------------------------------------------------
+
+
+async def test_dashboard_files_are_served_with_safe_headers(live_edge: Edge) -> None:
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{live_edge.base}/dashboard") as resp:
+            assert resp.status == 200
+            assert resp.content_type == "text/html"
+            body = await resp.text()
+            assert '<script type="module" src="/static/dashboard.js">' in body
+            csp = resp.headers["Content-Security-Policy"]
+            assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp
+            assert "http" not in csp  # no CDN, no other origin
+            assert resp.headers["X-Content-Type-Options"] == "nosniff"
+            assert resp.headers["Referrer-Policy"] == "no-referrer"
+            assert resp.headers["Cache-Control"] == "no-cache"
+        async with http.get(f"{live_edge.base}/static/livecoach.js") as resp:
+            assert resp.status == 200
+            assert resp.content_type == "text/javascript"
+            etag = resp.headers["ETag"]
+            assert "export class LiveCoachClient" in await resp.text()
+        async with http.get(
+            f"{live_edge.base}/static/livecoach.js", headers={"If-None-Match": etag}
+        ) as resp:
+            assert resp.status == 304
+        for path in (
+            "/static/__init__.py",
+            "/static/../app.py",
+            "/static/%2e%2e/app.py",
+            "/static/.hidden.js",
+            "/static/nope.js",
+        ):
+            async with http.get(live_edge.base + path) as resp:
+                assert resp.status == 404, path
+        # The API is untouched by the middleware that serves the files.
+        async with http.get(f"{live_edge.base}/healthz") as resp:
+            assert resp.status == 200
+
+
+# --- in the browser -------------------------------------------------------------------------
+
+
+Page = Any
+
+
+async def _until(page: Page, script: str, arg: Any = None, timeout_ms: int = WAIT_MS) -> None:
+    await page.wait_for_function(script, arg=arg, timeout=timeout_ms)
+
+
+async def _text(page: Page, selector: str) -> str:
+    return str(await page.locator(selector).first.text_content(timeout=WAIT_MS) or "")
+
+
+async def _wait_text(page: Page, selector: str, expected: str) -> None:
+    await _until(
+        page,
+        "([sel, want]) => { const el = document.querySelector(sel);"
+        " return !!el && el.textContent.includes(want); }",
+        [selector, expected],
+    )
+
+
+def _record_console(page: Page, who: str, lines: list[str]) -> None:
+    def on_console(message: Any) -> None:
+        lines.append(f"{who}: {message.type}: {message.text}")
+
+    def on_error(error: Any) -> None:
+        lines.append(f"{who}: pageerror: {error}")
+
+    page.on("console", on_console)
+    page.on("pageerror", on_error)
+
+
+SUBSCRIBED = (
+    "() => { const c = window.livecoach && window.livecoach.client;"
+    " return !!c && c.state === 'open' && c.channels.size > 0 &&"
+    " [...c.channels.values()].every(v => v && v.size > 0); }"
+)
+
+
+@needs_browser
+async def test_dashboards_live_alerts_chat_and_resume_after_edge_restart(
+    live_edge: Edge, redis_url: str, database_url: str
+) -> None:
+    from playwright.async_api import async_playwright
+
+    started = time.monotonic()
+    edge = live_edge
+    sid = await start_session(edge)
+    console: list[str] = []
+
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            pages: dict[str, Page] = {}
+            roles: tuple[tuple[str, int, Role, str], ...] = (
+                ("athlete", ATHLETE, "athlete", ""),
+                ("coach", COACH, "coach", f"&athletes={ATHLETE}"),
+            )
+            for who, user, role, extra in roles:
+                context = await browser.new_context()
+                page = await context.new_page()
+                _record_console(page, who, console)
+                token = edge.token(user, role)
+                await page.goto(f"{edge.base}/dashboard?token={token}&{PAGE_OPTIONS}{extra}")
+                pages[who] = page
+            athlete, coach = pages["athlete"], pages["coach"]
+            for page in (athlete, coach):
+                await _until(page, SUBSCRIBED)
+                # The token left the address bar.
+                assert "token=" not in page.url
+
+            # --- live tiles ---------------------------------------------------------------
+            await publish(
+                redis_url,
+                sid,
+                metrics(
+                    sid,
+                    heart_rate=151,
+                    power=240,
+                    pace=300,
+                    distance=5230,
+                    cadence=88,
+                    hr_zone="Z3",
+                    power_zone="Z4",
+                    np=251,
+                    w_prime_bal_pct=72.4,
+                    w_prime_bal_j=14500,
+                ),
+            )
+            for page in (athlete, coach):
+                await _wait_text(page, "#m-heart_rate", "151")
+                assert await _text(page, "#m-power") == "240"
+                assert await _text(page, "#m-pace") == "5:00"
+                assert await _text(page, "#m-distance") == "5.23"
+                assert await _text(page, "#m-cadence") == "88"
+                assert await _text(page, "#m-np") == "251"
+                assert await _text(page, "#m-w_prime") == "72"
+                assert "P Z4" in await _text(page, "#s-zones")
+            await _wait_text(coach, '[data-athlete="1"] .line', "151 bpm")
+
+            # --- presence: the coach follows the athlete ------------------------------------
+            await athlete.locator("#watching").wait_for(state="visible", timeout=WAIT_MS)
+            assert await _text(athlete, "#watching") == "Coach is watching"
+            assert await coach.locator("#watching").is_hidden()
+
+            # --- an alert: shown on both, announced with sound, acknowledged by the coach --
+            await publish(redis_url, sid, alert(database_url, sid, "hr-1", 181))
+            for page in (athlete, coach):
+                item = page.locator('li.alert[data-id="hr-1"]')
+                await item.wait_for(timeout=WAIT_MS)
+                assert "Heart rate 181 above 175" in (await item.text_content() or "")
+                notified = await item.get_attribute("data-notified") or ""
+                assert "sound" in notified.split(), notified
+                assert any(n.startswith("vibration") for n in notified.split()), notified
+            await coach.locator('li.alert[data-id="hr-1"] button.ack').click()
+            for page in (coach, athlete):
+                await page.locator('li.alert[data-id="hr-1"][data-acked="true"]').wait_for(
+                    timeout=WAIT_MS
+                )
+            with psycopg.connect(database_url) as conn:
+                row = conn.execute(
+                    "SELECT acknowledged_by FROM live_alerts WHERE id = 'hr-1'"
+                ).fetchone()
+            assert row == (COACH,)
+
+            # --- chat: typing, message, read receipt, reply ----------------------------------
+            await athlete.locator("#chat-input").press_sequentially("hello coach", delay=10)
+            await _wait_text(coach, "#typing", "Athlete is typing")
+            await athlete.locator("#chat-input").press("Enter")
+            await _wait_text(coach, "#messages", "hello coach")
+            # The coach's page is open on this athlete: it marks the message read.
+            await athlete.locator('#messages li.mine .status[data-status="read"]').wait_for(
+                timeout=WAIT_MS
+            )
+            await coach.locator("#chat-input").fill("keep it steady")
+            await coach.locator("#chat-send").click()
+            await _wait_text(athlete, "#messages", "keep it steady")
+            assert await coach.locator("#typing").is_hidden()
+
+            # --- the edge goes away and comes back ---------------------------------------------
+            await edge.stop()
+            for page in (athlete, coach):
+                await _until(page, "() => document.body.dataset.state !== 'open'")
+            # Offline: the athlete writes (queued); the pipeline keeps producing.
+            await athlete.locator("#chat-input").fill("sent while offline")
+            await athlete.locator("#chat-input").press("Enter")
+            await athlete.locator('#messages .status[data-status="queued"]').wait_for(
+                timeout=WAIT_MS
+            )
+            assert "queued" in await _text(athlete, "#queued")
+            queued = await athlete.evaluate(
+                "window.livecoach.client.queue.map(e => [e.frame.type, e.frame.text || null])"
+            )
+            # the message, the latest typing state only (typing true was superseded), and
+            # maybe the read receipt of "keep it steady" if its ack was lost with the edge
+            assert [q for q in queued if q[0] != "read"] == [
+                ["message", "sent while offline"],
+                ["typing", None],
+            ], queued
+            await publish(
+                redis_url,
+                sid,
+                metrics(sid, heart_rate=163, power=300),
+                alert(database_url, sid, "hr-2", 186),
+                metrics(sid, heart_rate=164, power=310),
+            )
+            await asyncio.sleep(0.5)
+            await edge.start()
+
+            for page in (athlete, coach):
+                await _until(page, "() => document.body.dataset.connects === '2'")
+                await _until(page, SUBSCRIBED)
+                await _wait_text(page, "#m-heart_rate", "164")
+                await page.locator('li.alert[data-id="hr-2"]').wait_for(timeout=WAIT_MS)
+            # the queued message reached the coach, once, after the earlier ones
+            await _wait_text(coach, "#messages", "sent while offline")
+            texts = [
+                t.strip() for t in await coach.locator("#messages li .text").all_text_contents()
+            ]
+            assert texts == ["hello coach", "keep it steady", "sent while offline"], texts
+            await athlete.locator(
+                '#messages li.mine:last-child .status[data-status="read"]'
+            ).wait_for(timeout=WAIT_MS)
+            assert await athlete.locator("#queued").is_hidden()
+            # the replayed alert is announced once, nothing came twice
+            for page in (athlete, coach):
+                assert await page.locator("li.alert").count() == 2
+                assert await page.locator('li.alert[data-id="hr-2"]').get_attribute("data-notified")
+                assert await page.locator("#messages li").count() == 3
+            # presence came back with the coach's new socket
+            await athlete.locator("#watching").wait_for(state="visible", timeout=WAIT_MS)
+            with psycopg.connect(database_url) as conn:
+                stored = conn.execute(
+                    "SELECT content FROM live_messages WHERE live_session_id = %s ORDER BY id",
+                    (sid,),
+                ).fetchall()
+            assert [r[0] for r in stored] == texts
+        finally:
+            await browser.close()
+
+    errors = [line for line in console if "pageerror" in line]
+    assert not errors, errors
+    assert time.monotonic() - started < 60
+
+
+@needs_browser
+async def test_client_asks_for_a_token_on_4401_and_stops_on_4403(live_edge: Edge) -> None:
+    """The close codes: a refused token shows the sign-in form again; a channel the user
+    may not see (another athlete's) stops the client instead of reconnecting."""
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = await browser.new_page()
+            await page.goto(f"{live_edge.base}/dashboard?token=not-a-jwt&{PAGE_OPTIONS}")
+            await page.locator("#login").wait_for(state="visible", timeout=WAIT_MS)
+            await _wait_text(page, "#login-note", "paste a new one")
+            assert await page.evaluate("window.livecoach.client.lastClose.code") == 4401
+            # A good token through the form: the same client reconnects.
+            await page.locator("#token").fill(live_edge.token(ATHLETE, "athlete"))
+            await page.locator("#login-form button").click()
+            await _until(page, SUBSCRIBED)
+
+            coach = await browser.new_page()
+            token = live_edge.token(COACH, "coach")
+            # Athlete 4 is not linked to coach 2.
+            await coach.goto(f"{live_edge.base}/dashboard?token={token}&athletes=4&{PAGE_OPTIONS}")
+            await _until(coach, "() => document.body.dataset.state === 'stopped'")
+            assert await coach.evaluate("window.livecoach.client.lastClose.code") == 4403
+            await _wait_text(coach, "#login-note", "Not allowed")
+            await asyncio.sleep(1.5)  # no reconnect after a 4403
+            assert await coach.evaluate("window.livecoach.client.state") == "stopped"
+        finally:
+            await browser.close()

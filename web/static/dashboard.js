@@ -1,0 +1,795 @@
+// The livecoach dashboard: one page for the athlete (own session, "coach is watching")
+// and for the coach (several athletes, pick one). No framework, no build step.
+//
+// URL parameters: token (moved to sessionStorage and removed from the address bar),
+// athletes (coach: ids to watch), session (a live session id), and, for tests and
+// flaky networks, backoff_base_ms, backoff_max_ms, heartbeat_ms.
+
+import { LiveCoachClient } from "./livecoach.js";
+
+const API = "/api/v1/live";
+const $ = (id) => document.getElementById(id);
+const params = new URLSearchParams(location.search);
+
+// --- state --------------------------------------------------------------------------------
+
+const ui = {
+  me: null, // {id, role}
+  client: null,
+  athletes: new Map(), // athlete id -> AthleteView
+  focus: null, // athlete id shown in the detail panel
+  wantedAthletes: [],
+  wantedSession: null,
+  notified: new Set(), // alert ids already announced (a replay does not beep twice)
+  prefs: loadPrefs(),
+  audio: null,
+  typingSent: 0,
+  typingTimer: null,
+  tokenWaiter: null,
+};
+
+function newAthlete(id) {
+  return {
+    id,
+    sessionId: null,
+    sessionState: null,
+    metrics: {},
+    metricsAt: 0,
+    alerts: new Map(), // alert id -> alert
+    messages: new Map(), // message id -> {id, from, text, readAt, cmid}
+    pending: new Map(), // client_message_id -> {text, status}
+    watchers: new Map(), // watcher id -> role
+    typing: new Map(), // sender id -> until (ms)
+    readSent: 0,
+    othersReadUpTo: 0,
+  };
+}
+
+function athlete(id) {
+  let view = ui.athletes.get(id);
+  if (!view) {
+    view = newAthlete(id);
+    ui.athletes.set(id, view);
+  }
+  return view;
+}
+
+function loadPrefs() {
+  try {
+    return { sound: true, vibration: true, ...JSON.parse(localStorage.getItem("livecoach.prefs") || "{}") };
+  } catch (_) {
+    return { sound: true, vibration: true };
+  }
+}
+
+// --- REST -----------------------------------------------------------------------------------
+
+async function api(path, init = {}) {
+  const headers = { Authorization: `Bearer ${ui.client?.token || ""}`, ...(init.headers || {}) };
+  if (init.body !== undefined) headers["Content-Type"] = "application/json";
+  const resp = await fetch(API + path, { ...init, headers, cache: "no-store" });
+  const body = resp.status === 204 ? null : await resp.json().catch(() => null);
+  if (!resp.ok) throw Object.assign(new Error(body?.detail || resp.statusText), { status: resp.status, body });
+  return body;
+}
+
+// --- formatting -----------------------------------------------------------------------------
+
+const num = (v, digits = 0) => (typeof v === "number" && Number.isFinite(v) ? v.toFixed(digits) : "–");
+
+function clock(seconds) {
+  if (typeof seconds !== "number" || !Number.isFinite(seconds)) return "–";
+  const s = Math.max(0, Math.round(seconds));
+  const h = Math.floor(s / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  const ss = String(s % 60).padStart(2, "0");
+  return h ? `${h}:${String(m).padStart(2, "0")}:${ss}` : `${m}:${ss}`;
+}
+
+const TILES = [
+  { key: "heart_rate", label: "Heart rate", unit: "bpm", value: (m) => num(m.heart_rate), sub: (m) => (m.hr_zone ? `zone ${m.hr_zone}` : m.hr_avg_30s != null ? `30 s avg ${num(m.hr_avg_30s)}` : "") },
+  { key: "power", label: "Power", unit: "W", value: (m) => num(m.power), sub: (m) => (m.power_3s != null ? `3 s avg ${num(m.power_3s)}` : "") },
+  { key: "pace", label: "Pace", unit: "/km", value: (m) => (m.pace ? clock(m.pace) : "–"), sub: (m) => (m.speed_m_s != null ? `${num(m.speed_m_s * 3.6, 1)} km/h` : "") },
+  { key: "distance", label: "Distance", unit: "km", value: (m) => (m.distance != null ? num(m.distance / 1000, 2) : "–"), sub: (m) => (m.elapsed_s != null ? `time ${clock(m.elapsed_s)}` : "") },
+  { key: "cadence", label: "Cadence", unit: "rpm", value: (m) => num(m.cadence), sub: () => "" },
+  { key: "zones", label: "Zones", unit: "", value: (m) => m.hr_zone || m.power_zone || m.pace_zone || "–", sub: (m) => [m.hr_zone && `HR ${m.hr_zone}`, m.power_zone && `P ${m.power_zone}`, m.pace_zone && `pace ${m.pace_zone}`].filter(Boolean).join(" · ") },
+  { key: "np", label: "NP", unit: "W", value: (m) => num(m.np), sub: (m) => (m.if != null ? `IF ${num(m.if, 2)}` : m.tss != null ? `TSS ${num(m.tss)}` : "") },
+  { key: "w_prime", label: "W′ balance", unit: "%", value: (m) => num(m.w_prime_bal_pct), sub: (m) => (m.w_prime_bal_j != null ? `${num(m.w_prime_bal_j / 1000, 1)} kJ` : "") },
+];
+
+function buildTiles() {
+  const box = $("tiles");
+  box.replaceChildren();
+  for (const t of TILES) {
+    const tile = document.createElement("div");
+    tile.className = "tile";
+    tile.dataset.metric = t.key;
+    const label = document.createElement("span");
+    label.className = "label";
+    label.textContent = t.label;
+    const value = document.createElement("span");
+    const v = document.createElement("span");
+    v.className = "value";
+    v.id = `m-${t.key}`;
+    v.textContent = "–";
+    const unit = document.createElement("span");
+    unit.className = "unit";
+    unit.textContent = t.unit;
+    value.append(v, unit);
+    const sub = document.createElement("span");
+    sub.className = "sub";
+    sub.id = `s-${t.key}`;
+    tile.append(label, value, sub);
+    box.append(tile);
+  }
+}
+
+function roleName(role, id) {
+  if (ui.me && id === ui.me.id) return "You";
+  return `${role === "coach" ? "Coach" : "Athlete"} ${id}`;
+}
+
+// --- rendering ------------------------------------------------------------------------------
+
+function renderConn() {
+  const c = ui.client;
+  const pill = $("conn");
+  const state = c ? c.state : "idle";
+  pill.dataset.state = state;
+  document.body.dataset.state = state;
+  document.body.dataset.connects = String(c ? c.connects : 0);
+  let text = { idle: "not connected", connecting: "connecting…", open: "live", stopped: "disconnected" }[state];
+  if (state === "waiting") {
+    const s = c.nextRetryAt ? Math.max(0, Math.ceil((c.nextRetryAt - Date.now()) / 1000)) : 0;
+    text = `reconnecting in ${s} s`;
+  }
+  pill.textContent = text;
+  const q = c ? c.queue.length : 0;
+  $("queued").hidden = q === 0;
+  $("queued").textContent = `${q} queued`;
+}
+
+function renderTiles() {
+  const view = ui.athletes.get(ui.focus);
+  const m = view ? view.metrics : {};
+  for (const t of TILES) {
+    $(`m-${t.key}`).textContent = t.value(m);
+    $(`s-${t.key}`).textContent = t.sub(m);
+  }
+}
+
+function renderHeader() {
+  const view = ui.athletes.get(ui.focus);
+  const title = $("detail-title");
+  if (!view) title.textContent = ui.me?.role === "coach" ? "Pick an athlete" : "Waiting for a live session…";
+  else if (!view.sessionId) title.textContent = `${roleName("athlete", view.id)} — waiting for a live session…`;
+  else title.textContent = `${ui.me?.role === "coach" ? `Athlete ${view.id}` : "My session"} · session ${view.sessionId}`;
+  $("session-state").textContent = view?.sessionState || "";
+  $("session-state").hidden = !view?.sessionState;
+  const chatOk = !!view?.sessionId;
+  $("chat-input").disabled = !chatOk;
+  $("chat-send").disabled = !chatOk;
+  $("chat-input").placeholder = chatOk ? "Message" : "No live session yet";
+  // presence
+  if (view && ui.me) {
+    const coaches = [...view.watchers].filter(([id, role]) => id !== ui.me.id && role === "coach");
+    if (ui.me.role === "athlete") {
+      $("watching").hidden = coaches.length === 0;
+      $("watching").textContent = coaches.length > 1 ? `${coaches.length} coaches are watching` : "Coach is watching";
+      $("also-watching").textContent = "";
+    } else {
+      $("also-watching").textContent = coaches.length ? `also watching: ${coaches.map(([id]) => `coach ${id}`).join(", ")}` : "";
+    }
+  }
+}
+
+function renderAthleteList() {
+  const nav = $("athlete-list");
+  if (ui.me?.role !== "coach") {
+    nav.hidden = true;
+    return;
+  }
+  nav.hidden = false;
+  for (const view of ui.athletes.values()) {
+    let card = nav.querySelector(`[data-athlete="${view.id}"]`);
+    if (!card) {
+      card = document.createElement("button");
+      card.type = "button";
+      card.className = "athlete-card";
+      card.dataset.athlete = String(view.id);
+      card.addEventListener("click", () => setFocus(view.id));
+      for (const cls of ["name", "line", "line alerts-count"]) {
+        const span = document.createElement("span");
+        span.className = cls;
+        card.append(span);
+      }
+      nav.append(card);
+    }
+    const [name, line, alerts] = card.children;
+    name.textContent = `Athlete ${view.id}`;
+    const m = view.metrics;
+    line.textContent = view.sessionId
+      ? `${num(m.heart_rate)} bpm · ${num(m.power)} W · ${m.pace ? clock(m.pace) : "–"}/km`
+      : "no live session";
+    const open = [...view.alerts.values()].filter((a) => !a.acked).length;
+    alerts.textContent = open ? `${open} open alert${open > 1 ? "s" : ""}` : "";
+    card.setAttribute("aria-current", String(view.id === ui.focus));
+  }
+}
+
+function renderAlerts() {
+  const view = ui.athletes.get(ui.focus);
+  const list = $("alerts");
+  const alerts = view ? [...view.alerts.values()].sort((a, b) => (b.at || 0) - (a.at || 0)) : [];
+  $("alerts-empty").hidden = alerts.length > 0;
+  const seen = new Set();
+  for (const a of alerts) {
+    seen.add(a.id);
+    let li = list.querySelector(`li[data-id="${CSS.escape(a.id)}"]`);
+    if (!li) {
+      li = document.createElement("li");
+      li.dataset.id = a.id;
+      const msg = document.createElement("span");
+      msg.className = "msg";
+      const meta = document.createElement("span");
+      meta.className = "meta";
+      const btn = document.createElement("button");
+      btn.type = "button";
+      btn.className = "ack";
+      btn.textContent = "Acknowledge";
+      btn.addEventListener("click", () => acknowledge(view, a.id, btn));
+      li.append(msg, meta, btn);
+    }
+    li.className = `alert sev-${a.severity || "warning"}${a.acked ? " acked" : ""}`;
+    li.dataset.acked = String(!!a.acked);
+    if (a.notified) li.dataset.notified = a.notified;
+    li.children[0].textContent = a.message;
+    const when = a.at ? new Date(a.at * 1000).toLocaleTimeString() : "";
+    li.children[1].textContent = `${a.metric ?? ""} ${num(a.current, 0)} / ${num(a.threshold, 0)} · ${when}${a.acked ? " · acknowledged" : ""}`;
+    li.children[2].hidden = !!a.acked;
+    list.append(li); // keeps the sorted order
+  }
+  for (const li of [...list.children]) if (!seen.has(li.dataset.id)) li.remove();
+}
+
+function renderMessages() {
+  const view = ui.athletes.get(ui.focus);
+  const list = $("messages");
+  const stick = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
+  const items = [];
+  if (view) {
+    const byCmid = new Set();
+    for (const m of [...view.messages.values()].sort((a, b) => a.id - b.id)) {
+      items.push({ key: `id-${m.id}`, mine: m.from === ui.me?.id, from: m.from, role: m.role, text: m.text, status: statusOf(view, m) });
+      if (m.cmid) byCmid.add(m.cmid);
+    }
+    for (const [cmid, p] of view.pending) {
+      if (!byCmid.has(cmid)) items.push({ key: `c-${cmid}`, mine: true, from: ui.me?.id, text: p.text, status: p.status });
+    }
+  }
+  const keep = new Set(items.map((i) => i.key));
+  for (const li of [...list.children]) if (!keep.has(li.dataset.key)) li.remove();
+  for (const item of items) {
+    let li = list.querySelector(`li[data-key="${CSS.escape(item.key)}"]`);
+    if (!li) {
+      li = document.createElement("li");
+      li.dataset.key = item.key;
+      const from = document.createElement("span");
+      from.className = "from";
+      const text = document.createElement("span");
+      text.className = "text";
+      const status = document.createElement("span");
+      status.className = "status";
+      li.append(from, text, status);
+    }
+    li.className = `msg ${item.mine ? "mine" : "theirs"}`;
+    li.children[0].textContent = item.mine ? "You" : roleName(item.role || (item.from === view.id ? "athlete" : "coach"), item.from);
+    li.children[1].textContent = item.text; // text, never HTML
+    li.children[2].textContent = item.mine ? { queued: "queued (offline)", sending: "sending…", sent: "✓ sent", read: "✓✓ read" }[item.status] || "" : "";
+    li.children[2].dataset.status = item.status || "";
+    list.append(li);
+  }
+  if (stick) list.scrollTop = list.scrollHeight;
+  const typing = view ? [...view.typing].filter(([, until]) => until > Date.now()) : [];
+  $("typing").hidden = typing.length === 0;
+  $("typing").textContent = typing.length
+    ? `${typing.map(([id]) => (id === view.id ? "Athlete" : "Coach")).join(", ")} is typing…`
+    : "";
+}
+
+function statusOf(view, m) {
+  if (m.from !== ui.me?.id) return "";
+  return m.readAt || m.id <= view.othersReadUpTo ? "read" : "sent";
+}
+
+function renderAll() {
+  renderConn();
+  renderHeader();
+  renderTiles();
+  renderAthleteList();
+  renderAlerts();
+  renderMessages();
+}
+
+function setFocus(id) {
+  ui.focus = id;
+  const view = ui.athletes.get(id);
+  $("messages").replaceChildren();
+  $("alerts").replaceChildren();
+  renderAll();
+  if (view?.sessionId) markRead(view);
+}
+
+// --- alerts: sound, vibration, acknowledgement ----------------------------------------------
+
+function beep(severity) {
+  const Ctx = window.AudioContext || window.webkitAudioContext;
+  if (!Ctx) return false;
+  try {
+    ui.audio = ui.audio || new Ctx();
+    const ctx = ui.audio;
+    if (ctx.state === "suspended") ctx.resume().catch(() => {});
+    const pulses = severity === "critical" ? 3 : severity === "warning" ? 2 : 1;
+    const freq = severity === "critical" ? 1046 : severity === "warning" ? 880 : 660;
+    for (let i = 0; i < pulses; i++) {
+      const osc = ctx.createOscillator();
+      const gain = ctx.createGain();
+      const t0 = ctx.currentTime + i * 0.25;
+      osc.type = "sine";
+      osc.frequency.value = freq;
+      gain.gain.setValueAtTime(0.0001, t0);
+      gain.gain.exponentialRampToValueAtTime(0.3, t0 + 0.02);
+      gain.gain.exponentialRampToValueAtTime(0.0001, t0 + 0.18);
+      osc.connect(gain).connect(ctx.destination);
+      osc.start(t0);
+      osc.stop(t0 + 0.2);
+    }
+    return true;
+  } catch (err) {
+    console.warn("livecoach: no sound", err);
+    return false;
+  }
+}
+
+function notify(alert) {
+  if (ui.notified.has(alert.id)) return;
+  ui.notified.add(alert.id);
+  const did = [];
+  if (alert.sound && ui.prefs.sound && beep(alert.severity)) did.push("sound");
+  if (alert.vibration && ui.prefs.vibration && typeof navigator.vibrate === "function") {
+    const pattern = alert.severity === "critical" ? [300, 100, 300, 100, 300] : [200, 100, 200];
+    if (navigator.vibrate(pattern)) did.push("vibration");
+    else did.push("vibration-refused");
+  }
+  alert.notified = did.join(" ") || "none";
+}
+
+async function acknowledge(view, alertId, button) {
+  button.disabled = true;
+  const alert = view.alerts.get(alertId);
+  try {
+    await api(`/alerts/${encodeURIComponent(alertId)}/ack`, { method: "POST" });
+    if (alert) alert.acked = true;
+  } catch (err) {
+    if (err.status) {
+      button.disabled = false;
+      button.title = `could not acknowledge: ${err.message}`;
+      return;
+    }
+    // Offline: the socket's queue takes it and sends it after the reconnect.
+    ui.client.ackAlert(alertId).then(() => {
+      if (alert) alert.acked = true;
+      renderAlerts();
+      renderAthleteList();
+    });
+  }
+  renderAlerts();
+  renderAthleteList();
+}
+
+// --- chat -----------------------------------------------------------------------------------
+
+function markRead(view) {
+  if (!view.sessionId || document.visibilityState === "hidden" || view.id !== ui.focus) return;
+  let upTo = 0;
+  for (const m of view.messages.values()) if (m.from !== ui.me.id && m.id > upTo) upTo = m.id;
+  if (upTo > view.readSent) {
+    view.readSent = upTo;
+    ui.client.markRead(view.sessionId, upTo);
+  }
+}
+
+function sendChat(text) {
+  const view = ui.athletes.get(ui.focus);
+  if (!view?.sessionId || !text.trim()) return;
+  const cmid = LiveCoachClient.newClientId();
+  const online = ui.client.state === "open";
+  view.pending.set(cmid, { text, status: online ? "sending" : "queued" });
+  const sent = ui.client.sendMessage(view.sessionId, text, cmid);
+  sent.then(
+    () => {
+      const p = view.pending.get(cmid);
+      if (p) p.status = "sent";
+      renderMessages();
+    },
+    (err) => {
+      const p = view.pending.get(cmid);
+      if (p) p.status = `failed: ${err.message}`;
+      renderMessages();
+    },
+  );
+  stopTyping(view);
+  renderMessages();
+  renderConn();
+}
+
+function onTypingInput() {
+  const view = ui.athletes.get(ui.focus);
+  if (!view?.sessionId) return;
+  const now = Date.now();
+  if (now - ui.typingSent > 3000) {
+    ui.typingSent = now;
+    ui.client.typing(view.sessionId, true);
+  }
+  clearTimeout(ui.typingTimer);
+  ui.typingTimer = setTimeout(() => stopTyping(view), 4000);
+}
+
+function stopTyping(view) {
+  clearTimeout(ui.typingTimer);
+  if (ui.typingSent) {
+    ui.typingSent = 0;
+    ui.client.typing(view.sessionId, false);
+  }
+}
+
+// --- live events ----------------------------------------------------------------------------
+
+function viewOf(ev) {
+  const id = typeof ev.user_id === "number" ? ev.user_id : null;
+  if (id != null && ui.athletes.has(id)) return ui.athletes.get(id);
+  // A session channel event without a user id: the athlete who owns the session.
+  for (const v of ui.athletes.values()) if (v.sessionId === ev.session_id) return v;
+  return null;
+}
+
+function adoptSession(view, sessionId) {
+  if (!sessionId || view.sessionId === sessionId) return;
+  if (view.sessionId && sessionId < view.sessionId) return; // an older session's event
+  view.sessionId = sessionId;
+  view.metrics = {};
+  view.alerts.clear();
+  view.messages.clear();
+  view.pending.clear();
+  view.readSent = 0;
+  view.othersReadUpTo = 0;
+  view.sessionState = null;
+  loadSession(view).catch((err) => console.warn("livecoach: loading the session failed", err));
+}
+
+async function loadSession(view) {
+  const sid = view.sessionId;
+  const [session, messages, alerts, presence] = await Promise.all([
+    api(`/sessions/${sid}`).catch(() => null),
+    api(`/messages/${sid}?limit=100`).catch(() => null),
+    api(`/sessions/${sid}/alerts?limit=50`).catch(() => null),
+    api(`/sessions/${sid}/presence`).catch(() => null),
+  ]);
+  if (view.sessionId !== sid) return;
+  if (session && !view.sessionState) view.sessionState = session.status;
+  for (const row of messages?.messages || []) {
+    if (!view.messages.has(row.id)) {
+      view.messages.set(row.id, {
+        id: row.id,
+        from: row.sender_id,
+        text: row.content ?? "",
+        readAt: row.read_at,
+        cmid: row.client_message_id,
+      });
+    }
+  }
+  for (const row of alerts?.alerts || []) {
+    if (!view.alerts.has(row.id)) {
+      view.alerts.set(row.id, {
+        id: row.id,
+        severity: row.severity,
+        message: row.message,
+        metric: row.metric,
+        current: row.current_value,
+        threshold: row.threshold,
+        at: Date.parse(row.triggered_at) / 1000,
+        acked: !!row.acknowledged_at,
+      });
+      ui.notified.add(row.id); // history: shown, not announced
+    }
+  }
+  if (presence) applyWatchers(view, presence.watchers);
+  renderAll();
+  markRead(view);
+}
+
+function applyWatchers(view, watchers) {
+  view.watchers.clear();
+  for (const w of watchers || []) view.watchers.set(w.user_id, w.role);
+}
+
+function applySnapshot(ev) {
+  // recovered:false: the gap is gone from the stream; take the snapshot as the state.
+  const snap = ev.snapshot || {};
+  const states = snap.sessions || (snap.session ? [snap] : []);
+  for (const st of states) {
+    const session = st.session;
+    if (!session) continue;
+    const view = ui.athletes.get(session.user_id);
+    if (!view) continue;
+    adoptSession(view, session.id);
+    view.sessionState = session.status;
+    for (const row of st.recent_messages || []) {
+      view.messages.set(row.id, { id: row.id, from: row.sender_id, text: row.content ?? "", readAt: row.read_at, cmid: row.client_message_id });
+    }
+    const latest = st.latest_metrics || {};
+    for (const [k, v] of Object.entries(latest)) {
+      if (typeof v === "number") view.metrics[k] = v;
+      else if (v && typeof v.value === "number") view.metrics[k] = v.value;
+    }
+  }
+  renderAll();
+}
+
+function wire(client) {
+  client.on("state", () => renderConn());
+  client.on("queue", () => renderConn());
+  client.on("reconnecting", () => renderConn());
+  client.on("welcome", (ev) => {
+    if (!ui.me) {
+      ui.me = { id: ev.user_id, role: ev.role };
+      $("who").textContent = `${ev.role} ${ev.user_id}`;
+      start();
+    }
+    renderConn();
+  });
+  client.on("metrics_update", (ev) => {
+    const view = viewOf(ev);
+    if (!view) return;
+    adoptSession(view, ev.session_id);
+    if (ev.session_id !== view.sessionId) return;
+    Object.assign(view.metrics, ev.metrics || {});
+    if (ev.metrics?.state) view.sessionState = ev.metrics.state;
+    view.metricsAt = Date.now();
+    if (view.id === ui.focus) renderTiles();
+    renderAthleteList();
+  });
+  client.on("alert", (ev) => {
+    const view = viewOf(ev);
+    if (!view || !ev.alert) return;
+    adoptSession(view, ev.session_id);
+    const a = ev.alert;
+    const existing = view.alerts.get(a.id);
+    const alert = {
+      ...(existing || {}),
+      id: a.id,
+      severity: a.severity,
+      message: a.message,
+      metric: a.metric,
+      current: a.current,
+      threshold: a.threshold,
+      sound: a.sound,
+      vibration: a.vibration,
+      at: ev.timestamp || Date.now() / 1000,
+      acked: existing?.acked || false,
+    };
+    view.alerts.set(a.id, alert);
+    notify(alert);
+    renderAlerts();
+    renderAthleteList();
+  });
+  client.on("session_event", (ev) => {
+    const view = viewOf(ev);
+    if (!view) return;
+    if (ev.event === "alert_acknowledged") {
+      const a = view.alerts.get(ev.alert_id);
+      if (a) a.acked = true;
+      renderAlerts();
+      renderAthleteList();
+      return;
+    }
+    adoptSession(view, ev.session_id);
+    if (ev.session_id === view.sessionId) {
+      view.sessionState = ev.state || ({ start: "running", pause: "paused", resume: "running", stop: "stopped" }[ev.event] ?? view.sessionState);
+    }
+    renderHeader();
+  });
+  client.on("message", (ev) => {
+    const view = viewOf(ev);
+    if (!view || !ev.message) return;
+    adoptSession(view, ev.session_id);
+    if (ev.session_id !== view.sessionId) return;
+    const m = ev.message;
+    view.messages.set(m.id, { id: m.id, from: m.from, role: m.role, text: m.text, cmid: m.client_message_id });
+    if (m.client_message_id) view.pending.delete(m.client_message_id);
+    view.typing.delete(m.from);
+    renderMessages();
+    markRead(view);
+  });
+  client.on("read_receipt", (ev) => {
+    const view = viewOf(ev);
+    if (!view || ev.reader_id === ui.me?.id) return;
+    const upTo = Math.max(ev.up_to_id || 0, ...(ev.message_ids || [0]));
+    if (upTo > view.othersReadUpTo) view.othersReadUpTo = upTo;
+    renderMessages();
+  });
+  client.on("typing", (ev) => {
+    const view = viewOf(ev);
+    if (!view || ev.sender_id === ui.me?.id) return;
+    if (ev.typing) view.typing.set(ev.sender_id, Date.now() + 6000);
+    else view.typing.delete(ev.sender_id);
+    renderMessages();
+    setTimeout(renderMessages, 6100);
+  });
+  client.on("presence", (ev) => {
+    const view = ui.athletes.get(ev.user_id);
+    if (!view) return;
+    if (ev.watching) view.watchers.set(ev.watcher_id, ev.role);
+    else view.watchers.delete(ev.watcher_id);
+    renderHeader();
+  });
+  client.on("resumed", (ev) => {
+    if (ev.recovered === false) applySnapshot(ev);
+  });
+  client.on("error", (ev) => console.warn("livecoach:", ev.code, ev.message));
+  client.on("stopped", (ev) => {
+    renderConn();
+    if (ev.why === "forbidden") {
+      $("login-note").textContent = `Not allowed: ${ev.reason || "forbidden"}`;
+      $("detail-title").textContent = `Disconnected — not allowed: ${ev.reason || "forbidden"}`;
+    }
+  });
+  client.on("auth_required", (ev) => {
+    $("login-note").textContent = `Sign in again: ${ev.reason || "the token was refused"}`;
+    $("login").hidden = false;
+  });
+}
+
+/** After the first welcome: what to follow. */
+function start() {
+  $("login").hidden = true;
+  $("app").hidden = false;
+  $("logout").hidden = false;
+  if (ui.me.role === "athlete") {
+    ui.wantedAthletes = [ui.me.id];
+  }
+  for (const id of ui.wantedAthletes) athlete(id);
+  ui.client.subscribe(ui.wantedAthletes.map((id) => `live:user:${id}`));
+  ui.focus = ui.wantedAthletes[0] ?? null;
+  renderAll();
+  if (ui.wantedSession) {
+    api(`/sessions/${ui.wantedSession}`)
+      .then((row) => {
+        const view = athlete(row.user_id);
+        if (!ui.client.channels.has(`live:user:${row.user_id}`)) ui.client.subscribe(`live:user:${row.user_id}`);
+        if (ui.focus == null) ui.focus = view.id;
+        adoptSession(view, row.id);
+        renderAll();
+      })
+      .catch((err) => ($("detail-title").textContent = `Session ${ui.wantedSession}: ${err.message}`));
+  }
+}
+
+// --- start-up -------------------------------------------------------------------------------
+
+function numbers(text) {
+  return String(text || "")
+    .split(/[\s,]+/)
+    .map((s) => Number(s))
+    .filter((n) => Number.isInteger(n) && n > 0);
+}
+
+function connect(token) {
+  sessionStorage.setItem("livecoach.token", token);
+  if (ui.client) {
+    ui.client.setToken(token);
+    if (ui.client.state === "stopped" || ui.client.state === "idle") ui.client.connect();
+    return;
+  }
+  const opt = (name) => (params.has(name) ? Number(params.get(name)) : undefined);
+  const options = { token, getToken: waitForToken };
+  for (const [param, key] of [["backoff_base_ms", "backoffBaseMs"], ["backoff_max_ms", "backoffMaxMs"], ["heartbeat_ms", "heartbeatMs"]]) {
+    const v = opt(param);
+    if (Number.isFinite(v) && v > 0) options[key] = v;
+  }
+  ui.client = new LiveCoachClient(options);
+  window.livecoach = { client: ui.client, ui };
+  wire(ui.client);
+  ui.client.connect();
+  renderConn();
+}
+
+/** The client's token hook: on 4401, the user pastes a new token into the form. */
+function waitForToken({ reason }) {
+  if (reason === "expiring") return Promise.resolve(null);
+  $("login-note").textContent = `The token was refused (${reason || "expired"}): paste a new one.`;
+  $("login").hidden = false;
+  return new Promise((resolve) => {
+    ui.tokenWaiter = resolve;
+  });
+}
+
+function init() {
+  buildTiles();
+  const urlToken = params.get("token");
+  if (urlToken) {
+    // Out of the address bar (history, screenshots, bookmarks); kept for this tab only.
+    sessionStorage.setItem("livecoach.token", urlToken);
+    params.delete("token");
+    const rest = params.toString();
+    history.replaceState(null, "", location.pathname + (rest ? `?${rest}` : "") + location.hash);
+  }
+  ui.wantedAthletes = numbers(params.get("athletes"));
+  ui.wantedSession = numbers(params.get("session"))[0] ?? null;
+  $("athletes").value = ui.wantedAthletes.join(", ");
+  $("session").value = ui.wantedSession ?? "";
+  $("pref-sound").checked = ui.prefs.sound;
+  $("pref-vibration").checked = ui.prefs.vibration;
+  for (const key of ["sound", "vibration"]) {
+    $(`pref-${key}`).addEventListener("change", (e) => {
+      ui.prefs[key] = e.target.checked;
+      localStorage.setItem("livecoach.prefs", JSON.stringify(ui.prefs));
+      if (key === "sound" && e.target.checked) beep("info"); // a user gesture unlocks audio
+    });
+  }
+  // Browsers start audio only after a gesture: unlock it on the first one.
+  document.addEventListener("pointerdown", () => ui.audio?.resume?.(), { once: true });
+  $("login-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const token = $("token").value.trim();
+    if (!token) return;
+    if (!ui.me) {
+      ui.wantedAthletes = numbers($("athletes").value);
+      ui.wantedSession = numbers($("session").value)[0] ?? null;
+    }
+    $("login-note").textContent = "";
+    if (ui.tokenWaiter) {
+      const resolve = ui.tokenWaiter;
+      ui.tokenWaiter = null;
+      sessionStorage.setItem("livecoach.token", token);
+      $("login").hidden = true;
+      resolve(token);
+      return;
+    }
+    connect(token);
+  });
+  $("logout").addEventListener("click", () => {
+    sessionStorage.removeItem("livecoach.token");
+    ui.client?.close();
+    location.replace(location.pathname);
+  });
+  $("chat-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const input = $("chat-input");
+    sendChat(input.value);
+    input.value = "";
+  });
+  $("chat-input").addEventListener("input", onTypingInput);
+  document.addEventListener("visibilitychange", () => {
+    const view = ui.athletes.get(ui.focus);
+    if (view && document.visibilityState === "visible") markRead(view);
+  });
+  setInterval(() => {
+    renderConn();
+    // Presence has a TTL: a watcher whose edge died stops counting without an event.
+    const view = ui.athletes.get(ui.focus);
+    if (view?.sessionId && ui.client?.state === "open") {
+      api(`/sessions/${view.sessionId}/presence`)
+        .then((p) => {
+          applyWatchers(view, p.watchers);
+          renderHeader();
+        })
+        .catch(() => {});
+    }
+  }, 15000);
+  setInterval(renderConn, 1000);
+  const token = sessionStorage.getItem("livecoach.token");
+  if (token) connect(token);
+}
+
+init();
