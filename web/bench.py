@@ -44,7 +44,7 @@ from pipeline.embedded import EmbeddedPostgres, EmbeddedRedis, die_with_parent, 
 from pipeline.migrations import migrate
 from pipeline.records import session_key
 from pipeline.settings import Settings
-from pipeline.streams import append, partition_for_key
+from pipeline.streams import append, partition_for_key, read
 from web.auth import mint_token
 
 PARTITIONS = 8
@@ -261,6 +261,14 @@ async def _load_phase(
 
             await asyncio.gather(*[device(a) for a in sessions])
             await asyncio.sleep(2.0)
+            pipeline_latencies = list(load.latencies_ms)
+            # The edge alone: the same sockets and rate, events appended to live
+            # directly (as the worker would), stamped when appended.
+            load.latencies_ms.clear()
+            await _append_live_at_1hz(stack["redis_url"], sessions, duration_s)
+            await asyncio.sleep(2.0)
+            edge_only = list(load.latencies_ms)
+            load.latencies_ms[:] = pipeline_latencies
             for task in listeners:
                 task.cancel()
             for ws in sockets:
@@ -273,7 +281,53 @@ async def _load_phase(
         "sockets": total,
         "connection_success_pct": round(100.0 * load.connected / total, 2),
         "latency_ms": _pct(load.latencies_ms),
+        "edge_only_latency_ms": _pct(edge_only),
+        # The worker's share: from the edge accepting a sample to the worker appending
+        # its metrics_update to live (the entry's timestamp); the rest is the edge's.
+        "worker_share_ms": _pct(await _worker_share_ms(stack["redis_url"])),
     }
+
+
+async def _append_live_at_1hz(
+    redis_url: str, sessions: dict[int, int], duration_s: float, slices: int = 20
+) -> None:
+    """One metrics_update per session per second, in ``slices`` bursts a second."""
+    redis = aioredis.Redis.from_url(redis_url)
+    items = sorted(sessions.items())
+    try:
+        start = time.monotonic()
+        for tick in range(int(duration_s) * slices):
+            part = items[tick % slices :: slices]
+            by_partition: dict[int, list[Any]] = {}
+            now_ms = int(time.time() * 1000)
+            for athlete, sid in part:
+                key = session_key(sid)
+                event = {"type": "metrics_update", "session_id": sid, "user_id": athlete,
+                         "ingest_ms": now_ms, "metrics": {"heart_rate": 140},
+                         "bench": "direct"}  # fmt: skip
+                by_partition.setdefault(partition_for_key(key, PARTITIONS), []).append(
+                    (key, json.dumps(event).encode(), None, now_ms)
+                )
+            await asyncio.gather(
+                *[append(redis, LIVE_TOPIC, p, entries) for p, entries in by_partition.items()]
+            )
+            await asyncio.sleep(max(0.0, start + (tick + 1) / slices - time.monotonic()))
+    finally:
+        await redis.aclose()
+
+
+async def _worker_share_ms(redis_url: str) -> list[float]:
+    redis = aioredis.Redis.from_url(redis_url)
+    out: list[float] = []
+    try:
+        for p in range(PARTITIONS):
+            for _, (_, value, _, ts_ms) in await read(redis, LIVE_TOPIC, p, 0, count=1_000_000):
+                event = json.loads(value)
+                if event.get("type") == "metrics_update" and "bench" not in event:
+                    out.append(ts_ms - event["ingest_ms"])
+    finally:
+        await redis.aclose()
+    return out
 
 
 async def _raw_broadcast_ms(
@@ -515,6 +569,8 @@ def bench_e2e(
             "connection_success_pct": median(["load", "connection_success_pct"]),
             "edge_p99_ms": median(["load", "latency_ms", "p99"]),
             "edge_p95_ms": median(["load", "latency_ms", "p95"]),
+            "worker_share_p99_ms": median(["load", "worker_share_ms", "p99"]),
+            "edge_only_p99_ms": median(["load", "edge_only_latency_ms", "p99"]),
             "raw_p99_ms": median(["raw_aiohttp_broadcast", "latency_ms", "p99"]),
             "idle_kb_per_connection": median(["idle", "kb_per_connection"]),
             "storm_seconds_to_last_resumed": median(["storm", "seconds_to_last_resumed"]),
