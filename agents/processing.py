@@ -34,7 +34,7 @@ from agents.alert_config import AlertConfig
 from agents.alert_rules import AlertEngine, AlertSample
 from agents.lifecycle import LifecycleError
 from agents.session_metrics import SessionMetrics
-from pipeline.models import AthleteProfile, Sample
+from pipeline.models import AthleteProfile
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +87,21 @@ def _alert_config_from(payload: dict[str, Any], profile: AthleteProfile) -> Aler
     if delivery:
         config = config.model_copy(update={"delivery": config.delivery.model_copy(update=delivery)})
     return config
+
+
+class _RawSample:
+    """A validated sample dict seen as a :class:`SampleLike` (cheaper than a model)."""
+
+    __slots__ = ("cadence", "distance_m", "heart_rate", "power_w", "seq", "speed_m_s", "t")
+
+    def __init__(self, raw: dict[str, Any]) -> None:
+        self.t: float = raw["t"]
+        self.seq: int | None = raw.get("seq")
+        self.heart_rate: float | None = raw.get("heart_rate")
+        self.power_w: float | None = raw.get("power_w")
+        self.speed_m_s: float | None = raw.get("speed_m_s")
+        self.cadence: float | None = raw.get("cadence")
+        self.distance_m: float | None = raw.get("distance_m")
 
 
 def _engine_key(config_json: dict[str, Any], profile: AthleteProfile) -> str:
@@ -188,7 +203,7 @@ class Processor:
         last_t: float | None = None
         for raw in samples:
             # Validated by the edge before it reached the stream: no second validation.
-            sample = Sample.model_construct(**raw)
+            sample = _RawSample(raw)
             if metrics.add_sample(sample) != "accepted":
                 continue
             last_t = sample.t
