@@ -467,3 +467,146 @@ async def test_client_asks_for_a_token_on_4401_and_stops_on_4403(live_edge: Edge
             assert await coach.evaluate("window.livecoach.client.state") == "stopped"
         finally:
             await browser.close()
+
+
+# JavaScript run in the page: livecoach.js against a scripted fake WebSocket, so every
+# close code and ordering rule is checked without timing luck. Returns the failures.
+_CLIENT_LOGIC = r"""
+async () => {
+  const { LiveCoachClient, backoffDelay, parseCursor } = await import("/static/livecoach.js");
+  const failures = [];
+  const check = (ok, what) => { if (!ok) failures.push(what); };
+  const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+  const until = async (fn, what, ms = 2000) => {
+    const end = Date.now() + ms;
+    while (Date.now() < end) { if (fn()) return true; await sleep(5); }
+    failures.push(`timeout: ${what}`);
+    return false;
+  };
+
+  // --- pure functions
+  const delays = [0, 1, 2, 3, 4, 5, 6, 7].map(
+    (n) => backoffDelay(n, { baseMs: 500, maxMs: 30000, random: () => 1 }));
+  check(JSON.stringify(delays) === JSON.stringify(
+    [500, 1000, 2000, 4000, 8000, 16000, 30000, 30000]), `ceilings ${delays}`);
+  check(backoffDelay(9, { baseMs: 500, maxMs: 30000, random: () => 0 }) === 0, "full jitter");
+  const limited = [0, 1].map((r) =>
+    backoffDelay(0, { baseMs: 500, maxMs: 30000, floorMs: 15000, random: () => r }));
+  check(limited[0] === 15000 && limited[1] === 30000, `4429 floor ${limited}`);
+  check(parseCursor("3:120")[1] === 120 && parseCursor("x") === null, "parseCursor");
+
+  // --- a scripted socket
+  const sockets = [];
+  class FakeSocket {
+    constructor(url) { this.url = url; this.sent = []; this.readyState = 0; sockets.push(this);
+      setTimeout(() => { this.readyState = 1; this.onopen && this.onopen(); }, 1); }
+    send(text) { this.sent.push(JSON.parse(text)); }
+    close() { this.readyState = 3; }
+    push(frame) { this.onmessage && this.onmessage({ data: JSON.stringify(frame) }); }
+    drop(code, reason = "") { this.readyState = 3; this.onclose && this.onclose({ code, reason }); }
+    types() { return this.sent.map((f) => f.type); }
+  }
+  const welcome = { type: "welcome", user_id: 1, role: "athlete", heartbeat_s: 15,
+                    expires_at: Date.now() / 1000 + 3600 };
+  const make = (extra = {}) => new LiveCoachClient({
+    url: "ws://127.0.0.1:1/api/v1/live/ws", token: "t1", WebSocketImpl: FakeSocket,
+    backoffBaseMs: 5, backoffMaxMs: 10, rateLimitedMs: 300, ...extra });
+
+  const c = make();
+  const seen = [];
+  c.on("message", (ev) => seen.push(ev.offset));
+  c.subscribe("live:session:7");
+  c.connect();
+  await until(() => sockets.length === 1 && sockets[0].sent.length === 1, "auth frame");
+  let s = sockets[0];
+  check(s.sent[0].type === "auth" && s.sent[0].token === "t1", "auth is the first frame");
+  s.push(welcome);
+  check(c.state === "open", "open after welcome");
+  check(s.sent[1].type === "subscribe" && s.sent[1].channels[0] === "live:session:7", "subscribe");
+  s.push({ type: "ack", op: "subscribe", channel: "live:session:7", cursor: ["2:-1"] });
+  const msg = (o, text) => ({ type: "message", offset: `2:${o}`, channel: "live:session:7",
+    channels: ["live:session:7", "live:user:1"], session_id: 7,
+    message: { id: o, from: 2, text } });
+  s.push(msg(5, "a"));
+  s.push(msg(5, "a"));  // a duplicate: not emitted twice
+  check(JSON.stringify(seen) === '["2:5"]', `dedup ${seen}`);
+  check(JSON.stringify(c.cursors()) === '{"live:session:7":["2:5"]}', "cursor tracked");
+
+  // sent while open, not answered when the socket dies: sent again, first
+  const early = c.sendMessage(7, "in flight");
+  const inflightId = s.sent.at(-1).id;
+  s.drop(1006);
+  check(c.state === "waiting", `waiting after 1006, got ${c.state}`);
+  const later = c.sendMessage(7, "offline");
+  c.typing(7, true);
+  c.typing(7, false);
+  check(c.queue.map((e) => e.frame.type).join() === "message,message,typing",
+        `queue ${c.queue.map((e) => e.frame.type)}`);
+  await until(() => sockets.length === 2 && sockets[1].sent.length === 1, "reconnect");
+  s = sockets[1];
+  s.push(welcome);
+  check(s.types().join() === "auth,resume,message,message,typing", `after welcome ${s.types()}`);
+  check(JSON.stringify(s.sent[1].cursors) === '{"live:session:7":["2:5"]}', "resume cursors");
+  check(s.sent[2].id === inflightId && s.sent[2].text === "in flight", "in-flight frame resent");
+  check(s.sent[2].client_message_id === early.clientMessageId, "same client_message_id");
+  check(s.sent[3].text === "offline" && s.sent[4].typing === false, "queue order, latest typing");
+  s.push({ type: "ack", op: "message", ref: s.sent[3].id, message_id: 9 });
+  check((await later).message_id === 9, "a queued send resolves with its ack");
+  s.push({ type: "resumed", channel: "live:session:7", recovered: true, replayed: 0,
+           cursor: ["2:8"] });
+  check(c.cursors()["live:session:7"][0] === "2:8", "cursor from resumed");
+
+  // 4429: a longer wait
+  const t0 = Date.now();
+  s.drop(4429, "slow down");
+  await until(() => sockets.length === 3, "reconnect after 4429", 2000);
+  check(Date.now() - t0 >= 290, `4429 waited ${Date.now() - t0} ms`);
+  s = sockets[2];
+  await until(() => s.sent.length === 1, "auth after 4429");
+
+  // 4401 with a token hook: a new token, then a new socket
+  const c2 = make({ getToken: async () => "t2" });
+  c2.connect();
+  await until(() => sockets.length === 4 && sockets[3].sent.length === 1, "c2 auth");
+  sockets[3].drop(4401, "expired");
+  await until(() => sockets.length === 5 && sockets[4].sent.length === 1, "c2 reconnect");
+  check(sockets[4].sent[0].token === "t2", "the refreshed token is used");
+  // 4401 without one: stop and ask
+  const c3 = make();
+  let asked = false;
+  c3.on("auth_required", () => { asked = true; });
+  c3.connect();
+  await until(() => sockets.length === 6 && sockets[5].sent.length === 1, "c3 auth");
+  sockets[5].drop(4401, "bad token");
+  check(c3.state === "stopped" && asked, "4401 without getToken stops and asks");
+  // 4403: stop for good
+  sockets[4].push(welcome);
+  sockets[4].drop(4403, "not yours");
+  await sleep(100);
+  check(c2.state === "stopped" && sockets.length === 6, "4403 stops without reconnecting");
+  // 1001 (edge shutting down) and 4408 (idle): reconnect
+  s.push(welcome);
+  s.drop(1001, "edge shutting down");
+  await until(() => sockets.length === 7, "reconnect after 1001");
+  sockets[6].push(welcome);
+  sockets[6].drop(4408, "idle");
+  await until(() => sockets.length === 8, "reconnect after 4408");
+  for (const client of [c, c2, c3]) client.close();
+  return failures;
+}
+"""
+
+
+@needs_browser
+async def test_livecoach_js_logic_with_a_scripted_socket(live_edge: Edge) -> None:
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = await browser.new_page()
+            await page.goto(f"{live_edge.base}/healthz")
+            failures = await page.evaluate(_CLIENT_LOGIC)
+        finally:
+            await browser.close()
+    assert failures == []

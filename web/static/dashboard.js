@@ -490,22 +490,27 @@ async function loadSession(view) {
   }
   for (const row of alerts?.alerts || []) {
     if (!view.alerts.has(row.id)) {
-      view.alerts.set(row.id, {
-        id: row.id,
-        severity: row.severity,
-        message: row.message,
-        metric: row.metric,
-        current: row.current_value,
-        threshold: row.threshold,
-        at: Date.parse(row.triggered_at) / 1000,
-        acked: !!row.acknowledged_at,
-      });
+      view.alerts.set(row.id, alertFromRow(row));
       ui.notified.add(row.id); // history: shown, not announced
     }
   }
   if (presence) applyWatchers(view, presence.watchers);
   renderAll();
   markRead(view);
+}
+
+/** An alert row of the REST API (or a snapshot) in the page's shape. */
+function alertFromRow(row) {
+  return {
+    id: row.id,
+    severity: row.severity,
+    message: row.message,
+    metric: row.metric,
+    current: row.current_value,
+    threshold: row.threshold,
+    at: Date.parse(row.triggered_at) / 1000,
+    acked: !!row.acknowledged_at,
+  };
 }
 
 function applyWatchers(view, watchers) {
@@ -527,10 +532,19 @@ function applySnapshot(ev) {
     for (const row of st.recent_messages || []) {
       view.messages.set(row.id, { id: row.id, from: row.sender_id, text: row.content ?? "", readAt: row.read_at, cmid: row.client_message_id });
     }
-    const latest = st.latest_metrics || {};
-    for (const [k, v] of Object.entries(latest)) {
-      if (typeof v === "number") view.metrics[k] = v;
-      else if (v && typeof v.value === "number") view.metrics[k] = v.value;
+    // latest_metrics: {metric_type: {value, at}}; types as stored (speed in m/s).
+    for (const [k, v] of Object.entries(st.latest_metrics || {})) {
+      const value = typeof v === "number" ? v : v?.value;
+      if (typeof value !== "number") continue;
+      if (k === "speed") {
+        view.metrics.speed_m_s = value;
+        view.metrics.pace = value > 0 ? 1000 / value : null;
+      } else view.metrics[k] = value;
+    }
+    for (const row of st.open_alerts || []) {
+      if (view.alerts.has(row.id)) continue;
+      view.alerts.set(row.id, alertFromRow(row));
+      ui.notified.add(row.id);
     }
   }
   renderAll();
