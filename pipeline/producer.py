@@ -130,6 +130,10 @@ class Producer(FaustProducer):
         transactional_id: str | None = None,
     ) -> Awaitable[RecordMetadata]:
         if partition is None:
+            if topic not in self._rt.partition_counts:
+                # Declared by someone else (another app, the web edge): ask Redis once.
+                count = await streams.partition_count(self.redis, topic)
+                self._rt.partition_counts[topic] = count or int(self.app.conf.topic_partitions)
             partition = self._rt.partition_for(topic, key, self._round_robin[topic])
         timestamp_ms = int((timestamp if timestamp is not None else time.time()) * 1000)
         fut: asyncio.Future[RecordMetadata] = self._loop_now().create_future()

@@ -82,9 +82,14 @@ class Worker:
         os.kill(self.process.pid, sig)
 
     def cleanup(self) -> None:
+        """Kill the process if still running; remove its folder (LC_KEEP_LOGS=1 keeps it)."""
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait()
+        if not os.environ.get("LC_KEEP_LOGS"):
+            import shutil
+
+            shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def read_topic(client: redis.Redis, topic: str, partitions: int) -> list[dict[str, Any]]:
