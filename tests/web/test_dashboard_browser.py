@@ -429,6 +429,13 @@ async def test_dashboards_live_alerts_chat_and_resume_after_edge_restart(
                     (sid,),
                 ).fetchall()
             assert [r[0] for r in stored] == texts
+            shots = os.environ.get("LIVECOACH_SCREENSHOTS")  # a folder: look at the pages
+            if shots:
+                for who, page in pages.items():
+                    await page.set_viewport_size({"width": 1200, "height": 820})
+                    await page.screenshot(
+                        path=os.path.join(shots, f"dashboard-{who}.png"), full_page=True
+                    )
         finally:
             await browser.close()
 

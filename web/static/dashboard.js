@@ -230,7 +230,7 @@ function renderAlerts() {
       li = document.createElement("li");
       li.dataset.id = a.id;
       const msg = document.createElement("span");
-      msg.className = "msg";
+      msg.className = "alert-text";
       const meta = document.createElement("span");
       meta.className = "meta";
       const btn = document.createElement("button");
@@ -669,6 +669,7 @@ function start() {
   $("login").hidden = true;
   $("app").hidden = false;
   $("logout").hidden = false;
+  $("app").classList.toggle("coach", ui.me.role === "coach");
   if (ui.me.role === "athlete") {
     ui.wantedAthletes = [ui.me.id];
   }
