@@ -598,7 +598,26 @@ async () => {
   sockets[6].push(welcome);
   sockets[6].drop(4408, "idle");
   await until(() => sockets.length === 8, "reconnect after 4408");
-  for (const client of [c, c2, c3]) client.close();
+  // a socket that stays open but answers nothing: dropped after the pong timeout
+  const c4 = make({ heartbeatMs: 250, pongTimeoutMs: 100 });
+  c4.connect();
+  await until(() => sockets.length === 9 && sockets[8].sent.length === 1, "c4 auth");
+  sockets[8].push(welcome);
+  await until(() => sockets[8].types().includes("ping"), "c4 pings", 1000);
+  await until(() => sockets.length === 10, "c4 reconnects after a silent socket", 2000);
+  // while pongs come back, no reconnect
+  const c5 = make({ heartbeatMs: 250, pongTimeoutMs: 100 });
+  c5.connect();
+  await until(() => sockets.length === 11 && sockets[10].sent.length === 1, "c5 auth");
+  const s5 = sockets[10];
+  s5.push(welcome);
+  const origSend = s5.send.bind(s5);
+  s5.send = (text) => { origSend(text); const f = JSON.parse(text);
+    if (f.type === "ping") setTimeout(() => s5.push({ type: "pong", ref: f.id }), 5); };
+  await sleep(1200);
+  check(sockets.length === 11 && c5.state === "open", `c5 stayed (${sockets.length})`);
+  check(s5.types().filter((t) => t === "ping").length >= 3, "c5 pinged");
+  for (const client of [c, c2, c3, c4, c5]) client.close();
   return failures;
 }
 """

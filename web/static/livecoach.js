@@ -50,7 +50,7 @@ const DEFAULTS = {
   rateLimitedMs: 15000, // floor of the delay after a 4429
   welcomeTimeoutMs: 10000,
   heartbeatMs: 15000, // application ping interval (at most the edge's heartbeat_s)
-  deadAfterMs: 0, // silence that means a dead socket; 0: 2 heartbeats + 5 s
+  pongTimeoutMs: 0, // no frame this long after a ping: a dead socket; 0: heartbeat + 5 s
   maxQueue: 1000,
   typingTtlMs: 5000, // a queued typing frame older than this is dropped
   refreshBeforeS: 60, // refresh the token this long before it expires
@@ -121,10 +121,17 @@ export class LiveCoachClient {
     this._listeners = new Map();
     this._timers = { retry: null, ping: null, welcome: null, refresh: null };
     this._lastFrameAt = 0;
+    this._pingAt = 0;
     this._onOnline = () => {
       if (this.state === "waiting") this._reconnectNow();
+      else this.probe();
     };
-    if (globalThis.addEventListener) globalThis.addEventListener("online", this._onOnline);
+    this._onVisible = () => {
+      if (globalThis.document?.visibilityState !== "visible") return;
+      if (this.state === "waiting") this._reconnectNow();
+      else this.probe();
+    };
+
   }
 
   // --- events ---------------------------------------------------------------------------
@@ -163,6 +170,8 @@ export class LiveCoachClient {
 
   connect() {
     if (this.state === "connecting" || this.state === "open") return;
+    globalThis.addEventListener?.("online", this._onOnline); // idempotent
+    globalThis.document?.addEventListener?.("visibilitychange", this._onVisible);
     this._clearTimer("retry");
     this._open();
   }
@@ -171,6 +180,8 @@ export class LiveCoachClient {
   close() {
     this._setState("stopped");
     this._clearAllTimers();
+    globalThis.removeEventListener?.("online", this._onOnline);
+    globalThis.document?.removeEventListener?.("visibilitychange", this._onVisible);
     if (this.ws) {
       const ws = this.ws;
       this._detach(ws);
@@ -386,17 +397,28 @@ export class LiveCoachClient {
 
   _startHeartbeat() {
     this._clearTimer("ping");
+    this._pingAt = 0;
     const edgeMs = (this.welcome?.heartbeat_s ?? 15) * 1000;
     const every = Math.max(250, Math.min(this.opts.heartbeatMs, edgeMs));
-    const deadAfter = this.opts.deadAfterMs || every * 2 + 5000;
+    const timeout = this.opts.pongTimeoutMs || every + 5000;
+    // Judged from the last ping, not from wall-clock silence: a background tab whose
+    // timers are throttled must not take a quiet, healthy socket for a dead one.
     this._timers.ping = setInterval(() => {
       if (!this.ws || this.state !== "open") return;
-      if (Date.now() - this._lastFrameAt > deadAfter) {
-        this.dropConnection(); // no pong, no event: the socket is dead, whatever it says
+      if (this._pingAt && this._lastFrameAt < this._pingAt) {
+        // no pong, no event since the ping: dead, whatever the socket says
+        if (Date.now() - this._pingAt > timeout) this.dropConnection();
         return;
       }
-      this._sendNow({ type: "ping", id: this._nextId() }, false);
+      this.probe();
     }, every);
+  }
+
+  /** Ping now (after a wake-up, or when the network comes back): a dead socket shows. */
+  probe() {
+    if (!this.ws || this.state !== "open") return;
+    this._pingAt = Date.now();
+    this._sendNow({ type: "ping", id: this._nextId() }, false);
   }
 
   _scheduleRefresh(expiresAt) {
