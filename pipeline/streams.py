@@ -357,6 +357,33 @@ async def read(
     return [(offset_of(eid), decode_entry(fields)) for eid, fields in entries]
 
 
+async def read_many(
+    redis: aioredis.Redis,
+    positions: Mapping[tuple[str, int], int],
+    *,
+    count: int = 1000,
+    block_ms: int | None = None,
+) -> dict[tuple[str, int], list[tuple[int, tuple[bytes | None, bytes, dict[str, bytes], int]]]]:
+    """Tail several partitions with one ``XREAD``: ``{(topic, partition): next offset}``.
+
+    Returns the records at and after each position, per partition (partitions with
+    nothing new are left out). With ``block_ms`` waits up to that long for any record.
+    """
+    if not positions:
+        return {}
+    by_key = {stream_key(t, p): (t, p) for t, p in positions}
+    reply: Any = await redis.xread(
+        {stream_key(t, p): f"0-{offset}" for (t, p), offset in positions.items()},
+        count=count,
+        block=block_ms,
+    )
+    out = {}
+    for raw_key, entries in reply or []:
+        name = raw_key.decode() if isinstance(raw_key, bytes) else str(raw_key)
+        out[by_key[name]] = [(offset_of(eid), decode_entry(fields)) for eid, fields in entries]
+    return out
+
+
 # --- topics and retention -------------------------------------------------------------
 
 

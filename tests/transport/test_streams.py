@@ -53,6 +53,14 @@ async def test_append_consecutive_offsets(versioned_url: str) -> None:
         # Blocking tail.
         tail = await streams.read(r, "t", 0, 4, block_ms=50)
         assert tail == []
+        # Several partitions in one XREAD.
+        await streams.append(r, "t", 1, [(b"a", b"p1", None, now)])
+        many = await streams.read_many(r, {("t", 0): 3, ("t", 1): 0}, block_ms=50)
+        assert {tp: [o for o, _ in recs] for tp, recs in many.items()} == {
+            ("t", 0): [3],
+            ("t", 1): [0],
+        }
+        assert await streams.read_many(r, {("t", 0): 4, ("t", 1): 1}, block_ms=20) == {}
     finally:
         await r.aclose()
 
