@@ -286,16 +286,18 @@ async def test_dashboards_live_alerts_chat_and_resume_after_edge_restart(
         browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             pages: dict[str, Page] = {}
+            # The athlete's token in the fragment (never sent to a server), the coach's in
+            # the query string: both work, and both leave the address bar.
             roles: tuple[tuple[str, int, Role, str], ...] = (
-                ("athlete", ATHLETE, "athlete", ""),
-                ("coach", COACH, "coach", f"&athletes={ATHLETE}"),
+                ("athlete", ATHLETE, "athlete", "#token={token}"),
+                ("coach", COACH, "coach", f"&athletes={ATHLETE}&token={{token}}"),
             )
             for who, user, role, extra in roles:
                 context = await browser.new_context()
                 page = await context.new_page()
                 _record_console(page, who, console)
                 token = edge.token(user, role)
-                await page.goto(f"{edge.base}/dashboard?token={token}&{PAGE_OPTIONS}{extra}")
+                await page.goto(f"{edge.base}/dashboard?{PAGE_OPTIONS}{extra.format(token=token)}")
                 pages[who] = page
             athlete, coach = pages["athlete"], pages["coach"]
             for page in (athlete, coach):
