@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -50,3 +50,22 @@ def versioned_url(versioned_server: EmbeddedRedis) -> str:
     client.flushall()  # our own private server
     client.close()
     return versioned_server.url
+
+
+@pytest.fixture(params=["6.2", "7"])
+def private_server_factory(
+    request: pytest.FixtureRequest,
+) -> Iterator[Callable[..., EmbeddedRedis]]:
+    """Start private servers of one version (6.2, then 7) that a test may kill or restart."""
+    servers: list[EmbeddedRedis] = []
+    data_dir = make_data_dir("livecoach-private-")
+
+    def factory(*, appendonly: bool = False, port: int = 0) -> EmbeddedRedis:
+        server = _start(request.param, data_dir / str(len(servers)), appendonly=appendonly)
+        servers.append(server)
+        return server
+
+    yield factory
+    for server in servers:
+        server.stop()
+    shutil.rmtree(data_dir, ignore_errors=True)

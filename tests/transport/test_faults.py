@@ -7,7 +7,7 @@ import time
 
 import pytest
 import redis
-from conftest import make_data_dir
+from conftest import SYSTEM_REDIS, make_data_dir
 from workers import Feeder, Worker, read_topic, wait_for
 
 from pipeline.embedded import EmbeddedRedis, free_port
@@ -22,12 +22,14 @@ def _seen(client: redis.Redis) -> set[int]:
 
 
 @pytest.mark.timeout(120)
-def test_unreachable_at_start_then_restarted_with_aof() -> None:
+@pytest.mark.parametrize("version", ["6.2", "7"])
+def test_unreachable_at_start_then_restarted_with_aof(version: str) -> None:
     data_dir = make_data_dir("lc-faults-")
     port = free_port()
     url = f"redis://127.0.0.1:{port}/0"
     worker = Worker(url, LC_SESSION_TIMEOUT="5").start()
-    server = EmbeddedRedis(data_dir, port=port, appendonly=True)
+    executable = SYSTEM_REDIS if version == "7" else None
+    server = EmbeddedRedis(data_dir, port=port, appendonly=True, executable=executable)
     feeder = None
     client = None
     try:

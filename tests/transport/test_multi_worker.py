@@ -62,9 +62,9 @@ def _env() -> dict[str, str]:
 
 @pytest.mark.timeout(180)
 def test_two_workers_split_and_take_over(
-    redis_server_factory: Callable[..., EmbeddedRedis],
+    private_server_factory: Callable[..., EmbeddedRedis],
 ) -> None:
-    server = redis_server_factory()
+    server = private_server_factory()
     client = redis.Redis.from_url(server.url)
     workers = [Worker(server.url, **_env()).start() for _ in range(2)]
     feeder = Feeder(server.url, "events", P, rate=200, keys=12, limit=100_000)
@@ -106,9 +106,9 @@ def test_two_workers_split_and_take_over(
 
 @pytest.mark.timeout(180)
 def test_three_workers_and_a_frozen_one(
-    redis_server_factory: Callable[..., EmbeddedRedis],
+    private_server_factory: Callable[..., EmbeddedRedis],
 ) -> None:
-    server = redis_server_factory()
+    server = private_server_factory()
     client = redis.Redis.from_url(server.url)
     workers = [Worker(server.url, **_env()).start() for _ in range(3)]
     feeder = Feeder(server.url, "events", P, rate=200, keys=12, limit=100_000)
