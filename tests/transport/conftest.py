@@ -3,21 +3,13 @@
 from __future__ import annotations
 
 import shutil
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from transport_workers import SYSTEM_REDIS, make_data_dir
 
 from pipeline.embedded import EmbeddedRedis
-
-SYSTEM_REDIS = "/usr/bin/redis-server"
-
-
-def make_data_dir(prefix: str) -> Path:
-    path = Path(tempfile.mkdtemp(prefix=prefix))
-    path.chmod(0o711)
-    return path
 
 
 def _start(version: str, data_dir: Path, *, appendonly: bool = False) -> EmbeddedRedis:

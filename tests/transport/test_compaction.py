@@ -8,7 +8,7 @@ import time
 import pytest
 import redis
 import redis.asyncio as aioredis
-from workers import Worker, produce, read_topic, wait_for
+from transport_workers import Worker, produce, read_topic, wait_for
 
 from pipeline import streams
 from pipeline.compaction import Compactor

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import pytest
 import redis
-from workers import Feeder, Worker, read_topic, wait_for
+from transport_workers import Feeder, Worker, read_topic, wait_for
 
 from pipeline import streams
 from pipeline.coordination import group_key, tp_field

@@ -7,8 +7,7 @@ import time
 
 import pytest
 import redis
-from conftest import SYSTEM_REDIS, make_data_dir
-from workers import Feeder, Worker, read_topic, wait_for
+from transport_workers import SYSTEM_REDIS, Feeder, Worker, make_data_dir, read_topic, wait_for
 
 from pipeline.embedded import EmbeddedRedis, free_port
 

@@ -15,7 +15,7 @@ import faust
 import psutil
 import pytest
 import redis
-from workers import Worker, produce, read_topic, wait_for
+from transport_workers import Worker, produce, read_topic, wait_for
 
 from pipeline import streams
 from pipeline.transport import Transport

@@ -13,7 +13,7 @@ from collections.abc import Callable
 import pytest
 import redis
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
-from workers import Feeder, Worker, read_topic, wait_for
+from transport_workers import Feeder, Worker, read_topic, wait_for
 
 from pipeline.coordination import GENERATION_FIELD, group_key
 from pipeline.embedded import EmbeddedRedis

