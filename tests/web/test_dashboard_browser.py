@@ -31,7 +31,7 @@ from aiohttp import web
 from pipeline.constants import LIVE_TOPIC
 from pipeline.records import session_key
 from pipeline.settings import Settings
-from pipeline.streams import append, partition_for_key
+from pipeline.streams import append, partition_for_key, stream_id, stream_key
 from web.app import EdgeConfig, create_app
 from web.auth import Role, mint_token
 
@@ -121,8 +121,8 @@ async def live_edge(
         await edge.stop()
 
 
-async def publish(redis_url: str, session_id: int, *events: dict[str, Any]) -> None:
-    """Append events to ``live`` as the agents do (the session's partition)."""
+async def publish(redis_url: str, session_id: int, *events: dict[str, Any]) -> list[int]:
+    """Append events to ``live`` as the agents do (the session's partition); offsets."""
     redis = aioredis.Redis.from_url(redis_url)
     try:
         p = partition_for_key(session_key(session_id), 4)
@@ -136,7 +136,7 @@ async def publish(redis_url: str, session_id: int, *events: dict[str, Any]) -> N
             )
             for e in events
         ]
-        await append(redis, LIVE_TOPIC, p, entries)
+        return await append(redis, LIVE_TOPIC, p, entries)
     finally:
         await redis.aclose()
 
@@ -444,6 +444,71 @@ async def test_dashboards_live_alerts_chat_and_resume_after_edge_restart(
     errors = [line for line in console if "pageerror" in line]
     assert not errors, errors
     assert time.monotonic() - started < 60
+
+
+@needs_browser
+async def test_resume_past_retention_shows_the_snapshot(
+    live_edge: Edge, redis_url: str, database_url: str
+) -> None:
+    """Events missed while away were trimmed from ``live`` before the page came back: the
+    edge answers ``recovered: false`` with a snapshot from PostgreSQL, which the page
+    shows (latest metrics, recent messages), then it follows live again."""
+    from playwright.async_api import async_playwright
+
+    edge = live_edge
+    sid = await start_session(edge)
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = await browser.new_page()
+            token = edge.token(ATHLETE, "athlete")
+            await page.goto(f"{edge.base}/dashboard?{PAGE_OPTIONS}#token={token}")
+            await _until(page, SUBSCRIBED)
+            await publish(redis_url, sid, metrics(sid, heart_rate=120))
+            await _wait_text(page, "#m-heart_rate", "120")
+
+            await edge.stop()
+            await _until(page, "() => document.body.dataset.state !== 'open'")
+            # What the agents stored meanwhile, and the live events, all but the last
+            # of which retention trims before the page is back.
+            with psycopg.connect(database_url, autocommit=True) as conn:
+                conn.execute(
+                    "INSERT INTO live_metrics (live_session_id, timestamp, metric_type, value)"
+                    " VALUES (%s, NOW() AT TIME ZONE 'UTC', 'heart_rate', 142),"
+                    " (%s, NOW() AT TIME ZONE 'UTC', 'speed', 4)",
+                    (sid, sid),
+                )
+                conn.execute(
+                    "INSERT INTO live_messages (live_session_id, sender_id, message_type,"
+                    " content) VALUES (%s, %s, 'text', 'written while you were away')",
+                    (sid, COACH),
+                )
+            offsets = await publish(
+                redis_url,
+                sid,
+                metrics(sid, heart_rate=130),
+                metrics(sid, heart_rate=141),
+                {"type": "session_event", "event": "lap", "session_id": sid, "user_id": ATHLETE},
+            )
+            redis = aioredis.Redis.from_url(redis_url)
+            try:
+                key = stream_key(LIVE_TOPIC, partition_for_key(session_key(sid), 4))
+                await redis.xtrim(key, minid=stream_id(offsets[-1]), approximate=False)
+            finally:
+                await redis.aclose()
+            await edge.start()
+
+            await _until(page, "() => document.body.dataset.connects === '2'")
+            await _wait_text(page, "#m-heart_rate", "142")  # from the snapshot
+            assert await _text(page, "#m-pace") == "4:10"  # 4 m/s
+            await _wait_text(page, "#messages", "written while you were away")
+            resumed = await page.evaluate("window.livecoach.client.cursors()[`live:user:1`].length")
+            assert resumed == 4
+            # and live again after the snapshot
+            await publish(redis_url, sid, metrics(sid, heart_rate=150))
+            await _wait_text(page, "#m-heart_rate", "150")
+        finally:
+            await browser.close()
 
 
 @needs_browser
