@@ -7,14 +7,16 @@ the last commit; the table matches the ground truth up to those duplicates.
 from __future__ import annotations
 
 import json
+import os
 import random
+import shutil
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 import redis
-from transport_workers import Feeder, Worker, read_topic, wait_for
+from transport_workers import SYSTEM_REDIS, Feeder, Worker, make_data_dir, read_topic, wait_for
 
 from pipeline import streams
 from pipeline.coordination import group_key, tp_field
@@ -45,9 +47,28 @@ def _uncommitted(client: redis.Redis) -> int:
     return total
 
 
+request_cleanup: list[Callable[[], None]] = []
+
+
+@pytest.fixture(autouse=True)
+def _stop_own_servers() -> Iterator[None]:
+    yield
+    while request_cleanup:
+        request_cleanup.pop()()
+
+
 @pytest.mark.timeout(400)
 def test_kill_9_twenty_times(redis_server_factory: Callable[..., EmbeddedRedis]) -> None:
-    server = redis_server_factory()
+    # One version per run to keep the slow suite short: 6.2 by default,
+    # LC_CRASH_REDIS_VERSION=7 runs it on the system's Redis 7.
+    if os.environ.get("LC_CRASH_REDIS_VERSION") == "7":
+        data_dir = make_data_dir("lc-crash-")
+        server = EmbeddedRedis(data_dir, executable=SYSTEM_REDIS)
+        server.start()
+        request_cleanup.append(lambda: shutil.rmtree(data_dir, ignore_errors=True))
+        request_cleanup.append(server.stop)
+    else:
+        server = redis_server_factory()
     client = redis.Redis.from_url(server.url)
     rng = random.Random(20261125)
     worker = Worker(server.url, LC_COMMIT_INTERVAL=str(COMMIT_INTERVAL_S))
