@@ -140,8 +140,9 @@ function renderConn() {
   document.body.dataset.state = state;
   document.body.dataset.connects = String(c ? c.connects : 0);
   let text = { idle: "not connected", connecting: "connecting…", open: "live", stopped: "disconnected" }[state];
-  if (state === "waiting") {
-    const s = c.nextRetryAt ? Math.max(0, Math.ceil((c.nextRetryAt - Date.now()) / 1000)) : 0;
+  if (state === "waiting" && !c.nextRetryAt) text = "waiting for a new token";
+  else if (state === "waiting") {
+    const s = Math.max(0, Math.ceil((c.nextRetryAt - Date.now()) / 1000));
     text = `reconnecting in ${s} s`;
   }
   pill.textContent = text;

@@ -309,6 +309,7 @@ export class LiveCoachClient {
       this._emit("auth_required", { reason });
       return;
     }
+    this.nextRetryAt = null; // waiting for a token, not for a timer
     this._setState("waiting");
     let token = null;
     try {
