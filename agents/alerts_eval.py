@@ -42,6 +42,7 @@ from agents.alert_labels import Excursion, SessionArrays, clean_series, label_se
 from agents.alert_rules import Alert, AlertEngine, AlertSample
 from agents.workouts import labelled_set
 from pipeline.models import AthleteProfile
+from pipeline.recordings import shared_recordings_dir
 
 __all__ = [
     "RECORDING_SETUPS",
@@ -52,8 +53,8 @@ __all__ = [
     "score_session",
 ]
 
-#: The shared recordings, relative to the repository's parent (``/work/shared``).
-DEFAULT_RECORDINGS_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "recordings"
+#: The shared recordings (see :func:`pipeline.recordings.shared_recordings_dir`).
+DEFAULT_RECORDINGS_DIR = shared_recordings_dir()
 EXTRA_TOLERANCE_S = 10.0
 
 

@@ -28,6 +28,7 @@ Formats:
 from __future__ import annotations
 
 import csv
+import os
 import xml.etree.ElementTree as ET
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -55,6 +56,27 @@ CSV_COLUMNS = {
 }
 
 FORMATS = ("fit", "gpx", "tcx", "csv")
+
+#: Where the team's shared reference recordings live: ``LIVECOACH_RECORDINGS_DIR``, else
+#: ``shared/data/recordings`` beside the checkout (the workspace layout), else the
+#: workspace's fixed place. Tests and ``livecoach alerts-eval`` read them there and
+#: never copy them into the project.
+RECORDINGS_ENV = "LIVECOACH_RECORDINGS_DIR"
+_RECORDINGS_CANDIDATES = (
+    Path(__file__).resolve().parents[2] / "shared" / "data" / "recordings",
+    Path("/work/shared/data/recordings"),
+)
+
+
+def shared_recordings_dir() -> Path:
+    """The folder of the shared reference recordings (it may not exist)."""
+    configured = os.environ.get(RECORDINGS_ENV)
+    if configured:
+        return Path(configured)
+    for candidate in _RECORDINGS_CANDIDATES:
+        if candidate.is_dir():
+            return candidate
+    return _RECORDINGS_CANDIDATES[0]
 
 
 class RecordingError(LivecoachError):

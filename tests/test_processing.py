@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import itertools
-from pathlib import Path
 
 import pytest
 
 from agents.processing import Processor
 from agents.summary import summarise
-from pipeline.recordings import read_recording
+from pipeline.recordings import read_recording, shared_recordings_dir
 
-RECORDINGS = Path(__file__).resolve().parents[2] / "shared" / "data" / "recordings"
+RECORDINGS = shared_recordings_dir()
 INDOOR = RECORDINGS / "indoor_2x10_intervals_power_hr__sample-activity-indoor-trainer.fit"
 
 

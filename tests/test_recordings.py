@@ -14,9 +14,14 @@ from pathlib import Path
 import pytest
 
 from agents.summary import summarise
-from pipeline.recordings import CSV_RELATIVE_EPOCH_S, RecordingError, read_recording
+from pipeline.recordings import (
+    CSV_RELATIVE_EPOCH_S,
+    RecordingError,
+    read_recording,
+    shared_recordings_dir,
+)
 
-RECORDINGS = Path("/work/shared/data/recordings")
+RECORDINGS = shared_recordings_dir()
 
 # file: (mean HR, max HR, mean power, NP, decoupling %), from LICENSES.txt.
 REFERENCE = {
