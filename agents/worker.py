@@ -15,9 +15,6 @@ import sys
 import time
 from types import FrameType
 
-import faust
-
-from agents.app import create_live_app, create_store_app
 from pipeline.embedded import die_with_parent
 from pipeline.settings import Settings
 
@@ -26,6 +23,11 @@ APPS = ("live", "store", "all")
 
 def run_app(settings: Settings, *, app: str, redis_url: str, database_url: str) -> int:
     """Run one Faust worker in the foreground until SIGINT/SIGTERM."""
+    # Imported here: the ``all`` supervisor only spawns children and need not load Faust.
+    import faust
+
+    from agents.app import create_live_app, create_store_app
+
     if app == "live":
         faust_app = create_live_app(settings, redis_url=redis_url)
     else:
