@@ -126,7 +126,9 @@ async def play(
             batch = []
             while i < len(samples) and wall0 + samples[i].offset_s / speed <= time.time():
                 s = samples[i]
-                batch.append({"t": wall0 + s.offset_s / speed, **s.fields})
+                # Sample times keep the workout's own spacing (so the metrics are right)
+                # even when it is played faster than real time.
+                batch.append({"t": wall0 + s.offset_s, **s.fields})
                 i += 1
                 if len(batch) >= _MAX_BATCH:
                     break
