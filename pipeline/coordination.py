@@ -304,6 +304,12 @@ class GroupCoordinator:
                 failures += 1
                 delay = min(self.heartbeat_interval_s, 0.05 * 2**failures)
                 log.warning("group %s: heartbeat failed (%r); retrying", self.group, exc)
+            except Exception:
+                # Not a connection problem (e.g. Redis out of memory): keep trying, loudly;
+                # a dead heartbeat task would silently cost us our partitions.
+                failures += 1
+                delay = self.heartbeat_interval_s
+                log.exception("group %s: heartbeat failed; retrying", self.group)
             await asyncio.sleep(delay)
 
     # --- state machine ----------------------------------------------------------------
@@ -321,6 +327,15 @@ class GroupCoordinator:
                 failures += 1
                 log.warning("group %s: %r; retrying", self.group, exc)
                 await asyncio.sleep(min(2.0, 0.05 * 2**failures))
+                continue
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # e.g. the assignor refused the subscriptions: log, back off, try again.
+                failures += 1
+                log.exception("group %s: rebalance step failed; retrying", self.group)
+                await asyncio.sleep(min(5.0, 0.1 * 2**failures))
+                self._changed.set()
                 continue
             if busy:
                 await asyncio.sleep(0.05)
