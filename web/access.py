@@ -8,7 +8,9 @@ access after at most ``ttl_s``.
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from web.auth import Principal
@@ -30,6 +32,7 @@ class _TTLCache:
         self._ttl_s = ttl_s
         self._max_entries = max_entries
         self._data: dict[Any, tuple[float, Any]] = {}
+        self._loading: dict[Any, asyncio.Future[Any]] = {}
 
     def get(self, key: Any) -> Any:
         hit = self._data.get(key)
@@ -45,6 +48,28 @@ class _TTLCache:
     def drop(self, key: Any) -> None:
         self._data.pop(key, None)
 
+    async def get_or_load(self, key: Any, load: Callable[[], Awaitable[Any]]) -> Any:
+        """The cached value, or one load shared by every concurrent caller of the key.
+
+        Without the sharing a reconnect storm (thousands of sockets resuming the same
+        few hundred sessions at once) sends thousands of identical queries to a pool
+        of ten connections.
+        """
+        value = self.get(key)
+        if value is not _MISSING:
+            return value
+        pending = self._loading.get(key)
+        if pending is None:
+            pending = asyncio.ensure_future(load())
+            self._loading[key] = pending
+            try:
+                value = await asyncio.shield(pending)
+            finally:
+                self._loading.pop(key, None)
+            self.put(key, value)
+            return value
+        return await asyncio.shield(pending)
+
 
 class Access:
     def __init__(self, store: Store, *, ttl_s: float = 5.0) -> None:
@@ -57,12 +82,11 @@ class Access:
             return True
         if not principal.is_coach:
             return False
-        key = (principal.user_id, athlete_id)
-        cached = self._links.get(key)
-        if cached is _MISSING:
-            cached = await self.store.is_linked(principal.user_id, athlete_id)
-            self._links.put(key, cached)
-        return bool(cached)
+        coach_id = principal.user_id
+        linked = await self._links.get_or_load(
+            (coach_id, athlete_id), lambda: self.store.is_linked(coach_id, athlete_id)
+        )
+        return bool(linked)
 
     async def require_athlete(self, principal: Principal, athlete_id: int) -> None:
         if not await self.can_see_athlete(principal, athlete_id):
@@ -70,12 +94,12 @@ class Access:
 
     async def session_owner(self, session_id: int) -> tuple[int, str] | None:
         """(athlete id, status) of a session, cached briefly; None if there is none."""
-        cached = self._sessions.get(session_id)
-        if cached is _MISSING:
+
+        async def load() -> tuple[int, str] | None:
             row = await self.store.get_session(session_id)
-            cached = (row["user_id"], row["status"]) if row else None
-            self._sessions.put(session_id, cached)
-        return cached  # type: ignore[no-any-return]
+            return (row["user_id"], row["status"]) if row else None
+
+        return await self._sessions.get_or_load(session_id, load)  # type: ignore[no-any-return]
 
     def remember_session(self, row: dict[str, Any]) -> None:
         self._sessions.put(row["id"], (row["user_id"], row["status"]))

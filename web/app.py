@@ -80,6 +80,8 @@ class EdgeConfig:
     pg_connections: int = 10
     presence_ttl_s: float = 30.0
     tailer_block_ms: int = 1000
+    #: Recent live events kept in memory per partition, to replay a resume without Redis.
+    recent_per_partition: int = 20_000
 
 
 @dataclass
@@ -211,6 +213,7 @@ def create_app(
             settings.live_partitions,
             metrics,
             block_ms=config.tailer_block_ms,
+            recent_per_partition=config.recent_per_partition,
         )
         await edge.tailer.start_positions()
         edge.presence = Presence(redis, edge.hub, ttl_s=config.presence_ttl_s)

@@ -347,7 +347,7 @@ async def _raw_broadcast_ms(
 
     app = web.Application()
     app.router.add_get("/ws", handler)
-    runner = web.AppRunner(app)
+    runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     port = free_port()
     site = web.TCPSite(runner, "127.0.0.1", port)
@@ -490,6 +490,11 @@ async def _storm_phase(
                     frame = json.loads(msg.data)
                     if frame.get("type") == "alert":
                         seqs.append(frame["seq"])
+                    elif frame.get("type") == "error":
+                        reason = f"error {frame.get('code')}: {frame.get('message')}"
+                        closes[reason] = closes.get(reason, 0) + 1
+                        outcomes["failed"] += 1
+                        break
                     elif frame.get("type") == "resumed":
                         last_resumed.append(time.monotonic())
                         ok = frame["recovered"] and seqs == list(range(events))
@@ -497,7 +502,8 @@ async def _storm_phase(
                         break
                 else:
                     outcomes["failed"] += 1  # closed before resumed
-                    closes[str(ws.close_code)] = closes.get(str(ws.close_code), 0) + 1
+                    reason = f"closed {ws.close_code}"
+                    closes[reason] = closes.get(reason, 0) + 1
                 await ws.close()
             except (aiohttp.ClientError, OSError):
                 outcomes["failed"] += 1
@@ -509,7 +515,7 @@ async def _storm_phase(
         "events_missed_each": events,
         "resuming": len(cursors),
         "outcomes": outcomes,
-        "close_codes": closes,
+        "failures": closes,
         "seconds_to_last_resumed": round(max(last_resumed, default=started) - started, 3),
     }
 

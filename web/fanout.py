@@ -14,9 +14,10 @@ at or below the position: this is what makes resume exact.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
-from collections import defaultdict
+from collections import defaultdict, deque
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -97,6 +98,37 @@ def build_event(partition: int, offset: int, value: bytes) -> LiveEvent | None:
     )
 
 
+class RecentEvents:
+    """The last ``per_partition`` entries the tailer read, per partition (None for an
+    entry that is not an event), so that resumes of a recent gap replay from memory."""
+
+    def __init__(self, partitions: int, per_partition: int) -> None:
+        self._rings: list[deque[LiveEvent | None]] = [
+            deque(maxlen=per_partition) for _ in range(partitions)
+        ]
+        self._first = [0] * partitions
+
+    def add(self, partition: int, offset: int, event: LiveEvent | None) -> None:
+        ring = self._rings[partition]
+        if ring.maxlen == 0:
+            return
+        if ring and offset != self._first[partition] + len(ring):
+            ring.clear()  # a gap (trimmed before read): only contiguous ranges are held
+        if not ring:
+            self._first[partition] = offset
+        elif len(ring) == ring.maxlen:
+            self._first[partition] += 1  # the append drops the oldest
+        ring.append(event)
+
+    def range(self, partition: int, start: int, end: int) -> list[LiveEvent | None] | None:
+        """Entries ``start``..``end`` (inclusive) if all are held, else None."""
+        ring = self._rings[partition]
+        first = self._first[partition]
+        if not ring or start < first or end > first + len(ring) - 1:
+            return None
+        return list(itertools.islice(ring, start - first, end - first + 1))
+
+
 class LiveTailer:
     def __init__(
         self,
@@ -107,6 +139,7 @@ class LiveTailer:
         *,
         block_ms: int = 1000,
         count: int = 1000,
+        recent_per_partition: int = 20_000,
     ) -> None:
         self._redis = redis
         self._hub = hub
@@ -119,6 +152,7 @@ class LiveTailer:
         self._key_partition = {k.encode(): p for p, k in enumerate(self._keys)}
         self.healthy = False
         self.gaps = 0
+        self.recent = RecentEvents(partitions, recent_per_partition)
 
     async def start_positions(self) -> None:
         """Start at the end of every partition: history is what resume is for."""
@@ -167,6 +201,7 @@ class LiveTailer:
         self.positions[partition] = offset
         _, value, _, _ = decode_entry(fields)
         event = build_event(partition, offset, value)
+        self.recent.add(partition, offset, event)
         if event is not None:
             self._hub.dispatch(event)
 

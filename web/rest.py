@@ -13,6 +13,7 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from agents.alert_config import AlertConfig, apply_update
+from pipeline.constants import KEY_PREFIX
 from web.actions import Conflict, parse_samples
 from web.app import EDGE, Edge
 from web.auth import AuthError, Principal, bearer_token
@@ -37,13 +38,16 @@ from web.schemas import (
 
 PREFIX = "/api/v1/live"
 OPENAPI_PATH = "/api/v1/openapi.json"
+#: How long an Idempotency-Key of a sample upload is remembered (and held while pending).
+_IDEM_KEEP_S = 24 * 3600
+_IDEM_PENDING_S = 60
 RestHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 @dataclass(frozen=True)
 class Param:
     name: str
-    where: str  # "path" or "query"
+    where: str  # "path", "query" or "header"
     schema: dict[str, Any]
     description: str = ""
     required: bool = False
@@ -196,11 +200,37 @@ async def update_session(request: web.Request) -> web.Response:
             f"{errors[0]['field']}: {errors[0]['message']}",
             errors=errors,
         ) from None
+    edge = _edge(request)
+    idem = request.headers.get("Idempotency-Key")
+    idem_key: str | None = None
+    if idem is not None:
+        if not 0 < len(idem) <= 128:
+            problem = {"field": "Idempotency-Key", "message": "1 to 128 characters"}
+            raise Problem(422, "Unprocessable Content", "Idempotency-Key: 1 to 128 characters",
+                          errors=[problem])  # fmt: skip
+        idem_key = f"{KEY_PREFIX}:idem:{who.user_id}:{session_id}:{idem}"
+        redis = edge.need_redis()
+        # A retry of an acknowledged request gets the first answer, not a second append.
+        if not await redis.set(idem_key, b"pending", nx=True, ex=_IDEM_PENDING_S):
+            stored = await redis.get(idem_key)
+            if stored is None or stored == b"pending":
+                raise Problem(409, "Conflict", "a request with this Idempotency-Key is in progress")
+            return web.Response(
+                body=stored, status=202, content_type="application/json",
+                headers={"Idempotent-Replayed": "true"},
+            )  # fmt: skip
     try:
-        accepted = await _edge(request).need_actions().accept_samples(who, session_id, samples)
-    except Conflict as exc:
-        raise _conflict(exc) from None
-    return _json(SamplesAccepted(**accepted.__dict__), status=202)
+        accepted = await edge.need_actions().accept_samples(who, session_id, samples)
+    except BaseException as exc:
+        if idem_key is not None:
+            await edge.need_redis().delete(idem_key)
+        if isinstance(exc, Conflict):
+            raise _conflict(exc) from None
+        raise
+    body = SamplesAccepted(**accepted.__dict__).model_dump_json()
+    if idem_key is not None:
+        await edge.need_redis().set(idem_key, body.encode(), ex=_IDEM_KEEP_S)
+    return web.Response(text=body, status=202, content_type="application/json")
 
 
 def _lifecycle(action: str) -> RestHandler:
@@ -436,7 +466,15 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         202,
         UpdateBody,
         SamplesAccepted,
-        (_ID,),
+        (
+            _ID,
+            Param(
+                "Idempotency-Key",
+                "header",
+                {"type": "string", "maxLength": 128},
+                "a retry with the same key gets the first answer instead of a second append",
+            ),
+        ),
         (400, 401, 403, 404, 409, 413, 422),
     ),
     Endpoint(

@@ -19,9 +19,10 @@ from collections import defaultdict
 from typing import Any
 
 from pipeline.constants import LIVE_TOPIC
+from pipeline.records import session_key
 from pipeline.streams import decode_entry, offset_of, stream_id, stream_key
 from web.app import Edge
-from web.connection import Connection, Subscription
+from web.connection import Connection, LiveEvent, Subscription
 from web.fanout import build_event
 from web.protocol import Channel, format_cursor
 
@@ -54,6 +55,44 @@ def unsubscribe(edge: Edge, conn: Connection, name: str) -> bool:
     return True
 
 
+async def _read_back(
+    edge: Edge, p: int, start: int, end: int, only_keys: set[bytes] | None, limit: int
+) -> tuple[list[LiveEvent], int | None, bool]:
+    """Events of partition ``p`` from ``start`` to ``end``: (events, first offset the
+    stream still held, too many). From the tailer's memory when it holds the range
+    (a reconnect storm then costs no Redis call and no JSON parsing), else XRANGE."""
+    tailer = edge.need_tailer()
+    held = tailer.recent.range(p, start, end)
+    if held is not None:
+        return [e for e in held if e is not None], start, False
+    redis = edge.need_redis()
+    events: list[LiveEvent] = []
+    first: int | None = None
+    next_offset = start
+    read = 0
+    while next_offset <= end:
+        page = await redis.xrange(
+            stream_key(LIVE_TOPIC, p), stream_id(next_offset), stream_id(end), count=1000
+        )
+        if not page:
+            break
+        for entry_id, fields in page:
+            offset = offset_of(entry_id)
+            if first is None:
+                first = offset
+            next_offset = offset + 1
+            key, value, _, _ = decode_entry(fields)
+            if only_keys is not None and key not in only_keys:
+                continue
+            event = build_event(p, offset, value)
+            if event is not None:
+                events.append(event)
+        read += len(page)
+        if read > limit:
+            return events, first, True
+    return events, first, False
+
+
 async def _snapshot(edge: Edge, channel: Channel) -> dict[str, Any]:
     store = edge.need_store()
 
@@ -76,7 +115,6 @@ async def resume(
 ) -> list[dict[str, Any]]:
     """Replay what each channel missed; the ``resumed`` frames (already queued)."""
     tailer = edge.need_tailer()
-    redis = edge.need_redis()
     n = tailer.partitions
     # --- one synchronous step: register, park, note the positions -------------------
     conn.parked = [] if conn.parked is None else conn.parked
@@ -96,29 +134,15 @@ async def resume(
     replayed: dict[Channel, int] = defaultdict(int)
     try:
         # --- read back (cursor, P] per partition, once for all channels ------------------
+        # Only session channels asked: entries of other sessions are skipped by their
+        # key, before any JSON is parsed.
+        only_keys: set[bytes] | None = None
+        if all(c.kind == "session" for c in requests):
+            only_keys = {session_key(c.ident) for c in requests}
         for p, start in sorted(needs.items()):
-            first: int | None = None
-            entries: list[tuple[int, bytes]] = []
-            next_offset = start
-            too_many = False
-            while next_offset <= positions[p]:
-                page = await redis.xrange(
-                    stream_key(LIVE_TOPIC, p),
-                    stream_id(next_offset),
-                    stream_id(positions[p]),
-                    count=1000,
-                )
-                if not page:
-                    break
-                for entry_id, fields in page:
-                    offset = offset_of(entry_id)
-                    if first is None:
-                        first = offset
-                    entries.append((offset, decode_entry(fields)[1]))
-                next_offset = entries[-1][0] + 1
-                if len(entries) > edge.config.max_replay:
-                    too_many = True
-                    break
+            events, first, too_many = await _read_back(
+                edge, p, start, positions[p], only_keys, edge.config.max_replay
+            )
             for channel, cursors in requests.items():
                 if p not in channel.partitions(n):
                     continue
@@ -128,10 +152,7 @@ async def resume(
                 if too_many or first is None or first > last + 1:
                     lost.add(channel)
             lost_names = {c.name for c in lost}
-            for i, (offset, value) in enumerate(entries):
-                event = build_event(p, offset, value)
-                if event is None:
-                    continue
+            for i, event in enumerate(events):
                 matched = [c for c in requests if c.name in event.channels]
                 if not matched or all(c.name in lost_names for c in matched):
                     continue

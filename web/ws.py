@@ -209,6 +209,7 @@ class _Socket:
             await self.conn.flush()
             await self.conn.close(CLOSE_UNAUTHORIZED, str(exc)[:120])
         except ServiceError as exc:
+            log.warning("%s during %s: %s", type(exc).__name__, kind, exc)
             self.edge.metrics.backend_errors.labels(
                 "postgresql" if type(exc).__name__ == "StoreError" else "redis"
             ).inc()

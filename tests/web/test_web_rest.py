@@ -274,3 +274,23 @@ async def test_health_ready_metrics(edge: Any) -> None:
         text = await resp.text()
         assert "livecoach_ws_connections" in text
         assert "livecoach_sample_to_socket_seconds_bucket" in text
+
+
+async def test_idempotent_retry_of_an_upload(edge: Any, redis_url: str) -> None:
+    sid = await edge.start_session()
+    url = edge.url(f"/api/v1/live/sessions/{sid}/update")
+    headers = {**edge.headers(), "Idempotency-Key": "batch-1"}
+    body = {"samples": [{"t": T0, "heart_rate": 120}, {"t": T0 + 1, "heart_rate": 121}]}
+    async with edge.session.post(url, json=body, headers=headers) as resp:
+        assert resp.status == 202
+        first = await resp.json()
+    async with edge.session.post(url, json=body, headers=headers) as resp:
+        assert resp.status == 202
+        assert resp.headers["Idempotent-Replayed"] == "true"
+        assert await resp.json() == first
+    redis = aioredis.Redis.from_url(redis_url)
+    try:
+        entries = await read(redis, SAMPLES_TOPIC, first["partition"], 0)
+    finally:
+        await redis.aclose()
+    assert sum(b'"kind":"samples"' in value for _, (_, value, _, _) in entries) == 1

@@ -15,6 +15,7 @@ import redis.asyncio as aioredis
 from pipeline.constants import LIVE_TOPIC
 from pipeline.records import session_key
 from pipeline.streams import append, partition_for_key, stream_id, stream_key
+from web.app import EdgeConfig
 
 pytestmark = pytest.mark.integration
 
@@ -60,9 +61,12 @@ async def drain(ws: aiohttp.ClientWebSocketResponse, quiet_s: float = 0.4) -> li
         frames.append(json.loads(msg.data))
 
 
+@pytest.mark.parametrize("recent", [20_000, 4], ids=["from-memory", "from-redis"])
 async def test_resume_replays_exactly_what_was_missed_while_events_flow(
-    edge: Any, redis_url: str, next_of: Any
+    edge_factory: Any, redis_url: str, next_of: Any, recent: int
 ) -> None:
+    # recent=4: the tailer's memory holds almost nothing, so replays come from XRANGE.
+    edge = await edge_factory(EdgeConfig(recent_per_partition=recent))
     sid = await edge.start_session()
     other = await edge.start_session()  # same athlete: also on the user channel
     redis = aioredis.Redis.from_url(redis_url)
@@ -141,8 +145,11 @@ async def test_resume_replays_exactly_what_was_missed_while_events_flow(
 
 
 async def test_cursor_older_than_retention_gets_a_snapshot(
-    edge: Any, redis_url: str, next_of: Any
+    edge_factory: Any, redis_url: str, next_of: Any
 ) -> None:
+    # The tailer's memory would otherwise still hold what retention dropped (and
+    # recover it); keep it small so that the stream's retention decides.
+    edge = await edge_factory(EdgeConfig(recent_per_partition=2))
     sid = await edge.start_session()
     redis = aioredis.Redis.from_url(redis_url)
     channel = f"live:session:{sid}"
