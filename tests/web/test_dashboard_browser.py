@@ -684,7 +684,44 @@ async () => {
   await sleep(1200);
   check(sockets.length === 11 && c5.state === "open", `c5 stayed (${sockets.length})`);
   check(s5.types().filter((t) => t === "ping").length >= 3, "c5 pinged");
-  for (const client of [c, c2, c3, c4, c5]) client.close();
+  // a resume the edge fails (internal): back to the cursors sent, on a new socket
+  const c6 = make();
+  c6.subscribe("live:session:9", "live:session:10");
+  c6.connect();
+  await until(() => sockets.length === 12 && sockets[11].sent.length === 1, "c6 auth");
+  let s6 = sockets[11];
+  s6.push(welcome);
+  s6.push({ type: "ack", op: "subscribe", channel: "live:session:9", cursor: ["1:3"] });
+  s6.push({ type: "ack", op: "subscribe", channel: "live:session:10", cursor: ["2:7"] });
+  s6.drop(1006);
+  await until(() => sockets.length === 13 && sockets[12].sent.length === 1, "c6 reconnect");
+  s6 = sockets[12];
+  s6.push(welcome);
+  const r1 = s6.sent[1];
+  check(r1.type === "resume", "c6 resumes");
+  // a live event released after a failed replay, then the error
+  s6.push({ type: "metrics_update", offset: "1:50", channel: "live:session:9",
+            channels: ["live:session:9"], session_id: 9, metrics: {} });
+  s6.push({ type: "error", code: "internal", message: "boom", ref: r1.id });
+  await until(() => sockets.length === 14 && sockets[13].sent.length === 1, "c6 again");
+  s6 = sockets[13];
+  s6.push(welcome);
+  check(JSON.stringify(s6.sent[1].cursors) ===
+        '{"live:session:9":["1:3"],"live:session:10":["2:7"]}',
+        `c6 resumes from the cursors sent: ${JSON.stringify(s6.sent[1].cursors)}`);
+  // one session gone: the others resume one by one, from the cursors sent
+  s6.push({ type: "error", code: "not_found", message: "no live session 10",
+            ref: s6.sent[1].id });
+  const singles = s6.sent.slice(2).filter((f) => f.type === "resume");
+  check(singles.length === 2 && JSON.stringify(singles[0].cursors) ===
+        '{"live:session:9":["1:3"]}', `split resume ${JSON.stringify(singles)}`);
+  s6.push({ type: "error", code: "not_found", message: "gone", ref: singles[1].id });
+  s6.push({ type: "resumed", channel: "live:session:9", recovered: true, replayed: 1,
+            cursor: ["1:51"] });
+  check(JSON.stringify(c6.cursors()) === '{"live:session:9":["1:51"]}',
+        `gone channel forgotten ${JSON.stringify(c6.cursors())}`);
+  check(c6.pendingResume.size === 0, "no resume pending");
+  for (const client of [c, c2, c3, c4, c5, c6]) client.close();
   return failures;
 }
 """

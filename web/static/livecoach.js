@@ -115,7 +115,9 @@ export class LiveCoachClient {
     this.inflight = new Map();
     /** frames waiting for a socket, in order: {frame, resolve, reject, queuedAt}. */
     this.queue = [];
-    this.pendingResume = new Map(); // frame id -> channel names of a resume in flight
+    /** resume frame id -> {channel name -> cursor list sent}, until `resumed` per channel. */
+    this.pendingResume = new Map();
+    this._resumeFailing = false; // a resume failed: keep backing off until one succeeds
 
     this._seq = 0;
     this._listeners = new Map();
@@ -369,7 +371,7 @@ export class LiveCoachClient {
   _onWelcome(frame) {
     this._clearTimer("welcome");
     this.welcome = frame;
-    this.attempt = 0;
+    if (!this._resumeFailing) this.attempt = 0;
     this.connects += 1;
     this._setState("open");
     // 1. the channels: resume those with cursors, subscribe the others
@@ -392,7 +394,7 @@ export class LiveCoachClient {
 
   _sendResume(cursors) {
     const id = this._nextId();
-    this.pendingResume.set(id, Object.keys(cursors));
+    this.pendingResume.set(id, new Map(Object.entries(cursors)));
     this._sendNow({ type: "resume", id, cursors }, false);
   }
 
@@ -527,22 +529,7 @@ export class LiveCoachClient {
 
   _onError(frame) {
     const ref = frame.ref;
-    if (ref != null && this.pendingResume.has(ref)) {
-      // One bad channel (a session that is gone) fails the whole resume: retry the
-      // others one by one, so they are not left unsubscribed.
-      const names = this.pendingResume.get(ref);
-      this.pendingResume.delete(ref);
-      if (names.length > 1) {
-        for (const name of names) {
-          const parts = this.channels.get(name);
-          if (parts && parts.size) {
-            this._sendResume({ [name]: [...parts].map(([p, o]) => `${p}:${o}`) });
-          }
-        }
-      } else if (frame.code === "not_found") {
-        this.channels.delete(names[0]);
-      }
-    }
+    if (ref != null && this.pendingResume.has(ref)) this._onResumeFailed(frame, ref);
     const entry = ref != null ? this.inflight.get(ref) : undefined;
     if (entry) {
       this.inflight.delete(ref);
@@ -551,10 +538,53 @@ export class LiveCoachClient {
     }
   }
 
+  _onResumeFailed(frame, ref) {
+    const sent = this.pendingResume.get(ref); // name -> cursors sent
+    this.pendingResume.delete(ref);
+    const code = frame.code;
+    if (code === "forbidden") return; // the edge closes with 4403
+    if (code === "not_found") {
+      // One session that is gone fails the whole resume: resume the others one by one
+      // (from the cursors sent), and forget a lone channel that is gone.
+      if (sent.size > 1) {
+        for (const [name, cursor] of sent) this._sendResume({ [name]: cursor });
+      } else {
+        for (const name of sent.keys()) this.channels.delete(name);
+      }
+      return;
+    }
+    if (code === "invalid" || code === "missing_field") {
+      // Cursors the edge cannot read: start these channels afresh (a gap, said so).
+      for (const name of sent.keys()) if (this.channels.has(name)) this.channels.set(name, null);
+      this._emit("error", { code: "resume_refused", message: frame.message, channels: [...sent.keys()] });
+      this._sendNow({ type: "subscribe", channels: [...sent.keys()] }, false);
+      return;
+    }
+    // The edge failed (unavailable, internal): live events it released after the failed
+    // replay may have moved the cursors past the gap. Go back to the cursors sent and
+    // start over on a new socket, backing off: replaying twice beats missing events.
+    for (const [name, cursor] of sent) {
+      if (!this.channels.has(name)) continue;
+      const parts = new Map();
+      for (const text of cursor) {
+        const pos = parseCursor(text);
+        if (pos) parts.set(pos[0], pos[1]);
+      }
+      this.channels.set(name, parts);
+    }
+    this._resumeFailing = true;
+    this._emit("error", { code: "resume_failed", message: frame.message, channels: [...sent.keys()] });
+    this.dropConnection();
+  }
+
   _onResumed(frame) {
-    if (frame.ref != null) this.pendingResume.delete(frame.ref);
+    this._resumeFailing = false;
     if (frame.channel) {
       this._mergeCursor(frame.channel, frame.cursor);
+      for (const [id, sent] of this.pendingResume) {
+        sent.delete(frame.channel);
+        if (sent.size === 0) this.pendingResume.delete(id);
+      }
     }
   }
 
