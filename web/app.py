@@ -206,6 +206,8 @@ def create_app(
             await live.aclose()
 
     async def background(app: web.Application) -> AsyncIterator[None]:
+        from web.ws import heartbeat_loop
+
         redis = edge.need_redis()
         edge.tailer = LiveTailer(
             redis,
@@ -221,6 +223,7 @@ def create_app(
             asyncio.create_task(edge.tailer.run(), name="live-tailer"),
             asyncio.create_task(edge.presence.listen(), name="presence-listener"),
             asyncio.create_task(_every(5.0, edge.tailer.measure_lag), name="lag-gauge"),
+            asyncio.create_task(heartbeat_loop(edge), name="heartbeat"),
         ]
         try:
             yield

@@ -102,17 +102,18 @@ class Connection:
         self._queue: deque[_Item] = deque()
         self._size = 0
         self._coalesce: dict[Any, _Item] = {}
-        self._wake = asyncio.Event()
         self._drained = asyncio.Event()
         self._drained.set()
         self._writer: asyncio.Task[None] | None = None
+        self._writing = False
         self.closing = False
+        #: Last time anything came from the client (monotonic), for the idle timeout.
+        self.last_seen = time.monotonic()
+        #: channel -> athlete id of channels this socket watches as someone else (presence).
+        self.watched: dict[str, int] = {}
         self.close_code: int | None = None
 
     # --- sending ----------------------------------------------------------------------
-
-    def start(self) -> None:
-        self._writer = asyncio.create_task(self._write_loop())
 
     def send(
         self,
@@ -142,22 +143,28 @@ class Connection:
         if self._size > self._max_queue:
             self.close_soon(CLOSE_TOO_SLOW, "too far behind; reconnect and resume")
             return
-        self._wake.set()
+        if not self._writing:
+            # A writer task exists only while frames wait: an idle socket costs no task.
+            self._writing = True
+            self._writer = asyncio.create_task(self._write_all())
 
     def send_event(self, event: LiveEvent, *, coalesce: bool = True) -> None:
         """Queue a live event; replayed ones pass ``coalesce=False`` (resume is exact)."""
         key = ("m", event.session_id) if coalesce and event.kind == "metrics_update" else None
         self.send(event.frame, event.kind, coalesce_key=key, ingest_ms=event.ingest_ms)
 
-    async def _write_loop(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            try:
-                await self._drain()
-            finally:
-                if not self._queue:
-                    self._drained.set()
+    async def _write_all(self) -> None:
+        try:
+            await self._drain()
+        finally:
+            # No await between the queue found empty and the flag cleared: a frame
+            # queued after this starts a new writer.
+            if self.ws.closed or self.closing:
+                self._queue.clear()
+                self._coalesce.clear()
+                self._size = 0
+            self._writing = False
+            self._drained.set()
 
     async def _drain(self) -> None:
         while self._queue:
@@ -206,7 +213,7 @@ class Connection:
             await asyncio.wait_for(self._drained.wait(), timeout_s)
 
     async def stop(self) -> None:
-        if self._writer is not None:
+        if self._writer is not None and not self._writer.done():
             self._writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._writer

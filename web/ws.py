@@ -2,9 +2,10 @@
 
 Life of a socket: upgrade (permessage-deflate offered) -> auth (``Authorization``
 header, or a first ``{"type": "auth", "token": ...}`` frame within
-``auth_timeout_s``) -> ``welcome`` -> frames until either side closes. A watchdog
-pings every ``heartbeat_s``, closes an idle client with 4408 and an expired token with
-4401. Every subscription is removed when the socket ends, however it ends.
+``auth_timeout_s``) -> ``welcome`` -> frames until either side closes. One
+:func:`heartbeat_loop` per edge pings every socket every ``heartbeat_s``, closes an idle
+client with 4408 and an expired token with 4401. Every subscription is removed when
+the socket ends, however it ends.
 
 Bad input never closes the socket: malformed JSON, an unknown ``type`` or a missing
 field is answered with an ``error`` event. What does close it: a denied channel
@@ -41,7 +42,7 @@ from pipeline.models import (
 )
 from web.access import Forbidden, NotFound
 from web.actions import Conflict, parse_samples
-from web.app import EDGE, Edge, stop_tasks
+from web.app import EDGE, Edge
 from web.auth import AuthError, Principal, bearer_token
 from web.connection import Connection, TokenBucket
 from web.problems import validation_errors
@@ -75,7 +76,6 @@ class _Socket:
         self.edge = edge
         self.ws = ws
         self.conn = conn
-        self.last_seen = time.monotonic()
         self.user_bucket: TokenBucket | None = None
 
     # --- replies ----------------------------------------------------------------------
@@ -126,27 +126,11 @@ class _Socket:
 
     # --- the loop ---------------------------------------------------------------------
 
-    async def watchdog(self) -> None:
-        cfg = self.edge.config
-        leeway = self.edge.settings.jwt_leeway_s
-        while not self.ws.closed:
-            await asyncio.sleep(min(cfg.heartbeat_s, cfg.idle_timeout_s / 2))
-            principal = self.conn.principal
-            if principal is not None and time.time() > principal.expires_at + leeway:
-                await self.conn.close(CLOSE_UNAUTHORIZED, "token expired; reconnect with a new one")
-                return
-            if time.monotonic() - self.last_seen > cfg.idle_timeout_s:
-                await self.conn.close(CLOSE_IDLE, "idle: no frame or pong in time")
-                return
-            with contextlib.suppress(ConnectionError, RuntimeError):
-                await self.ws.ping()
-            await self._refresh_presence()
-
     async def run(self) -> None:
         cfg = self.edge.config
         while not self.ws.closed and not self.conn.closing:
             msg = await self.ws.receive()
-            self.last_seen = time.monotonic()
+            self.conn.last_seen = time.monotonic()
             if msg.type == WSMsgType.PING:
                 await self.ws.pong(msg.data)
                 continue
@@ -255,24 +239,46 @@ class _Socket:
         except Exception as exc:  # presence is best effort; the subscription stands
             log.debug("presence update failed: %s", exc)
 
-    async def _refresh_presence(self) -> None:
-        principal = self.conn.principal
-        if principal is None or not principal.is_coach:
-            return
-        athletes = {self.watched.get(name) for name in self.conn.subscriptions}
-        for athlete in athletes - {None}:
-            assert athlete is not None
-            with contextlib.suppress(Exception):
-                await self.edge.need_presence().refresh(athlete, principal.user_id, principal.role)
-
-    watched: dict[str, int]
-
     async def cleanup(self) -> None:
         for name in list(self.conn.subscriptions):
             unsubscribe(self.edge, self.conn, name)
-            athlete = self.watched.pop(name, None)
+            athlete = self.conn.watched.pop(name, None)
             if athlete is not None:
                 await self._watch(parse_channel(name), athlete, False)
+
+
+async def heartbeat_loop(edge: Edge) -> None:
+    """One loop for every socket of the edge (not a task per socket: memory per idle
+    connection matters at ten thousand): ping, close the idle (4408) and the expired
+    (4401), and refresh the presence of watching coaches."""
+    cfg = edge.config
+    leeway = edge.settings.jwt_leeway_s
+    closing: set[asyncio.Task[None]] = set()
+    while True:
+        await asyncio.sleep(min(cfg.heartbeat_s, cfg.idle_timeout_s / 2))
+        now, wall = time.monotonic(), time.time()
+        for conn in list(edge.connections):
+            if conn.closing or conn.ws.closed:
+                continue
+            principal = conn.principal
+            if principal is not None and wall > principal.expires_at + leeway:
+                task = asyncio.ensure_future(
+                    conn.close(CLOSE_UNAUTHORIZED, "token expired; reconnect with a new one")
+                )
+            elif now - conn.last_seen > cfg.idle_timeout_s:
+                task = asyncio.ensure_future(conn.close(CLOSE_IDLE, "idle: no frame or pong"))
+            else:
+                with contextlib.suppress(ConnectionError, RuntimeError):
+                    await conn.ws.ping()
+                if principal is not None and principal.is_coach and conn.watched:
+                    with contextlib.suppress(Exception):  # presence is best effort
+                        for athlete in set(conn.watched.values()):
+                            await edge.need_presence().refresh(
+                                athlete, principal.user_id, principal.role
+                            )
+                continue
+            closing.add(task)
+            task.add_done_callback(closing.discard)
 
 
 # --- frame handlers -----------------------------------------------------------------------
@@ -311,7 +317,7 @@ async def _on_subscribe(s: _Socket, data: dict[str, Any]) -> None:
         cursor = subscribe(s.edge, s.conn, channel)
         s.reply("ack", frame, op="subscribe", channel=channel.name, cursor=cursor)
         if new:
-            s.watched[channel.name] = athlete
+            s.conn.watched[channel.name] = athlete
             await s._watch(channel, athlete, True)
 
 
@@ -319,7 +325,7 @@ async def _on_unsubscribe(s: _Socket, data: dict[str, Any]) -> None:
     frame = UnsubscribeFrame.model_validate(data)
     for channel in _channels(frame):
         removed = unsubscribe(s.edge, s.conn, channel.name)
-        athlete = s.watched.pop(channel.name, None)
+        athlete = s.conn.watched.pop(channel.name, None)
         if athlete is not None:
             await s._watch(channel, athlete, False)
         s.reply(
@@ -347,8 +353,8 @@ async def _on_resume(s: _Socket, data: dict[str, Any]) -> None:
     athletes = {c: await s._authorize(c) for c in requests}
     await resume(s.edge, s.conn, requests)
     for channel, athlete in athletes.items():
-        if channel.name not in s.watched:
-            s.watched[channel.name] = athlete
+        if channel.name not in s.conn.watched:
+            s.conn.watched[channel.name] = athlete
             await s._watch(channel, athlete, True)
 
 
@@ -474,13 +480,10 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
         frame_rate=cfg.frame_rate,
         frame_burst=cfg.frame_burst,
     )
-    conn.start()
     sock = _Socket(edge, ws, conn)
-    sock.watched = {}
     edge.connections.add(conn)
     edge.metrics.connections.inc()
     counted: int | None = None
-    watchdog: asyncio.Task[None] | None = None
     try:
         principal = await sock.authenticate(request)
         if principal is None:
@@ -507,11 +510,8 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
             live_partitions=edge.settings.live_partitions,
             max_frame_bytes=cfg.max_frame_bytes,
         )
-        watchdog = asyncio.create_task(sock.watchdog())
         await sock.run()
     finally:
-        if watchdog is not None:
-            await stop_tasks([watchdog])
         await sock.cleanup()
         await conn.stop()
         if not ws.closed:
