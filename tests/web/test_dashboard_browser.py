@@ -359,6 +359,25 @@ async def test_dashboards_live_alerts_chat_and_resume_after_edge_restart(
                 ).fetchone()
             assert row == (COACH,)
 
+            # --- the athlete turns alert sound off: saved to the profile, and obeyed -------
+            await athlete.locator("#pref-sound").uncheck()
+            await _until(athlete, "() => document.body.dataset.prefsSaved === 'sound=false'")
+            with psycopg.connect(database_url) as conn:
+                prefs = conn.execute(
+                    "SELECT sound, vibration FROM athlete_profiles WHERE user_id = %s", (ATHLETE,)
+                ).fetchone()
+            assert prefs == (False, True)
+            await publish(redis_url, sid, alert(database_url, sid, "hr-quiet", 179))
+            quiet = athlete.locator('li.alert[data-id="hr-quiet"]')
+            await quiet.wait_for(timeout=WAIT_MS)
+            assert "sound" not in (await quiet.get_attribute("data-notified") or "").split()
+            await coach.locator('li.alert[data-id="hr-quiet"] button.ack').click()
+            await athlete.locator('li.alert[data-id="hr-quiet"][data-acked="true"]').wait_for(
+                timeout=WAIT_MS
+            )
+            await athlete.locator("#pref-sound").check()
+            await _until(athlete, "() => document.body.dataset.prefsSaved === 'sound=true'")
+
             # --- chat: typing, message, read receipt, reply ----------------------------------
             await athlete.locator("#chat-input").press_sequentially("hello coach", delay=10)
             await _wait_text(coach, "#typing", "Athlete is typing")
@@ -420,7 +439,7 @@ async def test_dashboards_live_alerts_chat_and_resume_after_edge_restart(
             assert await athlete.locator("#queued").is_hidden()
             # the replayed alert is announced once, nothing came twice
             for page in (athlete, coach):
-                assert await page.locator("li.alert").count() == 2
+                assert await page.locator("li.alert").count() == 3
                 assert await page.locator('li.alert[data-id="hr-2"]').get_attribute("data-notified")
                 assert await page.locator("#messages li").count() == 3
             # presence came back with the coach's new socket

@@ -666,6 +666,38 @@ function wire(client) {
   });
 }
 
+// An athlete's Sound and Vibration switches are the delivery preferences of the profile
+// (PUT athletes/{id}/thresholds): the alerts agent sets each alert's sound and vibration
+// flags from them, on every device. A coach's switches are this browser's only.
+async function loadProfilePrefs() {
+  if (ui.me?.role !== "athlete") return;
+  try {
+    const profile = await api(`/athletes/${ui.me.id}/thresholds`);
+    for (const key of ["sound", "vibration"]) {
+      if (typeof profile[key] === "boolean") {
+        ui.prefs[key] = profile[key];
+        $(`pref-${key}`).checked = profile[key];
+      }
+    }
+    document.body.dataset.prefs = "profile";
+  } catch (err) {
+    console.warn("livecoach: no profile preferences", err);
+  }
+}
+
+async function saveProfilePref(key, value) {
+  if (ui.me?.role !== "athlete") return;
+  try {
+    await api(`/athletes/${ui.me.id}/thresholds`, {
+      method: "PUT",
+      body: JSON.stringify({ [key]: value }),
+    });
+    document.body.dataset.prefsSaved = `${key}=${value}`;
+  } catch (err) {
+    $(`pref-${key}`).title = `not saved to the profile: ${err.message}`;
+  }
+}
+
 /** After the first welcome: what to follow. */
 function start() {
   $("login").hidden = true;
@@ -679,6 +711,7 @@ function start() {
   ui.client.subscribe(ui.wantedAthletes.map((id) => `live:user:${id}`));
   ui.focus = ui.wantedAthletes[0] ?? null;
   renderAll();
+  loadProfilePrefs();
   if (ui.wantedSession) {
     api(`/sessions/${ui.wantedSession}`)
       .then((row) => {
@@ -756,6 +789,7 @@ function init() {
       ui.prefs[key] = e.target.checked;
       localStorage.setItem("livecoach.prefs", JSON.stringify(ui.prefs));
       if (key === "sound" && e.target.checked) beep("info"); // a user gesture unlocks audio
+      saveProfilePref(key, e.target.checked);
     });
   }
   // Browsers start audio only after a gesture: unlock it on the first one.
