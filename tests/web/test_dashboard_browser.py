@@ -141,11 +141,11 @@ async def publish(redis_url: str, session_id: int, *events: dict[str, Any]) -> l
         await redis.aclose()
 
 
-def metrics(session_id: int, **values: Any) -> dict[str, Any]:
+def metrics(session_id: int, user_id: int = ATHLETE, **values: Any) -> dict[str, Any]:
     return {
         "type": "metrics_update",
         "session_id": session_id,
-        "user_id": ATHLETE,
+        "user_id": user_id,
         "ingest_ms": int(time.time() * 1000),
         "metrics": {"pace": None, "distance": None, "cadence": None, **values},
     }
@@ -178,12 +178,12 @@ def alert(database_url: str, session_id: int, alert_id: str, current: float) -> 
     }
 
 
-async def start_session(edge: Edge) -> int:
+async def start_session(edge: Edge, athlete: int = ATHLETE) -> int:
     async with (
         aiohttp.ClientSession() as http,
         http.post(
             f"{edge.base}/api/v1/live/sessions/start",
-            headers={"Authorization": f"Bearer {edge.token(ATHLETE, 'athlete')}"},
+            headers={"Authorization": f"Bearer {edge.token(athlete, 'athlete')}"},
             json={"sport": "ride"},
         ) as resp,
     ):
@@ -463,6 +463,71 @@ async def test_dashboards_live_alerts_chat_and_resume_after_edge_restart(
     errors = [line for line in console if "pageerror" in line]
     assert not errors, errors
     assert time.monotonic() - started < 60
+
+
+@needs_browser
+async def test_coach_watches_two_athletes(
+    live_edge: Edge, redis_url: str, database_url: str
+) -> None:
+    """A coach linked to two athletes: a card each, events routed to the right one,
+    the detail panel (tiles, alerts, chat) follows the card picked."""
+    from playwright.async_api import async_playwright
+
+    second = 4
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO coach_athletes (coach_id, athlete_id) VALUES (%s, %s)", (COACH, second)
+        )
+    sid1 = await start_session(live_edge)
+    sid2 = await start_session(live_edge, second)
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = await browser.new_page()
+            token = live_edge.token(COACH, "coach")
+            await page.goto(
+                f"{live_edge.base}/dashboard?athletes={ATHLETE},{second}&{PAGE_OPTIONS}"
+                f"#token={token}"
+            )
+            await _until(page, SUBSCRIBED)
+            assert await page.locator(".athlete-card").count() == 2
+            await publish(redis_url, sid1, metrics(sid1, heart_rate=121, power=180))
+            await publish(redis_url, sid2, metrics(sid2, second, heart_rate=162, power=305))
+            await _wait_text(page, f'[data-athlete="{ATHLETE}"] .line', "121 bpm")
+            await _wait_text(page, f'[data-athlete="{second}"] .line', "162 bpm")
+            # the first athlete is shown; an alert of the second only marks its card
+            assert await _text(page, "#m-heart_rate") == "121"
+            second_alert = alert(database_url, sid2, "a4-1", 190)
+            second_alert["user_id"] = second
+            with psycopg.connect(database_url, autocommit=True) as conn:
+                conn.execute("UPDATE live_alerts SET user_id = %s WHERE id = 'a4-1'", (second,))
+            await publish(redis_url, sid2, second_alert)
+            await _wait_text(page, f'[data-athlete="{second}"] .alerts-count', "1 open alert")
+            assert await page.locator("li.alert").count() == 0
+            # pick the second athlete
+            await page.locator(f'[data-athlete="{second}"]').click()
+            await _wait_text(page, "#detail-title", f"Athlete {second} · session {sid2}")
+            assert await _text(page, "#m-heart_rate") == "162"
+            assert await _text(page, "#m-power") == "305"
+            await page.locator('li.alert[data-id="a4-1"] button.ack').click()
+            await page.locator('li.alert[data-id="a4-1"][data-acked="true"]').wait_for(
+                timeout=WAIT_MS
+            )
+            await page.locator("#chat-input").fill("only for athlete four")
+            await page.locator("#chat-send").click()
+            await _wait_text(page, "#messages", "only for athlete four")
+            # back to the first: its own (empty) chat, its own tiles
+            await page.locator(f'[data-athlete="{ATHLETE}"]').click()
+            await _wait_text(page, "#detail-title", f"Athlete {ATHLETE} · session {sid1}")
+            assert await _text(page, "#m-heart_rate") == "121"
+            assert await page.locator("#messages li").count() == 0
+        finally:
+            await browser.close()
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute(
+            "SELECT live_session_id, content FROM live_messages ORDER BY id"
+        ).fetchall()
+    assert rows == [(sid2, "only for athlete four")]
 
 
 @needs_browser
