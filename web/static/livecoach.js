@@ -124,16 +124,15 @@ export class LiveCoachClient {
     this._timers = { retry: null, ping: null, welcome: null, refresh: null };
     this._lastFrameAt = 0;
     this._pingAt = 0;
+    this._awaitingToken = false; // after a 4401, until getToken answers
     this._onOnline = () => {
-      if (this.state === "waiting") this._reconnectNow();
+      if (this.state === "waiting" && !this._awaitingToken) this._reconnectNow();
       else this.probe();
     };
     this._onVisible = () => {
       if (globalThis.document?.visibilityState !== "visible") return;
-      if (this.state === "waiting") this._reconnectNow();
-      else this.probe();
+      this._onOnline();
     };
-
   }
 
   // --- events ---------------------------------------------------------------------------
@@ -312,12 +311,15 @@ export class LiveCoachClient {
       return;
     }
     this.nextRetryAt = null; // waiting for a token, not for a timer
+    this._awaitingToken = true;
     this._setState("waiting");
     let token = null;
     try {
       token = await this.getToken({ reason });
     } catch (err) {
       token = null;
+    } finally {
+      this._awaitingToken = false;
     }
     if (this.state === "stopped") return;
     if (!token) {
@@ -383,6 +385,7 @@ export class LiveCoachClient {
     }
     const resumed = Object.keys(cursors);
     if (resumed.length) this._sendResume(cursors);
+    else this._resumeFailing = false;
     if (fresh.length) this._sendNow({ type: "subscribe", channels: fresh }, false);
     // 2. heartbeat and token refresh
     this._startHeartbeat();
