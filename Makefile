@@ -20,7 +20,7 @@ install: $(STAMP)
 ## a browser those tests skip and say why.
 browser:
 	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
-	  && { timeout 300 apt-get update -qq && DEBIAN_FRONTEND=noninteractive timeout 600 \
+	  && { timeout 180 apt-get update -qq && DEBIAN_FRONTEND=noninteractive timeout 420 \
 	  apt-get install -y -qq chromium; } </dev/null >/dev/null 2>&1; } \
 	  || echo "chromium not installed: the dashboard browser tests will skip" >&2
 
