@@ -230,6 +230,8 @@ async def _serve(
         f"\nlivecoach is up: {base_url}/api/v1/live  (OpenAPI: {base_url}/api/v1/openapi.json)\n"
         f"athlete {users.athlete_id} token: {athlete}\n"
         f"coach {users.coach_id} token:   {coach}\n"
+        f"athlete dashboard: {base_url}/dashboard#token={athlete}\n"
+        f"coach dashboard:   {base_url}/dashboard#token={coach}\n"
         f"watch the demo: livecoach watch --user {users.athlete_id} --token <coach token>\n"
         "Ctrl-C stops everything.\n",
         flush=True,
