@@ -51,6 +51,10 @@ def _base_config(settings: Settings, redis_url: str, app_id: str) -> dict[str, A
         "value_serializer": "json",
         "web_host": "127.0.0.1",
         "broker_commit_interval": 1.0,
+        # Stop without draining buffered events: they are uncommitted, so the next
+        # worker reads them again; draining would hang a store app whose database is
+        # down (it retries until PostgreSQL returns).
+        "stream_wait_empty": False,
         "producer_linger": 0.0,
     }
 
