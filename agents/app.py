@@ -8,7 +8,8 @@ live path:
   (and decoupling blocks in ``decoupling-blocks``), and publishes ``metrics_update``,
   ``alert`` and ``session_event`` to ``live``. The logic is :mod:`agents.processing`.
 - :func:`create_store_app` (group ``livecoach-store``): the ``store_samples`` agent
-  writes every sample to ``live_metrics``; ``store_live`` writes alerts to
+  writes every sample to ``live_metrics``; ``store_events`` (reading ``store``, where
+  the live app copies its alerts and stops) writes alerts to
   ``live_alerts`` and the summary of a stopped session to ``training_sessions``. Both
   retry with backoff while PostgreSQL is away: their offsets are not committed, the
   samples wait in the stream, and the live app is not affected.
@@ -28,7 +29,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from agents.processing import Processor
-from pipeline.constants import APP_ID, LIVE_TOPIC, SAMPLES_TOPIC
+from pipeline.constants import APP_ID, LIVE_TOPIC, SAMPLES_TOPIC, STORE_TOPIC
 from pipeline.db import MetricRow, finish_session, insert_metric_rows, metric_rows, utc_naive
 from pipeline.settings import Settings
 
@@ -105,6 +106,7 @@ def create_live_app(
     )
     samples = app.topic(topic_prefix + SAMPLES_TOPIC, partitions=settings.samples_partitions)
     live = app.topic(topic_prefix + LIVE_TOPIC, partitions=settings.live_partitions)
+    store = app.topic(topic_prefix + STORE_TOPIC, partitions=settings.samples_partitions)
     # Table keys use the app's raw key serializer: bytes in, bytes back after recovery.
     sessions = app.Table("sessions", default=None, partitions=settings.samples_partitions)
     blocks = app.Table("decoupling-blocks", default=None, partitions=settings.samples_partitions)
@@ -119,9 +121,14 @@ def create_live_app(
                 continue
             key = event.key if isinstance(event.key, bytes) else str(record["session_id"]).encode()
             out = processor.process(sessions.get(key), record)
-            sessions[key] = out.state
+            # Publish before saving the state: a worker killed in between replays the
+            # record and publishes again (same deterministic ids; the store ignores
+            # the repeat and the edge drops it) instead of losing what it raised.
             for live_event in out.events:
                 await live.send(key=key, value=live_event)
+                if is_stored(live_event):
+                    await store.send(key=key, value=live_event)
+            sessions[key] = out.state
             yield None
 
     return app
@@ -200,7 +207,7 @@ def create_store_app(
     """The app that persists samples, alerts and session summaries to PostgreSQL."""
     app = faust.App(**_base_config(settings, redis_url, app_id), web_enabled=False)
     samples = app.topic(SAMPLES_TOPIC, partitions=settings.samples_partitions)
-    live = app.topic(LIVE_TOPIC, partitions=settings.live_partitions)
+    store = app.topic(STORE_TOPIC, partitions=settings.samples_partitions)
     samples_db = _Database(database_url)
     live_db = _Database(database_url)
 
@@ -220,10 +227,10 @@ def create_store_app(
             await _retrying("storing samples", write)
             yield None
 
-    @app.agent(live, name="store_live")
-    async def store_live(stream: faust.StreamT[Any]) -> AsyncIterator[None]:
+    @app.agent(store, name="store_events")
+    async def store_events(stream: faust.StreamT[Any]) -> AsyncIterator[None]:
         async for event in stream:
-            if not _is_stored(event):
+            if not is_stored(event):
                 continue
 
             async def write(event: dict[str, Any] = event) -> None:
@@ -239,7 +246,7 @@ def create_store_app(
     return app
 
 
-def _is_stored(event: object) -> bool:
+def is_stored(event: object) -> bool:
     """Alerts and stops are stored; metrics updates are not (samples are, by the other agent)."""
     if not isinstance(event, dict):
         return False

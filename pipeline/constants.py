@@ -16,8 +16,9 @@ APP_ID = "livecoach"
 SAMPLES_TOPIC = "samples"
 #: Topic of everything dashboards see (metrics_update, alert, message, session_event).
 LIVE_TOPIC = "live"
-#: Topic of control events for the agents (lifecycle, laps, profile changes).
-CONTROL_TOPIC = "control"
+#: Topic of what the store app persists besides samples: alerts and session summaries.
+#: (A topic of its own, so that the store app does not read every metrics update.)
+STORE_TOPIC = "store"
 
 #: Pub/sub channel names of the original spec.
 USER_CHANNEL = "live:user:{user_id}"

@@ -31,6 +31,9 @@ from web.protocol import channels_of_event, format_cursor
 
 log = logging.getLogger(__name__)
 
+#: Alert ids remembered to drop a repeat published after a worker crash.
+_ALERT_IDS_KEPT = 50_000
+
 
 class Hub:
     def __init__(self) -> None:
@@ -149,6 +152,8 @@ class LiveTailer:
         self._count = count
         self.positions: list[int] = [-1] * partitions
         self._keys = [stream_key(LIVE_TOPIC, p) for p in range(partitions)]
+        # Alert id -> where it was first seen (oldest first; bounded).
+        self._alert_offsets: dict[str, tuple[int, int]] = {}
         self._key_partition = {k.encode(): p for p, k in enumerate(self._keys)}
         self.healthy = False
         self.gaps = 0
@@ -201,9 +206,25 @@ class LiveTailer:
         self.positions[partition] = offset
         _, value, _, _ = decode_entry(fields)
         event = build_event(partition, offset, value)
+        if event is not None and event.kind == "alert" and self._repeated_alert(event):
+            event = None
         self.recent.add(partition, offset, event)
         if event is not None:
             self._hub.dispatch(event)
+
+    def _repeated_alert(self, event: LiveEvent) -> bool:
+        """An alert the agents published again (same id) after a crash: delivered once.
+
+        The agents publish before they save their state, so a worker killed in between
+        re-raises the alert on replay rather than losing it; its id is deterministic.
+        """
+        alert_id = json.loads(event.frame).get("alert", {}).get("id")
+        if not isinstance(alert_id, str):
+            return False
+        first = self._alert_offsets.setdefault(alert_id, (event.partition, event.offset))
+        if len(self._alert_offsets) > _ALERT_IDS_KEPT:
+            self._alert_offsets.pop(next(iter(self._alert_offsets)))
+        return first != (event.partition, event.offset)
 
     async def measure_lag(self) -> None:
         for p in range(self.partitions):

@@ -127,3 +127,27 @@ async def test_device_to_two_edges_with_live_threshold_change(
         assert rules["high_bpm"] == 140 and rules["low_bpm"] is None
     for ws in (coach, athlete, stranger):
         await ws.close()
+
+
+async def test_an_alert_republished_after_a_worker_crash_reaches_sockets_once(
+    edge: Running, redis_url: str
+) -> None:
+    from tests.web.test_web_socket import metrics_event, publish
+
+    sid = await edge.start_session(ATHLETE)
+    ws = await edge.ws(COACH, "coach")
+    await ws.send_json({"type": "subscribe", "channel": f"live:session:{sid}"})
+    await ws.receive_json(timeout=5)  # ack
+    alert = {"type": "alert", "session_id": sid, "user_id": ATHLETE, "timestamp": time.time(),
+             "alert": {"id": "a-1", "rule": "heart_rate", "severity": "warning",
+                       "message": "HR high", "metric": "heart_rate", "current": 175,
+                       "threshold": 160}}  # fmt: skip
+    # The agent published, died before saving its state, and published again on replay.
+    await publish(redis_url, sid, [alert, metrics_event(sid, 1), alert, metrics_event(sid, 2)])
+    frames = await _frames_until(
+        ws, lambda f: f.get("type") == "metrics_update" and f["metrics"]["seq"] == 2, 10
+    )
+    assert [f["type"] for f in frames if f["type"] in ("alert", "metrics_update")] == [
+        "alert", "metrics_update", "metrics_update"
+    ]  # fmt: skip
+    await ws.close()
