@@ -381,12 +381,14 @@ def bench_pipeline(
             run: dict[str, Any] = {
                 "alerts_on": _one_run(redis_url, database_url, sessions, duration_s, backlog, True)
             }
-            if compare_alerts:
+            raw = asyncio.run(raw_roundtrip_ms(redis_url, sessions, min(duration_s, 20)))
+            run["raw_xadd_xread_latency_ms"] = _percentiles(raw)
+        if compare_alerts:
+            # Fresh servers, so that neither phase inherits the other's backlog.
+            with _servers(settings) as (redis_url, database_url):
                 run["alerts_off"] = _one_run(
                     redis_url, database_url, sessions, duration_s, 0, False
                 )
-            raw = asyncio.run(raw_roundtrip_ms(redis_url, sessions, min(duration_s, 20)))
-            run["raw_xadd_xread_latency_ms"] = _percentiles(raw)
         out["runs"].append(run)
         print(json.dumps(run), file=sys.stderr, flush=True)
     on = [r["alerts_on"] for r in out["runs"]]
