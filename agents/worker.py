@@ -18,8 +18,6 @@ from types import FrameType
 from pipeline.embedded import die_with_parent
 from pipeline.settings import Settings
 
-APPS = ("live", "store", "all")
-
 
 def run_app(settings: Settings, *, app: str, redis_url: str, database_url: str) -> int:
     """Run one Faust worker in the foreground until SIGINT/SIGTERM."""

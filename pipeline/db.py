@@ -13,7 +13,7 @@ replayed stream entry must never make a second row or a second summary.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -98,15 +98,6 @@ async def insert_metric_rows(conn: psycopg.AsyncConnection[Any], rows: Sequence[
     return inserted
 
 
-async def set_session_status(
-    conn: psycopg.AsyncConnection[Any], session_id: int, status: str
-) -> None:
-    await conn.execute(
-        "UPDATE live_training_sessions SET status = %s WHERE id = %s AND status <> 'completed'",
-        (status, session_id),
-    )
-
-
 async def finish_session(
     conn: psycopg.AsyncConnection[Any],
     session_id: int,
@@ -157,7 +148,3 @@ async def finish_session(
             (training_id, session_id),
         )
     return training_id
-
-
-def flatten(rows: Iterable[Iterable[MetricRow]]) -> list[MetricRow]:
-    return [row for group in rows for row in group]

@@ -103,6 +103,15 @@ async def _append(client: aioredis.Redis, session_id: int, record: Any) -> None:
     )
 
 
+async def _start(client: aioredis.Redis, sessions: list[int]) -> None:
+    """A start record for each session, as the edge appends on ``sessions/start``."""
+    for sid in sessions:
+        record = ControlRecord(
+            session_id=sid, user_id=1, ingest_ms=0, action="start", at_ms=int(T0 * 1000)
+        )
+        await _append(client, sid, record)
+
+
 async def _produce(client: aioredis.Redis, sessions: list[int], first: int, last: int) -> None:
     for start in range(first, last, BATCH):
         for sid in sessions:
@@ -150,14 +159,7 @@ async def test_samples_become_ordered_live_events_and_one_row_each_despite_kill_
     client = aioredis.Redis.from_url(redis_url)
     expected_rows = SESSIONS * SAMPLES_PER_SESSION * 3  # heart_rate, power, cadence
     try:
-        for sid in sessions:
-            await _append(
-                client,
-                sid,
-                ControlRecord(
-                    session_id=sid, user_id=1, ingest_ms=0, action="start", at_ms=int(T0 * 1000)
-                ),
-            )
+        await _start(client, sessions)
         workers.start("live")
         workers.start("store")
         await _produce(client, sessions, 0, SAMPLES_PER_SESSION // 2)

@@ -16,12 +16,11 @@ from pipeline.migrations import migrate
 from tests.conftest import make_data_dir
 from tests.test_agents_e2e import (
     T0,
-    ControlRecord,
     Workers,
-    _append,
     _live_events,
     _make_sessions,
     _produce,
+    _start,
     _stored,
     _wait_for,
 )
@@ -47,14 +46,7 @@ async def test_samples_wait_in_the_stream_while_postgres_is_down(
     client = aioredis.Redis.from_url(redis_url)
     workers = Workers(redis_url, database_url)
     try:
-        for sid in sessions:
-            await _append(
-                client,
-                sid,
-                ControlRecord(
-                    session_id=sid, user_id=1, ingest_ms=0, action="start", at_ms=int(T0 * 1000)
-                ),
-            )
+        await _start(client, sessions)
         workers.start("live")
         workers.start("store")
         await _produce(client, sessions, 0, 20)
