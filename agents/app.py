@@ -22,24 +22,33 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, MutableMapping
-from typing import Any
+from typing import Any, cast
 
 import faust
 import psycopg
 from psycopg.types.json import Jsonb
 
 from agents.processing import Processor
+from agents.write_behind import Hold, WriteBehind, WriteOnCommit
 from pipeline.constants import APP_ID, LIVE_TOPIC, SAMPLES_TOPIC, STORE_TOPIC
 from pipeline.db import MetricRow, finish_session, insert_metric_rows, metric_rows, utc_naive
+from pipeline.records import session_key
 from pipeline.settings import Settings
+from pipeline.transport import read_in_batches
 
 log = logging.getLogger(__name__)
 
 STORE_APP_ID = f"{APP_ID}-store"
-#: Largest batch the store agent writes in one transaction, and how long it waits to fill.
-STORE_BATCH = 5000
+#: Most events (each a batch read of ``samples``) the store agent gathers, how long it
+#: waits for them, and the most rows it writes in one statement.
+STORE_BATCH = 200
 STORE_BATCH_WITHIN_S = 0.05
+STORE_ROWS_PER_INSERT = 20_000
 _RETRY_MAX_S = 10.0
+#: A session's state is saved (one changelog entry) at most this often, see
+#: agents.write_behind: at 1 Hz, once per four samples. A killed worker replays about
+#: this much of each session.
+STATE_WRITE_S = 3.0
 
 
 def _base_config(settings: Settings, redis_url: str, app_id: str) -> dict[str, Any]:
@@ -105,33 +114,49 @@ def create_live_app(
         web_enabled=web_enabled,
     )
     samples = app.topic(topic_prefix + SAMPLES_TOPIC, partitions=settings.samples_partitions)
+    read_in_batches(app, samples.get_topic_name())
     live = app.topic(topic_prefix + LIVE_TOPIC, partitions=settings.live_partitions)
     store = app.topic(topic_prefix + STORE_TOPIC, partitions=settings.samples_partitions)
     # Table keys use the app's raw key serializer: bytes in, bytes back after recovery.
-    sessions = app.Table("sessions", default=None, partitions=settings.samples_partitions)
+    # ``use_partitioner``: the write-behind store writes states at commit time, outside
+    # any event; the producer's partitioner puts each key where its samples are.
+    sessions = app.Table(
+        "sessions", default=None, partitions=settings.samples_partitions, use_partitioner=True
+    )
     blocks = app.Table("decoupling-blocks", default=None, partitions=settings.samples_partitions)
     processor = Processor(block_store=_StrKeyed(blocks), alerts=settings.alerts_enabled)
+    states = WriteBehind(
+        sessions, lambda key, state: processor.snapshot(int(key), state), every_s=STATE_WRITE_S
+    )
+    app.sensors.add(WriteOnCommit(states))
 
     @app.agent(samples, name="process")
-    async def process(stream: faust.StreamT[Any]) -> AsyncIterator[None]:
-        async for event in stream.events():
-            record = event.value
-            if not isinstance(record, dict) or "session_id" not in record:
-                log.warning("skipping a malformed samples record at %s", event.message.tp)
-                continue
-            key = event.key if isinstance(event.key, bytes) else str(record["session_id"]).encode()
-            out = processor.process(sessions.get(key), record)
-            # Publish before saving the state: a worker killed in between replays the
-            # record and publishes again (same deterministic ids; the store ignores
-            # the repeat and the edge drops it) instead of losing what it raised.
-            for live_event in out.events:
-                await live.send(key=key, value=live_event)
-                if is_stored(live_event):
-                    await store.send(key=key, value=live_event)
-            sessions[key] = out.state
-            yield None
+    async def process(stream: faust.StreamT[Any]) -> None:
+        # Acked by the write-behind store once the state holding the record is saved.
+        async for event in cast(faust.Stream[Any], stream).noack().events():
+            hold = Hold(event)
+            for record in _records(event.value):
+                if not isinstance(record, dict) or not isinstance(record.get("session_id"), int):
+                    log.warning("skipping a malformed samples record at %s", event.message.tp)
+                    continue
+                key = session_key(record["session_id"])
+                out = processor.process(states.checkout(key), record, snapshot=False)
+                # Publish before saving the state: a worker killed in between replays the
+                # record and publishes again (same deterministic ids; the store ignores
+                # the repeat and the edge drops it) instead of losing what it raised.
+                for live_event in out.events:
+                    await live.send(key=key, value=live_event)
+                    if is_stored(live_event):
+                        await store.send(key=key, value=live_event)
+                states.checkin(key, out.state, hold)
+            hold.release()
 
     return app
+
+
+def _records(value: object) -> list[Any]:
+    """The records of a ``samples`` event: a batch read (a list), or a single record."""
+    return value if isinstance(value, list) else [value]
 
 
 async def _retrying(what: str, write: Callable[[], Awaitable[None]]) -> None:
@@ -207,19 +232,22 @@ def create_store_app(
     """The app that persists samples, alerts and session summaries to PostgreSQL."""
     app = faust.App(**_base_config(settings, redis_url, app_id), web_enabled=False)
     samples = app.topic(SAMPLES_TOPIC, partitions=settings.samples_partitions)
+    read_in_batches(app, SAMPLES_TOPIC)
     store = app.topic(STORE_TOPIC, partitions=settings.samples_partitions)
     samples_db = _Database(database_url)
     live_db = _Database(database_url)
 
     @app.agent(samples, name="store_samples")
     async def store_samples(stream: faust.StreamT[Any]) -> AsyncIterator[None]:
-        async for records in stream.take(STORE_BATCH, within=STORE_BATCH_WITHIN_S):
-            rows = [row for record in records if isinstance(record, dict)
-                    for row in _rows_of(record)]  # fmt: skip
+        async for values in stream.take(STORE_BATCH, within=STORE_BATCH_WITHIN_S):
+            rows = [row for value in values for record in _records(value)
+                    if isinstance(record, dict) for row in _rows_of(record)]  # fmt: skip
 
             async def write(rows: list[MetricRow] = rows) -> None:
                 try:
-                    await insert_metric_rows(await samples_db.get(), rows)
+                    conn = await samples_db.get()
+                    for i in range(0, len(rows), STORE_ROWS_PER_INSERT):
+                        await insert_metric_rows(conn, rows[i : i + STORE_ROWS_PER_INSERT])
                 except (psycopg.OperationalError, psycopg.InterfaceError):
                     await samples_db.reset()
                     raise

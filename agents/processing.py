@@ -154,7 +154,15 @@ class Processor:
             "emitted_t": None,
         }
 
-    def process(self, state: State | None, record: dict[str, Any]) -> Outcome:
+    def process(
+        self, state: State | None, record: dict[str, Any], *, snapshot: bool = True
+    ) -> Outcome:
+        """The state after ``record`` and the events it raised.
+
+        With ``snapshot=False`` the state's ``metrics`` stays as it was while the
+        session's live objects move on (serialising them is a large part of a record's
+        cost); :meth:`snapshot` brings it up to date before the state is stored.
+        """
         session_id = int(record["session_id"])
         user_id = int(record["user_id"])
         ingest_ms = int(record.get("ingest_ms", 0))
@@ -179,14 +187,26 @@ class Processor:
             out.events.append({**base, "type": "session_event", "event": "lap", "lap": lap})
         if control is not None:
             out.events.append(control)
-        state["metrics"] = metrics.to_dict()
         if metrics.state == "stopped" or len(self._live) >= _LIVE_CACHE_MAX:
             self._live.pop(session_id, None)
             if len(self._live) >= _LIVE_CACHE_MAX:
-                self._live.clear()  # abandoned sessions: rebuilt from the table on demand
+                # Abandoned sessions: rebuilt from their (now current) state on demand.
+                for cached_state, cached_metrics in self._live.values():
+                    cached_state["metrics"] = cached_metrics.to_dict()
+                self._live.clear()
+            snapshot = True
         else:
             self._live[session_id] = (state, metrics)
+        if snapshot:
+            state["metrics"] = metrics.to_dict()
         return out
+
+    def snapshot(self, session_id: int, state: State) -> State:
+        """``state`` with its ``metrics`` serialised from the session's live objects."""
+        cached = self._live.get(session_id)
+        if cached is not None and cached[0] is state:
+            state["metrics"] = cached[1].to_dict()
+        return state
 
     def _samples(
         self,

@@ -23,8 +23,13 @@ def run_app(settings: Settings, *, app: str, redis_url: str, database_url: str) 
     """Run one Faust worker in the foreground until SIGINT/SIGTERM."""
     # Imported here: the ``all`` supervisor only spawns children and need not load Faust.
     import faust
+    import mode.loop
 
     from agents.app import create_live_app, create_store_app
+
+    # uvloop makes the event loop's per-event bookkeeping, a fifth of a busy worker's
+    # time on asyncio's own loop, several times cheaper.
+    mode.loop.use("uvloop")
 
     if app == "live":
         faust_app = create_live_app(settings, redis_url=redis_url)

@@ -26,7 +26,7 @@ from aiokafka.coordinator.protocol import (  # type: ignore[import-untyped]
 )
 from faust.assignor import PartitionAssignor
 from faust.transport.consumer import Consumer as FaustConsumer
-from faust.types import TP
+from faust.types import TP, Message
 from faust.types.tuples import ConsumerMessage
 from redis.exceptions import ResponseError
 
@@ -49,6 +49,14 @@ COMPACTION_INTERVAL_S = float(os.environ.get("LIVECOACH_COMPACTION_INTERVAL_S", 
 RETENTION_INTERVAL_S = float(os.environ.get("LIVECOACH_RETENTION_INTERVAL_S", "30"))
 #: Default session timeout when Faust's (60 s) is larger.
 DEFAULT_SESSION_TIMEOUT_S = 10.0
+
+
+def _joined(batch: list[Record]) -> Record:
+    """Consecutive entries as one record: a JSON array of their values (see
+    :func:`pipeline.transport.read_in_batches`)."""
+    last = batch[-1]
+    value = b"[" + b",".join(record.value for record in batch) + b"]"
+    return Record(last.offset, None, value, {}, last.timestamp_ms)
 
 
 class Record:
@@ -101,6 +109,9 @@ class Consumer(FaustConsumer):
         self._position: dict[TP, int] = {}
         self._highwater: dict[TP, int] = {}
         self._seek_epoch = 0
+        #: Batched reads delivered but not acked: (tp, offset of the last entry) -> the
+        #: first offset the batch stands for.
+        self._batch_first: dict[tuple[TP, int], int] = {}
         self._coordinator: GroupCoordinator | None = None
         self._mirrored_groups: set[str] = set()
         self._compactor: Compactor | None = None
@@ -251,6 +262,7 @@ class Consumer(FaustConsumer):
             await self._partitions(topic)
         self._assignment = tps
         self._position = {tp: pos for tp, pos in self._position.items() if tp in tps}
+        self._batch_first = {k: first for k, first in self._batch_first.items() if k[0] in tps}
         self.app.consumer_generation_id = generation
         await self.on_partitions_assigned(tps, generation)
 
@@ -373,6 +385,7 @@ class Consumer(FaustConsumer):
         records: dict[TP, list[Record]] = {}
         decode = streams.decode_entry
         offset_of = streams.offset_of
+        batched = self._rt.batched_topics
         for raw_key, entries in reply:
             tp = by_key[raw_key.decode() if isinstance(raw_key, bytes) else raw_key]
             batch = []
@@ -380,7 +393,13 @@ class Consumer(FaustConsumer):
                 key, value, headers, ts = decode(fields)
                 batch.append(Record(offset_of(entry_id), key, value, headers, ts))
             if batch:
-                records[tp] = batch
+                if tp.topic in batched:
+                    # From where the read started: entries trimmed away meanwhile are
+                    # skipped with the batch (and committed with it).
+                    self._batch_first[(tp, batch[-1].offset)] = self._position[tp]
+                    records[tp] = [_joined(batch)]
+                else:
+                    records[tp] = batch
                 nxt = batch[-1].offset + 1
                 self._position[tp] = nxt
                 if nxt > self._highwater.get(tp, 0):
@@ -404,6 +423,29 @@ class Consumer(FaustConsumer):
             tp,
             generation_id=self.app.consumer_generation_id,
         )
+
+    # --- acks of batched reads -----------------------------------------------------------
+
+    async def _add_gap(self, tp: TP, offset_from: int, offset_to: int) -> None:
+        # A batched read's message carries its last offset, so Faust sees the rest of
+        # the batch as a gap; its interval tree costs more than the whole event once a
+        # few thousand batches await their acks. The ack below covers them instead.
+        if tp.topic not in self._rt.batched_topics:
+            await super()._add_gap(tp, offset_from, offset_to)
+
+    def ack(self, message: Message) -> bool:
+        """Ack a message; a batched read's acks every entry it stands for."""
+        first = self._batch_first.pop((message.tp, message.offset), None)
+        acked = super().ack(message)
+        if acked and first is not None:
+            tp = message.tp
+            committed = self._committed_offset[tp]
+            start = first if committed is None else max(first, committed)
+            index = self._acked_index[tp]
+            interior = [offset for offset in range(start, message.offset) if offset not in index]
+            index.update(interior)
+            self._acked[tp].extend(interior)
+        return acked
 
     # --- commits ----------------------------------------------------------------------
 

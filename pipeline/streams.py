@@ -25,7 +25,7 @@ import json
 import time
 import weakref
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
 import redis.asyncio as aioredis
@@ -197,6 +197,12 @@ return ids
 class _ServerInfo:
     has_seq_autogen: bool
     script_sha: str | None = None
+    #: topic -> (when read, its retention): appends look it up once per refresh.
+    retentions: dict[str, tuple[float, Retention | None]] = field(default_factory=dict)
+
+
+#: How long an appender trusts the retention it read (other processes may change it).
+RETENTION_REFRESH_S = 10.0
 
 
 _servers: weakref.WeakKeyDictionary[Any, _ServerInfo] = weakref.WeakKeyDictionary()
@@ -294,7 +300,7 @@ async def append(
     if not entries:
         return []
     if maxlen is None:
-        retention = await get_retention(redis, topic)
+        retention = await _cached_retention(redis, topic)
         maxlen = retention.maxlen if retention else None
     reload = False
     for _attempt in range(2):
@@ -420,6 +426,16 @@ async def set_retention(redis: aioredis.Redis, topic: str, retention: Retention)
         topic,
         json.dumps({"maxlen": retention.maxlen, "max_age_ms": retention.max_age_ms}),
     )
+    (await _server(redis)).retentions.pop(topic, None)
+
+
+async def _cached_retention(redis: aioredis.Redis, topic: str) -> Retention | None:
+    info = await _server(redis)
+    now = time.monotonic()
+    cached = info.retentions.get(topic)
+    if cached is None or now - cached[0] > RETENTION_REFRESH_S:
+        cached = info.retentions[topic] = (now, await get_retention(redis, topic))
+    return cached[1]
 
 
 async def get_retention(redis: aioredis.Redis, topic: str) -> Retention | None:

@@ -1,0 +1,151 @@
+"""Session states kept in memory for a few seconds, written to their table in the background.
+
+A Faust table writes its changelog on every assignment. The live agent changes a
+session's state on every record, so at 1 Hz a session cost one changelog entry (about
+13 KB of JSON) per sample, the largest single cost of the agent. Recovery does not need
+them all. A restarted worker rebuilds a session from the changelog and then replays the
+``samples`` records from the last committed offset; that is correct as long as no offset
+is committed before the state that includes its record has been written.
+
+:class:`WriteBehind` keeps that rule with Faust's own acknowledgements. The agent reads
+its stream without automatic acks; a record is acked only once the state that includes
+it has been written to the table (``table[key] = state`` sends the changelog entry), and
+Faust commits nothing beyond the lowest unacked offset of a partition. A session's state
+is written on the first record at least ``every_s`` after its last write (an event
+that carries several sessions' records, see :func:`pipeline.transport.read_in_batches`,
+is acked once all of them are written), so writes are
+spread over time as the sessions' samples are, instead of arriving in one burst at each
+commit (1,000 sessions cost a tenth of a second of serialising: a stall in the live
+path). States of sessions that went quiet are written at the next commit, and all of
+them when the worker is rebalancing or stopping, so that nothing waits on them.
+
+Ordering holds: a record's events are published before its state is handed over here,
+so a worker killed at any point replays the record and publishes again, never the
+reverse; and a replayed sample already in a written state is dropped by the agent as
+seen (sample times only move forward).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, MutableMapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from faust.sensors import Sensor
+from faust.types import EventT
+
+State = dict[str, Any]
+
+
+class Hold:
+    """An event whose records are in states not written yet; acked when none is left."""
+
+    __slots__ = ("event", "remaining")
+
+    def __init__(self, event: EventT[Any]) -> None:
+        self.event = event
+        self.remaining = 1  # the agent's own, until it has gone through every record
+
+    def release(self) -> None:
+        self.remaining -= 1
+        if self.remaining == 0:
+            self.event.ack()
+
+
+@dataclass
+class _Dirty:
+    since: float
+    state: State | None = None
+    holds: list[Hold] = field(default_factory=list)
+
+
+class WriteBehind:
+    """A write-behind view of a Faust table keyed by bytes, acking records once saved."""
+
+    def __init__(
+        self,
+        table: MutableMapping[bytes, Any],
+        prepare: Callable[[bytes, State], State] = lambda key, state: state,
+        *,
+        every_s: float = 3.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.table = table
+        #: Brings a state up to date just before it is written (the processor's snapshot).
+        self.prepare = prepare
+        self.every_s = every_s
+        self.clock = clock
+        #: Sessions with records not yet in a written state, oldest first.
+        self.dirty: dict[bytes, _Dirty] = {}
+        self.editing: bytes | None = None
+        #: States written to the table (for tests and logs).
+        self.written = 0
+
+    def checkout(self, key: bytes) -> State | None:
+        """The latest state of ``key``, marked as being edited until :meth:`checkin`."""
+        self.editing = key
+        dirty = self.dirty.get(key)
+        if dirty is not None and dirty.state is not None:
+            return dirty.state
+        return self.table.get(key)
+
+    def checkin(self, key: bytes, state: State, hold: Hold) -> None:
+        """``state`` includes a record of ``hold``'s event, whose events are published."""
+        self.editing = None
+        now = self.clock()
+        dirty = self.dirty.get(key)
+        if dirty is None:
+            dirty = self.dirty[key] = _Dirty(now)
+        dirty.state = state
+        hold.remaining += 1
+        dirty.holds.append(hold)
+        if now - dirty.since >= self.every_s:
+            self._write(key, dirty)
+
+    def write_due(self) -> int:
+        """Write the states that have waited ``every_s`` (sessions that went quiet)."""
+        deadline = self.clock() - self.every_s
+        due = []
+        for key, dirty in self.dirty.items():
+            if dirty.since > deadline:
+                break  # oldest first: the rest are younger
+            due.append(key)
+        return self._write_keys(due)
+
+    def write_all(self) -> int:
+        """Write every state but the one being edited."""
+        return self._write_keys(list(self.dirty))
+
+    def _write_keys(self, keys: list[bytes]) -> int:
+        written = 0
+        for key in keys:
+            if key != self.editing:
+                self._write(key, self.dirty[key])
+                written += 1
+        return written
+
+    def _write(self, key: bytes, dirty: _Dirty) -> None:
+        del self.dirty[key]
+        assert dirty.state is not None
+        self.table[key] = self.prepare(key, dirty.state)
+        self.written += 1
+        for hold in dirty.holds:
+            hold.release()
+
+
+class WriteOnCommit(Sensor):
+    """Writes quiet sessions' states as a commit starts; all of them when the worker is
+    rebalancing or stopping (Faust waits for every record to be acked then)."""
+
+    def __init__(self, *stores: WriteBehind, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.stores = stores
+
+    def on_commit_initiated(self, consumer: Any) -> None:
+        everything = consumer.app.rebalancing or consumer.should_stop
+        for store in self.stores:
+            if everything:
+                store.write_all()
+            else:
+                store.write_due()
