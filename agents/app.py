@@ -44,6 +44,8 @@ STORE_APP_ID = f"{APP_ID}-store"
 STORE_BATCH = 200
 STORE_BATCH_WITHIN_S = 0.05
 STORE_ROWS_PER_INSERT = 20_000
+#: The store agent reads ``samples`` at most this often, so that each read is a batch.
+STORE_READ_LINGER_S = 0.05
 _RETRY_MAX_S = 10.0
 #: A session's state is saved (one changelog entry) at most this often, see
 #: agents.write_behind: at 1 Hz, once per four samples. A killed worker replays about
@@ -232,7 +234,7 @@ def create_store_app(
     """The app that persists samples, alerts and session summaries to PostgreSQL."""
     app = faust.App(**_base_config(settings, redis_url, app_id), web_enabled=False)
     samples = app.topic(SAMPLES_TOPIC, partitions=settings.samples_partitions)
-    read_in_batches(app, SAMPLES_TOPIC)
+    read_in_batches(app, SAMPLES_TOPIC, linger_s=STORE_READ_LINGER_S)
     store = app.topic(STORE_TOPIC, partitions=settings.samples_partitions)
     samples_db = _Database(database_url)
     live_db = _Database(database_url)

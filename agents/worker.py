@@ -8,15 +8,20 @@ starts one command per machine and still gets two independent consumer groups.
 
 from __future__ import annotations
 
+import gc
+import logging
 import os
 import signal
 import subprocess
 import sys
 import time
 from types import FrameType
+from typing import Any
 
 from pipeline.embedded import die_with_parent
 from pipeline.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 def run_app(settings: Settings, *, app: str, redis_url: str, database_url: str) -> int:
@@ -45,8 +50,40 @@ def run_app(settings: Settings, *, app: str, redis_url: str, database_url: str) 
     # record) whenever the level is WARNING or above: every debug call on the hot path
     # is then formatted. No spinner, no DEBUG.
     worker.spinner = None
+    _collect_garbage_in_the_background(faust_app)
     worker.execute_from_commandline()  # exits the process via sys.exit when it stops
     return 0
+
+
+#: How often a worker runs a full garbage collection (see below).
+FULL_GC_EVERY_S = 600.0
+
+
+def _collect_garbage_in_the_background(app: Any) -> None:
+    """Keep Python's full garbage collections off the live path.
+
+    A live worker holds every session's windows: a few million references that a full
+    collection walks, which took 100-300 ms on a 2-core machine, several times a minute
+    (state that lives a few seconds keeps promoting garbage to the oldest generation).
+    Each such pause was the p99 latency. Objects that live through start-up are frozen
+    (never walked again); the young generations are collected as usual, which frees
+    what dies young, cycles included, and reference counting frees everything acyclic;
+    the oldest generation is collected on a timer instead of by the allocation count.
+    """
+    gc.collect()
+    gc.freeze()
+    young, middle, _ = gc.get_threshold()
+    gc.set_threshold(young, middle, 1_000_000_000)
+
+    async def full_collection() -> None:
+        started = time.perf_counter()
+        found = gc.collect()
+        log.info(
+            "full garbage collection: %d objects freed in %.0f ms",
+            found, (time.perf_counter() - started) * 1000,
+        )  # fmt: skip
+
+    app.timer(FULL_GC_EVERY_S)(full_collection)
 
 
 def run_all(redis_url: str, database_url: str) -> int:

@@ -30,12 +30,17 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from faust.sensors import Sensor
-from faust.types import EventT
 
 State = dict[str, Any]
+
+
+class Ackable(Protocol):
+    """What a hold needs of a Faust event."""
+
+    def ack(self) -> bool: ...
 
 
 class Hold:
@@ -43,7 +48,7 @@ class Hold:
 
     __slots__ = ("event", "remaining")
 
-    def __init__(self, event: EventT[Any]) -> None:
+    def __init__(self, event: Ackable) -> None:
         self.event = event
         self.remaining = 1  # the agent's own, until it has gone through every record
 
@@ -104,8 +109,12 @@ class WriteBehind:
             self._write(key, dirty)
 
     def write_due(self) -> int:
-        """Write the states that have waited ``every_s`` (sessions that went quiet)."""
-        deadline = self.clock() - self.every_s
+        """Write the states of sessions that went quiet.
+
+        Those still receiving records are written by :meth:`checkin`, spread over time;
+        this waits twice as long, so that it does not take them all at once.
+        """
+        deadline = self.clock() - 2 * self.every_s
         due = []
         for key, dirty in self.dirty.items():
             if dirty.since > deadline:

@@ -16,6 +16,7 @@ import contextlib
 import logging
 import os
 import socket
+import time
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
@@ -26,7 +27,7 @@ from aiokafka.coordinator.protocol import (  # type: ignore[import-untyped]
 )
 from faust.assignor import PartitionAssignor
 from faust.transport.consumer import Consumer as FaustConsumer
-from faust.types import TP, Message
+from faust.types import TP
 from faust.types.tuples import ConsumerMessage
 from redis.exceptions import ResponseError
 
@@ -109,9 +110,10 @@ class Consumer(FaustConsumer):
         self._position: dict[TP, int] = {}
         self._highwater: dict[TP, int] = {}
         self._seek_epoch = 0
-        #: Batched reads delivered but not acked: (tp, offset of the last entry) -> the
-        #: first offset the batch stands for.
-        self._batch_first: dict[tuple[TP, int], int] = {}
+        #: Batched reads delivered and not yet committed: tp -> {offset of the batch's
+        #: message (its last entry): the first offset the batch stands for}.
+        self._batch_first: dict[TP, dict[int, int]] = {}
+        self._last_read_at = 0.0
         self._coordinator: GroupCoordinator | None = None
         self._mirrored_groups: set[str] = set()
         self._compactor: Compactor | None = None
@@ -262,7 +264,7 @@ class Consumer(FaustConsumer):
             await self._partitions(topic)
         self._assignment = tps
         self._position = {tp: pos for tp, pos in self._position.items() if tp in tps}
-        self._batch_first = {k: first for k, first in self._batch_first.items() if k[0] in tps}
+        self._batch_first = {tp: b for tp, b in self._batch_first.items() if tp in tps}
         self.app.consumer_generation_id = generation
         await self.on_partitions_assigned(tps, generation)
 
@@ -359,6 +361,10 @@ class Consumer(FaustConsumer):
         if not tps:
             await asyncio.sleep(min(timeout, 0.05))
             return {}
+        batched = self._rt.batched_topics
+        linger = max((batched.get(tp.topic, 0.0) for tp in tps), default=0.0)
+        if linger and (wait := self._last_read_at + linger - time.monotonic()) > 0:
+            await asyncio.sleep(min(wait, timeout))
         streams_arg: dict[Any, Any] = {
             streams.stream_key(tp.topic, tp.partition): f"0-{self._position[tp]}" for tp in tps
         }
@@ -375,6 +381,7 @@ class Consumer(FaustConsumer):
             log.warning("fetch from %s failed (%r); retrying", self._rt.redis_url, exc)
             await asyncio.sleep(0.5)
             return {}
+        self._last_read_at = time.monotonic()
         if (
             not reply
             or epoch != self._seek_epoch  # a seek happened meanwhile: refetch from there
@@ -385,7 +392,6 @@ class Consumer(FaustConsumer):
         records: dict[TP, list[Record]] = {}
         decode = streams.decode_entry
         offset_of = streams.offset_of
-        batched = self._rt.batched_topics
         for raw_key, entries in reply:
             tp = by_key[raw_key.decode() if isinstance(raw_key, bytes) else raw_key]
             batch = []
@@ -396,7 +402,7 @@ class Consumer(FaustConsumer):
                 if tp.topic in batched:
                     # From where the read started: entries trimmed away meanwhile are
                     # skipped with the batch (and committed with it).
-                    self._batch_first[(tp, batch[-1].offset)] = self._position[tp]
+                    self._batch_first.setdefault(tp, {})[batch[-1].offset] = self._position[tp]
                     records[tp] = [_joined(batch)]
                 else:
                     records[tp] = batch
@@ -424,28 +430,33 @@ class Consumer(FaustConsumer):
             generation_id=self.app.consumer_generation_id,
         )
 
-    # --- acks of batched reads -----------------------------------------------------------
+    # --- acks of batched reads -------------------------------------------------------
 
     async def _add_gap(self, tp: TP, offset_from: int, offset_to: int) -> None:
         # A batched read's message carries its last offset, so Faust sees the rest of
         # the batch as a gap; its interval tree costs more than the whole event once a
-        # few thousand batches await their acks. The ack below covers them instead.
+        # few thousand batches await their acks. _new_offset covers them instead.
         if tp.topic not in self._rt.batched_topics:
             await super()._add_gap(tp, offset_from, offset_to)
 
-    def ack(self, message: Message) -> bool:
-        """Ack a message; a batched read's acks every entry it stands for."""
-        first = self._batch_first.pop((message.tp, message.offset), None)
-        acked = super().ack(message)
-        if acked and first is not None:
-            tp = message.tp
-            committed = self._committed_offset[tp]
-            start = first if committed is None else max(first, committed)
+    def _new_offset(self, tp: TP) -> int | None:
+        # Faust acks a message in several places (its Cython stream iterator inlines
+        # the ack), so the entries of an acked batch are added here, where Faust
+        # computes what it may commit.
+        batches = self._batch_first.get(tp)
+        if batches:
             index = self._acked_index[tp]
-            interior = [offset for offset in range(start, message.offset) if offset not in index]
-            index.update(interior)
-            self._acked[tp].extend(interior)
-        return acked
+            done = [last for last in batches if last in index]
+            if done:
+                committed = self._committed_offset[tp]
+                acked = self._acked[tp]
+                for last in done:
+                    first = batches.pop(last)
+                    start = first if committed is None else max(first, committed)
+                    interior = [offset for offset in range(start, last) if offset not in index]
+                    index.update(interior)
+                    acked.extend(interior)
+        return super()._new_offset(tp)
 
     # --- commits ----------------------------------------------------------------------
 

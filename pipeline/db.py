@@ -35,7 +35,7 @@ METRIC_FIELDS: dict[str, str] = {
 @dataclass(frozen=True, slots=True)
 class MetricRow:
     session_id: int
-    timestamp: datetime  # naive UTC, as the spec's TIMESTAMP columns hold
+    t_s: float  # epoch seconds; stored as the naive-UTC TIMESTAMP the spec's columns hold
     metric_type: str
     value: float
 
@@ -47,28 +47,35 @@ def utc_naive(epoch_s: float) -> datetime:
 
 def metric_rows(session_id: int, t_s: float, sample: dict[str, Any]) -> list[MetricRow]:
     """One row per metric present in ``sample`` (a JSON-mode sample dict)."""
-    ts = utc_naive(t_s)
     return [
-        MetricRow(session_id, ts, metric_type, float(sample[field]))
+        MetricRow(session_id, t_s, metric_type, float(sample[field]))
         for field, metric_type in METRIC_FIELDS.items()
         if sample.get(field) is not None
     ]
 
 
+# Epoch seconds become the schema's naive-UTC timestamps in the server; the arrays
+# travel as text literals (see _array), which psycopg would otherwise dump element by
+# element in Python: the largest cost of the store agent.
 _INSERT_METRICS = """
 INSERT INTO live_metrics (live_session_id, timestamp, metric_type, value)
-SELECT r.sid, r.ts, r.mt, r.v
-FROM unnest(%s::int[], %s::timestamp[], %s::text[], %s::float8[]) AS r(sid, ts, mt, v)
+SELECT r.sid, to_timestamp(r.t) AT TIME ZONE 'UTC', r.mt, r.v
+FROM unnest(%s::int[], %s::float8[], %s::text[], %s::float8[]) AS r(sid, t, mt, v)
 JOIN live_training_sessions s ON s.id = r.sid
 ON CONFLICT ON CONSTRAINT uq_live_metrics_sample DO NOTHING
 """
 
 _TOUCH_SESSIONS = """
 UPDATE live_training_sessions AS s
-SET last_update_at = GREATEST(s.last_update_at, u.ts)
-FROM unnest(%s::int[], %s::timestamp[]) AS u(sid, ts)
+SET last_update_at = GREATEST(s.last_update_at, to_timestamp(u.t) AT TIME ZONE 'UTC')
+FROM unnest(%s::int[], %s::float8[]) AS u(sid, t)
 WHERE s.id = u.sid
 """
+
+
+def _array(values: Any) -> str:
+    """A PostgreSQL array literal of numbers or plain identifiers (no quoting needed)."""
+    return "{" + ",".join(map(str, values)) + "}"
 
 
 async def insert_metric_rows(conn: psycopg.AsyncConnection[Any], rows: Sequence[MetricRow]) -> int:
@@ -79,22 +86,22 @@ async def insert_metric_rows(conn: psycopg.AsyncConnection[Any], rows: Sequence[
     """
     if not rows:
         return 0
-    latest: dict[int, datetime] = {}
+    latest: dict[int, float] = {}
     for row in rows:
-        if row.session_id not in latest or row.timestamp > latest[row.session_id]:
-            latest[row.session_id] = row.timestamp
+        if row.session_id not in latest or row.t_s > latest[row.session_id]:
+            latest[row.session_id] = row.t_s
     async with conn.transaction():
         cursor = await conn.execute(
             _INSERT_METRICS,
             (
-                [r.session_id for r in rows],
-                [r.timestamp for r in rows],
-                [r.metric_type for r in rows],
-                [r.value for r in rows],
+                _array(r.session_id for r in rows),
+                _array(repr(r.t_s) for r in rows),
+                _array(r.metric_type for r in rows),
+                _array(repr(r.value) for r in rows),
             ),
         )
         inserted = cursor.rowcount
-        await conn.execute(_TOUCH_SESSIONS, (list(latest), list(latest.values())))
+        await conn.execute(_TOUCH_SESSIONS, (_array(latest), _array(map(repr, latest.values()))))
     return inserted
 
 

@@ -40,7 +40,7 @@ CONNECT_DEADLINE_S = 60.0
 COMPACTED_KEY = f"{KEY_PREFIX}:compacted"
 
 
-def read_in_batches(app: Any, topic: str) -> None:
+def read_in_batches(app: Any, topic: str, *, linger_s: float = 0.0) -> None:
     """Deliver ``topic`` to ``app``'s agents as one event per read of a partition.
 
     Faust costs a fraction of a millisecond per event, on top of the agent's own work,
@@ -52,13 +52,17 @@ def read_in_batches(app: Any, topic: str) -> None:
     closes, so committing works as for single entries. An idle worker still sees one
     entry per event; a busy one sees larger batches, and so spends less per record.
 
+    ``linger_s`` spaces the reads of the app's consumer (of every topic it reads) at
+    least that far apart, so that batches grow even at a low rate: for apps to which a
+    few milliseconds do not matter (storage), not for the live path.
+
     For JSON-valued topics whose entries each make sense alone (the record keys are not
     kept: the values must carry what identifies them). Call before the app starts.
     """
     transport = app.transport
     if not isinstance(transport, Transport):
         raise TypeError(f"batched reads need the Redis transport, not {type(transport)!r}")
-    transport.batched_topics.add(topic)
+    transport.batched_topics[topic] = linger_s
 
 
 def redact(url: str) -> str:
@@ -126,8 +130,8 @@ class Transport(base.Transport):
                 conf.web_bind = "127.0.0.1"
         #: Partition count per topic, as stored in Redis (filled as topics are seen).
         self.partition_counts: dict[str, int] = {}
-        #: Topics read in batches, see :func:`read_in_batches`.
-        self.batched_topics: set[str] = set()
+        #: Topics read in batches, see :func:`read_in_batches`, with their linger.
+        self.batched_topics: dict[str, float] = {}
 
     def create_conductor(self, **kwargs: Any) -> Any:
         conductor = super().create_conductor(**kwargs)
