@@ -264,7 +264,7 @@ class Consumer(FaustConsumer):
             await self._partitions(topic)
         self._assignment = tps
         self._position = {tp: pos for tp, pos in self._position.items() if tp in tps}
-        self._batch_first = {tp: b for tp, b in self._batch_first.items() if tp in tps}
+        self._batch_first = {}  # what was read before is read again from the commits
         self.app.consumer_generation_id = generation
         await self.on_partitions_assigned(tps, generation)
 
@@ -299,6 +299,8 @@ class Consumer(FaustConsumer):
     def _set_position(self, tp: TP, offset: int) -> None:
         self._position[tp] = offset
         self._seek_epoch += 1
+        # Batches read before a seek are read again from there; they are never acked.
+        self._batch_first.pop(tp, None)
 
     async def _seek(self, partition: TP, offset: int) -> None:
         self._set_position(partition, int(offset))
@@ -447,15 +449,20 @@ class Consumer(FaustConsumer):
         if batches:
             index = self._acked_index[tp]
             done = [last for last in batches if last in index]
-            if done:
-                committed = self._committed_offset[tp]
-                acked = self._acked[tp]
-                for last in done:
-                    first = batches.pop(last)
-                    start = first if committed is None else max(first, committed)
-                    interior = [offset for offset in range(start, last) if offset not in index]
-                    index.update(interior)
-                    acked.extend(interior)
+            committed = self._committed_offset[tp]
+            acked = self._acked[tp]
+            for last in done:
+                first = batches.pop(last)
+                start = first if committed is None else max(first, committed)
+                interior = [offset for offset in range(start, last) if offset not in index]
+                index.update(interior)
+                acked.extend(interior)
+            # Batches may be acked out of order (the live agent acks a record once its
+            # session's state is saved). Faust would commit past one unacked offset
+            # right after the committed one, or past anything before its first commit;
+            # a batch still out bounds the commit instead.
+            if batches and acked and min(batches.values()) < min(acked):
+                return None
         return super()._new_offset(tp)
 
     # --- commits ----------------------------------------------------------------------
