@@ -120,8 +120,8 @@ def create_live_app(
     live = app.topic(topic_prefix + LIVE_TOPIC, partitions=settings.live_partitions)
     store = app.topic(topic_prefix + STORE_TOPIC, partitions=settings.samples_partitions)
     # Table keys use the app's raw key serializer: bytes in, bytes back after recovery.
-    # ``use_partitioner``: the write-behind store writes states at commit time, outside
-    # any event; the producer's partitioner puts each key where its samples are.
+    # ``use_partitioner``: the write-behind store also writes states when a commit starts,
+    # outside any event; the producer's partitioner puts each key where its samples are.
     sessions = app.Table(
         "sessions", default=None, partitions=settings.samples_partitions, use_partitioner=True
     )
