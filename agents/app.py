@@ -119,13 +119,16 @@ def create_live_app(
     read_in_batches(app, samples.get_topic_name())
     live = app.topic(topic_prefix + LIVE_TOPIC, partitions=settings.live_partitions)
     store = app.topic(topic_prefix + STORE_TOPIC, partitions=settings.samples_partitions)
-    # Table keys use the app's raw key serializer: bytes in, bytes back after recovery.
+    # ``key_type=bytes``: a table's key serializer follows its key type, JSON when none is
+    # given, and a JSON-decoded changelog key b"12" came back from recovery as the int 12:
+    # every session restarted from an empty state after a restart.
     # ``use_partitioner``: the write-behind store also writes states when a commit starts,
     # outside any event; the producer's partitioner puts each key where its samples are.
+    partitions = settings.samples_partitions
     sessions = app.Table(
-        "sessions", default=None, partitions=settings.samples_partitions, use_partitioner=True
+        "sessions", default=None, key_type=bytes, partitions=partitions, use_partitioner=True
     )
-    blocks = app.Table("decoupling-blocks", default=None, partitions=settings.samples_partitions)
+    blocks = app.Table("decoupling-blocks", default=None, key_type=bytes, partitions=partitions)
     processor = Processor(block_store=_StrKeyed(blocks), alerts=settings.alerts_enabled)
     states = WriteBehind(
         sessions, lambda key, state: processor.snapshot(int(key), state), every_s=STATE_WRITE_S

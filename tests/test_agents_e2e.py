@@ -210,3 +210,66 @@ async def test_samples_become_ordered_live_events_and_one_row_each_despite_kill_
             print(f"session {sid}: {len(times) - len(first_seen)} replayed metrics_update")
     finally:
         await client.aclose()
+
+
+async def _stop(client: aioredis.Redis, sessions: list[int]) -> None:
+    for sid in sessions:
+        at_ms = int((T0 + SAMPLES_PER_SESSION) * 1000)
+        record = ControlRecord(session_id=sid, user_id=1, ingest_ms=0, action="stop", at_ms=at_ms)
+        await _append(client, sid, record)
+
+
+async def test_saved_state_holds_every_sample_across_a_stop_and_a_kill_9(
+    workers: Workers, redis_url: str, database_url: str
+) -> None:
+    """The write-behind state (agents/write_behind.py) across restarts: a live worker
+    stopped gracefully, then one killed with ``kill -9``, each mid-stream. The summary at
+    stop counts every sample once: a commit past an unsaved state would lose samples
+    from it, a replay over a saved state would count them twice."""
+    sessions = _make_sessions(database_url)
+    client = aioredis.Redis.from_url(redis_url)
+    thirds = [0, SAMPLES_PER_SESSION // 3, 2 * SAMPLES_PER_SESSION // 3, SAMPLES_PER_SESSION]
+
+    async def updated_to(last: int) -> bool:
+        latest: dict[int, float] = {}
+        for event in await _live_events(client):
+            if event["type"] == "metrics_update":
+                latest[event["session_id"]] = max(latest.get(event["session_id"], 0.0),
+                                                  event["timestamp"])  # fmt: skip
+        return all(latest.get(sid) == T0 + last - 1 for sid in sessions)
+
+    async def wait_updated(last: int) -> None:
+        deadline = time.monotonic() + 60
+        while not await updated_to(last):
+            assert time.monotonic() < deadline, f"no metrics_update up to sample {last}"
+            await asyncio.sleep(0.25)
+
+    try:
+        await _start(client, sessions)
+        workers.start("live")
+        await _produce(client, sessions, thirds[0], thirds[1])
+        await wait_updated(thirds[1])
+        workers.stop_all()  # SIGTERM: a graceful stop
+        workers.start("live")
+        await _produce(client, sessions, thirds[1], thirds[2])
+        await wait_updated(thirds[2])
+        workers.kill("live")
+        workers.start("live")
+        await _produce(client, sessions, thirds[2], thirds[3])
+        await _stop(client, sessions)
+        deadline = time.monotonic() + 60
+        while True:
+            stops = {
+                e["session_id"]: e["summary"]
+                for e in await _live_events(client)
+                if e["type"] == "session_event" and e["event"] == "stop"
+            }
+            if len(stops) == len(sessions) or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.25)
+        expected_hr = sum(130.0 + i % 20 for i in range(SAMPLES_PER_SESSION)) / SAMPLES_PER_SESSION
+        for sid in sessions:
+            assert stops[sid]["samples"] == SAMPLES_PER_SESSION, stops[sid]
+            assert abs(stops[sid]["mean_hr"] - expected_hr) < 1e-9
+    finally:
+        await client.aclose()
