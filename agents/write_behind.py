@@ -61,7 +61,7 @@ class Hold:
 @dataclass
 class _Dirty:
     since: float
-    state: State | None = None
+    state: State
     holds: list[Hold] = field(default_factory=list)
 
 
@@ -84,16 +84,12 @@ class WriteBehind:
         #: Sessions with records not yet in a written state, oldest first.
         self.dirty: dict[bytes, _Dirty] = {}
         self.editing: bytes | None = None
-        #: States written to the table (for tests and logs).
-        self.written = 0
 
     def checkout(self, key: bytes) -> State | None:
         """The latest state of ``key``, marked as being edited until :meth:`checkin`."""
         self.editing = key
         dirty = self.dirty.get(key)
-        if dirty is not None and dirty.state is not None:
-            return dirty.state
-        return self.table.get(key)
+        return dirty.state if dirty is not None else self.table.get(key)
 
     def checkin(self, key: bytes, state: State, hold: Hold) -> None:
         """``state`` includes a record of ``hold``'s event, whose events are published."""
@@ -101,7 +97,7 @@ class WriteBehind:
         now = self.clock()
         dirty = self.dirty.get(key)
         if dirty is None:
-            dirty = self.dirty[key] = _Dirty(now)
+            dirty = self.dirty[key] = _Dirty(now, state)
         dirty.state = state
         hold.remaining += 1
         dirty.holds.append(hold)
@@ -136,9 +132,7 @@ class WriteBehind:
 
     def _write(self, key: bytes, dirty: _Dirty) -> None:
         del self.dirty[key]
-        assert dirty.state is not None
         self.table[key] = self.prepare(key, dirty.state)
-        self.written += 1
         for hold in dirty.holds:
             hold.release()
 

@@ -42,8 +42,6 @@ log = logging.getLogger(__name__)
 LINGER_TURNS = int(os.environ.get("LIVECOACH_PRODUCER_LINGER_TURNS", "32"))
 #: Most records written in one pipeline.
 MAX_BATCH = 2000
-#: How long a topic's retention setting is cached before it is read again.
-RETENTION_REFRESH_S = 10.0
 
 _Pending = tuple[str, int, streams.Entry, "asyncio.Future[RecordMetadata]"]
 
@@ -69,7 +67,6 @@ class Producer(FaustProducer):
         self._wakeup = asyncio.Event()
         self._sender: asyncio.Task[None] | None = None
         self._round_robin: dict[str, itertools.count[int]] = defaultdict(itertools.count)
-        self._retention: dict[str, tuple[float, int | None]] = {}
         self._closing = False
         self._running_loop: asyncio.AbstractEventLoop | None = None
         #: Records written and pipelines used (for the benchmark's report).
@@ -184,13 +181,8 @@ class Producer(FaustProducer):
     # --- sending ----------------------------------------------------------------------
 
     async def _maxlen(self, topic: str) -> int | None:
-        cached = self._retention.get(topic)
-        now = time.monotonic()
-        if cached is None or now - cached[0] > RETENTION_REFRESH_S:
-            retention = await streams.get_retention(self.redis, topic)
-            cached = (now, retention.maxlen if retention else None)
-            self._retention[topic] = cached
-        return cached[1]
+        retention = await streams.cached_retention(self.redis, topic)
+        return retention.maxlen if retention else None
 
     async def _send_loop(self) -> None:
         while not self._closing:

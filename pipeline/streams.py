@@ -300,7 +300,7 @@ async def append(
     if not entries:
         return []
     if maxlen is None:
-        retention = await _cached_retention(redis, topic)
+        retention = await cached_retention(redis, topic)
         maxlen = retention.maxlen if retention else None
     reload = False
     for _attempt in range(2):
@@ -429,7 +429,8 @@ async def set_retention(redis: aioredis.Redis, topic: str, retention: Retention)
     (await _server(redis)).retentions.pop(topic, None)
 
 
-async def _cached_retention(redis: aioredis.Redis, topic: str) -> Retention | None:
+async def cached_retention(redis: aioredis.Redis, topic: str) -> Retention | None:
+    """``topic``'s retention as read at most :data:`RETENTION_REFRESH_S` ago (per server)."""
     info = await _server(redis)
     now = time.monotonic()
     cached = info.retentions.get(topic)
