@@ -28,8 +28,11 @@ from pipeline.coordination import TRANSIENT_ERRORS
 
 log = logging.getLogger(__name__)
 
-#: Entries one script call examines (keeps each call to about a millisecond).
-CHUNK = 2000
+#: Entries one script call examines. The script blocks Redis while it runs, and an
+#: entry costs it about 50 us when values are session states of 7-10 KB (XRANGE copies
+#: them into Lua): 2,000 entries a call held every client up for 11 ms; 25 keep a call
+#: near a millisecond.
+CHUNK = 25
 #: Seconds between compaction passes in a worker.
 INTERVAL_S = 5.0
 CURSOR_FIELD = "__cursor__"

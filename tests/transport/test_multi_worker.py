@@ -151,7 +151,8 @@ def test_three_workers_and_a_frozen_one(
         log = frozen.log()
         assert "lease" in log or "generation" in log
         for w in workers:
-            assert w.stop() == 0
+            rc = w.stop()
+            assert rc == 0, w.log()[-6000:]
     finally:
         feeder.stop()
         for w in workers:
