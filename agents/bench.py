@@ -41,7 +41,13 @@ import uvloop
 
 from pipeline import streams
 from pipeline.constants import LIVE_TOPIC, SAMPLES_TOPIC
-from pipeline.embedded import EmbeddedPostgres, EmbeddedRedis, die_with_parent, free_port
+from pipeline.embedded import (
+    EmbeddedPostgres,
+    EmbeddedRedis,
+    die_with_parent,
+    free_port,
+    system_redis,
+)
 from pipeline.migrations import migrate
 from pipeline.records import session_key
 from pipeline.settings import Settings
@@ -68,7 +74,8 @@ def _servers(settings: Settings) -> Iterator[tuple[str, str]]:
     with tempfile.TemporaryDirectory(prefix="livecoach-bench-") as tmp:
         data = Path(tmp)
         data.chmod(0o711)
-        with EmbeddedRedis(data) as redis_url, EmbeddedPostgres(data, durable=False) as db_url:
+        redis = EmbeddedRedis(data, executable=system_redis())
+        with redis as redis_url, EmbeddedPostgres(data, durable=False) as db_url:
             migrate(db_url)
             yield redis_url, db_url
 
@@ -218,6 +225,13 @@ def _sessions(database_url: str, n: int) -> list[int]:
         return [int(r[0]) for r in rows]
 
 
+def _redis_version(redis_url: str) -> str:
+    import redis
+
+    with redis.Redis.from_url(redis_url) as client:
+        return str(client.info("server")["redis_version"])
+
+
 def _stored_rows(database_url: str) -> int:
     with psycopg.connect(database_url) as conn:
         row = conn.execute("SELECT count(*) FROM live_metrics").fetchone()
@@ -238,6 +252,7 @@ def _record(sid: int, t: float, samples_per_record: int = 1) -> bytes:
 
 
 async def _append_many(client: aioredis.Redis, records: list[tuple[int, bytes]]) -> None:
+    """Append records to their partitions in one pipeline, as the edge's producer does."""
     by_partition: dict[int, list[streams.Entry]] = {}
     now_ms = int(time.time() * 1000)
     for sid, value in records:
@@ -245,9 +260,13 @@ async def _append_many(client: aioredis.Redis, records: list[tuple[int, bytes]])
         by_partition.setdefault(streams.partition_for_key(key, PARTITIONS), []).append(
             (key, value, None, now_ms)
         )
-    await asyncio.gather(
-        *(streams.append(client, SAMPLES_TOPIC, p, e) for p, e in by_partition.items())
-    )
+    server = await streams.prepare(client)
+    retention = await streams.cached_retention(client, SAMPLES_TOPIC)
+    maxlen = retention.maxlen if retention else None
+    async with client.pipeline(transaction=False) as pipe:
+        for partition, entries in by_partition.items():
+            streams.queue_append(pipe, server, SAMPLES_TOPIC, partition, entries, maxlen=maxlen)
+        await pipe.execute()
 
 
 async def _tail_live(
@@ -389,6 +408,7 @@ def bench_pipeline(
             }
             raw = uvloop.run(raw_roundtrip_ms(redis_url, sessions, min(duration_s, 20)))
             run["raw_xadd_xread_latency_ms"] = _percentiles(raw)
+            out["redis_version"] = _redis_version(redis_url)
         if compare_alerts:
             # Fresh servers, so that neither phase inherits the other's backlog.
             with _servers(settings) as (redis_url, database_url):

@@ -42,7 +42,6 @@ PARTITIONS = 4
 KEYS = 1000
 START_KEY = "livecoach:bench:start"
 DONE_KEY = "livecoach:bench:done"
-SYSTEM_REDIS = "/usr/bin/redis-server"
 
 
 def _payload(n: int) -> bytes:
@@ -126,11 +125,10 @@ def _server(redis_url: str | None) -> Iterator[str]:
     if redis_url:
         yield redis_url
         return
-    from pipeline.embedded import EmbeddedRedis
+    from pipeline.embedded import EmbeddedRedis, system_redis
 
     data_dir = Path(tempfile.mkdtemp(prefix="lc-bench-"))
-    executable = SYSTEM_REDIS if Path(SYSTEM_REDIS).exists() else None
-    server = EmbeddedRedis(data_dir, executable=executable)
+    server = EmbeddedRedis(data_dir, executable=system_redis())
     try:
         yield server.start()
     finally:
