@@ -9,12 +9,12 @@ resume from.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from pydantic import ValidationError
 
 from pipeline.models import Sample
@@ -35,7 +35,7 @@ def now_ms() -> int:
 
 
 def _dumps(data: dict[str, Any]) -> bytes:
-    return json.dumps(data, separators=(",", ":")).encode()
+    return orjson.dumps(data)
 
 
 @dataclass(frozen=True)

@@ -75,6 +75,10 @@ def load_jwks(text: str) -> list[_PublicKey]:
     return keys
 
 
+#: Verified tokens remembered (about 0.5 KB each); the memory is dropped when full.
+VERIFIED_TOKENS_KEPT = 20_000
+
+
 class TokenVerifier:
     """Verifies bearer tokens against the configured secret and JWKS keys."""
 
@@ -82,11 +86,33 @@ class TokenVerifier:
         self._secret = settings.jwt_secret_value()
         self._leeway_s = settings.jwt_leeway_s
         self._keys: list[_PublicKey] = []
+        self._verified: dict[str, Principal] = {}
         if settings.jwt_jwks_file is not None:
             # Read at start-up so that a missing or broken file fails the edge early.
             self._keys = load_jwks(settings.jwt_jwks_file.read_text())
 
     def verify(self, token: str) -> Principal:
+        """The principal of a valid token; AuthError naming what is wrong otherwise.
+
+        A token verified before is answered from memory until it expires: a device
+        presents the same token with every post, and checking its signature again
+        (base64, JSON and an HMAC, RSA or EC verification) cost more than the rest of
+        accepting a sample. The cache is keyed by the whole token, signature included,
+        so only a token that passed verification is ever found in it.
+        """
+        known = self._verified.get(token)
+        if known is not None:
+            if time.time() <= known.expires_at + self._leeway_s:
+                return known
+            del self._verified[token]
+            raise AuthError("token expired")
+        principal = self._verify(token)
+        if len(self._verified) >= VERIFIED_TOKENS_KEPT:
+            self._verified.clear()
+        self._verified[token] = principal
+        return principal
+
+    def _verify(self, token: str) -> Principal:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:

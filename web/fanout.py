@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 import logging
 from collections import defaultdict, deque
 from typing import Any
 
+import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
@@ -77,7 +77,7 @@ class Hub:
 def build_event(partition: int, offset: int, value: bytes) -> LiveEvent | None:
     """Parse a ``live`` entry into the frame sockets get; None if it is not an event."""
     try:
-        data = json.loads(value)
+        data = orjson.loads(value)
     except ValueError:
         return None
     if not isinstance(data, dict) or not isinstance(data.get("type"), str):
@@ -95,7 +95,7 @@ def build_event(partition: int, offset: int, value: bytes) -> LiveEvent | None:
         offset=offset,
         kind=data["type"],
         channels=tuple(channels),
-        frame=json.dumps(data, separators=(",", ":")),
+        frame=orjson.dumps(data).decode(),
         session_id=session_id if isinstance(session_id, int) else None,
         ingest_ms=int(ingest) if isinstance(ingest, int | float) else None,
     )
@@ -218,7 +218,7 @@ class LiveTailer:
         The agents publish before they save their state, so a worker killed in between
         re-raises the alert on replay rather than losing it; its id is deterministic.
         """
-        alert_id = json.loads(event.frame).get("alert", {}).get("id")
+        alert_id = orjson.loads(event.frame).get("alert", {}).get("id")
         if not isinstance(alert_id, str):
             return False
         first = self._alert_offsets.setdefault(alert_id, (event.partition, event.offset))
