@@ -48,6 +48,7 @@ from pipeline.embedded import (
     free_port,
     system_redis,
 )
+from pipeline.gcpolicy import full_collections_deferred
 from pipeline.migrations import migrate
 from pipeline.records import session_key
 from pipeline.settings import Settings
@@ -366,7 +367,8 @@ def _one_run(
     rows_before = _stored_rows(database_url)
     with _Workers(redis_url, database_url, alerts=alerts):
         time.sleep(4)  # let the workers join and recover before the clock starts
-        latencies, sent, received = uvloop.run(_live_load(redis_url, ids, duration_s))
+        with full_collections_deferred():  # the measuring client's pauses are not ours
+            latencies, sent, received = uvloop.run(_live_load(redis_url, ids, duration_s))
         expected_rows = rows_before + sent * 3
         deadline = time.monotonic() + 120
         while _stored_rows(database_url) < expected_rows and time.monotonic() < deadline:
@@ -406,7 +408,8 @@ def bench_pipeline(
             run: dict[str, Any] = {
                 "alerts_on": _one_run(redis_url, database_url, sessions, duration_s, backlog, True)
             }
-            raw = uvloop.run(raw_roundtrip_ms(redis_url, sessions, min(duration_s, 20)))
+            with full_collections_deferred():
+                raw = uvloop.run(raw_roundtrip_ms(redis_url, sessions, min(duration_s, 20)))
             run["raw_xadd_xread_latency_ms"] = _percentiles(raw)
             out["redis_version"] = _redis_version(redis_url)
         if compare_alerts:

@@ -8,7 +8,6 @@ starts one command per machine and still gets two independent consumer groups.
 
 from __future__ import annotations
 
-import gc
 import logging
 import os
 import signal
@@ -19,6 +18,7 @@ from types import FrameType
 from typing import Any
 
 from pipeline.embedded import die_with_parent
+from pipeline.gcpolicy import FULL_GC_EVERY_S, defer_full_collections, full_collection
 from pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -55,35 +55,14 @@ def run_app(settings: Settings, *, app: str, redis_url: str, database_url: str) 
     return 0
 
 
-#: How often a worker runs a full garbage collection (see below).
-FULL_GC_EVERY_S = 600.0
-
-
 def _collect_garbage_in_the_background(app: Any) -> None:
-    """Keep Python's full garbage collections off the live path.
+    """Full collections on a Faust timer, never by allocation count (see pipeline.gcpolicy)."""
+    defer_full_collections()
 
-    A live worker holds every session's windows: a few million references that a full
-    collection walks, which took 100-300 ms on a 2-core machine, several times a minute
-    (state that lives a few seconds keeps promoting garbage to the oldest generation).
-    Each such pause was the p99 latency. Objects that live through start-up are frozen
-    (never walked again); the young generations are collected as usual, which frees
-    what dies young, cycles included, and reference counting frees everything acyclic;
-    the oldest generation is collected on a timer instead of by the allocation count.
-    """
-    gc.collect()
-    gc.freeze()
-    young, middle, _ = gc.get_threshold()
-    gc.set_threshold(young, middle, 1_000_000_000)
+    async def collect() -> None:
+        full_collection()
 
-    async def full_collection() -> None:
-        started = time.perf_counter()
-        found = gc.collect()
-        log.info(
-            "full garbage collection: %d objects freed in %.0f ms",
-            found, (time.perf_counter() - started) * 1000,
-        )  # fmt: skip
-
-    app.timer(FULL_GC_EVERY_S)(full_collection)
+    app.timer(FULL_GC_EVERY_S)(collect)
 
 
 def run_all(redis_url: str, database_url: str) -> int:
