@@ -255,6 +255,9 @@ async def _load_phase(
             load.latencies_ms.clear()
             t0 = time.time() - duration_s - 5
 
+            # Outcomes of the posts by status (or by error): 202 is every sample accepted.
+            posts: dict[int | str, int] = {}
+
             async def device(a: int) -> None:
                 headers = {"Authorization": f"Bearer {load.token(a, 'athlete')}"}
                 await asyncio.sleep((a % 1000) / 1000)  # spread over the second
@@ -268,8 +271,9 @@ async def _load_phase(
                             headers=headers,
                         ) as resp:
                             await resp.read()
-                    except aiohttp.ClientError:
-                        pass
+                            posts[resp.status] = posts.get(resp.status, 0) + 1
+                    except aiohttp.ClientError as exc:
+                        posts[type(exc).__name__] = posts.get(type(exc).__name__, 0) + 1
                     await asyncio.sleep(max(0.0, start + i + 1 - time.monotonic()))
 
             await asyncio.gather(*[device(a) for a in sessions])
@@ -293,6 +297,7 @@ async def _load_phase(
     return {
         "sockets": total,
         "connection_success_pct": round(100.0 * load.connected / total, 2),
+        "posts": {str(k): v for k, v in sorted(posts.items(), key=str)},
         "latency_ms": _pct(load.latencies_ms),
         "edge_only_latency_ms": _pct(edge_only),
         # The worker's share: from the edge accepting a sample to the worker appending
