@@ -21,6 +21,13 @@ from pipeline.settings import Settings
 log = logging.getLogger(__name__)
 
 
+#: Connections the kernel queues before the edge accepts them (capped by
+#: net.core.somaxconn). aiohttp's default, 128, overflowed when thousands of clients
+#: reconnected at once after a drop: the rest waited out TCP's SYN retries (1, 3, 7,
+#: 15, 31 s...), and the last of 5,000 resumed after up to 110 s.
+LISTEN_BACKLOG = 4096
+
+
 def serve(settings: Settings, *, redis_url: str, database_url: str, host: str, port: int) -> None:
     """Run an edge on resolved servers until SIGINT/SIGTERM (for ``livecoach up`` too)."""
     from web.app import create_app
@@ -31,7 +38,13 @@ def serve(settings: Settings, *, redis_url: str, database_url: str, host: str, p
     # uvloop, as the workers: socket writes and the loop's own bookkeeping were a third
     # of a busy edge's time on asyncio's loop.
     web.run_app(
-        app, host=host, port=port, print=None, handle_signals=True, loop=uvloop.new_event_loop()
+        app,
+        host=host,
+        port=port,
+        print=None,
+        handle_signals=True,
+        backlog=LISTEN_BACKLOG,
+        loop=uvloop.new_event_loop(),
     )
 
 
