@@ -365,16 +365,23 @@ class Consumer(FaustConsumer):
         """
         consumer_stopped = cast(Any, self)._stopped.is_set
         fetcher_stopped = fetcher._stopped.is_set
-        while not (consumer_stopped() or fetcher_stopped()):
-            self.diag.set_flag(CONSUMER_FETCHING)
-            try:
-                messages = [pair async for pair in self.getmany(timeout=1.0)]
-                if messages and not self.should_stop:
-                    await self.wait_first(self._deliver(messages), self.suspend_flow.wait())
-                else:
-                    await asyncio.sleep(0)  # never hold the loop between empty reads
-            finally:
-                self.diag.unset_flag(CONSUMER_FETCHING)
+        try:
+            while not (consumer_stopped() or fetcher_stopped()):
+                self.diag.set_flag(CONSUMER_FETCHING)
+                try:
+                    messages = [pair async for pair in self.getmany(timeout=1.0)]
+                    if messages and not self.should_stop:
+                        await self.wait_first(self._deliver(messages), self.suspend_flow.wait())
+                    else:
+                        await asyncio.sleep(0)  # never hold the loop between empty reads
+                finally:
+                    self.diag.unset_flag(CONSUMER_FETCHING)
+        except asyncio.CancelledError:
+            # Cancelled by a stopping worker (e.g. while waiting for a suspended flow to
+            # resume): a normal end, as in Faust's loop, not a crash (exit status 1).
+            if self.transport.app.should_stop:
+                return
+            raise
 
     async def _deliver(self, messages: list[tuple[TP, Message]]) -> None:
         """Faust's per-message part of its fetch loop: gaps, commits, delivery."""
