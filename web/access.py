@@ -1,9 +1,12 @@
 """Who may see what: athletes see their own sessions and user channel; a coach sees the
 athletes linked to them in ``coach_athletes``; nobody else sees anything.
 
-Answers are cached for a few seconds because the WebSocket subscribe path and the
-sample upload path ask on every call; a link removed in PostgreSQL stops granting
-access after at most ``ttl_s``.
+Answers are cached because the WebSocket subscribe path and the sample upload path ask
+on every call. A coach link removed in PostgreSQL stops granting access after at most
+``ttl_s``. A session's owner never changes, so it is kept for ``session_ttl_s``; the only
+status change that matters here, a stop, reaches every edge on ``live`` (the agents'
+``session_event`` ``stop``, seen by the tailer: :meth:`Access.observe_live_event`), so a
+stopped session refuses samples on every edge within the stream's lag, not a TTL.
 """
 
 from __future__ import annotations
@@ -72,10 +75,12 @@ class _TTLCache:
 
 
 class Access:
-    def __init__(self, store: Store, *, ttl_s: float = 5.0) -> None:
+    def __init__(self, store: Store, *, ttl_s: float = 5.0, session_ttl_s: float = 300.0) -> None:
         self.store = store
         self._links = _TTLCache(ttl_s)
-        self._sessions = _TTLCache(ttl_s)
+        # At 1 Hz per device a short TTL meant a PostgreSQL query per session every few
+        # seconds: a quarter of the edge's CPU with 1,000 devices posting.
+        self._sessions = _TTLCache(session_ttl_s)
 
     async def can_see_athlete(self, principal: Principal, athlete_id: int) -> bool:
         if principal.user_id == athlete_id:
@@ -103,6 +108,14 @@ class Access:
 
     def remember_session(self, row: dict[str, Any]) -> None:
         self._sessions.put(row["id"], (row["user_id"], row["status"]))
+
+    def observe_live_event(self, event: dict[str, Any]) -> None:
+        """Learn from ``live`` that a session was stopped (by whichever edge)."""
+        if event.get("type") != "session_event" or event.get("event") != "stop":
+            return
+        session_id, user_id = event.get("session_id"), event.get("user_id")
+        if isinstance(session_id, int) and isinstance(user_id, int):
+            self._sessions.put(session_id, (user_id, "completed"))
 
     async def require_session(self, principal: Principal, session_id: int) -> tuple[int, str]:
         owner = await self.session_owner(session_id)

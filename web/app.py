@@ -216,6 +216,7 @@ def create_app(
             metrics,
             block_ms=config.tailer_block_ms,
             recent_per_partition=config.recent_per_partition,
+            on_session_event=edge.need_access().observe_live_event,
         )
         await edge.tailer.start_positions()
         edge.presence = Presence(redis, edge.hub, ttl_s=config.presence_ttl_s)

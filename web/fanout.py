@@ -17,6 +17,7 @@ import asyncio
 import itertools
 import logging
 from collections import defaultdict, deque
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -143,8 +144,11 @@ class LiveTailer:
         block_ms: int = 1000,
         count: int = 1000,
         recent_per_partition: int = 20_000,
+        on_session_event: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         self._redis = redis
+        #: Called with each ``session_event`` read (parsed), before it is dispatched.
+        self._on_session_event = on_session_event
         self._hub = hub
         self.partitions = partitions
         self._metrics = metrics
@@ -208,6 +212,8 @@ class LiveTailer:
         event = build_event(partition, offset, value)
         if event is not None and event.kind == "alert" and self._repeated_alert(event):
             event = None
+        if event is not None and event.kind == "session_event" and self._on_session_event:
+            self._on_session_event(orjson.loads(event.frame))
         self.recent.add(partition, offset, event)
         if event is not None:
             self._hub.dispatch(event)

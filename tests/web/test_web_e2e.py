@@ -7,6 +7,7 @@ on edge A receive ``metrics_update`` and ``alert`` in order with offsets.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -116,3 +117,46 @@ async def test_device_to_two_edges_through_the_worker(edge_factory: Any, live_wo
     assert [f["offset"] for f in got["athlete"] if "offset" in f][:5] == [
         f["offset"] for f in got["coach"] if "offset" in f
     ][:5]
+
+
+async def test_a_stop_on_one_edge_closes_uploads_on_the_other(
+    edge_factory: Any, live_worker: Any
+) -> None:
+    """Edge A keeps a session's owner for minutes; it learns of a stop made on edge B
+    from the agents' ``session_event`` on ``live``, not from a cache expiry."""
+    edge_a = await edge_factory()
+    edge_b = await edge_factory()
+    sid = await edge_a.start_session(ATHLETE)
+    watcher = await edge_a.ws()
+    await watcher.send_json({"type": "subscribe", "channel": f"live:session:{sid}"})
+    update = edge_a.url(f"/api/v1/live/sessions/{sid}/update")
+    # The worker is up once the session's first metrics_update comes back.
+    deadline = time.monotonic() + 60
+    seen_metrics = False
+    while not seen_metrics and time.monotonic() < deadline:
+        async with edge_a.session.post(update, json={"t": time.time(), "heart_rate": 120},
+                                       headers=edge_a.headers()) as resp:  # fmt: skip
+            assert resp.status == 202, await resp.text()
+        with contextlib.suppress(TimeoutError):
+            while not seen_metrics:
+                frame = await watcher.receive_json(timeout=0.5)
+                seen_metrics = frame["type"] == "metrics_update"
+    assert seen_metrics, "the worker never answered"
+    await watcher.close()
+    async with edge_b.session.post(
+        edge_b.url(f"/api/v1/live/sessions/{sid}/stop"), headers=edge_b.headers(), json={}
+    ) as resp:
+        assert resp.status == 200, await resp.text()
+    stopped = time.monotonic()
+    statuses: list[int] = []
+    while time.monotonic() - stopped < 2.0:
+        async with edge_a.session.post(update, json={"t": time.time(), "heart_rate": 121},
+                                       headers=edge_a.headers()) as resp:  # fmt: skip
+            statuses.append(resp.status)
+            if resp.status == 409:
+                problem = await resp.json()
+                assert "completed" in problem["detail"], problem
+                break
+        await asyncio.sleep(0.05)
+    assert statuses[-1] == 409, f"edge A still took samples 2 s after the stop: {statuses}"
+    assert set(statuses) <= {202, 409}, statuses
