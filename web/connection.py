@@ -180,7 +180,7 @@ class Connection:
                 await self.ws.send_str(item.frame)
             except (ConnectionError, RuntimeError):
                 return
-            self.metrics.frames_sent.labels(item.kind).inc()
+            self.metrics.frame_sent(item.kind)
             if item.ingest_ms is not None:
                 self.metrics.latency.observe(max(0.0, time.time() - item.ingest_ms / 1000.0))
 

@@ -6,6 +6,8 @@ run several edges in one process without "Duplicated timeseries" errors.
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 #: Sample-to-socket latency buckets (seconds): the target is p99 < 50 ms.
@@ -60,3 +62,11 @@ class EdgeMetrics:
         self.http_requests = Counter(
             "livecoach_http_requests", "REST requests by status class", ["status"], registry=r
         )
+        self._frames_sent_by_type: dict[str, Any] = {}
+
+    def frame_sent(self, kind: str) -> None:
+        """Count a frame written to a socket (the labelled child is looked up once)."""
+        child = self._frames_sent_by_type.get(kind)
+        if child is None:
+            child = self._frames_sent_by_type[kind] = self.frames_sent.labels(kind)
+        child.inc()

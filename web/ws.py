@@ -247,38 +247,50 @@ class _Socket:
                 await self._watch(parse_channel(name), athlete, False)
 
 
+#: The heartbeat visits the sockets in slices this far apart (seconds), so that a
+#: period's pings, expiry checks and presence refreshes are spread over the period: at
+#: once, 1,100 sockets blocked the edge's loop for tens of milliseconds every period.
+HEARTBEAT_TICK_S = 0.2
+
+
 async def heartbeat_loop(edge: Edge) -> None:
     """One loop for every socket of the edge (not a task per socket: memory per idle
     connection matters at ten thousand): ping, close the idle (4408) and the expired
-    (4401), and refresh the presence of watching coaches."""
+    (4401), and refresh the presence of watching coaches. Each socket is visited once a
+    period, in one of the period's slices; a socket opened during a period joins the next."""
     cfg = edge.config
-    leeway = edge.settings.jwt_leeway_s
+    period = min(cfg.heartbeat_s, cfg.idle_timeout_s / 2)
+    slices = max(1, int(period / HEARTBEAT_TICK_S))
     closing: set[asyncio.Task[None]] = set()
     while True:
-        await asyncio.sleep(min(cfg.heartbeat_s, cfg.idle_timeout_s / 2))
-        now, wall = time.monotonic(), time.time()
-        for conn in list(edge.connections):
-            if conn.closing or conn.ws.closed:
-                continue
-            principal = conn.principal
-            if principal is not None and wall > principal.expires_at + leeway:
-                task = asyncio.ensure_future(
-                    conn.close(CLOSE_UNAUTHORIZED, "token expired; reconnect with a new one")
-                )
-            elif now - conn.last_seen > cfg.idle_timeout_s:
-                task = asyncio.ensure_future(conn.close(CLOSE_IDLE, "idle: no frame or pong"))
-            else:
-                with contextlib.suppress(ConnectionError, RuntimeError):
-                    await conn.ws.ping()
-                if principal is not None and principal.is_coach and conn.watched:
-                    with contextlib.suppress(Exception):  # presence is best effort
-                        for athlete in set(conn.watched.values()):
-                            await edge.need_presence().refresh(
-                                athlete, principal.user_id, principal.role
-                            )
-                continue
-            closing.add(task)
-            task.add_done_callback(closing.discard)
+        sockets = list(edge.connections)
+        for i in range(slices):
+            await asyncio.sleep(period / slices)
+            for conn in sockets[i::slices]:
+                task = await _heartbeat(edge, conn)
+                if task is not None:
+                    closing.add(task)
+                    task.add_done_callback(closing.discard)
+
+
+async def _heartbeat(edge: Edge, conn: Connection) -> asyncio.Task[None] | None:
+    """Visit one socket; the task closing it if it expired or went idle."""
+    if conn.closing or conn.ws.closed:
+        return None
+    principal = conn.principal
+    if principal is not None and time.time() > principal.expires_at + edge.settings.jwt_leeway_s:
+        return asyncio.ensure_future(
+            conn.close(CLOSE_UNAUTHORIZED, "token expired; reconnect with a new one")
+        )
+    if time.monotonic() - conn.last_seen > edge.config.idle_timeout_s:
+        return asyncio.ensure_future(conn.close(CLOSE_IDLE, "idle: no frame or pong"))
+    with contextlib.suppress(ConnectionError, RuntimeError):
+        await conn.ws.ping()
+    if principal is not None and principal.is_coach and conn.watched:
+        with contextlib.suppress(Exception):  # presence is best effort
+            for athlete in set(conn.watched.values()):
+                await edge.need_presence().refresh(athlete, principal.user_id, principal.role)
+    return None
 
 
 # --- frame handlers -----------------------------------------------------------------------

@@ -272,6 +272,34 @@ async def test_idle_timeout_4408(edge_factory: Any) -> None:
     await ws.close()
 
 
+async def test_heartbeat_pings_are_spread_over_the_period(edge_factory: Any) -> None:
+    """Each socket is pinged once a period, not all of them in one burst of the loop."""
+    edge = await edge_factory(EdgeConfig(heartbeat_s=1.0, idle_timeout_s=10.0))
+    sockets = [
+        await edge.session.ws_connect(
+            edge.url("/api/v1/live/ws"), headers=edge.headers(), autoping=False
+        )
+        for _ in range(20)
+    ]
+
+    async def pings(ws: aiohttp.ClientWebSocketResponse) -> list[float]:
+        times: list[float] = []
+        while len(times) < 2:
+            msg = await ws.receive(timeout=5)
+            if msg.type == aiohttp.WSMsgType.PING:
+                times.append(time.monotonic())
+                await ws.pong(msg.data)
+        return times
+
+    got = await asyncio.gather(*[pings(ws) for ws in sockets])
+    firsts = sorted(times[0] for times in got)
+    assert firsts[-1] - firsts[0] > 0.4, f"first pings within {firsts[-1] - firsts[0]:.3f} s"
+    for first, second in got:
+        assert 0.7 < second - first < 1.3  # once a period each
+    for ws in sockets:
+        await ws.close()
+
+
 async def test_device_metrics_frames_and_chat_over_the_socket(edge: Any, next_of: Any) -> None:
     sid = await edge.start_session()
     device = await edge.ws()
