@@ -299,20 +299,44 @@ async def append(
     """
     if not entries:
         return []
+    return (await append_many(redis, topic, {partition: entries}, maxlen=maxlen))[partition]
+
+
+async def append_many(
+    redis: aioredis.Redis,
+    topic: str,
+    batches: Mapping[int, Sequence[Entry]],
+    *,
+    maxlen: int | None = None,
+) -> dict[int, list[int]]:
+    """Append to several partitions of a topic in one round trip: partition -> offsets.
+
+    Raises on the first partition Redis refused (none of the batch is acknowledged then;
+    partitions that went through keep their records: the caller's retry is at least once).
+    """
     if maxlen is None:
         retention = await cached_retention(redis, topic)
         maxlen = retention.maxlen if retention else None
+    todo = [(partition, entries) for partition, entries in batches.items() if entries]
     reload = False
     for _attempt in range(2):
         info = await prepare(redis, reload_script=reload)
         async with redis.pipeline(transaction=False) as pipe:
-            queue_append(pipe, info, topic, partition, entries, maxlen=maxlen)
+            counts = [
+                queue_append(pipe, info, topic, partition, entries, maxlen=maxlen)
+                for partition, entries in todo
+            ]
             try:
                 results = await pipe.execute(raise_on_error=True)
             except NoScriptError:
                 reload = True  # the server restarted and forgot the script
                 continue
-        return offsets_from_results(results)
+        out: dict[int, list[int]] = {}
+        index = 0
+        for (partition, _), count in zip(todo, counts, strict=True):
+            out[partition] = offsets_from_results(results[index : index + count])
+            index += count
+        return out
     raise TopicError(f"could not load the append script on the server for {topic}")
 
 

@@ -72,7 +72,6 @@ class EdgeConfig:
     max_subscriptions: int = 200
     #: Events replayed per partition on resume before giving up (recovered false).
     max_replay: int = 50_000
-    linger_ms: float = 2.0
     #: Redis connections of the edge (one is held by the tailer's blocking read, one by
     #: the presence subscription).
     redis_connections: int = 64
@@ -192,12 +191,8 @@ def create_app(
 
     async def producers(app: web.Application) -> AsyncIterator[None]:
         redis = edge.need_redis()
-        samples = BatchingProducer(
-            redis, SAMPLES_TOPIC, settings.samples_partitions, linger_ms=config.linger_ms
-        )
-        live = BatchingProducer(
-            redis, LIVE_TOPIC, settings.live_partitions, linger_ms=config.linger_ms
-        )
+        samples = BatchingProducer(redis, SAMPLES_TOPIC, settings.samples_partitions)
+        live = BatchingProducer(redis, LIVE_TOPIC, settings.live_partitions)
         edge.actions = Actions(edge.need_store(), edge.need_access(), samples, live, metrics)
         try:
             yield

@@ -1,54 +1,44 @@
-"""Batching producer: appends records to a topic, a few milliseconds' worth at a time.
+"""Batching producer: appends records to a topic, one event-loop turn's worth at a time.
 
-Requests for the same partition that arrive within ``linger_ms`` share one append (one
-round trip to Redis), which is what keeps a thousand devices posting at 1 Hz cheap.
-Every caller awaits the offset of its own record, so the edge answers 202 only once
-its samples are in the stream: an acknowledged sample is never lost.
+Records sent during one turn of the event loop (the requests that arrived together)
+share one pipeline to Redis, whatever their partitions: one round trip for all of them,
+written on the next turn rather than after a timer. Under load a turn carries more
+requests and the batches grow; at a trickle a record waits for no one. Every caller
+awaits the offset of its own record, so the edge answers 202 only once its samples are
+in the stream: an acknowledged sample is never lost.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
-from dataclasses import dataclass, field
-from typing import Any
+from collections import defaultdict
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from pipeline.errors import ServiceError
-from pipeline.streams import Entry, append, partition_for_key
+from pipeline.streams import Entry, append_many, partition_for_key
 
 log = logging.getLogger(__name__)
+
+_Pending = tuple[int, Entry, "asyncio.Future[int]"]
 
 
 class ProduceError(ServiceError):
     """Redis did not take the records; the caller must not acknowledge them."""
 
 
-@dataclass
-class _Pending:
-    entries: list[Entry] = field(default_factory=list)
-    futures: list[asyncio.Future[int]] = field(default_factory=list)
-
-
 class BatchingProducer:
     def __init__(
-        self,
-        redis: aioredis.Redis,
-        topic: str,
-        partitions: int,
-        *,
-        linger_ms: float = 2.0,
-        max_batch: int = 500,
+        self, redis: aioredis.Redis, topic: str, partitions: int, *, max_batch: int = 1000
     ) -> None:
         self._redis = redis
         self.topic = topic
         self.partitions = partitions
-        self._linger_s = linger_ms / 1000.0
         self._max_batch = max_batch
-        self._pending: dict[int, _Pending] = {}
+        self._pending: list[_Pending] = []
+        self._flush_scheduled = False
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
 
@@ -60,58 +50,54 @@ class BatchingProducer:
         if self._closed:
             raise ProduceError(f"producer of {self.topic!r} is closed")
         partition = self.partition_of(key)
-        pending = self._pending.get(partition)
-        if pending is None:
-            pending = self._pending[partition] = _Pending()
-            self._spawn(self._flush_later(partition, pending))
-        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        pending.entries.append((key, value, None, timestamp_ms))
-        pending.futures.append(future)
-        if len(pending.entries) >= self._max_batch:
-            self._take(partition, pending)
-            self._spawn(self._flush(partition, pending))
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[int] = loop.create_future()
+        self._pending.append((partition, (key, value, None, timestamp_ms), future))
+        if len(self._pending) >= self._max_batch:
+            self._flush()
+        elif not self._flush_scheduled:
+            # Callbacks scheduled now run on the loop's next turn, after every handler
+            # that is ready in this one has queued its record.
+            self._flush_scheduled = True
+            loop.call_soon(self._flush)
         return partition, await future
 
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        batch, self._pending = self._pending, []
+        if batch:
+            task = asyncio.ensure_future(self._write(batch))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
-    def _take(self, partition: int, pending: _Pending) -> bool:
-        if self._pending.get(partition) is pending:
-            del self._pending[partition]
-            return True
-        return False
-
-    async def _flush_later(self, partition: int, pending: _Pending) -> None:
-        await asyncio.sleep(self._linger_s)
-        if self._take(partition, pending):
-            await self._flush(partition, pending)
-
-    async def _flush(self, partition: int, pending: _Pending) -> None:
+    async def _write(self, batch: list[_Pending]) -> None:
+        by_partition: dict[int, list[Entry]] = defaultdict(list)
+        for partition, entry, _ in batch:
+            by_partition[partition].append(entry)
         try:
-            offsets = await append(self._redis, self.topic, partition, pending.entries)
+            offsets = await append_many(self._redis, self.topic, by_partition)
         except (RedisError, OSError) as exc:
-            error = ProduceError(f"Redis refused the append to {self.topic}/{partition}: {exc}")
+            error = ProduceError(f"Redis refused the append to {self.topic}: {exc}")
             log.warning("%s", error)
-            for future in pending.futures:
-                if not future.done():
-                    future.set_exception(error)
+            self._fail(batch, error)
             return
         except BaseException as exc:
-            for future in pending.futures:
-                if not future.done():
-                    future.set_exception(ProduceError(f"append interrupted: {exc!r}"))
+            self._fail(batch, ProduceError(f"append interrupted: {exc!r}"))
             raise
-        for future, offset in zip(pending.futures, offsets, strict=True):
+        taken = {partition: iter(values) for partition, values in offsets.items()}
+        for partition, _, future in batch:
             if not future.done():
-                future.set_result(offset)
+                future.set_result(next(taken[partition]))
+
+    @staticmethod
+    def _fail(batch: list[_Pending], error: Exception) -> None:
+        for _, _, future in batch:
+            if not future.done():
+                future.set_exception(error)
 
     async def aclose(self) -> None:
         """Flush what is pending, then refuse new records."""
         self._closed = True
-        for partition, pending in list(self._pending.items()):
-            if self._take(partition, pending):
-                self._spawn(self._flush(partition, pending))
+        self._flush()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
