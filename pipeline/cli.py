@@ -242,7 +242,8 @@ def _cmd_bench_e2e(args: argparse.Namespace, settings: Settings) -> int:
 
     result = bench_e2e(
         settings, athletes=args.athletes, coaches=args.coaches, per_coach=args.per_coach,
-        duration_s=args.duration, idle=args.idle, storm=args.storm, runs=args.runs,
+        duration_s=args.duration, warmup_s=args.warmup, idle=args.idle, storm=args.storm,
+        runs=args.runs,
     )  # fmt: skip
     print(json.dumps(result, indent=2))
     return 0
@@ -369,6 +370,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--coaches", type=_positive_int, default=100)
     p.add_argument("--per-coach", type=_positive_int, default=10)
     p.add_argument("--duration", type=_positive_int, default=60, help="seconds of load")
+    p.add_argument("--warmup", type=float, default=2.0,
+                   help="seconds of load before latency counts (reported apart)")  # fmt: skip
     p.add_argument("--idle", type=_positive_int, default=10_000, help="idle sockets")
     p.add_argument("--storm", type=_positive_int, default=5000, help="clients resuming at once")
     p.add_argument("--runs", type=_positive_int, default=3)

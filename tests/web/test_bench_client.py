@@ -11,7 +11,6 @@ from aiohttp.test_utils import TestServer
 from pipeline.embedded import free_port
 from web.bench_client import Poster, PostError
 
-
 Seen = list[tuple[str, bytes, int]]
 
 
