@@ -72,6 +72,11 @@ class EdgeConfig:
     max_subscriptions: int = 200
     #: Events replayed per partition on resume before giving up (recovered false).
     max_replay: int = 50_000
+    #: How long the producers gather records before one round trip to Redis (all
+    #: partitions in one pipeline); 0: what one event-loop turn gathers. At 1,000
+    #: devices posting at 1 Hz, 2 ms halved the round trips and the edge's and worker's
+    #: wake-ups, and lowered the p99 on the shared cores.
+    linger_ms: float = 2.0
     #: Redis connections of the edge (one is held by the tailer's blocking read, one by
     #: the presence subscription).
     redis_connections: int = 64
@@ -191,8 +196,12 @@ def create_app(
 
     async def producers(app: web.Application) -> AsyncIterator[None]:
         redis = edge.need_redis()
-        samples = BatchingProducer(redis, SAMPLES_TOPIC, settings.samples_partitions)
-        live = BatchingProducer(redis, LIVE_TOPIC, settings.live_partitions)
+        samples = BatchingProducer(
+            redis, SAMPLES_TOPIC, settings.samples_partitions, linger_ms=config.linger_ms
+        )
+        live = BatchingProducer(
+            redis, LIVE_TOPIC, settings.live_partitions, linger_ms=config.linger_ms
+        )
         edge.actions = Actions(edge.need_store(), edge.need_access(), samples, live, metrics)
         try:
             yield

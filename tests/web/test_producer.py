@@ -30,10 +30,11 @@ class CountingRedis(aioredis.Redis):
         return super().pipeline(*args, **kwargs)
 
 
-async def test_one_turn_of_records_is_one_round_trip(redis_url: str) -> None:
+@pytest.mark.parametrize("linger_ms", [0.0, 2.0])
+async def test_records_sent_together_are_one_round_trip(redis_url: str, linger_ms: float) -> None:
     redis = CountingRedis.from_url(redis_url)
     await declare_topic(redis, TOPIC, PARTITIONS)
-    producer = BatchingProducer(redis, TOPIC, PARTITIONS)
+    producer = BatchingProducer(redis, TOPIC, PARTITIONS, linger_ms=linger_ms)
     keys = [f"session-{i % 10}".encode() for i in range(200)]
     CountingRedis.pipelines = 0
     results = await asyncio.gather(
@@ -48,7 +49,8 @@ async def test_one_turn_of_records_is_one_round_trip(redis_url: str) -> None:
         assert [off for off, _ in mine] == sorted(off for off, _ in mine)
         for off, i in mine:
             assert stored[off] == f"v{i}".encode()
-    # Later turns are later round trips, at a trickle one record each.
+    # Records sent one after another, each after the last was stored: one round trip
+    # each, none waiting for company longer than the linger.
     for i in range(3):
         await producer.send(b"session-x", b"late", 2_000 + i)
     assert CountingRedis.pipelines == 4
