@@ -295,10 +295,12 @@ async def _load_phase(
                 )
                 for a in sessions
             }
-            # Devices keep their connection open, as the dashboards do.
+            # Devices keep their connection open, as the dashboards do (one that cannot
+            # connect now tries again with each post, and counts a PostError if it fails).
             for chunk in range(0, len(sessions), 500):
                 await asyncio.gather(
-                    *[p.connect() for p in list(posters_by_athlete.values())[chunk : chunk + 500]]
+                    *[p.connect() for p in list(posters_by_athlete.values())[chunk : chunk + 500]],
+                    return_exceptions=True,
                 )
             origin = time.monotonic() + 0.5  # every device ready: the schedule starts
             measured_from_ms = (time.time() + 0.5 + warmup_s) * 1000
