@@ -47,12 +47,6 @@ STORE_BATCH_WITHIN_S = 0.05
 STORE_ROWS_PER_INSERT = 20_000
 #: The store agent reads ``samples`` at most this often, so that each read is a batch.
 STORE_READ_LINGER_S = 0.05
-#: The live agent reads ``samples`` at most this often. At 1,000 devices a read came
-#: back with a record or two, and the worker's cost per read (Faust's event, the acks,
-#: a producer round trip) took a third of a core more than its batches need; on cores
-#: shared with the edge that queueing cost more latency than the wait: in interleaved
-#: e2e runs, p99 49.9 / 48.0 ms with 3 ms against 79.0 / 70.0 ms without.
-LIVE_READ_LINGER_S = 0.003
 _RETRY_MAX_S = 10.0
 #: A session's state is saved (one changelog entry) at most this often, see
 #: agents.write_behind: at 1 Hz, once per four samples. A killed worker replays about
@@ -123,7 +117,7 @@ def create_live_app(
         web_enabled=web_enabled,
     )
     samples = app.topic(topic_prefix + SAMPLES_TOPIC, partitions=settings.samples_partitions)
-    read_in_batches(app, samples.get_topic_name(), linger_s=LIVE_READ_LINGER_S)
+    read_in_batches(app, samples.get_topic_name())
     live = app.topic(topic_prefix + LIVE_TOPIC, partitions=settings.live_partitions)
     store = app.topic(topic_prefix + STORE_TOPIC, partitions=settings.samples_partitions)
     # ``key_type=bytes``: a table's key serializer follows its key type, JSON when none is

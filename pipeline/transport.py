@@ -53,9 +53,8 @@ def read_in_batches(app: Any, topic: str, *, linger_s: float = 0.0) -> None:
     entry per event; a busy one sees larger batches, and so spends less per record.
 
     ``linger_s`` spaces the reads of the app's consumer (of every topic it reads) at
-    least that far apart, so that batches grow even at a low rate: tens of milliseconds
-    for storage, a few for the live path (where it costs less latency than the
-    per-read work it saves costs in queueing on shared cores).
+    least that far apart, so that batches grow even at a low rate: for apps to which a
+    few milliseconds do not matter (storage), not for the live path.
 
     For JSON-valued topics whose entries each make sense alone (the record keys are not
     kept: the values must carry what identifies them). Call before the app starts.
