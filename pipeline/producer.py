@@ -192,16 +192,11 @@ class Producer(FaustProducer):
                 continue
             # Let the agents run a little before writing, so that a pipeline carries
             # tens of records instead of a few (each pipeline costs a syscall and a
-            # round trip; a few event-loop turns cost microseconds). A turn that added
-            # nothing ends the wait: at a trickle, 32 idle turns per write were a tenth
-            # of the worker's CPU and added their time to every record's latency.
+            # round trip; a few event-loop turns cost microseconds).
             for _ in range(LINGER_TURNS):
-                queued = len(self._pending)
-                if queued >= MAX_BATCH:
+                if len(self._pending) >= MAX_BATCH:
                     break
                 await asyncio.sleep(0)
-                if len(self._pending) == queued:
-                    break
             batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
             self._in_flight = [fut for *_, fut in batch]
             try:
