@@ -45,7 +45,7 @@ class BatchingProducer:
         self.partitions = partitions
         self._max_batch = max_batch
         self._pending: list[_Pending] = []
-        self._flush_scheduled = False
+        self._flush_handle: asyncio.Handle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
 
@@ -62,18 +62,19 @@ class BatchingProducer:
         self._pending.append((partition, (key, value, None, timestamp_ms), future))
         if len(self._pending) >= self._max_batch:
             self._flush()
-        elif not self._flush_scheduled:
+        elif self._flush_handle is None:
             # A callback scheduled now runs on the loop's next turn at the earliest,
             # after every handler that is ready in this one has queued its record.
-            self._flush_scheduled = True
             if self._linger_s > 0:
-                loop.call_later(self._linger_s, self._flush)
+                self._flush_handle = loop.call_later(self._linger_s, self._flush)
             else:
-                loop.call_soon(self._flush)
+                self._flush_handle = loop.call_soon(self._flush)
         return partition, await future
 
     def _flush(self) -> None:
-        self._flush_scheduled = False
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()  # a full batch goes before its timer
+            self._flush_handle = None
         batch, self._pending = self._pending, []
         if batch:
             task = asyncio.ensure_future(self._write(batch))
