@@ -47,6 +47,22 @@ def _uncommitted(client: redis.Redis) -> int:
     return total
 
 
+def _progress(client: redis.Redis, total: int) -> str:
+    """Which events have no output yet, and where each partition's commit stands."""
+    seen = {r["value"]["n"] for r in read_topic(client, "counted", P)}
+    missing = sorted(set(range(total)) - seen)
+    committed = client.hgetall(group_key("lc-test", "offsets"))
+    where = {
+        p: (int(committed.get(tp_field("events", p).encode(), -1)),
+            client.xlen(streams.stream_key("events", p)))
+        for p in range(P)
+    }  # fmt: skip
+    return (
+        f"{len(missing)} of {total} events without output (first {missing[:20]}); "
+        f"partition -> (committed, length) {where}"
+    )
+
+
 request_cleanup: list[Callable[[], None]] = []
 
 
@@ -94,7 +110,10 @@ def test_kill_9_twenty_times(redis_server_factory: Callable[..., EmbeddedRedis])
             seen = {r["value"]["n"] for r in read_topic(client, "counted", P)}
             return len(seen) == total
 
-        wait_for(all_seen, 90, f"all {total} events after the last restart", [worker])
+        try:
+            wait_for(all_seen, 90, f"all {total} events after the last restart", [worker])
+        except AssertionError as exc:
+            raise AssertionError(f"{_progress(client, total)}\n{exc}") from None
         assert worker.stop() == 0
         outputs = Counter(r["value"]["n"] for r in read_topic(client, "counted", P))
         missing = set(range(total)) - set(outputs)

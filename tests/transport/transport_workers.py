@@ -78,10 +78,18 @@ class Worker:
         try:
             return self.process.wait(timeout_s)
         except subprocess.TimeoutExpired:
+            # mode's worker prints every thread's stack and every asyncio task to its
+            # log on SIGUSR1: what the stop is waiting for.
+            dump_from = len(self.log())
+            self.process.send_signal(signal.SIGUSR1)
+            time.sleep(3)
             self.process.kill()
             self.process.wait()
-            tail = self.log()[-3000:]
-            raise AssertionError(f"worker did not stop in {timeout_s} s:\n{tail}") from None
+            log = self.log()
+            tail, dump = log[max(0, dump_from - 3000) : dump_from], log[dump_from:][-20000:]
+            raise AssertionError(
+                f"worker did not stop in {timeout_s} s:\n{tail}\n--- tasks:\n{dump}"
+            ) from None
 
     def kill(self) -> None:
         assert self.process is not None
