@@ -24,6 +24,7 @@ import redis.asyncio as aioredis
 
 from agents.app import create_live_app
 from pipeline import streams
+from pipeline.clients import redis_client
 from pipeline.constants import LIVE_TOPIC, SAMPLES_TOPIC
 from pipeline.errors import LivecoachError
 from pipeline.models import AthleteProfile, Sample
@@ -58,7 +59,7 @@ async def analyze(
     app = create_live_app(
         one_partition, redis_url=redis_url, app_id=app_id, web_enabled=False, topic_prefix=prefix
     )
-    client = aioredis.Redis.from_url(redis_url)
+    client = redis_client(redis_url)
     started = time.perf_counter()
     try:
         await app.start()

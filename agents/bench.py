@@ -40,6 +40,7 @@ import redis.asyncio as aioredis
 import uvloop
 
 from pipeline import streams
+from pipeline.clients import redis_client
 from pipeline.constants import LIVE_TOPIC, SAMPLES_TOPIC
 from pipeline.embedded import (
     EmbeddedPostgres,
@@ -86,8 +87,8 @@ def _servers(settings: Settings) -> Iterator[tuple[str, str]]:
 
 async def raw_roundtrip_ms(redis_url: str, rate_hz: int, duration_s: float) -> list[float]:
     """XADD at ``rate_hz`` while another connection XREADs: the latency of each entry."""
-    producer = aioredis.Redis.from_url(redis_url)
-    consumer = aioredis.Redis.from_url(redis_url)
+    producer = redis_client(redis_url)
+    consumer = redis_client(redis_url)
     key = "bench:raw:roundtrip"
     await producer.delete(key)
     latencies: list[float] = []
@@ -118,7 +119,7 @@ async def raw_roundtrip_ms(redis_url: str, rate_hz: int, duration_s: float) -> l
 
 async def raw_throughput(redis_url: str, entries: int, size: int = 1000) -> dict[str, float]:
     """Entries per second for pipelined XADD and for XREAD of the same entries."""
-    client = aioredis.Redis.from_url(redis_url)
+    client = redis_client(redis_url)
     key = "bench:raw:throughput"
     await client.delete(key)
     payload = "x" * size
@@ -297,8 +298,8 @@ async def _live_load(
     redis_url: str, sessions: list[int], duration_s: float
 ) -> tuple[list[float], int, int]:
     """Every session posts one sample a second, spread evenly over the second."""
-    client = aioredis.Redis.from_url(redis_url)
-    tail_client = aioredis.Redis.from_url(redis_url)
+    client = redis_client(redis_url)
+    tail_client = redis_client(redis_url)
     latencies: list[float] = []
     counts = [0]
     stop = asyncio.Event()
@@ -333,7 +334,7 @@ async def _backlog(
     redis_url: str, database_url: str, sessions: list[int], per_session: int, per_record: int
 ) -> tuple[float, float]:
     """Append a backlog; samples per second through the live app, and through both apps."""
-    client = aioredis.Redis.from_url(redis_url)
+    client = redis_client(redis_url)
     t0 = time.time() + 100_000
     records = []
     for k in range(0, per_session, per_record):

@@ -36,6 +36,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from pipeline import streams
+from pipeline.clients import redis_client
 
 SCENARIOS = ("count", "forward", "forward_table")
 PARTITIONS = 4
@@ -79,7 +80,7 @@ def make_app() -> Any:
     async def mark(key: str) -> None:
         nonlocal client
         if client is None:
-            client = aioredis.Redis.from_url(url)
+            client = redis_client(url)
         await client.set(key, repr(time.time()))
 
     async def tick() -> None:
@@ -137,7 +138,7 @@ def _server(redis_url: str | None) -> Iterator[str]:
 
 
 async def _fill(url: str, topic: str, events: int) -> None:
-    r = aioredis.Redis.from_url(url)
+    r = redis_client(url)
     try:
         batch: dict[int, list[streams.Entry]] = {}
         now = int(time.time() * 1000)
@@ -157,7 +158,7 @@ async def _fill(url: str, topic: str, events: int) -> None:
 
 async def _raw_rates(url: str, events: int) -> tuple[float, float]:
     """(XADD/s, XREAD/s) with redis-py alone: pipelines of 100, reads of 1,000."""
-    r = aioredis.Redis.from_url(url)
+    r = redis_client(url)
     key = "livecoach:bench:raw"
     try:
         await r.delete(key)
@@ -230,7 +231,7 @@ async def _run_scenario(
     url: str, scenario: str, events: int, *, profile: Path | None = None
 ) -> float:
     """Events per second through one worker for one scenario (one run)."""
-    r = aioredis.Redis.from_url(url)
+    r = redis_client(url)
     data_dir = Path(tempfile.mkdtemp(prefix="lc-bench-worker-"))
     try:
         await r.flushdb()
@@ -311,7 +312,7 @@ async def bench_compaction(url: str, updates: int, keys: int = KEYS) -> dict[str
     """
     from pipeline.compaction import Compactor
 
-    r = aioredis.Redis.from_url(url)
+    r = redis_client(url)
     topic = "bench-table-changelog"
     try:
         await r.flushdb()
@@ -364,7 +365,7 @@ def bench_transport(
     """Run the benchmark; returns the report (also what the CLI prints as JSON)."""
 
     async def run(url: str) -> dict[str, Any]:
-        r = aioredis.Redis.from_url(url)
+        r = redis_client(url)
         info = await r.info("server")
         await r.aclose()
         raw = [await _raw_rates(url, max(events, 50_000)) for _ in range(runs)]

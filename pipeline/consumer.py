@@ -35,6 +35,7 @@ from redis.exceptions import ResponseError
 from pipeline import streams
 from pipeline.compaction import Compactor
 from pipeline.coordination import TRANSIENT_ERRORS, CommitRefused, GroupCoordinator, tp_field
+from pipeline.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
     from pipeline.transport import Transport
@@ -194,11 +195,7 @@ class Consumer(FaustConsumer):
         )
 
     async def on_stop(self) -> None:
-        for task in (self._compaction_task, self._retention_task):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        await cancel_and_wait(self._compaction_task, self._retention_task)
         await super().on_stop()  # commits
         if self._coordinator is not None:
             await self._coordinator.stop()

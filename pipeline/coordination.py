@@ -48,6 +48,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from pipeline.constants import KEY_PREFIX
+from pipeline.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -207,11 +208,7 @@ class GroupCoordinator:
     async def stop(self) -> None:
         """Leave the group so the others rebalance at once instead of after the timeout."""
         self._stopping = True
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_and_wait(*self._tasks)
         with contextlib.suppress(*TRANSIENT_ERRORS):
             async with self.redis.pipeline(transaction=True) as pipe:
                 pipe.zrem(self.keys["members"], self.member_id)

@@ -32,6 +32,7 @@ from redis.exceptions import NoScriptError, ResponseError
 
 from pipeline import streams
 from pipeline.coordination import TRANSIENT_ERRORS
+from pipeline.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
     from pipeline.transport import Transport
@@ -105,10 +106,7 @@ class Producer(FaustProducer):
             )  # fmt: skip
         self._closing = True
         self._wakeup.set()
-        if self._sender is not None:
-            self._sender.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sender
+        await cancel_and_wait(self._sender)
         if self._redis is not None:
             with contextlib.suppress(Exception):
                 await self._redis.aclose()

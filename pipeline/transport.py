@@ -20,10 +20,9 @@ from typing import Any
 import redis.asyncio as aioredis
 from faust.exceptions import AlreadyConfiguredWarning
 from faust.transport import base
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
 
 from pipeline import streams
+from pipeline.clients import redis_client
 from pipeline.constants import KEY_PREFIX
 from pipeline.consumer import Consumer
 from pipeline.coordination import TRANSIENT_ERRORS
@@ -77,16 +76,10 @@ def redact(url: str) -> str:
 async def connect(url: str, *, deadline_s: float = CONNECT_DEADLINE_S) -> aioredis.Redis:
     """A client for ``url`` that answered PING; retries with backoff until the deadline.
 
-    The client itself retries a command after a lost connection (three times, with
+    The client itself retries a command after a lost connection (five times, with
     backoff), which covers a Redis restart of a second or two.
     """
-    client: aioredis.Redis = aioredis.Redis.from_url(
-        url,
-        retry=Retry(ExponentialBackoff(cap=2.0, base=0.05), retries=5),
-        health_check_interval=30,
-        socket_keepalive=True,
-        socket_connect_timeout=5,
-    )
+    client = redis_client(url)
     loop = asyncio.get_running_loop()
     started = loop.time()
     for attempt in itertools.count():

@@ -10,7 +10,6 @@ presence listener, the lag gauge). On shutdown they close in reverse: sockets fi
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -21,9 +20,11 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from psycopg_pool import AsyncConnectionPool
 
+from pipeline.clients import client_options
 from pipeline.constants import LIVE_TOPIC, SAMPLES_TOPIC
 from pipeline.settings import Settings
 from pipeline.streams import declare_topic
+from pipeline.tasks import cancel_and_wait
 from web.access import Access
 from web.actions import Actions
 from web.auth import TokenVerifier
@@ -177,7 +178,7 @@ def create_app(
         # connection instead of failing with "Too many connections".
         pool = aioredis.BlockingConnectionPool.from_url(
             redis_url, max_connections=config.redis_connections, timeout=10,
-            health_check_interval=30,
+            **client_options(),
         )  # fmt: skip
         edge.redis = aioredis.Redis(connection_pool=pool)
         edge.pool = AsyncConnectionPool(
@@ -233,7 +234,7 @@ def create_app(
         try:
             yield
         finally:
-            await stop_tasks(tasks)
+            await cancel_and_wait(*tasks)
 
     app.cleanup_ctx.extend([backends, producers, background])
     app.on_shutdown.append(_close_sockets)
@@ -250,19 +251,6 @@ def create_app(
 
     add_dashboard_routes(app)
     return app
-
-
-async def stop_tasks(tasks: list[asyncio.Task[None]], patience_s: float = 0.2) -> None:
-    """Cancel until they end: redis-py's asyncio reads with a timeout can swallow one
-    cancellation (the loop then goes round once more), so one cancel is not enough."""
-    pending = {t for t in tasks if not t.done()}
-    while pending:
-        for task in pending:
-            task.cancel()
-        _, pending = await asyncio.wait(pending, timeout=patience_s)
-    for task in tasks:
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            task.result()
 
 
 async def _every(interval_s: float, job: Callable[[], Awaitable[None]]) -> None:

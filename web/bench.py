@@ -45,10 +45,10 @@ from typing import Any
 import aiohttp
 import orjson
 import psycopg
-import redis.asyncio as aioredis
 import uvloop
 from aiohttp import web
 
+from pipeline.clients import redis_client
 from pipeline.constants import LIVE_TOPIC
 from pipeline.embedded import (
     EmbeddedPostgres,
@@ -339,7 +339,7 @@ async def _append_live_at_1hz(
     redis_url: str, sessions: dict[int, int], duration_s: float, slices: int = 20
 ) -> None:
     """One metrics_update per session per second, in ``slices`` bursts a second."""
-    redis = aioredis.Redis.from_url(redis_url)
+    redis = redis_client(redis_url)
     items = sorted(sessions.items())
     try:
         start = time.monotonic()
@@ -364,7 +364,7 @@ async def _append_live_at_1hz(
 
 
 async def _worker_share_ms(redis_url: str, since_ms: float) -> list[float]:
-    redis = aioredis.Redis.from_url(redis_url)
+    redis = redis_client(redis_url)
     out: list[float] = []
     try:
         for p in range(PARTITIONS):
@@ -500,7 +500,7 @@ async def _storm_phase(
 
         for start in range(0, storm, 500):
             await asyncio.gather(*[first_connect(i) for i in range(start, min(storm, start + 500))])
-        redis = aioredis.Redis.from_url(stack["redis_url"])
+        redis = redis_client(stack["redis_url"])
         try:
             now = int(time.time() * 1000)
             for _, sid in session_ids:
