@@ -37,29 +37,28 @@ def _table(client: redis.Redis) -> dict[str, int]:
     return last
 
 
+def _commits(client: redis.Redis) -> dict[int, tuple[int, int]]:
+    """Per partition of the source topic: (committed offset, 0 if none; its length)."""
+    committed = client.hgetall(group_key("lc-test", "offsets"))
+    return {
+        p: (int(committed.get(tp_field("events", p).encode(), 0)),
+            client.xlen(streams.stream_key("events", p)))
+        for p in range(P)
+    }  # fmt: skip
+
+
 def _uncommitted(client: redis.Redis) -> int:
     """Events appended to the source topic but not yet covered by a commit."""
-    committed = client.hgetall(group_key("lc-test", "offsets"))
-    total = 0
-    for p in range(P):
-        done = int(committed.get(tp_field("events", p).encode(), 0))
-        total += client.xlen(streams.stream_key("events", p)) - done
-    return total
+    return sum(length - done for done, length in _commits(client).values())
 
 
 def _progress(client: redis.Redis, total: int) -> str:
     """Which events have no output yet, and where each partition's commit stands."""
     seen = {r["value"]["n"] for r in read_topic(client, "counted", P)}
     missing = sorted(set(range(total)) - seen)
-    committed = client.hgetall(group_key("lc-test", "offsets"))
-    where = {
-        p: (int(committed.get(tp_field("events", p).encode(), -1)),
-            client.xlen(streams.stream_key("events", p)))
-        for p in range(P)
-    }  # fmt: skip
     return (
         f"{len(missing)} of {total} events without output (first {missing[:20]}); "
-        f"partition -> (committed, length) {where}"
+        f"partition -> (committed, length) {_commits(client)}"
     )
 
 
