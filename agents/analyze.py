@@ -23,13 +23,13 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from agents.app import create_live_app
-from pipeline import streams
-from pipeline.clients import redis_client
 from pipeline.constants import LIVE_TOPIC, SAMPLES_TOPIC
 from pipeline.errors import LivecoachError
 from pipeline.models import AthleteProfile, Sample
 from pipeline.records import ControlRecord, SampleBatchRecord, session_key
 from pipeline.settings import Settings
+from pipeline.transport import streams
+from pipeline.transport.clients import redis_client
 
 #: Samples per stream entry: fewer, larger events divide Faust's per-event cost.
 BATCH_SAMPLES = 500

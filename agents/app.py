@@ -35,7 +35,7 @@ from pipeline.constants import APP_ID, LIVE_TOPIC, SAMPLES_TOPIC, STORE_TOPIC
 from pipeline.db import MetricRow, finish_session, insert_metric_rows, metric_rows, utc_naive
 from pipeline.records import session_key
 from pipeline.settings import Settings
-from pipeline.transport import read_in_batches
+from pipeline.transport.driver import read_in_batches
 
 log = logging.getLogger(__name__)
 

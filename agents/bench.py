@@ -39,8 +39,6 @@ import psycopg
 import redis.asyncio as aioredis
 import uvloop
 
-from pipeline import streams
-from pipeline.clients import redis_client
 from pipeline.constants import LIVE_TOPIC, SAMPLES_TOPIC
 from pipeline.embedded import (
     EmbeddedPostgres,
@@ -53,6 +51,8 @@ from pipeline.gcpolicy import full_collections_deferred
 from pipeline.migrations import migrate
 from pipeline.records import session_key
 from pipeline.settings import Settings
+from pipeline.transport import streams
+from pipeline.transport.clients import redis_client
 
 PARTITIONS = 8
 

@@ -35,8 +35,8 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from pipeline import streams
-from pipeline.clients import redis_client
+from pipeline.transport import streams
+from pipeline.transport.clients import redis_client
 
 SCENARIOS = ("count", "forward", "forward_table")
 PARTITIONS = 4
@@ -310,7 +310,7 @@ async def bench_compaction(url: str, updates: int, keys: int = KEYS) -> dict[str
     Reports the changelog length before and after, the compaction time, and the
     entries (and time) a recovery reads afterwards (all of what remains, in order).
     """
-    from pipeline.compaction import Compactor
+    from pipeline.transport.compaction import Compactor
 
     r = redis_client(url)
     topic = "bench-table-changelog"

@@ -18,6 +18,7 @@ from typing import Any
 
 from pipeline.errors import ConfigError, LivecoachError
 from pipeline.settings import Settings, load_settings
+from pipeline.transport.errors import TransportError
 
 log = logging.getLogger("livecoach")
 
@@ -404,7 +405,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"livecoach: error: {exc}", file=sys.stderr)
         return 2
-    except LivecoachError as exc:
+    except (LivecoachError, TransportError) as exc:
         print(f"livecoach: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -6,8 +6,8 @@ and no module invents a key of its own.
 
 from __future__ import annotations
 
-#: Prefix of every key livecoach writes to Redis.
-KEY_PREFIX = "livecoach"
+#: Prefix of every key livecoach writes to Redis (the transport's, see pipeline.transport.keys).
+from pipeline.transport.keys import KEY_PREFIX as KEY_PREFIX
 
 #: Faust application id (also the consumer group of the worker).
 APP_ID = "livecoach"

@@ -21,10 +21,10 @@ import psycopg
 import pytest
 import redis.asyncio as aioredis
 
-from pipeline import streams
 from pipeline.constants import LIVE_TOPIC, SAMPLES_TOPIC
 from pipeline.embedded import free_port
 from pipeline.records import ControlRecord, SampleBatchRecord, session_key
+from pipeline.transport import streams
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -13,9 +13,9 @@ import pytest
 import redis.asyncio as aioredis
 
 from agents.processing import Processor
-from pipeline import streams
 from pipeline.constants import LIVE_TOPIC
 from pipeline.records import ControlRecord, SampleBatchRecord
+from pipeline.transport import streams
 from tests.test_agents_e2e import PARTITIONS, T0, Workers, _append, _make_sessions, _wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

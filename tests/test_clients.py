@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from pipeline.clients import client_options, redis_client
-from pipeline.tasks import cancel_and_wait
+from pipeline.transport.clients import client_options, redis_client
+from pipeline.transport.tasks import cancel_and_wait
 
 pytestmark = pytest.mark.integration
 

@@ -20,11 +20,11 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from psycopg_pool import AsyncConnectionPool
 
-from pipeline.clients import client_options
 from pipeline.constants import LIVE_TOPIC, SAMPLES_TOPIC
 from pipeline.settings import Settings
-from pipeline.streams import declare_topic
-from pipeline.tasks import cancel_and_wait
+from pipeline.transport.clients import client_options
+from pipeline.transport.streams import declare_topic
+from pipeline.transport.tasks import cancel_and_wait
 from web.access import Access
 from web.actions import Actions
 from web.auth import TokenVerifier

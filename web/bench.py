@@ -48,7 +48,6 @@ import psycopg
 import uvloop
 from aiohttp import web
 
-from pipeline.clients import redis_client
 from pipeline.constants import LIVE_TOPIC
 from pipeline.embedded import (
     EmbeddedPostgres,
@@ -61,7 +60,8 @@ from pipeline.gcpolicy import full_collections_deferred
 from pipeline.migrations import migrate
 from pipeline.records import session_key
 from pipeline.settings import Settings
-from pipeline.streams import append, partition_for_key, read
+from pipeline.transport.clients import redis_client
+from pipeline.transport.streams import append, partition_for_key, read
 from web.auth import mint_token
 from web.bench_client import Poster, PostError
 

@@ -25,7 +25,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from pipeline.constants import LIVE_TOPIC
-from pipeline.streams import decode_entry, highwater, offset_of, stream_id, stream_key
+from pipeline.transport.streams import decode_entry, highwater, offset_of, stream_id, stream_key
 from web.connection import Connection, LiveEvent
 from web.observability import EdgeMetrics
 from web.protocol import channels_of_event, format_cursor

@@ -18,7 +18,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from pipeline.errors import ServiceError
-from pipeline.streams import Entry, append_many, partition_for_key
+from pipeline.transport.streams import Entry, append_many, partition_for_key
 
 log = logging.getLogger(__name__)
 

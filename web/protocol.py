@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from pipeline.constants import session_channel, user_channel
 from pipeline.records import session_key
-from pipeline.streams import partition_for_key
+from pipeline.transport.streams import partition_for_key
 
 CLOSE_NORMAL = 1000
 CLOSE_GOING_AWAY = 1001

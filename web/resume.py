@@ -20,7 +20,7 @@ from typing import Any
 
 from pipeline.constants import LIVE_TOPIC
 from pipeline.records import session_key
-from pipeline.streams import decode_entry, offset_of, stream_id, stream_key
+from pipeline.transport.streams import decode_entry, offset_of, stream_id, stream_key
 from web.app import Edge
 from web.connection import Connection, LiveEvent, Subscription
 from web.fanout import build_event

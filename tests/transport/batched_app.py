@@ -11,7 +11,7 @@ from typing import Any
 
 import faust
 
-from pipeline.transport import read_in_batches
+from pipeline.transport.driver import read_in_batches
 
 PARTITIONS = int(os.environ.get("LC_PARTITIONS", "2"))
 

@@ -11,8 +11,8 @@ import faust
 import pytest
 from faust.types import TP
 
-from pipeline.consumer import Consumer
-from pipeline.transport import read_in_batches
+from pipeline.transport.consumer import Consumer
+from pipeline.transport.driver import read_in_batches
 
 TOPIC = "events"
 tp = TP(TOPIC, 0)

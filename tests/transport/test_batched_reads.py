@@ -13,8 +13,8 @@ import pytest
 import redis
 from transport_workers import Worker, produce, read_topic, wait_for
 
-from pipeline import streams
-from pipeline.coordination import group_key
+from pipeline.transport import streams
+from pipeline.transport.keys import group_key
 
 pytestmark = pytest.mark.integration
 

@@ -10,8 +10,8 @@ import redis
 import redis.asyncio as aioredis
 from transport_workers import Worker, produce, read_topic, wait_for
 
-from pipeline import streams
-from pipeline.compaction import Compactor
+from pipeline.transport import streams
+from pipeline.transport.compaction import Compactor
 
 pytestmark = pytest.mark.integration
 

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 import pytest
 import redis.asyncio as aioredis
 
-from pipeline.coordination import CommitRefused, GroupCoordinator
+from pipeline.transport.coordination import CommitRefused, GroupCoordinator
 
 pytestmark = pytest.mark.integration
 

@@ -18,9 +18,9 @@ import pytest
 import redis
 from transport_workers import SYSTEM_REDIS, Feeder, Worker, make_data_dir, read_topic, wait_for
 
-from pipeline import streams
-from pipeline.coordination import group_key, tp_field
 from pipeline.embedded import EmbeddedRedis
+from pipeline.transport import streams
+from pipeline.transport.keys import group_key, tp_field
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

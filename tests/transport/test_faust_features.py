@@ -17,8 +17,8 @@ import pytest
 import redis
 from transport_workers import Worker, produce, read_topic, wait_for
 
-from pipeline import streams
-from pipeline.transport import Transport
+from pipeline.transport import streams
+from pipeline.transport.driver import Transport
 
 pytestmark = pytest.mark.integration
 

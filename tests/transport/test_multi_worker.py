@@ -15,8 +15,9 @@ import redis
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 from transport_workers import Feeder, Worker, read_topic, wait_for
 
-from pipeline.coordination import GENERATION_FIELD, group_key
 from pipeline.embedded import EmbeddedRedis
+from pipeline.transport.coordination import GENERATION_FIELD
+from pipeline.transport.keys import group_key
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

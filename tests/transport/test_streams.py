@@ -8,7 +8,8 @@ import pytest
 import redis.asyncio as aioredis
 from aiokafka.partitioner import murmur2 as aiokafka_murmur2  # type: ignore[import-untyped]
 
-from pipeline import streams
+from pipeline.transport import streams
+from pipeline.transport.errors import TopicError
 
 pytestmark = pytest.mark.integration
 
@@ -80,7 +81,7 @@ async def test_topics_and_retention(versioned_url: str) -> None:
     try:
         assert await streams.declare_topic(r, "live", 4) == 4
         assert await streams.declare_topic(r, "live", 4) == 4
-        with pytest.raises(streams.TopicError, match="exists with 4 partitions"):
+        with pytest.raises(TopicError, match="exists with 4 partitions"):
             await streams.declare_topic(r, "live", 8)
         assert await streams.partition_count(r, "live") == 4
         await streams.set_retention(r, "live", streams.Retention(maxlen=100, max_age_ms=1000))

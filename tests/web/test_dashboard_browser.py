@@ -31,7 +31,7 @@ from aiohttp import web
 from pipeline.constants import LIVE_TOPIC
 from pipeline.records import session_key
 from pipeline.settings import Settings
-from pipeline.streams import append, partition_for_key, stream_id, stream_key
+from pipeline.transport.streams import append, partition_for_key, stream_id, stream_key
 from web.app import EdgeConfig, create_app
 from web.auth import Role, mint_token
 

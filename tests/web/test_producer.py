@@ -11,7 +11,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from pipeline.embedded import free_port
-from pipeline.streams import declare_topic, read
+from pipeline.transport.streams import declare_topic, read
 from web.producer import BatchingProducer, ProduceError
 
 pytestmark = pytest.mark.integration

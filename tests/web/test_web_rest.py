@@ -12,7 +12,7 @@ import redis.asyncio as aioredis
 
 from pipeline.constants import SAMPLES_TOPIC
 from pipeline.records import samples_topic_record
-from pipeline.streams import read
+from pipeline.transport.streams import read
 
 pytestmark = pytest.mark.integration
 

@@ -14,7 +14,7 @@ import redis.asyncio as aioredis
 
 from pipeline.constants import LIVE_TOPIC
 from pipeline.records import session_key
-from pipeline.streams import append, partition_for_key, stream_id, stream_key
+from pipeline.transport.streams import append, partition_for_key, stream_id, stream_key
 from web.app import EdgeConfig
 
 pytestmark = pytest.mark.integration

@@ -19,7 +19,7 @@ from jwt.algorithms import RSAAlgorithm
 from pipeline.constants import LIVE_TOPIC
 from pipeline.records import session_key
 from pipeline.settings import load_settings
-from pipeline.streams import append, partition_for_key
+from pipeline.transport.streams import append, partition_for_key
 from web.app import EdgeConfig
 
 pytestmark = pytest.mark.integration

@@ -13,7 +13,7 @@ import redis.asyncio as aioredis
 
 from pipeline.constants import LIVE_TOPIC
 from pipeline.records import session_key
-from pipeline.streams import append, partition_for_key
+from pipeline.transport.streams import append, partition_for_key
 from web.watch import watch
 
 pytestmark = pytest.mark.integration

@@ -44,32 +44,14 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from pipeline.constants import KEY_PREFIX
-from pipeline.tasks import cancel_and_wait
+from pipeline.transport.errors import TRANSIENT_ERRORS, CommitRefused
+from pipeline.transport.keys import group_key
+from pipeline.transport.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
 GENERATION_FIELD = "__generation__"
-
-#: Errors after which we retry: the server is unreachable or restarting.
-TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
-    RedisConnectionError,
-    RedisTimeoutError,
-    ConnectionError,
-    OSError,
-)
-
-
-def group_key(group: str, name: str) -> str:
-    return f"{KEY_PREFIX}:group:{{{group}}}:{name}"
-
-
-def tp_field(topic: str, partition: int) -> str:
-    return f"{topic}:{partition}"
-
 
 _HEARTBEAT_LUA = """
 local t = redis.call('TIME')
@@ -132,10 +114,6 @@ def _raw(value: Any) -> bytes:
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
-
-
-class CommitRefused(Exception):
-    """A commit was fenced off: our lease lapsed or a newer generation was published."""
 
 
 class GroupCoordinator:

@@ -30,12 +30,13 @@ from faust.types import TP
 from faust.types.tuples import RecordMetadata
 from redis.exceptions import NoScriptError, ResponseError
 
-from pipeline import streams
-from pipeline.coordination import TRANSIENT_ERRORS
-from pipeline.tasks import cancel_and_wait
+from pipeline.transport import streams
+from pipeline.transport.clients import connect
+from pipeline.transport.errors import TRANSIENT_ERRORS
+from pipeline.transport.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
-    from pipeline.transport import Transport
+    from pipeline.transport.driver import Transport
 
 log = logging.getLogger(__name__)
 
@@ -91,8 +92,6 @@ class Producer(FaustProducer):
         return loop
 
     async def on_start(self) -> None:
-        from pipeline.transport import connect
-
         self._redis = await connect(self._rt.redis_url)
         self._sender = asyncio.create_task(self._send_loop(), name="redis-producer")
         await super().on_start()

@@ -22,9 +22,8 @@ from collections.abc import Callable, Iterable
 
 import redis.asyncio as aioredis
 
-from pipeline import streams
-from pipeline.constants import KEY_PREFIX
-from pipeline.coordination import TRANSIENT_ERRORS
+from pipeline.transport.errors import TRANSIENT_ERRORS
+from pipeline.transport.keys import COMPACTED_KEY, index_key, stream_key
 
 log = logging.getLogger(__name__)
 
@@ -63,11 +62,6 @@ return {deleted, #entries}
 """
 
 
-def index_key(topic: str, partition: int) -> str:
-    """The key -> latest-entry index of a partition (same hash tag as its stream)."""
-    return f"{KEY_PREFIX}:compact:{{{topic}:{partition}}}"
-
-
 class Compactor:
     """Compacts changelog partitions; one per Redis client."""
 
@@ -79,7 +73,7 @@ class Compactor:
 
     async def compact(self, topic: str, partition: int, *, max_entries: int | None = None) -> int:
         """Compact what was appended since the last pass; returns entries deleted."""
-        keys = [streams.stream_key(topic, partition), index_key(topic, partition)]
+        keys = [stream_key(topic, partition), index_key(topic, partition)]
         deleted = 0
         seen = 0
         while max_entries is None or seen < max_entries:
@@ -110,8 +104,6 @@ class Compactor:
 
 async def compacted_topics(redis: aioredis.Redis) -> set[str]:
     """Topics declared compacted (Faust's changelogs)."""
-    from pipeline.transport import COMPACTED_KEY
-
     with contextlib.suppress(*TRANSIENT_ERRORS):
         return {
             m.decode() if isinstance(m, bytes) else str(m)

@@ -32,13 +32,16 @@ from faust.types import TP, Message
 from faust.types.tuples import ConsumerMessage
 from redis.exceptions import ResponseError
 
-from pipeline import streams
-from pipeline.compaction import Compactor
-from pipeline.coordination import TRANSIENT_ERRORS, CommitRefused, GroupCoordinator, tp_field
-from pipeline.tasks import cancel_and_wait
+from pipeline.transport import streams
+from pipeline.transport.clients import connect
+from pipeline.transport.compaction import Compactor
+from pipeline.transport.coordination import GroupCoordinator
+from pipeline.transport.errors import TRANSIENT_ERRORS, CommitRefused
+from pipeline.transport.keys import stream_key, tp_field
+from pipeline.transport.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
-    from pipeline.transport import Transport
+    from pipeline.transport.driver import Transport
 
 log = logging.getLogger(__name__)
 
@@ -148,8 +151,6 @@ class Consumer(FaustConsumer):
     # --- lifetime ---------------------------------------------------------------------
 
     async def on_start(self) -> None:
-        from pipeline.transport import connect
-
         url = self._rt.redis_url
         self._redis = await connect(url)
         # XREAD BLOCK holds its connection: give the fetcher a client of its own.
@@ -419,9 +420,9 @@ class Consumer(FaustConsumer):
         if linger and (wait := self._last_read_at + linger - time.monotonic()) > 0:
             await asyncio.sleep(min(wait, timeout))
         streams_arg: dict[Any, Any] = {
-            streams.stream_key(tp.topic, tp.partition): f"0-{self._position[tp]}" for tp in tps
+            stream_key(tp.topic, tp.partition): f"0-{self._position[tp]}" for tp in tps
         }
-        by_key = {streams.stream_key(tp.topic, tp.partition): tp for tp in tps}
+        by_key = {stream_key(tp.topic, tp.partition): tp for tp in tps}
         epoch = self._seek_epoch
         generation = coordinator.generation
         assert self._fetch_redis is not None
@@ -540,7 +541,7 @@ class Consumer(FaustConsumer):
         try:
             async with r.pipeline(transaction=False) as pipe:
                 for tp, offset in offsets.items():
-                    key = streams.stream_key(tp.topic, tp.partition)
+                    key = stream_key(tp.topic, tp.partition)
                     if key not in self._mirrored_groups:
                         pipe.xgroup_create(key, self.group, id=f"0-{offset}", mkstream=True)
                     pipe.xgroup_setid(key, self.group, id=f"0-{offset}")
@@ -551,7 +552,7 @@ class Consumer(FaustConsumer):
             if isinstance(result, ResponseError) and "BUSYGROUP" not in str(result):
                 log.debug("mirroring commit failed: %r", result)
         for tp in offsets:
-            self._mirrored_groups.add(streams.stream_key(tp.topic, tp.partition))
+            self._mirrored_groups.add(stream_key(tp.topic, tp.partition))
 
     def verify_event_path(self, now: float, tp: TP) -> None:
         return None

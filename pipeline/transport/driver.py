@@ -11,7 +11,6 @@ coordination (:mod:`pipeline.coordination`) and changelog compaction
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import logging
 import warnings
@@ -21,22 +20,15 @@ import redis.asyncio as aioredis
 from faust.exceptions import AlreadyConfiguredWarning
 from faust.transport import base
 
-from pipeline import streams
-from pipeline.clients import redis_client
-from pipeline.constants import KEY_PREFIX
-from pipeline.consumer import Consumer
-from pipeline.coordination import TRANSIENT_ERRORS
-from pipeline.producer import Producer
+from pipeline.transport import streams
+from pipeline.transport.consumer import Consumer
+from pipeline.transport.keys import COMPACTED_KEY
+from pipeline.transport.producer import Producer
 
 log = logging.getLogger(__name__)
 
 #: How long Faust's conductor waits to batch subscription changes before resubscribing.
 RESUBSCRIBE_DELAY_S = 5.0
-
-#: Start-up: how long to keep trying an unreachable Redis before giving up.
-CONNECT_DEADLINE_S = 60.0
-#: Set of topics declared as compacted (changelogs); read by :mod:`pipeline.compaction`.
-COMPACTED_KEY = f"{KEY_PREFIX}:compacted"
 
 
 def read_in_batches(app: Any, topic: str, *, linger_s: float = 0.0) -> None:
@@ -62,44 +54,6 @@ def read_in_batches(app: Any, topic: str, *, linger_s: float = 0.0) -> None:
     if not isinstance(transport, Transport):
         raise TypeError(f"batched reads need the Redis transport, not {type(transport)!r}")
     transport.batched_topics[topic] = linger_s
-
-
-def redact(url: str) -> str:
-    """The URL without its password, for logs."""
-    head, sep, tail = url.rpartition("@")
-    if not sep:
-        return url
-    scheme, _, _ = head.partition("://")
-    return f"{scheme}://***@{tail}"
-
-
-async def connect(url: str, *, deadline_s: float = CONNECT_DEADLINE_S) -> aioredis.Redis:
-    """A client for ``url`` that answered PING; retries with backoff until the deadline.
-
-    The client itself retries a command after a lost connection (five times, with
-    backoff), which covers a Redis restart of a second or two.
-    """
-    client = redis_client(url)
-    loop = asyncio.get_running_loop()
-    started = loop.time()
-    for attempt in itertools.count():
-        try:
-            await client.ping()
-            if attempt:
-                log.warning("Redis at %s reachable after %d attempts", redact(url), attempt + 1)
-            return client
-        except TRANSIENT_ERRORS as exc:
-            if loop.time() - started > deadline_s:
-                await client.aclose()
-                from pipeline.errors import ServiceError
-
-                raise ServiceError(
-                    f"Redis at {redact(url)} unreachable for {deadline_s:.0f} s: {exc}"
-                ) from exc
-            delay = min(5.0, 0.1 * 2**attempt)
-            log.warning("Redis at %s unreachable (%s); retrying in %.1f s", redact(url), exc, delay)
-            await asyncio.sleep(delay)
-    raise AssertionError("unreachable")
 
 
 class Transport(base.Transport):

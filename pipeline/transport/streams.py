@@ -31,31 +31,18 @@ from typing import Any, TypeAlias
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError, ResponseError
 
-from pipeline.constants import KEY_PREFIX
-from pipeline.errors import LivecoachError
+from pipeline.transport.errors import TopicError
+from pipeline.transport.keys import RETENTION_KEY, TOPICS_KEY
+from pipeline.transport.keys import stream_key as stream_key  # re-exported: the public API
 
 #: (key, value, headers, timestamp_ms) of one record.
 Entry: TypeAlias = tuple[bytes | None, bytes, Mapping[str, bytes] | None, int]
 Fields: TypeAlias = Mapping[bytes, bytes] | Mapping[str, bytes] | Mapping[Any, Any] | Any
 
-#: Hash of topic name -> partition count.
-TOPICS_KEY = f"{KEY_PREFIX}:topics"
-#: Hash of topic name -> JSON retention settings.
-RETENTION_KEY = f"{KEY_PREFIX}:retention"
-
 FIELD_KEY = b"k"
 FIELD_VALUE = b"v"
 FIELD_TIMESTAMP = b"t"
 HEADER_PREFIX = b"h."
-
-
-class TopicError(LivecoachError):
-    """A topic is missing or was declared with another partition count."""
-
-
-def stream_key(topic: str, partition: int) -> str:
-    """The Redis key of one topic partition, e.g. ``livecoach:topic:{samples:3}``."""
-    return f"{KEY_PREFIX}:topic:{{{topic}:{partition}}}"
 
 
 def stream_id(offset: int) -> str:

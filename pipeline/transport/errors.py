@@ -1,0 +1,40 @@
+"""The exception tree of the transport.
+
+    TransportError
+    ├── BrokerUnavailable   Redis could not be reached within the start-up deadline
+    ├── TopicError          a topic is missing or was declared with another partition count
+    └── CommitRefused       a commit was fenced off (lease lapsed, newer generation)
+
+:data:`TRANSIENT_ERRORS` are the errors after which the transport retries: the server
+is unreachable or restarting.
+"""
+
+from __future__ import annotations
+
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+
+class TransportError(Exception):
+    """Base of every error the transport raises on purpose."""
+
+
+class BrokerUnavailable(TransportError):
+    """Redis could not be reached."""
+
+
+class TopicError(TransportError):
+    """A topic is missing or was declared with another partition count."""
+
+
+class CommitRefused(TransportError):
+    """A commit was fenced off: our lease lapsed or a newer generation was published."""
+
+
+#: Errors after which we retry: the server is unreachable or restarting.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    ConnectionError,
+    OSError,
+)
