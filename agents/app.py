@@ -35,6 +35,7 @@ from pipeline.constants import APP_ID, LIVE_TOPIC, SAMPLES_TOPIC, STORE_TOPIC
 from pipeline.db import MetricRow, finish_session, insert_metric_rows, metric_rows, utc_naive
 from pipeline.records import session_key
 from pipeline.settings import Settings
+from pipeline.transport.consumer import BATCH_OFFSETS_HEADER, batch_offsets
 from pipeline.transport.driver import read_in_batches
 
 log = logging.getLogger(__name__)
@@ -148,12 +149,12 @@ def create_live_app(
         # Acked by the write-behind store once the state holding the record is saved.
         async for event in cast(faust.Stream[Any], stream).noack().events():
             hold = Hold(event)
-            for record in _records(event.value):
+            for record, offset in _records(event):
                 if not isinstance(record, dict) or not isinstance(record.get("session_id"), int):
                     log.warning("skipping a malformed samples record at %s", event.message.tp)
                     continue
                 key = session_key(record["session_id"])
-                out = processor.process(states.checkout(key), record, snapshot=False)
+                out = processor.process(states.checkout(key), record, snapshot=False, offset=offset)
                 # Publish before saving the state: a worker killed in between replays the
                 # record and publishes again (same deterministic ids; the store ignores
                 # the repeat and the edge drops it) instead of losing what it raised.
@@ -168,9 +169,20 @@ def create_live_app(
     return app
 
 
-def _records(value: object) -> list[Any]:
-    """The records of a ``samples`` event: a batch read (a list), or a single record."""
+def _values(value: object) -> list[Any]:
+    """The records of a ``samples`` value: a batch read (a list), or a single record."""
     return value if isinstance(value, list) else [value]
+
+
+def _records(event: faust.EventT[Any]) -> list[tuple[Any, int | None]]:
+    """The records of a ``samples`` event with their offsets: a batch read, or one record."""
+    message = event.message
+    if not isinstance(event.value, list):
+        return [(event.value, message.offset)]
+    header = dict(message.headers or ()).get(BATCH_OFFSETS_HEADER)
+    if header is None:
+        return [(record, None) for record in event.value]
+    return list(zip(event.value, batch_offsets(header), strict=True))
 
 
 async def _retrying(what: str, write: Callable[[], Awaitable[None]]) -> None:
@@ -254,7 +266,7 @@ def create_store_app(
     @app.agent(samples, name="store_samples")
     async def store_samples(stream: faust.StreamT[Any]) -> AsyncIterator[None]:
         async for values in stream.take(STORE_BATCH, within=STORE_BATCH_WITHIN_S):
-            rows = [row for value in values for record in _records(value)
+            rows = [row for value in values for record in _values(value)
                     if isinstance(record, dict) for row in _rows_of(record)]  # fmt: skip
 
             async def write(rows: list[MetricRow] = rows) -> None:

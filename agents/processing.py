@@ -155,9 +155,19 @@ class Processor:
         }
 
     def process(
-        self, state: State | None, record: dict[str, Any], *, snapshot: bool = True
+        self,
+        state: State | None,
+        record: dict[str, Any],
+        *,
+        snapshot: bool = True,
+        offset: int | None = None,
     ) -> Outcome:
         """The state after ``record`` and the events it raised.
+
+        ``offset`` is the record's offset in its stream partition: the state remembers
+        the last one applied, so a record read again after a crash (a replay) is told
+        from a repeat the device sent; a replay is not counted as ignored input and a
+        replayed control that no longer applies raises no "rejected" event.
 
         With ``snapshot=False`` the state's ``metrics`` stays as it was while the
         session's live objects move on (serialising them is a large part of a record's
@@ -175,13 +185,17 @@ class Processor:
             metrics = cached[1]
         else:
             metrics = SessionMetrics.from_dict(state["metrics"], self.block_store)
+        applied = state.get("offset")
+        replay = offset is not None and applied is not None and offset <= applied
+        if offset is not None and not replay:
+            state["offset"] = offset
         out = Outcome(state)
         base = {"session_id": session_id, "user_id": user_id, "ingest_ms": ingest_ms}
         control: Event | None = None
         if record.get("kind") == "control":
-            control = self._control(metrics, state, record, base)
+            control = self._control(metrics, state, record, base, replay=replay)
         else:
-            self._samples(metrics, state, record.get("samples", []), base, out)
+            self._samples(metrics, state, record.get("samples", []), base, out, replay=replay)
         # A lap closed by a stop comes before the stop itself.
         for lap in metrics.drain_laps():
             out.events.append({**base, "type": "session_event", "event": "lap", "lap": lap})
@@ -215,6 +229,8 @@ class Processor:
         samples: list[dict[str, Any]],
         base: Event,
         out: Outcome,
+        *,
+        replay: bool = False,
     ) -> None:
         profile = metrics.profile
         engine = self._engine(state, profile)
@@ -224,7 +240,7 @@ class Processor:
         for raw in samples:
             # Validated by the edge before it reached the stream: no second validation.
             sample = _RawSample(raw)
-            if metrics.add_sample(sample) != "accepted":
+            if metrics.add_sample(sample, replay=replay) != "accepted":
                 continue
             last_t = sample.t
             if not self.alerts:
@@ -253,7 +269,9 @@ class Processor:
         state: State,
         record: dict[str, Any],
         base: Event,
-    ) -> Event:
+        *,
+        replay: bool = False,
+    ) -> Event | None:
         action = record["action"]
         t = int(record.get("at_ms", record.get("ingest_ms", 0))) / 1000.0
         payload = record.get("payload") or {}
@@ -276,7 +294,9 @@ class Processor:
                 self._apply_profile(metrics, state, payload)
                 event["event"] = "profile_updated"
         except LifecycleError as exc:
-            # A replayed or racing control event: report it, keep the state as it is.
+            if replay:
+                return None  # applied before the crash: nothing to report
+            # A repeated or racing control event: report it, keep the state as it is.
             event = {**base, "type": "session_event", "event": "rejected", "action": action,
                      "reason": str(exc), "timestamp": t}  # fmt: skip
         event["state"] = metrics.state

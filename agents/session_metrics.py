@@ -15,6 +15,8 @@ Input handling (see ``docs/metrics.md``):
   than the last is a restarted device and accepted when its time is newer);
 - samples while paused or after stop are ignored and counted; a sample before start
   starts the session at its time;
+- a sample the state already holds, fed again because the worker replays its stream
+  after a crash (``replay=True``), is ignored and *not* counted: it is not bad input;
 - a missing metric (sensor dropout) is left out of that metric's means and zones; the
   rolling windows age it out by time; Normalized Power and W' balance count a missing
   power as 0 W, GoldenCheetah's convention, once the session has seen power;
@@ -53,7 +55,7 @@ POWER_WINDOW_S = 3.0
 #: Normalized Power's rolling mean, in samples (30 s at 1 Hz).
 NP_WINDOW_SAMPLES = 30
 
-Outcome = Literal["accepted", "duplicate", "out_of_order", "paused", "stopped"]
+Outcome = Literal["accepted", "duplicate", "out_of_order", "paused", "stopped", "replayed"]
 
 
 class SampleLike(Protocol):
@@ -184,9 +186,27 @@ class SessionMetrics:
 
     # --- the per-sample update -----------------------------------------------------
 
-    def add_sample(self, sample: SampleLike) -> Outcome:
-        """Fold one validated sample into the state; say what became of it."""
+    def _is_new(self, sample: SampleLike) -> bool:
+        """Whether ``sample`` would be accepted (neither repeated, late, paused nor after stop)."""
+        if self.state == "stopped":
+            return False
+        if self.last_t is not None and sample.t <= self.last_t:
+            return False
+        if sample.seq is not None and sample.seq == self.last_seq:
+            return False
+        return not self._in_pause(sample.t)
+
+    def add_sample(self, sample: SampleLike, *, replay: bool = False) -> Outcome:
+        """Fold one validated sample into the state; say what became of it.
+
+        ``replay``: the sample's stream record was already applied to this state (the
+        worker reads its stream again after a crash). Such a sample is still accepted
+        if it is new to the state (Redis lost the state's last writes), but when it
+        would be ignored it is ``"replayed"`` and not counted as ignored input.
+        """
         t = sample.t
+        if replay and not self._is_new(sample):
+            return "replayed"
         if self.state == "stopped":
             self.ignored["stopped"] += 1
             return "stopped"

@@ -157,3 +157,57 @@ def test_the_start_record_carries_the_profile_row_and_its_alert_settings() -> No
     alerts = [e["alert"] for e in processor.process(state, _batch(samples)).events
               if e["type"] == "alert"]  # fmt: skip
     assert alerts and alerts[0]["sound"] is False and alerts[0]["vibration"] is True
+
+
+def _samples(first_s: int, count: int) -> list[dict[str, object]]:
+    return [
+        {"session_id": 7, "t": 1_767_261_600 + first_s + i, "heart_rate": 140.0, "seq": first_s + i}
+        for i in range(count)
+    ]
+
+
+def test_a_replay_after_a_crash_is_not_counted_as_ignored_input() -> None:
+    processor = Processor()
+    state = processor.process(None, _control("start", 1_767_261_600), offset=0).state
+    state = processor.process(state, _batch(_samples(1, 5)), offset=1).state
+    state = processor.process(state, _control("stop", 1_767_261_610), offset=2).state
+    # The worker crashed before committing: it reads offsets 0-2 again.
+    for offset, record in enumerate(
+        [_control("start", 1_767_261_600), _batch(_samples(1, 5)), _control("stop", 1_767_261_610)]
+    ):
+        out = processor.process(state, record, offset=offset)
+        # No "rejected" stop, no metrics for samples the state holds; the start is
+        # published again as before (its id repeats, and the edge drops it).
+        assert [e["event"] for e in out.events] in ([], ["start"])
+        state = out.state
+    assert state["metrics"]["ignored"] == {
+        "duplicate": 0,
+        "out_of_order": 0,
+        "paused": 0,
+        "stopped": 0,
+    }
+
+
+def test_a_device_repeating_a_sample_is_still_counted() -> None:
+    processor = Processor()
+    state = processor.process(None, _control("start", 1_767_261_600), offset=0).state
+    state = processor.process(state, _batch(_samples(1, 5)), offset=1).state
+    # The device sent the same samples again: a new record, a new offset.
+    state = processor.process(state, _batch(_samples(1, 5)), offset=2).state
+    assert (
+        state["metrics"]["ignored"]["duplicate"] + state["metrics"]["ignored"]["out_of_order"] == 5
+    )
+    state = processor.process(state, _control("stop", 1_767_261_610), offset=3).state
+    out = processor.process(state, _control("stop", 1_767_261_611), offset=4)
+    assert out.events[-1]["event"] == "rejected"
+
+
+def test_a_replayed_offset_with_new_samples_is_applied() -> None:
+    # Offsets reused after Redis lost its tail: the samples are new to the state.
+    processor = Processor()
+    state = processor.process(None, _control("start", 1_767_261_600), offset=0).state
+    state = processor.process(state, _batch(_samples(1, 5)), offset=1).state
+    out = processor.process(state, _batch(_samples(6, 5)), offset=1)
+    metrics = processor.snapshot(7, out.state)["metrics"]
+    assert metrics["last_t"] == 1_767_261_610
+    assert metrics["ignored"]["duplicate"] == 0

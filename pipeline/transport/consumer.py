@@ -57,12 +57,30 @@ RETENTION_INTERVAL_S = float(os.environ.get("LIVECOACH_RETENTION_INTERVAL_S", "3
 DEFAULT_SESSION_TIMEOUT_S = 10.0
 
 
+#: Header of a batched read's message: the offsets of its entries, ``first-last`` when
+#: consecutive (always, but for entries deleted in between), else comma-separated.
+BATCH_OFFSETS_HEADER = "offsets"
+
+
 def _joined(batch: list[Record]) -> Record:
     """Consecutive entries as one record: a JSON array of their values (see
-    :func:`pipeline.transport.read_in_batches`)."""
-    last = batch[-1]
+    :func:`pipeline.transport.driver.read_in_batches`), with their offsets in a header."""
+    first, last = batch[0], batch[-1]
     value = b"[" + b",".join(record.value for record in batch) + b"]"
-    return Record(last.offset, None, value, {}, last.timestamp_ms)
+    if last.offset - first.offset + 1 == len(batch):
+        offsets = f"{first.offset}-{last.offset}".encode()
+    else:
+        offsets = ",".join(str(record.offset) for record in batch).encode()
+    return Record(last.offset, None, value, {BATCH_OFFSETS_HEADER: offsets}, last.timestamp_ms)
+
+
+def batch_offsets(header: bytes) -> list[int]:
+    """The entry offsets a batched message stands for, from its offsets header."""
+    text = header.decode()
+    if "-" in text:
+        first, _, last = text.partition("-")
+        return list(range(int(first), int(last) + 1))
+    return [int(part) for part in text.split(",")]
 
 
 class Record:

@@ -48,7 +48,10 @@ def read_in_batches(app: Any, topic: str, *, linger_s: float = 0.0) -> None:
     few milliseconds do not matter (storage), not for the live path.
 
     For JSON-valued topics whose entries each make sense alone (the record keys are not
-    kept: the values must carry what identifies them). Call before the app starts.
+    kept: the values must carry what identifies them). The message's ``offsets`` header
+    gives each entry's offset (:func:`pipeline.transport.consumer.batch_offsets`), so an
+    agent can tell a record it already applied (a replay after a crash) from a new one.
+    Call before the app starts.
     """
     transport = app.transport
     if not isinstance(transport, Transport):

@@ -1,7 +1,8 @@
 """A Faust app whose ``events`` topic is read in batches (``read_in_batches``).
 
 Run by ``test_batched_reads.py`` as ``faust -A batched_app worker``. The ``forward``
-agent sends every value it got to ``forwarded`` with the size of the batch it came in.
+agent sends every value it got to ``forwarded`` with the size of the batch it came in
+and the offset the batch's header gives for it.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Any
 
 import faust
 
+from pipeline.transport.consumer import BATCH_OFFSETS_HEADER, batch_offsets
 from pipeline.transport.driver import read_in_batches
 
 PARTITIONS = int(os.environ.get("LC_PARTITIONS", "2"))
@@ -34,6 +36,9 @@ read_in_batches(app, "events")
 
 @app.agent(events)
 async def forward(stream: Any) -> Any:
-    async for batch in stream:
-        for value in batch:
-            await forwarded.send(value={"n": value["n"], "batch": len(batch)})
+    async for event in stream.events():
+        batch = event.value
+        offsets = batch_offsets(dict(event.message.headers)[BATCH_OFFSETS_HEADER])
+        for value, offset in zip(batch, offsets, strict=True):
+            where = {"partition": event.message.partition, "offset": offset}
+            await forwarded.send(value={"n": value["n"], "batch": len(batch), **where})

@@ -44,6 +44,12 @@ def test_backlog_arrives_in_batches_once_and_is_committed(versioned_url: str) ->
         assert sorted(seen) == list(range(N))
         assert max(seen.values()) == 1
         assert max(rec["value"]["batch"] for rec in out) > 10  # a backlog is read in batches
+        # Each value comes with the offset of the entry that held it.
+        where = {
+            (r["partition"], r["offset"]): r["value"]["n"] for r in read_topic(client, "events", P)
+        }
+        got = {(r["value"]["partition"], r["value"]["offset"]): r["value"]["n"] for r in out}
+        assert got == where
         wait_for(lambda: _committed(client) == ends, 30, f"offsets committed to {ends}", [worker])
         assert worker.stop() == 0
         # A second worker starts from the committed offsets: nothing is read again.
