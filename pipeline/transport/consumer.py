@@ -61,7 +61,8 @@ def _joined(batch: list[Record]) -> Record:
     """Consecutive entries as one record: a JSON array of their values (see
     :func:`pipeline.transport.read_in_batches`)."""
     last = batch[-1]
-    value = b"[" + b",".join(record.value for record in batch) + b"]"
+    # A tombstone carries no value to join (batched topics are not changelogs).
+    value = b"[" + b",".join(r.value for r in batch if r.value is not None) + b"]"
     return Record(last.offset, None, value, {}, last.timestamp_ms)
 
 
@@ -74,7 +75,7 @@ class Record:
         self,
         offset: int,
         key: bytes | None,
-        value: bytes,
+        value: bytes | None,
         headers: dict[str, bytes],
         timestamp_ms: int,
     ) -> None:
@@ -173,9 +174,18 @@ class Consumer(FaustConsumer):
         await super().on_start()
 
     async def _retention_loop(self) -> None:
-        """The group leader trims topics with an age retention (any member could)."""
+        """The group leader trims topics with an age retention (any member could).
+
+        Every member first marks the group alive, so that the leader of any group never
+        trims past this group's commits (registered again after Redis lost it).
+        """
         while True:
             await asyncio.sleep(RETENTION_INTERVAL_S)
+            try:
+                await streams.register_group(self.transport_redis, self.group)
+            except TRANSIENT_ERRORS as exc:
+                log.warning("registering group %s failed (%r)", self.group, exc)
+                continue
             if self._coordinator is None or not self._coordinator.is_leader:
                 continue
             try:
@@ -238,14 +248,7 @@ class Consumer(FaustConsumer):
         return {m: cast(bytes, a.encode()) for m, a in result.items()}
 
     async def _partitions(self, topic: str) -> int:
-        transport = self._rt
-        count = transport.partition_counts.get(topic)
-        if count is None:
-            count = await streams.partition_count(self.transport_redis, topic)
-            if count is None:
-                count = int(self.app.conf.topic_partitions)
-            transport.partition_counts[topic] = count
-        return int(count)
+        return await self._rt.stored_partitions(self.transport_redis, topic)
 
     async def _revoke(self) -> None:
         self.app.on_rebalance_start()
@@ -479,7 +482,7 @@ class Consumer(FaustConsumer):
             record.value,
             None,
             len(record.key) if record.key is not None else 0,
-            len(record.value),
+            len(record.value) if record.value is not None else 0,
             tp,
             generation_id=self.app.consumer_generation_id,
         )
