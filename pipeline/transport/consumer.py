@@ -176,16 +176,21 @@ class Consumer(FaustConsumer):
     async def _retention_loop(self) -> None:
         """The group leader trims topics with an age retention (any member could).
 
-        Every member first marks the group alive, so that the leader of any group never
-        trims past this group's commits (registered again after Redis lost it).
+        Every member marks the group alive at start and every pass, so that the leader
+        of any group never trims past this group's commits (registered again after
+        Redis lost it).
         """
+        first = True
         while True:
-            await asyncio.sleep(RETENTION_INTERVAL_S)
+            if not first:
+                await asyncio.sleep(RETENTION_INTERVAL_S)
             try:
                 await streams.register_group(self.transport_redis, self.group)
             except TRANSIENT_ERRORS as exc:
                 log.warning("registering group %s failed (%r)", self.group, exc)
                 continue
+            finally:
+                first = False
             if self._coordinator is None or not self._coordinator.is_leader:
                 continue
             try:
