@@ -476,6 +476,8 @@ class Consumer(FaustConsumer):
 
     def _to_message(self, tp: TP, record: Record) -> ConsumerMessage:
         headers = list(record.headers.items())
+        if record.value == b"" and tp.topic in self.app.tables.changelog_topics:
+            record.value = None  # a delete written before tombstones existed
         return ConsumerMessage(
             tp.topic,
             tp.partition,
