@@ -50,6 +50,18 @@ async def _held(client: aioredis.Redis, topic: str) -> int:
         return sum(int(n) for n in await pipe.execute())
 
 
+async def _memory_by_topic(client: aioredis.Redis) -> dict[str, float]:
+    """Bytes of each topic's streams (and of the other transport keys), measured exactly."""
+    out: dict[str, float] = {}
+    async for raw in client.scan_iter(match="livecoach:*", count=1000):
+        key = raw.decode()
+        used = await client.memory_usage(key, samples=0) or 0
+        kind = key.split(":")[1]
+        name = key.split("{")[1].rsplit(":", 1)[0] if kind == "topic" else f"({kind})"
+        out[name] = out.get(name, 0.0) + used / 1e6
+    return {name: round(mb, 2) for name, mb in sorted(out.items())}
+
+
 async def raw_baseline(redis_url: str, sessions: int, seconds: int) -> dict[str, float]:
     """Bytes per sample record in a bare stream (appended as the edge appends them)."""
     client = redis_client(redis_url)
@@ -112,6 +124,7 @@ async def soak(
                 sent[0] += len(batch)
     sampler.cancel()
     await asyncio.gather(sampler, return_exceptions=True)
+    timeline[-1]["memory_by_topic_mb"] = await _memory_by_topic(probe)
     await client.aclose()
     await probe.aclose()
     return timeline
@@ -161,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
             "max": max((r["used_memory_mb"] for r in after_window), default=0),
         },
         "held_at_end": {k: v for k, v in last.items() if k not in ("t_s", "used_memory_mb")},
+        "used_memory_mb_at_end": last["used_memory_mb"],
         # Everything Redis holds (live, store, changelogs too) per sample in the window.
         "bytes_per_sample_held": round(
             (last["used_memory_mb"] - baseline["empty_used_memory_mb"])
