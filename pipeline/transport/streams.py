@@ -516,12 +516,29 @@ async def apply_age_retention(redis: aioredis.Redis, *, now_ms: int | None = Non
     for topic, max_age_ms in aged.items():
         for partition in range(await partition_count(redis, topic) or 0):
             field_name = tp_field(topic, partition)
-            held = [c[field_name] for c in commits.values() if field_name in c]
+            held = {g: c[field_name] for g, c in commits.items() if field_name in c}
+            bound = min(held.values()) if held else None
             removed += await trim_by_age(
-                redis, topic, partition, max_age_ms, now_ms=now,
-                max_offset=min(held) if held else None,
-            )  # fmt: skip
+                redis, topic, partition, max_age_ms, now_ms=now, max_offset=bound
+            )
+            if bound is not None and await _older_than(
+                redis, topic, partition, bound, now - max_age_ms
+            ):
+                laggards = sorted(g for g, offset in held.items() if offset == bound)
+                log.warning(
+                    "retention: %s[%d] keeps entries older than %d ms from offset %d on: "
+                    "group(s) %s committed no further (memory grows until they catch up)",
+                    topic, partition, max_age_ms, bound, ", ".join(laggards),
+                )  # fmt: skip
     return removed
+
+
+async def _older_than(
+    redis: aioredis.Redis, topic: str, partition: int, offset: int, cutoff_ms: int
+) -> bool:
+    """Whether the entry at ``offset`` (or the next one held) is older than ``cutoff_ms``."""
+    found: Any = await redis.xrange(stream_key(topic, partition), stream_id(offset), "+", count=1)
+    return bool(found) and decode_entry(found[0][1])[3] < cutoff_ms
 
 
 async def trim_by_age(

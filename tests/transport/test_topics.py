@@ -220,6 +220,9 @@ async def test_age_retention_stops_at_lowest_commit(
         assert [await streams.earliest(r, "samples", p) for p in range(2)] == [20, 50]
         assert removed == 70
         assert "not seen for" in caplog.text and "idle" in caplog.text
+        assert "samples[0] keeps entries older than 50 ms from offset 20" in caplog.text
+        assert "group(s) slow committed no further" in caplog.text
+        assert "samples[1] keeps" not in caplog.text  # fast is past the window there
         # The slow group catches up: the window applies again.
         await r.hset(group_key("slow", "offsets"), "samples:0", 60)
         await streams.apply_age_retention(r, now_ms=now)
