@@ -96,7 +96,12 @@ for _, entry in ipairs(entries) do
   local tombstone = true
   for i = 1, #fields, 2 do
     local name = fields[i]
-    if name == 'k' then key = fields[i + 1] elseif name == 'v' then tombstone = false end
+    -- An empty value is a delete written before tombstones existed (changelogs only).
+    if name == 'k' then
+      key = fields[i + 1]
+    elseif name == 'v' then
+      tombstone = fields[i + 1] == ''
+    end
   end
   if key then
     local field = 'k:' .. key

@@ -154,21 +154,23 @@ async def test_compaction_drops_tombstones_after_delete_retention(versioned_url:
             (b"back", None, None, T0_MS),
             (b"back", b"2", None, T0_MS),  # set again after its delete
             (b"kept", b"1", None, T0_MS),
+            (b"legacy", b"1", None, T0_MS),
+            (b"legacy", b"", None, T0_MS),  # a delete as bb43412 wrote it
         ]
         await streams.append(r, topic, 0, entries)
         await compactor.compact(topic, 0, now_ms=T0_MS, delete_retention_s=10)
         held = [(k, v) for _, (k, v, _, _) in await streams.read(r, topic, 0, 0)]
-        assert held == [(b"gone", None), (b"back", b"2"), (b"kept", b"1")]
+        assert held == [(b"gone", None), (b"back", b"2"), (b"kept", b"1"), (b"legacy", b"")]
         # Within the delete retention the tombstone stays (a reader sees the delete).
         await compactor.compact(topic, 0, now_ms=T0_MS + 9_000, delete_retention_s=10)
-        assert await r.xlen(stream_key(topic, 0)) == 3
+        assert await r.xlen(stream_key(topic, 0)) == 4
         await compactor.compact(topic, 0, now_ms=T0_MS + 11_000, delete_retention_s=10)
         held = [(k, v) for _, (k, v, _, _) in await streams.read(r, topic, 0, 0)]
         assert held == [(b"back", b"2"), (b"kept", b"1")]
         index = await r.hgetall(index_key(topic, 0))
         assert sorted(k for k in index if k.startswith(b"k:")) == [b"k:back", b"k:kept"]
         assert await r.zcard(tombstones_key(topic, 0)) == 0
-        assert compactor.tombstones_dropped == 1
+        assert compactor.tombstones_dropped == 2
     finally:
         await r.aclose()
 
