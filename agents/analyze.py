@@ -127,6 +127,8 @@ async def _collect(
         )
         for entry_offset, (_, value, _, _) in entries:
             offset = entry_offset
+            if value is None:  # a tombstone (none in live)
+                continue
             event = json.loads(value)
             if event.get("type") == "alert" and event["alert"]["id"] not in seen_alerts:
                 seen_alerts.add(event["alert"]["id"])

@@ -34,7 +34,9 @@ from agents.write_behind import Hold, WriteBehind, WriteOnCommit
 from pipeline.constants import APP_ID, LIVE_TOPIC, SAMPLES_TOPIC, STORE_TOPIC
 from pipeline.db import MetricRow, finish_session, insert_metric_rows, metric_rows, utc_naive
 from pipeline.records import session_key
+from pipeline.retention import apply_topic_retentions
 from pipeline.settings import Settings
+from pipeline.transport.clients import connect
 from pipeline.transport.consumer import BATCH_OFFSETS_HEADER, batch_offsets
 from pipeline.transport.driver import read_in_batches
 
@@ -144,6 +146,11 @@ def create_live_app(
         # more than computing the event. The topics are declared once, here.
         await live.maybe_declare()
         await store.maybe_declare()
+        retention_client = await connect(redis_url)
+        try:
+            await apply_topic_retentions(retention_client, settings, topic_prefix)
+        finally:
+            await retention_client.aclose()
         send = app.producer.send
         live_name, store_name = live.get_topic_name(), store.get_topic_name()
         # Acked by the write-behind store once the state holding the record is saved.

@@ -288,7 +288,7 @@ async def _tail_live(
             )
             for entry_id, fields in entries:
                 positions[partition] = streams.offset_of(entry_id)
-                event = orjson.loads(streams.decode_entry(fields)[1])
+                event = orjson.loads(streams.decode_entry(fields)[1] or b"{}")
                 if event.get("type") == "metrics_update":
                     counts[0] += 1
                     latencies.append(now_ms - event["ingest_ms"])

@@ -58,6 +58,19 @@ class Settings(BaseSettings):
     jwt_leeway_s: float = Field(default=10.0, ge=0, le=300, description="Clock skew allowed")
     samples_partitions: Partitions = Field(default=8, description="Partitions of 'samples'")
     live_partitions: Partitions = Field(default=8, description="Partitions of 'live'")
+    samples_retention_s: float = Field(
+        default=24 * 3600.0,
+        ge=1,
+        description="Seconds 'samples' is kept (never past the lowest committed offset)",
+    )
+    store_retention_s: float = Field(
+        default=24 * 3600.0,
+        ge=1,
+        description="Seconds 'store' is kept (never past the lowest committed offset)",
+    )
+    live_retention_s: float = Field(
+        default=2 * 3600.0, ge=1, description="Seconds 'live' is kept: the resume window"
+    )
     web_host: str = Field(default="127.0.0.1", description="Edge listen address")
     web_port: Port = Field(default=8080, description="Edge listen port")
     worker_web_port: Port = Field(

@@ -21,6 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from psycopg_pool import AsyncConnectionPool
 
 from pipeline.constants import LIVE_TOPIC, SAMPLES_TOPIC
+from pipeline.retention import apply_topic_retentions
 from pipeline.settings import Settings
 from pipeline.transport.clients import client_options
 from pipeline.transport.streams import declare_topic
@@ -189,6 +190,7 @@ def create_app(
         edge.access = Access(edge.store)
         await declare_topic(edge.redis, SAMPLES_TOPIC, settings.samples_partitions)
         await declare_topic(edge.redis, LIVE_TOPIC, settings.live_partitions)
+        await apply_topic_retentions(edge.redis, settings)
         try:
             yield
         finally:

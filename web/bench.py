@@ -369,6 +369,8 @@ async def _worker_share_ms(redis_url: str, since_ms: float) -> list[float]:
     try:
         for p in range(PARTITIONS):
             for _, (_, value, _, ts_ms) in await read(redis, LIVE_TOPIC, p, 0, count=1_000_000):
+                if value is None:  # a tombstone (none in live)
+                    continue
                 event = json.loads(value)
                 if event.get("type") != "metrics_update" or "bench" in event:
                     continue

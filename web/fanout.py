@@ -75,8 +75,10 @@ class Hub:
                 conn.send(frame, kind)
 
 
-def build_event(partition: int, offset: int, value: bytes) -> LiveEvent | None:
+def build_event(partition: int, offset: int, value: bytes | None) -> LiveEvent | None:
     """Parse a ``live`` entry into the frame sockets get; None if it is not an event."""
+    if value is None:  # a tombstone: nothing to show
+        return None
     try:
         data = orjson.loads(value)
     except ValueError:

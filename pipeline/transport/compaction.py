@@ -11,6 +11,14 @@ a cursor, deletes (``XDEL``) the entry each of them supersedes and moves the cur
 atomically, so it is safe to run from several workers at once and to interrupt at any
 point. Offsets do not change: compaction only leaves gaps, which Faust's recovery
 tolerates (it reads to the highwater, whatever lies between).
+
+A tombstone (a deleted table key: an entry with no value) is kept for
+:data:`DELETE_RETENTION_S` after compaction first saw it, then it and the key's index
+entry are removed, so deleted keys cost nothing for good. The index records the
+topic's incarnation (:func:`pipeline.transport.topics.incarnation`) and is rebuilt
+from the stream's start when the topic was re-created, the stream is gone, or the
+stream ends before the index's cursor: an index of an earlier life would delete
+entries of other keys.
 """
 
 from __future__ import annotations
@@ -18,12 +26,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import time
 from collections.abc import Callable, Iterable
 
 import redis.asyncio as aioredis
 
+from pipeline.transport import streams
 from pipeline.transport.errors import TRANSIENT_ERRORS
-from pipeline.transport.keys import COMPACTED_KEY, index_key, stream_key
+from pipeline.transport.keys import COMPACTED_KEY, index_key, stream_key, tombstones_key
 
 log = logging.getLogger(__name__)
 
@@ -36,30 +47,103 @@ CHUNK = 10
 INTERVAL_S = 5.0
 CURSOR_FIELD = "__cursor__"
 
-# KEYS[1] stream, KEYS[2] index; ARGV[1] count. Returns {deleted, examined}.
+#: Seconds a tombstone (a deleted table key) stays in a changelog after compaction
+#: first saw it (Kafka's ``delete.retention.ms``, 24 h): a consumer that reads the
+#: changelog within that time sees the delete. Then the tombstone and the key's index
+#: entry go.
+DELETE_RETENTION_S = float(os.environ.get("LIVECOACH_DELETE_RETENTION_S", str(24 * 3600)))
+INCARNATION_FIELD = "__incarnation__"
+
+# KEYS[1] stream, KEYS[2] index, KEYS[3] tombstones (zset: key -> first seen, ms);
+# ARGV[1] count, ARGV[2] now_ms, ARGV[3] delete retention ms, ARGV[4] the topic's
+# incarnation. Index values: the entry id of a key's latest entry, "d" + id when that
+# entry is a tombstone. Returns {deleted, examined, reset (0, 1 re-created, 2 gone,
+# 3 stream behind the cursor), tombstones dropped}.
 _COMPACT_LUA = """
-local cursor = redis.call('HGET', KEYS[2], '__cursor__') or '0-0'
-local entries = redis.call('XRANGE', KEYS[1], '(' .. cursor, '+', 'COUNT', ARGV[1])
+local stream, index, tombs = KEYS[1], KEYS[2], KEYS[3]
+local function seq(id) return tonumber(string.sub(id, string.find(id, '-', 1, true) + 1)) end
+if redis.call('EXISTS', stream) == 0 then
+  local had = redis.call('DEL', index, tombs)
+  return {0, 0, had > 0 and 2 or 0, 0}
+end
+local reset = 0
+local stored = redis.call('HGET', index, '__incarnation__')
+local cursor = redis.call('HGET', index, '__cursor__')
+if stored and stored ~= ARGV[4] then
+  reset = 1
+elseif cursor then
+  local info = redis.call('XINFO', 'STREAM', stream)
+  for i = 1, #info, 2 do
+    if info[i] == 'last-generated-id' then
+      if seq(info[i + 1]) < seq(cursor) then reset = 3 end
+      break
+    end
+  end
+end
+if reset > 0 then
+  redis.call('DEL', index, tombs)
+  cursor = nil
+end
+if not stored or reset > 0 then redis.call('HSET', index, '__incarnation__', ARGV[4]) end
+cursor = cursor or '0-0'
+local entries = redis.call('XRANGE', stream, '(' .. cursor, '+', 'COUNT', ARGV[1])
+local now = tonumber(ARGV[2])
 local deleted = 0
 for _, entry in ipairs(entries) do
   local id = entry[1]
   local fields = entry[2]
   local key = nil
+  local tombstone = true
   for i = 1, #fields, 2 do
-    if fields[i] == 'k' then key = fields[i + 1] break end
+    local name = fields[i]
+    -- An empty value is a delete written before tombstones existed (changelogs only).
+    if name == 'k' then
+      key = fields[i + 1]
+    elseif name == 'v' then
+      tombstone = fields[i + 1] == ''
+    end
   end
   if key then
-    local previous = redis.call('HGET', KEYS[2], 'k:' .. key)
+    local field = 'k:' .. key
+    local previous = redis.call('HGET', index, field)
     if previous then
-      deleted = deleted + redis.call('XDEL', KEYS[1], previous)
+      if string.sub(previous, 1, 1) == 'd' then
+        previous = string.sub(previous, 2)
+        if not tombstone then redis.call('ZREM', tombs, key) end
+      end
+      deleted = deleted + redis.call('XDEL', stream, previous)
     end
-    redis.call('HSET', KEYS[2], 'k:' .. key, id)
+    if tombstone then
+      redis.call('HSET', index, field, 'd' .. id)
+      redis.call('ZADD', tombs, now, key)
+    else
+      redis.call('HSET', index, field, id)
+    end
   end
   cursor = id
 end
-redis.call('HSET', KEYS[2], '__cursor__', cursor)
-return {deleted, #entries}
+redis.call('HSET', index, '__cursor__', cursor)
+local dropped = 0
+local expired = redis.call('ZRANGEBYSCORE', tombs, '-inf', now - tonumber(ARGV[3]),
+  'LIMIT', 0, ARGV[1])
+for _, key in ipairs(expired) do
+  local field = 'k:' .. key
+  local latest = redis.call('HGET', index, field)
+  if latest and string.sub(latest, 1, 1) == 'd' then
+    dropped = dropped + redis.call('XDEL', stream, string.sub(latest, 2))
+    redis.call('HDEL', index, field)
+  end
+  redis.call('ZREM', tombs, key)
+end
+return {deleted, #entries, reset, dropped}
 """
+
+#: Why a compaction index was thrown away (the script's third result).
+_RESETS = {
+    1: "the topic was re-created (its incarnation changed)",
+    2: "the stream is gone",
+    3: "the stream is behind the index's cursor (re-created or restored from a snapshot)",
+}
 
 
 class Compactor:
@@ -70,18 +154,43 @@ class Compactor:
         self._script = redis.register_script(_COMPACT_LUA)
         self.deleted = 0
         self.examined = 0
+        self.tombstones_dropped = 0
 
-    async def compact(self, topic: str, partition: int, *, max_entries: int | None = None) -> int:
-        """Compact what was appended since the last pass; returns entries deleted."""
-        keys = [stream_key(topic, partition), index_key(topic, partition)]
+    async def compact(
+        self,
+        topic: str,
+        partition: int,
+        *,
+        max_entries: int | None = None,
+        now_ms: int | None = None,
+        delete_retention_s: float | None = None,
+    ) -> int:
+        """Compact what was appended since the last pass; returns entries deleted
+        (superseded entries and expired tombstones)."""
+        keys = [
+            stream_key(topic, partition),
+            index_key(topic, partition),
+            tombstones_key(topic, partition),
+        ]
+        life = await streams.incarnation(self.redis, topic)
+        retention_ms = int(
+            (DELETE_RETENTION_S if delete_retention_s is None else delete_retention_s) * 1000
+        )
         deleted = 0
         seen = 0
         while max_entries is None or seen < max_entries:
-            result = await self._script(keys=keys, args=[CHUNK])
-            gone, examined = int(result[0]), int(result[1])
-            deleted += gone
+            now = now_ms if now_ms is not None else int(time.time() * 1000)
+            result = await self._script(keys=keys, args=[CHUNK, now, retention_ms, life])
+            gone, examined, reset, dropped = (int(r) for r in result)
+            if reset:
+                log.warning(
+                    "compaction index of %s[%d] reset: %s; compacting from its start",
+                    topic, partition, _RESETS.get(reset, reset),
+                )  # fmt: skip
+            deleted += gone + dropped
+            self.tombstones_dropped += dropped
             seen += examined
-            if examined < CHUNK:
+            if examined < CHUNK and dropped < CHUNK:
                 break
             await asyncio.sleep(0)  # let the worker's own work run between chunks
         self.deleted += deleted

@@ -64,9 +64,12 @@ BATCH_OFFSETS_HEADER = "offsets"
 
 def _joined(batch: list[Record]) -> Record:
     """Consecutive entries as one record: a JSON array of their values (see
-    :func:`pipeline.transport.driver.read_in_batches`), with their offsets in a header."""
+    :func:`pipeline.transport.driver.read_in_batches`), with their offsets in a header.
+
+    A tombstone (no value: batched topics are not changelogs, but nothing stops a
+    producer) joins as ``null``, so that values and offsets stay aligned."""
     first, last = batch[0], batch[-1]
-    value = b"[" + b",".join(record.value for record in batch) + b"]"
+    value = b"[" + b",".join(b"null" if r.value is None else r.value for r in batch) + b"]"
     if last.offset - first.offset + 1 == len(batch):
         offsets = f"{first.offset}-{last.offset}".encode()
     else:
@@ -92,7 +95,7 @@ class Record:
         self,
         offset: int,
         key: bytes | None,
-        value: bytes,
+        value: bytes | None,
         headers: dict[str, bytes],
         timestamp_ms: int,
     ) -> None:
@@ -191,9 +194,23 @@ class Consumer(FaustConsumer):
         await super().on_start()
 
     async def _retention_loop(self) -> None:
-        """The group leader trims topics with an age retention (any member could)."""
+        """The group leader trims topics with an age retention (any member could).
+
+        Every member marks the group alive at start and every pass, so that the leader
+        of any group never trims past this group's commits (registered again after
+        Redis lost it).
+        """
+        first = True
         while True:
-            await asyncio.sleep(RETENTION_INTERVAL_S)
+            if not first:
+                await asyncio.sleep(RETENTION_INTERVAL_S)
+            try:
+                await streams.register_group(self.transport_redis, self.group)
+            except TRANSIENT_ERRORS as exc:
+                log.warning("registering group %s failed (%r)", self.group, exc)
+                continue
+            finally:
+                first = False
             if self._coordinator is None or not self._coordinator.is_leader:
                 continue
             try:
@@ -256,14 +273,7 @@ class Consumer(FaustConsumer):
         return {m: cast(bytes, a.encode()) for m, a in result.items()}
 
     async def _partitions(self, topic: str) -> int:
-        transport = self._rt
-        count = transport.partition_counts.get(topic)
-        if count is None:
-            count = await streams.partition_count(self.transport_redis, topic)
-            if count is None:
-                count = int(self.app.conf.topic_partitions)
-            transport.partition_counts[topic] = count
-        return int(count)
+        return await self._rt.stored_partitions(self.transport_redis, topic)
 
     async def _revoke(self) -> None:
         self.app.on_rebalance_start()
@@ -486,6 +496,8 @@ class Consumer(FaustConsumer):
 
     def _to_message(self, tp: TP, record: Record) -> ConsumerMessage:
         headers = list(record.headers.items())
+        if record.value == b"" and tp.topic in self.app.tables.changelog_topics:
+            record.value = None  # a delete written before tombstones existed
         return ConsumerMessage(
             tp.topic,
             tp.partition,
@@ -497,7 +509,7 @@ class Consumer(FaustConsumer):
             record.value,
             None,
             len(record.key) if record.key is not None else 0,
-            len(record.value),
+            len(record.value) if record.value is not None else 0,
             tp,
             generation_id=self.app.consumer_generation_id,
         )

@@ -92,10 +92,29 @@ class Transport(base.Transport):
         conductor._resubscribe_sleep_lock_seconds = RESUBSCRIBE_DELAY_S  # type: ignore[attr-defined]
         return conductor
 
+    async def stored_partitions(self, redis: aioredis.Redis, topic: str) -> int:
+        """``topic``'s partition count as stored in Redis (cached for this process).
+
+        A topic nobody declared gets this app's ``topic_partitions`` recorded, unless
+        another app recorded its own first: every app then uses the same count (with
+        each its own, records went to partitions the other never read).
+        """
+        count = self.partition_counts.get(topic)
+        if count is None:
+            count = await streams.ensure_partition_count(
+                redis, topic, int(self.app.conf.topic_partitions)
+            )
+            self.partition_counts[topic] = count
+        return count
+
     def partition_for(
         self, topic: str, key: bytes | None, round_robin: itertools.count[int] | None = None
     ) -> int:
-        """The partition a record without an explicit one goes to (Kafka's choice)."""
+        """The partition a record without an explicit one goes to (Kafka's choice).
+
+        Uses the stored count (:meth:`stored_partitions`, which the producer and the
+        consumer call before they partition a topic).
+        """
         count = self.partition_counts.get(topic) or int(self.app.conf.topic_partitions)
         if key is None:
             return next(round_robin) % count if round_robin is not None else 0

@@ -16,6 +16,10 @@ TOPICS_KEY = f"{KEY_PREFIX}:topics"
 RETENTION_KEY = f"{KEY_PREFIX}:retention"
 #: Set of topics declared as compacted (Faust's changelogs).
 COMPACTED_KEY = f"{KEY_PREFIX}:compacted"
+#: Hash of topic name -> random id of the topic's current life (new when re-created).
+INCARNATIONS_KEY = f"{KEY_PREFIX}:incarnations"
+#: Sorted set of consumer group -> when last seen (ms): whose commits bound retention.
+GROUPS_KEY = f"{KEY_PREFIX}:groups"
 
 
 def stream_key(topic: str, partition: int) -> str:
@@ -26,6 +30,11 @@ def stream_key(topic: str, partition: int) -> str:
 def index_key(topic: str, partition: int) -> str:
     """The compaction index of a partition: key -> latest entry id, and the cursor."""
     return f"{KEY_PREFIX}:compact:{{{topic}:{partition}}}"
+
+
+def tombstones_key(topic: str, partition: int) -> str:
+    """Keys of a changelog partition whose latest entry is a tombstone -> when seen (ms)."""
+    return f"{KEY_PREFIX}:tombstones:{{{topic}:{partition}}}"
 
 
 def group_key(group: str, name: str) -> str:

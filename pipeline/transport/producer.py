@@ -125,18 +125,12 @@ class Producer(FaustProducer):
     ) -> Awaitable[RecordMetadata]:
         if partition is None:
             if topic not in self._rt.partition_counts:
-                # Declared by someone else (another app, the web edge): ask Redis once.
-                count = await streams.partition_count(self.redis, topic)
-                self._rt.partition_counts[topic] = count or int(self.app.conf.topic_partitions)
+                await self._rt.stored_partitions(self.redis, topic)
             partition = self._rt.partition_for(topic, key, self._round_robin[topic])
         timestamp_ms = int((timestamp if timestamp is not None else time.time()) * 1000)
         fut: asyncio.Future[RecordMetadata] = self._loop_now().create_future()
-        entry: streams.Entry = (
-            key,
-            value if value is not None else b"",
-            _headers(headers),
-            timestamp_ms,
-        )
+        # A None value stays None: a tombstone (Faust's table delete).
+        entry: streams.Entry = (key, value, _headers(headers), timestamp_ms)
         self._pending.append((topic, int(partition), entry, fut))
         self._wakeup.set()
         return fut

@@ -11,17 +11,22 @@ writes topics without Faust (the web edge). This module is the stable, Faust-fre
   script (loaded once, called by sha, reloaded after ``NOSCRIPT``) computes it from the
   stream's ``last-generated-id``. Both survive trimming and restarts with AOF.
 * An entry has the fields ``v`` (value bytes), ``t`` (timestamp in ms), ``k`` (key
-  bytes, absent for a ``None`` key) and ``h.<name>`` per header.
+  bytes, absent for a ``None`` key) and ``h.<name>`` per header. A ``None`` value (a
+  tombstone: Faust's table delete) has no ``v`` field and reads back as ``None``.
 * :func:`partition_for_key` is Kafka's default partitioner (murmur2), so a key lands
   on the partition Kafka would choose.
 * Retention per topic (:class:`Retention`) is kept in Redis: ``maxlen`` trims with
-  ``MAXLEN ~`` on every append, ``max_age_ms`` is applied by :func:`trim_by_age`.
+  ``MAXLEN ~`` on every append, ``max_age_ms`` is applied by :func:`trim_by_age`, never
+  past the lowest offset committed by a consumer group (:func:`apply_age_retention`).
+* Topic metadata (stored partition counts, incarnations, groups, :func:`delete_topic`)
+  lives in :mod:`pipeline.transport.topics` and is re-exported here.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import logging
 import time
 import weakref
 from collections.abc import Mapping, Sequence
@@ -32,11 +37,20 @@ import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError, ResponseError
 
 from pipeline.transport.errors import TopicError
-from pipeline.transport.keys import RETENTION_KEY, TOPICS_KEY
+from pipeline.transport.keys import INCARNATIONS_KEY, RETENTION_KEY, TOPICS_KEY, tp_field
 from pipeline.transport.keys import stream_key as stream_key  # re-exported: the public API
+from pipeline.transport.topics import GROUP_EXPIRY_S, group_commits, live_groups, new_incarnation
+from pipeline.transport.topics import delete_topic as delete_topic  # re-exported
+from pipeline.transport.topics import ensure_partition_count as ensure_partition_count
+from pipeline.transport.topics import incarnation as incarnation  # re-exported
+from pipeline.transport.topics import register_group as register_group  # re-exported
 
-#: (key, value, headers, timestamp_ms) of one record.
-Entry: TypeAlias = tuple[bytes | None, bytes, Mapping[str, bytes] | None, int]
+log = logging.getLogger(__name__)
+
+#: (key, value, headers, timestamp_ms) of one record; a None value is a tombstone.
+Entry: TypeAlias = tuple[bytes | None, bytes | None, Mapping[str, bytes] | None, int]
+#: (key, value, headers, timestamp_ms) as read back.
+Decoded: TypeAlias = tuple[bytes | None, bytes | None, dict[str, bytes], int]
 Fields: TypeAlias = Mapping[bytes, bytes] | Mapping[str, bytes] | Mapping[Any, Any] | Any
 
 FIELD_KEY = b"k"
@@ -99,13 +113,19 @@ def partition_for_key(key: bytes, partitions: int) -> int:
 
 
 def encode_entry(
-    key: bytes | None, value: bytes, headers: Mapping[str, bytes] | None, timestamp_ms: int
+    key: bytes | None,
+    value: bytes | None,
+    headers: Mapping[str, bytes] | None,
+    timestamp_ms: int,
 ) -> dict[bytes, bytes]:
-    """The stream fields of one record."""
-    fields: dict[bytes, bytes] = {
-        FIELD_VALUE: value if value is not None else b"",
-        FIELD_TIMESTAMP: str(int(timestamp_ms)).encode(),
-    }
+    """The stream fields of one record (no ``v`` field for a ``None`` value: a tombstone).
+
+    An empty value and a deleted one must stay apart: Faust deletes a table key by
+    writing ``None`` to its changelog, and recovery decodes anything else as a value.
+    """
+    fields: dict[bytes, bytes] = {FIELD_TIMESTAMP: str(int(timestamp_ms)).encode()}
+    if value is not None:
+        fields[FIELD_VALUE] = value
     if key is not None:
         fields[FIELD_KEY] = key
     if headers:
@@ -118,12 +138,11 @@ def _b(value: Any) -> bytes:
     return value if isinstance(value, bytes) else str(value).encode()
 
 
-def decode_entry(
-    fields: Fields,
-) -> tuple[bytes | None, bytes, dict[str, bytes], int]:
-    """(key, value, headers, timestamp_ms) from the fields of an entry."""
+def decode_entry(fields: Fields) -> Decoded:
+    """(key, value, headers, timestamp_ms) from the fields of an entry (value None:
+    a tombstone)."""
     key: bytes | None = None
-    value = b""
+    value: bytes | None = None
     timestamp_ms = 0
     headers: dict[str, bytes] = {}
     for raw_name, raw in fields.items():
@@ -357,7 +376,7 @@ async def read(
     *,
     count: int = 1000,
     block_ms: int | None = None,
-) -> list[tuple[int, tuple[bytes | None, bytes, dict[str, bytes], int]]]:
+) -> list[tuple[int, Decoded]]:
     """Records at ``from_offset`` and after: ``[(offset, (key, value, headers, ts_ms))]``.
 
     With ``block_ms`` waits up to that long for a record to arrive.
@@ -380,7 +399,7 @@ async def read_many(
     *,
     count: int = 1000,
     block_ms: int | None = None,
-) -> dict[tuple[str, int], list[tuple[int, tuple[bytes | None, bytes, dict[str, bytes], int]]]]:
+) -> dict[tuple[str, int], list[tuple[int, Decoded]]]:
     """Tail several partitions with one ``XREAD``: ``{(topic, partition): next offset}``.
 
     Returns the records at and after each position, per partition (partitions with
@@ -405,13 +424,19 @@ async def read_many(
 
 
 async def declare_topic(redis: aioredis.Redis, topic: str, partitions: int) -> int:
-    """Record ``topic`` with ``partitions``; idempotent. Raises on a different count."""
-    await redis.hsetnx(TOPICS_KEY, topic, partitions)
+    """Record ``topic`` with ``partitions``; idempotent. Raises on a different count.
+
+    A topic declared for the first time (or again after it was deleted) gets a new
+    incarnation id, which invalidates compaction state left from an earlier life.
+    """
+    if await redis.hsetnx(TOPICS_KEY, topic, partitions):
+        await redis.hset(INCARNATIONS_KEY, topic, new_incarnation())
     stored = int(await redis.hget(TOPICS_KEY, topic) or partitions)
     if stored != partitions:
         raise TopicError(
             f"topic {topic!r} exists with {stored} partitions, but {partitions} were "
-            f"requested; delete {TOPICS_KEY}[{topic}] and its streams to change it"
+            f"requested; to change it, stop its apps and delete the topic with "
+            f"pipeline.transport.streams.delete_topic(redis, {topic!r}) (its data is lost)"
         )
     return stored
 
@@ -470,16 +495,50 @@ async def retentions(redis: aioredis.Redis) -> dict[str, Retention]:
 
 
 async def apply_age_retention(redis: aioredis.Redis, *, now_ms: int | None = None) -> int:
-    """Trim every partition of every topic with a ``max_age_ms``; returns entries removed."""
+    """Trim every partition of every topic with a ``max_age_ms``; returns entries removed.
+
+    Never past the lowest offset committed for that partition by a live consumer group
+    (see :func:`pipeline.transport.topics.register_group`): a group that lags keeps
+    what it has not read, as Kafka would not (there the group would lose it).
+    """
+    now = now_ms if now_ms is not None else int(time.time() * 1000)
+    aged = {t: r.max_age_ms for t, r in (await retentions(redis)).items() if r.max_age_ms}
+    if not aged:
+        return 0
+    groups, expired = await live_groups(redis, now_ms=now)
+    if expired:
+        log.warning(
+            "retention: ignoring the commits of consumer groups not seen for %.0f s: %s",
+            GROUP_EXPIRY_S, ", ".join(sorted(expired)),
+        )  # fmt: skip
+    commits = await group_commits(redis, groups)
     removed = 0
-    for topic, retention in (await retentions(redis)).items():
-        if not retention.max_age_ms:
-            continue
+    for topic, max_age_ms in aged.items():
         for partition in range(await partition_count(redis, topic) or 0):
+            field_name = tp_field(topic, partition)
+            held = {g: c[field_name] for g, c in commits.items() if field_name in c}
+            bound = min(held.values()) if held else None
             removed += await trim_by_age(
-                redis, topic, partition, retention.max_age_ms, now_ms=now_ms
+                redis, topic, partition, max_age_ms, now_ms=now, max_offset=bound
             )
+            if bound is not None and await _older_than(
+                redis, topic, partition, bound, now - max_age_ms
+            ):
+                laggards = sorted(g for g, offset in held.items() if offset == bound)
+                log.warning(
+                    "retention: %s[%d] keeps entries older than %d ms from offset %d on: "
+                    "group(s) %s committed no further (memory grows until they catch up)",
+                    topic, partition, max_age_ms, bound, ", ".join(laggards),
+                )  # fmt: skip
     return removed
+
+
+async def _older_than(
+    redis: aioredis.Redis, topic: str, partition: int, offset: int, cutoff_ms: int
+) -> bool:
+    """Whether the entry at ``offset`` (or the next one held) is older than ``cutoff_ms``."""
+    found: Any = await redis.xrange(stream_key(topic, partition), stream_id(offset), "+", count=1)
+    return bool(found) and decode_entry(found[0][1])[3] < cutoff_ms
 
 
 async def trim_by_age(
@@ -489,16 +548,21 @@ async def trim_by_age(
     max_age_ms: int,
     *,
     now_ms: int | None = None,
+    max_offset: int | None = None,
 ) -> int:
     """Delete entries older than ``max_age_ms`` (by their timestamp); returns how many.
 
     Stream ids carry offsets, not times, so this binary-searches the first young
     entry (timestamps are assumed to grow with offsets) and trims with ``MINID``.
+    ``max_offset`` keeps that offset and everything after it whatever their age (the
+    lowest committed offset of the groups reading the partition).
     """
     key = stream_key(topic, partition)
     cutoff = (now_ms if now_ms is not None else int(time.time() * 1000)) - max_age_ms
     lo = await earliest(redis, topic, partition)
     hi = await highwater(redis, topic, partition)
+    if max_offset is not None:
+        hi = min(hi, max(lo, max_offset))
     while lo < hi:
         mid = (lo + hi) // 2
         found: Any = await redis.xrange(key, stream_id(mid), "+", count=1)
@@ -509,4 +573,5 @@ async def trim_by_age(
             lo = offset_of(found[0][0]) + 1
         else:
             hi = mid
+    lo = min(lo, hi)
     return int(await redis.xtrim(key, minid=stream_id(lo), approximate=False))

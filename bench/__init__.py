@@ -1,0 +1,1 @@
+"""Benchmarks kept out of the shipped packages (run from a source checkout)."""
