@@ -30,7 +30,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from agents.processing import Processor
-from agents.write_behind import Hold, WriteBehind, WriteOnCommit
+from agents.write_behind import DeferredDeletes, Hold, WriteBehind, WriteOnCommit
 from pipeline.constants import APP_ID, LIVE_TOPIC, SAMPLES_TOPIC, STORE_TOPIC
 from pipeline.db import MetricRow, finish_session, insert_metric_rows, metric_rows, utc_naive
 from pipeline.records import session_key
@@ -133,9 +133,14 @@ def create_live_app(
         "sessions", default=None, key_type=bytes, partitions=partitions, use_partitioner=True
     )
     blocks = app.Table("decoupling-blocks", default=None, key_type=bytes, partitions=partitions)
-    processor = Processor(block_store=_StrKeyed(blocks), alerts=settings.alerts_enabled)
+    # A block key is "<session id>/<output>/<index>": its owner is the session.
+    block_store = DeferredDeletes(_StrKeyed(blocks), lambda key: key.partition("/")[0].encode())
+    processor = Processor(block_store=block_store, alerts=settings.alerts_enabled)
     states = WriteBehind(
-        sessions, lambda key, state: processor.snapshot(int(key), state), every_s=STATE_WRITE_S
+        sessions,
+        lambda key, state: processor.snapshot(int(key), state),
+        every_s=STATE_WRITE_S,
+        written=block_store.flush,
     )
     app.sensors.add(WriteOnCommit(states))
 

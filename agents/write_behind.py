@@ -28,13 +28,14 @@ seen (sample times only move forward).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from faust.sensors import Sensor
 
 State = dict[str, Any]
+V = TypeVar("V")
 
 
 class Ackable(Protocol):
@@ -75,8 +76,11 @@ class WriteBehind:
         *,
         every_s: float = 3.0,
         clock: Callable[[], float] = time.monotonic,
+        written: Callable[[bytes], None] = lambda key: None,
     ) -> None:
         self.table = table
+        #: Called right after a state was handed to its table (see :class:`DeferredDeletes`).
+        self.written = written
         #: Brings a state up to date just before it is written (the processor's snapshot).
         self.prepare = prepare
         self.every_s = every_s
@@ -133,8 +137,50 @@ class WriteBehind:
     def _write(self, key: bytes, dirty: _Dirty) -> None:
         del self.dirty[key]
         self.table[key] = self.prepare(key, dirty.state)
+        self.written(key)
         for hold in dirty.holds:
             hold.release()
+
+
+class DeferredDeletes(MutableMapping[str, V]):
+    """A store (another table of the agent) whose deletes wait for the owner's state.
+
+    The live agent writes a session's decoupling blocks at once, but the session's state,
+    which says which blocks it still reads, only every few seconds (:class:`WriteBehind`).
+    Deleting a block at once let the changelog run ahead of the saved state: a worker
+    restarted from that state replayed samples that read the deleted block, and the agent
+    crashed on a KeyError at every restart (tests/test_agents_e2e.py, sessions past 128
+    samples). Here a delete is held per owner (the session) and done by :meth:`flush`
+    right after the owner's state was written, so the changelog never holds a delete the
+    saved state does not know of. A held delete lost in a crash is made again: the
+    replayed samples retire the same blocks.
+    """
+
+    def __init__(self, store: MutableMapping[str, V], owner: Callable[[str], bytes]) -> None:
+        self.store = store
+        #: The owner (a WriteBehind key) of a store key.
+        self.owner = owner
+        self.held: dict[bytes, list[str]] = {}
+
+    def __getitem__(self, key: str) -> V:
+        return self.store[key]
+
+    def __setitem__(self, key: str, value: V) -> None:
+        self.store[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        self.held.setdefault(self.owner(key), []).append(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.store)
+
+    def __len__(self) -> int:
+        return len(self.store)
+
+    def flush(self, owner: bytes) -> None:
+        """Do the deletes held for ``owner`` (its state was just written)."""
+        for key in self.held.pop(owner, ()):
+            self.store.pop(key, None)
 
 
 class WriteOnCommit(Sensor):

@@ -46,9 +46,12 @@ class Workers:
             "LIVECOACH_LOG_LEVEL": "WARNING",
         }
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        #: A restarted worker listens where its predecessor did, as a deployed one does.
+        self.ports: dict[str, int] = {}
 
     def start(self, app: str) -> None:
-        env = {**self.env, "LIVECOACH_WORKER_WEB_PORT": str(free_port())}
+        port = self.ports.setdefault(app, free_port())
+        env = {**self.env, "LIVECOACH_WORKER_WEB_PORT": str(port)}
         self.procs[app] = subprocess.Popen(
             [sys.executable, "-m", "pipeline.cli", "worker", "--app", app],
             env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -313,7 +316,6 @@ def _uninterrupted_summary(sid: int) -> dict[str, Any]:
     return dict(stop["summary"])
 
 
-@pytest.mark.xfail(reason="issue 12 item 1 (being fixed): recovery fails on deletes", strict=False)
 async def test_live_worker_restarts_mid_long_sessions_lose_nothing(
     workers: Workers, redis_url: str, database_url: str
 ) -> None:

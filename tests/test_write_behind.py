@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from agents.write_behind import Hold, WriteBehind
+from agents.write_behind import DeferredDeletes, Hold, WriteBehind
 
 
 class _Event:
@@ -94,3 +94,40 @@ def test_quiet_sessions_are_written_at_commits_and_the_edited_one_is_not() -> No
     store.checkin(b"busy", {"n": 2}, Hold(_Event()))  # long overdue: written right away
     assert set(table) == {b"quiet", b"busy"} and first.acks == 1
     assert store.dirty == {} and store.write_all() == 0
+
+
+class _Log(dict[str, Any]):
+    """A table that records the order of writes and deletes (the changelog's order)."""
+
+    def __init__(self, log: list[str]) -> None:
+        super().__init__()
+        self.log = log
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self.log.append(f"set {key!r}")
+        super().__setitem__(key, value)
+
+    def pop(self, key: Any, default: Any = None) -> Any:
+        self.log.append(f"del {key!r}")
+        return super().pop(key, default)
+
+
+def test_a_block_delete_reaches_the_changelog_only_after_its_sessions_state() -> None:
+    log: list[str] = []
+    blocks = DeferredDeletes(_Log(log), lambda key: key.partition("/")[0].encode())
+    states = _Log(log)
+    clock = _Clock()
+    store = WriteBehind(states, every_s=3.0, clock=clock, written=blocks.flush)
+    blocks["4/power/0"] = [1.0]
+    blocks["7/power/0"] = [2.0]
+    hold = Hold(_Event())
+    store.checkin(b"4", {"n": 1}, hold)
+    del blocks["4/power/0"]  # the state being built no longer reads block 0
+    del blocks["7/power/0"]
+    assert blocks["4/power/0"] == [1.0]  # held: the saved state may still need it
+    assert "del '4/power/0'" not in log
+    clock.now += 3.0
+    store.checkin(b"4", {"n": 2}, hold)  # due: session 4's state is written
+    assert log[-2:] == ["set b'4'", "del '4/power/0'"]
+    assert "del '7/power/0'" not in log  # session 7's state was not written yet
+    assert blocks.held == {b"7": ["7/power/0"]}
