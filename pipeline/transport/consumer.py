@@ -37,7 +37,7 @@ from pipeline.transport.clients import connect
 from pipeline.transport.compaction import Compactor
 from pipeline.transport.coordination import GroupCoordinator
 from pipeline.transport.errors import TRANSIENT_ERRORS, CommitRefused
-from pipeline.transport.keys import stream_key, tp_field
+from pipeline.transport.keys import fence_key, stream_key, tp_field
 from pipeline.transport.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
@@ -121,6 +121,9 @@ class Consumer(FaustConsumer):
         self._last_read_at = 0.0
         self._coordinator: GroupCoordinator | None = None
         self._mirrored_groups: set[str] = set()
+        #: Our lease lapsed: rebuild the tables from their changelogs at the next
+        #: assignment (events processed meanwhile changed them, unfenced, in memory).
+        self._rebuild_tables = False
         self._compactor: Compactor | None = None
         self._compaction_task: asyncio.Task[None] | None = None
         self._retention_task: asyncio.Task[None] | None = None
@@ -144,6 +147,11 @@ class Consumer(FaustConsumer):
         return f"{socket.gethostname()}:{url.port}" if url is not None else socket.gethostname()
 
     @property
+    def coordinator(self) -> GroupCoordinator | None:
+        """Our group membership (None before start): it fences the producer's writes."""
+        return self._coordinator
+
+    @property
     def transport_redis(self) -> aioredis.Redis:
         assert self._redis is not None, "consumer not started"
         return self._redis
@@ -165,6 +173,7 @@ class Consumer(FaustConsumer):
             revoke=self._revoke,
             assign_local=self._assign_local,
         )
+        self._coordinator.on_lease_lapsed = self._on_lease_lapsed
         self._compactor = Compactor(self._redis)
         self._compaction_task = asyncio.create_task(
             self._compactor.run(self._compactable, COMPACTION_INTERVAL_S), name="compaction"
@@ -265,10 +274,56 @@ class Consumer(FaustConsumer):
         self._position = {tp: pos for tp, pos in self._position.items() if tp in tps}
         self._batch_first = {}  # what was read before is read again from the commits
         self.app.consumer_generation_id = generation
+        await self._claim_changelogs(generation, tps)
+        if self._rebuild_tables:
+            self._forget_table_state()
         await self.on_partitions_assigned(tps, generation)
 
     def assignment(self) -> set[TP]:
         return set(self._assignment)
+
+    # --- fencing ----------------------------------------------------------------------
+
+    def _on_lease_lapsed(self, generation: int) -> None:
+        """Our lease lapsed: drop what Faust buffered, rebuild the tables when assigned.
+
+        The producer refuses the writes of this generation and the coordinator its
+        commits; a new generation follows, from the committed offsets.
+        """
+        self.stop_flow()
+        self.app.flow_control.suspend()
+        self.app.flow_control.clear()  # every agent's buffered events
+        self._rebuild_tables = True
+
+    async def _claim_changelogs(self, generation: int, tps: set[TP]) -> None:
+        """Fence our changelog partitions: appends of older generations are refused."""
+        changelogs = self.app.tables.changelog_topics
+        mine = sorted(tp for tp in tps if tp.topic in changelogs)
+        coordinator = self._coordinator
+        if not mine or coordinator is None or not coordinator.lease_valid():
+            return
+        try:
+            async with self.transport_redis.pipeline(transaction=False) as pipe:
+                for tp in mine:
+                    pipe.set(fence_key(tp.topic, tp.partition), str(generation))
+                await pipe.execute()
+        except TRANSIENT_ERRORS as exc:
+            # Our appends may then be refused as fenced, which ends this generation.
+            log.warning("could not fence the changelogs of generation %d (%r)", generation, exc)
+
+    def _forget_table_state(self) -> None:
+        """Empty every table, so that recovery reads it again from the changelogs."""
+        self._rebuild_tables = False
+        tables = self.app.tables
+        for table in tables.values():
+            try:
+                table.data._clear()
+            except NotImplementedError:
+                log.error("table %s cannot be emptied: it may hold stale state", table.name)
+        recovery = cast(Any, tables).recovery  # TableManager's, not in TableManagerT
+        recovery.active_offsets.clear()
+        recovery.standby_offsets.clear()
+        log.warning("tables emptied after a lapsed lease: recovering them from the changelogs")
 
     # --- positions --------------------------------------------------------------------
 
