@@ -32,7 +32,7 @@ from faust.types import TP, Message
 from faust.types.tuples import ConsumerMessage
 from redis.exceptions import ResponseError
 
-from pipeline.transport import streams
+from pipeline.transport import epochs, streams
 from pipeline.transport.clients import connect
 from pipeline.transport.compaction import Compactor
 from pipeline.transport.coordination import GroupCoordinator
@@ -121,9 +121,20 @@ class Consumer(FaustConsumer):
         self._last_read_at = 0.0
         self._coordinator: GroupCoordinator | None = None
         self._mirrored_groups: set[str] = set()
-        #: Our lease lapsed: rebuild the tables from their changelogs at the next
-        #: assignment (events processed meanwhile changed them, unfenced, in memory).
-        self._rebuild_tables = False
+        #: Why the tables must be rebuilt from their changelogs at the next assignment
+        #: ("": they need not): our lease lapsed (events processed meanwhile changed
+        #: them in memory), or Redis lost records they were built from.
+        self._rebuild_tables = ""
+        #: The server run (INFO run_id) our positions and commits are consistent with.
+        self._server_run = ""
+        #: The fetch connection broke: check the server run before reading on.
+        self._run_check_due = False
+        #: No commits until that check (or the rebalance it asked for) is done.
+        self._commits_held = False
+        #: Offsets were lost or reused: fetch nothing until the rebalance it asked for.
+        self._awaiting_rebalance = False
+        #: Highest offset each partition may resume from, after a server lost data.
+        self._resume_limits: dict[TP, int] = {}
         self._compactor: Compactor | None = None
         self._compaction_task: asyncio.Task[None] | None = None
         self._retention_task: asyncio.Task[None] | None = None
@@ -161,8 +172,10 @@ class Consumer(FaustConsumer):
     async def on_start(self) -> None:
         url = self._rt.redis_url
         self._redis = await connect(url)
-        # XREAD BLOCK holds its connection: give the fetcher a client of its own.
-        self._fetch_redis = await connect(url)
+        # XREAD BLOCK holds its connection: give the fetcher a client of its own, with
+        # no retry, so that a broken connection (maybe a restarted server) is noticed.
+        self._fetch_redis = await connect(url, retry=False)
+        self._server_run = await epochs.server_run(self._redis)
         self._coordinator = GroupCoordinator(
             self._redis,
             self.group,
@@ -275,6 +288,7 @@ class Consumer(FaustConsumer):
         self._batch_first = {}  # what was read before is read again from the commits
         self.app.consumer_generation_id = generation
         await self._claim_changelogs(generation, tps)
+        self._awaiting_rebalance = False
         if self._rebuild_tables:
             self._forget_table_state()
         await self.on_partitions_assigned(tps, generation)
@@ -293,7 +307,7 @@ class Consumer(FaustConsumer):
         self.stop_flow()
         self.app.flow_control.suspend()
         self.app.flow_control.clear()  # every agent's buffered events
-        self._rebuild_tables = True
+        self._rebuild_tables = "our lease lapsed"
 
     async def _claim_changelogs(self, generation: int, tps: set[TP]) -> None:
         """Fence our changelog partitions: appends of older generations are refused."""
@@ -313,7 +327,7 @@ class Consumer(FaustConsumer):
 
     def _forget_table_state(self) -> None:
         """Empty every table, so that recovery reads it again from the changelogs."""
-        self._rebuild_tables = False
+        reason, self._rebuild_tables = self._rebuild_tables, ""
         tables = self.app.tables
         for table in tables.values():
             try:
@@ -323,7 +337,7 @@ class Consumer(FaustConsumer):
         recovery = cast(Any, tables).recovery  # TableManager's, not in TableManagerT
         recovery.active_offsets.clear()
         recovery.standby_offsets.clear()
-        log.warning("tables emptied after a lapsed lease: recovering them from the changelogs")
+        log.warning("tables emptied (%s): recovering them from the changelogs", reason)
 
     # --- positions --------------------------------------------------------------------
 
@@ -333,6 +347,7 @@ class Consumer(FaustConsumer):
         committed = await self._coordinator.committed(
             [tp_field(tp.topic, tp.partition) for tp in tps]
         )
+        committed = await self._check_committed(tps, committed)
         result: dict[TP, int | None] = {}
         reset_latest = str(self.app.conf.consumer_auto_offset_reset) == "latest"
         for tp in tps:
@@ -349,6 +364,110 @@ class Consumer(FaustConsumer):
                 self._set_position(tp, offset)
             result[tp] = offset
         return cast(Mapping[TP, int], result)
+
+    # --- a server that lost data -------------------------------------------------------
+
+    async def _check_server_run(self) -> bool:
+        """After a broken fetch connection: did Redis restart with less than we read?
+
+        Returns False if the server could not be asked (try again later). If offsets
+        we had read are gone or were reused by new records, logs which, fetches nothing
+        more and asks for a new generation, which resumes from where it is safe.
+        """
+        r = self.transport_redis
+        try:
+            run = await epochs.server_run(r)
+            if run == self._server_run:
+                self._run_check_due = self._commits_held = False
+                return True
+            limits: dict[TP, int] = {}
+            for tp in sorted(self._assignment):
+                position = self._position.get(tp)
+                if position is None:
+                    continue
+                highwater = await streams.highwater(r, tp.topic, tp.partition)
+                found = await epochs.read_epochs(r, tp.topic, tp.partition)
+                reused_from = epochs.first_reused(found, self._server_run, run)
+                target = epochs.resume_offset(position, highwater, reused_from)
+                if target < position:
+                    limits[tp] = target
+                    reused = max(0, min(position, highwater) - target)
+                    log.warning(
+                        "%s[%d]: Redis restarted from older data (server run %s, was %s): "
+                        "the %d offsets %d-%d this worker had read are gone (%d of them "
+                        "now hold new records); resuming from %d at most",
+                        tp.topic, tp.partition, run[:8], self._server_run[:8],
+                        position - target, target, position - 1, reused, target,
+                    )  # fmt: skip
+        except TRANSIENT_ERRORS as exc:
+            log.warning("could not check the server after a connection error (%r)", exc)
+            return False
+        log.warning(
+            "Redis restarted (server run %s, was %s)%s",
+            run[:8], self._server_run[:8],
+            "; nothing this worker read was lost" if not limits else
+            f"; offsets lost in {len(limits)} partitions: rejoining to resume from there",
+        )  # fmt: skip
+        self._server_run = run
+        self._run_check_due = False
+        if not limits:
+            self._commits_held = False
+            return True
+        # Like a rebalance: what Faust holds and its tables came from records Redis no
+        # longer has; the new generation resumes from the commits, capped at the limits.
+        self._resume_limits.update(limits)
+        self._awaiting_rebalance = True
+        self._rebuild_tables = "Redis lost records they were built from"
+        if self._coordinator is not None:
+            self._coordinator.request_rebalance()
+        return True
+
+    async def _check_committed(
+        self, tps: list[TP], committed: Mapping[str, int | None]
+    ) -> dict[str, int | None]:
+        """Committed offsets that Redis still holds; None where they must be reset.
+
+        A committed offset beyond the highwater lost its records (Redis came back from
+        older data): reset per ``consumer_auto_offset_reset``. One beyond a limit set by
+        :meth:`_check_server_run` goes back to it, and is committed so.
+        """
+        r = self.transport_redis
+        out = dict(committed)
+        lowered: dict[str, int] = {}
+        for tp in tps:
+            field = tp_field(tp.topic, tp.partition)
+            offset = committed[field]
+            limit = self._resume_limits.pop(tp, None)
+            if offset is None:
+                continue
+            if limit is not None and offset > limit:
+                log.warning(
+                    "%s[%d]: committed offset %d is beyond offsets Redis lost or reused; "
+                    "resuming from %d",
+                    tp.topic, tp.partition, offset, limit,
+                )  # fmt: skip
+                out[field] = lowered[field] = offset = limit
+            highwater = await streams.highwater(r, tp.topic, tp.partition)
+            if offset > highwater:
+                log.warning(
+                    "%s[%d]: committed offset %d is beyond the end of the partition (%d): "
+                    "%d offsets were lost by Redis; resetting to the %s offset "
+                    "(consumer_auto_offset_reset)",
+                    tp.topic, tp.partition, offset, highwater, offset - highwater,
+                    self.app.conf.consumer_auto_offset_reset,
+                )  # fmt: skip
+                out[field] = None
+                lowered.pop(field, None)
+        self._resume_limits.clear()
+        if lowered and self._coordinator is not None:
+            try:
+                await self._coordinator.commit(lowered)
+            except CommitRefused as exc:
+                log.warning("could not commit the lowered offsets (%s)", exc)
+            except TRANSIENT_ERRORS as exc:
+                log.warning("could not commit the lowered offsets (%r)", exc)
+        self._commits_held = False
+        return out
 
     def _set_position(self, tp: TP, offset: int) -> None:
         self._position[tp] = offset
@@ -466,6 +585,12 @@ class Consumer(FaustConsumer):
         if not self.flow_active or coordinator is None or not coordinator.may_fetch():
             await asyncio.sleep(min(timeout, 0.05))
             return {}
+        if self._run_check_due and not await self._check_server_run():
+            await asyncio.sleep(min(timeout, 0.5))
+            return {}
+        if self._awaiting_rebalance:
+            await asyncio.sleep(min(timeout, 0.05))
+            return {}
         tps = [tp for tp in (active_partitions or ()) if tp in self._position]
         if not tps:
             await asyncio.sleep(min(timeout, 0.05))
@@ -488,6 +613,7 @@ class Consumer(FaustConsumer):
             )
         except TRANSIENT_ERRORS as exc:
             log.warning("fetch from %s failed (%r); retrying", self._rt.redis_url, exc)
+            self._run_check_due = self._commits_held = True
             await asyncio.sleep(0.5)
             return {}
         self._last_read_at = time.monotonic()
@@ -577,6 +703,11 @@ class Consumer(FaustConsumer):
     async def _commit(self, offsets: Mapping[TP, int]) -> bool:
         coordinator = self._coordinator
         if coordinator is None or not offsets:
+            return False
+        if self._commits_held:
+            # Redis may have restarted with less than we read: commit nothing until
+            # that is checked (these offsets may be beyond what it holds now).
+            log.info("commit deferred: checking the server after a connection error")
             return False
         fields = {tp_field(tp.topic, tp.partition): int(o) for tp, o in offsets.items()}
         try:
