@@ -37,7 +37,8 @@ from pipeline.transport.clients import connect
 from pipeline.transport.compaction import Compactor
 from pipeline.transport.coordination import GroupCoordinator
 from pipeline.transport.errors import TRANSIENT_ERRORS, CommitRefused
-from pipeline.transport.keys import fence_key, stream_key, tp_field
+from pipeline.transport.guards import ConsumerGuards
+from pipeline.transport.keys import stream_key, tp_field
 from pipeline.transport.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
@@ -100,7 +101,7 @@ class _Cluster:
         return set(self._partitions)
 
 
-class Consumer(FaustConsumer):
+class Consumer(FaustConsumer, ConsumerGuards):
     """Faust consumer over Redis Streams."""
 
     consumer_stopped_errors: ClassVar[tuple[type[BaseException], ...]] = ()
@@ -121,20 +122,7 @@ class Consumer(FaustConsumer):
         self._last_read_at = 0.0
         self._coordinator: GroupCoordinator | None = None
         self._mirrored_groups: set[str] = set()
-        #: Why the tables must be rebuilt from their changelogs at the next assignment
-        #: ("": they need not): our lease lapsed (events processed meanwhile changed
-        #: them in memory), or Redis lost records they were built from.
-        self._rebuild_tables = ""
-        #: The server run (INFO run_id) our positions and commits are consistent with.
-        self._server_run = ""
-        #: The fetch connection broke: check the server run before reading on.
-        self._run_check_due = False
-        #: No commits until that check (or the rebalance it asked for) is done.
-        self._commits_held = False
-        #: Offsets were lost or reused: fetch nothing until the rebalance it asked for.
-        self._awaiting_rebalance = False
-        #: Highest offset each partition may resume from, after a server lost data.
-        self._resume_limits: dict[TP, int] = {}
+        self._init_guards()
         self._compactor: Compactor | None = None
         self._compaction_task: asyncio.Task[None] | None = None
         self._retention_task: asyncio.Task[None] | None = None
@@ -288,56 +276,11 @@ class Consumer(FaustConsumer):
         self._batch_first = {}  # what was read before is read again from the commits
         self.app.consumer_generation_id = generation
         await self._claim_changelogs(generation, tps)
-        self._awaiting_rebalance = False
-        if self._rebuild_tables:
-            self._forget_table_state()
+        self._on_assigned()
         await self.on_partitions_assigned(tps, generation)
 
     def assignment(self) -> set[TP]:
         return set(self._assignment)
-
-    # --- fencing ----------------------------------------------------------------------
-
-    def _on_lease_lapsed(self, generation: int) -> None:
-        """Our lease lapsed: drop what Faust buffered, rebuild the tables when assigned.
-
-        The producer refuses the writes of this generation and the coordinator its
-        commits; a new generation follows, from the committed offsets.
-        """
-        self.stop_flow()
-        self.app.flow_control.suspend()
-        self.app.flow_control.clear()  # every agent's buffered events
-        self._rebuild_tables = "our lease lapsed"
-
-    async def _claim_changelogs(self, generation: int, tps: set[TP]) -> None:
-        """Fence our changelog partitions: appends of older generations are refused."""
-        changelogs = self.app.tables.changelog_topics
-        mine = sorted(tp for tp in tps if tp.topic in changelogs)
-        coordinator = self._coordinator
-        if not mine or coordinator is None or not coordinator.lease_valid():
-            return
-        try:
-            async with self.transport_redis.pipeline(transaction=False) as pipe:
-                for tp in mine:
-                    pipe.set(fence_key(tp.topic, tp.partition), str(generation))
-                await pipe.execute()
-        except TRANSIENT_ERRORS as exc:
-            # Our appends may then be refused as fenced, which ends this generation.
-            log.warning("could not fence the changelogs of generation %d (%r)", generation, exc)
-
-    def _forget_table_state(self) -> None:
-        """Empty every table, so that recovery reads it again from the changelogs."""
-        reason, self._rebuild_tables = self._rebuild_tables, ""
-        tables = self.app.tables
-        for table in tables.values():
-            try:
-                table.data._clear()
-            except NotImplementedError:
-                log.error("table %s cannot be emptied: it may hold stale state", table.name)
-        recovery = cast(Any, tables).recovery  # TableManager's, not in TableManagerT
-        recovery.active_offsets.clear()
-        recovery.standby_offsets.clear()
-        log.warning("tables emptied (%s): recovering them from the changelogs", reason)
 
     # --- positions --------------------------------------------------------------------
 
@@ -364,110 +307,6 @@ class Consumer(FaustConsumer):
                 self._set_position(tp, offset)
             result[tp] = offset
         return cast(Mapping[TP, int], result)
-
-    # --- a server that lost data -------------------------------------------------------
-
-    async def _check_server_run(self) -> bool:
-        """After a broken fetch connection: did Redis restart with less than we read?
-
-        Returns False if the server could not be asked (try again later). If offsets
-        we had read are gone or were reused by new records, logs which, fetches nothing
-        more and asks for a new generation, which resumes from where it is safe.
-        """
-        r = self.transport_redis
-        try:
-            run = await epochs.server_run(r)
-            if run == self._server_run:
-                self._run_check_due = self._commits_held = False
-                return True
-            limits: dict[TP, int] = {}
-            for tp in sorted(self._assignment):
-                position = self._position.get(tp)
-                if position is None:
-                    continue
-                highwater = await streams.highwater(r, tp.topic, tp.partition)
-                found = await epochs.read_epochs(r, tp.topic, tp.partition)
-                reused_from = epochs.first_reused(found, self._server_run, run)
-                target = epochs.resume_offset(position, highwater, reused_from)
-                if target < position:
-                    limits[tp] = target
-                    reused = max(0, min(position, highwater) - target)
-                    log.warning(
-                        "%s[%d]: Redis restarted from older data (server run %s, was %s): "
-                        "the %d offsets %d-%d this worker had read are gone (%d of them "
-                        "now hold new records); resuming from %d at most",
-                        tp.topic, tp.partition, run[:8], self._server_run[:8],
-                        position - target, target, position - 1, reused, target,
-                    )  # fmt: skip
-        except TRANSIENT_ERRORS as exc:
-            log.warning("could not check the server after a connection error (%r)", exc)
-            return False
-        log.warning(
-            "Redis restarted (server run %s, was %s)%s",
-            run[:8], self._server_run[:8],
-            "; nothing this worker read was lost" if not limits else
-            f"; offsets lost in {len(limits)} partitions: rejoining to resume from there",
-        )  # fmt: skip
-        self._server_run = run
-        self._run_check_due = False
-        if not limits:
-            self._commits_held = False
-            return True
-        # Like a rebalance: what Faust holds and its tables came from records Redis no
-        # longer has; the new generation resumes from the commits, capped at the limits.
-        self._resume_limits.update(limits)
-        self._awaiting_rebalance = True
-        self._rebuild_tables = "Redis lost records they were built from"
-        if self._coordinator is not None:
-            self._coordinator.request_rebalance()
-        return True
-
-    async def _check_committed(
-        self, tps: list[TP], committed: Mapping[str, int | None]
-    ) -> dict[str, int | None]:
-        """Committed offsets that Redis still holds; None where they must be reset.
-
-        A committed offset beyond the highwater lost its records (Redis came back from
-        older data): reset per ``consumer_auto_offset_reset``. One beyond a limit set by
-        :meth:`_check_server_run` goes back to it, and is committed so.
-        """
-        r = self.transport_redis
-        out = dict(committed)
-        lowered: dict[str, int] = {}
-        for tp in tps:
-            field = tp_field(tp.topic, tp.partition)
-            offset = committed[field]
-            limit = self._resume_limits.pop(tp, None)
-            if offset is None:
-                continue
-            if limit is not None and offset > limit:
-                log.warning(
-                    "%s[%d]: committed offset %d is beyond offsets Redis lost or reused; "
-                    "resuming from %d",
-                    tp.topic, tp.partition, offset, limit,
-                )  # fmt: skip
-                out[field] = lowered[field] = offset = limit
-            highwater = await streams.highwater(r, tp.topic, tp.partition)
-            if offset > highwater:
-                log.warning(
-                    "%s[%d]: committed offset %d is beyond the end of the partition (%d): "
-                    "%d offsets were lost by Redis; resetting to the %s offset "
-                    "(consumer_auto_offset_reset)",
-                    tp.topic, tp.partition, offset, highwater, offset - highwater,
-                    self.app.conf.consumer_auto_offset_reset,
-                )  # fmt: skip
-                out[field] = None
-                lowered.pop(field, None)
-        self._resume_limits.clear()
-        if lowered and self._coordinator is not None:
-            try:
-                await self._coordinator.commit(lowered)
-            except CommitRefused as exc:
-                log.warning("could not commit the lowered offsets (%s)", exc)
-            except TRANSIENT_ERRORS as exc:
-                log.warning("could not commit the lowered offsets (%r)", exc)
-        self._commits_held = False
-        return out
 
     def _set_position(self, tp: TP, offset: int) -> None:
         self._position[tp] = offset

@@ -9,7 +9,8 @@ first offset of each of the producer's recent batches: a batch it has seen is no
 appended again, and the script answers with the offsets of the first attempt.
 
 A retry reuses the batch's sequence number; a new batch takes the next one. The hash
-keeps the last :data:`SEQUENCE_WINDOW` batches and expires
+keeps the producer's last ``window`` batches (:data:`SEQUENCE_WINDOW` by default) and
+expires
 :data:`PRODUCER_STATE_TTL_S` after the producer's last append, so a producer that went
 away costs nothing after that. A retry that arrives after the state expired, or after
 Redis lost it, is appended again (at least once).
@@ -31,10 +32,12 @@ SEQUENCE_WINDOW = 100
 class ProducerIdentity:
     """The id of one producer instance and its next batch sequence per partition."""
 
-    __slots__ = ("_sequences", "producer_id")
+    __slots__ = ("_sequences", "producer_id", "window")
 
-    def __init__(self) -> None:
+    def __init__(self, *, window: int = SEQUENCE_WINDOW) -> None:
         self.producer_id = secrets.token_hex(8)
+        #: Batches per partition remembered: at least as many as may be in flight.
+        self.window = window
         self._sequences: dict[tuple[str, int], int] = {}
 
     def next_sequence(self, topic: str, partition: int) -> int:

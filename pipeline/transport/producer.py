@@ -86,7 +86,9 @@ class Producer(FaustProducer):
         self._round_robin: dict[str, itertools.count[int]] = defaultdict(itertools.count)
         self._closing = False
         self._running_loop: asyncio.AbstractEventLoop | None = None
-        self.identity = ProducerIdentity()
+        # One pipeline in flight, with a batch per partition (and per generation for
+        # changelogs, rarely two): a retry only ever repeats the last few.
+        self.identity = ProducerIdentity(window=4)
         #: Writes Redis refused (not fenced ones): (how many, the first error).
         self._lost: tuple[int, BaseException] | None = None
         #: Records written and pipelines used (for the benchmark's report).

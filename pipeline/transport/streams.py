@@ -34,7 +34,6 @@ from redis.exceptions import NoScriptError, ResponseError
 from pipeline.transport.errors import TopicError
 from pipeline.transport.idempotence import (
     PRODUCER_STATE_TTL_S,
-    SEQUENCE_WINDOW,
     ProducerIdentity,
     default_identity,
 )
@@ -308,7 +307,7 @@ def queue_append(
         1 if server.has_seq_autogen else 0,
         sequence if identity is not None else 0,
         int(PRODUCER_STATE_TTL_S * 1000),
-        SEQUENCE_WINDOW,
+        identity.window if identity is not None else 1,
         fence,
         EPOCHS_KEPT,
     ]

@@ -11,16 +11,16 @@ it owns partitions again: the final table equals the ground truth.
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 import redis
 import redis.asyncio as aioredis
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 from redis.exceptions import ResponseError
-from transport_workers import Worker, produce, read_topic, wait_for
+from transport_workers import Worker, make_data_dir, produce, read_topic, wait_for
 
 from pipeline.embedded import EmbeddedRedis
 from pipeline.transport import streams
@@ -118,7 +118,8 @@ def test_frozen_worker_writes_nothing_after_its_lease_lapsed(
     client = redis.Redis.from_url(server.url)
     env = {"LC_PARTITIONS": str(P), "LC_SESSION_TIMEOUT": "5"}
     frozen, survivor = Worker(server.url, **env), Worker(server.url, **env)
-    gate = Path(frozen.dir) / "gate"
+    gate_dir = make_data_dir("lc-fencing-gate-")
+    gate = gate_dir / "gate"
     frozen.env["LC_GATE_FILE"] = str(gate)
     workers = [frozen.start(), survivor.start()]
     try:
@@ -138,10 +139,18 @@ def test_frozen_worker_writes_nothing_after_its_lease_lapsed(
         changelog_mark = _highwaters(client, CHANGELOG)
         gate.unlink()
         frozen.signal(signal.SIGCONT)
-        wait_for(
-            lambda: _members_holding_all(client, 2, after=taken_over),
-            30, "the frozen worker to rejoin", workers,
-        )  # fmt: skip
+
+        def rejoined() -> bool:
+            # It runs a generation with both (it rebuilt its tables on that assignment),
+            # and no further rebalance is pending: the last events meet a stable group.
+            return (
+                "tables emptied" in frozen.log()
+                and _members_holding_all(client, 2, after=taken_over) > 0
+                and client.hget(group_key("lc-test", "state"), "phase") == b"stable"
+                and not client.exists(group_key("lc-test", "rebalance"))
+            )
+
+        wait_for(rejoined, 30, "the frozen worker to rejoin", workers)
         produce(client, "events", P, _events(48, 2))
         wait_for(lambda: _committed(client) == 64, 30, "the last events committed", workers)
 
@@ -169,7 +178,10 @@ def test_frozen_worker_writes_nothing_after_its_lease_lapsed(
         )
         assert not late, f"{len(late)} outputs written after the lease lapsed: {late[:5]}"
         assert sorted(after_mark) == [7] * 8 + [8] * 8, (
-            f"changelog entries after the take-over: {sorted(after_mark)}"
+            f"changelog entries after the take-over: {sorted(after_mark)}; marks "
+            f"{changelog_mark}; changelog "
+            f"{[(r['partition'], r['offset'], r['key'], r['value']) for r in changelog]}; "
+            f"outputs {[(r['partition'], r['offset'], r['value']) for r in outputs]}"
         )
         assert table == dict.fromkeys(KEYS, 8), f"table {table}"
         assert last_count == dict.fromkeys(KEYS, 8), f"last counts {last_count}"
@@ -182,3 +194,4 @@ def test_frozen_worker_writes_nothing_after_its_lease_lapsed(
                 w.signal(signal.SIGCONT)
             w.cleanup()
         client.close()
+        shutil.rmtree(gate_dir, ignore_errors=True)
