@@ -195,3 +195,66 @@ def test_frozen_worker_writes_nothing_after_its_lease_lapsed(
             w.cleanup()
         client.close()
         shutil.rmtree(gate_dir, ignore_errors=True)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_lone_frozen_worker_rebuilds_its_tables(
+    private_server_factory: Callable[..., EmbeddedRedis],
+) -> None:
+    """Alone, a worker frozen past its lease keeps its partitions, but not its state.
+
+    Nobody took over, yet the event it held changed its table in memory while its
+    writes were refused: it must rebuild the table from the changelog, not carry
+    that change into the replay. The held event's key is new, so the changelog has
+    nothing that would overwrite the stale count when Faust reads it again.
+    """
+    server = private_server_factory()
+    client = redis.Redis.from_url(server.url)
+    gate_dir = make_data_dir("lc-fencing-gate-")
+    gate = gate_dir / "gate"
+    worker = Worker(
+        server.url, LC_PARTITIONS=str(P), LC_SESSION_TIMEOUT="5", LC_GATE_FILE=str(gate)
+    ).start()
+    members = group_key("lc-test", "members")
+
+    def lease_expired() -> bool:
+        seconds, micros = client.time()
+        now_ms = seconds * 1000 + micros // 1000
+        return all(score < now_ms for _, score in client.zrange(members, 0, -1, withscores=True))
+
+    try:
+        wait_for(lambda: _members_holding_all(client, 1), 60, "the assignment", [worker])
+        # The first key of each partition is not seen before the gate.
+        warm = [(k, v) for k, v in _events(0, 1) if k is not None and k.decode() in KEYS[1::2]]
+        produce(client, "events", P, warm)
+        wait_for(lambda: _committed(client) == 4, 30, "the first events committed", [worker])
+        gate.touch()
+        produce(client, "events", P, _events(8, 5))
+        wait_for(lambda: "gate: holding" in worker.log(), 30, "the gate to hold an event")
+        worker.signal(signal.SIGSTOP)
+        wait_for(lease_expired, 30, "the lease to expire on the server")
+        gate.unlink()
+        worker.signal(signal.SIGCONT)
+        wait_for(lambda: "tables emptied" in worker.log(), 30, "the tables rebuilt", [worker])
+        wait_for(lambda: _committed(client) == 44, 30, "every event committed", [worker])
+        produce(client, "events", P, _events(48, 2))
+        wait_for(lambda: _committed(client) == 60, 30, "the last events committed", [worker])
+        outputs = read_topic(client, "counted", P)
+        numbers = sorted(r["value"]["n"] for r in outputs)
+        sent = sorted(v["n"] for _, v in [*warm, *_events(8, 5), *_events(48, 2)])  # type: ignore[index]
+        assert numbers == sent, f"outputs {numbers}"
+        truth = {key: 7 if key in KEYS[0::2] else 8 for key in KEYS}
+        last_count: dict[str, int] = {}
+        for r in sorted(outputs, key=lambda r: r["value"]["n"]):
+            last_count[r["value"]["key"]] = r["value"]["count"]
+        table = {json.loads(r["key"]): r["value"] for r in read_topic(client, CHANGELOG, P)}
+        assert last_count == truth, f"last counts {last_count}, truth {truth}"
+        assert table == truth, f"table {table}, truth {truth}"
+        assert worker.stop() == 0
+    finally:
+        if worker.process is not None and worker.process.poll() is None:
+            worker.signal(signal.SIGCONT)
+        worker.cleanup()
+        client.close()
+        shutil.rmtree(gate_dir, ignore_errors=True)
