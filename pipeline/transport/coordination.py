@@ -235,11 +235,14 @@ class GroupCoordinator:
         False once our lease lapsed during that generation (someone else may own its
         partitions now), and for a changelog also once the generation is over (its
         state is stale); None while our lease may have lapsed, until the next
-        heartbeat tells.
+        heartbeat tells (False if we stopped heartbeating).
         """
         if generation == self._lapsed_generation or (changelog and generation != self.generation):
             return False
-        return True if self.lease_valid() else None
+        if self.lease_valid():
+            return True
+        # Stopped: no heartbeat will tell any more (and a stopping worker must not hang).
+        return False if self._stopping else None
 
     def _check_lapse(self, sent: float) -> None:
         """After a heartbeat sent at ``sent``: did our lease lapse since the last one?"""

@@ -18,7 +18,7 @@ lost reply is not written twice. Writes are fenced by the group generation they 
 made in: while our lease may have lapsed they wait, and once the lease did lapse, or
 the generation ended, they are refused (``WriteFenced``); changelog appends also carry
 the generation to the append script, which refuses them once another generation owns
-the partition (:meth:`Consumer.claim_changelogs`).
+the partition (see :mod:`pipeline.transport.guards`).
 """
 
 from __future__ import annotations
@@ -255,8 +255,8 @@ class Producer(FaustProducer):
 
         A record made in a generation during which our lease lapsed is refused (another
         worker may own its partition now), and so is a changelog record of a generation
-        that ended (stale table state). While our lease may have
-        lapsed (e.g. right after SIGCONT, before a heartbeat) nobody can tell yet.
+        that ended (stale table state). While our lease may have lapsed (e.g. right
+        after SIGCONT, before a heartbeat) nobody can tell yet: the batch waits.
         """
         coordinator = self._coordinator()
         if coordinator is None:
