@@ -18,6 +18,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from pipeline.errors import ServiceError
+from pipeline.transport.idempotence import ProducerIdentity
 from pipeline.transport.streams import Entry, append_many, partition_for_key
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,8 @@ class BatchingProducer:
         self._flush_handle: asyncio.Handle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
+        #: Appends are idempotent per producer: a resent batch is not appended twice.
+        self._identity = ProducerIdentity()
 
     def partition_of(self, key: bytes) -> int:
         return partition_for_key(key, self.partitions)
@@ -86,7 +89,9 @@ class BatchingProducer:
         for partition, entry, _ in batch:
             by_partition[partition].append(entry)
         try:
-            offsets = await append_many(self._redis, self.topic, by_partition)
+            offsets = await append_many(
+                self._redis, self.topic, by_partition, identity=self._identity
+            )
         except (RedisError, OSError) as exc:
             error = ProduceError(f"Redis refused the append to {self.topic}: {exc}")
             log.warning("%s", error)

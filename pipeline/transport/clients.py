@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 CONNECT_DEADLINE_S = 60.0
 
 
-def client_options() -> dict[str, Any]:
+def client_options(*, retry: bool = True) -> dict[str, Any]:
     """The options of every asyncio Redis client livecoach makes (pools take them too).
 
     ``socket_timeout=None`` matters: since redis-py 8 a client times out reads and
@@ -30,9 +30,13 @@ def client_options() -> dict[str, Any]:
     SIGTERM waits for it forever. Dead peers are found by TCP keep-alive and the
     health check instead; blocking reads carry their own ``BLOCK`` bound. It also
     spares each command the task and timer that ``wait_for`` costs.
+
+    ``retry=False`` gives a client whose connection errors reach the caller (the
+    consumer's fetcher: a broken connection may mean a restarted server, to be checked
+    before reading on).
     """
     return {
-        "retry": Retry(ExponentialBackoff(cap=2.0, base=0.05), retries=5),
+        "retry": Retry(ExponentialBackoff(cap=2.0, base=0.05), retries=5 if retry else 0),
         "health_check_interval": 30,
         "socket_keepalive": True,
         "socket_connect_timeout": 5,
@@ -40,9 +44,9 @@ def client_options() -> dict[str, Any]:
     }
 
 
-def redis_client(url: str) -> aioredis.Redis:
+def redis_client(url: str, *, retry: bool = True) -> aioredis.Redis:
     """An asyncio client for ``url`` with :func:`client_options` (not connected yet)."""
-    return aioredis.Redis.from_url(url, **client_options())
+    return aioredis.Redis.from_url(url, **client_options(retry=retry))
 
 
 def redact(url: str) -> str:
@@ -54,13 +58,15 @@ def redact(url: str) -> str:
     return f"{scheme}://***@{tail}"
 
 
-async def connect(url: str, *, deadline_s: float = CONNECT_DEADLINE_S) -> aioredis.Redis:
+async def connect(
+    url: str, *, deadline_s: float = CONNECT_DEADLINE_S, retry: bool = True
+) -> aioredis.Redis:
     """A client for ``url`` that answered PING; retries with backoff until the deadline.
 
     The client itself retries a command after a lost connection (five times, with
     backoff), which covers a Redis restart of a second or two.
     """
-    client = redis_client(url)
+    client = redis_client(url, retry=retry)
     loop = asyncio.get_running_loop()
     started = loop.time()
     for attempt in itertools.count():

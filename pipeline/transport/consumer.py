@@ -32,11 +32,12 @@ from faust.types import TP, Message
 from faust.types.tuples import ConsumerMessage
 from redis.exceptions import ResponseError
 
-from pipeline.transport import streams
+from pipeline.transport import epochs, streams
 from pipeline.transport.clients import connect
 from pipeline.transport.compaction import Compactor
 from pipeline.transport.coordination import GroupCoordinator
 from pipeline.transport.errors import TRANSIENT_ERRORS, CommitRefused
+from pipeline.transport.guards import ConsumerGuards
 from pipeline.transport.keys import stream_key, tp_field
 from pipeline.transport.tasks import cancel_and_wait
 
@@ -121,7 +122,7 @@ class _Cluster:
         return set(self._partitions)
 
 
-class Consumer(FaustConsumer):
+class Consumer(FaustConsumer, ConsumerGuards):
     """Faust consumer over Redis Streams."""
 
     consumer_stopped_errors: ClassVar[tuple[type[BaseException], ...]] = ()
@@ -142,6 +143,7 @@ class Consumer(FaustConsumer):
         self._last_read_at = 0.0
         self._coordinator: GroupCoordinator | None = None
         self._mirrored_groups: set[str] = set()
+        self._init_guards()
         self._compactor: Compactor | None = None
         self._compaction_task: asyncio.Task[None] | None = None
         self._retention_task: asyncio.Task[None] | None = None
@@ -165,6 +167,11 @@ class Consumer(FaustConsumer):
         return f"{socket.gethostname()}:{url.port}" if url is not None else socket.gethostname()
 
     @property
+    def coordinator(self) -> GroupCoordinator | None:
+        """Our group membership (None before start): it fences the producer's writes."""
+        return self._coordinator
+
+    @property
     def transport_redis(self) -> aioredis.Redis:
         assert self._redis is not None, "consumer not started"
         return self._redis
@@ -174,8 +181,10 @@ class Consumer(FaustConsumer):
     async def on_start(self) -> None:
         url = self._rt.redis_url
         self._redis = await connect(url)
-        # XREAD BLOCK holds its connection: give the fetcher a client of its own.
-        self._fetch_redis = await connect(url)
+        # XREAD BLOCK holds its connection: give the fetcher a client of its own, with
+        # no retry, so that a broken connection (maybe a restarted server) is noticed.
+        self._fetch_redis = await connect(url, retry=False)
+        self._server_run = await epochs.server_run(self._redis)
         self._coordinator = GroupCoordinator(
             self._redis,
             self.group,
@@ -186,6 +195,7 @@ class Consumer(FaustConsumer):
             revoke=self._revoke,
             assign_local=self._assign_local,
         )
+        self._coordinator.on_lease_lapsed = self._on_lease_lapsed
         self._compactor = Compactor(self._redis)
         self._compaction_task = asyncio.create_task(
             self._compactor.run(self._compactable, COMPACTION_INTERVAL_S), name="compaction"
@@ -293,6 +303,8 @@ class Consumer(FaustConsumer):
         self._position = {tp: pos for tp, pos in self._position.items() if tp in tps}
         self._batch_first = {}  # what was read before is read again from the commits
         self.app.consumer_generation_id = generation
+        await self._claim_changelogs(generation, tps)
+        self._on_assigned()
         await self.on_partitions_assigned(tps, generation)
 
     def assignment(self) -> set[TP]:
@@ -306,6 +318,7 @@ class Consumer(FaustConsumer):
         committed = await self._coordinator.committed(
             [tp_field(tp.topic, tp.partition) for tp in tps]
         )
+        committed = await self._check_committed(tps, committed)
         result: dict[TP, int | None] = {}
         reset_latest = str(self.app.conf.consumer_auto_offset_reset) == "latest"
         for tp in tps:
@@ -439,6 +452,12 @@ class Consumer(FaustConsumer):
         if not self.flow_active or coordinator is None or not coordinator.may_fetch():
             await asyncio.sleep(min(timeout, 0.05))
             return {}
+        if self._run_check_due and not await self._check_server_run():
+            await asyncio.sleep(min(timeout, 0.5))
+            return {}
+        if self._awaiting_rebalance:
+            await asyncio.sleep(min(timeout, 0.05))
+            return {}
         tps = [tp for tp in (active_partitions or ()) if tp in self._position]
         if not tps:
             await asyncio.sleep(min(timeout, 0.05))
@@ -461,6 +480,7 @@ class Consumer(FaustConsumer):
             )
         except TRANSIENT_ERRORS as exc:
             log.warning("fetch from %s failed (%r); retrying", self._rt.redis_url, exc)
+            self._run_check_due = self._commits_held = True
             await asyncio.sleep(0.5)
             return {}
         self._last_read_at = time.monotonic()
@@ -552,6 +572,11 @@ class Consumer(FaustConsumer):
     async def _commit(self, offsets: Mapping[TP, int]) -> bool:
         coordinator = self._coordinator
         if coordinator is None or not offsets:
+            return False
+        if self._commits_held:
+            # Redis may have restarted with less than we read: commit nothing until
+            # that is checked (these offsets may be beyond what it holds now).
+            log.info("commit deferred: checking the server after a connection error")
             return False
         fields = {tp_field(tp.topic, tp.partition): int(o) for tp, o in offsets.items()}
         try:

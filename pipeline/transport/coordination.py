@@ -168,6 +168,10 @@ class GroupCoordinator:
         self._holds_assignment = False
         self.is_leader = False
         self._lease_deadline = 0.0
+        #: The generation during which our lease lapsed: it may not write or commit.
+        self._lapsed_generation = 0
+        #: Called with that generation when a heartbeat finds our lease had lapsed.
+        self.on_lease_lapsed: Callable[[int], None] | None = None
         self._state: tuple[str, int, str, int, int] = ("", 0, "", 0, 0)
         self._changed = asyncio.Event()
         self._joining_since: tuple[int, float] | None = None
@@ -218,11 +222,59 @@ class GroupCoordinator:
 
     def may_fetch(self) -> bool:
         """True while we hold a current assignment under a live lease."""
-        return self.lease_valid() and self.generation > 0 and self._state[1] <= self.generation
+        return (
+            self.lease_valid()
+            and self.generation > 0
+            and self._state[1] <= self.generation
+            and self.generation != self._lapsed_generation
+        )
+
+    def write_permit(self, generation: int, *, changelog: bool) -> bool | None:
+        """May a write made in ``generation`` go to Redis? None: not yet known.
+
+        False once our lease lapsed during that generation (someone else may own its
+        partitions now), and for a changelog also once the generation is over (its
+        state is stale); None while our lease may have lapsed, until the next
+        heartbeat tells (False if we stopped heartbeating).
+        """
+        if generation == self._lapsed_generation or (changelog and generation != self.generation):
+            return False
+        if self.lease_valid():
+            return True
+        # Stopped: no heartbeat will tell any more (and a stopping worker must not hang).
+        return False if self._stopping else None
+
+    def _check_lapse(self, sent: float) -> None:
+        """After a heartbeat sent at ``sent``: did our lease lapse since the last one?"""
+        if self._lease_deadline == 0.0 or sent < self._lease_deadline:
+            return
+        lapsed_s = sent - self._lease_deadline + self.session_timeout_s * 0.8
+        self.lapsed(self.generation, f"no heartbeat for {lapsed_s:.1f} s")
+
+    def lapsed(self, generation: int, reason: str) -> None:
+        """Our hold on ``generation`` may be gone: no more writes or commits in it.
+
+        Asks for a new generation, in which Faust rebuilds our state from the changelogs.
+        """
+        if not generation or generation != self.generation:
+            return
+        if generation == self._lapsed_generation:
+            return
+        self._lapsed_generation = generation
+        log.warning(
+            "%s: lease lapsed during generation %d (%s): its writes and commits are "
+            "refused, its buffered events dropped; rejoining",
+            self.member_id,
+            generation,
+            reason,
+        )
+        if self.on_lease_lapsed is not None:
+            self.on_lease_lapsed(generation)
+        self.request_rebalance()
 
     async def commit(self, offsets: Mapping[str, int]) -> None:
         """Store committed offsets, fenced by our generation and lease."""
-        if not self.lease_valid():
+        if not self.lease_valid() or self.generation == self._lapsed_generation:
             raise CommitRefused(f"{self.member_id}: lease lapsed or a rebalance is under way")
         args: list[str | int] = [self.member_id, self.generation]
         for field, offset in offsets.items():
@@ -255,6 +307,7 @@ class GroupCoordinator:
         ]
         reply = await self._heartbeat_lua(keys=keys, args=[self.member_id, ttl_ms])
         leader, gen, phase, agen, now = (_text(x) for x in reply)
+        self._check_lapse(sent)
         # Expire locally a little before the server does.
         self._lease_deadline = sent + self.session_timeout_s * 0.8
         state = (leader, int(gen), phase, int(agen), int(now))

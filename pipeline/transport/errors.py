@@ -3,7 +3,8 @@
     TransportError
     ├── BrokerUnavailable   Redis could not be reached within the start-up deadline
     ├── TopicError          a topic is missing or was declared with another partition count
-    └── CommitRefused       a commit was fenced off (lease lapsed, newer generation)
+    ├── CommitRefused       a commit was fenced off (lease lapsed, newer generation)
+    └── WriteFenced         a write was fenced off (lease lapsed, newer generation)
 
 :data:`TRANSIENT_ERRORS` are the errors after which the transport retries: the server
 is unreachable or restarting.
@@ -38,3 +39,11 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     ConnectionError,
     OSError,
 )
+
+
+class WriteFenced(TransportError):
+    """A write was refused: its worker's lease lapsed, or its generation ended.
+
+    The events that made it belong to a generation whose commits are refused too, so
+    they are processed again by the partition's owner: nothing is lost.
+    """

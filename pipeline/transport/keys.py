@@ -45,3 +45,19 @@ def group_key(group: str, name: str) -> str:
 def tp_field(topic: str, partition: int) -> str:
     """The field of a topic partition in a group's ``offsets`` hash."""
     return f"{topic}:{partition}"
+
+
+def producer_key(topic: str, partition: int, producer_id: str) -> str:
+    """One producer's batch sequences on a partition (idempotent appends; expires)."""
+    return f"{KEY_PREFIX}:producer:{{{topic}:{partition}}}:{producer_id}"
+
+
+def epochs_key(topic: str, partition: int) -> str:
+    """List of ``<run_id>:<first offset>``, newest first: the offset each server run
+    (one start of the Redis process) began appending at, to detect reused offsets."""
+    return f"{KEY_PREFIX}:epochs:{{{topic}:{partition}}}"
+
+
+def fence_key(topic: str, partition: int) -> str:
+    """The generation allowed to append to a changelog partition (fenced writes)."""
+    return f"{KEY_PREFIX}:fence:{{{topic}:{partition}}}"

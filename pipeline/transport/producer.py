@@ -9,7 +9,16 @@ record's offset.
 ``flush()`` flushes what Faust had buffered *when the flush began* and then waits for
 the records already handed to us; waiting for an empty buffer (Faust's own
 ``ProducerBuffer.flush``) never returns under steady table writes, starves the
-commit timer, and turns a crash into thousands of duplicates.
+commit timer, and turns a crash into thousands of duplicates. Faust flushes before every
+commit, so once a write has failed ``flush()`` raises ``ProducerSendError``: the commit
+does not happen, Faust stops the worker, and its successor replays from the last commit.
+
+Appends are idempotent (:mod:`pipeline.transport.idempotence`): a batch resent after a
+lost reply is not written twice. Writes are fenced by the group generation they were
+made in: while our lease may have lapsed they wait, and once the lease did lapse, or
+the generation ended, they are refused (``WriteFenced``); changelog appends also carry
+the generation to the append script, which refuses them once another generation owns
+the partition (see :mod:`pipeline.transport.guards`).
 """
 
 from __future__ import annotations
@@ -25,6 +34,7 @@ from collections.abc import Awaitable, Mapping
 from typing import TYPE_CHECKING, Any, cast
 
 import redis.asyncio as aioredis
+from faust.exceptions import ProducerSendError
 from faust.transport.producer import Producer as FaustProducer
 from faust.types import TP
 from faust.types.tuples import RecordMetadata
@@ -32,10 +42,12 @@ from redis.exceptions import NoScriptError, ResponseError
 
 from pipeline.transport import streams
 from pipeline.transport.clients import connect
-from pipeline.transport.errors import TRANSIENT_ERRORS
+from pipeline.transport.errors import TRANSIENT_ERRORS, WriteFenced
+from pipeline.transport.idempotence import ProducerIdentity
 from pipeline.transport.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
+    from pipeline.transport.coordination import GroupCoordinator
     from pipeline.transport.driver import Transport
 
 log = logging.getLogger(__name__)
@@ -44,8 +56,11 @@ log = logging.getLogger(__name__)
 LINGER_TURNS = int(os.environ.get("LIVECOACH_PRODUCER_LINGER_TURNS", "32"))
 #: Most records written in one pipeline.
 MAX_BATCH = 2000
+#: How often held writes (our lease may have lapsed) ask again whether they may go.
+HOLD_POLL_S = 0.05
 
-_Pending = tuple[str, int, streams.Entry, "asyncio.Future[RecordMetadata]"]
+#: (topic, partition, entry, future, generation the record was sent in: 0 = unfenced)
+_Pending = tuple[str, int, streams.Entry, "asyncio.Future[RecordMetadata]", int]
 
 
 def _headers(headers: Any) -> dict[str, bytes] | None:
@@ -71,9 +86,18 @@ class Producer(FaustProducer):
         self._round_robin: dict[str, itertools.count[int]] = defaultdict(itertools.count)
         self._closing = False
         self._running_loop: asyncio.AbstractEventLoop | None = None
+        # One pipeline in flight, with a batch per partition (and per generation for
+        # changelogs, rarely two): a retry only ever repeats the last few.
+        self.identity = ProducerIdentity(window=4)
+        #: Writes Redis refused (not fenced ones): (how many, the first error).
+        self._lost: tuple[int, BaseException] | None = None
         #: Records written and pipelines used (for the benchmark's report).
         self.records_sent = 0
         self.batches_sent = 0
+        #: Batches Redis had appended already when we resent them (lost replies).
+        self.repeats_avoided = 0
+        #: Records refused by a fence (lease lapsed, generation over).
+        self.records_fenced = 0
 
     @property
     def _rt(self) -> Transport:
@@ -84,6 +108,11 @@ class Producer(FaustProducer):
     def redis(self) -> aioredis.Redis:
         assert self._redis is not None, "producer not started"
         return self._redis
+
+    def _coordinator(self) -> GroupCoordinator | None:
+        """The group membership whose generation fences our writes (None: a client)."""
+        consumer = getattr(self.app, "_consumer", None)  # never create one from here
+        return getattr(consumer, "coordinator", None)
 
     def _loop_now(self) -> asyncio.AbstractEventLoop:
         loop = self._running_loop
@@ -131,7 +160,9 @@ class Producer(FaustProducer):
         fut: asyncio.Future[RecordMetadata] = self._loop_now().create_future()
         # A None value stays None: a tombstone (Faust's table delete).
         entry: streams.Entry = (key, value, _headers(headers), timestamp_ms)
-        self._pending.append((topic, int(partition), entry, fut))
+        coordinator = self._coordinator()
+        generation = coordinator.generation if coordinator is not None else 0
+        self._pending.append((topic, int(partition), entry, fut, generation))
         self._wakeup.set()
         return fut
 
@@ -154,9 +185,17 @@ class Producer(FaustProducer):
         buffered = self.buffer.size
         if buffered:
             await self.buffer.flush_atmost(buffered)
-        waiting = [fut for *_, fut in self._pending] + list(self._in_flight)
+        waiting = [item[3] for item in self._pending] + list(self._in_flight)
         if waiting:
             await asyncio.gather(*waiting, return_exceptions=True)
+        if self._lost is not None:
+            # Faust commits right after this: the events whose writes were lost must be
+            # processed again, so no commit may go past them (Faust crashes the worker).
+            count, error = self._lost
+            raise ProducerSendError(
+                f"{count} records could not be written to Redis (first error: {error!r}); "
+                "not committing past them"
+            )
 
     async def create_topic(
         self, topic: str, partitions: int, replication: int, **kwargs: Any
@@ -189,72 +228,148 @@ class Producer(FaustProducer):
                     break
                 await asyncio.sleep(0)
             batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
-            self._in_flight = [fut for *_, fut in batch]
+            admitted = self._admit(batch)
+            if admitted is None:
+                await asyncio.sleep(HOLD_POLL_S)
+                continue
+            batch = admitted
+            self._in_flight = [item[3] for item in batch]
             try:
                 await self._write(batch)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # not transient: fail these records, go on
                 log.exception("could not write %d records", len(batch))
-                for *_, fut in batch:
-                    if not fut.done():
-                        fut.set_exception(exc)
+                self._fail_lost(batch, exc)
             finally:
                 self._in_flight = []
 
-    async def _write(self, batch: list[_Pending]) -> None:
-        groups: dict[tuple[str, int], list[_Pending]] = defaultdict(list)
+    def _admit(self, batch: list[_Pending]) -> list[_Pending] | None:
+        """The records of ``batch`` that may be written now; None: hold them all.
+
+        A record made in a generation during which our lease lapsed is refused (another
+        worker may own its partition now), and so is a changelog record of a generation
+        that ended (stale table state). While our lease may have lapsed (e.g. right
+        after SIGCONT, before a heartbeat) nobody can tell yet: the batch waits.
+        """
+        coordinator = self._coordinator()
+        if coordinator is None:
+            return batch
+        changelogs = self.app.tables.changelog_topics
+        admitted: list[_Pending] = []
+        refused: dict[tuple[str, int], int] = defaultdict(int)
         for item in batch:
-            groups[(item[0], item[1])].append(item)
-        todo = list(groups.items())
+            generation = item[4]
+            permit = (
+                coordinator.write_permit(generation, changelog=item[0] in changelogs)
+                if generation
+                else True
+            )
+            if permit is None:
+                self._pending[:0] = batch
+                return None
+            if permit:
+                admitted.append(item)
+                continue
+            refused[(item[0], item[1])] += 1
+            fut = item[3]
+            if not fut.done():
+                fut.set_exception(WriteFenced(f"generation {generation} may no longer write"))
+        if refused:
+            self.records_fenced += sum(refused.values())
+            log.warning(
+                "producer: refused %d records of a generation that ended or whose lease "
+                "lapsed (their events are processed again by the owner): %s",
+                sum(refused.values()),
+                ", ".join(f"{t}[{p}]: {n}" for (t, p), n in sorted(refused.items())),
+            )
+        return admitted
+
+    def _fail_lost(self, items: list[_Pending], error: BaseException) -> None:
+        """Fail records Redis did not take; flush() raises from now on."""
+        count = sum(1 for item in items if not item[3].done())
+        for item in items:
+            if not item[3].done():
+                item[3].set_exception(error)
+        if count:
+            lost, first = self._lost if self._lost is not None else (0, error)
+            self._lost = (lost + count, first)
+
+    async def _write(self, batch: list[_Pending]) -> None:
+        changelogs = self.app.tables.changelog_topics
+        # One script call per partition (and generation, for a changelog's fence); its
+        # sequence number stays with it through every retry, so Redis appends it once.
+        groups: dict[tuple[str, int, str], list[_Pending]] = defaultdict(list)
+        for item in batch:
+            fence = str(item[4]) if item[4] and item[0] in changelogs else ""
+            groups[(item[0], item[1], fence)].append(item)
+        todo = [
+            (tp_key, items, self.identity.next_sequence(tp_key[0], tp_key[1]))
+            for tp_key, items in groups.items()
+        ]
         failures = 0
         reload = False
         while todo:
             try:
                 server = await streams.prepare(self.redis, reload_script=reload)
                 reload = False
-                maxlens = [await self._maxlen(topic) for (topic, _), _ in todo]
-                counts = []
+                maxlens = [await self._maxlen(tp_key[0]) for tp_key, _, _ in todo]
                 async with self.redis.pipeline(transaction=False) as pipe:
-                    for ((topic, partition), items), maxlen in zip(todo, maxlens, strict=True):
-                        counts.append(
-                            streams.queue_append(
-                                pipe, server, topic, partition, [it[2] for it in items],
-                                maxlen=maxlen,
-                            )
+                    for ((topic, partition, fence), items, sequence), maxlen in zip(
+                        todo, maxlens, strict=True
+                    ):
+                        streams.queue_append(
+                            pipe, server, topic, partition, [it[2] for it in items],
+                            maxlen=maxlen, identity=self.identity, sequence=sequence,
+                            fence=fence,
                         )  # fmt: skip
                     results = await pipe.execute(raise_on_error=False)
             except TRANSIENT_ERRORS as exc:
-                # At least once: resend the whole batch once Redis is back.
+                # Resend the same batches once Redis is back: those that did reach it
+                # are recognised by their sequence numbers and not appended again.
                 failures += 1
                 delay = min(5.0, 0.05 * 2**failures)
                 log.warning("producer: %r; retrying %d records in %.1f s", exc, len(batch), delay)
                 await asyncio.sleep(delay)
                 continue
             retry = []
-            index = 0
-            for (tp_key, items), count in zip(todo, counts, strict=True):
-                group_results = results[index : index + count]
-                index += count
-                errors = [r for r in group_results if isinstance(r, Exception)]
-                if errors:
-                    if any(isinstance(e, NoScriptError) for e in errors) or any(
-                        "NOSCRIPT" in str(e) for e in errors
-                    ):
+            for (tp_key, items, sequence), result in zip(todo, results, strict=True):
+                topic, partition, _ = tp_key
+                if isinstance(result, Exception):
+                    if isinstance(result, NoScriptError) or "NOSCRIPT" in str(result):
                         reload = True
-                        retry.append((tp_key, items))
-                        continue
-                    error = errors[0]
-                    if not isinstance(error, ResponseError):
-                        raise error
-                    for *_, fut in items:
-                        if not fut.done():
-                            fut.set_exception(error)
+                        retry.append((tp_key, items, sequence))
+                    elif "FENCED" in str(result):
+                        self.records_fenced += len(items)
+                        log.warning("producer: %d records refused: %s", len(items), result)
+                        coordinator = self._coordinator()
+                        if coordinator is not None:
+                            # Another generation owns the partition: ours is over,
+                            # whatever we heard last (no commit may follow these).
+                            coordinator.lapsed(items[0][4], str(result))
+                        fenced = WriteFenced(str(result))
+                        for item in items:
+                            if not item[3].done():
+                                item[3].set_exception(fenced)
+                    elif isinstance(result, ResponseError):
+                        log.error(
+                            "producer: Redis refused %d records for %s[%d]: %s",
+                            len(items), topic, partition, result,
+                        )  # fmt: skip
+                        self._fail_lost(items, result)
+                    else:
+                        raise result
                     continue
-                offsets = streams.offsets_from_results(group_results)
-                topic, partition = tp_key
+                offsets, repeated = streams.append_result(result, len(items))
+                if repeated:
+                    self.repeats_avoided += 1
+                    log.warning(
+                        "producer: %d records for %s[%d] were appended before their reply "
+                        "was lost; not appended again (offsets %d-%d)",
+                        len(items), topic, partition, offsets[0], offsets[-1],
+                    )  # fmt: skip
                 tp = TP(topic, partition)
-                for (_, _, entry, fut), offset in zip(items, offsets, strict=True):
+                for (_, _, entry, fut, _), offset in zip(items, offsets, strict=True):
                     if not fut.done():
                         fut.set_result(
                             RecordMetadata(topic, partition, tp, offset, entry[3] / 1000.0, None)

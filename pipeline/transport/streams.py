@@ -37,7 +37,20 @@ import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError, ResponseError
 
 from pipeline.transport.errors import TopicError
-from pipeline.transport.keys import INCARNATIONS_KEY, RETENTION_KEY, TOPICS_KEY, tp_field
+from pipeline.transport.idempotence import (
+    PRODUCER_STATE_TTL_S,
+    ProducerIdentity,
+    default_identity,
+)
+from pipeline.transport.keys import (
+    INCARNATIONS_KEY,
+    RETENTION_KEY,
+    TOPICS_KEY,
+    epochs_key,
+    fence_key,
+    producer_key,
+    tp_field,
+)
 from pipeline.transport.keys import stream_key as stream_key  # re-exported: the public API
 from pipeline.transport.topics import GROUP_EXPIRY_S, group_commits, live_groups, new_incarnation
 from pipeline.transport.topics import delete_topic as delete_topic  # re-exported
@@ -161,42 +174,93 @@ def decode_entry(fields: Fields) -> Decoded:
 
 # --- appending ------------------------------------------------------------------------
 
-# Redis 6.2 has no "0-*": compute the next sequence from last-generated-id.
-# KEYS[1] stream; ARGV[1] MAXLEN (0 = none); then per entry: field count, fields...
+# One script appends a batch to one partition, on 6.2 and 7 alike. It checks, atomically:
+# * the fence (changelogs): a writer whose generation is no longer the partition's
+#   owner is refused (FENCED), so a worker that lost its lease cannot write stale state;
+# * the producer's batch sequence (:mod:`pipeline.transport.idempotence`): a batch seen
+#   before is not appended again, its first offset is returned (a lost reply's retry);
+# * the server run (INFO's run_id, new at every start of Redis): the first offset
+#   appended in each run is pushed on the partition's epoch list, so that consumers
+#   can tell that a restart from an older snapshot reused offsets they had read.
+# Redis 7 fills in the sequence itself ("0-*"); 6.2 computes it from last-generated-id.
+# KEYS: stream, producer state (hash), epochs (list), fence (string)
+# ARGV: MAXLEN (0: none), 1 if the server has "0-*", batch sequence (0: none),
+#       state TTL ms, sequence window, fence token ('': unfenced), epochs kept,
+#       then per entry: field count, fields...
+# Returns {first offset, 1 if the batch was a repeat else 0}.
 _APPEND_LUA = """
-local key = KEYS[1]
+local stream, state, epochs, fence = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+if ARGV[6] ~= '' then
+  local owner = redis.call('GET', fence)
+  if owner and owner ~= ARGV[6] then
+    return redis.error_reply('FENCED ' .. stream .. ' belongs to generation ' .. owner ..
+      ', not ' .. ARGV[6])
+  end
+end
+local bseq = tonumber(ARGV[3])
+local last = 0
+if bseq > 0 then
+  local done = redis.call('HGET', state, ARGV[3])
+  if done then return {tonumber(done), 1} end
+  last = tonumber(redis.call('HGET', state, 'last') or '0')
+  if bseq <= last - tonumber(ARGV[5]) then
+    return redis.error_reply('OUTOFORDER batch ' .. ARGV[3] .. ' for ' .. stream ..
+      ' is older than the last ' .. ARGV[5])
+  end
+end
 local maxlen = tonumber(ARGV[1])
+local autogen = ARGV[2] == '1'
 local seq = 0
-if redis.call('EXISTS', key) == 1 then
-  local info = redis.call('XINFO', 'STREAM', key)
+if not autogen and redis.call('EXISTS', stream) == 1 then
+  local info = redis.call('XINFO', 'STREAM', stream)
   for i = 1, #info, 2 do
     if info[i] == 'last-generated-id' then
-      local last = info[i + 1]
-      seq = tonumber(string.sub(last, string.find(last, '-') + 1))
-      local ms = tonumber(string.sub(last, 1, string.find(last, '-') - 1))
-      if ms ~= 0 then
-        return redis.error_reply('stream ' .. key .. ' has time-based ids')
+      local last_id = info[i + 1]
+      local dash = string.find(last_id, '-')
+      if tonumber(string.sub(last_id, 1, dash - 1)) ~= 0 then
+        return redis.error_reply('stream ' .. stream .. ' has time-based ids')
       end
+      seq = tonumber(string.sub(last_id, dash + 1))
       break
     end
   end
 end
-local ids = {}
-local i = 2
+local first = -1
+local i = 8
 while i <= #ARGV do
   local n = tonumber(ARGV[i])
-  seq = seq + 1
-  local args = {'XADD', key}
-  if maxlen > 0 then
-    table.insert(args, 'MAXLEN'); table.insert(args, '~'); table.insert(args, maxlen)
+  local args
+  local id = '0-*'
+  if not autogen then
+    seq = seq + 1
+    id = '0-' .. seq
   end
-  table.insert(args, '0-' .. seq)
-  for j = i + 1, i + n do table.insert(args, ARGV[j]) end
-  ids[#ids + 1] = redis.call(unpack(args))
+  if maxlen > 0 then
+    args = {'XADD', stream, 'MAXLEN', '~', maxlen, id}
+  else
+    args = {'XADD', stream, id}
+  end
+  for j = i + 1, i + n do args[#args + 1] = ARGV[j] end
+  local added = redis.call(unpack(args))
+  if first < 0 then first = tonumber(string.sub(added, 3)) - 1 end
   i = i + n + 1
 end
-return ids
+local run = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')
+local top = redis.call('LINDEX', epochs, 0)
+if not top or string.sub(top, 1, #run) ~= run then
+  redis.call('LPUSH', epochs, run .. ':' .. first)
+  redis.call('LTRIM', epochs, 0, tonumber(ARGV[7]) - 1)
+end
+if bseq > 0 then
+  redis.call('HSET', state, ARGV[3], first, 'last', math.max(last, bseq))
+  redis.call('HDEL', state, bseq - tonumber(ARGV[5]))
+  redis.call('PEXPIRE', state, ARGV[4])
+end
+return {first, 0}
 """
+
+#: Server runs remembered per partition (see :mod:`pipeline.transport.epochs`).
+EPOCHS_KEPT = 16
 
 
 @dataclass
@@ -247,47 +311,71 @@ def queue_append(
     entries: Sequence[Entry],
     *,
     maxlen: int | None = None,
+    identity: ProducerIdentity | None = None,
+    sequence: int = 0,
+    fence: str = "",
 ) -> int:
-    """Queue commands appending ``entries`` on ``pipe``; returns how many results they add.
+    """Queue the append of ``entries`` to one partition on ``pipe``; returns 1 (results).
 
     For callers that batch several partitions in one pipeline (the transport's producer).
-    Use :func:`ids_from_results` on the results of those commands.
+    With an ``identity`` and a ``sequence`` (:meth:`ProducerIdentity.next_sequence`,
+    reused when the same batch is sent again) the append is idempotent. With a ``fence``
+    it is refused unless the partition's fence (:func:`set_fence`) holds that token.
+    Turn the result into offsets with :func:`offsets_from_results`.
     """
-    key = stream_key(topic, partition)
-    if server.has_seq_autogen:
-        for k, v, h, ts in entries:
-            trim = ["MAXLEN", "~", str(maxlen)] if maxlen else []
-            pipe.execute_command("XADD", key, *trim, "0-*", *_flatten(encode_entry(k, v, h, ts)))
-        return len(entries)
-    args: list[bytes | str | int] = [maxlen or 0]
+    args: list[bytes | str | int] = [
+        maxlen or 0,
+        1 if server.has_seq_autogen else 0,
+        sequence if identity is not None else 0,
+        int(PRODUCER_STATE_TTL_S * 1000),
+        identity.window if identity is not None else 1,
+        fence,
+        EPOCHS_KEPT,
+    ]
     for k, v, h, ts in entries:
         flat = _flatten(encode_entry(k, v, h, ts))
         args.append(len(flat))
         args.extend(flat)
     assert server.script_sha is not None
-    pipe.evalsha(server.script_sha, 1, key, *args)
+    producer = producer_key(topic, partition, identity.producer_id if identity else "-")
+    pipe.evalsha(
+        server.script_sha,
+        4,
+        stream_key(topic, partition),
+        producer,
+        epochs_key(topic, partition),
+        fence_key(topic, partition),
+        *args,
+    )
     return 1
 
 
-def offsets_from_results(results: Sequence[Any]) -> list[int]:
-    """Offsets from the results queued by :func:`queue_append` (raises on an error)."""
-    offsets: list[int] = []
-    for result in results:
-        if isinstance(result, Exception):
-            raise result
-        if isinstance(result, list):
-            offsets.extend(offset_of(r) for r in result)
-        else:
-            offsets.append(offset_of(result))
-    return offsets
+def offsets_from_results(results: Sequence[Any], count: int) -> list[int]:
+    """Offsets of the ``count`` entries whose append :func:`queue_append` queued.
+
+    Raises the error Redis answered, if it did.
+    """
+    return append_result(results[0], count)[0]
+
+
+def append_result(result: Any, count: int) -> tuple[list[int], bool]:
+    """(offsets, whether the batch was a repeat) from one append's result (or raises)."""
+    if isinstance(result, Exception):
+        raise result
+    first, repeated = int(result[0]), bool(int(result[1]))
+    return list(range(first, first + count)), repeated
 
 
 async def prepare(redis: aioredis.Redis, *, reload_script: bool = False) -> _ServerInfo:
-    """Server capabilities (and the loaded 6.2 script) for :func:`queue_append`."""
+    """Server capabilities and the loaded append script, for :func:`queue_append`."""
     info = await _server(redis)
-    if not info.has_seq_autogen:
-        await _script_sha(redis, info, reload=reload_script)
+    await _script_sha(redis, info, reload=reload_script)
     return info
+
+
+async def set_fence(redis: aioredis.Redis, topic: str, partition: int, token: str) -> None:
+    """Let only appends fenced with ``token`` into ``topic``/``partition`` from now on."""
+    await redis.set(fence_key(topic, partition), token)
 
 
 async def append(
@@ -314,35 +402,44 @@ async def append_many(
     batches: Mapping[int, Sequence[Entry]],
     *,
     maxlen: int | None = None,
+    identity: ProducerIdentity | None = None,
 ) -> dict[int, list[int]]:
     """Append to several partitions of a topic in one round trip: partition -> offsets.
 
-    Raises on the first partition Redis refused (none of the batch is acknowledged then;
-    partitions that went through keep their records: the caller's retry is at least once).
+    Idempotent: each partition's batch carries a sequence number of ``identity`` (by
+    default one identity per process), so a retry after a lost reply (redis-py's, or the
+    one here after ``NOSCRIPT``) returns the offsets of the first attempt instead of
+    appending again. Raises on the first partition Redis refused (none of the batch is
+    acknowledged then; partitions that went through keep their records).
     """
     if maxlen is None:
         retention = await cached_retention(redis, topic)
         maxlen = retention.maxlen if retention else None
-    todo = [(partition, entries) for partition, entries in batches.items() if entries]
+    if identity is None:
+        identity = default_identity()
+    todo = [
+        (partition, entries, identity.next_sequence(topic, partition))
+        for partition, entries in batches.items()
+        if entries
+    ]
     reload = False
     for _attempt in range(2):
         info = await prepare(redis, reload_script=reload)
         async with redis.pipeline(transaction=False) as pipe:
-            counts = [
-                queue_append(pipe, info, topic, partition, entries, maxlen=maxlen)
-                for partition, entries in todo
-            ]
+            for partition, entries, sequence in todo:
+                queue_append(
+                    pipe, info, topic, partition, entries,
+                    maxlen=maxlen, identity=identity, sequence=sequence,
+                )  # fmt: skip
             try:
                 results = await pipe.execute(raise_on_error=True)
             except NoScriptError:
                 reload = True  # the server restarted and forgot the script
                 continue
-        out: dict[int, list[int]] = {}
-        index = 0
-        for (partition, _), count in zip(todo, counts, strict=True):
-            out[partition] = offsets_from_results(results[index : index + count])
-            index += count
-        return out
+        return {
+            partition: append_result(result, len(entries))[0]
+            for (partition, entries, _), result in zip(todo, results, strict=True)
+        }
     raise TopicError(f"could not load the append script on the server for {topic}")
 
 

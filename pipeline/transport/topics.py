@@ -29,6 +29,8 @@ from pipeline.transport.keys import (
     INCARNATIONS_KEY,
     RETENTION_KEY,
     TOPICS_KEY,
+    epochs_key,
+    fence_key,
     group_key,
     index_key,
     stream_key,
@@ -114,7 +116,8 @@ async def group_commits(redis: aioredis.Redis, groups: list[str]) -> dict[str, M
 
 async def delete_topic(redis: aioredis.Redis, topic: str) -> int:
     """Delete ``topic``: its streams, partition count, retention, incarnation,
-    compaction state and every registered group's committed offsets for it.
+    compaction state, server-run epochs, changelog fence and every registered group's
+    committed offsets for it (producers' sequence keys expire on their own).
 
     Returns the number of partitions removed. Stop the apps that use the topic
     first: a running worker keeps its positions and cached partition count.
@@ -131,7 +134,8 @@ async def delete_topic(redis: aioredis.Redis, topic: str) -> int:
     async with redis.pipeline(transaction=False) as pipe:
         for p in range(partitions):
             # One key a command: a multi-key DEL would cross Cluster slots.
-            for key in (stream_key(topic, p), index_key(topic, p), tombstones_key(topic, p)):
+            for key in (stream_key(topic, p), index_key(topic, p), tombstones_key(topic, p),
+                        epochs_key(topic, p), fence_key(topic, p)):  # fmt: skip
                 pipe.delete(key)
             for group in groups:
                 pipe.hdel(group_key(group, "offsets"), tp_field(topic, p))

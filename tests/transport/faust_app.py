@@ -9,6 +9,8 @@ Run as ``faust -A faust_app worker`` (with this folder on PYTHONPATH) or
 * ``LC_PARTITIONS``: partitions of the topics (default 4)
 * ``LC_SESSION_TIMEOUT``: broker session timeout in seconds
 * ``LC_DATA_DIR``: Faust's data folder
+* ``LC_GATE_FILE``: while this file exists, ``count`` holds the event it is at (and
+  logs ``gate: holding n=<n>`` once): a test's way to keep events buffered
 
 Topics: ``events`` (key: entity id; value ``{"n": int, "ts": float}``) feeds
 ``count`` (a Table, forwards ``{"key", "n", "count"}`` to ``counted``) and the
@@ -18,6 +20,7 @@ answers go to ``answers``); ``settings`` fills a GlobalTable read by ``lookup``.
 
 from __future__ import annotations
 
+import asyncio
 import os
 from typing import Any
 
@@ -58,11 +61,27 @@ hopping = app.Table("hopping", default=int, partitions=PARTITIONS).hopping(
 settings = app.GlobalTable("settings-table", default=str, partitions=PARTITIONS)
 
 
+GATE_FILE = os.environ.get("LC_GATE_FILE")
+
+
+def _gate_closed() -> bool:
+    return GATE_FILE is not None and os.path.exists(GATE_FILE)
+
+
+async def _gate(n: int) -> None:
+    if not _gate_closed():
+        return
+    print(f"gate: holding n={n}", flush=True)
+    while _gate_closed():
+        await asyncio.sleep(0.02)
+
+
 @app.agent(events)
 async def count(stream: Any) -> Any:
     async for event in stream.events():
         key = event.key.decode() if isinstance(event.key, bytes) else str(event.key)
         value = event.value
+        await _gate(value["n"])
         counts[key] += 1
         if "ts" in value:
             tumbling[key] += 1
