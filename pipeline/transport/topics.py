@@ -33,6 +33,7 @@ from pipeline.transport.keys import (
     fence_key,
     group_key,
     index_key,
+    producer_key,
     stream_key,
     tombstones_key,
     tp_field,
@@ -117,7 +118,7 @@ async def group_commits(redis: aioredis.Redis, groups: list[str]) -> dict[str, M
 async def delete_topic(redis: aioredis.Redis, topic: str) -> int:
     """Delete ``topic``: its streams, partition count, retention, incarnation,
     compaction state, server-run epochs, changelog fence and every registered group's
-    committed offsets for it (producers' sequence keys expire on their own).
+    committed offsets for it, and producers' sequences on it.
 
     Returns the number of partitions removed. Stop the apps that use the topic
     first: a running worker keeps its positions and cached partition count.
@@ -131,7 +132,13 @@ async def delete_topic(redis: aioredis.Redis, topic: str) -> int:
         if tail.isdigit():
             partitions = max(partitions, int(tail) + 1)
     groups = [_text(g) for g in await redis.zrange(GROUPS_KEY, 0, -1)]
+    producers = []
+    for p in range(partitions):
+        pattern = producer_key(_glob_escape(topic), p, "*")
+        producers += [raw async for raw in redis.scan_iter(match=pattern, count=1000)]
     async with redis.pipeline(transaction=False) as pipe:
+        for key in producers:
+            pipe.delete(key)
         for p in range(partitions):
             # One key a command: a multi-key DEL would cross Cluster slots.
             for key in (stream_key(topic, p), index_key(topic, p), tombstones_key(topic, p),

@@ -107,14 +107,16 @@ async def test_delete_topic_removes_everything(versioned_url: str) -> None:
                 await r.hset(group_key("app", "offsets"), tp_field(topic, p), 2)
         await streams.register_group(r, "app")
         before = await _keys_of(r, "gone-changelog")
-        assert len(before) == 6  # stream, index, tombstones per partition
+        # Per partition: stream, compaction index, tombstones, server-run epochs, and the
+        # sequences of the producer that appended.
+        assert len(before) == 10
         assert await streams.delete_topic(r, "gone-changelog") == 2
         assert await _keys_of(r, "gone-changelog") == []
         assert await streams.partition_count(r, "gone-changelog") is None
         assert await streams.get_retention(r, "gone-changelog") is None
         offsets = await r.hgetall(group_key("app", "offsets"))
         assert sorted(offsets) == [b"kept:0", b"kept:1"]
-        assert len(await _keys_of(r, "kept")) == 6
+        assert len(await _keys_of(r, "kept")) == 10
         # Declared again: a new life, compacted from scratch.
         await streams.declare_topic(r, "gone-changelog", 4)
         assert await streams.partition_count(r, "gone-changelog") == 4
