@@ -39,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -53,10 +54,68 @@ log = logging.getLogger(__name__)
 
 GENERATION_FIELD = "__generation__"
 
-_HEARTBEAT_LUA = """
+#: What a heartbeat can find, besides ``ok``: see :meth:`GroupCoordinator._heartbeat_once`.
+_EPOCH, _EVICTED, _FENCED = "epoch", "evicted", "fenced"
+
+# Server time in ms, as the first lines of a script.
+_NOW = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+"""
+
+# KEYS: state, members, incarnations, joined, rebalance
+# ARGV: member, random part of the token, epoch to create if none, ttl ms, state lost (0|1)
+# A new incarnation of a member: a fresh token (a counter makes tokens ordered, so an
+# older snapshot of Redis is told apart from a newer incarnation), its lease, and a
+# request for a new generation, which it alone may join (see _follow).
+_REGISTER_LUA = (
+    _NOW
+    + """
+local ttl = tonumber(ARGV[4])
+local epoch = redis.call('HGET', KEYS[1], 'epoch')
+local lost = ARGV[5] == '1'
+if not epoch then
+  epoch = ARGV[3]
+  redis.call('HSET', KEYS[1], 'epoch', epoch)
+  -- A new group, or one whose state Redis lost: we cannot tell them apart.
+  lost = true
+end
+if lost then
+  -- Members of a lost state may still fetch until their leases lapse (locally), so the
+  -- first generation of this state hands out nothing before that.
+  local settle = tonumber(redis.call('HGET', KEYS[1], 'settle_until') or '0')
+  if settle < now + ttl then redis.call('HSET', KEYS[1], 'settle_until', now + ttl) end
+end
+local seq = redis.call('HINCRBY', KEYS[1], 'incarnations', 1)
+local token = seq .. ':' .. ARGV[2]
+redis.call('HSET', KEYS[3], ARGV[1], token)
+redis.call('ZADD', KEYS[2], now + ttl, ARGV[1])
+redis.call('HDEL', KEYS[4], ARGV[1])
+redis.call('SET', KEYS[5], ARGV[1])
+local gen = redis.call('HGET', KEYS[1], 'generation') or '0'
+return {epoch, token, gen}
+"""
+)
+
+# KEYS: members, leader, state, assignment, incarnations, joined
+# ARGV: member, ttl ms, token, epoch
+_HEARTBEAT_LUA = (
+    _NOW
+    + """
 local ttl = tonumber(ARGV[2])
+local epoch = redis.call('HGET', KEYS[3], 'epoch')
+if epoch ~= ARGV[4] then return {'epoch', epoch or ''} end
+local token = redis.call('HGET', KEYS[5], ARGV[1])
+if not token then return {'evicted', ''} end
+if token ~= ARGV[3] then return {'fenced', token} end
+local lease = tonumber(redis.call('ZSCORE', KEYS[1], ARGV[1]) or '0')
+if lease < now then
+  -- Lapsed on the server: its partitions may be handed out already. Never revive it.
+  redis.call('ZREM', KEYS[1], ARGV[1])
+  redis.call('HDEL', KEYS[5], ARGV[1])
+  redis.call('HDEL', KEYS[6], ARGV[1])
+  return {'evicted', ''}
+end
 redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])
 local leader = redis.call('GET', KEYS[2])
 if not leader then
@@ -68,44 +127,111 @@ end
 local gen = redis.call('HGET', KEYS[3], 'generation') or '0'
 local phase = redis.call('HGET', KEYS[3], 'phase') or ''
 local agen = redis.call('HGET', KEYS[4], '__generation__') or '0'
-return {leader, gen, phase, agen, tostring(now)}
+local settle = redis.call('HGET', KEYS[3], 'settle_until') or '0'
+return {'ok', leader, gen, phase, agen, tostring(now), settle}
+"""
+)
+
+# The checks every write of a member starts with: its group epoch and its incarnation.
+# KEYS[1] state, KEYS[2] incarnations; ARGV[1] member, ARGV[2] token, ARGV[3] epoch.
+_FENCE = """
+if redis.call('HGET', KEYS[1], 'epoch') ~= ARGV[3] then return -3 end
+if redis.call('HGET', KEYS[2], ARGV[1]) ~= ARGV[2] then return -4 end
 """
 
-# KEYS: leader, state, rebalance; ARGV: member, expected generation
-_START_GENERATION_LUA = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
-local gen = tonumber(redis.call('HGET', KEYS[2], 'generation') or '0')
-if gen ~= tonumber(ARGV[2]) then return -2 end
-redis.call('HSET', KEYS[2], 'generation', gen + 1, 'phase', 'joining')
-redis.call('DEL', KEYS[3])
+# KEYS: state, incarnations, joined, meta; ARGV: member, token, epoch, generation, metadata
+_JOIN_LUA = (
+    _FENCE
+    + """
+if redis.call('HGET', KEYS[1], 'generation') ~= ARGV[4] then return -2 end
+redis.call('HSET', KEYS[4], ARGV[1], ARGV[5])
+redis.call('HSET', KEYS[3], ARGV[1], ARGV[4])
+return 1
+"""
+)
+
+# KEYS: state, incarnations, leader, rebalance; ARGV: member, token, epoch, expected generation
+_START_GENERATION_LUA = (
+    _FENCE
+    + """
+if redis.call('GET', KEYS[3]) ~= ARGV[1] then return -1 end
+local gen = tonumber(redis.call('HGET', KEYS[1], 'generation') or '0')
+if gen ~= tonumber(ARGV[4]) then return -2 end
+redis.call('HSET', KEYS[1], 'generation', gen + 1, 'phase', 'joining')
+redis.call('DEL', KEYS[4])
 return gen + 1
 """
+)
 
-# KEYS: leader, state, assignment; ARGV: member, generation, then member/assignment pairs
-_PUBLISH_LUA = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
-if redis.call('HGET', KEYS[2], 'generation') ~= ARGV[2] then return -2 end
-redis.call('DEL', KEYS[3])
-redis.call('HSET', KEYS[3], '__generation__', ARGV[2])
-for i = 3, #ARGV, 2 do
-  redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1])
+# KEYS: state, incarnations, leader, assignment
+# ARGV: member, token, epoch, generation, then member/assignment pairs
+_PUBLISH_LUA = (
+    _FENCE
+    + """
+if redis.call('GET', KEYS[3]) ~= ARGV[1] then return -1 end
+if redis.call('HGET', KEYS[1], 'generation') ~= ARGV[4] then return -2 end
+redis.call('DEL', KEYS[4])
+redis.call('HSET', KEYS[4], '__generation__', ARGV[4])
+for i = 5, #ARGV, 2 do
+  redis.call('HSET', KEYS[4], ARGV[i], ARGV[i + 1])
 end
-redis.call('HSET', KEYS[2], 'phase', 'stable')
+redis.call('HSET', KEYS[1], 'phase', 'stable')
 return 1
 """
+)
 
-# KEYS: members, assignment, offsets; ARGV: member, generation, then field/offset pairs
-_COMMIT_LUA = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local lease = redis.call('ZSCORE', KEYS[1], ARGV[1])
+# KEYS: state, incarnations, members, assignment, offsets
+# ARGV: member, token, epoch, generation, then field/offset pairs
+_COMMIT_LUA = (
+    _NOW
+    + _FENCE
+    + """
+local lease = redis.call('ZSCORE', KEYS[3], ARGV[1])
 if not lease or tonumber(lease) < now then return 0 end
-if redis.call('HGET', KEYS[2], '__generation__') ~= ARGV[2] then return -1 end
-for i = 3, #ARGV, 2 do
-  redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1])
+if redis.call('HGET', KEYS[4], '__generation__') ~= ARGV[4] then return -1 end
+for i = 5, #ARGV, 2 do
+  redis.call('HSET', KEYS[5], ARGV[i], ARGV[i + 1])
 end
 return 1
 """
+)
+
+# KEYS: state, incarnations, members, joined; ARGV: member, token, epoch, then members
+# Evicts members (lease lapsed, or did not join in time) unless they renewed meanwhile.
+_EVICT_LUA = (
+    _NOW
+    + _FENCE
+    + """
+local out = {}
+for i = 4, #ARGV do
+  if ARGV[i] ~= ARGV[1] then
+    redis.call('ZREM', KEYS[3], ARGV[i])
+    redis.call('HDEL', KEYS[2], ARGV[i])
+    redis.call('HDEL', KEYS[4], ARGV[i])
+    out[#out + 1] = ARGV[i]
+  end
+end
+return out
+"""
+)
+
+# KEYS: state, incarnations, members, joined, rebalance, leader; ARGV: member, token, epoch
+_LEAVE_LUA = (
+    _FENCE
+    + """
+redis.call('ZREM', KEYS[3], ARGV[1])
+redis.call('HDEL', KEYS[2], ARGV[1])
+redis.call('HDEL', KEYS[4], ARGV[1])
+redis.call('SET', KEYS[5], ARGV[1])
+if redis.call('GET', KEYS[6]) == ARGV[1] then redis.call('DEL', KEYS[6]) end
+return 1
+"""
+)
+
+
+def _token_seq(token: str) -> int:
+    head, _, _ = token.partition(":")
+    return int(head) if head.isdigit() else 0
 
 
 def _raw(value: Any) -> bytes:
@@ -117,11 +243,12 @@ def _text(value: Any) -> str:
 
 
 class GroupCoordinator:
-    """One member of a group: heartbeats, joins generations, leads when it must.
+    """One incarnation of a member: heartbeats, joins generations, leads when it must.
 
     The owner supplies four callbacks: ``metadata()`` (this member's subscription
     metadata), ``assign(metadata by member)`` (run on the leader only), ``revoke()``
-    and ``assign_local(generation, assignment)``.
+    and ``assign_local(generation, assignment)``; and optionally ``fenced()``, called
+    once this process was replaced by a newer incarnation of its member id.
     """
 
     def __init__(
@@ -135,6 +262,7 @@ class GroupCoordinator:
         assign: Callable[[Mapping[str, bytes]], Awaitable[Mapping[str, bytes]]],
         revoke: Callable[[], Awaitable[None]],
         assign_local: Callable[[int, bytes], Awaitable[None]],
+        fenced: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.redis = redis
         self.group = group
@@ -145,6 +273,7 @@ class GroupCoordinator:
         self._assign = assign
         self._revoke = revoke
         self._assign_local = assign_local
+        self._on_fenced = fenced
         self.keys = {
             name: group_key(group, name)
             for name in (
@@ -156,18 +285,32 @@ class GroupCoordinator:
                 "assignment",
                 "offsets",
                 "rebalance",
+                "incarnations",
             )
         }
+        self._register_lua = redis.register_script(_REGISTER_LUA)
         self._heartbeat_lua = redis.register_script(_HEARTBEAT_LUA)
+        self._join_lua = redis.register_script(_JOIN_LUA)
         self._start_lua = redis.register_script(_START_GENERATION_LUA)
         self._publish_lua = redis.register_script(_PUBLISH_LUA)
         self._commit_lua = redis.register_script(_COMMIT_LUA)
+        self._evict_lua = redis.register_script(_EVICT_LUA)
+        self._leave_lua = redis.register_script(_LEAVE_LUA)
         #: Generation whose assignment this member runs (0: none).
         self.generation = 0
+        #: This incarnation's token (None: not registered yet, or reset) and group epoch.
+        self.token: str | None = None
+        self.epoch = ""
+        #: True once a newer incarnation of our member id took over: we stay out.
+        self.fenced = False
+        self._state_lost = False
+        self._min_generation = 0
         self._joined_generation = 0
         self._holds_assignment = False
         self.is_leader = False
         self._lease_deadline = 0.0
+        self._settle_deadline = 0.0
+        # leader, generation, phase, generation of the assignment, server time (ms)
         self._state: tuple[str, int, str, int, int] = ("", 0, "", 0, 0)
         self._changed = asyncio.Event()
         self._joining_since: tuple[int, float] | None = None
@@ -187,14 +330,12 @@ class GroupCoordinator:
         """Leave the group so the others rebalance at once instead of after the timeout."""
         self._stopping = True
         await cancel_and_wait(*self._tasks)
+        if self.token is None or self.fenced:
+            return  # not a member (any more): nothing of ours to remove
+        keys = [self.keys[k] for k in ("state", "incarnations", "members", "joined")]
+        keys += [self.keys["rebalance"], self.keys["leader"]]
         with contextlib.suppress(*TRANSIENT_ERRORS):
-            async with self.redis.pipeline(transaction=True) as pipe:
-                pipe.zrem(self.keys["members"], self.member_id)
-                pipe.hdel(self.keys["joined"], self.member_id)
-                pipe.set(self.keys["rebalance"], self.member_id)
-                await pipe.execute()
-            if await self.redis.get(self.keys["leader"]) == self.member_id.encode():
-                await self.redis.delete(self.keys["leader"])
+            await self._leave_lua(keys=keys, args=[self.member_id, self.token, self.epoch])
 
     def request_rebalance(self) -> None:
         """Ask the leader for a new generation (our subscription changed)."""
@@ -221,20 +362,26 @@ class GroupCoordinator:
         return self.lease_valid() and self.generation > 0 and self._state[1] <= self.generation
 
     async def commit(self, offsets: Mapping[str, int]) -> None:
-        """Store committed offsets, fenced by our generation and lease."""
-        if not self.lease_valid():
+        """Store committed offsets, fenced by epoch, incarnation, generation and lease."""
+        token = self.token
+        if token is None or not self.lease_valid():
             raise CommitRefused(f"{self.member_id}: lease lapsed or a rebalance is under way")
-        args: list[str | int] = [self.member_id, self.generation]
+        args: list[str | int] = [self.member_id, token, self.epoch, self.generation]
         for field, offset in offsets.items():
             args += [field, offset]
-        keys = [self.keys["members"], self.keys["assignment"], self.keys["offsets"]]
+        keys = [self.keys[k] for k in ("state", "incarnations", "members", "assignment")]
+        keys.append(self.keys["offsets"])
         result = int(await self._commit_lua(keys=keys, args=args))
         if result == 0:
             raise CommitRefused(f"{self.member_id}: lease expired on the server")
-        if result < 0:
+        if result == -1:
             raise CommitRefused(
                 f"{self.member_id}: generation {self.generation} is no longer current"
             )
+        if result == -3:
+            raise CommitRefused(f"{self.member_id}: group epoch {self.epoch} is gone")
+        if result == -4:
+            raise CommitRefused(f"{self.member_id}: incarnation {token} was replaced")
 
     async def committed(self, fields: list[str]) -> dict[str, int | None]:
         if not fields:
@@ -244,20 +391,95 @@ class GroupCoordinator:
 
     # --- heartbeat --------------------------------------------------------------------
 
-    async def _heartbeat_once(self) -> None:
+    async def _register(self) -> None:
+        """Start a new incarnation of our member id (a new token, a new generation)."""
+        keys = [self.keys[k] for k in ("state", "members", "incarnations", "joined")]
+        keys.append(self.keys["rebalance"])
+        ttl_ms = int(self.session_timeout_s * 1000)
+        lost = "1" if self._state_lost else "0"
+        args: list[str | int] = [self.member_id, secrets.token_hex(8), secrets.token_hex(8)]
+        args += [ttl_ms, lost]
+        sent = time.monotonic()
+        epoch, token, gen = (_text(x) for x in await self._register_lua(keys=keys, args=args))
+        self._lease_deadline = sent + self.session_timeout_s * 0.8
+        self.epoch, self.token = epoch, token
+        self._state_lost = False
+        # The generation we registered at may hold an assignment computed without us
+        # (or for our dead predecessor): we only run one started after we registered.
+        self._min_generation = int(gen) + 1
+        log.info(
+            "%s registered as incarnation %s of group %s (epoch %s, generation %s)",
+            self.member_id, token, self.group, epoch, gen,
+        )  # fmt: skip
+
+    def _reset(self, level: int, reason: str, *, state_lost: bool) -> None:
+        """Stop fetching now, forget our generations; the state loop revokes, we rejoin."""
+        log.log(
+            level,
+            "group %s: %s: %s stops fetching, revokes its partitions (generation %d) and "
+            "rejoins as a new incarnation",
+            self.group, reason, self.member_id, self.generation,
+        )  # fmt: skip
+        self._lease_deadline = 0.0
+        self.generation = 0
+        self._joined_generation = 0
+        self._min_generation = 0
+        self.token = None
+        self.is_leader = False
+        self._joining_since = None
+        self._state_lost = self._state_lost or state_lost
+        self._state = ("", 0, "", 0, 0)
+        self._changed.set()
+
+    async def _heartbeat_once(self) -> bool:
+        """One heartbeat; True if it must be repeated at once (we just reset)."""
+        if self.token is None:
+            await self._register()
+        token = self.token
+        assert token is not None
         ttl_ms = int(self.session_timeout_s * 1000)
         sent = time.monotonic()
-        keys = [
-            self.keys["members"],
-            self.keys["leader"],
-            self.keys["state"],
-            self.keys["assignment"],
-        ]
-        reply = await self._heartbeat_lua(keys=keys, args=[self.member_id, ttl_ms])
-        leader, gen, phase, agen, now = (_text(x) for x in reply)
+        keys = [self.keys[k] for k in ("members", "leader", "state", "assignment")]
+        keys += [self.keys["incarnations"], self.keys["joined"]]
+        reply = [_text(x) for x in await self._heartbeat_lua(
+            keys=keys, args=[self.member_id, ttl_ms, token, self.epoch]
+        )]  # fmt: skip
+        status = reply[0]
+        if status == _EPOCH:
+            self._reset(
+                logging.ERROR,
+                f"group state lost or replaced in Redis (epoch {self.epoch!r} is now "
+                f"{reply[1]!r}); committed offsets may be gone too",
+                state_lost=True,
+            )
+            return True
+        if status == _EVICTED:
+            self._reset(logging.WARNING, "evicted (lease lapsed)", state_lost=False)
+            return True
+        if status == _FENCED:
+            assert self.token is not None
+            if _token_seq(reply[1]) > _token_seq(self.token):
+                await self._fence(reply[1])
+                return False
+            # An older token than ours: Redis went back to an older snapshot.
+            self._reset(
+                logging.ERROR,
+                f"group state went back in Redis (incarnation {reply[1]} < {self.token})",
+                state_lost=True,
+            )
+            return True
+        leader, gen, phase, agen, now, settle = reply[1:7]
+        state = (leader, int(gen), phase, int(agen), int(now))
+        if state[1] < max(self.generation, self._joined_generation):
+            self._reset(
+                logging.ERROR,
+                f"generation went back in Redis ({self._joined_generation} -> {gen})",
+                state_lost=True,
+            )
+            return True
         # Expire locally a little before the server does.
         self._lease_deadline = sent + self.session_timeout_s * 0.8
-        state = (leader, int(gen), phase, int(agen), int(now))
+        self._settle_deadline = sent + max(0, int(settle) - int(now)) / 1000
         was_leader = self.is_leader
         self.is_leader = leader == self.member_id
         if was_leader != self.is_leader:
@@ -265,16 +487,31 @@ class GroupCoordinator:
         if state[1:4] != self._state[1:4] or self.is_leader:
             self._changed.set()
         self._state = state
+        return False
+
+    async def _fence(self, newer: str) -> None:
+        log.error(
+            "group %s: %s was taken over by a newer incarnation (%s, ours %s): another "
+            "process runs with this member id; this one stops processing",
+            self.group, self.member_id, newer, self.token,
+        )  # fmt: skip
+        self.fenced = True
+        self._lease_deadline = 0.0
+        self.generation = 0
+        self.is_leader = False
+        self._changed.set()
+        if self._on_fenced is not None:
+            await self._on_fenced()
 
     async def _heartbeat_loop(self) -> None:
         failures = 0
-        while not self._stopping:
+        while not self._stopping and not self.fenced:
             try:
-                await self._heartbeat_once()
+                again = await self._heartbeat_once()
                 if failures:
                     log.warning("group %s: Redis reachable again", self.group)
                 failures = 0
-                delay = self.heartbeat_interval_s
+                delay = 0.0 if again else self.heartbeat_interval_s
             except TRANSIENT_ERRORS as exc:
                 failures += 1
                 delay = min(self.heartbeat_interval_s, 0.05 * 2**failures)
@@ -312,14 +549,21 @@ class GroupCoordinator:
                 await asyncio.sleep(min(5.0, 0.1 * 2**failures))
                 self._changed.set()
                 continue
+            if self.fenced and not self._holds_assignment:
+                return
             if busy:
                 await asyncio.sleep(0.05)
                 self._changed.set()
 
     async def _step(self) -> bool:
         """One pass of the member and leader duties; True while a rebalance is under way."""
-        if not self._state[0]:
-            return False  # no heartbeat yet
+        if self._holds_assignment and self.generation == 0:
+            # Reset, fenced, or an assignment that failed to apply: give it all back now
+            # (Faust waits for in-flight events; their commits are refused).
+            self._holds_assignment = False
+            await self._revoke()
+        if self.fenced or not self._state[0] or self.token is None:
+            return False  # no heartbeat yet in this incarnation
         busy = False
         if self.is_leader:
             busy = await self._lead()
@@ -328,17 +572,23 @@ class GroupCoordinator:
 
     async def _follow(self) -> bool:
         _, gen, phase, agen, _ = self._state
-        if gen > self._joined_generation:
+        token = self.token
+        if token is None:
+            return False
+        if gen >= self._min_generation and gen > self._joined_generation:
             if self._holds_assignment:
-                await self._revoke()
                 self._holds_assignment = False
+                await self._revoke()
             metadata = await self._metadata()
-            async with self.redis.pipeline(transaction=True) as pipe:
-                pipe.hset(self.keys["meta"], self.member_id, metadata)
-                pipe.hset(self.keys["joined"], self.member_id, gen)
-                await pipe.execute()
-            self._joined_generation = gen
-            log.info("%s joined generation %d", self.member_id, gen)
+            if token != self.token:
+                return True  # reset meanwhile
+            keys = [self.keys[k] for k in ("state", "incarnations", "joined", "meta")]
+            joined = int(await self._join_lua(
+                keys=keys, args=[self.member_id, token, self.epoch, gen, metadata]
+            ))  # fmt: skip
+            if joined > 0:
+                self._joined_generation = gen
+                log.info("%s joined generation %d", self.member_id, gen)
             return True
         if phase == "stable" and agen == gen == self._joined_generation and self.generation != gen:
             raw = await self.redis.hget(self.keys["assignment"], self.member_id)
@@ -346,24 +596,45 @@ class GroupCoordinator:
                 # Published without us (we joined late): ask for another round.
                 await self.redis.set(self.keys["rebalance"], self.member_id)
                 return True
-            self.generation = gen
-            await self._assign_local(gen, _raw(raw))
             self._holds_assignment = True
+            try:
+                await self._assign_local(gen, _raw(raw))
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # Left as it was, we would sit in this generation with nothing running
+                # ("stable", idle): give back what was taken and ask for a new one.
+                log.exception(
+                    "%s could not take its assignment of generation %d; asking for another",
+                    self.member_id, gen,
+                )  # fmt: skip
+                await self.redis.set(self.keys["rebalance"], self.member_id)
+                self._changed.set()
+                return False
+            if token != self.token:
+                return True  # reset meanwhile: the next step revokes
+            self.generation = gen
             self.assigned.set()
             log.info("%s runs generation %d", self.member_id, gen)
             return False
         return phase != "stable"
 
+    def _fence_args(self) -> list[str]:
+        assert self.token is not None
+        return [self.member_id, self.token, self.epoch]
+
+    async def _evict(self, members: list[str]) -> None:
+        keys = [self.keys[k] for k in ("state", "incarnations", "members", "joined")]
+        await self._evict_lua(keys=keys, args=[*self._fence_args(), *members])
+
     async def _lead(self) -> bool:
         _, gen, phase, agen, now_ms = self._state
         members = self.keys["members"]
         expired = [_text(m) for m in await self.redis.zrangebyscore(members, "-inf", now_ms)]
+        expired = [m for m in expired if m != self.member_id]
         if expired:
             log.warning("group %s: members %s missed their lease", self.group, expired)
-            async with self.redis.pipeline(transaction=True) as pipe:
-                pipe.zrem(members, *expired)
-                pipe.hdel(self.keys["joined"], *expired)
-                await pipe.execute()
+            await self._evict(expired)
         live = {_text(m) for m in await self.redis.zrangebyscore(members, now_ms, "+inf")}
         if phase != "joining":
             assigned = {_text(m) for m in await self.redis.hkeys(self.keys["assignment"])} - {
@@ -371,15 +642,13 @@ class GroupCoordinator:
             }
             requested = await self.redis.get(self.keys["rebalance"])
             if gen == 0 or live != assigned or requested is not None:
-                started = await self._start_lua(
-                    keys=[self.keys["leader"], self.keys["state"], self.keys["rebalance"]],
-                    args=[self.member_id, gen],
-                )
-                if int(started) > 0:
+                keys = [self.keys[k] for k in ("state", "incarnations", "leader", "rebalance")]
+                started = int(await self._start_lua(keys=keys, args=[*self._fence_args(), gen]))
+                if started > 0:
                     log.info(
                         "group %s: generation %d (members %s)", self.group, started, sorted(live)
                     )
-                    self._state = (self._state[0], int(started), "joining", agen, now_ms)
+                    self._state = (self._state[0], started, "joining", agen, now_ms)
                     return True
             return False
         # Joining: wait for every live member, or for the session timeout.
@@ -392,17 +661,21 @@ class GroupCoordinator:
             return True
         if waiting:
             log.warning("group %s: evicting %s (did not join in time)", self.group, waiting)
-            await self.redis.zrem(members, *waiting)
+            await self._evict(sorted(waiting))
         participants = sorted(joined & live)
         if not participants:
+            return True
+        if time.monotonic() < self._settle_deadline:
+            # The group state was lost: members of the old state may hold partitions
+            # until their leases lapse, so nothing is handed out before that.
             return True
         metas = await self.redis.hmget(self.keys["meta"], participants)
         by_member = {m: _raw(v) for m, v in zip(participants, metas, strict=True) if v}
         assignments = await self._assign(by_member)
-        args: list[str | int | bytes] = [self.member_id, gen]
+        args: list[str | int | bytes] = [*self._fence_args(), gen]
         for member, assignment in assignments.items():
             args += [member, assignment]
-        keys = [self.keys["leader"], self.keys["state"], self.keys["assignment"]]
+        keys = [self.keys[k] for k in ("state", "incarnations", "leader", "assignment")]
         published = int(await self._publish_lua(keys=keys, args=args))
         if published > 0:
             log.info("group %s: published generation %d", self.group, gen)
