@@ -67,7 +67,7 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 # ARGV: member, random part of the token, epoch to create if none, ttl ms, state lost (0|1)
 # A new incarnation of a member: a fresh token (a counter makes tokens ordered, so an
 # older snapshot of Redis is told apart from a newer incarnation), its lease, and a
-# request for a new generation, which it alone may join (see _follow).
+# generation it may join: the one being joined, else a new one it asks for (see _follow).
 _REGISTER_LUA = (
     _NOW
     + """
@@ -91,9 +91,10 @@ local token = seq .. ':' .. ARGV[2]
 redis.call('HSET', KEYS[3], ARGV[1], token)
 redis.call('ZADD', KEYS[2], now + ttl, ARGV[1])
 redis.call('HDEL', KEYS[4], ARGV[1])
-redis.call('SET', KEYS[5], ARGV[1])
 local gen = redis.call('HGET', KEYS[1], 'generation') or '0'
-return {epoch, token, gen}
+local phase = redis.call('HGET', KEYS[1], 'phase') or ''
+if phase ~= 'joining' then redis.call('SET', KEYS[5], ARGV[1]) end
+return {epoch, token, gen, phase}
 """
 )
 
@@ -400,13 +401,14 @@ class GroupCoordinator:
         args: list[str | int] = [self.member_id, secrets.token_hex(8), secrets.token_hex(8)]
         args += [ttl_ms, lost]
         sent = time.monotonic()
-        epoch, token, gen = (_text(x) for x in await self._register_lua(keys=keys, args=args))
+        reply = await self._register_lua(keys=keys, args=args)
+        epoch, token, gen, phase = (_text(x) for x in reply)
         self._lease_deadline = sent + self.session_timeout_s * 0.8
         self.epoch, self.token = epoch, token
         self._state_lost = False
-        # The generation we registered at may hold an assignment computed without us
-        # (or for our dead predecessor): we only run one started after we registered.
-        self._min_generation = int(gen) + 1
+        # A published generation holds an assignment computed without us (or for our
+        # dead predecessor): we only join one still being joined, or a later one.
+        self._min_generation = int(gen) if phase == "joining" else int(gen) + 1
         log.info(
             "%s registered as incarnation %s of group %s (epoch %s, generation %s)",
             self.member_id, token, self.group, epoch, gen,
@@ -564,17 +566,17 @@ class GroupCoordinator:
             await self._revoke()
         if self.fenced or not self._state[0] or self.token is None:
             return False  # no heartbeat yet in this incarnation
+        # A reset may come while we wait on Redis: every write below carries this token
+        # and is refused once it is stale.
+        token = self.token
         busy = False
         if self.is_leader:
-            busy = await self._lead()
-        busy = await self._follow() or busy
+            busy = await self._lead(token)
+        busy = await self._follow(token) or busy
         return busy
 
-    async def _follow(self) -> bool:
+    async def _follow(self, token: str) -> bool:
         _, gen, phase, agen, _ = self._state
-        token = self.token
-        if token is None:
-            return False
         if gen >= self._min_generation and gen > self._joined_generation:
             if self._holds_assignment:
                 self._holds_assignment = False
@@ -619,22 +621,18 @@ class GroupCoordinator:
             return False
         return phase != "stable"
 
-    def _fence_args(self) -> list[str]:
-        assert self.token is not None
-        return [self.member_id, self.token, self.epoch]
-
-    async def _evict(self, members: list[str]) -> None:
+    async def _evict(self, token: str, members: list[str]) -> None:
         keys = [self.keys[k] for k in ("state", "incarnations", "members", "joined")]
-        await self._evict_lua(keys=keys, args=[*self._fence_args(), *members])
+        await self._evict_lua(keys=keys, args=[self.member_id, token, self.epoch, *members])
 
-    async def _lead(self) -> bool:
+    async def _lead(self, token: str) -> bool:
         _, gen, phase, agen, now_ms = self._state
         members = self.keys["members"]
         expired = [_text(m) for m in await self.redis.zrangebyscore(members, "-inf", now_ms)]
         expired = [m for m in expired if m != self.member_id]
         if expired:
             log.warning("group %s: members %s missed their lease", self.group, expired)
-            await self._evict(expired)
+            await self._evict(token, expired)
         live = {_text(m) for m in await self.redis.zrangebyscore(members, now_ms, "+inf")}
         if phase != "joining":
             assigned = {_text(m) for m in await self.redis.hkeys(self.keys["assignment"])} - {
@@ -643,7 +641,8 @@ class GroupCoordinator:
             requested = await self.redis.get(self.keys["rebalance"])
             if gen == 0 or live != assigned or requested is not None:
                 keys = [self.keys[k] for k in ("state", "incarnations", "leader", "rebalance")]
-                started = int(await self._start_lua(keys=keys, args=[*self._fence_args(), gen]))
+                fence: list[str | int] = [self.member_id, token, self.epoch, gen]
+                started = int(await self._start_lua(keys=keys, args=fence))
                 if started > 0:
                     log.info(
                         "group %s: generation %d (members %s)", self.group, started, sorted(live)
@@ -661,7 +660,7 @@ class GroupCoordinator:
             return True
         if waiting:
             log.warning("group %s: evicting %s (did not join in time)", self.group, waiting)
-            await self._evict(sorted(waiting))
+            await self._evict(token, sorted(waiting))
         participants = sorted(joined & live)
         if not participants:
             return True
@@ -672,7 +671,7 @@ class GroupCoordinator:
         metas = await self.redis.hmget(self.keys["meta"], participants)
         by_member = {m: _raw(v) for m, v in zip(participants, metas, strict=True) if v}
         assignments = await self._assign(by_member)
-        args: list[str | int | bytes] = [*self._fence_args(), gen]
+        args: list[str | int | bytes] = [self.member_id, token, self.epoch, gen]
         for member, assignment in assignments.items():
             args += [member, assignment]
         keys = [self.keys[k] for k in ("state", "incarnations", "leader", "assignment")]
