@@ -64,7 +64,8 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 """
 
 # KEYS: state, members, incarnations, joined, rebalance
-# ARGV: member, random part of the token, epoch to create if none, ttl ms, state lost (0|1)
+# ARGV: member, random part of the token, epoch to create if none, ttl ms, state lost (0|1),
+#       settle ms of a new epoch
 # A new incarnation of a member: a fresh token (a counter makes tokens ordered, so an
 # older snapshot of Redis is told apart from a newer incarnation), its lease, and a
 # generation it may join: the one being joined, else a new one it asks for (see _follow).
@@ -73,19 +74,21 @@ _REGISTER_LUA = (
     + """
 local ttl = tonumber(ARGV[4])
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
-local lost = ARGV[5] == '1'
+-- Members of a lost state may still fetch until they notice (at their next heartbeat)
+-- or their leases lapse (locally): a generation published before that could hand their
+-- partitions out twice. A member that knows it held the lost state holds back the
+-- group for a whole lease; a new epoch (a new group, or a lost one whose members have
+-- not noticed yet: nobody can tell) for two heartbeat intervals, time enough for a live
+-- member of a lost state to notice and hold the group back itself.
+local settle_ms = 0
+if ARGV[5] == '1' then settle_ms = ttl end
 if not epoch then
   epoch = ARGV[3]
   redis.call('HSET', KEYS[1], 'epoch', epoch)
-  -- A new group, or one whose state Redis lost: we cannot tell them apart.
-  lost = true
+  settle_ms = math.max(settle_ms, tonumber(ARGV[6]))
 end
-if lost then
-  -- Members of a lost state may still fetch until their leases lapse (locally), so the
-  -- first generation of this state hands out nothing before that.
-  local settle = tonumber(redis.call('HGET', KEYS[1], 'settle_until') or '0')
-  if settle < now + ttl then redis.call('HSET', KEYS[1], 'settle_until', now + ttl) end
-end
+local settle = tonumber(redis.call('HGET', KEYS[1], 'settle_until') or '0')
+if settle < now + settle_ms then redis.call('HSET', KEYS[1], 'settle_until', now + settle_ms) end
 local seq = redis.call('HINCRBY', KEYS[1], 'incarnations', 1)
 local token = seq .. ':' .. ARGV[2]
 redis.call('HSET', KEYS[3], ARGV[1], token)
@@ -399,7 +402,7 @@ class GroupCoordinator:
         ttl_ms = int(self.session_timeout_s * 1000)
         lost = "1" if self._state_lost else "0"
         args: list[str | int] = [self.member_id, secrets.token_hex(8), secrets.token_hex(8)]
-        args += [ttl_ms, lost]
+        args += [ttl_ms, lost, int(2 * self.heartbeat_interval_s * 1000)]
         sent = time.monotonic()
         reply = await self._register_lua(keys=keys, args=args)
         epoch, token, gen, phase = (_text(x) for x in reply)
