@@ -5,8 +5,11 @@ What Kafka's group coordinator does for a consumer group, built on a few Redis k
 
 ========================  =======================================================
 ``…:members``             ZSET member id -> lease expiry (server time, ms)
+``…:incarnations``        HASH member id -> token of its current incarnation
 ``…:leader``              STRING leader's member id, expires after the session timeout
-``…:state``               HASH ``generation`` (counter), ``phase`` (joining | stable)
+``…:state``               HASH ``epoch`` (random, per group state), ``generation``,
+                          ``phase`` (joining | stable), ``incarnations`` (counter),
+                          ``settle_until`` (server ms)
 ``…:joined``              HASH member id -> generation it joined (after revoking)
 ``…:meta``                HASH member id -> member metadata (Faust assignor's)
 ``…:assignment``          HASH member id -> assignment; ``__generation__`` -> G
@@ -14,21 +17,34 @@ What Kafka's group coordinator does for a consumer group, built on a few Redis k
 ``…:rebalance``           STRING set by a member that wants a new generation
 ========================  =======================================================
 
+Identity: every start of a member (and every rejoin after it was evicted) registers a
+new *incarnation*, a token ``<counter>:<random>``. Every write of a member (heartbeat,
+join, commit, the leader's scripts) checks its token and the group's *epoch*: a process
+replaced by a newer incarnation of its member id is fenced (it logs an error and stops
+processing), and a member that finds the epoch gone or changed, the generation gone
+back, or an older incarnation of itself (Redis lost its state, or went back to an older
+snapshot) stops fetching, revokes, and registers again.
+
 Protocol (an eager rebalance, like Kafka's classic one):
 
-1. Every member heartbeats (one script: refresh its lease, take or keep the leader
-   key, read the state). A member that misses the session timeout drops out.
+1. Every member heartbeats (one script: check epoch and incarnation, refresh its
+   lease, take or keep the leader key, read the state). A member whose lease lapsed
+   on the server is evicted, by the leader or at its own next heartbeat.
 2. The leader starts generation G+1 (phase ``joining``) when the live members differ
-   from those of the published assignment, or a member asked for it.
+   from those of the published assignment, or a member asked for it (a new
+   incarnation always does, unless a generation is being joined).
 3. A member that sees a newer generation revokes everything it holds (Faust commits
    while doing so, still fenced by the old generation), then joins G+1 with its
-   metadata.
+   metadata. A new incarnation never runs a generation published before it
+   registered: that assignment was computed without it, or for its predecessor.
 4. When every live member has joined (or the session timeout has passed, after which
-   the laggards are evicted), the leader runs the assign callback (Faust's own
-   ``PartitionAssignor``) and publishes the assignment of G+1 (phase ``stable``).
+   the laggards are evicted), and the state has settled (see ``_REGISTER_LUA``), the
+   leader runs the assign callback (Faust's own ``PartitionAssignor``) and publishes
+   the assignment of G+1 (phase ``stable``).
 5. Members read their part and start. From then on a commit carrying generation G is
-   refused: commits are checked in a script against the published generation and the
-   member's lease, so a stale owner (frozen, partitioned away) cannot commit.
+   refused: commits are checked in a script against the epoch, the incarnation, the
+   published generation and the member's lease, so a stale owner (frozen, partitioned
+   away, replaced, or of a lost group state) cannot commit.
 
 So no partition is handed out before its previous owner revoked it or lost its lease,
 and a member stops fetching locally as soon as its own lease may have lapsed.
