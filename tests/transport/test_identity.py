@@ -109,12 +109,14 @@ def test_kill_9_and_restart_starts_a_new_generation(
     kill -9 and an immediate restart leave the partitions idle (session timeout 10 s)."""
     server = private_server_factory()
     client = redis.Redis.from_url(server.url)
-    first = Worker(server.url, **_env(10.0)).start(web=web)
-    second = Worker(server.url, **_env(10.0))
+    # LC_ASK: each process asks once, so it subscribes to a reply topic of its own.
+    first = Worker(server.url, LC_ASK="1", **_env(10.0)).start(web=web)
+    second = Worker(server.url, LC_ASK="1", **_env(10.0))
     second.web_port = first.web_port  # the same machine slot: a static id with the web on
     feeder = Feeder(server.url, "events", P, rate=50, keys=12, limit=100_000)
     try:
         wait_for(lambda: _split_over(client, 1), 60, "the first worker to run", [first])
+        wait_for(lambda: read_topic(client, "answers", 1), 30, "its answer", [first])
         before = _generation(client)
         feeder.start()
         wait_for(lambda: _first_output_after(client, 0), 30, "processing", [first])
