@@ -15,9 +15,11 @@ import asyncio
 import contextlib
 import logging
 import os
+import secrets
 import socket
 import time
 from collections.abc import Iterable, Mapping
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import redis.asyncio as aioredis
@@ -46,7 +48,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: Environment variable overriding the member id (default: the worker's canonical URL).
+#: Environment variable setting an explicit static member id (see ``_default_member_id``).
 MEMBER_ID_ENV = "LIVECOACH_MEMBER_ID"
 #: Longest single XREAD block, so seeks and rebalances are noticed quickly.
 MAX_BLOCK_MS = 200
@@ -56,6 +58,9 @@ COMPACTION_INTERVAL_S = float(os.environ.get("LIVECOACH_COMPACTION_INTERVAL_S", 
 RETENTION_INTERVAL_S = float(os.environ.get("LIVECOACH_RETENTION_INTERVAL_S", "30"))
 #: Default session timeout when Faust's (60 s) is larger.
 DEFAULT_SESSION_TIMEOUT_S = 10.0
+
+#: The drain loop (see ``Consumer._drain_messages``) the running task belongs to.
+_DRAINER: ContextVar[int] = ContextVar("livecoach_drainer", default=0)
 
 
 #: Header of a batched read's message: the offsets of its entries, ``first-last`` when
@@ -150,7 +155,9 @@ class Consumer(FaustConsumer, ConsumerGuards):
         conf = self.app.conf
         self.session_timeout_s = min(float(conf.broker_session_timeout), DEFAULT_SESSION_TIMEOUT_S)
         self.group = str(conf.id)
-        self.member_id = os.environ.get(MEMBER_ID_ENV) or self._default_member_id()
+        self.member_id = ""  # chosen at start: the command line may turn the web server off
+        #: The current drain loop; an older one still running reads and delivers nothing.
+        self._drainer = 0
         self.max_records = int(conf.broker_max_poll_records or 1000)
 
     @property
@@ -163,8 +170,20 @@ class Consumer(FaustConsumer, ConsumerGuards):
         return cast(PartitionAssignor, self.app.assignor)
 
     def _default_member_id(self) -> str:
-        url = self.app.conf.canonical_url
-        return f"{socket.gethostname()}:{url.port}" if url is not None else socket.gethostname()
+        """``host:web-bind:web-port`` while Faust's web server runs, else ``host:pid:random``.
+
+        Faust starts its web server before the consumer, so a live process holds that
+        port: no two live processes share the id, and a restarted worker takes over
+        its dead predecessor's membership at once (Kafka's static membership) instead
+        of waiting out the session timeout. Without the web server (``--without-web``,
+        or one started later, after table recovery) the id is unique to the process.
+        Either way every start is a new incarnation (see :mod:`.coordination`).
+        """
+        host = socket.gethostname()
+        conf = self.app.conf
+        if conf.web_enabled and getattr(self.app, "_web_server_service", None) is None:
+            return f"{host}:{conf.web_bind}:{conf.web_port}"
+        return f"{host}:{os.getpid()}:{secrets.token_hex(4)}"
 
     @property
     def coordinator(self) -> GroupCoordinator | None:
@@ -185,6 +204,12 @@ class Consumer(FaustConsumer, ConsumerGuards):
         # no retry, so that a broken connection (maybe a restarted server) is noticed.
         self._fetch_redis = await connect(url, retry=False)
         self._server_run = await epochs.server_run(self._redis)
+        if self.app.client_only:
+            # A command, ``faust send`` or ``agent.ask()`` outside a worker: it reads its
+            # own (reply) topics directly and never joins the workers' group.
+            await super().on_start()
+            return
+        self.member_id = os.environ.get(MEMBER_ID_ENV) or self._default_member_id()
         self._coordinator = GroupCoordinator(
             self._redis,
             self.group,
@@ -259,6 +284,9 @@ class Consumer(FaustConsumer, ConsumerGuards):
         # Only *schedule* the rebalance: Faust's assignment handler waits for the
         # subscription to finish, so rebalancing in here would deadlock.
         self._subscription = set(topics)
+        if self.app.client_only:
+            await self._assign_client_only(self._subscription)
+            return
         coordinator = self._coordinator
         if coordinator is None:
             return
@@ -266,6 +294,25 @@ class Consumer(FaustConsumer, ConsumerGuards):
             coordinator.start()
         elif self._sent_subscription != self._subscription:
             coordinator.request_rebalance()
+
+    async def _assign_client_only(self, topics: set[str]) -> None:
+        """Read every partition of ``topics`` ourselves, without a group or commits.
+
+        A new partition starts where ``consumer_auto_offset_reset`` says, as Kafka's
+        group-less consumer does (Faust's default is earliest): ``agent.ask()`` sends
+        its request before it subscribes to the reply topic, so the reply may already
+        be there (a per-process reply topic holds nothing older).
+        """
+        tps = set()
+        for topic in sorted(topics):
+            tps |= {TP(topic, p) for p in range(await self._partitions(topic))}
+        latest = str(self.app.conf.consumer_auto_offset_reset) == "latest"
+        r = self.transport_redis
+        for tp in sorted(tps - set(self._position)):
+            where = streams.highwater if latest else streams.earliest
+            self._set_position(tp, await where(r, tp.topic, tp.partition))
+        self._assignment = tps
+        self._position = {tp: pos for tp, pos in self._position.items() if tp in tps}
 
     async def _member_metadata(self) -> bytes:
         topics = set(self._subscription)
@@ -404,13 +451,19 @@ class Consumer(FaustConsumer, ConsumerGuards):
         """
         consumer_stopped = cast(Any, self)._stopped.is_set
         fetcher_stopped = fetcher._stopped.is_set
+        # A loop whose cancel was swallowed may still run beside this one; from now on
+        # its reads return nothing and leave the positions alone, and it ends.
+        self._drainer += 1
+        mine = self._drainer
+        _DRAINER.set(mine)
         try:
-            while not (consumer_stopped() or fetcher_stopped()):
+            while not (consumer_stopped() or fetcher_stopped()) and self._drainer == mine:
                 self.diag.set_flag(CONSUMER_FETCHING)
                 try:
                     messages = [pair async for pair in self.getmany(timeout=1.0)]
-                    if messages and not self.should_stop:
-                        await self.wait_first(self._deliver(messages), self.suspend_flow.wait())
+                    if messages and not self.should_stop and self._drainer == mine:
+                        deliver = self._deliver(messages, mine)
+                        await self.wait_first(deliver, self.suspend_flow.wait())
                     else:
                         await asyncio.sleep(0)  # never hold the loop between empty reads
                 finally:
@@ -422,14 +475,14 @@ class Consumer(FaustConsumer, ConsumerGuards):
                 return
             raise
 
-    async def _deliver(self, messages: list[tuple[TP, Message]]) -> None:
+    async def _deliver(self, messages: list[tuple[TP, Message]], drainer: int = 0) -> None:
         """Faust's per-message part of its fetch loop: gaps, commits, delivery."""
         callback = self.callback
         read_offset = self._read_offset
         acks_enabled_for = self.app.topics.acks_enabled_for
         commit_every = self._commit_every
         for tp, message in messages:
-            if self.suspend_flow.is_set():
+            if self.suspend_flow.is_set() or (drainer and drainer != self._drainer):
                 return
             offset = message.offset
             r_offset = read_offset[tp]
@@ -449,7 +502,13 @@ class Consumer(FaustConsumer, ConsumerGuards):
         timeout: float,  # noqa: ASYNC109 (Faust's signature)
     ) -> Mapping[TP, list[Record]]:
         coordinator = self._coordinator
-        if not self.flow_active or coordinator is None or not coordinator.may_fetch():
+        client_only = self.app.client_only  # reads without a group, see subscribe()
+        drainer = _DRAINER.get()
+        if (
+            not self.flow_active
+            or (drainer and drainer != self._drainer)  # a stale drain loop
+            or (not client_only and (coordinator is None or not coordinator.may_fetch()))
+        ):
             await asyncio.sleep(min(timeout, 0.05))
             return {}
         if self._run_check_due and not await self._check_server_run():
@@ -458,7 +517,10 @@ class Consumer(FaustConsumer, ConsumerGuards):
         if self._awaiting_rebalance:
             await asyncio.sleep(min(timeout, 0.05))
             return {}
-        tps = [tp for tp in (active_partitions or ()) if tp in self._position]
+        if client_only:  # Faust passes None: every partition
+            tps = list(self._position)
+        else:
+            tps = [tp for tp in (active_partitions or ()) if tp in self._position]
         if not tps:
             await asyncio.sleep(min(timeout, 0.05))
             return {}
@@ -471,7 +533,7 @@ class Consumer(FaustConsumer, ConsumerGuards):
         }
         by_key = {stream_key(tp.topic, tp.partition): tp for tp in tps}
         epoch = self._seek_epoch
-        generation = coordinator.generation
+        generation = coordinator.generation if coordinator is not None else 0
         assert self._fetch_redis is not None
         block_ms = max(1, min(MAX_BLOCK_MS, int(timeout * 1000)))
         try:
@@ -487,8 +549,14 @@ class Consumer(FaustConsumer, ConsumerGuards):
         if (
             not reply
             or epoch != self._seek_epoch  # a seek happened meanwhile: refetch from there
-            or generation != coordinator.generation
-            or not coordinator.may_fetch()  # frozen past our lease: the data is not ours
+            or (drainer and drainer != self._drainer)  # a newer drain loop took over
+            or (
+                coordinator is not None
+                and (
+                    generation != coordinator.generation
+                    or not coordinator.may_fetch()  # frozen past our lease: not ours
+                )
+            )
         ):
             return {}
         records: dict[TP, list[Record]] = {}

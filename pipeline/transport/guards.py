@@ -68,7 +68,7 @@ class ConsumerGuards:
 
     # --- a lapsed lease ---------------------------------------------------------------
 
-    def _on_lease_lapsed(self, generation: int) -> None:
+    def _on_lease_lapsed(self, token: str) -> None:
         """Our lease lapsed: drop what Faust buffered, rebuild the tables when assigned."""
         self.stop_flow()
         self.app.flow_control.suspend()
@@ -82,10 +82,12 @@ class ConsumerGuards:
         coordinator = self._coordinator
         if not mine or coordinator is None or not coordinator.lease_valid():
             return
+        # The coordinator runs ``generation`` already (it is set before Faust's assignment).
+        token = coordinator.fence_token
         try:
             async with self.transport_redis.pipeline(transaction=False) as pipe:
                 for tp in mine:
-                    pipe.set(fence_key(tp.topic, tp.partition), str(generation))
+                    pipe.set(fence_key(tp.topic, tp.partition), token)
                 await pipe.execute()
         except TRANSIENT_ERRORS as exc:
             # Our appends may then be refused as fenced, which ends this generation.

@@ -59,8 +59,9 @@ MAX_BATCH = 2000
 #: How often held writes (our lease may have lapsed) ask again whether they may go.
 HOLD_POLL_S = 0.05
 
-#: (topic, partition, entry, future, generation the record was sent in: 0 = unfenced)
-_Pending = tuple[str, int, streams.Entry, "asyncio.Future[RecordMetadata]", int]
+#: (topic, partition, entry, future, fence token of the generation it was sent in: "" =
+#: unfenced, see GroupCoordinator.fence_token)
+_Pending = tuple[str, int, streams.Entry, "asyncio.Future[RecordMetadata]", str]
 
 
 def _headers(headers: Any) -> dict[str, bytes] | None:
@@ -161,8 +162,8 @@ class Producer(FaustProducer):
         # A None value stays None: a tombstone (Faust's table delete).
         entry: streams.Entry = (key, value, _headers(headers), timestamp_ms)
         coordinator = self._coordinator()
-        generation = coordinator.generation if coordinator is not None else 0
-        self._pending.append((topic, int(partition), entry, fut, generation))
+        fence = coordinator.fence_token if coordinator is not None else ""
+        self._pending.append((topic, int(partition), entry, fut, fence))
         self._wakeup.set()
         return fut
 
@@ -259,11 +260,9 @@ class Producer(FaustProducer):
         admitted: list[_Pending] = []
         refused: dict[tuple[str, int], int] = defaultdict(int)
         for item in batch:
-            generation = item[4]
+            fence = item[4]
             permit = (
-                coordinator.write_permit(generation, changelog=item[0] in changelogs)
-                if generation
-                else True
+                coordinator.write_permit(fence, changelog=item[0] in changelogs) if fence else True
             )
             if permit is None:
                 self._pending[:0] = batch
@@ -274,7 +273,7 @@ class Producer(FaustProducer):
             refused[(item[0], item[1])] += 1
             fut = item[3]
             if not fut.done():
-                fut.set_exception(WriteFenced(f"generation {generation} may no longer write"))
+                fut.set_exception(WriteFenced(f"generation {fence} may no longer write"))
         if refused:
             self.records_fenced += sum(refused.values())
             log.warning(
@@ -301,7 +300,7 @@ class Producer(FaustProducer):
         # sequence number stays with it through every retry, so Redis appends it once.
         groups: dict[tuple[str, int, str], list[_Pending]] = defaultdict(list)
         for item in batch:
-            fence = str(item[4]) if item[4] and item[0] in changelogs else ""
+            fence = item[4] if item[0] in changelogs else ""
             groups[(item[0], item[1], fence)].append(item)
         todo = [
             (tp_key, items, self.identity.next_sequence(tp_key[0], tp_key[1]))

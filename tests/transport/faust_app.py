@@ -125,5 +125,11 @@ async def ask_double() -> None:
     await answers.send(value={"answer": answer})
 
 
+@app.command()
+async def ask_once() -> None:
+    """``faust -A faust_app ask-once``: a client-only command asking the workers."""
+    print("answer:", await double.ask(value=21))  # the test reads it
+
+
 if __name__ == "__main__":
     app.main()

@@ -1,7 +1,7 @@
 """Two and three workers in one group: even split, take-over after a kill, fencing.
 
 Each worker is a ``faust -A faust_app worker`` process with its own member id (its
-web port). Session timeout 5 s.
+web server's address). Session timeout 5 s.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def _assignment(client: redis.Redis) -> tuple[int, dict[str, list[int]]]:
 def _member(worker: Worker) -> str:
     import socket
 
-    return f"{socket.gethostname()}:{worker.web_port}"
+    return f"{socket.gethostname()}:127.0.0.1:{worker.web_port}"
 
 
 def _split(client: redis.Redis, workers: list[Worker]) -> dict[str, list[int]] | None:

@@ -45,7 +45,12 @@ class Worker:
         self.log_path = self.dir / "worker.log"
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self, *, script: str = "faust_app") -> Worker:
+    def start(self, *, script: str = "faust_app", web: bool = True) -> Worker:
+        """Start the process; ``web=False`` runs it ``--without-web`` on Faust's default
+        port, as the store app does, so that only the transport's member id tells two
+        such workers apart."""
+        if not web:
+            self.web_port = 6066
         env = {
             **os.environ,
             "PYTHONPATH": f"{HERE}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
@@ -56,6 +61,8 @@ class Worker:
             **self.env,
         }
         args = [FAUST, "-A", script, "worker", "-l", "info", "--web-port", str(self.web_port)]
+        if not web:
+            args.append("--without-web")
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 args, cwd=self.dir, env=env, stdout=log, stderr=subprocess.STDOUT
@@ -215,7 +222,8 @@ class Feeder:
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(30)
+        if self._thread.ident is not None:  # started
+            self._thread.join(30)
 
     def _run(self) -> None:
         import asyncio
