@@ -102,33 +102,41 @@ def _example_env(root: Path, url: str, web_port: int, extra: dict[str, str]) -> 
     }
 
 
-class ExampleWorker(Worker):
-    """``faust -A <module> worker`` of one example; restartable in the same folder.
+class ExampleProgram(Worker):
+    """``faust -A <module> <command>`` (by default ``worker``); restartable in its folder.
 
-    The folder is the worker's working directory, so a restart finds the example's
-    local state (``rocksdb://`` tables) where the previous process left it, and the
-    web port stays the same, as for a worker restarted in place.
+    The folder is the program's working directory, so a restarted worker finds the
+    example's local state (``rocksdb://`` tables) where the previous process left it,
+    and its web port stays the same, as for a worker restarted in place. A module
+    named ``pkg.mod:main`` runs as ``python -m pkg.mod`` (an example that builds its
+    agents in ``main()``).
     """
 
-    def __init__(self, url: str, root: Path, module: str, *args: str, **env: str) -> None:
+    def __init__(self, url: str, root: Path, module: str, *command: str, **env: str) -> None:
         super().__init__(url, **env)
+        # A prefix of its own, so that its folder is not taken for a faust_app worker's.
+        self.dir.rmdir()
+        self.dir = Path(tempfile.mkdtemp(prefix="lc-example-"))
+        self.log_path = self.dir / "worker.log"
         self.root = root
         self.module = module
-        self.args = args
+        self.command = command or ("worker", "-l", "info")
         #: Where in the log each start began, to tell one run's output from another's.
         self.run_starts: list[int] = []
 
-    def start(self, *, script: str = "") -> ExampleWorker:
+    def start(self, *, script: str = "") -> ExampleProgram:
         del script  # the example is the script
         self.run_starts.append(len(self.log()) if self.log_path.exists() else 0)
-        args = [FAUST, "-A", self.module, "worker", "-l", "info", *self.args]
-        if self.module.endswith(":main"):
-            # An example that builds its agents in main() runs as a script.
-            args = [sys.executable, "-m", self.module.split(":")[0], "worker", "-l", "info"]
+        module, _, main = self.module.partition(":")
+        program = [sys.executable, "-m", module] if main else [FAUST, "-A", module]
         env = _example_env(self.root, self.url, self.web_port, self.env)
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                args, cwd=self.dir, env=env, stdout=log, stderr=subprocess.STDOUT
+                [*program, *self.command],
+                cwd=self.dir,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
             )
         return self
 
@@ -211,3 +219,8 @@ def _hashable(value: Any) -> Any:
 
 def remove(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
+
+
+def ready(program: ExampleProgram) -> bool:
+    """Whether the latest start of a worker has reported ready."""
+    return program.log()[program.run_starts[-1] :].count("[^Worker]: Ready") > 0

@@ -10,9 +10,12 @@ folder). Redis 7 throughout; the cheapest example also on 6.2.
 from __future__ import annotations
 
 import json
+import math
+import re
 import shutil
+import signal
 import urllib.request
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,11 +23,13 @@ from typing import Any
 import pytest
 import redis
 from faust_examples import (
+    ExampleProgram,
     ExamplesUnavailable,
-    ExampleWorker,
     examples_root,
     json_values,
+    ready,
     records,
+    run_command,
     table_state,
 )
 from transport_workers import SYSTEM_REDIS, make_data_dir, wait_for
@@ -66,12 +71,12 @@ def url(redis7: EmbeddedRedis) -> str:
 
 
 @pytest.fixture
-def workers() -> Iterator[Callable[..., ExampleWorker]]:
-    """Make example workers; every one still running at the end is killed (by pid)."""
-    made: list[ExampleWorker] = []
+def programs() -> Iterator[Callable[..., ExampleProgram]]:
+    """Make example programs; every one still running at the end is killed (by pid)."""
+    made: list[ExampleProgram] = []
 
-    def make(url: str, root: Path, module: str, *args: str, **env: str) -> ExampleWorker:
-        worker = ExampleWorker(url, root, module, *args, **env)
+    def make(url: str, root: Path, module: str, *args: str, **env: str) -> ExampleProgram:
+        worker = ExampleProgram(url, root, module, *args, **env)
         made.append(worker)
         return worker
 
@@ -84,38 +89,64 @@ def _client(url: str) -> redis.Redis:
     return redis.Redis.from_url(url)
 
 
-def _exactly(printed: list[str], produced: list[str]) -> bool:
-    return Counter(printed) == Counter(produced)
+def _printed_once(
+    printed: Callable[[], list[str]],
+    sent: Callable[[], list[str]],
+    at_least: int,
+    what: str,
+    running: list[ExampleProgram],
+    timeout_s: float = 60,
+    may_repeat: Counter[str] | None = None,
+) -> int:
+    """Wait until at least ``at_least`` values were sent and each was printed exactly once
+    (or, for those in ``may_repeat``, up to that many times more).
+
+    On a timeout the message says which values were never printed, or printed too often.
+    """
+    last: list[Counter[str]] = []
+    allowed = may_repeat or Counter()
+
+    def check() -> int:
+        want, got = Counter(sent()), Counter(printed())
+        last[:] = [want, got]
+        complete = want.total() >= at_least and not want - got
+        return want.total() if complete and got - want <= allowed else 0
+
+    try:
+        return int(wait_for(check, timeout_s, what, running))
+    except AssertionError as exc:
+        want, got = last
+        raise AssertionError(
+            f"{exc}\nsent {want.total()}, printed {got.total()}; never printed: "
+            f"{dict(want - got)}; printed more often than sent: {dict(got - want)}"
+        ) from None
 
 
 # --- hello_world: every greeting of `greetings` printed exactly once ----------------------
 
 
-def test_hello_world(versioned_url: str, root: Path, workers: Callable[..., ExampleWorker]) -> None:
+def test_hello_world(
+    versioned_url: str, root: Path, programs: Callable[..., ExampleProgram]
+) -> None:
     client = _client(versioned_url)
-    worker = workers(versioned_url, root, "examples.hello_world").start()
+    worker = programs(versioned_url, root, "examples.hello_world").start()
 
     def greetings() -> list[str]:
         return json_values(client, "greetings", FAUST_PARTITIONS)
 
-    def all_printed_once(at_least: int) -> bool:
-        produced = greetings()
-        return len(produced) >= at_least and _exactly(_greetings(worker), produced)
+    def printed() -> list[str]:
+        return [line for line in worker.printed() if line.startswith("hello ")]
 
     # The timer sends 100 greetings every 5 s; between two sends all are printed.
-    wait_for(lambda: all_printed_once(100), 30, "100 greetings printed once", [worker])
+    _printed_once(printed, greetings, 100, "100 greetings printed once", [worker])
     worker.stop()
     before = len(greetings())
     worker.start()
     # Whatever the first run left unprinted, and 100 new ones, each printed once.
-    wait_for(lambda: all_printed_once(before + 100), 30, "restart: printed once", [worker])
+    _printed_once(printed, greetings, before + 100, "restart: printed once", [worker])
     worker.stop()
-    assert Counter(_greetings(worker)) <= Counter(greetings())
+    assert Counter(printed()) <= Counter(greetings())
     client.close()
-
-
-def _greetings(worker: ExampleWorker) -> list[str]:
-    return [line for line in worker.printed() if line.startswith("hello ")]
 
 
 def _raw_values(client: redis.Redis, topic: str, partitions: int = FAUST_PARTITIONS) -> list[bytes]:
@@ -125,9 +156,9 @@ def _raw_values(client: redis.Redis, topic: str, partitions: int = FAUST_PARTITI
 # --- word_count: the table (its changelog and its web view) counts the posts' words ------
 
 
-def test_word_count(url: str, root: Path, workers: Callable[..., ExampleWorker]) -> None:
+def test_word_count(url: str, root: Path, programs: Callable[..., ExampleProgram]) -> None:
     client = _client(url)
-    worker = workers(url, root, "examples.word_count").start()
+    worker = programs(url, root, "examples.word_count").start()
 
     def words_in_posts() -> Counter[str]:
         return Counter(w for v in _raw_values(client, "posts") for w in json.loads(v).split())
@@ -149,7 +180,190 @@ def test_word_count(url: str, root: Path, workers: Callable[..., ExampleWorker])
     client.close()
 
 
-def _count_page(worker: ExampleWorker, word: str) -> Any:
+def _count_page(worker: ExampleProgram, word: str) -> Any:
     page = f"http://127.0.0.1:{worker.web_port}/count/{word}/"
     with urllib.request.urlopen(page, timeout=10) as response:
         return json.load(response)
+
+
+# --- tabletest: per-partition sums equal the input's, input arriving while it is down ----
+
+
+def test_tabletest(url: str, root: Path, programs: Callable[..., ExampleProgram]) -> None:
+    client = _client(url)
+    partitions = 4
+    worker = programs(url, root, "examples.tabletest").start()
+    wait_for(lambda: ready(worker), 60, "worker ready", [worker])
+    # Its command sends 0, 1, 2, ... to each of the 4 partitions, 100 at a time.
+    producer = programs(url, root, "examples.tabletest", "produce").start()
+
+    def sent() -> tuple[dict[str, int], int]:
+        sums: dict[str, int] = defaultdict(int)
+        per_partition: Counter[str] = Counter()
+        for rec in records(client, "countstopic", partitions):
+            key = rec["key"].decode()  # key_type=str: the raw string
+            sums[key] += json.loads(rec["value"])
+            per_partition[key] += 1
+        return dict(sums), min(per_partition.values(), default=0)
+
+    def table_equals_input(at_least: int) -> int:
+        sums, fewest = sent()
+        table = table_state(client, "tabletest", "counts", partitions)
+        return fewest if fewest >= at_least and table == sums else 0
+
+    first = wait_for(lambda: table_equals_input(101), 60, "sums of 101 events", [worker])
+    worker.stop()
+    # The command goes on while the worker is down.
+    wait_for(lambda: sent()[1] >= first + 100, 30, "100 more events", [producer])
+    down = sent()[1]
+    worker.start()
+    wait_for(lambda: table_equals_input(down + 1), 60, "the sums after a restart", [worker])
+    producer.kill()
+    final = wait_for(lambda: table_equals_input(1), 60, "the final sums", [worker])
+    worker.stop()
+    # The example checks the order itself and says "!!! PREV ..." on a gap or a repeat.
+    assert not [line for line in worker.printed() if line.startswith("!!!")], worker.log()
+    assert final > down
+    client.close()
+
+
+# --- withdrawals: per-user totals (a windowed table) equal the input's sums ---------------
+
+
+def test_withdrawals(url: str, root: Path, programs: Callable[..., ExampleProgram]) -> None:
+    client = _client(url)
+    partitions = 4
+    app_id = "faust-withdrawals-v5"  # Faust appends the version to the id
+    worker = programs(url, root, "examples.withdrawals").start()
+    wait_for(lambda: ready(worker), 60, "worker ready", [worker])
+
+    def produce(count: int) -> None:
+        args = ("produce", "--max-messages", str(count), "--max-latency", "0")
+        done = run_command(url, root, "examples.withdrawals", *args, timeout_s=60)
+        assert done.returncode == 0, done.stdout
+
+    def totals_match(count: int) -> bool:
+        values = json_values(client, "withdrawals", partitions)
+        by_user: dict[str, float] = defaultdict(float)
+        for w in values:
+            by_user[w["user"]] += w["amount"]
+        table = _window_sums(client, app_id, "user_to_total", partitions)
+        return len(values) == count and _close(table, by_user)
+
+    produce(300)
+    wait_for(lambda: totals_match(300), 60, "totals of 300 withdrawals", [worker])
+    worker.stop()
+    produce(200)  # while the worker is down
+    worker.start()
+    wait_for(lambda: totals_match(500), 60, "totals of 500 withdrawals", [worker])
+    worker.stop()
+    # The example's second agent, track_country_withdrawal (group_by country), reads its
+    # own agent topic, to which nothing sends: its table stays empty, on any broker.
+    assert _window_sums(client, app_id, "country_to_total", partitions) == {}
+    client.close()
+
+
+def _window_sums(client: redis.Redis, app_id: str, table: str, partitions: int) -> dict[str, float]:
+    """Per key, the sum of its windows' latest values in a windowed table's changelog."""
+    sums: dict[str, float] = defaultdict(float)
+    for (key, _window), value in table_state(client, app_id, table, partitions).items():
+        sums[key] += value
+    return dict(sums)
+
+
+def _close(got: dict[str, float], want: dict[str, float]) -> bool:
+    return got.keys() == want.keys() and all(math.isclose(got[k], want[k]) for k in want)
+
+
+# --- rpc: agents asking agents (join, map) from a timer, and ask() from a command ----------
+
+RPC_VALUES = [30.3, 40.4, 50.5, 60.6, 70.7, 80.8, 90.9]
+
+
+def _rpc_answered(client: redis.Redis, worker: ExampleProgram, run: int) -> bool:
+    """The join and the map of the latest tick of ``run`` answered, every request counted."""
+    # pow(v) asks mul(v ** 2), which answers v ** 2 * 100 (JSON keeps a float exact).
+    joined = f"JOINED: {[v**2 * 100.0 for v in RPC_VALUES]!r}"
+    replies = Counter(f"RECEIVED REPLY: {v**2 * 100.0!r}" for v in RPC_VALUES)
+    if joined not in worker.printed(run):
+        return False
+    printed = worker.printed()
+    assert not [x for x in printed if x.startswith("JOINED") and x != joined], printed
+    ticks = printed.count(joined)
+    got = Counter(line for line in printed if line.startswith("RECEIVED REPLY"))
+    # Each tick sends 7 requests for the join and 7 for the map; a tick that a stop
+    # cut short may leave up to 14 more, unanswered.
+    requests = len(list(records(client, "RPC__pow", FAUST_PARTITIONS)))
+    return got == {k: n * ticks for k, n in replies.items()} and (
+        14 * ticks <= requests <= 14 * (ticks + 1)
+    )
+
+
+def test_rpc_from_a_timer(url: str, root: Path, programs: Callable[..., ExampleProgram]) -> None:
+    client = _client(url)
+    worker = programs(url, root, "examples.advanced.rpc").start()
+    wait_for(lambda: _rpc_answered(client, worker, 0), 40, "a join and a map", [worker])
+    # Faust's own graceful stop waits for every message to be acked, but the stream that
+    # drains the reply topic acks a message only when the next one arrives: the worker
+    # waits forever for the last reply (transport-independent; it would on Kafka too).
+    worker.signal(signal.SIGTERM)
+    wait_for(lambda: _waits_for_reply(worker), 30, "Faust waiting for its last reply", [])
+    assert worker.process is not None and worker.process.poll() is None
+    client.close()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 12 item 12: a restarted worker inherits the dead one's assignment "
+    "(KeyError for the old process's reply topic)",
+)
+def test_rpc_after_a_restart(url: str, root: Path, programs: Callable[..., ExampleProgram]) -> None:
+    client = _client(url)
+    worker = programs(url, root, "examples.advanced.rpc").start()
+    wait_for(lambda: _rpc_answered(client, worker, 0), 40, "a join and a map", [worker])
+    worker.kill()  # its graceful stop never ends: see test_rpc_from_a_timer
+    worker.start()
+    wait_for(lambda: _rpc_answered(client, worker, 1), 40, "answered after a restart", [worker])
+    worker.kill()
+    client.close()
+
+
+def _waits_for_reply(worker: ExampleProgram) -> bool:
+    waiting = re.search(
+        r"wait_empty: Waiting for tasks \[\(1, <ConsumerMessage: TP\(topic='f-reply-", worker.log()
+    )
+    return waiting is not None
+
+
+# --- leader: one worker of two publishes; the other takes over when it stops --------------
+
+
+def test_leader(url: str, root: Path, programs: Callable[..., ExampleProgram]) -> None:
+    client = _client(url)
+    pair = [programs(url, root, "examples.leader").start() for _ in range(2)]
+    topic = "leader-example-examples.leader.say"
+
+    def publishers() -> list[int]:
+        return [i for i, w in enumerate(pair) if "PUBLISHING ON LEADER!" in w.printed()]
+
+    def sent() -> list[str]:
+        # value_serializer='raw': the agent gets (and prints) the bytes of str(random()).
+        return [repr(v) for v in _raw_values(client, topic)]
+
+    def printed() -> list[str]:
+        return [x for w in pair for x in w.printed() if x != "PUBLISHING ON LEADER!"]
+
+    _printed_once(printed, sent, 3, "3 greetings printed once", pair)
+    leaders = publishers()
+    assert len(leaders) == 1, leaders
+    leader, other = pair[leaders[0]], pair[1 - leaders[0]]
+    before_stop = Counter(other.printed())
+    leader.stop()
+    count = len(_raw_values(client, topic))
+    wait_for(lambda: len(publishers()) == 2, 60, "the other worker to lead", [other])
+    # Nothing is lost. The survivor may process again what it had processed itself but
+    # not yet committed when the rebalance began (seen: 3 of 34, about 1 in 3 runs):
+    # never what the stopped worker processed (it committed as it stopped).
+    _printed_once(printed, sent, count + 3, "takeover: printed", [other], may_repeat=before_stop)
+    other.stop()
+    client.close()
