@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import shutil
 import signal
@@ -328,6 +329,21 @@ def test_rpc_after_a_restart(url: str, root: Path, programs: Callable[..., Examp
     client.close()
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 12 item 11: a command's agent.ask() joins the workers' group and hangs",
+)
+def test_rpc_ask_from_a_command(
+    url: str, root: Path, programs: Callable[..., ExampleProgram]
+) -> None:
+    worker = programs(url, root, "examples.advanced.rpc").start()
+    wait_for(lambda: ready(worker), 60, "worker ready", [worker])
+    done = run_command(url, root, "examples.advanced.rpc", "x100", "3", timeout_s=15)
+    assert "3 * 100 = 300.0" in done.stdout.splitlines(), done.stdout
+    assert done.returncode == 0, done.stdout
+    worker.kill()  # its graceful stop may never end: see test_rpc_from_a_timer
+
+
 def _waits_for_reply(worker: ExampleProgram) -> bool:
     waiting = re.search(
         r"wait_empty: Waiting for tasks \[\(1, <ConsumerMessage: TP\(topic='f-reply-", worker.log()
@@ -442,7 +458,7 @@ def test_windowed_aggregation(
         return aggregates
 
     # The timer sends an event every 0.1 s; a window is aggregated ~1-2 s after it ends.
-    done = wait_for(lambda: len(aggregates_match()) >= 2, 40, "2 windows aggregated", [worker])
+    done = wait_for(lambda: aggregates_match(), 40, "a window aggregated", [worker])
     assert done
     worker.stop()
     client.close()
@@ -532,12 +548,41 @@ def test_bound_agent(url: str, root: Path, programs: Callable[..., ExampleProgra
     worker.stop()
 
 
-# --- the two examples not run ------------------------------------------------------------
+# --- crontab/tz_unaware: one message a minute (opt-in: LC_EXAMPLES_CRONTAB=1) -----------
 
 
-def test_tz_unaware_and_concurrency_are_not_run() -> None:
+@pytest.mark.skipif(
+    os.environ.get("LC_EXAMPLES_CRONTAB") != "1",
+    reason="crontab/tz_unaware.py publishes once a minute: two runs cost about two "
+    "minutes, beyond this module's budget; LC_EXAMPLES_CRONTAB=1 runs it",
+)
+@pytest.mark.timeout(240)
+def test_tz_unaware(url: str, root: Path, programs: Callable[..., ExampleProgram]) -> None:
+    client = _client(url)
+    worker = programs(url, root, "examples.crontab.tz_unaware").start()
+
+    def sent() -> list[str]:
+        values = json_values(client, "tz_unaware_topic", FAUST_PARTITIONS)
+        return [f"record: <Model: random={v['random']!r}>" for v in values]
+
+    def printed() -> list[str]:
+        return [line for line in worker.printed() if line.startswith("record: ")]
+
+    # The leader's crontab sends one record at the start of every minute.
+    _printed_once(printed, sent, 1, "a minute's record printed", [worker], timeout_s=75)
+    worker.stop()
+    worker.start()
+    _printed_once(printed, sent, 2, "another after a restart", [worker], timeout_s=75)
+    worker.stop()
+    client.close()
+
+
+# --- concurrency.py: not run -------------------------------------------------------------
+
+
+def test_concurrency_is_not_run() -> None:
     pytest.skip(
-        "crontab/tz_unaware.py publishes once a minute (a run would cost up to two "
-        "minutes of the module's budget); concurrency.py's agent fetches "
-        "www.google.com 200 at a time and its __main__ only produces: no network here"
+        "concurrency.py's agent fetches www.google.com 200 requests at a time (no "
+        "network here), and its __main__ only produces: running it would test the "
+        "network, not the transport"
     )
