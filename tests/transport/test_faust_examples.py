@@ -5,6 +5,12 @@ the installed Faust, see ``faust_examples.py``) with only the broker URL changed
 compares what it printed or wrote with a count made here from the Redis streams,
 before and after a restart of the worker (SIGTERM, then start again in the same
 folder). Redis 7 throughout; the cheapest example also on 6.2.
+
+Where the transport still fails (issue 12 items 11 and 12) the test is a strict xfail;
+where Faust itself misbehaves, as it would on Kafka, the test says so and checks it
+(rpc's graceful stop, withdrawals' country agent). ``crontab/tz_unaware.py`` runs only
+with ``LC_EXAMPLES_CRONTAB=1`` (a minute per message); ``concurrency.py`` needs the
+internet and is skipped.
 """
 
 from __future__ import annotations
@@ -116,6 +122,8 @@ def _printed_once(
     try:
         return int(wait_for(check, timeout_s, what, running))
     except AssertionError as exc:
+        if not last:
+            raise
         want, got = last
         raise AssertionError(
             f"{exc}\nsent {want.total()}, printed {got.total()}; never printed: "
