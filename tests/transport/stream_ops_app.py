@@ -14,6 +14,7 @@ and output straight from Redis:
 * ``noack``: ``manual`` acked by hand after each event is written to ``manual-out``.
 * channels: ``notes`` is forwarded into an in-memory channel, whose agent writes
   ``from-channel``.
+* ``single`` (one partition) echoed to ``single-out`` (one partition).
 * ``GlobalTable``: ``settings`` fills ``ops-settings``; a ``lookups`` agent answers on
   ``looked-up`` from it.
 """
@@ -58,6 +59,11 @@ notes = _json("notes")
 from_channel = _json("from-channel")
 note_channel = app.channel()
 
+# Declared with one partition, which Faust never declares for a source topic (Kafka
+# would auto-create it): what the transport makes of the count (issue 12 item 13).
+single = app.topic("single", partitions=1, value_serializer="json")
+single_out = app.topic("single-out", partitions=1, value_serializer="json")
+
 settings_topic = _json("settings")
 settings = app.GlobalTable("ops-settings", default=str)
 lookups = _json("lookups")
@@ -100,6 +106,12 @@ async def to_channel(stream: Any) -> None:
 async def from_the_channel(stream: Any) -> None:
     async for value in stream:
         await from_channel.send(value=value)
+
+
+@app.agent(single)
+async def echo_single(stream: Any) -> None:
+    async for value in stream:
+        await single_out.send(value=value)
 
 
 @app.agent(settings_topic)

@@ -125,3 +125,23 @@ def test_stream_operations_before_and_after_a_restart(versioned_url: str) -> Non
     finally:
         worker.cleanup()
         client.close()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 12 item 13: a topic Faust never declares gets the app's topic_partitions "
+    "(4) instead of its own count (1)",
+)
+def test_a_one_partition_topic_keeps_one_partition(versioned_url: str) -> None:
+    client = redis.Redis.from_url(versioned_url)
+    worker = ExampleProgram(versioned_url, HERE, "stream_ops_app")
+    try:
+        worker.start()
+        produce(client, "single", 1, [(None, {"n": i}) for i in range(10)])
+        # What the agent sent must all be in the topic's only partition, in order.
+        wait_for(lambda: len(json_values(client, "single-out", P)) == 10, 60, "10 echoes", [worker])
+        assert json_values(client, "single-out", 1) == [{"n": i} for i in range(10)]
+        assert worker.stop() == 0
+    finally:
+        worker.cleanup()
+        client.close()
