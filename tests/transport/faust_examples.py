@@ -198,11 +198,14 @@ def json_values(client: redis.Redis, topic: str, partitions: int) -> list[Any]:
 def table_state(client: redis.Redis, app_id: str, table: str, partitions: int) -> dict[Any, Any]:
     """A table as its changelog says: the latest value of every (JSON) key, without deletes.
 
-    Keys are decoded from JSON and made hashable (a windowed table's key
-    ``[key, [start, end]]`` becomes ``(key, (start, end))``).
+    "Latest" by the records' timestamps: a table key written from events of several
+    source partitions (a table not keyed like its stream) has records in several
+    changelog partitions. Keys are decoded from JSON and made hashable (a windowed
+    table's key ``[key, [start, end]]`` becomes ``(key, (start, end))``).
     """
     state: dict[Any, Any] = {}
-    for rec in records(client, f"{app_id}-{table}-changelog", partitions):
+    changelog = list(records(client, f"{app_id}-{table}-changelog", partitions))
+    for rec in sorted(changelog, key=lambda rec: int(rec["timestamp_ms"])):
         key = _hashable(json.loads(rec["key"]))
         if rec["value"]:
             state[key] = json.loads(rec["value"])
