@@ -510,7 +510,7 @@ def test_tableofset(url: str, root: Path, programs: Callable[..., ExampleProgram
         assert done.returncode == 0, done.stdout
 
     def expected() -> dict[str, set[str]]:
-        # The input, in the order each location's partition holds it.
+        # The input: joins, then leaves (nobody here joins again after leaving).
         people: dict[str, set[str]] = defaultdict(set)
         for topic, change in (("people_joining2", set.add), ("people_leaving2", set.discard)):
             for rec in records(client, topic, 4):
