@@ -6,8 +6,7 @@ compares what it printed or wrote with a count made here from the Redis streams,
 before and after a restart of the worker (SIGTERM, then start again in the same
 folder). Redis 7 throughout; the cheapest example also on 6.2.
 
-Where the transport still fails (issue 12 items 11 and 12) the test is a strict xfail;
-where Faust itself misbehaves, as it would on Kafka, the test says so and checks it
+Where Faust itself misbehaves, as it would on Kafka, the test says so and checks it
 (rpc's graceful stop, withdrawals' country agent). ``crontab/tz_unaware.py`` runs only
 with ``LC_EXAMPLES_CRONTAB=1`` (a minute per message); ``concurrency.py`` needs the
 internet and is skipped.
@@ -322,11 +321,6 @@ def test_rpc_from_a_timer(url: str, root: Path, programs: Callable[..., ExampleP
     client.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 12 item 12: a restarted worker inherits the dead one's assignment "
-    "(KeyError for the old process's reply topic)",
-)
 def test_rpc_after_a_restart(url: str, root: Path, programs: Callable[..., ExampleProgram]) -> None:
     client = _client(url)
     worker = programs(url, root, "examples.advanced.rpc").start()
@@ -338,10 +332,6 @@ def test_rpc_after_a_restart(url: str, root: Path, programs: Callable[..., Examp
     client.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 12 item 11: a command's agent.ask() joins the workers' group and hangs",
-)
 def test_rpc_ask_from_a_command(
     url: str, root: Path, programs: Callable[..., ExampleProgram]
 ) -> None:

@@ -127,11 +127,6 @@ def test_stream_operations_before_and_after_a_restart(versioned_url: str) -> Non
         client.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 12 item 13: a topic Faust never declares gets the app's topic_partitions "
-    "(4) instead of its own count (1)",
-)
 def test_a_one_partition_topic_keeps_one_partition(versioned_url: str) -> None:
     client = redis.Redis.from_url(versioned_url)
     worker = ExampleProgram(versioned_url, HERE, "stream_ops_app")
