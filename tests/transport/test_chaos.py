@@ -136,7 +136,6 @@ def _generations_go_back(records: list[tuple[int, int, dict[str, Any]]]) -> list
     return problems
 
 
-@pytest.mark.xfail(reason="issue 12 items 3 and 7 (being fixed): stale owners write", strict=False)
 @pytest.mark.timeout(420)
 def test_three_workers_survive_kills_freezes_and_redis_restarts() -> None:
     rng = random.Random(20261130)
