@@ -18,13 +18,18 @@ from collections.abc import Callable
 import pytest
 import redis
 import redis.asyncio as aioredis
-from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 from redis.exceptions import ResponseError
-from transport_workers import Worker, make_data_dir, produce, read_topic, wait_for
+from transport_workers import (
+    Worker,
+    make_data_dir,
+    produce,
+    published_assignment,
+    read_topic,
+    wait_for,
+)
 
 from pipeline.embedded import EmbeddedRedis
 from pipeline.transport import streams
-from pipeline.transport.coordination import GENERATION_FIELD
 from pipeline.transport.keys import group_key
 
 pytestmark = [pytest.mark.integration]
@@ -41,21 +46,9 @@ KEYS = [
 CHANGELOG = "lc-test-counts-changelog"
 
 
-def _assignment(client: redis.Redis) -> tuple[int, dict[str, list[int]]]:
-    """(generation, member -> partitions of "events") as published by the leader."""
-    raw = client.hgetall(group_key("lc-test", "assignment"))
-    generation = int(raw.pop(GENERATION_FIELD.encode(), b"0"))
-    out = {}
-    for member, data in raw.items():
-        decoded = ConsumerProtocolMemberAssignment.decode(data)
-        parts = [p for topic, ps in decoded.assignment if topic == "events" for p in ps]
-        out[member.decode()] = sorted(parts)
-    return generation, out
-
-
 def _members_holding_all(client: redis.Redis, members: int, after: int = 0) -> int:
     """The generation if ``members`` members share all partitions in one after ``after``."""
-    generation, assignment = _assignment(client)
+    generation, assignment = published_assignment(client)
     if generation <= after or len(assignment) != members:
         return 0
     if sorted(p for ps in assignment.values() for p in ps) != list(range(P)):

@@ -14,11 +14,17 @@ from collections.abc import Callable
 
 import pytest
 import redis
-from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
-from transport_workers import FAUST, HERE, Feeder, Worker, read_topic, wait_for
+from transport_workers import (
+    FAUST,
+    HERE,
+    Feeder,
+    Worker,
+    published_assignment,
+    read_topic,
+    wait_for,
+)
 
 from pipeline.embedded import EmbeddedRedis
-from pipeline.transport.coordination import GENERATION_FIELD
 from pipeline.transport.keys import group_key
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -30,21 +36,9 @@ def _env(session_timeout_s: float) -> dict[str, str]:
     return {"LC_PARTITIONS": str(P), "LC_SESSION_TIMEOUT": str(session_timeout_s)}
 
 
-def _assignment(client: redis.Redis) -> tuple[int, dict[str, list[int]]]:
-    """(generation, member -> partitions of "events") as published by the leader."""
-    raw = client.hgetall(group_key("lc-test", "assignment"))
-    generation = int(raw.pop(GENERATION_FIELD.encode(), b"0"))
-    out = {}
-    for member, data in raw.items():
-        decoded = ConsumerProtocolMemberAssignment.decode(data)
-        parts = [p for topic, ps in decoded.assignment if topic == "events" for p in ps]
-        out[member.decode()] = sorted(parts)
-    return generation, out
-
-
 def _split_over(client: redis.Redis, members: int) -> dict[str, list[int]] | None:
     """The published assignment if it splits every partition over ``members`` members."""
-    _, assignment = _assignment(client)
+    _, assignment = published_assignment(client)
     parts = sorted(p for ps in assignment.values() for p in ps)
     if len(assignment) != members or parts != list(range(P)):
         return None
@@ -126,7 +120,7 @@ def test_kill_9_and_restart_starts_a_new_generation(
         after = feeder.sent
         wait_for(lambda: _first_output_after(client, after), 60, "processing again", [second])
         idle_s = time.monotonic() - killed_at
-        generation, assignment = _assignment(client)
+        generation, assignment = published_assignment(client)
         print(f"\nkill -9 + restart ({'web' if web else 'without web'}): processing again "
               f"{idle_s:.1f} s after the kill; generation {before} -> {generation}")  # fmt: skip
         assert generation > before
@@ -231,7 +225,7 @@ def test_ask_from_a_command_leaves_the_group_alone(versioned_url: str) -> None:
     worker = Worker(versioned_url, **_env(5.0)).start()
     try:
         wait_for(lambda: _split_over(client, 1), 60, "the worker to run", [worker])
-        generation, assignment = _assignment(client)
+        generation, assignment = published_assignment(client)
         env = {
             **os.environ,
             "PYTHONPATH": f"{HERE}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
@@ -245,7 +239,7 @@ def test_ask_from_a_command_leaves_the_group_alone(versioned_url: str) -> None:
         )  # fmt: skip
         out = done.stdout.decode(errors="replace") + done.stderr.decode(errors="replace")
         assert done.returncode == 0 and "answer: 42" in out, out[-3000:]
-        assert _assignment(client) == (generation, assignment)
+        assert published_assignment(client) == (generation, assignment)
         members = client.zrange(group_key("lc-test", "members"), 0, -1)
         assert len(members) == 1, members
         assert worker.stop() == 0

