@@ -216,7 +216,11 @@ class GroupCoordinator:
         owner's in Redis). The epoch makes it unique: generation numbers start again
         when Redis lost the group state, and a stale writer must not match a new owner.
         """
-        return f"{self.epoch}:{self.generation}" if self.generation else ""
+        if self.generation:
+            return f"{self.epoch}:{self.generation}"
+        # Between a lost generation (a reset) and the next assignment, what the agents
+        # still send belongs to the lost one and must be refused like it.
+        return self._lapsed_token
 
     def may_fetch(self) -> bool:
         """True while we hold a current assignment under a live lease."""

@@ -150,9 +150,16 @@ class ExampleProgram(Worker):
 
 
 def run_command(
-    url: str, root: Path, module: str, *args: str, timeout_s: float, cwd: Path | None = None
+    url: str,
+    root: Path,
+    module: str,
+    *args: str,
+    timeout_s: float,
+    cwd: Path | None = None,
+    may_hang: bool = False,
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``faust -A <module> <command> ...`` to its end; kill it after ``timeout_s``."""
+    """Run ``faust -A <module> <command> ...`` to its end; kill it after ``timeout_s``
+    (an error, unless ``may_hang``: then the result has the return code -9)."""
     from pipeline.embedded import free_port
 
     with tempfile.TemporaryDirectory(prefix="lc-example-cmd-") as tmp:
@@ -169,6 +176,8 @@ def run_command(
         except subprocess.TimeoutExpired:
             process.kill()
             out, _ = process.communicate()
+            if may_hang:
+                return subprocess.CompletedProcess(process.args, -9, out, "")
             raise AssertionError(
                 f"faust -A {module} {' '.join(args)} did not end in {timeout_s} s:\n{out[-3000:]}"
             ) from None

@@ -337,9 +337,11 @@ def test_rpc_ask_from_a_command(
 ) -> None:
     worker = programs(url, root, "examples.advanced.rpc").start()
     wait_for(lambda: ready(worker), 60, "worker ready", [worker])
-    done = run_command(url, root, "examples.advanced.rpc", "x100", "3", timeout_s=15)
+    done = run_command(url, root, "examples.advanced.rpc", "x100", "3", timeout_s=15, may_hang=True)
     assert "3 * 100 = 300.0" in done.stdout.splitlines(), done.stdout
-    assert done.returncode == 0, done.stdout
+    # The answer came; a command that used ask() may then hang in Faust's own stop
+    # (wait_empty never sees the reply stream's last message acked; any broker).
+    assert done.returncode == 0 or "wait_empty: Waiting for tasks" in done.stdout, done.stdout
     worker.kill()  # its graceful stop may never end: see test_rpc_from_a_timer
 
 

@@ -127,6 +127,12 @@ def test_stream_operations_before_and_after_a_restart(versioned_url: str) -> Non
         client.close()
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="Faust declares only internal topics, so a send-only topic's partitions= never "
+    "reaches the transport: the first app to need it stores its topic_partitions "
+    "(issue 12 item 13 made that one count for every app; docs/transport.md)",
+)
 def test_a_one_partition_topic_keeps_one_partition(versioned_url: str) -> None:
     client = redis.Redis.from_url(versioned_url)
     worker = ExampleProgram(versioned_url, HERE, "stream_ops_app")
