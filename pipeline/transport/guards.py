@@ -51,6 +51,8 @@ class ConsumerGuards:
 
         def stop_flow(self) -> None: ...
 
+        def _set_position(self, tp: TP, offset: int) -> None: ...
+
     def _init_guards(self) -> None:
         #: Why the tables must be rebuilt from their changelogs at the next assignment
         #: ("": they need not).
@@ -150,7 +152,9 @@ class ConsumerGuards:
             if run == self._server_run:
                 self._run_check_due = self._commits_held = False
                 return True
-            positions = {tp: self._position[tp] for tp in self._assignment if tp in self._position}
+            # A client (no group) reads every partition it has a position for.
+            held = self._assignment if self._coordinator is not None else set(self._position)
+            positions = {tp: self._position[tp] for tp in held if tp in self._position}
             limits = await self._lost_offsets(
                 positions, self._server_run, run, "this worker had read"
             )
@@ -168,13 +172,19 @@ class ConsumerGuards:
         if not limits:
             self._commits_held = False
             return True
+        if self._coordinator is None:
+            # A client (no group, no tables): it reads on from where the loss began.
+            for tp, limit in limits.items():
+                if self._position.get(tp, 0) > limit:
+                    self._set_position(tp, limit)
+            self._commits_held = False
+            return True
         # Like a rebalance: what Faust holds, and its tables, came from records Redis no
         # longer has; the new generation resumes from the commits, capped at the limits.
         self._resume_limits.update(limits)
         self._awaiting_rebalance = True
         self._rebuild_tables = "Redis lost records they were built from"
-        if self._coordinator is not None:
-            self._coordinator.request_rebalance()
+        self._coordinator.request_rebalance()
         return True
 
     async def _check_committed(
