@@ -12,7 +12,7 @@ its stream without automatic acks; a record is acked only once the state that in
 it has been written to the table (``table[key] = state`` sends the changelog entry), and
 Faust commits nothing beyond the lowest unacked offset of a partition. A session's state
 is written on the first record at least ``every_s`` after its last write (an event
-that carries several sessions' records, see :func:`pipeline.transport.read_in_batches`,
+that carries several sessions' records, see :func:`pipeline.transport.driver.read_in_batches`,
 is acked once all of them are written), so writes are
 spread over time as the sessions' samples are, instead of arriving in one burst at each
 commit (1,000 sessions cost a tenth of a second of serialising: a stall in the live

@@ -136,9 +136,7 @@ def _cmd_analyze(args: argparse.Namespace, settings: Settings) -> int:
     for noisy in (
         "faust",
         "mode",
-        "pipeline.transport",
-        "pipeline.consumer",
-        "pipeline.coordination",
+        "pipeline.transport",  # and its modules (consumer, coordination, ...)
     ):
         # The worker's start-up chatter is noise in an analysis report.
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))

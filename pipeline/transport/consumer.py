@@ -1,7 +1,7 @@
 """The Faust consumer of the Redis Streams transport.
 
 Reads with plain ``XREAD`` from positions it owns (one stream per topic partition, see
-:mod:`pipeline.streams`), never ``XREADGROUP``: Faust needs partition ownership, seek
+:mod:`.streams`), never ``XREADGROUP``: Faust needs partition ownership, seek
 and replay, which Redis consumer groups do not give. Ownership, generations and
 fenced commits come from :class:`pipeline.coordination.GroupCoordinator`, which runs
 Faust's own ``PartitionAssignor`` on the group leader. Each committed position is

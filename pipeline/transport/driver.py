@@ -3,10 +3,9 @@
 Registered under the ``faust.transports`` entry-point group in ``pyproject.toml``, so
 ``faust.App(..., broker="redis://127.0.0.1:6379/0")`` loads this class (without the
 registration Faust would hand back the redis-py *module*). The design is in
-``docs/transport.md``: one stream per topic partition (:mod:`pipeline.streams`),
-consumer (:mod:`pipeline.consumer`), producer (:mod:`pipeline.producer`), group
-coordination (:mod:`pipeline.coordination`) and changelog compaction
-(:mod:`pipeline.compaction`).
+``docs/transport.md``: one stream per topic partition (:mod:`.streams`), consumer
+(:mod:`.consumer`), producer (:mod:`.producer`), group coordination
+(:mod:`.coordination`) and changelog compaction (:mod:`.compaction`).
 """
 
 from __future__ import annotations
