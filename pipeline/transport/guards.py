@@ -51,7 +51,7 @@ class ConsumerGuards:
 
         def stop_flow(self) -> None: ...
 
-        def _set_position(self, tp: TP, offset: int) -> None: ...
+        async def seek(self, partition: TP, offset: int) -> None: ...
 
     def _init_guards(self) -> None:
         #: Why the tables must be rebuilt from their changelogs at the next assignment
@@ -164,7 +164,8 @@ class ConsumerGuards:
         log.warning(
             "Redis restarted (server run %s, was %s)%s",
             run[:8], self._server_run[:8],
-            f"; offsets lost in {len(limits)} partitions: rejoining to resume from there"
+            f"; offsets lost in {len(limits)} partitions: "
+            + ("rejoining to resume from there" if self._coordinator else "reading them again")
             if limits else "; nothing this worker read was lost",
         )  # fmt: skip
         self._server_run = run
@@ -174,9 +175,10 @@ class ConsumerGuards:
             return True
         if self._coordinator is None:
             # A client (no group, no tables): it reads on from where the loss began.
+            # Faust's seek also lowers its read offset, below which it drops records.
             for tp, limit in limits.items():
                 if self._position.get(tp, 0) > limit:
-                    self._set_position(tp, limit)
+                    await self.seek(tp, limit)
             self._commits_held = False
             return True
         # Like a rebalance: what Faust holds, and its tables, came from records Redis no

@@ -131,5 +131,27 @@ async def ask_once() -> None:
     print("answer:", await double.ask(value=21))  # the test reads it
 
 
+@app.command()
+async def ask_loop() -> None:
+    """``faust -A faust_app ask-loop``: a long-running client asking again and again.
+
+    ``LC_ASK_COUNT`` questions, one every ``LC_ASK_INTERVAL`` seconds, each given
+    ``LC_ASK_TIMEOUT`` seconds; prints ``answer <n>: <2n>``, ``timeout <n>`` or
+    ``error <n>: <exception>`` per question.
+    """
+    count = int(os.environ.get("LC_ASK_COUNT", "100"))
+    interval = float(os.environ.get("LC_ASK_INTERVAL", "0.1"))
+    timeout = float(os.environ.get("LC_ASK_TIMEOUT", "5"))
+    for n in range(count):
+        try:
+            answer = await asyncio.wait_for(double.ask(value=n), timeout)
+            print(f"answer {n}: {answer}", flush=True)
+        except TimeoutError:
+            print(f"timeout {n}", flush=True)
+        except Exception as exc:  # the test reads what went wrong
+            print(f"error {n}: {exc!r}", flush=True)
+        await asyncio.sleep(interval)
+
+
 if __name__ == "__main__":
     app.main()

@@ -7,12 +7,25 @@ offsets. The worker had read past them: it must notice (a new server run, see
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import redis
-from transport_workers import SYSTEM_REDIS, Worker, make_data_dir, produce, read_topic, wait_for
+from transport_workers import (
+    FAUST,
+    HERE,
+    SYSTEM_REDIS,
+    Worker,
+    make_data_dir,
+    produce,
+    read_topic,
+    wait_for,
+)
 
 from pipeline.embedded import EmbeddedRedis, free_port
 from pipeline.transport.keys import group_key
@@ -119,5 +132,72 @@ def test_committed_offset_beyond_the_end(server: EmbeddedRedis) -> None:
         assert "beyond the end of the partition" in worker.log()
         assert worker.stop() == 0
     finally:
+        worker.cleanup()
+        client.close()
+
+
+def _answers(log: Path) -> list[int]:
+    """The questions an ``ask-loop`` client got a right answer to, in order."""
+    text = log.read_text(errors="replace") if log.exists() else ""
+    return [
+        int(n) for n, a in re.findall(r"^answer (\d+): (\d+)$", text, re.M) if int(a) == 2 * int(n)
+    ]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_a_client_reads_on_after_an_older_snapshot(server: EmbeddedRedis) -> None:
+    """A client-only app (no group to rejoin) rewinds its reply stream after data loss.
+
+    Replies appended after Redis came back from an older snapshot take offsets the
+    client had already read past; a client that kept its position never saw them and
+    every later ``ask()`` timed out.
+    """
+    client = redis.Redis.from_url(server.url)
+    worker = Worker(server.url, LC_PARTITIONS=str(P)).start()
+    log = worker.dir / "client.log"
+    asker: subprocess.Popen[bytes] | None = None
+    try:
+        wait_for(
+            lambda: client.hget(group_key("lc-test", "state"), "phase") == b"stable",
+            60, "the worker to be assigned", [worker],
+        )  # fmt: skip
+        env = {
+            **os.environ,
+            "PYTHONPATH": f"{HERE}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+            "LC_BROKER": server.url,
+            "LC_PARTITIONS": str(P),
+            "LC_DATA_DIR": str(worker.dir / "client-data"),
+            "LC_ASK_COUNT": "100000",
+            "LC_ASK_INTERVAL": "0.05",
+            "LC_ASK_TIMEOUT": "20",
+        }
+        with log.open("ab") as out:
+            asker = subprocess.Popen(
+                [FAUST, "-A", "faust_app", "ask-loop"],
+                cwd=worker.dir, env=env, stdout=out, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        wait_for(lambda: len(_answers(log)) >= 5, 60, "the client's first answers", [worker])
+        client.save()  # the snapshot Redis will come back from
+        snapshot = server.dir / "dump.rdb"
+        saved = snapshot.read_bytes()
+        at_save = len(_answers(log))
+        # The client reads its replies past what the snapshot holds.
+        wait_for(lambda: len(_answers(log)) >= at_save + 10, 30, "answers after the save", [worker])
+        client.close()
+        server.stop()
+        snapshot.write_bytes(saved)
+        server.start()
+        client = redis.Redis.from_url(server.url)
+        last_before = max(_answers(log))
+        wait_for(
+            lambda: sum(1 for n in _answers(log) if n > last_before) >= 20,
+            90, "20 answers to questions asked after the restart", [worker],
+        )  # fmt: skip
+        assert asker.poll() is None, log.read_text(errors="replace")[-3000:]
+    finally:
+        if asker is not None and asker.poll() is None:
+            asker.kill()
+            asker.wait()
         worker.cleanup()
         client.close()
