@@ -1,0 +1,299 @@
+"""Identity from the host, over real sockets, Redis and PostgreSQL: provisioning on
+first contact, the database's role over the token's claim, the admin surface, and a
+removed coach link ending subscriptions on every edge."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import psycopg
+import pytest
+from aiohttp.test_utils import TestServer
+
+from pipeline.settings import Settings, load_settings
+from web.app import create_app
+from web.auth import mint_token
+from web.ws import ACCESS_REVOKED
+
+from tests.web.conftest import ATHLETE, COACH, OTHER_ATHLETE, OTHER_COACH, SECRET, Running
+
+pytestmark = pytest.mark.integration
+
+ADMIN = 9
+API = "/api/v1/live"
+
+
+@pytest.fixture
+def admin(database_url: str, users: None) -> int:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO users (id, name, role) VALUES (%s, 'Ada', 'admin')", (ADMIN,))
+    return ADMIN
+
+
+def _bearer(settings: Settings, user_id: int, **claims: Any) -> dict[str, str]:
+    return {"Authorization": f"Bearer {mint_token(settings, user_id=user_id, **claims)}"}
+
+
+async def _call(
+    edge: Running, method: str, path: str, user: int, body: Any = None, **claims: Any
+) -> tuple[int, Any]:
+    async with edge.session.request(
+        method,
+        edge.url(API + path),
+        headers=_bearer(edge.settings, user, **claims),
+        **({"json": body} if body is not None else {}),
+    ) as resp:
+        text = await resp.text()
+        return resp.status, json.loads(text) if text else None
+
+
+def _user_row(database_url: str, user_id: int) -> tuple[Any, ...] | None:
+    with psycopg.connect(database_url) as conn:
+        return conn.execute("SELECT role, name FROM users WHERE id = %s", (user_id,)).fetchone()
+
+
+# --- provisioning -------------------------------------------------------------------------
+
+
+async def test_a_new_user_is_provisioned_from_the_token_claims(
+    edge: Running, database_url: str
+) -> None:
+    assert _user_row(database_url, 500) is None
+    status, body = await _call(edge, "POST", "/sessions/start", 500, {}, role="coach", name="Bo")
+    # A coach starting a session without an athlete is refused, but the user now exists.
+    assert status == 403, body
+    assert _user_row(database_url, 500) == ("coach", "Bo")
+    status, body = await _call(edge, "POST", "/sessions/start", 501, {}, name="Cy")
+    assert status == 201, body
+    assert body["user_id"] == 501
+    assert _user_row(database_url, 501) == ("athlete", "Cy")  # no role claim: athlete
+
+
+async def test_a_token_cannot_make_an_admin_or_change_a_known_user(
+    edge: Running, database_url: str
+) -> None:
+    status, _ = await _call(edge, "GET", "/admin/users", 600, role="admin", name="Mallory")
+    assert status == 403
+    assert _user_row(database_url, 600) == ("athlete", "Mallory")
+    # A known user's role and name come from the database, whatever later tokens say.
+    status, _ = await _call(edge, "GET", "/admin/users", 600, role="coach", name="Boss")
+    assert status == 403
+    assert _user_row(database_url, 600) == ("athlete", "Mallory")
+
+
+async def test_the_database_role_decides_not_the_claim(edge: Running) -> None:
+    session_id = await edge.start_session(ATHLETE)
+    # An athlete whose token claims "coach" is still an athlete: another's session is not theirs.
+    status, body = await _call(edge, "GET", f"/sessions/{session_id}", OTHER_ATHLETE, role="coach")
+    assert status == 403, body
+    # A coach whose token claims "athlete" is still the linked coach.
+    status, body = await _call(edge, "GET", f"/sessions/{session_id}", COACH, role="athlete")
+    assert status == 200, body
+    ws = await edge.session.ws_connect(
+        edge.url(API + "/ws"), headers=_bearer(edge.settings, COACH, role="athlete")
+    )
+    welcome = await ws.receive_json(timeout=5)
+    assert (welcome["type"], welcome["role"]) == ("welcome", "coach")
+    await ws.close()
+
+
+async def test_concurrent_first_contacts_on_two_edges_make_one_user(
+    edge_factory: Callable[..., Any], database_url: str
+) -> None:
+    a, b = await edge_factory(), await edge_factory()
+    calls = [
+        _call(edge, "GET", "/sessions/999999", 700, role="coach", name="Dee")
+        for edge in (a, b)
+        for _ in range(10)
+    ]
+    results = await asyncio.gather(*calls)
+    assert {status for status, _ in results} == {404}, results  # no 5xx, no 403
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute("SELECT role, name FROM users WHERE id = 700").fetchall()
+    assert rows == [("coach", "Dee")]
+
+
+async def test_with_provisioning_off_an_unknown_user_gets_403_saying_so(
+    tmp_path: Path, redis_url: str, database_url: str, users: None
+) -> None:
+    settings = load_settings(
+        jwt_secret=SECRET,
+        data_dir=tmp_path,
+        live_partitions=4,
+        samples_partitions=4,
+        provision_users=False,
+    )
+    server = TestServer(create_app(settings, redis_url=redis_url, database_url=database_url))
+    await server.start_server()
+    try:
+        async with aiohttp.ClientSession() as http:
+            url = str(server.make_url(API + "/sessions/start"))
+            async with http.post(url, json={}, headers=_bearer(settings, 800)) as resp:
+                assert resp.status == 403
+                assert resp.content_type == "application/problem+json"
+                problem = await resp.json()
+            assert "user 800 is not known to livecoach" in problem["detail"]
+            async with http.post(url, json={}, headers=_bearer(settings, ATHLETE)) as resp:
+                assert resp.status == 201  # known users are unaffected
+            ws = await http.ws_connect(
+                str(server.make_url(API + "/ws")), headers=_bearer(settings, 800)
+            )
+            msg = await ws.receive(timeout=5)
+            assert msg.type == aiohttp.WSMsgType.CLOSE
+            assert (msg.data, "not known to livecoach" in msg.extra) == (4403, True)
+        assert _user_row(database_url, 800) is None
+    finally:
+        await server.close()
+
+
+# --- the admin surface --------------------------------------------------------------------
+
+
+async def test_admin_manages_users_and_links(edge: Running, admin: int) -> None:
+    status, body = await _call(
+        edge, "POST", "/admin/users", admin, {"id": 321, "role": "coach", "name": "Eve"}
+    )
+    assert (status, body["id"], body["role"], body["name"]) == (201, 321, "coach", "Eve")
+    status, body = await _call(edge, "POST", "/admin/users", admin, {"id": 321, "role": "coach"})
+    assert status == 200  # the same id again updates
+    status, body = await _call(edge, "GET", "/admin/users/321", admin)
+    assert (status, body["role"]) == (200, "coach")
+    status, body = await _call(edge, "GET", "/admin/users?role=coach&limit=2", admin)
+    assert status == 200
+    assert [u["id"] for u in body["users"]] == [COACH, OTHER_COACH]
+    status, body = await _call(edge, "GET", f"/admin/users?role=coach&after={body['next_after']}", admin)
+    assert [u["id"] for u in body["users"]] == [321] and body["next_after"] is None
+
+    status, body = await _call(
+        edge, "POST", "/admin/links", admin, {"coach_id": 321, "athlete_id": OTHER_ATHLETE}
+    )
+    assert (status, body["coach_id"], body["athlete_id"]) == (201, 321, OTHER_ATHLETE)
+    status, _ = await _call(
+        edge, "POST", "/admin/links", admin, {"coach_id": 321, "athlete_id": OTHER_ATHLETE}
+    )
+    assert status == 200
+    status, body = await _call(edge, "GET", f"/admin/links?athlete={OTHER_ATHLETE}", admin)
+    assert [(ln["coach_id"], ln["athlete_id"]) for ln in body["links"]] == [(321, OTHER_ATHLETE)]
+    status, _ = await _call(edge, "DELETE", f"/admin/links/321/{OTHER_ATHLETE}", admin)
+    assert status == 204
+    status, body = await _call(edge, "DELETE", f"/admin/links/321/{OTHER_ATHLETE}", admin)
+    assert status == 404, body
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status", "field"),
+    [
+        ("POST", "/admin/links", {"coach_id": 4040, "athlete_id": ATHLETE}, 422, "coach_id"),
+        ("POST", "/admin/links", {"coach_id": COACH, "athlete_id": 4041}, 422, "athlete_id"),
+        ("POST", "/admin/links", {"coach_id": ATHLETE, "athlete_id": COACH}, 422, "coach_id"),
+        ("POST", "/admin/links", {"coach_id": COACH, "athlete_id": COACH}, 422, "athlete_id"),
+        ("POST", "/admin/users", {"id": 5, "role": "boss"}, 422, "role"),
+        ("POST", "/admin/users", {"id": 2**31, "role": "coach"}, 422, "id"),
+        ("POST", "/admin/users", {"id": 5, "role": "coach", "name": "x" * 256}, 422, "name"),
+        ("GET", "/admin/users/abc", None, 422, "user_id"),
+        ("GET", "/admin/users?after=-1", None, 422, "after"),
+        ("GET", "/admin/users/4042", None, 404, None),
+        ("DELETE", "/admin/links/0/1", None, 422, "coach_id"),
+    ],
+)
+async def test_bad_admin_requests_are_4xx_naming_the_field(
+    edge: Running, admin: int, method: str, path: str, body: Any, status: int, field: str | None
+) -> None:
+    got, problem = await _call(edge, method, path, admin, body)
+    assert got == status, problem
+    if field is not None:
+        assert problem["errors"][0]["field"] == field, problem
+
+
+async def test_only_admins_reach_the_admin_surface(edge: Running, admin: int) -> None:
+    for user in (ATHLETE, COACH):
+        status, problem = await _call(edge, "GET", "/admin/users", user)
+        assert status == 403 and "not an admin" in problem["detail"]
+    async with edge.session.get(edge.url(API + "/admin/users")) as resp:
+        assert resp.status == 401
+
+
+# --- a removed link ends subscriptions on every edge ----------------------------------------
+
+
+async def _watching_coach(edge: Running, session_id: int) -> aiohttp.ClientWebSocketResponse:
+    ws = await edge.ws(COACH, "coach")
+    channels = [f"live:user:{ATHLETE}", f"live:session:{session_id}"]
+    await ws.send_json({"type": "subscribe", "channels": channels, "id": "s"})
+    acks = set()
+    while len(acks) < 2:
+        frame = await ws.receive_json(timeout=5)
+        if frame["type"] == "ack":
+            acks.add(frame["channel"])
+    return ws
+
+
+async def _revocations(ws: aiohttp.ClientWebSocketResponse, count: int, wait_s: float) -> set[str]:
+    deadline = time.monotonic() + wait_s
+    got: set[str] = set()
+    while len(got) < count:
+        frame = await ws.receive_json(timeout=max(0.01, deadline - time.monotonic()))
+        if frame["type"] == "error":
+            assert frame["code"] == ACCESS_REVOKED, frame
+            assert frame["subscribed"] is False
+            got.add(frame["channel"])
+    return got
+
+
+async def test_a_removed_link_ends_the_coachs_subscriptions_on_every_edge_within_a_second(
+    edge_factory: Callable[..., Any], admin: int, next_of: Callable[..., Any]
+) -> None:
+    a, b = await edge_factory(), await edge_factory()
+    for edge in (a, b):
+        await asyncio.wait_for(edge.edge.access_listener.listening.wait(), 10)
+    session_id = await a.start_session(ATHLETE)
+    on_a, on_b = await _watching_coach(a, session_id), await _watching_coach(b, session_id)
+    # Linked: a chat message reaches the coach on both edges.
+    status, _ = await _call(a, "POST", "/messages", ATHLETE, {"session_id": session_id, "text": "hi"})
+    assert status == 201
+    for ws in (on_a, on_b):
+        assert (await next_of(ws, "message"))["message"]["text"] == "hi"
+
+    started = time.monotonic()
+    status, _ = await _call(a, "DELETE", f"/admin/links/{COACH}/{ATHLETE}", admin)
+    assert status == 204
+    expected = {f"live:user:{ATHLETE}", f"live:session:{session_id}"}
+    assert await _revocations(on_b, 2, wait_s=1.0) == expected
+    assert await _revocations(on_a, 2, wait_s=1.0) == expected
+    assert time.monotonic() - started < 1.0
+
+    # Nothing of the athlete reaches the coach any more, and a new subscribe is refused.
+    probe = await b.ws(ATHLETE)
+    await probe.send_json({"type": "subscribe", "channel": f"live:session:{session_id}"})
+    await next_of(probe, "ack")
+    await _call(a, "POST", "/messages", ATHLETE, {"session_id": session_id, "text": "secret"})
+    await next_of(probe, "message")  # the athlete's own socket got it: it was delivered
+    for ws in (on_a, on_b):
+        await ws.send_json({"type": "ping", "id": "p"})
+        while (frame := await ws.receive_json(timeout=5))["type"] != "pong":
+            assert frame["type"] != "message", frame
+    await on_b.send_json({"type": "subscribe", "channel": f"live:user:{ATHLETE}"})
+    closing = await on_b.receive(timeout=5)
+    while closing.type == aiohttp.WSMsgType.TEXT:
+        closing = await on_b.receive(timeout=5)
+    assert closing.data == 4403
+    for ws in (on_a, probe):
+        await ws.close()
+
+
+async def test_a_link_deleted_with_plain_sql_is_enforced_too(
+    edge: Running, database_url: str
+) -> None:
+    await asyncio.wait_for(edge.edge.access_listener.listening.wait(), 10)
+    session_id = await edge.start_session(ATHLETE)
+    ws = await _watching_coach(edge, session_id)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("DELETE FROM coach_athletes WHERE coach_id = %s", (COACH,))
+    assert len(await _revocations(ws, 2, wait_s=1.0)) == 2
+    await ws.close()
