@@ -143,7 +143,11 @@ async def get_user(request: web.Request) -> web.Response:
 async def create_link(request: web.Request) -> web.Response:
     await _admin(request)
     body: NewLink = await _body(request, NewLink)
-    row, created = await request.app[EDGE].need_store().link(body.coach_id, body.athlete_id)
+    edge = request.app[EDGE]
+    row, created = await edge.need_store().link(body.coach_id, body.athlete_id)
+    # Other edges hear of it from PostgreSQL; this one knows now (a "not linked" it may
+    # have cached must not outlive the 201).
+    edge.need_access().forget_link(body.coach_id, body.athlete_id)
     return _json(LinkOut.model_validate(row), status=201 if created else 200)
 
 

@@ -1,5 +1,5 @@
-"""Access changes heard from PostgreSQL: a coach link removed, a user's role changed or
-a user deleted, by whoever did it (the admin API, ``livecoach users``, the host's own
+"""Access changes heard from PostgreSQL: a coach link made or removed, a user's role
+changed or a user deleted, by whoever did it (the admin API, ``livecoach users``, the host's own
 SQL), reach every edge within a round trip.
 
 Why PostgreSQL ``LISTEN``/``NOTIFY`` rather than Redis pub/sub: the triggers of

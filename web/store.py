@@ -137,7 +137,7 @@ class Store:
         training_session_id: int | None,
         metadata: dict[str, Any],
     ) -> Row:
-        async with self._cursor("athlete_id", "coach_id", "training_session_id", "metadata") as cur:
+        async with self._cursor("coach_id", "training_session_id", "metadata") as cur:
             await cur.execute(
                 "INSERT INTO live_training_sessions"
                 " (user_id, coach_id, training_session_id, status, metadata)"

@@ -326,10 +326,12 @@ async def _refresh_role(edge: Edge, conn: Connection) -> None:
 
 
 async def apply_access_change(edge: Edge, event: dict[str, Any]) -> None:
-    """A link removed or a user changed (a PostgreSQL notification): forget the cached
-    answers and end the subscriptions of this edge's sockets that lost access."""
+    """A link made or removed, or a user changed (a PostgreSQL notification): forget the
+    cached answers, and end the subscriptions of this edge's sockets that lost access."""
     op = event.get("op")
-    if op == "unlink":
+    if op == "link":
+        edge.need_access().forget_link(event.get("coach_id"), event.get("athlete_id"))
+    elif op == "unlink":
         coach, athlete = event.get("coach_id"), event.get("athlete_id")
         edge.need_access().forget_link(coach, athlete)
         for conn in list(edge.connections):

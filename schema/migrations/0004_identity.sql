@@ -7,15 +7,21 @@ ALTER TABLE users ADD CONSTRAINT users_role_check
     CHECK (role IN ('athlete', 'coach', 'admin'));
 
 -- NOTIFY is sent on commit, so an edge never hears of a change that was rolled back.
-CREATE FUNCTION livecoach_notify_unlink() RETURNS trigger LANGUAGE plpgsql AS $$
+-- A new link too, so that an edge that cached "not linked" forgets it at once.
+CREATE FUNCTION livecoach_notify_link() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM pg_notify('livecoach_access', json_build_object(
-        'op', 'unlink', 'coach_id', OLD.coach_id, 'athlete_id', OLD.athlete_id)::text);
-    RETURN OLD;
+    IF TG_OP = 'DELETE' THEN
+        PERFORM pg_notify('livecoach_access', json_build_object(
+            'op', 'unlink', 'coach_id', OLD.coach_id, 'athlete_id', OLD.athlete_id)::text);
+    ELSE
+        PERFORM pg_notify('livecoach_access', json_build_object(
+            'op', 'link', 'coach_id', NEW.coach_id, 'athlete_id', NEW.athlete_id)::text);
+    END IF;
+    RETURN NULL;
 END $$;
 
-CREATE TRIGGER coach_athletes_notify_unlink AFTER DELETE ON coach_athletes
-    FOR EACH ROW EXECUTE FUNCTION livecoach_notify_unlink();
+CREATE TRIGGER coach_athletes_notify AFTER INSERT OR DELETE ON coach_athletes
+    FOR EACH ROW EXECUTE FUNCTION livecoach_notify_link();
 
 CREATE FUNCTION livecoach_notify_user() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN

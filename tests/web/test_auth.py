@@ -4,77 +4,25 @@ rate-limited)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import jwt
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestServer
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from pipeline.errors import ConfigError
 from pipeline.settings import Settings, load_settings
+from tests.web.issuer import AUDIENCE, ISSUER, Issuer
 from web.auth import AuthError, TokenVerifier, mint_token
 from web.jwks import JwksUnavailable
-
-ISSUER = "https://id.host.example/"
-AUDIENCE = "livecoach"
 
 
 def _settings(**overrides: Any) -> Settings:
     return Settings(**{"jwt_secret": "s" * 32, "jwt_leeway_s": 0.0, **overrides})
-
-
-@dataclass
-class Issuer:
-    """An RS256 identity provider: private keys by kid, their JWKS served on loopback."""
-
-    keys: dict[str, rsa.RSAPrivateKey] = field(default_factory=dict)
-    published: list[str] = field(default_factory=list)
-    fetches: int = 0
-    url: str = ""
-
-    def add_key(self, kid: str, *, publish: bool = True) -> None:
-        self.keys[kid] = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        if publish:
-            self.published.append(kid)
-
-    def jwks(self) -> dict[str, Any]:
-        out = []
-        for kid in self.published:
-            jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(self.keys[kid].public_key()))
-            out.append({**jwk, "kid": kid, "use": "sig", "alg": "RS256"})
-        return {"keys": out}
-
-    def token(self, kid: str = "k1", **claims: Any) -> str:
-        now = int(time.time())
-        body = {"sub": "42", "iss": ISSUER, "aud": AUDIENCE, "iat": now, "exp": now + 600}
-        body.update(claims)
-        body = {k: v for k, v in body.items() if v is not None}
-        return jwt.encode(body, self.keys[kid], algorithm="RS256", headers={"kid": kid})
-
-
-@pytest.fixture
-async def issuer() -> AsyncIterator[Issuer]:
-    state = Issuer()
-    state.add_key("k1")
-
-    async def jwks(request: web.Request) -> web.Response:
-        state.fetches += 1
-        return web.json_response(state.jwks())
-
-    app = web.Application()
-    app.router.add_get("/.well-known/jwks.json", jwks)
-    server = TestServer(app, host="127.0.0.1")
-    await server.start_server()
-    state.url = str(server.make_url("/.well-known/jwks.json"))
-    yield state
-    await server.close()
 
 
 def _rs_settings(issuer: Issuer, **overrides: Any) -> Settings:
@@ -102,7 +50,7 @@ async def test_a_remembered_token_still_expires() -> None:
     now = int(time.time())
     token = jwt.encode({"sub": "3", "exp": now + 1}, settings.jwt_secret_value(), "HS256")
     assert (await verifier.verify(token)).user_id == 3
-    time.sleep(max(0.0, now + 1.05 - time.time()))
+    await asyncio.sleep(max(0.0, now + 1.05 - time.time()))
     with pytest.raises(AuthError, match="expired"):
         await verifier.verify(token)
     with pytest.raises(AuthError, match="expired"):

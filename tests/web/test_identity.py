@@ -17,11 +17,10 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from pipeline.settings import Settings, load_settings
+from tests.web.conftest import ATHLETE, COACH, OTHER_ATHLETE, OTHER_COACH, SECRET, Running
 from web.app import create_app
 from web.auth import mint_token
 from web.ws import ACCESS_REVOKED
-
-from tests.web.conftest import ATHLETE, COACH, OTHER_ATHLETE, OTHER_COACH, SECRET, Running
 
 pytestmark = pytest.mark.integration
 
@@ -167,7 +166,8 @@ async def test_admin_manages_users_and_links(edge: Running, admin: int) -> None:
     status, body = await _call(edge, "GET", "/admin/users?role=coach&limit=2", admin)
     assert status == 200
     assert [u["id"] for u in body["users"]] == [COACH, OTHER_COACH]
-    status, body = await _call(edge, "GET", f"/admin/users?role=coach&after={body['next_after']}", admin)
+    page2 = f"/admin/users?role=coach&after={body['next_after']}"
+    status, body = await _call(edge, "GET", page2, admin)
     assert [u["id"] for u in body["users"]] == [321] and body["next_after"] is None
 
     status, body = await _call(
@@ -255,7 +255,8 @@ async def test_a_removed_link_ends_the_coachs_subscriptions_on_every_edge_within
     session_id = await a.start_session(ATHLETE)
     on_a, on_b = await _watching_coach(a, session_id), await _watching_coach(b, session_id)
     # Linked: a chat message reaches the coach on both edges.
-    status, _ = await _call(a, "POST", "/messages", ATHLETE, {"session_id": session_id, "text": "hi"})
+    hello = {"session_id": session_id, "text": "hi"}
+    status, _ = await _call(a, "POST", "/messages", ATHLETE, hello)
     assert status == 201
     for ws in (on_a, on_b):
         assert (await next_of(ws, "message"))["message"]["text"] == "hi"
