@@ -89,9 +89,9 @@ def _cmd_users(args: argparse.Namespace, settings: Settings) -> int:
             from web.problems import db_problem
 
             fields = (
-                ("id", "role", "name", "email")
+                {"id": args.id, "role": args.role, "name": args.name, "email": args.email}
                 if args.action == "add"
-                else ("coach_id", "athlete_id")
+                else {"coach_id": args.coach, "athlete_id": args.athlete}
             )
             raise LivecoachError(db_problem(DataRejected(exc, fields)).detail or str(exc)) from None
         except users.LinkRefused as exc:

@@ -13,6 +13,9 @@ so that the CLI can print one actionable line instead of a traceback.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 
 class LivecoachError(Exception):
     """Base of every error livecoach raises on purpose."""
@@ -37,13 +40,13 @@ class DataRejected(LivecoachError):
     not the server's: a 4xx (``web.problems`` has the table), never a 503.
 
     ``cause`` is psycopg's error (its ``sqlstate`` and ``diag`` say what and where);
-    ``fields`` are the request fields the statement wrote, for the errors in which
-    PostgreSQL names no column.
+    ``fields`` are the request fields the statement wrote, with their values, for the
+    errors in which PostgreSQL names no column.
     """
 
-    def __init__(self, cause: Exception, fields: tuple[str, ...] = ()) -> None:
+    def __init__(self, cause: Exception, fields: Mapping[str, Any] | None = None) -> None:
         self.cause = cause
-        self.fields = fields
+        self.fields: Mapping[str, Any] = fields or {}
         super().__init__(str(cause).strip())
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 from aiohttp import web
@@ -121,26 +121,60 @@ DB_PROBLEMS: dict[str | None, tuple[tuple[int, str], str]] = {
 _KEY_COLUMNS = re.compile(r"Key \(([^)]*)\)=")
 
 
+_INT4 = range(-(2**31), 2**31)
+
+
+def _strings(value: Any) -> Iterator[str]:
+    """Every string in a value, JSON documents included."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from _strings(k)
+            yield from _strings(v)
+    elif isinstance(value, list | tuple):
+        for v in value:
+            yield from _strings(v)
+
+
+def _culprit(state: str | None, name: str, value: Any) -> bool:
+    """Whether ``value`` can be what PostgreSQL refused with ``state``."""
+    if state is None or state == "22P05":  # a NUL byte (psycopg), \u0000 in JSON (server)
+        return any("\x00" in text for text in _strings(value))
+    if state == "22003":
+        return isinstance(value, int) and not isinstance(value, bool) and value not in _INT4
+    if state == "22001":
+        return isinstance(value, str)
+    return False
+
+
 def _db_field(exc: DataRejected) -> str:
     """The request field a refusal is about: the column PostgreSQL names (directly, in a
-    key, or in a constraint named ``<table>_<column>_<kind>``), else the fields the
-    statement wrote."""
+    key, or in a constraint named ``<table>_<column>_<kind>``), else the one of the
+    fields the statement wrote whose value fits the error, else the only field."""
     diag = getattr(exc.cause, "diag", None)
+    names = list(exc.fields)
     if diag is not None:
         if diag.column_name:
             return str(diag.column_name)
         match = _KEY_COLUMNS.search(diag.message_detail or "")
         if match:
             columns = [c.strip() for c in match.group(1).split(",")]
-            hinted = [c for c in columns if c in exc.fields]
+            hinted = [c for c in columns if c in names]
             return (hinted or columns)[-1]
         constraint, table = diag.constraint_name or "", diag.table_name or ""
         if constraint.startswith(f"{table}_"):
             column = constraint.removeprefix(f"{table}_").rsplit("_", 1)[0]
-            if column in exc.fields or not exc.fields:
+            if column in names or not names:
                 return column
-    if len(exc.fields) == 1:
-        return exc.fields[0]
+    state = getattr(exc.cause, "sqlstate", None)
+    suspects = [n for n, v in exc.fields.items() if _culprit(state, n, v)]
+    if state == "22001" and len(suspects) > 1:  # too long: the longest string
+        suspects = [max(suspects, key=lambda n: len(exc.fields[n]))]
+    if len(suspects) == 1:
+        return suspects[0]
+    if len(names) == 1:
+        return names[0]
     return "body"
 
 

@@ -64,13 +64,14 @@ class Store:
         self.pool = pool
 
     @asynccontextmanager
-    async def _cursor(self, *fields: str) -> AsyncIterator[psycopg.AsyncCursor[Row]]:
+    async def _cursor(self, **fields: Any) -> AsyncIterator[psycopg.AsyncCursor[Row]]:
         """A pooled connection's cursor; the transaction commits when the block ends.
 
         PostgreSQL refusing the data a request brought (a constraint, a type, a length:
         SQLSTATE classes 22 and 23, and psycopg's own refusal of a NUL byte) is the
         caller's fault: :class:`DataRejected` carrying ``fields``, the request fields
-        the statement writes, for PostgreSQL's errors that name no column. Anything
+        the statement writes (name: value), for PostgreSQL's errors that name no column.
+        Anything
         else (a lost or failing server, a timeout) is :class:`StoreError` (503).
         """
         try:
@@ -102,29 +103,29 @@ class Store:
             return await users.get_user(cur, user_id)
 
     async def provision_user(self, user_id: UserId, *, role: Role, name: str) -> Row:
-        async with self._cursor("sub", "name") as cur:
+        async with self._cursor(sub=user_id, name=name) as cur:
             return await users.provision_user(cur, user_id, role=role, name=name)
 
     async def add_user(
         self, user_id: UserId, *, role: Role, name: str, email: str | None
     ) -> tuple[Row, bool]:
-        async with self._cursor("id", "role", "name", "email") as cur:
+        async with self._cursor(id=user_id, role=role, name=name, email=email) as cur:
             return await users.add_user(cur, user_id, role=role, name=name, email=email)
 
     async def list_users(self, *, role: Role | None, after: UserId | None, limit: int) -> list[Row]:
-        async with self._cursor("role", "after", "limit") as cur:
+        async with self._cursor(role=role, after=after, limit=limit) as cur:
             return await users.list_users(cur, role=role, after=after, limit=limit)
 
     async def link(self, coach_id: UserId, athlete_id: UserId) -> tuple[Row, bool]:
-        async with self._cursor("coach_id", "athlete_id") as cur:
+        async with self._cursor(coach_id=coach_id, athlete_id=athlete_id) as cur:
             return await users.link(cur, coach_id, athlete_id)
 
     async def unlink(self, coach_id: UserId, athlete_id: UserId) -> bool:
-        async with self._cursor("coach_id", "athlete_id") as cur:
+        async with self._cursor(coach_id=coach_id, athlete_id=athlete_id) as cur:
             return await users.unlink(cur, coach_id, athlete_id)
 
     async def list_links(self, *, coach_id: UserId | None, athlete_id: UserId | None) -> list[Row]:
-        async with self._cursor("coach", "athlete") as cur:
+        async with self._cursor(coach=coach_id, athlete=athlete_id) as cur:
             return await users.list_links(cur, coach_id=coach_id, athlete_id=athlete_id)
 
     # --- sessions ---------------------------------------------------------------------
@@ -137,7 +138,9 @@ class Store:
         training_session_id: int | None,
         metadata: dict[str, Any],
     ) -> Row:
-        async with self._cursor("coach_id", "training_session_id", "metadata") as cur:
+        async with self._cursor(
+            coach_id=coach_id, training_session_id=training_session_id, metadata=metadata
+        ) as cur:
             await cur.execute(
                 "INSERT INTO live_training_sessions"
                 " (user_id, coach_id, training_session_id, status, metadata)"
@@ -281,7 +284,7 @@ class Store:
         marks = ", ".join(["%s"] * (len(columns) + 1))
         updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns)
         updates = ", ".join(filter(None, [updates, "updated_at = NOW() AT TIME ZONE 'UTC'"]))
-        async with self._cursor(*columns) as cur:
+        async with self._cursor(**fields) as cur:
             await cur.execute(
                 f"INSERT INTO athlete_profiles ({names}) VALUES ({marks})"
                 f" ON CONFLICT (user_id) DO UPDATE SET {updates} RETURNING *",
@@ -303,7 +306,7 @@ class Store:
         client_message_id: str | None,
     ) -> tuple[Row, bool]:
         """Persist a message; (row, created). A retried client id returns the first row."""
-        async with self._cursor("text", "client_message_id") as cur:
+        async with self._cursor(text=text, client_message_id=client_message_id) as cur:
             await cur.execute(
                 "INSERT INTO live_messages"
                 " (live_session_id, sender_id, message_type, content, client_message_id)"

@@ -31,28 +31,32 @@ async def store(database_url: str, users: None) -> AsyncIterator[Store]:
     await pool.close()
 
 
-# (statement, parameters, the request fields it writes) -> (status, field, SQLSTATE)
-CASES: list[tuple[str, str, tuple[Any, ...], tuple[str, ...], int, str, str | None]] = [
-    ("unique", "INSERT INTO users (id, role) VALUES (%s, 'coach')", (COACH,), ("id", "role"),
-     409, "id", "23505"),
+# name: (statement, parameters, the request's fields it writes) -> (status, field, SQLSTATE)
+CASES: list[tuple[str, str, tuple[Any, ...], dict[str, Any], int, str, str | None]] = [
+    ("unique", "INSERT INTO users (id, role) VALUES (%s, 'coach')", (COACH,),
+     {"id": COACH, "role": "coach"}, 409, "id", "23505"),
     ("foreign key", "INSERT INTO coach_athletes (coach_id, athlete_id) VALUES (%s, %s)",
-     (999, ATHLETE), ("coach_id", "athlete_id"), 422, "coach_id", "23503"),
-    ("check", "INSERT INTO users (id, role) VALUES (%s, %s)", (50, "boss"), ("id", "role"),
-     422, "role", "23514"),
+     (999, ATHLETE), {"coach_id": 999, "athlete_id": ATHLETE}, 422, "coach_id", "23503"),
+    ("check", "INSERT INTO users (id, role) VALUES (%s, %s)", (50, "boss"),
+     {"id": 50, "role": "boss"}, 422, "role", "23514"),
     ("check on a profile", "INSERT INTO athlete_profiles (user_id, hr_max) VALUES (%s, %s)",
-     (ATHLETE, 400), ("hr_max",), 422, "hr_max", "23514"),
-    ("not null", "INSERT INTO users (id, role) VALUES (%s, %s)", (51, None), ("id", "role"),
-     422, "role", "23502"),
-    ("invalid text representation", "SELECT %s::integer", ("abc",), ("limit",),
+     (ATHLETE, 400), {"hr_max": 400}, 422, "hr_max", "23514"),
+    ("not null", "INSERT INTO users (id, role) VALUES (%s, %s)", (51, None),
+     {"id": 51, "role": None}, 422, "role", "23502"),
+    ("invalid text representation", "SELECT %s::integer", ("abc",), {"limit": "abc"},
      422, "limit", "22P02"),
-    ("numeric out of range", "SELECT * FROM users WHERE id = %s::integer", (2**40,), ("after",),
-     422, "after", "22003"),
-    ("string too long", "INSERT INTO users (id, name) VALUES (%s, %s)", (52, "x" * 300),
-     ("name",), 422, "name", "22001"),
-    ("NUL in text", "INSERT INTO users (id, name) VALUES (%s, %s)", (53, "a\x00b"), ("name",),
-     422, "name", None),
-    ("NUL in JSON", "SELECT %s::jsonb", ('{"note": "\\u0000"}',), ("metadata",),
-     422, "metadata", "22P05"),
+    ("numeric out of range",
+     "INSERT INTO live_training_sessions (user_id, training_session_id) VALUES (%s, %s)",
+     (ATHLETE, 2**40), {"athlete_id": ATHLETE, "training_session_id": 2**40}, 422,
+     "training_session_id",
+     "22003"),
+    ("string too long", "INSERT INTO users (id, role, name) VALUES (%s, %s, %s)",
+     (52, "coach", "x" * 300), {"id": 52, "role": "coach", "name": "x" * 300}, 422, "name",
+     "22001"),
+    ("NUL in text", "INSERT INTO live_messages (content, client_message_id) VALUES (%s, %s)",
+     ("a\x00b", "c1"), {"text": "a\x00b", "client_message_id": "c1"}, 422, "text", None),
+    ("NUL in JSON", "SELECT %s::text, %s::jsonb", ("x", '{"note": "\\u0000"}'),
+     {"sport": "x", "metadata": {"note": "\x00"}}, 422, "metadata", "22P05"),
 ]  # fmt: skip
 
 
@@ -65,31 +69,32 @@ async def test_each_refusal_class_is_a_4xx_naming_the_field(
     store: Store,
     sql: str,
     params: tuple[Any, ...],
-    fields: tuple[str, ...],
+    fields: dict[str, Any],
     status: int,
     field: str,
     sqlstate: str | None,
 ) -> None:
     with pytest.raises(DataRejected) as caught:
-        async with store._cursor(*fields) as cur:
+        async with store._cursor(**fields) as cur:
             await cur.execute(sql, params)
     assert getattr(caught.value.cause, "sqlstate", None) == sqlstate
     problem = db_problem(caught.value)
+    assert problem.errors is not None
     assert (problem.status, problem.errors[0]["field"]) == (status, field), problem.detail
     assert problem.detail is not None and problem.detail.startswith(f"{field}: ")
 
 
 async def test_a_lost_server_is_a_store_error_not_a_4xx(store: Store) -> None:
     with pytest.raises(StoreError):
-        async with store._cursor("x") as cur:
+        async with store._cursor() as cur:
             await cur.execute("SELECT pg_terminate_backend(pg_backend_pid())")
 
 
 @pytest.mark.parametrize(
     ("path", "body", "field"),
     [
-        ("/sessions/start", {"training_session_id": 2**40}, "body"),
-        ("/sessions/start", {"metadata": {"note": "a\u0000b"}}, "body"),
+        ("/sessions/start", {"training_session_id": 2**40}, "training_session_id"),
+        ("/sessions/start", {"metadata": {"note": "a\u0000b"}}, "metadata"),
     ],
 )
 async def test_request_data_postgresql_refuses_is_422_over_rest(
@@ -101,6 +106,7 @@ async def test_request_data_postgresql_refuses_is_422_over_rest(
         problem = await resp.json()
         assert resp.status == 422, problem
     assert problem["errors"][0]["code"].startswith("sqlstate_")
+    assert problem["errors"][0]["field"] == field
 
 
 async def test_a_chat_message_with_a_nul_byte_is_422_naming_text(edge: Running) -> None:
@@ -112,7 +118,7 @@ async def test_a_chat_message_with_a_nul_byte_is_422_naming_text(edge: Running) 
     ) as resp:
         problem = await resp.json()
         assert resp.status == 422, problem
-    assert "NUL" in problem["detail"]
+    assert problem["detail"] == "text: contains a NUL byte, which text cannot hold"
 
 
 async def test_every_503_is_logged_with_its_cause(
