@@ -2,11 +2,14 @@
 athletes linked to them in ``coach_athletes``; nobody else sees anything.
 
 Answers are cached because the WebSocket subscribe path and the sample upload path ask
-on every call. A coach link removed in PostgreSQL stops granting access after at most
-``ttl_s``. A session's owner never changes, so it is kept for ``session_ttl_s``; the only
-status change that matters here, a stop, reaches every edge on ``live`` (the agents'
-``session_event`` ``stop``, seen by the tailer: :meth:`Access.observe_live_event`), so a
-stopped session refuses samples on every edge within the stream's lag, not a TTL.
+on every call. A coach link made or removed in PostgreSQL reaches every edge at once
+(:mod:`web.revocation` calls :meth:`Access.forget_link`); ``ttl_s`` only bounds a change
+an edge missed while its listener was reconnecting. A session's owner never changes, so
+it is kept for ``session_ttl_s``; the only status change that matters here, a stop,
+reaches every edge on ``live`` (the agents' ``session_event`` ``stop``, seen by the
+tailer: :meth:`Access.observe_live_event`), so a stopped session refuses samples on
+every edge within the stream's lag, not a TTL. An admin sees no athlete by being one:
+the role manages users and links, nothing more.
 """
 
 from __future__ import annotations

@@ -204,7 +204,7 @@ class _Socket:
             first = errors[0] if errors else {"field": "?", "message": "invalid"}
             code = "missing_field" if first.get("code") == "missing" else "invalid"
             self.error(code, f"{first['field']}: {first['message']}", ref=ref, errors=errors)
-        except Forbidden as exc:
+        except (Forbidden, UnknownUser) as exc:
             self.error("forbidden", str(exc), ref=ref)
             await self.conn.flush()
             await self.conn.close(CLOSE_FORBIDDEN, str(exc)[:120])
