@@ -298,3 +298,26 @@ async def test_a_link_deleted_with_plain_sql_is_enforced_too(
         conn.execute("DELETE FROM coach_athletes WHERE coach_id = %s", (COACH,))
     assert len(await _revocations(ws, 2, wait_s=1.0)) == 2
     await ws.close()
+
+
+async def test_a_removal_missed_while_the_listener_was_down_is_enforced_on_reconnect(
+    edge: Running, database_url: str
+) -> None:
+    listener = edge.edge.access_listener
+    assert listener is not None
+    await asyncio.wait_for(listener.listening.wait(), 10)
+    session_id = await edge.start_session(ATHLETE)
+    ws = await _watching_coach(edge, session_id)
+    heard = listener.events
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        # Cut the edge's LISTEN connection, and remove the link before it reconnects
+        # (it waits 0.1 s first): the notification goes to nobody.
+        killed = conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE query = 'LISTEN livecoach_access' AND datname = current_database()"
+        ).fetchall()
+        assert killed == [(True,)]
+        conn.execute("DELETE FROM coach_athletes WHERE coach_id = %s", (COACH,))
+    assert len(await _revocations(ws, 2, wait_s=5.0)) == 2
+    assert listener.events == heard  # enforced by the re-check, not by a notification
+    await ws.close()
