@@ -15,9 +15,10 @@ migration 0004 (``NOTIFY livecoach_access``), whoever makes them.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
 import psycopg
+from pydantic import Field
 
 #: The host's user id as livecoach stores it (the token's ``sub``).
 UserId = int
@@ -25,6 +26,11 @@ Role = Literal["athlete", "coach", "admin"]
 ROLES: tuple[Role, ...] = get_args(Role)
 #: Largest id the ``users.id`` column holds (INTEGER).
 MAX_USER_ID = 2**31 - 1
+#: A user id in a request body (pydantic) and its JSON Schema (OpenAPI parameters).
+UserIdIn = Annotated[
+    UserId, Field(ge=1, le=MAX_USER_ID, description="the host's user id (a token's sub)")
+]
+USER_ID_SCHEMA: dict[str, Any] = {"type": "integer", "minimum": 1, "maximum": MAX_USER_ID}
 #: PostgreSQL channel of the access triggers (migration 0004).
 ACCESS_CHANNEL = "livecoach_access"
 
@@ -101,12 +107,9 @@ async def list_users(
     cur: Cursor, *, role: Role | None = None, after: UserId | None = None, limit: int = 100
 ) -> list[Row]:
     """Users ordered by id, ``limit`` of them after ``after`` (keyset pagination)."""
+    where, params = _where({"role = %s": role, "id > %s": after})
     await cur.execute(
-        f"SELECT {_USER_COLUMNS} FROM users"
-        " WHERE (%(role)s::text IS NULL OR role = %(role)s)"
-        " AND (%(after)s::bigint IS NULL OR id > %(after)s)"
-        " ORDER BY id LIMIT %(limit)s",
-        {"role": role, "after": after, "limit": limit},
+        f"SELECT {_USER_COLUMNS} FROM users{where} ORDER BY id LIMIT %s", [*params, limit]
     )
     return [r for r in map(_out, await cur.fetchall()) if r is not None]
 
@@ -163,11 +166,21 @@ async def unlink(cur: Cursor, coach_id: UserId, athlete_id: UserId) -> bool:
 async def list_links(
     cur: Cursor, *, coach_id: UserId | None = None, athlete_id: UserId | None = None
 ) -> list[Row]:
+    where, params = _where({"coach_id = %s": coach_id, "athlete_id = %s": athlete_id})
     await cur.execute(
-        "SELECT coach_id, athlete_id, created_at FROM coach_athletes"
-        " WHERE (%(coach)s::bigint IS NULL OR coach_id = %(coach)s)"
-        " AND (%(athlete)s::bigint IS NULL OR athlete_id = %(athlete)s)"
+        f"SELECT coach_id, athlete_id, created_at FROM coach_athletes{where}"
         " ORDER BY coach_id, athlete_id",
-        {"coach": coach_id, "athlete": athlete_id},
+        params,
     )
     return [r for r in map(_out, await cur.fetchall()) if r is not None]
+
+
+def _where(conditions: dict[str, Any]) -> tuple[str, list[Any]]:
+    """`` WHERE a AND b`` of the conditions whose value is given, and their values.
+
+    Built in Python rather than ``%s IS NULL OR ...`` so that no parameter needs a cast
+    naming the id's SQL type.
+    """
+    given = {sql: value for sql, value in conditions.items() if value is not None}
+    clause = " AND ".join(given)
+    return (f" WHERE {clause}" if clause else ""), list(given.values())

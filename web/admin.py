@@ -9,12 +9,10 @@ subscriptions to the athlete.
 
 from __future__ import annotations
 
-from typing import Any
-
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from pipeline.users import MAX_USER_ID, Role, UserId, parse_user_id
+from pipeline.users import USER_ID_SCHEMA, Role, UserId, UserIdIn, parse_user_id
 from web.access import Forbidden, NotFound
 from web.app import EDGE
 from web.auth import Principal
@@ -22,13 +20,12 @@ from web.problems import Problem
 from web.rest import PREFIX, Endpoint, Param, _body, _json, _query, principal
 
 _STRICT = ConfigDict(extra="forbid")
-UserIdField = Field(ge=1, le=MAX_USER_ID, description="the host's user id (a token's sub)")
 
 
 class NewUser(BaseModel):
     model_config = _STRICT
 
-    id: UserId = UserIdField
+    id: UserIdIn
     role: Role
     name: str = Field(default="", max_length=255)
     email: str | None = Field(default=None, max_length=255)
@@ -51,8 +48,8 @@ class UserList(BaseModel):
 class NewLink(BaseModel):
     model_config = _STRICT
 
-    coach_id: UserId = UserIdField
-    athlete_id: UserId = UserIdField
+    coach_id: UserIdIn
+    athlete_id: UserIdIn
 
 
 class LinkOut(BaseModel):
@@ -170,7 +167,7 @@ async def list_links(request: web.Request) -> web.Response:
     return _json(LinkList(links=[LinkOut.model_validate(r) for r in rows]))
 
 
-_UID_SCHEMA: dict[str, Any] = {"type": "integer", "minimum": 1, "maximum": MAX_USER_ID}
+_UID_SCHEMA = USER_ID_SCHEMA
 _ADMIN_ERRORS = (401, 403, 422)
 
 ADMIN_ENDPOINTS: tuple[Endpoint, ...] = (

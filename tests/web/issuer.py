@@ -67,3 +67,13 @@ async def serve_issuer() -> AsyncIterator[Issuer]:
         yield state
     finally:
         await server.close()
+
+
+def host_user_id(n: int) -> int:
+    """The host's id of test user ``n``: what the issuer puts in ``sub``.
+
+    An integer while livecoach keys users by INTEGER; with the host's UUIDs it becomes
+    ``uuid.UUID(int=n)``, and the tests using it need no other change (they send ids
+    as ``str(...)`` and compare answers as strings).
+    """
+    return n

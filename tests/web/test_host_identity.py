@@ -27,7 +27,7 @@ from aiohttp.test_utils import TestServer
 
 from pipeline.settings import Settings, load_settings
 from tests.test_agents_e2e import Workers
-from tests.web.issuer import AUDIENCE, ISSUER, Issuer
+from tests.web.issuer import AUDIENCE, ISSUER, Issuer, host_user_id
 from web.app import create_app
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -39,7 +39,7 @@ _ids = itertools.count(90_001)
 
 def new_user_id() -> str:
     """A host user id never seen by livecoach: the ``sub`` the issuer mints."""
-    return str(next(_ids))
+    return str(host_user_id(next(_ids)))
 
 
 @pytest.fixture
@@ -110,7 +110,7 @@ async def test_the_hosts_users_and_tokens_work_end_to_end(
         # The coach's first contact provisions them as a coach (from the role claim) ...
         async with http.get(f"{API}/sessions/{session['id']}", headers=_auth(coach_token)) as r:
             assert r.status == 403  # ... who may not see the athlete until linked.
-        link = {"coach_id": int(coach), "athlete_id": int(athlete)}
+        link = {"coach_id": coach, "athlete_id": athlete}
         async with http.post(
             f"{API}/admin/links", json=link, headers=_auth(issuer.token(sub=admin))
         ) as r:

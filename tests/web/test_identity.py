@@ -18,18 +18,23 @@ from aiohttp.test_utils import TestServer
 
 from pipeline.settings import Settings, load_settings
 from tests.web.conftest import ATHLETE, COACH, OTHER_ATHLETE, OTHER_COACH, SECRET, Running
+from tests.web.issuer import host_user_id as uid
 from web.app import create_app
 from web.auth import mint_token
 from web.ws import ACCESS_REVOKED
 
 pytestmark = pytest.mark.integration
 
-ADMIN = 9
 API = "/api/v1/live"
+ADMIN = uid(9)
+# Users livecoach has never seen (or ids nobody has).
+BO, CY, MALLORY, DEE, STRANGER, EVE, NOBODY, NOBODY_ELSE, FIVE = (
+    uid(n) for n in (500, 501, 600, 700, 800, 321, 4040, 4041, 5)
+)
 
 
 @pytest.fixture
-def admin(database_url: str, users: None) -> int:
+def admin(database_url: str, users: None) -> Any:
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute("INSERT INTO users (id, name, role) VALUES (%s, 'Ada', 'admin')", (ADMIN,))
     return ADMIN
@@ -63,27 +68,27 @@ def _user_row(database_url: str, user_id: int) -> tuple[Any, ...] | None:
 async def test_a_new_user_is_provisioned_from_the_token_claims(
     edge: Running, database_url: str
 ) -> None:
-    assert _user_row(database_url, 500) is None
-    status, body = await _call(edge, "POST", "/sessions/start", 500, {}, role="coach", name="Bo")
+    assert _user_row(database_url, BO) is None
+    status, body = await _call(edge, "POST", "/sessions/start", BO, {}, role="coach", name="Bo")
     # A coach starting a session without an athlete is refused, but the user now exists.
     assert status == 403, body
-    assert _user_row(database_url, 500) == ("coach", "Bo")
-    status, body = await _call(edge, "POST", "/sessions/start", 501, {}, name="Cy")
+    assert _user_row(database_url, BO) == ("coach", "Bo")
+    status, body = await _call(edge, "POST", "/sessions/start", CY, {}, name="Cy")
     assert status == 201, body
-    assert body["user_id"] == 501
-    assert _user_row(database_url, 501) == ("athlete", "Cy")  # no role claim: athlete
+    assert str(body["user_id"]) == str(CY)
+    assert _user_row(database_url, CY) == ("athlete", "Cy")  # no role claim: athlete
 
 
 async def test_a_token_cannot_make_an_admin_or_change_a_known_user(
     edge: Running, database_url: str
 ) -> None:
-    status, _ = await _call(edge, "GET", "/admin/users", 600, role="admin", name="Mallory")
+    status, _ = await _call(edge, "GET", "/admin/users", MALLORY, role="admin", name="Mallory")
     assert status == 403
-    assert _user_row(database_url, 600) == ("athlete", "Mallory")
+    assert _user_row(database_url, MALLORY) == ("athlete", "Mallory")
     # A known user's role and name come from the database, whatever later tokens say.
-    status, _ = await _call(edge, "GET", "/admin/users", 600, role="coach", name="Boss")
+    status, _ = await _call(edge, "GET", "/admin/users", MALLORY, role="coach", name="Boss")
     assert status == 403
-    assert _user_row(database_url, 600) == ("athlete", "Mallory")
+    assert _user_row(database_url, MALLORY) == ("athlete", "Mallory")
 
 
 async def test_the_database_role_decides_not_the_claim(edge: Running) -> None:
@@ -107,14 +112,14 @@ async def test_concurrent_first_contacts_on_two_edges_make_one_user(
 ) -> None:
     a, b = await edge_factory(), await edge_factory()
     calls = [
-        _call(edge, "GET", "/sessions/999999", 700, role="coach", name="Dee")
+        _call(edge, "GET", "/admin/users", DEE, role="coach", name="Dee")
         for edge in (a, b)
         for _ in range(10)
     ]
     results = await asyncio.gather(*calls)
-    assert {status for status, _ in results} == {404}, results  # no 5xx, no 403
+    assert {status for status, _ in results} == {403}, results  # not admin; no 5xx
     with psycopg.connect(database_url) as conn:
-        rows = conn.execute("SELECT role, name FROM users WHERE id = 700").fetchall()
+        rows = conn.execute("SELECT role, name FROM users WHERE id = %s", (DEE,)).fetchall()
     assert rows == [("coach", "Dee")]
 
 
@@ -133,20 +138,20 @@ async def test_with_provisioning_off_an_unknown_user_gets_403_saying_so(
     try:
         async with aiohttp.ClientSession() as http:
             url = str(server.make_url(API + "/sessions/start"))
-            async with http.post(url, json={}, headers=_bearer(settings, 800)) as resp:
+            async with http.post(url, json={}, headers=_bearer(settings, STRANGER)) as resp:
                 assert resp.status == 403
                 assert resp.content_type == "application/problem+json"
                 problem = await resp.json()
-            assert "user 800 is not known to livecoach" in problem["detail"]
+            assert f"user {STRANGER} is not known to livecoach" in problem["detail"]
             async with http.post(url, json={}, headers=_bearer(settings, ATHLETE)) as resp:
                 assert resp.status == 201  # known users are unaffected
             ws = await http.ws_connect(
-                str(server.make_url(API + "/ws")), headers=_bearer(settings, 800)
+                str(server.make_url(API + "/ws")), headers=_bearer(settings, STRANGER)
             )
             msg = await ws.receive(timeout=5)
             assert msg.type == aiohttp.WSMsgType.CLOSE
             assert (msg.data, "not known to livecoach" in msg.extra) == (4403, True)
-        assert _user_row(database_url, 800) is None
+        assert _user_row(database_url, STRANGER) is None
     finally:
         await server.close()
 
@@ -154,56 +159,68 @@ async def test_with_provisioning_off_an_unknown_user_gets_403_saying_so(
 # --- the admin surface --------------------------------------------------------------------
 
 
-async def test_admin_manages_users_and_links(edge: Running, admin: int) -> None:
-    status, body = await _call(
-        edge, "POST", "/admin/users", admin, {"id": 321, "role": "coach", "name": "Eve"}
-    )
-    assert (status, body["id"], body["role"], body["name"]) == (201, 321, "coach", "Eve")
-    status, body = await _call(edge, "POST", "/admin/users", admin, {"id": 321, "role": "coach"})
-    assert status == 200  # the same id again updates
-    status, body = await _call(edge, "GET", "/admin/users/321", admin)
+async def test_admin_manages_users_and_links(edge: Running, admin: Any) -> None:
+    new = {"id": str(EVE), "role": "coach", "name": "Eve"}
+    status, body = await _call(edge, "POST", "/admin/users", admin, new)
+    assert status == 201, body
+    assert (str(body["id"]), body["role"], body["name"]) == (str(EVE), "coach", "Eve")
+    status, body = await _call(edge, "POST", "/admin/users", admin, {**new, "name": "Eva"})
+    assert (status, body["name"]) == (200, "Eva")  # the same id again updates
+    status, body = await _call(edge, "GET", f"/admin/users/{EVE}", admin)
     assert (status, body["role"]) == (200, "coach")
-    status, body = await _call(edge, "GET", "/admin/users?role=coach&limit=2", admin)
-    assert status == 200
-    assert [u["id"] for u in body["users"]] == [COACH, OTHER_COACH]
-    page2 = f"/admin/users?role=coach&after={body['next_after']}"
-    status, body = await _call(edge, "GET", page2, admin)
-    assert [u["id"] for u in body["users"]] == [321] and body["next_after"] is None
+    pages, after = [], ""
+    while after is not None:
+        status, body = await _call(edge, "GET", f"/admin/users?role=coach&limit=2{after}", admin)
+        assert status == 200, body
+        pages.append([str(u["id"]) for u in body["users"]])
+        after = f"&after={body['next_after']}" if body["next_after"] is not None else None
+    coaches = [i for page in pages for i in page]
+    assert sorted(coaches) == sorted(map(str, (COACH, OTHER_COACH, EVE)))
+    assert [len(page) for page in pages] == [2, 1]
 
-    status, body = await _call(
-        edge, "POST", "/admin/links", admin, {"coach_id": 321, "athlete_id": OTHER_ATHLETE}
-    )
-    assert (status, body["coach_id"], body["athlete_id"]) == (201, 321, OTHER_ATHLETE)
-    status, _ = await _call(
-        edge, "POST", "/admin/links", admin, {"coach_id": 321, "athlete_id": OTHER_ATHLETE}
-    )
+    link = {"coach_id": str(EVE), "athlete_id": str(OTHER_ATHLETE)}
+    status, body = await _call(edge, "POST", "/admin/links", admin, link)
+    assert status == 201, body
+    assert (str(body["coach_id"]), str(body["athlete_id"])) == (str(EVE), str(OTHER_ATHLETE))
+    status, _ = await _call(edge, "POST", "/admin/links", admin, link)
     assert status == 200
     status, body = await _call(edge, "GET", f"/admin/links?athlete={OTHER_ATHLETE}", admin)
-    assert [(ln["coach_id"], ln["athlete_id"]) for ln in body["links"]] == [(321, OTHER_ATHLETE)]
-    status, _ = await _call(edge, "DELETE", f"/admin/links/321/{OTHER_ATHLETE}", admin)
+    got = [(str(ln["coach_id"]), str(ln["athlete_id"])) for ln in body["links"]]
+    assert got == [(str(EVE), str(OTHER_ATHLETE))]
+    status, _ = await _call(edge, "DELETE", f"/admin/links/{EVE}/{OTHER_ATHLETE}", admin)
     assert status == 204
-    status, body = await _call(edge, "DELETE", f"/admin/links/321/{OTHER_ATHLETE}", admin)
+    status, body = await _call(edge, "DELETE", f"/admin/links/{EVE}/{OTHER_ATHLETE}", admin)
     assert status == 404, body
+
+
+def _link(coach: Any, athlete: Any) -> dict[str, str]:
+    return {"coach_id": str(coach), "athlete_id": str(athlete)}
 
 
 @pytest.mark.parametrize(
     ("method", "path", "body", "status", "field"),
     [
-        ("POST", "/admin/links", {"coach_id": 4040, "athlete_id": ATHLETE}, 422, "coach_id"),
-        ("POST", "/admin/links", {"coach_id": COACH, "athlete_id": 4041}, 422, "athlete_id"),
-        ("POST", "/admin/links", {"coach_id": ATHLETE, "athlete_id": COACH}, 422, "coach_id"),
-        ("POST", "/admin/links", {"coach_id": COACH, "athlete_id": COACH}, 422, "athlete_id"),
-        ("POST", "/admin/users", {"id": 5, "role": "boss"}, 422, "role"),
+        ("POST", "/admin/links", _link(NOBODY, ATHLETE), 422, "coach_id"),
+        ("POST", "/admin/links", _link(COACH, NOBODY_ELSE), 422, "athlete_id"),
+        ("POST", "/admin/links", _link(ATHLETE, COACH), 422, "coach_id"),
+        ("POST", "/admin/links", _link(COACH, COACH), 422, "athlete_id"),
+        ("POST", "/admin/users", {"id": str(FIVE), "role": "boss"}, 422, "role"),
         ("POST", "/admin/users", {"id": 2**31, "role": "coach"}, 422, "id"),
-        ("POST", "/admin/users", {"id": 5, "role": "coach", "name": "x" * 256}, 422, "name"),
+        (
+            "POST",
+            "/admin/users",
+            {"id": str(FIVE), "role": "coach", "name": "x" * 256},
+            422,
+            "name",
+        ),
         ("GET", "/admin/users/abc", None, 422, "user_id"),
         ("GET", "/admin/users?after=-1", None, 422, "after"),
-        ("GET", "/admin/users/4042", None, 404, None),
+        ("GET", f"/admin/users/{NOBODY}", None, 404, None),
         ("DELETE", "/admin/links/0/1", None, 422, "coach_id"),
     ],
 )
 async def test_bad_admin_requests_are_4xx_naming_the_field(
-    edge: Running, admin: int, method: str, path: str, body: Any, status: int, field: str | None
+    edge: Running, admin: Any, method: str, path: str, body: Any, status: int, field: str | None
 ) -> None:
     got, problem = await _call(edge, method, path, admin, body)
     assert got == status, problem
@@ -211,7 +228,7 @@ async def test_bad_admin_requests_are_4xx_naming_the_field(
         assert problem["errors"][0]["field"] == field, problem
 
 
-async def test_only_admins_reach_the_admin_surface(edge: Running, admin: int) -> None:
+async def test_only_admins_reach_the_admin_surface(edge: Running, admin: Any) -> None:
     for user in (ATHLETE, COACH):
         status, problem = await _call(edge, "GET", "/admin/users", user)
         assert status == 403 and "not an admin" in problem["detail"]
@@ -247,7 +264,7 @@ async def _revocations(ws: aiohttp.ClientWebSocketResponse, count: int, wait_s: 
 
 
 async def test_a_removed_link_ends_the_coachs_subscriptions_on_every_edge_within_a_second(
-    edge_factory: Callable[..., Any], admin: int, next_of: Callable[..., Any]
+    edge_factory: Callable[..., Any], admin: Any, next_of: Callable[..., Any]
 ) -> None:
     a, b = await edge_factory(), await edge_factory()
     for edge in (a, b):
