@@ -257,6 +257,11 @@ def create_app(
             asyncio.create_task(_every(5.0, edge.tailer.measure_lag), name="lag-gauge"),
             asyncio.create_task(heartbeat_loop(edge), name="heartbeat"),
         ]
+        # Serve once revocations can be heard (bounded: /readyz says if it is not so).
+        try:
+            await asyncio.wait_for(edge.access_listener.listening.wait(), 10.0)
+        except TimeoutError:
+            log.warning("access listener not listening yet; /readyz reports it")
         try:
             yield
         finally:
@@ -303,7 +308,8 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """Ready: Redis and PostgreSQL answer and the live tailer is reading."""
+    """Ready: Redis and PostgreSQL answer, the live tailer is reading and the access
+    listener hears link and role changes."""
     edge = request.app[EDGE]
     checks: dict[str, Any] = {}
     try:
@@ -319,6 +325,10 @@ async def readyz(request: web.Request) -> web.Response:
         edge.metrics.backend_errors.labels("postgresql").inc()
         checks["postgresql"] = f"failing: {type(exc).__name__}"
     checks["live_tailer"] = "ok" if edge.tailer is not None and edge.tailer.healthy else "starting"
+    listener = edge.access_listener
+    checks["access_listener"] = (
+        "ok" if listener is not None and listener.listening.is_set() else "reconnecting"
+    )
     ready = all(v == "ok" for v in checks.values())
     return web.json_response(
         {"status": "ready" if ready else "not ready", "checks": checks},
