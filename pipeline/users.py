@@ -64,6 +64,12 @@ async def get_user(cur: Cursor, user_id: UserId) -> Row | None:
     return _out(await cur.fetchone())
 
 
+async def roles_of(cur: Cursor, user_ids: list[UserId]) -> dict[UserId, Role]:
+    """The role of each of these users that exists (one query for any number)."""
+    await cur.execute("SELECT id, role FROM users WHERE id = ANY(%s)", (user_ids,))
+    return {row["id"]: row["role"] for row in await cur.fetchall()}
+
+
 async def provision_user(cur: Cursor, user_id: UserId, *, role: Role, name: str) -> Row:
     """The user, created on first contact; concurrent first contacts make one row.
 

@@ -102,6 +102,10 @@ class Store:
         async with self._cursor() as cur:
             return await users.get_user(cur, user_id)
 
+    async def roles_of(self, user_ids: list[UserId]) -> dict[UserId, Role]:
+        async with self._cursor() as cur:
+            return await users.roles_of(cur, user_ids)
+
     async def provision_user(self, user_id: UserId, *, role: Role, name: str) -> Row:
         async with self._cursor(sub=user_id, name=name) as cur:
             return await users.provision_user(cur, user_id, role=role, name=name)

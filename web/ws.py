@@ -313,16 +313,19 @@ async def _recheck(edge: Edge, conn: Connection, athlete: UserId | None = None) 
             await _revoke(edge, conn, name, watched)
 
 
-async def _refresh_role(edge: Edge, conn: Connection) -> None:
-    principal = conn.principal
-    if principal is None:
-        return
-    user = await edge.need_store().get_user(principal.user_id)
-    if user is None:
-        await conn.close(CLOSE_FORBIDDEN, f"user {principal.user_id} was removed")
-        return
-    if user["role"] != principal.role:
-        conn.principal = dataclasses.replace(principal, role=user["role"])
+async def _refresh_roles(edge: Edge, conns: list[Connection]) -> None:
+    """Give each socket its user's current role (one query); close a removed user's."""
+    ids = list({c.principal.user_id for c in conns if c.principal is not None})
+    roles = await edge.need_store().roles_of(ids) if ids else {}
+    for conn in conns:
+        principal = conn.principal
+        if principal is None:
+            continue
+        role = roles.get(principal.user_id)
+        if role is None:
+            await conn.close(CLOSE_FORBIDDEN, f"user {principal.user_id} was removed")
+        elif role != principal.role:
+            conn.principal = dataclasses.replace(principal, role=role)
 
 
 async def apply_access_change(edge: Edge, event: dict[str, Any]) -> None:
@@ -340,18 +343,19 @@ async def apply_access_change(edge: Edge, event: dict[str, Any]) -> None:
     elif op == "user":
         user_id = event.get("user_id")
         edge.need_directory().forget(user_id)
-        for conn in list(edge.connections):
-            if conn.principal is not None and conn.principal.user_id == user_id:
-                await _refresh_role(edge, conn)
-                await _recheck(edge, conn)
+        mine = [c for c in edge.connections if c.principal and c.principal.user_id == user_id]
+        await _refresh_roles(edge, mine)
+        for conn in mine:
+            await _recheck(edge, conn)
 
 
 async def recheck_all_access(edge: Edge) -> None:
     """After the listener (re)connected: changes may have been missed; check everything."""
     edge.need_access().forget_link(None, None)
     edge.need_directory().forget()
-    for conn in list(edge.connections):
-        await _refresh_role(edge, conn)
+    conns = list(edge.connections)
+    await _refresh_roles(edge, conns)
+    for conn in conns:  # link answers are cached and shared per (coach, athlete)
         await _recheck(edge, conn)
 
 

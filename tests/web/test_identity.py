@@ -338,3 +338,28 @@ async def test_a_removal_missed_while_the_listener_was_down_is_enforced_on_recon
     assert len(await _revocations(ws, 2, wait_s=5.0)) == 2
     assert listener.events == heard  # enforced by the re-check, not by a notification
     await ws.close()
+
+
+async def test_a_role_changed_in_the_database_applies_to_open_sockets(
+    edge: Running, database_url: str, next_of: Callable[..., Any]
+) -> None:
+    session_id = await edge.start_session(ATHLETE)
+    ws = await _watching_coach(edge, session_id)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("UPDATE users SET role = 'athlete' WHERE id = %s", (COACH,))
+    assert len(await _revocations(ws, 2, wait_s=1.0)) == 2
+    # The socket now acts as an athlete: a coach's action is refused.
+    await ws.send_json({"type": "subscribe", "channel": f"live:user:{ATHLETE}", "id": "again"})
+    assert (await next_of(ws, "error"))["code"] == "forbidden"
+    await ws.close()
+
+
+async def test_a_user_deleted_in_the_database_is_disconnected(
+    edge: Running, database_url: str
+) -> None:
+    ws = await edge.ws(OTHER_COACH, "coach")
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("DELETE FROM users WHERE id = %s", (OTHER_COACH,))
+    msg = await ws.receive(timeout=2)
+    assert (msg.type, msg.data) == (aiohttp.WSMsgType.CLOSE, 4403), msg
+    assert "was removed" in msg.extra
