@@ -109,6 +109,11 @@ class JwksKeys:
             if stale and now - self._tried_at >= min(self._min_refresh_s, 1.0):
                 await self._refresh(required=not self._fetched)
         found = self._match(alg, kid)
+        if not found and self._url is not None and not self._fetched:
+            # Never fetched (the issuer is down, and the last attempt was under a second
+            # ago): the token cannot be judged, which is the service's failure, not the
+            # token's (503, not 401: a client must not throw its token away).
+            raise JwksUnavailable(f"JWKS {self._url}: no keys fetched yet")
         if found or self._url is None or kid is None:
             return found
         # An unknown kid: the issuer may have rotated its keys. Refetch, but not more
