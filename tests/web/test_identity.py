@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import jwt
 import psycopg
 import pytest
 from aiohttp.test_utils import TestServer
@@ -363,3 +364,33 @@ async def test_a_user_deleted_in_the_database_is_disconnected(
     msg = await ws.receive(timeout=2)
     assert (msg.type, msg.data) == (aiohttp.WSMsgType.CLOSE, 4403), msg
     assert "was removed" in msg.extra
+
+
+async def test_an_unreachable_issuer_is_503_and_close_1011_not_401(
+    tmp_path: Path, redis_url: str, database_url: str, users: None
+) -> None:
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    settings = load_settings(
+        data_dir=tmp_path,
+        live_partitions=4,
+        samples_partitions=4,
+        jwt_jwks_url="http://127.0.0.1:9/jwks.json",  # nothing listens on port 9
+        jwt_algorithms="RS256",
+    )
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    claims = {"sub": str(ATHLETE), "exp": int(time.time()) + 600}
+    token = jwt.encode(claims, key, algorithm="RS256", headers={"kid": "k1"})
+    server = TestServer(create_app(settings, redis_url=redis_url, database_url=database_url))
+    await server.start_server()
+    try:
+        async with aiohttp.ClientSession() as http:
+            headers = {"Authorization": f"Bearer {token}"}
+            url = str(server.make_url(API + "/sessions/start"))
+            async with http.post(url, json={}, headers=headers) as resp:
+                assert resp.status == 503, await resp.text()
+            ws = await http.ws_connect(str(server.make_url(API + "/ws")), headers=headers)
+            msg = await ws.receive(timeout=10)
+            assert (msg.type, msg.data) == (aiohttp.WSMsgType.CLOSE, 1011), msg
+    finally:
+        await server.close()
