@@ -100,6 +100,9 @@ class Access:
         # At 1 Hz per device a short TTL meant a PostgreSQL query per session every few
         # seconds: a quarter of the edge's CPU with 1,000 devices posting.
         self._sessions = TTLCache(session_ttl_s)
+        #: Bumped whenever links change: a subscribe that was being authorized meanwhile
+        #: checks again once registered (it may have read the link before it went).
+        self.revision = 0
 
     async def can_see_athlete(self, principal: Principal, athlete_id: UserId) -> bool:
         if principal.user_id == athlete_id:
@@ -114,6 +117,7 @@ class Access:
 
     def forget_link(self, coach_id: UserId | None, athlete_id: UserId | None) -> None:
         """Drop cached answers about a link (None: every link of that side)."""
+        self.revision += 1
         if coach_id is not None and athlete_id is not None:
             self._links.drop((coach_id, athlete_id))
         else:

@@ -435,6 +435,7 @@ async def _on_subscribe(s: _Socket, data: dict[str, Any]) -> None:
     channels = _channels(frame)
     if len(s.conn.subscriptions) + len(channels) > s.edge.config.max_subscriptions:
         raise ValueError(f"at most {s.edge.config.max_subscriptions} subscriptions per socket")
+    revision = s.edge.need_access().revision
     athletes = [await s._authorize(c) for c in channels]
     for channel, athlete in zip(channels, athletes, strict=True):
         new = channel.name not in s.conn.subscriptions
@@ -443,6 +444,14 @@ async def _on_subscribe(s: _Socket, data: dict[str, Any]) -> None:
         if new:
             s.conn.watched[channel.name] = athlete
             await s._watch(channel, athlete, True)
+    await _recheck_if_changed(s, revision)
+
+
+async def _recheck_if_changed(s: _Socket, revision: int) -> None:
+    """A link changed while this socket's channels were being authorized: the answer
+    may be stale and the change's revocation may have run before they were registered."""
+    if s.edge.need_access().revision != revision:
+        await _recheck(s.edge, s.conn)
 
 
 async def _on_unsubscribe(s: _Socket, data: dict[str, Any]) -> None:
@@ -474,12 +483,14 @@ async def _on_resume(s: _Socket, data: dict[str, Any]) -> None:
         requests[channel] = cursors
     if len(s.conn.subscriptions) + len(requests) > s.edge.config.max_subscriptions:
         raise ValueError(f"at most {s.edge.config.max_subscriptions} subscriptions per socket")
+    revision = s.edge.need_access().revision
     athletes = {c: await s._authorize(c) for c in requests}
     await resume(s.edge, s.conn, requests)
     for channel, athlete in athletes.items():
         if channel.name not in s.conn.watched:
             s.conn.watched[channel.name] = athlete
             await s._watch(channel, athlete, True)
+    await _recheck_if_changed(s, revision)
 
 
 def _samples_of(frame: ClientMetricsUpdateFrame) -> list[Any]:
