@@ -42,6 +42,64 @@ def _cmd_token(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _cmd_users(args: argparse.Namespace, settings: Settings) -> int:
+    """``livecoach users add|link|unlink|list``, straight against PostgreSQL."""
+    import asyncio
+
+    import psycopg
+    from psycopg.rows import dict_row
+
+    from pipeline import users
+    from pipeline.errors import DataRejected
+    from pipeline.runtime import resolved_services
+
+    async def run(database_url: str) -> int:
+        conn = await psycopg.AsyncConnection.connect(database_url)
+        async with conn, conn.cursor(row_factory=dict_row) as cur:
+            if args.action == "add":
+                row, created = await users.add_user(
+                    cur, args.id, role=args.role, name=args.name, email=args.email
+                )
+                print(f"{'added' if created else 'updated'} user {row['id']} ({row['role']})")
+            elif args.action == "link":
+                _, created = await users.link(cur, args.coach, args.athlete)
+                state = "linked" if created else "already linked"
+                print(f"coach {args.coach} {state} to athlete {args.athlete}")
+            elif args.action == "unlink":
+                if not await users.unlink(cur, args.coach, args.athlete):
+                    print(f"coach {args.coach} is not linked to athlete {args.athlete}",
+                          file=sys.stderr)  # fmt: skip
+                    return 1
+                print(f"coach {args.coach} unlinked from athlete {args.athlete}")
+            else:
+                for user in await users.list_users(cur, role=args.role, limit=args.limit):
+                    links = await users.list_links(
+                        cur,
+                        **{"coach_id" if user["role"] == "coach" else "athlete_id": user["id"]},
+                    )
+                    other = "athlete_id" if user["role"] == "coach" else "coach_id"
+                    linked = ",".join(str(link[other]) for link in links) or "-"
+                    print(f"{user['id']}\t{user['role']}\t{user['name']}\tlinked: {linked}")
+        return 0
+
+    with resolved_services(settings, redis=False) as urls:
+        try:
+            return asyncio.run(run(urls.database_url))
+        except (psycopg.errors.IntegrityError, psycopg.DataError) as exc:
+            from web.problems import db_problem
+
+            fields = (
+                {"id": args.id, "role": args.role, "name": args.name, "email": args.email}
+                if args.action == "add"
+                else {"coach_id": args.coach, "athlete_id": args.athlete}
+            )
+            raise LivecoachError(db_problem(DataRejected(exc, fields)).detail or str(exc)) from None
+        except users.LinkRefused as exc:
+            raise LivecoachError(f"{exc.field}: {exc}") from None
+        except psycopg.Error as exc:
+            raise LivecoachError(f"PostgreSQL: {exc}") from None
+
+
 def _cmd_check(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.runtime import check_postgres, check_redis
 
@@ -272,6 +330,15 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _user_id(text: str) -> int:
+    from pipeline.users import parse_user_id
+
+    try:
+        return parse_user_id(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="livecoach", description=__doc__.splitlines()[0])
     parser.add_argument("--log-level", default=None, help="override LIVECOACH_LOG_LEVEL")
@@ -287,6 +354,24 @@ def build_parser() -> argparse.ArgumentParser:
         "--ttl", type=_positive_int, default=3600, help="lifetime in seconds (default 3600)"
     )
     p.set_defaults(handler=_cmd_token)
+
+    p = sub.add_parser("users", help="manage users and coach-athlete links in the database")
+    users_sub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    u = users_sub.add_parser("add", help="add a user, or change an existing user's role and name")
+    u.add_argument("--id", type=_user_id, required=True, help="the host's user id (token sub)")
+    u.add_argument("--role", choices=["athlete", "coach", "admin"], required=True)
+    u.add_argument("--name", default="", help="display name")
+    u.add_argument("--email", default=None)
+    u = users_sub.add_parser("link", help="let a coach see an athlete")
+    u.add_argument("coach", type=_user_id)
+    u.add_argument("athlete", type=_user_id)
+    u = users_sub.add_parser("unlink", help="remove a link (open subscriptions end at once)")
+    u.add_argument("coach", type=_user_id)
+    u.add_argument("athlete", type=_user_id)
+    u = users_sub.add_parser("list", help="users with their links")
+    u.add_argument("--role", choices=["athlete", "coach", "admin"], default=None)
+    u.add_argument("--limit", type=_positive_int, default=1000)
+    p.set_defaults(handler=_cmd_users)
 
     p = sub.add_parser("services", help="run embedded Redis and PostgreSQL in the foreground")
     p.set_defaults(handler=_cmd_services)

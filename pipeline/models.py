@@ -314,7 +314,7 @@ class ErrorEvent(_ServerEvent):
 class WelcomeEvent(_ServerEvent):
     type: Literal["welcome"]
     user_id: int
-    role: Literal["athlete", "coach"]
+    role: Literal["athlete", "coach", "admin"] = Field(description="From livecoach's database.")
 
 
 class ResumedEvent(_ServerEvent):

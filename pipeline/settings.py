@@ -16,7 +16,7 @@ import platformdirs
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from pipeline.errors import ConfigError
 
@@ -24,6 +24,10 @@ ENV_PREFIX = "LIVECOACH_"
 
 _REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 _POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+#: Signature algorithms a token may use (``LIVECOACH_JWT_ALGORITHMS`` picks among them):
+#: HS256 with the shared secret, the others with the issuer's JWKS keys.
+JWT_ALGORITHMS = ("HS256", "RS256", "RS384", "RS512", "PS256", "ES256", "ES384", "EdDSA")
 
 Port = Annotated[int, Field(ge=0, le=65535)]
 Partitions = Annotated[int, Field(ge=1, le=1024)]
@@ -53,7 +57,45 @@ class Settings(BaseSettings):
         description="HS256 secret; unset uses one generated once into the data folder",
     )
     jwt_jwks_file: Path | None = Field(
-        default=None, description="JWKS file of RS256/ES256 public keys accepted besides HS256"
+        default=None, description="JWKS file of RS256/ES256 public keys (read at start)"
+    )
+    jwt_jwks_url: str | None = Field(
+        default=None,
+        description="JWKS URL of the issuer (fetched, cached, refreshed on an unknown kid)",
+    )
+    jwt_jwks_max_age_s: float = Field(
+        default=3600.0, ge=1, description="Seconds fetched JWKS keys are used before a refetch"
+    )
+    jwt_jwks_min_refresh_s: float = Field(
+        default=30.0,
+        ge=0,
+        description="Least seconds between two JWKS fetches (an unknown kid waits for it)",
+    )
+    jwt_issuer: str | None = Field(
+        default=None, description="Required `iss` of every token; unset: not checked"
+    )
+    jwt_audience: str | None = Field(
+        default=None,
+        description="`aud` a token must name; unset: tokens with an `aud` are refused",
+    )
+    jwt_algorithms: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=("HS256", "RS256", "ES256"),
+        description="Accepted signature algorithms, comma-separated",
+    )
+    jwt_max_lifetime_s: float | None = Field(
+        default=None,
+        gt=0,
+        description="Largest `exp - iat` accepted (tokens without `iat` are refused); unset: any",
+    )
+    jwt_role_claim: str = Field(
+        default="role", min_length=1, description="Claim whose value is a new user's role"
+    )
+    jwt_name_claim: str = Field(
+        default="name", min_length=1, description="Claim whose value is a new user's name"
+    )
+    provision_users: bool = Field(
+        default=True,
+        description="Create an unknown user on first contact; false: 403 for unknown users",
     )
     jwt_leeway_s: float = Field(default=10.0, ge=0, le=300, description="Clock skew allowed")
     samples_partitions: Partitions = Field(default=8, description="Partitions of 'samples'")
@@ -103,6 +145,31 @@ class Settings(BaseSettings):
             raise ValueError(f"malformed URL {value!r}: {exc}") from None
         if not parts.path.strip("/"):
             raise ValueError(f"malformed URL {value!r}: no database name")
+        return value
+
+    @field_validator("jwt_jwks_url")
+    @classmethod
+    def _check_jwks_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("https://", "http://")):
+            raise ValueError(f"expected an https:// (or http://) URL, got {value!r}")
+        return value
+
+    @field_validator("jwt_algorithms", mode="before")
+    @classmethod
+    def _split_algorithms(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = tuple(a.strip() for a in value.split(",") if a.strip())
+        return value
+
+    @field_validator("jwt_algorithms")
+    @classmethod
+    def _check_algorithms(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [a for a in value if a not in JWT_ALGORITHMS]
+        if unknown:
+            expected = ", ".join(JWT_ALGORITHMS)
+            raise ValueError(f"unsupported algorithm {unknown[0]!r}; expected some of {expected}")
+        if not value:
+            raise ValueError("expected at least one algorithm")
         return value
 
     @field_validator("log_level")

@@ -88,7 +88,7 @@ def _schema_snapshot(url: str) -> list[tuple[object, ...]]:
 
 def test_migrate_twice_changes_nothing(empty_database_url: str) -> None:
     first = migrate(empty_database_url)
-    assert first == ["0001_spec_tables", "0002_features"]
+    assert first == ["0001_spec_tables", "0002_features", "0004_identity"]
     snapshot = _schema_snapshot(empty_database_url)
     assert migrate(empty_database_url) == []
     assert _schema_snapshot(empty_database_url) == snapshot

@@ -2,11 +2,14 @@
 athletes linked to them in ``coach_athletes``; nobody else sees anything.
 
 Answers are cached because the WebSocket subscribe path and the sample upload path ask
-on every call. A coach link removed in PostgreSQL stops granting access after at most
-``ttl_s``. A session's owner never changes, so it is kept for ``session_ttl_s``; the only
-status change that matters here, a stop, reaches every edge on ``live`` (the agents'
-``session_event`` ``stop``, seen by the tailer: :meth:`Access.observe_live_event`), so a
-stopped session refuses samples on every edge within the stream's lag, not a TTL.
+on every call. A coach link made or removed in PostgreSQL reaches every edge at once
+(:mod:`web.revocation` calls :meth:`Access.forget_link`); ``ttl_s`` only bounds a change
+an edge missed while its listener was reconnecting. A session's owner never changes, so
+it is kept for ``session_ttl_s``; the only status change that matters here, a stop,
+reaches every edge on ``live`` (the agents' ``session_event`` ``stop``, seen by the
+tailer: :meth:`Access.observe_live_event`), so a stopped session refuses samples on
+every edge within the stream's lag, not a TTL. An admin sees no athlete by being one:
+the role manages users and links, nothing more.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from pipeline.users import UserId
 from web.auth import Principal
 from web.store import Store
 
@@ -30,12 +34,16 @@ class NotFound(Exception):
     """The resource does not exist (404)."""
 
 
-class _TTLCache:
+class TTLCache:
+    """Values kept for ``ttl_s``, loaded once however many callers ask at the same time."""
+
     def __init__(self, ttl_s: float, max_entries: int = 100_000) -> None:
         self._ttl_s = ttl_s
         self._max_entries = max_entries
         self._data: dict[Any, tuple[float, Any]] = {}
         self._loading: dict[Any, asyncio.Future[Any]] = {}
+        #: Bumped by drop/clear: a load that started before is not stored afterwards.
+        self._generation = 0
 
     def get(self, key: Any) -> Any:
         hit = self._data.get(key)
@@ -49,7 +57,15 @@ class _TTLCache:
         self._data[key] = (time.monotonic() + self._ttl_s, value)
 
     def drop(self, key: Any) -> None:
+        """Forget a key, including a load under way (its result is not kept)."""
         self._data.pop(key, None)
+        self._loading.pop(key, None)
+        self._generation += 1
+
+    def clear(self) -> None:
+        self._data.clear()
+        self._loading.clear()
+        self._generation += 1
 
     async def get_or_load(self, key: Any, load: Callable[[], Awaitable[Any]]) -> Any:
         """The cached value, or one load shared by every concurrent caller of the key.
@@ -63,13 +79,16 @@ class _TTLCache:
             return value
         pending = self._loading.get(key)
         if pending is None:
+            generation = self._generation
             pending = asyncio.ensure_future(load())
             self._loading[key] = pending
             try:
                 value = await asyncio.shield(pending)
             finally:
-                self._loading.pop(key, None)
-            self.put(key, value)
+                if self._loading.get(key) is pending:
+                    del self._loading[key]
+            if generation == self._generation:
+                self.put(key, value)
             return value
         return await asyncio.shield(pending)
 
@@ -77,12 +96,15 @@ class _TTLCache:
 class Access:
     def __init__(self, store: Store, *, ttl_s: float = 5.0, session_ttl_s: float = 300.0) -> None:
         self.store = store
-        self._links = _TTLCache(ttl_s)
+        self._links = TTLCache(ttl_s)
         # At 1 Hz per device a short TTL meant a PostgreSQL query per session every few
         # seconds: a quarter of the edge's CPU with 1,000 devices posting.
-        self._sessions = _TTLCache(session_ttl_s)
+        self._sessions = TTLCache(session_ttl_s)
+        #: Bumped whenever links change: a subscribe that was being authorized meanwhile
+        #: checks again once registered (it may have read the link before it went).
+        self.revision = 0
 
-    async def can_see_athlete(self, principal: Principal, athlete_id: int) -> bool:
+    async def can_see_athlete(self, principal: Principal, athlete_id: UserId) -> bool:
         if principal.user_id == athlete_id:
             return True
         if not principal.is_coach:
@@ -93,14 +115,22 @@ class Access:
         )
         return bool(linked)
 
-    async def require_athlete(self, principal: Principal, athlete_id: int) -> None:
+    def forget_link(self, coach_id: UserId | None, athlete_id: UserId | None) -> None:
+        """Drop cached answers about a link (None: every link of that side)."""
+        self.revision += 1
+        if coach_id is not None and athlete_id is not None:
+            self._links.drop((coach_id, athlete_id))
+        else:
+            self._links.clear()
+
+    async def require_athlete(self, principal: Principal, athlete_id: UserId) -> None:
         if not await self.can_see_athlete(principal, athlete_id):
             raise Forbidden(f"user {principal.user_id} may not see athlete {athlete_id}")
 
-    async def session_owner(self, session_id: int) -> tuple[int, str] | None:
+    async def session_owner(self, session_id: int) -> tuple[UserId, str] | None:
         """(athlete id, status) of a session, cached briefly; None if there is none."""
 
-        async def load() -> tuple[int, str] | None:
+        async def load() -> tuple[UserId, str] | None:
             row = await self.store.get_session(session_id)
             return (row["user_id"], row["status"]) if row else None
 
@@ -117,14 +147,16 @@ class Access:
         if isinstance(session_id, int) and isinstance(user_id, int):
             self._sessions.put(session_id, (user_id, "completed"))
 
-    async def require_session(self, principal: Principal, session_id: int) -> tuple[int, str]:
+    async def require_session(self, principal: Principal, session_id: int) -> tuple[UserId, str]:
         owner = await self.session_owner(session_id)
         if owner is None:
             raise NotFound(f"no live session {session_id}")
         await self.require_athlete(principal, owner[0])
         return owner
 
-    async def require_session_owner(self, principal: Principal, session_id: int) -> tuple[int, str]:
+    async def require_session_owner(
+        self, principal: Principal, session_id: int
+    ) -> tuple[UserId, str]:
         """Only the athlete (or their device) may upload samples to a session."""
         owner = await self.session_owner(session_id)
         if owner is None:

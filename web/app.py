@@ -28,13 +28,15 @@ from pipeline.transport.streams import declare_topic
 from pipeline.transport.tasks import cancel_and_wait
 from web.access import Access
 from web.actions import Actions
-from web.auth import TokenVerifier
+from web.auth import Principal, TokenVerifier
 from web.connection import Connection
+from web.directory import Directory
 from web.fanout import Hub, LiveTailer
 from web.observability import EdgeMetrics
 from web.presence import Presence
-from web.problems import make_problem_middleware
+from web.problems import backend_of, make_problem_middleware
 from web.producer import BatchingProducer
+from web.revocation import AccessListener
 from web.store import Store
 
 log = logging.getLogger(__name__)
@@ -103,6 +105,8 @@ class Edge:
     pool: AsyncConnectionPool | None = None
     store: Store | None = None
     access: Access | None = None
+    directory: Directory | None = None
+    access_listener: AccessListener | None = None
     actions: Actions | None = None
     tailer: LiveTailer | None = None
     presence: Presence | None = None
@@ -118,6 +122,15 @@ class Edge:
     def need_access(self) -> Access:
         assert self.access is not None, "edge not started"
         return self.access
+
+    def need_directory(self) -> Directory:
+        assert self.directory is not None, "edge not started"
+        return self.directory
+
+    async def principal(self, token: str) -> Principal:
+        """Who a bearer token acts for, with the database's role (provisioned if new)."""
+        identity = await self.verifier.verify(token)
+        return await self.need_directory().principal(identity)
 
     def need_actions(self) -> Actions:
         assert self.actions is not None, "edge not started"
@@ -164,9 +177,7 @@ def create_app(
     edge = Edge(settings, config, metrics, TokenVerifier(settings))
 
     def count_service_error(exc: Exception) -> None:
-        metrics.backend_errors.labels(
-            "postgresql" if type(exc).__name__ == "StoreError" else "redis"
-        ).inc()
+        metrics.backend_errors.labels(backend_of(exc)).inc()
 
     app = web.Application(
         client_max_size=config.max_body_bytes,
@@ -188,12 +199,14 @@ def create_app(
         await edge.pool.open(wait=True, timeout=30)
         edge.store = Store(edge.pool)
         edge.access = Access(edge.store)
+        edge.directory = Directory(edge.store, provision=settings.provision_users)
         await declare_topic(edge.redis, SAMPLES_TOPIC, settings.samples_partitions)
         await declare_topic(edge.redis, LIVE_TOPIC, settings.live_partitions)
         await apply_topic_retentions(edge.redis, settings)
         try:
             yield
         finally:
+            await edge.verifier.aclose()
             await edge.pool.close()
             await edge.redis.aclose()
 
@@ -213,7 +226,7 @@ def create_app(
             await live.aclose()
 
     async def background(app: web.Application) -> AsyncIterator[None]:
-        from web.ws import heartbeat_loop
+        from web.ws import apply_access_change, heartbeat_loop, recheck_all_access
 
         redis = edge.need_redis()
         edge.tailer = LiveTailer(
@@ -227,12 +240,28 @@ def create_app(
         )
         await edge.tailer.start_positions()
         edge.presence = Presence(redis, edge.hub, ttl_s=config.presence_ttl_s)
+
+        async def on_access_change(event: dict[str, Any]) -> None:
+            await apply_access_change(edge, event)
+
+        async def on_resync() -> None:
+            await recheck_all_access(edge)
+
+        edge.access_listener = AccessListener(
+            database_url, on_event=on_access_change, on_resync=on_resync
+        )
         tasks = [
+            asyncio.create_task(edge.access_listener.run(), name="access-listener"),
             asyncio.create_task(edge.tailer.run(), name="live-tailer"),
             asyncio.create_task(edge.presence.listen(), name="presence-listener"),
             asyncio.create_task(_every(5.0, edge.tailer.measure_lag), name="lag-gauge"),
             asyncio.create_task(heartbeat_loop(edge), name="heartbeat"),
         ]
+        # Serve once revocations can be heard (bounded: /readyz says if it is not so).
+        try:
+            await asyncio.wait_for(edge.access_listener.listening.wait(), 10.0)
+        except TimeoutError:
+            log.warning("access listener not listening yet; /readyz reports it")
         try:
             yield
         finally:
@@ -249,6 +278,9 @@ def create_app(
     app.router.add_get("/metrics", metrics_handler)
     app.router.add_get("/api/v1/live/ws", websocket_handler)
     add_routes(app)
+    from web.admin import add_admin_routes
+
+    add_admin_routes(app)
     from web.static import add_dashboard_routes  # /dashboard, /static/{name}: a middleware
 
     add_dashboard_routes(app)
@@ -276,7 +308,8 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """Ready: Redis and PostgreSQL answer and the live tailer is reading."""
+    """Ready: Redis and PostgreSQL answer, the live tailer is reading and the access
+    listener hears link and role changes."""
     edge = request.app[EDGE]
     checks: dict[str, Any] = {}
     try:
@@ -292,6 +325,10 @@ async def readyz(request: web.Request) -> web.Response:
         edge.metrics.backend_errors.labels("postgresql").inc()
         checks["postgresql"] = f"failing: {type(exc).__name__}"
     checks["live_tailer"] = "ok" if edge.tailer is not None and edge.tailer.healthy else "starting"
+    listener = edge.access_listener
+    checks["access_listener"] = (
+        "ok" if listener is not None and listener.listening.is_set() else "reconnecting"
+    )
     ready = all(v == "ok" for v in checks.values())
     return web.json_response(
         {"status": "ready" if ready else "not ready", "checks": checks},

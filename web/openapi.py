@@ -8,14 +8,15 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from web.admin import ADMIN_ENDPOINTS
 from web.rest import ENDPOINTS, OPENAPI_PATH, PREFIX
 
 _REASONS = {
     400: "Malformed request (bad JSON)",
     401: "Missing, bad or expired token",
-    403: "Not allowed for this user",
+    403: "Not allowed for this user, or (provisioning off) a user livecoach does not know",
     404: "No such resource",
-    409: "Not allowed in the session's current state",
+    409: "Not allowed in the session's current state, or conflicts with stored data",
     413: "Body too large",
     415: "Not JSON",
     422: "Invalid field(s); see errors",
@@ -60,7 +61,7 @@ def _ref(model: type[BaseModel], schemas: dict[str, Any]) -> dict[str, Any]:
 def build_openapi() -> dict[str, Any]:
     schemas: dict[str, Any] = {"Problem": _PROBLEM_SCHEMA}
     paths: dict[str, Any] = {}
-    for ep in ENDPOINTS:
+    for ep in (*ENDPOINTS, *ADMIN_ENDPOINTS):
         op: dict[str, Any] = {
             "operationId": ep.handler.__name__,
             "summary": ep.summary,
@@ -83,7 +84,7 @@ def build_openapi() -> dict[str, Any]:
                 or ep.path.endswith(("/update", "/messages", "/read")),
                 "content": {"application/json": {"schema": _ref(ep.body, schemas)}},
             }
-        ok: dict[str, Any] = {"description": "OK"}
+        ok: dict[str, Any] = {"description": "No Content" if ep.status == 204 else "OK"}
         if ep.response is not None:
             ok["content"] = {"application/json": {"schema": _ref(ep.response, schemas)}}
         op["responses"][str(ep.status)] = ok

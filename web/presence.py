@@ -117,7 +117,7 @@ class Presence:
                 await asyncio.sleep(backoff_s)
                 backoff_s = min(5.0, backoff_s * 2)
             finally:
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+                await pubsub.aclose()
 
     def _route(self, data: Any) -> None:
         try:

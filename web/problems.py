@@ -1,25 +1,31 @@
 """Errors as ``application/problem+json`` (RFC 9457), produced in one middleware.
 
 Handlers raise :class:`Problem` (or let pydantic's ``ValidationError``, the access
-errors and aiohttp's HTTP errors escape); :func:`problem_middleware` turns every one
-into a problem document with field details. Anything unexpected becomes a bare 500
-with no traceback in the body (the traceback goes to the log).
+errors, the database's refusals and aiohttp's HTTP errors escape);
+:func:`problem_middleware` turns every one into a problem document with field details,
+through :func:`translate`, the one table from exception to problem (the WebSocket uses
+it too, for its ``error`` events). Only a lost or failing backing service is a 503, and
+each is logged with its cause; anything unexpected becomes a bare 500 with no
+traceback in the body (the traceback goes to the log).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable
+import re
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 from aiohttp import web
 from pydantic import ValidationError
 from redis.exceptions import RedisError
 
-from pipeline.errors import ServiceError
+from pipeline.errors import DataRejected, ServiceError
+from pipeline.users import LinkRefused
 from web.access import Forbidden, NotFound
 from web.auth import AuthError
+from web.directory import UnknownUser
 
 log = logging.getLogger(__name__)
 
@@ -88,26 +94,163 @@ def unprocessable(exc: ValidationError) -> Problem:
     )
 
 
-def _translate(exc: Exception) -> Problem | None:
+_UNPROCESSABLE = (422, "Unprocessable Content")
+_CONFLICT = (409, "Conflict")
+
+#: What PostgreSQL's refusal of a request's data means to the client, by SQLSTATE (then
+#: by class: the first two characters). ``None``: psycopg's own refusal of a NUL byte
+#: in a text value, before it reaches the server.
+DB_PROBLEMS: dict[str | None, tuple[tuple[int, str], str]] = {
+    "23505": (_CONFLICT, "already exists"),  # unique_violation
+    "23P01": (_CONFLICT, "conflicts with an existing row"),  # exclusion_violation
+    "23503": (_UNPROCESSABLE, "refers to something that does not exist"),  # foreign_key
+    "23514": (_UNPROCESSABLE, "is not allowed"),  # check_violation
+    "23502": (_UNPROCESSABLE, "is required"),  # not_null_violation
+    "22P02": (_UNPROCESSABLE, "has the wrong format"),  # invalid_text_representation
+    "22003": (_UNPROCESSABLE, "is out of range"),  # numeric_value_out_of_range
+    "22001": (_UNPROCESSABLE, "is too long"),  # string_data_right_truncation
+    "22P05": (_UNPROCESSABLE, "holds a character that cannot be stored (\\u0000)"),
+    "22021": (_UNPROCESSABLE, "is not valid in the database's encoding"),
+    "22007": (_UNPROCESSABLE, "is not a valid date or time"),  # invalid_datetime_format
+    "22008": (_UNPROCESSABLE, "is out of the date and time range"),  # datetime_field_overflow
+    None: (_UNPROCESSABLE, "contains a NUL byte, which text cannot hold"),
+    "22": (_UNPROCESSABLE, "is invalid"),  # any other data_exception
+    "23": (_CONFLICT, "conflicts with stored data"),  # any other integrity violation
+}
+
+_KEY_COLUMNS = re.compile(r"Key \(([^)]*)\)=")
+
+
+_INT4 = range(-(2**31), 2**31)
+
+
+def _strings(value: Any) -> Iterator[str]:
+    """Every string in a value, JSON documents included."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from _strings(k)
+            yield from _strings(v)
+    elif isinstance(value, list | tuple):
+        for v in value:
+            yield from _strings(v)
+
+
+def _culprit(state: str | None, name: str, value: Any) -> bool:
+    """Whether ``value`` can be what PostgreSQL refused with ``state``."""
+    if state is None or state == "22P05":  # a NUL byte (psycopg), \u0000 in JSON (server)
+        return any("\x00" in text for text in _strings(value))
+    if state == "22003":
+        return isinstance(value, int) and not isinstance(value, bool) and value not in _INT4
+    if state == "22001":
+        return isinstance(value, str)
+    return False
+
+
+def _db_field(exc: DataRejected) -> str:
+    """The request field a refusal is about: the column PostgreSQL names (directly, in a
+    key, or in a constraint named ``<table>_<column>_<kind>``), else the one of the
+    fields the statement wrote whose value fits the error, else the only field."""
+    diag = getattr(exc.cause, "diag", None)
+    names = list(exc.fields)
+    if diag is not None:
+        if diag.column_name:
+            return str(diag.column_name)
+        match = _KEY_COLUMNS.search(diag.message_detail or "")
+        if match:
+            columns = [c.strip() for c in match.group(1).split(",")]
+            hinted = [c for c in columns if c in names]
+            return (hinted or columns)[-1]
+        constraint, table = diag.constraint_name or "", diag.table_name or ""
+        if constraint.startswith(f"{table}_"):
+            column = constraint.removeprefix(f"{table}_").rsplit("_", 1)[0]
+            if column in names or not names:
+                return column
+    state = getattr(exc.cause, "sqlstate", None)
+    suspects = [n for n, v in exc.fields.items() if _culprit(state, n, v)]
+    if state == "22001" and len(suspects) > 1:  # too long: the longest string
+        suspects = [max(suspects, key=lambda n: len(exc.fields[n]))]
+    if len(suspects) == 1:
+        return suspects[0]
+    if len(names) == 1:
+        return names[0]
+    return "body"
+
+
+def db_problem(exc: DataRejected) -> Problem:
+    """The 4xx problem of a request whose data PostgreSQL refused."""
+    state = getattr(exc.cause, "sqlstate", None)
+    (status, title), what = (
+        DB_PROBLEMS.get(state) or DB_PROBLEMS.get((state or "")[:2]) or DB_PROBLEMS["22"]
+    )
+    field = _db_field(exc)
+    message = f"one of {', '.join(exc.fields)} {what}" if field == "body" and exc.fields else what
+    return Problem(
+        status,
+        title,
+        f"{field}: {message}",
+        errors=[{"field": field, "message": message, "code": f"sqlstate_{state or 'client'}"}],
+    )
+
+
+def translate(exc: Exception) -> Problem | None:
+    """The problem an exception is to the client; None for an unexpected one (500)."""
     if isinstance(exc, Problem):
         return exc
     if isinstance(exc, ValidationError):
         return unprocessable(exc)
     if isinstance(exc, AuthError):
         return Problem(401, "Unauthorized", str(exc), headers={"WWW-Authenticate": "Bearer"})
-    if isinstance(exc, Forbidden):
+    if isinstance(exc, UnknownUser | Forbidden):
         return Problem(403, "Forbidden", str(exc))
     if isinstance(exc, NotFound):
         return Problem(404, "Not Found", str(exc))
+    if isinstance(exc, DataRejected):
+        return db_problem(exc)
+    if isinstance(exc, LinkRefused):
+        return Problem(
+            422,
+            "Unprocessable Content",
+            f"{exc.field}: {exc}",
+            errors=[{"field": exc.field, "message": str(exc)}],
+        )
     if isinstance(exc, web.HTTPRequestEntityTooLarge):
         return Problem(413, "Content Too Large", "the request body exceeds the limit")
-    if isinstance(exc, ServiceError | RedisError):
+    if is_service_failure(exc):
         return Problem(503, "Service Unavailable", "a backing service is failing; retry later")
     if isinstance(exc, web.HTTPException) and exc.status >= 400:
         return Problem(
             exc.status, exc.reason, exc.text if exc.text != f"{exc.status}: {exc.reason}" else None
         )
     return None
+
+
+def is_service_failure(exc: BaseException) -> bool:
+    """A lost or failing backing service (Redis, PostgreSQL, the issuer's JWKS): 503."""
+    return isinstance(exc, ServiceError | RedisError)
+
+
+def backend_of(exc: BaseException) -> str:
+    """The ``backend`` label of a service failure on /metrics."""
+    if isinstance(exc, RedisError):
+        return "redis"
+    name = type(exc).__name__
+    return (
+        "postgresql" if name == "StoreError" else "jwks" if name == "JwksUnavailable" else "redis"
+    )
+
+
+def log_service_failure(exc: BaseException, during: str) -> None:
+    """Every 503 is logged once, with its cause."""
+    cause = exc.__cause__ or exc.__context__
+    log.warning(
+        "503 during %s: %s: %s%s",
+        during,
+        type(exc).__name__,
+        exc,
+        f" (caused by {type(cause).__name__}: {cause})" if cause is not None else "",
+    )
 
 
 def make_problem_middleware(on_service_error: Callable[[Exception], None]) -> Any:
@@ -118,13 +261,14 @@ def make_problem_middleware(on_service_error: Callable[[Exception], None]) -> An
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise
-            problem = _translate(exc)
+            problem = translate(exc)
             assert problem is not None
             return problem_response(problem, request.path)
         except Exception as exc:
-            if isinstance(exc, ServiceError | RedisError):
+            if is_service_failure(exc):
                 on_service_error(exc)
-            problem = _translate(exc)
+                log_service_failure(exc, f"{request.method} {request.path}")
+            problem = translate(exc)
             if problem is None:
                 log.exception("unhandled error on %s %s", request.method, request.path)
                 problem = Problem(500, "Internal Server Error")

@@ -17,6 +17,8 @@ from pipeline.transport.streams import partition_for_key
 CLOSE_NORMAL = 1000
 CLOSE_GOING_AWAY = 1001
 CLOSE_TOO_BIG = 1009
+#: A backing service failed while the socket was being set up: retry later.
+CLOSE_INTERNAL = 1011
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_FORBIDDEN = 4403
 CLOSE_IDLE = 4408

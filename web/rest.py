@@ -70,11 +70,12 @@ def _edge(request: web.Request) -> Edge:
     return request.app[EDGE]
 
 
-def principal(request: web.Request) -> Principal:
+async def principal(request: web.Request) -> Principal:
+    """Who the request acts for: its bearer token verified, the role from the database."""
     token = bearer_token(request.headers.get("Authorization"))
     if token is None:
         raise AuthError("missing 'Authorization: Bearer <token>'")
-    return _edge(request).verifier.verify(token)
+    return await _edge(request).principal(token)
 
 
 def _int_path(request: web.Request, name: str) -> int:
@@ -130,7 +131,7 @@ def _conflict(exc: Conflict) -> Problem:
 
 
 async def start_session(request: web.Request) -> web.Response:
-    who = principal(request)
+    who = await principal(request)
     body: StartSession = await _body(request, StartSession, optional=True)
     metadata = dict(body.metadata)
     if body.sport:
@@ -150,7 +151,7 @@ async def start_session(request: web.Request) -> web.Response:
 
 
 async def update_session(request: web.Request) -> web.Response:
-    who = principal(request)
+    who = await principal(request)
     session_id = _int_path(request, "id")
     raw = await read_json(request)
     if isinstance(raw, list):
@@ -235,7 +236,7 @@ async def update_session(request: web.Request) -> web.Response:
 
 def _lifecycle(action: str) -> RestHandler:
     async def handler(request: web.Request) -> web.Response:
-        who = principal(request)
+        who = await principal(request)
         session_id = _int_path(request, "id")
         body: LifecycleBody = await _body(request, LifecycleBody, optional=True)
         try:
@@ -249,7 +250,7 @@ def _lifecycle(action: str) -> RestHandler:
 
 
 async def get_session(request: web.Request) -> web.Response:
-    who = principal(request)
+    who = await principal(request)
     session_id = _int_path(request, "id")
     edge = _edge(request)
     await edge.need_access().require_session(who, session_id)
@@ -267,7 +268,7 @@ def _time(text: str) -> dt.datetime:
 
 
 async def session_metrics(request: web.Request) -> web.Response:
-    who = principal(request)
+    who = await principal(request)
     session_id = _int_path(request, "id")
     edge = _edge(request)
     await edge.need_access().require_session(who, session_id)
@@ -300,7 +301,7 @@ async def session_metrics(request: web.Request) -> web.Response:
 
 
 async def session_alerts(request: web.Request) -> web.Response:
-    who = principal(request)
+    who = await principal(request)
     session_id = _int_path(request, "id")
     edge = _edge(request)
     await edge.need_access().require_session(who, session_id)
@@ -313,7 +314,7 @@ async def session_alerts(request: web.Request) -> web.Response:
 
 
 async def session_presence(request: web.Request) -> web.Response:
-    who = principal(request)
+    who = await principal(request)
     session_id = _int_path(request, "id")
     edge = _edge(request)
     athlete_id, _ = await edge.need_access().require_session(who, session_id)
@@ -322,7 +323,7 @@ async def session_presence(request: web.Request) -> web.Response:
 
 
 async def ack_alert(request: web.Request) -> web.Response:
-    who = principal(request)
+    who = await principal(request)
     alert_id = request.match_info["alert_id"]
     if not 0 < len(alert_id) <= 64:
         raise Problem(422, "Unprocessable Content", "alert_id: 1 to 64 characters")
@@ -346,7 +347,7 @@ _PROFILE_COLUMNS = (
 
 
 async def get_thresholds(request: web.Request) -> web.Response:
-    who = principal(request)
+    who = await principal(request)
     athlete_id = _int_path(request, "id")
     edge = _edge(request)
     await edge.need_access().require_athlete(who, athlete_id)
@@ -360,7 +361,7 @@ async def get_thresholds(request: web.Request) -> web.Response:
 
 
 async def put_thresholds(request: web.Request) -> web.Response:
-    who = principal(request)
+    who = await principal(request)
     athlete_id = _int_path(request, "id")
     edge = _edge(request)
     await edge.need_access().require_athlete(who, athlete_id)
@@ -409,7 +410,7 @@ async def put_thresholds(request: web.Request) -> web.Response:
 
 
 async def post_message(request: web.Request) -> web.Response:
-    who = principal(request)
+    who = await principal(request)
     body: PostMessage = await _body(request, PostMessage)
     row, created = (
         await _edge(request)
@@ -420,7 +421,7 @@ async def post_message(request: web.Request) -> web.Response:
 
 
 async def list_messages(request: web.Request) -> web.Response:
-    who = principal(request)
+    who = await principal(request)
     session_id = _int_path(request, "session_id")
     edge = _edge(request)
     await edge.need_access().require_session(who, session_id)
@@ -431,7 +432,7 @@ async def list_messages(request: web.Request) -> web.Response:
 
 
 async def read_messages(request: web.Request) -> web.Response:
-    who = principal(request)
+    who = await principal(request)
     session_id = _int_path(request, "session_id")
     body: ReadBody = await _body(request, ReadBody)
     ids = await _edge(request).need_actions().mark_read(who, session_id, body.up_to_id)

@@ -19,7 +19,9 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
-from pipeline.errors import ServiceError
+from pipeline import users
+from pipeline.errors import DataRejected, ServiceError
+from pipeline.users import Role, UserId
 
 Row = dict[str, Any]
 
@@ -33,7 +35,7 @@ TRANSITIONS: dict[str, tuple[tuple[str, ...], str]] = {
 
 
 class StoreError(ServiceError):
-    """PostgreSQL refused or failed a query of the edge."""
+    """PostgreSQL failed a query of the edge (unreachable, failing, timed out)."""
 
 
 def iso(value: dt.datetime | None) -> str | None:
@@ -62,12 +64,21 @@ class Store:
         self.pool = pool
 
     @asynccontextmanager
-    async def _cursor(self) -> AsyncIterator[psycopg.AsyncCursor[Row]]:
+    async def _cursor(self, **fields: Any) -> AsyncIterator[psycopg.AsyncCursor[Row]]:
+        """A pooled connection's cursor; the transaction commits when the block ends.
+
+        PostgreSQL refusing the data a request brought (a constraint, a type, a length:
+        SQLSTATE classes 22 and 23, and psycopg's own refusal of a NUL byte) is the
+        caller's fault: :class:`DataRejected` carrying ``fields``, the request fields
+        the statement writes (name: value), for PostgreSQL's errors that name no column.
+        Anything
+        else (a lost or failing server, a timeout) is :class:`StoreError` (503).
+        """
         try:
             async with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
                 yield cur
-        except psycopg.errors.UniqueViolation:
-            raise
+        except (psycopg.errors.IntegrityError, psycopg.DataError) as exc:
+            raise DataRejected(exc, fields) from exc
         except (psycopg.Error, TimeoutError) as exc:
             raise StoreError(f"PostgreSQL: {type(exc).__name__}: {exc}") from exc
 
@@ -85,10 +96,41 @@ class Store:
             )
             return await cur.fetchone() is not None
 
-    async def user_exists(self, user_id: int) -> bool:
+    # --- users and links (SQL in pipeline.users, shared with the CLI) -----------------
+
+    async def get_user(self, user_id: UserId) -> Row | None:
         async with self._cursor() as cur:
-            await cur.execute("SELECT 1 FROM users WHERE id = %s", (user_id,))
-            return await cur.fetchone() is not None
+            return await users.get_user(cur, user_id)
+
+    async def roles_of(self, user_ids: list[UserId]) -> dict[UserId, Role]:
+        async with self._cursor() as cur:
+            return await users.roles_of(cur, user_ids)
+
+    async def provision_user(self, user_id: UserId, *, role: Role, name: str) -> Row:
+        async with self._cursor(sub=user_id, name=name) as cur:
+            return await users.provision_user(cur, user_id, role=role, name=name)
+
+    async def add_user(
+        self, user_id: UserId, *, role: Role, name: str, email: str | None
+    ) -> tuple[Row, bool]:
+        async with self._cursor(id=user_id, role=role, name=name, email=email) as cur:
+            return await users.add_user(cur, user_id, role=role, name=name, email=email)
+
+    async def list_users(self, *, role: Role | None, after: UserId | None, limit: int) -> list[Row]:
+        async with self._cursor(role=role, after=after, limit=limit) as cur:
+            return await users.list_users(cur, role=role, after=after, limit=limit)
+
+    async def link(self, coach_id: UserId, athlete_id: UserId) -> tuple[Row, bool]:
+        async with self._cursor(coach_id=coach_id, athlete_id=athlete_id) as cur:
+            return await users.link(cur, coach_id, athlete_id)
+
+    async def unlink(self, coach_id: UserId, athlete_id: UserId) -> bool:
+        async with self._cursor(coach_id=coach_id, athlete_id=athlete_id) as cur:
+            return await users.unlink(cur, coach_id, athlete_id)
+
+    async def list_links(self, *, coach_id: UserId | None, athlete_id: UserId | None) -> list[Row]:
+        async with self._cursor(coach=coach_id, athlete=athlete_id) as cur:
+            return await users.list_links(cur, coach_id=coach_id, athlete_id=athlete_id)
 
     # --- sessions ---------------------------------------------------------------------
 
@@ -100,7 +142,9 @@ class Store:
         training_session_id: int | None,
         metadata: dict[str, Any],
     ) -> Row:
-        async with self._cursor() as cur:
+        async with self._cursor(
+            coach_id=coach_id, training_session_id=training_session_id, metadata=metadata
+        ) as cur:
             await cur.execute(
                 "INSERT INTO live_training_sessions"
                 " (user_id, coach_id, training_session_id, status, metadata)"
@@ -244,7 +288,7 @@ class Store:
         marks = ", ".join(["%s"] * (len(columns) + 1))
         updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns)
         updates = ", ".join(filter(None, [updates, "updated_at = NOW() AT TIME ZONE 'UTC'"]))
-        async with self._cursor() as cur:
+        async with self._cursor(**fields) as cur:
             await cur.execute(
                 f"INSERT INTO athlete_profiles ({names}) VALUES ({marks})"
                 f" ON CONFLICT (user_id) DO UPDATE SET {updates} RETURNING *",
@@ -266,7 +310,7 @@ class Store:
         client_message_id: str | None,
     ) -> tuple[Row, bool]:
         """Persist a message; (row, created). A retried client id returns the first row."""
-        async with self._cursor() as cur:
+        async with self._cursor(text=text, client_message_id=client_message_id) as cur:
             await cur.execute(
                 "INSERT INTO live_messages"
                 " (live_session_id, sender_id, message_type, content, client_message_id)"

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import time
@@ -27,7 +28,7 @@ from pydantic import BaseModel, ValidationError
 from redis.exceptions import RedisError
 
 from pipeline.constants import user_channel
-from pipeline.errors import ServiceError
+from pipeline.errors import DataRejected, ServiceError
 from pipeline.models import (
     AckAlertFrame,
     AuthFrame,
@@ -40,15 +41,18 @@ from pipeline.models import (
     TypingFrame,
     UnsubscribeFrame,
 )
+from pipeline.users import LinkRefused, UserId
 from web.access import Forbidden, NotFound
 from web.actions import Conflict, parse_samples
 from web.app import EDGE, Edge
 from web.auth import AuthError, Principal, bearer_token
 from web.connection import Connection, TokenBucket
-from web.problems import validation_errors
+from web.directory import UnknownUser
+from web.problems import backend_of, log_service_failure, translate, validation_errors
 from web.protocol import (
     CLOSE_FORBIDDEN,
     CLOSE_IDLE,
+    CLOSE_INTERNAL,
     CLOSE_RATE_LIMITED,
     CLOSE_TOO_BIG,
     CLOSE_UNAUTHORIZED,
@@ -67,6 +71,10 @@ _SPEC_NAMES = {"power": "power_w", "distance": "distance_m", "altitude": "altitu
 
 def _dumps(data: dict[str, Any]) -> str:
     return json.dumps(data, separators=(",", ":"), default=str)
+
+
+class _Refused(Exception):
+    """The socket was closed while authenticating (the close said why)."""
 
 
 class _Socket:
@@ -96,13 +104,14 @@ class _Socket:
     # --- auth -------------------------------------------------------------------------
 
     async def authenticate(self, request: web.Request) -> Principal | None:
-        verifier = self.edge.verifier
         try:
             token = bearer_token(request.headers.get("Authorization"))
             if token is not None:
-                return verifier.verify(token)
+                return await self._principal(token)
         except AuthError as exc:
             await self.conn.close(CLOSE_UNAUTHORIZED, str(exc))
+            return None
+        except _Refused:
             return None
         try:
             msg = await self.ws.receive(timeout=self.edge.config.auth_timeout_s)
@@ -114,7 +123,9 @@ class _Socket:
             return None
         try:
             frame = AuthFrame.model_validate_json(msg.data)
-            return verifier.verify(frame.token)
+            return await self._principal(frame.token)
+        except _Refused:
+            return None
         except (ValidationError, AuthError) as exc:
             reason = (
                 str(exc)
@@ -123,6 +134,19 @@ class _Socket:
             )
             await self.conn.close(CLOSE_UNAUTHORIZED, reason)
             return None
+
+    async def _principal(self, token: str) -> Principal:
+        """The token's principal; an unknown user or a failing service closes the socket
+        (4403, 1011) and raises _Refused; a bad token raises AuthError."""
+        try:
+            return await self.edge.principal(token)
+        except UnknownUser as exc:
+            await self.conn.close(CLOSE_FORBIDDEN, str(exc)[:120])
+        except (ServiceError, RedisError) as exc:
+            self.edge.metrics.backend_errors.labels(backend_of(exc)).inc()
+            log_service_failure(exc, "WebSocket auth")
+            await self.conn.close(CLOSE_INTERNAL, "a backing service is failing; retry")
+        raise _Refused
 
     # --- the loop ---------------------------------------------------------------------
 
@@ -180,7 +204,7 @@ class _Socket:
             first = errors[0] if errors else {"field": "?", "message": "invalid"}
             code = "missing_field" if first.get("code") == "missing" else "invalid"
             self.error(code, f"{first['field']}: {first['message']}", ref=ref, errors=errors)
-        except Forbidden as exc:
+        except (Forbidden, UnknownUser) as exc:
             self.error("forbidden", str(exc), ref=ref)
             await self.conn.flush()
             await self.conn.close(CLOSE_FORBIDDEN, str(exc)[:120])
@@ -192,17 +216,19 @@ class _Socket:
             self.error("unauthorized", str(exc), ref=ref)
             await self.conn.flush()
             await self.conn.close(CLOSE_UNAUTHORIZED, str(exc)[:120])
+        except (DataRejected, LinkRefused) as exc:
+            problem = translate(exc)
+            assert problem is not None
+            self.error("invalid", problem.detail or problem.title, ref=ref, errors=problem.errors)
         except ServiceError as exc:
-            log.warning("%s during %s: %s", type(exc).__name__, kind, exc)
-            self.edge.metrics.backend_errors.labels(
-                "postgresql" if type(exc).__name__ == "StoreError" else "redis"
-            ).inc()
+            log_service_failure(exc, f"a {kind} frame")
+            self.edge.metrics.backend_errors.labels(backend_of(exc)).inc()
             self.error("unavailable", "a backing service is failing; retry", ref=ref)
         except ValueError as exc:
             self.error("invalid", str(exc), ref=ref)
         except (RedisError, OSError) as exc:
             self.edge.metrics.backend_errors.labels("redis").inc()
-            log.warning("redis failed during %s: %s", kind, exc)
+            log_service_failure(exc, f"a {kind} frame")
             self.error("unavailable", "a backing service is failing; retry", ref=ref)
         except Exception:
             # A bug must cost one frame, not the socket (and never show a traceback).
@@ -226,18 +252,8 @@ class _Socket:
         await self.edge.need_access().require_athlete(principal, athlete)
         return athlete
 
-    async def _watch(self, channel: Channel, athlete: int, on: bool) -> None:
-        principal = self.conn.principal
-        if principal is None or principal.user_id == athlete:
-            return
-        presence = self.edge.need_presence()
-        try:
-            if on:
-                await presence.watch(athlete, principal.user_id, principal.role, channel.name)
-            else:
-                await presence.unwatch(athlete, principal.user_id, principal.role, channel.name)
-        except Exception as exc:  # presence is best effort; the subscription stands
-            log.debug("presence update failed: %s", exc)
+    async def _watch(self, channel: Channel, athlete: UserId, on: bool) -> None:
+        await _watch(self.edge, self.conn, channel, athlete, on)
 
     async def cleanup(self) -> None:
         for name in list(self.conn.subscriptions):
@@ -245,6 +261,102 @@ class _Socket:
             athlete = self.conn.watched.pop(name, None)
             if athlete is not None:
                 await self._watch(parse_channel(name), athlete, False)
+
+
+async def _watch(edge: Edge, conn: Connection, channel: Channel, athlete: UserId, on: bool) -> None:
+    """Tell the athlete's dashboards that someone else started or stopped watching."""
+    principal = conn.principal
+    if principal is None or principal.user_id == athlete:
+        return
+    presence = edge.need_presence()
+    try:
+        if on:
+            await presence.watch(athlete, principal.user_id, principal.role, channel.name)
+        else:
+            await presence.unwatch(athlete, principal.user_id, principal.role, channel.name)
+    except Exception as exc:  # presence is best effort; the subscription stands
+        log.debug("presence update failed: %s", exc)
+
+
+# --- access changes (web.revocation) ------------------------------------------------------
+
+#: The ``code`` of the ``error`` event a socket gets when a subscription ends because
+#: its user may no longer see the channel (a coach link removed, a role changed).
+ACCESS_REVOKED = "access_revoked"
+
+
+async def _revoke(edge: Edge, conn: Connection, name: str, athlete: UserId) -> None:
+    unsubscribe(edge, conn, name)
+    conn.watched.pop(name, None)
+    await _watch(edge, conn, parse_channel(name), athlete, False)
+    body = {
+        "type": "error",
+        "code": ACCESS_REVOKED,
+        "message": f"no longer allowed to see athlete {athlete}; unsubscribed from {name}",
+        "channel": name,
+        "subscribed": False,
+        "timestamp": time.time(),
+    }
+    conn.send(_dumps(body), "error")
+
+
+async def _recheck(edge: Edge, conn: Connection, athlete: UserId | None = None) -> None:
+    """End the subscriptions ``conn`` may no longer have (of ``athlete``, or all)."""
+    principal = conn.principal
+    if principal is None or conn.closing:
+        return
+    access = edge.need_access()
+    for name, watched in list(conn.watched.items()):
+        if athlete is not None and watched != athlete:
+            continue
+        if not await access.can_see_athlete(principal, watched):
+            await _revoke(edge, conn, name, watched)
+
+
+async def _refresh_roles(edge: Edge, conns: list[Connection]) -> None:
+    """Give each socket its user's current role (one query); close a removed user's."""
+    ids = list({c.principal.user_id for c in conns if c.principal is not None})
+    roles = await edge.need_store().roles_of(ids) if ids else {}
+    for conn in conns:
+        principal = conn.principal
+        if principal is None:
+            continue
+        role = roles.get(principal.user_id)
+        if role is None:
+            await conn.close(CLOSE_FORBIDDEN, f"user {principal.user_id} was removed")
+        elif role != principal.role:
+            conn.principal = dataclasses.replace(principal, role=role)
+
+
+async def apply_access_change(edge: Edge, event: dict[str, Any]) -> None:
+    """A link made or removed, or a user changed (a PostgreSQL notification): forget the
+    cached answers, and end the subscriptions of this edge's sockets that lost access."""
+    op = event.get("op")
+    if op == "link":
+        edge.need_access().forget_link(event.get("coach_id"), event.get("athlete_id"))
+    elif op == "unlink":
+        coach, athlete = event.get("coach_id"), event.get("athlete_id")
+        edge.need_access().forget_link(coach, athlete)
+        for conn in list(edge.connections):
+            if conn.principal is not None and conn.principal.user_id == coach:
+                await _recheck(edge, conn, athlete)
+    elif op == "user":
+        user_id = event.get("user_id")
+        edge.need_directory().forget(user_id)
+        mine = [c for c in edge.connections if c.principal and c.principal.user_id == user_id]
+        await _refresh_roles(edge, mine)
+        for conn in mine:
+            await _recheck(edge, conn)
+
+
+async def recheck_all_access(edge: Edge) -> None:
+    """After the listener (re)connected: changes may have been missed; check everything."""
+    edge.need_access().forget_link(None, None)
+    edge.need_directory().forget()
+    conns = list(edge.connections)
+    await _refresh_roles(edge, conns)
+    for conn in conns:  # link answers are cached and shared per (coach, athlete)
+        await _recheck(edge, conn)
 
 
 #: The heartbeat visits the sockets in slices this far apart (seconds), so that a
@@ -298,11 +410,11 @@ async def _heartbeat(edge: Edge, conn: Connection) -> asyncio.Task[None] | None:
 
 async def _on_auth(s: _Socket, data: dict[str, Any]) -> None:
     frame = AuthFrame.model_validate(data)
-    principal = s.edge.verifier.verify(frame.token)
+    principal = await s.edge.principal(frame.token)
     current = s.conn.principal
     assert current is not None
-    if principal.user_id != current.user_id or principal.role != current.role:
-        raise Forbidden("a refreshed token must be for the same user and role")
+    if principal.user_id != current.user_id:
+        raise Forbidden("a refreshed token must be for the same user")
     s.conn.principal = principal
     s.reply("ack", frame, op="auth", expires_at=principal.expires_at)
 
@@ -323,6 +435,7 @@ async def _on_subscribe(s: _Socket, data: dict[str, Any]) -> None:
     channels = _channels(frame)
     if len(s.conn.subscriptions) + len(channels) > s.edge.config.max_subscriptions:
         raise ValueError(f"at most {s.edge.config.max_subscriptions} subscriptions per socket")
+    revision = s.edge.need_access().revision
     athletes = [await s._authorize(c) for c in channels]
     for channel, athlete in zip(channels, athletes, strict=True):
         new = channel.name not in s.conn.subscriptions
@@ -331,6 +444,14 @@ async def _on_subscribe(s: _Socket, data: dict[str, Any]) -> None:
         if new:
             s.conn.watched[channel.name] = athlete
             await s._watch(channel, athlete, True)
+    await _recheck_if_changed(s, revision)
+
+
+async def _recheck_if_changed(s: _Socket, revision: int) -> None:
+    """A link changed while this socket's channels were being authorized: the answer
+    may be stale and the change's revocation may have run before they were registered."""
+    if s.edge.need_access().revision != revision:
+        await _recheck(s.edge, s.conn)
 
 
 async def _on_unsubscribe(s: _Socket, data: dict[str, Any]) -> None:
@@ -362,12 +483,14 @@ async def _on_resume(s: _Socket, data: dict[str, Any]) -> None:
         requests[channel] = cursors
     if len(s.conn.subscriptions) + len(requests) > s.edge.config.max_subscriptions:
         raise ValueError(f"at most {s.edge.config.max_subscriptions} subscriptions per socket")
+    revision = s.edge.need_access().revision
     athletes = {c: await s._authorize(c) for c in requests}
     await resume(s.edge, s.conn, requests)
     for channel, athlete in athletes.items():
         if channel.name not in s.conn.watched:
             s.conn.watched[channel.name] = athlete
             await s._watch(channel, athlete, True)
+    await _recheck_if_changed(s, revision)
 
 
 def _samples_of(frame: ClientMetricsUpdateFrame) -> list[Any]:

@@ -17,6 +17,7 @@ from aiohttp.test_utils import TestServer
 
 from pipeline.models import server_event
 from pipeline.settings import Settings, load_settings
+from tests.web.issuer import Issuer, serve_issuer
 from web.app import EDGE, Edge, EdgeConfig, create_app
 from web.auth import Role, mint_token
 
@@ -146,3 +147,10 @@ async def _next_of(
 @pytest.fixture
 def next_of() -> Callable[..., Any]:
     return _next_of
+
+
+@pytest.fixture
+async def issuer() -> AsyncIterator[Issuer]:
+    """The host's identity provider: RS256 tokens, a JWKS URL on loopback."""
+    async with serve_issuer() as state:
+        yield state

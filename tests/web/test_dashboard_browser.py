@@ -805,7 +805,30 @@ async () => {
   check(JSON.stringify(c6.cursors()) === '{"live:session:9":["1:51"]}',
         `gone channel forgotten ${JSON.stringify(c6.cursors())}`);
   check(c6.pendingResume.size === 0, "no resume pending");
-  for (const client of [c, c2, c3, c4, c5, c6]) client.close();
+  // a subscription the edge ends (a coach link removed): reported, and not resumed
+  const c7 = make();
+  const revoked = [];
+  c7.on("error", (ev) => revoked.push(ev));
+  c7.subscribe("live:user:4", "live:session:11");
+  c7.connect();
+  const n7 = sockets.length;
+  await until(() => sockets.length === n7 && sockets[n7 - 1].sent.length === 1, "c7 auth");
+  let s7 = sockets[n7 - 1];
+  s7.push(welcome);
+  s7.push({ type: "ack", op: "subscribe", channel: "live:user:4", cursor: ["0:1"] });
+  s7.push({ type: "ack", op: "subscribe", channel: "live:session:11", cursor: ["3:2"] });
+  s7.push({ type: "error", code: "access_revoked", channel: "live:user:4", subscribed: false,
+            message: "no longer allowed to see athlete 4" });
+  check(revoked.length === 1 && revoked[0].code === "access_revoked" &&
+        revoked[0].channel === "live:user:4", `revoked reported ${JSON.stringify(revoked)}`);
+  s7.drop(1006);
+  await until(() => sockets.length === n7 + 1 && sockets[n7].sent.length === 1, "c7 reconnect");
+  s7 = sockets[n7];
+  s7.push(welcome);
+  const again = JSON.stringify(s7.sent[1]);
+  check(!again.includes("live:user:4") && again.includes("live:session:11"),
+        `revoked channel not resumed: ${again}`);
+  for (const client of [c, c2, c3, c4, c5, c6, c7]) client.close();
   return failures;
 }
 """

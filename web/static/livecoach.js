@@ -531,6 +531,11 @@ export class LiveCoachClient {
   }
 
   _onError(frame) {
+    if (frame.code === "access_revoked" && typeof frame.channel === "string") {
+      // The edge ended this subscription (a coach link removed, a role changed): it is
+      // not resumed on the next connection. (The frame itself is emitted as "error".)
+      this.channels.delete(frame.channel);
+    }
     const ref = frame.ref;
     if (ref != null && this.pendingResume.has(ref)) this._onResumeFailed(frame, ref);
     const entry = ref != null ? this.inflight.get(ref) : undefined;
