@@ -30,8 +30,8 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
-from agents.alert_config import AlertConfig
-from agents.alert_rules import AlertEngine, AlertSample
+from agents.alerts.config import AlertConfig
+from agents.alerts.rules import AlertEngine, AlertSample
 from agents.lifecycle import LifecycleError
 from agents.session_metrics import SessionMetrics
 from pipeline.models import AthleteProfile

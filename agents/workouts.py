@@ -7,7 +7,7 @@ constant, plus, in some sessions, a slow cardiac drift), then into what a device
 send: sensor noise, single-sample spikes, dropouts of one channel and short gaps with
 no sample at all. Everything is drawn from a seeded RNG, so a seed is a session.
 
-The labels are those of :func:`agents.alert_labels.label_session` applied to the
+The labels are those of :func:`agents.alerts.labels.label_session` applied to the
 noise-free truth: the excursions a perfect observer of the athlete would flag.
 Bounds are chosen from the truth so that the interesting cases are there — true
 excursions, values hovering just inside a boundary, fatigue that does or does not
@@ -27,7 +27,7 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-from agents.alert_config import (
+from agents.alerts.config import (
     AlertConfig,
     EfDropRule,
     HeartRateRule,
@@ -38,8 +38,8 @@ from agents.alert_config import (
     Rules,
     WPrimeRule,
 )
-from agents.alert_labels import Excursion, SessionArrays, label_session
-from agents.alert_rules import AlertSample
+from agents.alerts.labels import Excursion, SessionArrays, label_session
+from agents.alerts.rules import AlertSample
 from pipeline.models import AthleteProfile
 
 __all__ = ["Block", "Workout", "demo_workout", "generate_workout", "labelled_set"]

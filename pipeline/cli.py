@@ -118,7 +118,7 @@ def _cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 def _cmd_alerts_eval(args: argparse.Namespace, settings: Settings) -> int:
     from pathlib import Path
 
-    from agents.alerts_eval import main as alerts_eval
+    from agents.alerts.evaluation import main as alerts_eval
 
     recordings = Path(args.recordings) if args.recordings else None
     return alerts_eval(as_json=args.json, n_synthetic=args.sessions, recordings_dir=recordings)

@@ -111,7 +111,7 @@ class Thresholds(BaseModel):
     sex: Literal["male", "female"] | None = None
     sound: bool | None = None
     vibration: bool | None = None
-    #: A partial :class:`agents.alert_config.AlertConfig` document, merged into the
+    #: A partial :class:`agents.alerts.config.AlertConfig` document, merged into the
     #: stored one and validated as a whole (unknown rules and fields are refused).
     alert_settings: dict[str, Any] | None = None
 

@@ -15,9 +15,9 @@ positive when outside):
 
 - the condition must hold for ``dwell_s`` of sample time before the alert fires; a
   missing value (sensor dropout) pauses the dwell clock (it neither counts nor fires)
-  for up to :data:`~agents.alert_signals.MAX_PAUSE_S`, then restarts it,
-  a gap between samples (over :data:`~agents.alert_signals.GAP_S`) restarts it (and
-  a pause over :data:`~agents.alert_signals.LONG_GAP_S` re-arms the rule), and a
+  for up to :data:`~agents.alerts.signals.MAX_PAUSE_S`, then restarts it,
+  a gap between samples (over :data:`~agents.alerts.signals.GAP_S`) restarts it (and
+  a pause over :data:`~agents.alerts.signals.LONG_GAP_S` re-arms the rule), and a
   value back inside restarts it, so a single-sample spike (already removed by the
   median filter) or a brief crossing cannot fire;
 - after firing, the direction re-arms only once the value came back inside by the
@@ -43,13 +43,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from agents.alert_config import (
+from agents.alerts.config import (
     AlertConfig,
     Severity,
     resolve_hr_bounds,
     resolve_power_bounds,
 )
-from agents.alert_signals import (
+from agents.alerts.signals import (
     GAP_S,
     LONG_GAP_S,
     MAX_PAUSE_S,

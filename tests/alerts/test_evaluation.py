@@ -7,10 +7,15 @@ import json
 import numpy as np
 import pytest
 
-from agents.alert_config import RULE_NAMES, AlertConfig
-from agents.alert_labels import Excursion, clean_series
-from agents.alert_rules import Alert
-from agents.alerts_eval import DEFAULT_RECORDINGS_DIR, RECORDING_SETUPS, evaluate, score_session
+from agents.alerts.config import RULE_NAMES, AlertConfig
+from agents.alerts.evaluation import (
+    DEFAULT_RECORDINGS_DIR,
+    RECORDING_SETUPS,
+    evaluate,
+    score_session,
+)
+from agents.alerts.labels import Excursion, clean_series
+from agents.alerts.rules import Alert
 from pipeline.cli import main as cli_main
 
 

@@ -22,7 +22,7 @@ policy over the runs: a run whose direction has not re-armed since its last aler
 episode; a run that ends before the rule's cooldown lets it through joins the last
 episode. An episode is owed an alert unless all its runs are marginal (lasting from
 3/4 of the dwell to 10 s plus 1/4 of the dwell beyond it). Alerts
-inside any run are correct (``agents/alerts_eval.py``).
+inside any run are correct (``agents/alerts/evaluation.py``).
 """
 
 from __future__ import annotations
@@ -33,12 +33,12 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from agents.alert_config import (
+from agents.alerts.config import (
     AlertConfig,
     resolve_hr_bounds,
     resolve_power_bounds,
 )
-from agents.alert_signals import (
+from agents.alerts.signals import (
     BUCKET_S,
     GAP_S,
     LONG_GAP_S,

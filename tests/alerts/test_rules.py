@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 
 import pytest
 
-from agents.alert_config import (
+from agents.alerts.config import (
     AlertConfig,
     EfDropRule,
     HeartRateRule,
@@ -21,7 +21,7 @@ from agents.alert_config import (
     Rules,
     WPrimeRule,
 )
-from agents.alert_rules import Alert, AlertEngine, AlertSample
+from agents.alerts.rules import Alert, AlertEngine, AlertSample
 from agents.workouts import demo_workout
 from pipeline.models import AthleteProfile
 

@@ -4,7 +4,7 @@ The labelled set is the synthetic sessions of :func:`agents.workouts.labelled_se
 (labels from their noise-free truth) plus the real recordings in the shared data
 folder (labels computed offline from the cleaned full recording, with the
 configuration listed in :data:`RECORDING_SETUPS`). Every session is replayed through
-:class:`agents.alert_rules.AlertEngine` sample by sample, as the live agent would.
+:class:`agents.alerts.rules.AlertEngine` sample by sample, as the live agent would.
 
 Scoring, per rule, with ``tolerance = dwell_s + 10 s``:
 
@@ -12,7 +12,7 @@ Scoring, per rule, with ``tolerance = dwell_s + 10 s``:
   excursion of the same rule and direction (from ``start - tol`` to ``end + tol``);
   any other alert is a false positive (precision);
 - an episode (runs the re-arm and cooldown policy says are announced once, see
-  :mod:`agents.alert_labels`) that is not all marginal is detected when an alert of
+  :mod:`agents.alerts.labels`) that is not all marginal is detected when an alert of
   the rule has its onset within the tolerance of the start of one of its runs, in
   that run's direction, or when an alert was raised on an allowed (near-miss) run of
   that direction that the episode follows within the rule's cooldown (recall).
@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from agents.alert_config import (
+from agents.alerts.config import (
     RULE_NAMES,
     AlertConfig,
     HeartRateRule,
@@ -38,8 +38,8 @@ from agents.alert_config import (
     PowerRule,
     Rules,
 )
-from agents.alert_labels import Excursion, SessionArrays, clean_series, label_session
-from agents.alert_rules import Alert, AlertEngine, AlertSample
+from agents.alerts.labels import Excursion, SessionArrays, clean_series, label_session
+from agents.alerts.rules import Alert, AlertEngine, AlertSample
 from agents.workouts import labelled_set
 from pipeline.models import AthleteProfile
 from pipeline.recordings import shared_recordings_dir

@@ -11,7 +11,7 @@ Why a module of our own rather than ``agents/session_metrics``: the alert path n
 state that is a compact JSON-able dict (it lives in a changelog-backed Faust table)
 and costs tens of microseconds per sample, and it needs signals the session metrics do
 not carry (effort steps, steady-window drift slope, EF against an early baseline). The
-definitions follow ``DOMAIN.md``; ``agents/alert_labels.py`` computes the same
+definitions follow ``DOMAIN.md``; ``agents/alerts/labels.py`` computes the same
 quantities offline, with full-session knowledge, to label recordings.
 
 Inputs are cleaned on the way in: out-of-range values are dropouts (``None``), and a
