@@ -325,7 +325,7 @@ class SessionMetrics:
 
     @property
     def tss_hours(self) -> float:
-        """GoldenCheetah's hours for TSS: samples × recording interval (not moving time)."""
+        """GoldenCheetah's hours for TSS: samples x recording interval (not moving time)."""
         return self.np_n * self.recording_interval_s / 3600.0
 
     def _in_pause(self, t: float) -> bool:
