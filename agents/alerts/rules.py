@@ -49,6 +49,7 @@ from agents.alerts.config import (
     resolve_hr_bounds,
     resolve_power_bounds,
 )
+from agents.alerts.plan import WorkoutPlan, advance, current_interval, plan_rows
 from agents.alerts.signals import (
     GAP_S,
     LONG_GAP_S,
@@ -56,14 +57,18 @@ from agents.alerts.signals import (
     SignalParams,
     new_signal_state,
     update_signals,
+    zone_median,
 )
 from pipeline.models import AthleteProfile
 
 __all__ = ["Alert", "AlertEngine", "AlertSample", "alert_id"]
 
 State = dict[str, Any]
+#: (low, high, judged from t) per zone rule: heart rate, power, pace (fast, slow).
+_Bound = tuple[float | None, float | None, float]
+_Targets = tuple[_Bound, _Bound, _Bound]
 _ID_NAMESPACE = uuid.UUID("6f1d2c4e-5a0b-4c39-9a57-1e0b9b2a7c31")
-_STATE_VERSION = 1
+_STATE_VERSION = 2
 _SLOW = -1.0  # lead_s of the fatigue rules: onset = start of the hold that fired
 
 
@@ -76,6 +81,8 @@ class AlertSample:
     heart_rate_bpm: float | None = None
     power_w: float | None = None
     speed_m_s: float | None = None
+    #: 0 means not pedalling (coasting), whatever the power meter says.
+    cadence_rpm: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,8 +142,10 @@ class AlertEngine:
         self._hr_low, self._hr_high = resolve_hr_bounds(r.heart_rate, athlete)
         self._p_low, self._p_high = resolve_power_bounds(r.power, athlete)
         self._params = SignalParams(
-            power_window_s=r.power.window_s,
-            pace_window_s=r.pace.window_s,
+            hr_window_s=2 * r.heart_rate.dwell_s,
+            coast_w=r.power.coast_below_w,
+            power_window_s=max(r.power.window_s, 2 * r.power.dwell_s),
+            pace_window_s=max(r.pace.window_s, 2 * r.pace.dwell_s),
             ef_window_s=r.ef_drop.window_s,
             baseline_after_s=r.ef_drop.baseline_after_s,
             steady_cv_ef=r.ef_drop.steady_cv,
@@ -155,15 +164,36 @@ class AlertEngine:
         return AlertEngine(config, self.athlete)
 
     @staticmethod
-    def new_state(session_id: str | int) -> State:
-        """The state of a session before its first sample (JSON-able)."""
+    def new_state(session_id: str | int, plan: WorkoutPlan | None = None) -> State:
+        """The state of a session before its first sample (JSON-able).
+
+        ``plan``: the session's structured workout; it starts with the first sample.
+        """
         return {
             "v": _STATE_VERSION,
             "sid": str(session_id),
             "sig": new_signal_state(),
             "m": {},  # rule direction -> [held_s (-1: not holding), onset_s, armed, last_defined_s]
             "cool": {},  # rule -> time of its last alert
+            # rows: plan_rows(); cur: [interval index, its start t, its start distance]
+            "plan": None
+            if plan is None
+            else {
+                "rows": plan_rows(plan),
+                "cur": [0, None, 0.0],
+                "g": plan.grace_s,
+                "hg": plan.hr_grace_s,
+            },
         }
+
+    @staticmethod
+    def current_interval(state: State) -> dict[str, Any] | None:
+        """The plan's current interval for the dashboard: name, target, time left."""
+        plan = state.get("plan")
+        sig = state["sig"]
+        if plan is None or plan["cur"][1] is None or sig["t"] is None:
+            return None
+        return current_interval(plan["rows"], plan["cur"], sig["t"], sig["d"])
 
     def run(self, session_id: str | int, samples: Iterable[AlertSample]) -> list[Alert]:
         """Replay a whole session from a fresh state (analysis, evaluation)."""
@@ -182,8 +212,11 @@ class AlertEngine:
             # A replayed, duplicated or out-of-order sample: already accounted for.
             return state, []
         dt, gap = update_signals(
-            sig, self._params, t, sample.heart_rate_bpm, sample.power_w, sample.speed_m_s
-        )
+            sig, self._params, t, sample.heart_rate_bpm, sample.power_w, sample.speed_m_s,
+            sample.cadence_rpm,
+        )  # fmt: skip
+        plan = state.get("plan")
+        targets = self._targets(state, plan, t)
         if gap:
             rearm = dt > LONG_GAP_S
             for machine in state["m"].values():
@@ -195,11 +228,11 @@ class AlertEngine:
         alerts: list[Alert] = []
         rules = self.config.rules
         if rules.heart_rate.enabled:
-            self._heart_rate(state, t, dt, alerts)
-        if rules.pace.enabled and rules.pace.target_s_per_km is not None:
-            self._pace(state, t, dt, alerts)
+            self._heart_rate(state, t, dt, alerts, targets)
+        if rules.pace.enabled:
+            self._pace(state, t, dt, alerts, targets)
         if rules.power.enabled:
-            self._power(state, t, dt, alerts)
+            self._power(state, t, dt, alerts, targets)
         if rules.ef_drop.enabled:
             self._ef_drop(state, t, dt, alerts)
         if rules.hr_drift.enabled:
@@ -209,6 +242,59 @@ class AlertEngine:
         if rules.w_prime.enabled:
             self._w_prime(state, t, dt, alerts)
         return state, alerts
+
+    # -- targets: the plan's current interval, else the athlete's bounds --------------
+
+    def _targets(self, state: State, plan: dict[str, Any] | None, t: float) -> _Targets:
+        """(hr lo, hr hi, hr since), (power ...), (pace fast, pace slow, since)."""
+        pace = self.config.rules.pace
+        pace_bounds: tuple[float | None, float | None] = (None, None)
+        if pace.target_s_per_km is not None:
+            tol = pace.tolerance_s_per_km
+            pace_bounds = (pace.target_s_per_km - tol, pace.target_s_per_km + tol)
+        start = float("-inf")
+        hr = (self._hr_low, self._hr_high, start)
+        power = (self._p_low, self._p_high, start)
+        speed = (pace_bounds[0], pace_bounds[1], start)
+        if plan is None:
+            return hr, power, speed
+        sig = state["sig"]
+        cur = plan["cur"]
+        rows = plan["rows"]
+        if cur[1] is None:
+            cur[1] = t
+            cur[2] = sig["d"]
+            changed = True
+        else:
+            changed = advance(cur, rows, t, sig["d"])
+        if cur[0] >= len(rows):
+            if changed:
+                sig["pref"] = None
+            return hr, power, speed
+        row = rows[cur[0]]
+        if changed:
+            self._interval_changed(state, row, cur[1])
+        since = cur[1] + plan["g"]
+        if row[2] is not None:
+            power = (row[2], row[3], since)
+        if row[4] is not None:
+            speed = (row[4], row[5], since)
+        if row[6] is not None:
+            hr = (row[6], row[7], cur[1] + plan["hg"])
+        return hr, power, speed
+
+    def _interval_changed(self, state: State, row: list[Any], start_t: float) -> None:
+        # A new target is a new question: directions re-arm, holds restart.
+        for key, m in state["m"].items():
+            if key.startswith(("heart_rate:", "power:", "pace:")):
+                m[0] = -1.0
+                m[1] = None
+                m[2] = True
+        sig = state["sig"]
+        if row[2] is not None:
+            sig["pref"] = [0.5 * (row[2] + row[3]), start_t - sig["t0"]]
+        else:
+            sig["pref"] = None
 
     # -- the generic state machine -------------------------------------------------
 
@@ -315,14 +401,17 @@ class AlertEngine:
 
     # -- rules ---------------------------------------------------------------------
 
-    def _heart_rate(self, state: State, t: float, dt: float, alerts: list[Alert]) -> None:
+    def _heart_rate(
+        self, state: State, t: float, dt: float, alerts: list[Alert], targets: _Targets
+    ) -> None:
         cfg = self.config.rules.heart_rate
         sig = state["sig"]
-        win = sig["hr"]
-        n = len(win["v"])
-        hr = win["s"] / n if n >= 2 else None
+        low, high, since = targets[0]
+        if low is None and high is None:
+            return
+        hr = self._judged(sig, sig["hr"], since, t, cfg.dwell_s)
         step_up, step_down = sig["lag"]
-        for direction, bound in (("high", self._hr_high), ("low", self._hr_low)):
+        for direction, bound in (("high", high), ("low", low)):
             if bound is None:
                 continue
             # HR still catching up with the effort: a step up leaves it low for a
@@ -334,7 +423,7 @@ class AlertEngine:
             excess = None if hr is None else (hr - bound if direction == "high" else bound - hr)
             onset = self._machine(
                 state, "heart_rate", direction, t, dt, excess,
-                cfg.hysteresis, cfg.dwell_s, cfg.cooldown_s,
+                cfg.hysteresis, 0.0, cfg.cooldown_s, cfg.dwell_s,
             )  # fmt: skip
             if onset is not None and hr is not None:
                 word = "above" if direction == "high" else "below"
@@ -344,41 +433,55 @@ class AlertEngine:
                     message=f"Heart rate {hr:.0f} bpm {word} {bound:.0f} bpm",
                 )  # fmt: skip
 
-    def _pace(self, state: State, t: float, dt: float, alerts: list[Alert]) -> None:
+    @staticmethod
+    def _judged(sig: State, win: State, since: float, t: float, dwell_s: float) -> float | None:
+        """The window's median, once the current target has been watched for the dwell."""
+        t0 = sig["t0"]
+        if t - max(since, t0) < dwell_s:
+            return None
+        return zone_median(win, since)
+
+    def _pace(
+        self, state: State, t: float, dt: float, alerts: list[Alert], targets: _Targets
+    ) -> None:
         cfg = self.config.rules.pace
-        target = cfg.target_s_per_km
-        assert target is not None
-        win = state["sig"]["sw"]
-        n = len(win["v"])
-        speed = win["s"] / n if n >= 3 else None
-        # Stopped (or nearly): pace is undefined, not infinite; the rule waits.
-        pace = 1000.0 / speed if speed is not None and speed >= 0.5 else None
-        for direction, bound in (
-            ("slow", target + cfg.tolerance_s_per_km),
-            ("fast", target - cfg.tolerance_s_per_km),
-        ):
+        fast, slow, since = targets[2]
+        if fast is None or slow is None:
+            return
+        sig = state["sig"]
+        # Stopped samples do not count (pace is undefined, not infinite): a light or a
+        # junction is neither slow nor a reason to stop judging the rest.
+        speed = self._judged(sig, sig["sw"], since, t, cfg.dwell_s)
+        pace = 1000.0 / speed if speed is not None else None
+        for direction, bound in (("slow", slow), ("fast", fast)):
             excess = (
                 None if pace is None else (pace - bound if direction == "slow" else bound - pace)
             )
             onset = self._machine(
                 state, "pace", direction, t, dt, excess,
-                cfg.hysteresis, cfg.dwell_s, cfg.cooldown_s, cfg.window_s / 2,
+                cfg.hysteresis, 0.0, cfg.cooldown_s, cfg.dwell_s,
             )  # fmt: skip
             if onset is not None and pace is not None:
                 word = "slower" if direction == "slow" else "faster"
+                target = 0.5 * (fast + slow)
                 self._emit(
                     state, alerts, rule="pace", direction=direction, metric="pace",
                     onset=onset, t=t, current=pace, threshold=bound,
                     message=f"Pace {_fmt_pace(pace)} {word} than target {_fmt_pace(target)}"
-                    f" ± {cfg.tolerance_s_per_km:.0f} s",
+                    f" ± {0.5 * (slow - fast):.0f} s",
                 )  # fmt: skip
 
-    def _power(self, state: State, t: float, dt: float, alerts: list[Alert]) -> None:
+    def _power(
+        self, state: State, t: float, dt: float, alerts: list[Alert], targets: _Targets
+    ) -> None:
         cfg = self.config.rules.power
-        win = state["sig"]["pw"]
-        n = len(win["v"])
-        power = win["s"] / n if n >= 3 else None
-        for direction, bound in (("high", self._p_high), ("low", self._p_low)):
+        low, high, since = targets[1]
+        if low is None and high is None:
+            return
+        sig = state["sig"]
+        # Coasting samples do not count: freewheeling down a hill is not riding short.
+        power = self._judged(sig, sig["pw"], since, t, cfg.dwell_s)
+        for direction, bound in (("high", high), ("low", low)):
             if bound is None:
                 continue
             excess = None if power is None else (
@@ -386,14 +489,14 @@ class AlertEngine:
             )  # fmt: skip
             onset = self._machine(
                 state, "power", direction, t, dt, excess,
-                cfg.hysteresis, cfg.dwell_s, cfg.cooldown_s, cfg.window_s / 2,
+                cfg.hysteresis, 0.0, cfg.cooldown_s, cfg.dwell_s,
             )  # fmt: skip
             if onset is not None and power is not None:
                 word = "above" if direction == "high" else "below"
                 self._emit(
                     state, alerts, rule="power", direction=direction, metric="power",
                     onset=onset, t=t, current=power, threshold=bound,
-                    message=f"Power {power:.0f} W ({cfg.window_s:.0f} s) {word} {bound:.0f} W",
+                    message=f"Power {power:.0f} W {word} {bound:.0f} W",
                 )  # fmt: skip
 
     def _ef_drop(self, state: State, t: float, dt: float, alerts: list[Alert]) -> None:
@@ -472,7 +575,7 @@ class AlertEngine:
                 state, alerts, rule="power_fade", direction="low", metric="power_5min",
                 onset=onset, t=t, current=fade[0] * best, threshold=cfg.fade_fraction * best,
                 message=f"Power fading: {fade[0] * best:.0f} W, "
-                f"{100 * fade[0]:.0f} % of the session's best 5 min ({best:.0f} W)",
+                f"{100 * fade[0]:.0f} % of the expected {best:.0f} W",
             )  # fmt: skip
 
     def _w_prime(self, state: State, t: float, dt: float, alerts: list[Alert]) -> None:

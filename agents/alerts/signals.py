@@ -22,9 +22,10 @@ of one sample of delay on a real step.
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 from typing import Any
 
-from agents.wprime import w_prime_step
+from agents.wprime import w_prime_recover, w_prime_step
 
 __all__ = [
     "BUCKET_S",
@@ -33,9 +34,11 @@ __all__ = [
     "MAX_PAUSE_S",
     "SETTLE_S",
     "STEP_FRACTION",
+    "STOPPED_M_S",
     "SignalParams",
     "new_signal_state",
     "update_signals",
+    "zone_median",
 ]
 
 #: Width of the buckets the long (fatigue) windows are built from.
@@ -53,10 +56,13 @@ HOLD_S = 30.0
 SETTLE_S = 120.0
 #: A step in effort: the 10 s output mean differs from the 60 s mean by this fraction.
 STEP_FRACTION = 0.25
+#: Below this speed the athlete is stopped (a light, a junction): pace is undefined.
+STOPPED_M_S = 0.5
+#: Steady 5 min powers kept for the fade reference (one a minute: six hours).
+_MAX_REFS = 360
 #: Windows (s) of the effort-step detector and of the "current 1 min" power.
 _SHORT_S = 10.0
 _LONG_S = 60.0
-_HR_S = 5.0
 #: A long window counts only when this share of its buckets has data.
 _COVERAGE = 0.8
 
@@ -73,12 +79,14 @@ class SignalParams:
 
     __slots__ = (
         "baseline_after_s",
+        "coast_w",
         "comparable_fraction",
         "cp_w",
         "drift_window_s",
         "ef_window_s",
         "fade_window_s",
         "ftp_w",
+        "hr_window_s",
         "min_best_w",
         "pace_window_s",
         "power_window_s",
@@ -90,6 +98,8 @@ class SignalParams:
     def __init__(
         self,
         *,
+        hr_window_s: float,
+        coast_w: float,
         power_window_s: float,
         pace_window_s: float,
         ef_window_s: float,
@@ -104,6 +114,8 @@ class SignalParams:
         cp_w: float,
         w_prime_j: float,
     ) -> None:
+        self.hr_window_s = hr_window_s
+        self.coast_w = coast_w
         self.power_window_s = power_window_s
         self.pace_window_s = pace_window_s
         self.ef_window_s = ef_window_s
@@ -123,15 +135,53 @@ def _window() -> State:
     return {"t": [], "v": [], "s": 0.0}
 
 
+def _zone_window() -> State:
+    return {"t": [], "v": []}
+
+
+def _zone_push(win: State, t: float, value: float | None, span_s: float) -> None:
+    ts: list[float] = win["t"]
+    vs: list[float | None] = win["v"]
+    ts.append(t)
+    vs.append(value)
+    limit = t - span_s
+    while ts[0] <= limit:
+        del ts[0]
+        del vs[0]
+
+
+def zone_median(win: State, since_t: float) -> float | None:
+    """Median of the window's counted values at or after ``since_t``.
+
+    None when fewer than half of the samples there count (coasting, stopped, dropouts)
+    or fewer than three do: a judgement needs the athlete to be doing the thing judged.
+    A median ignores any transient that fills less than half the window: a coast, a
+    turn, a surge, a spike.
+    """
+    ts: list[float] = win["t"]
+    vs: list[float | None] = win["v"]
+    i = bisect_left(ts, since_t) if ts and ts[0] < since_t else 0
+    values = [v for v in vs[i:] if v is not None]
+    n = len(values)
+    if n < 3 or 2 * n < len(ts) - i:
+        return None
+    values.sort()
+    mid = n // 2
+    return values[mid] if n % 2 else 0.5 * (values[mid - 1] + values[mid])
+
+
 def new_signal_state() -> State:
     """The state of a session that has seen no sample yet."""
     return {
         "t0": None,  # first sample time
         "t": None,  # last sample time
         "med": [[None, None], [None, None], [None, None]],  # last two raw hr, power, speed
-        "hr": _window(),  # heart rate, 5 s
-        "pw": _window(),  # power, the power rule's window
-        "sw": _window(),  # speed, the pace rule's window
+        # Zone windows: every sample's time and its value, None when the sample does
+        # not count (no reading; coasting for power; stopped for speed).
+        "hr": _zone_window(),  # heart rate
+        "pw": _zone_window(),  # power while pedalling
+        "sw": _zone_window(),  # speed while moving
+        "d": 0.0,  # distance from speed (m), for distance-based plan intervals
         "o10": _window(),  # output (power, else speed), 10 s
         "o60": _window(),  # output, 60 s
         "has_p": False,  # output is power once any power was seen
@@ -141,7 +191,9 @@ def new_signal_state() -> State:
         "bk": None,  # open bucket: [index, sum out, n out, sum hr, n hr, sum p, n p]
         "bks": [],  # closed buckets: [index, mean out, mean hr, mean p]
         "base": None,  # EF baseline: [ef, mean output]
-        "best5": None,  # best 5 min power so far
+        "best5": None,  # the fade rule's reference power (W) at the last bucket
+        "refs": [],  # steady 5 min powers (one a minute) the steady reference is the median of
+        "pref": None,  # [reference W, since session time s] from the plan, or None
         # Fatigue signals, refreshed when a bucket closes (None: not defined now).
         "efr": None,  # rolling EF / baseline EF
         "drift": None,  # HR slope at steady output, bpm/min
@@ -198,7 +250,8 @@ def _mean(win: State, min_n: int) -> float | None:
 
 
 def update_signals(sig: State, p: SignalParams, t: float, hr: float | None,
-                   power: float | None, speed: float | None) -> tuple[float, bool]:  # fmt: skip
+                   power: float | None, speed: float | None,
+                   cadence: float | None = None) -> tuple[float, bool]:  # fmt: skip
     """Feed one sample; returns (dt since the previous sample, whether it was a gap)."""
     prev_t = sig["t"]
     if sig["t0"] is None:
@@ -217,23 +270,20 @@ def update_signals(sig: State, p: SignalParams, t: float, hr: float | None,
     power = _median3(med[1], _clean(power, _POWER_RANGE))
     speed = _median3(med[2], _clean(speed, _SPEED_RANGE))
 
-    if hr is not None:
-        _push(sig["hr"], t, hr, _HR_S)
-    else:
-        _evict(sig["hr"], t, _HR_S)
-    if power is not None:
-        _push(sig["pw"], t, power, p.power_window_s)
-        if not sig["has_p"]:
-            # Output switches from speed to power: the output windows restart.
-            sig["has_p"] = True
-            sig["o10"] = _window()
-            sig["o60"] = _window()
-    else:
-        _evict(sig["pw"], t, p.power_window_s)
-    if speed is not None:
-        _push(sig["sw"], t, speed, p.pace_window_s)
-    else:
-        _evict(sig["sw"], t, p.pace_window_s)
+    _zone_push(sig["hr"], t, hr, p.hr_window_s)
+    # Coasting (no pedalling: power near zero, or a cadence of zero) is not effort the
+    # power rule can judge: such samples do not count, whatever their number.
+    pedalling = power is not None and power > p.coast_w and cadence != 0
+    _zone_push(sig["pw"], t, power if pedalling else None, p.power_window_s)
+    moving = speed is not None and speed >= STOPPED_M_S
+    _zone_push(sig["sw"], t, speed if moving else None, p.pace_window_s)
+    if speed is not None and dt > 0:
+        sig["d"] += speed * min(dt, GAP_S)
+    if power is not None and not sig["has_p"]:
+        # Output switches from speed to power: the output windows restart.
+        sig["has_p"] = True
+        sig["o10"] = _window()
+        sig["o60"] = _window()
 
     out = power if sig["has_p"] else speed
     if out is not None:
@@ -258,19 +308,22 @@ def _update_w_prime(sig: State, p: SignalParams, dt: float) -> None:
     if w is None:
         sig["wb"] = p.w_prime_j
         return
+    if dt <= 0:
+        return
+    if dt > GAP_S:
+        # Time with no sample at all (a stop with auto-pause, a radio gap): the
+        # athlete was not working, and W' recovers through all of it (Skiba, at 0 W).
+        w = w_prime_recover(w, 0.0, dt - 1.0, p.cp_w, p.w_prime_j)
+        dt = 1.0
     p10 = _mean(sig["o10"], 3)
     if p10 is None:
         # A short power dropout: the athlete did not stop because the meter did, so
-        # hold the last 10 s mean; past HOLD_S the balance freezes instead.
+        # hold the last 10 s mean; past HOLD_S count 0 W (as the session metrics do).
         held = sig["p10"]
-        if held is None or held[0] < sig["t"] - HOLD_S:
-            return
-        p10 = held[1]
+        p10 = 0.0 if held is None or held[0] < sig["t"] - HOLD_S else held[1]
     else:
         sig["p10"] = [sig["t"], p10]
-    if dt <= 0:
-        return
-    sig["wb"] = w_prime_step(w, p10, min(dt, GAP_S), p.cp_w, p.w_prime_j)
+    sig["wb"] = w_prime_step(w, p10, dt, p.cp_w, p.w_prime_j)
 
 
 def _detect_step(sig: State, p: SignalParams, t: float) -> None:
@@ -411,19 +464,42 @@ def _drift(sig: State, p: SignalParams, bks: list[list[Any]], index: int) -> flo
 
 
 def _fade(sig: State, p: SignalParams, bks: list[list[Any]], index: int) -> list[float] | None:
+    """[max(P5, P1), min(P5, P1)] / reference, or None when there is no reference.
+
+    The reference is the plan's target for the current interval (once the window lies
+    inside it) or else the median of the session's steady 5 min powers: a deliberate
+    hard block is one steady window among many, so riding the planned power after it
+    is not a fade, while a repeat ridden well under the others is.
+    """
     n_needed = int(p.fade_window_s // BUCKET_S)
     recent = _recent(bks, index, p.fade_window_s)
     powers = [b[3] for b in recent if b[3] is not None]
     if len(powers) < _COVERAGE * n_needed:
         return None
     p5 = sum(powers) / len(powers)
-    best = sig["best5"]
-    if best is None or p5 > best:
-        sig["best5"] = best = p5
-    if best < p.min_best_w:
+    refs: list[float] = sig["refs"]
+    if index % 6 == 0 and p5 >= p.min_best_w:
+        var = sum((x - p5) ** 2 for x in powers) / len(powers)
+        if math.sqrt(var) < 0.10 * p5:
+            refs.append(round(p5, 1))
+            if len(refs) > _MAX_REFS:
+                del refs[0]
+    pref = sig["pref"]
+    end_t = (index + 1) * BUCKET_S
+    if pref is not None:
+        if end_t - pref[1] < p.fade_window_s:
+            return None
+        ref = float(pref[0])
+    else:
+        if not refs:
+            return None
+        ordered = sorted(refs)
+        ref = ordered[len(ordered) // 2]
+    sig["best5"] = ref
+    if ref < p.min_best_w:
         return None
     last = [b[3] for b in recent[-int(_LONG_S // BUCKET_S) :] if b[3] is not None]
     if not last:
         return None
     p1 = sum(last) / len(last)
-    return [max(p5, p1) / best, min(p5, p1) / best]
+    return [max(p5, p1) / ref, min(p5, p1) / ref]
