@@ -69,6 +69,13 @@ _Bound = tuple[float | None, float | None, float]
 _Targets = tuple[_Bound, _Bound, _Bound]
 _ID_NAMESPACE = uuid.UUID("6f1d2c4e-5a0b-4c39-9a57-1e0b9b2a7c31")
 _STATE_VERSION = 2
+#: Rules that say the same thing share a cooldown: EF falling and HR rising at the
+#: same output are both cardiac decoupling, one alert is enough.
+_COOLDOWN_GROUP = {"ef_drop": "decoupling", "hr_drift": "decoupling"}
+#: "Large enough": a zone metric must be beyond its bound by this fraction of the bound
+#: (1 %: 2 W at 200 W, 3 s/km at 5:00 /km); heart rate by this many bpm.
+_MIN_EXCESS = 0.01
+_MIN_EXCESS_BPM = 1.0
 _SLOW = -1.0  # lead_s of the fatigue rules: onset = start of the hold that fired
 
 
@@ -142,7 +149,7 @@ class AlertEngine:
         self._hr_low, self._hr_high = resolve_hr_bounds(r.heart_rate, athlete)
         self._p_low, self._p_high = resolve_power_bounds(r.power, athlete)
         self._params = SignalParams(
-            hr_window_s=2 * r.heart_rate.dwell_s,
+            hr_window_s=max(r.heart_rate.window_s, 2 * r.heart_rate.dwell_s),
             coast_w=r.power.coast_below_w,
             power_window_s=max(r.power.window_s, 2 * r.power.dwell_s),
             pace_window_s=max(r.pace.window_s, 2 * r.pace.dwell_s),
@@ -237,7 +244,9 @@ class AlertEngine:
             self._ef_drop(state, t, dt, alerts)
         if rules.hr_drift.enabled:
             self._hr_drift(state, t, dt, alerts)
-        if rules.power_fade.enabled:
+        # With a power target the power rule says "under target"; fade is for the
+        # stretches without one.
+        if rules.power_fade.enabled and not (rules.power.enabled and targets[1][0] is not None):
             self._power_fade(state, t, dt, alerts)
         if rules.w_prime.enabled:
             self._w_prime(state, t, dt, alerts)
@@ -350,11 +359,12 @@ class AlertEngine:
             m[0] += dt
         if not m[2] or m[0] < dwell_s:
             return None
-        last = state["cool"].get(rule)
+        group = _COOLDOWN_GROUP.get(rule, rule)
+        last = state["cool"].get(group)
         if last is not None and t - last < cooldown_s:
             return None
         m[2] = False
-        state["cool"][rule] = t
+        state["cool"][group] = t
         onset: float = m[1]
         return onset
 
@@ -417,10 +427,14 @@ class AlertEngine:
             # HR still catching up with the effort: a step up leaves it low for a
             # while, a step down leaves it high; neither is worth an alert.
             step = step_down if direction == "high" else step_up
-            if step is not None and t - step < cfg.lag_s:
+            if (step is not None and t - step < cfg.lag_s) or (
+                direction == "low" and self._resting(sig)
+            ):
                 self._suspend(state, "heart_rate", direction)
                 continue
-            excess = None if hr is None else (hr - bound if direction == "high" else bound - hr)
+            excess = None if hr is None else (
+                (hr - bound if direction == "high" else bound - hr) - _MIN_EXCESS_BPM
+            )  # fmt: skip
             onset = self._machine(
                 state, "heart_rate", direction, t, dt, excess,
                 cfg.hysteresis, 0.0, cfg.cooldown_s, cfg.dwell_s,
@@ -432,6 +446,15 @@ class AlertEngine:
                     metric="heart_rate", onset=onset, t=t, current=hr, threshold=bound,
                     message=f"Heart rate {hr:.0f} bpm {word} {bound:.0f} bpm",
                 )  # fmt: skip
+
+    def _resting(self, sig: State) -> bool:
+        """Stopped or coasting now (10 s output near zero): a low heart rate is owed."""
+        win = sig["o10"]
+        n = len(win["v"])
+        if n == 0:
+            return True
+        floor = 0.2 * self._params.ftp_w if sig["has_p"] else 1.0
+        return bool(win["s"] / n < floor)
 
     @staticmethod
     def _judged(sig: State, win: State, since: float, t: float, dwell_s: float) -> float | None:
@@ -454,9 +477,9 @@ class AlertEngine:
         speed = self._judged(sig, sig["sw"], since, t, cfg.dwell_s)
         pace = 1000.0 / speed if speed is not None else None
         for direction, bound in (("slow", slow), ("fast", fast)):
-            excess = (
-                None if pace is None else (pace - bound if direction == "slow" else bound - pace)
-            )
+            excess = None if pace is None else (
+                (pace - bound if direction == "slow" else bound - pace) - _MIN_EXCESS * bound
+            )  # fmt: skip
             onset = self._machine(
                 state, "pace", direction, t, dt, excess,
                 cfg.hysteresis, 0.0, cfg.cooldown_s, cfg.dwell_s,
@@ -485,7 +508,7 @@ class AlertEngine:
             if bound is None:
                 continue
             excess = None if power is None else (
-                power - bound if direction == "high" else bound - power
+                (power - bound if direction == "high" else bound - power) - _MIN_EXCESS * bound
             )  # fmt: skip
             onset = self._machine(
                 state, "power", direction, t, dt, excess,
@@ -525,8 +548,8 @@ class AlertEngine:
 
     def _hr_drift(self, state: State, t: float, dt: float, alerts: list[Alert]) -> None:
         cfg = self.config.rules.hr_drift
-        slope = state["sig"]["drift"]
-        excess = None if slope is None else slope - cfg.slope_bpm_per_min
+        slope = state["sig"]["drift"]  # the rise over the baseline, a fraction
+        excess = None if slope is None else slope - cfg.rise_fraction
         onset = self._machine(
             state,
             "hr_drift",
@@ -542,8 +565,9 @@ class AlertEngine:
         if onset is not None and slope is not None:
             self._emit(
                 state, alerts, rule="hr_drift", direction="high", metric="hr_drift",
-                onset=onset, t=t, current=slope, threshold=cfg.slope_bpm_per_min,
-                message=f"Heart rate drifting {slope:.2f} bpm/min at steady output",
+                onset=onset, t=t, current=slope, threshold=cfg.rise_fraction,
+                message=f"Heart rate {100 * slope:.1f} % above the early steady level "
+                "at the same output (cardiac drift)",
             )  # fmt: skip
 
     def _power_fade(self, state: State, t: float, dt: float, alerts: list[Alert]) -> None:
@@ -553,8 +577,10 @@ class AlertEngine:
         excess: float | None
         if fade is None:
             excess = None
-        elif fade[1] < cfg.floor_fraction:
-            excess = -1.0  # resting, not fading: counts as back inside (re-arms)
+        elif fade[1] < cfg.floor_fraction or fade[1] * sig["best5"] < self._params.min_best_w:
+            # Resting, or riding easy (under the work floor, 75 % of FTP): not fading;
+            # counts as back inside (re-arms).
+            excess = -1.0
         else:
             excess = cfg.fade_fraction - fade[0]
         onset = self._machine(

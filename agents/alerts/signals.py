@@ -60,6 +60,8 @@ STEP_FRACTION = 0.25
 STOPPED_M_S = 0.5
 #: Steady 5 min powers kept for the fade reference (one a minute: six hours).
 _MAX_REFS = 360
+#: Heart-rate rise is compared only at an output within this fraction of the baseline's.
+_DRIFT_COMPARABLE = 0.05
 #: Windows (s) of the effort-step detector and of the "current 1 min" power.
 _SHORT_S = 10.0
 _LONG_S = 60.0
@@ -190,7 +192,7 @@ def new_signal_state() -> State:
         "lag": [None, None],  # times of the last effort step up and the last step down
         "bk": None,  # open bucket: [index, sum out, n out, sum hr, n hr, sum p, n p]
         "bks": [],  # closed buckets: [index, mean out, mean hr, mean p]
-        "base": None,  # EF baseline: [ef, mean output]
+        "base": None,  # steady baseline: [ef, mean output, mean hr]
         "best5": None,  # the fade rule's reference power (W) at the last bucket
         "refs": [],  # steady 5 min powers (one a minute) the steady reference is the median of
         "pref": None,  # [reference W, since session time s] from the plan, or None
@@ -439,7 +441,7 @@ def _ef_ratio(sig: State, p: SignalParams, bks: list[list[Any]], index: int,
     base = sig["base"]
     if base is None:
         if end_t - p.ef_window_s >= p.baseline_after_s:
-            sig["base"] = [ef, mean_out]
+            sig["base"] = [ef, mean_out, mean_hr]
         return None
     if abs(mean_out - base[1]) > p.comparable_fraction * base[1]:
         return None
@@ -448,19 +450,23 @@ def _ef_ratio(sig: State, p: SignalParams, bks: list[list[Any]], index: int,
 
 
 def _drift(sig: State, p: SignalParams, bks: list[list[Any]], index: int) -> float | None:
+    """How far heart rate has risen over the early steady baseline, at the same output.
+
+    A fraction of the baseline HR (0.05: 5 %), from the mean of the last
+    ``drift_window_s`` at steady output within 5 % of the baseline's. A slope over
+    minutes is not used: ordinary heart-rate wander (about 2 bpm over minutes, measured
+    on the shared steady run) makes a 10-20 min slope swing by 0.1-0.15 bpm/min.
+    """
     rows = _settled_rows(sig, p, bks, index, p.drift_window_s, p.steady_cv_drift)
-    if not rows:
+    base = sig["base"]
+    if not rows or base is None or len(base) < 3:
         return None
-    n = len(rows)
-    xs = [r[0] * BUCKET_S / 60.0 for r in rows]  # minutes
-    ys: list[float] = [r[2] for r in rows]
-    mx = sum(xs) / n
-    my = sum(ys) / n
-    sxx = sum((x - mx) ** 2 for x in xs)
-    if sxx <= 0:
+    mean_out = sum(b[1] for b in rows) / len(rows)
+    if abs(mean_out - base[1]) > _DRIFT_COMPARABLE * base[1]:
         return None
-    slope: float = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx
-    return slope
+    mean_hr = sum(b[2] for b in rows) / len(rows)
+    rise: float = mean_hr / base[2] - 1.0
+    return rise
 
 
 def _fade(sig: State, p: SignalParams, bks: list[list[Any]], index: int) -> list[float] | None:
