@@ -226,11 +226,12 @@ class AlertEngine:
         targets = self._targets(state, plan, t)
         if gap:
             rearm = dt > LONG_GAP_S
-            for machine in state["m"].values():
+            for key, machine in state["m"].items():
                 machine[0] = -1.0
                 machine[1] = None
                 if rearm:
-                    machine[2] = True
+                    # After a stop the heart-rate floor waits for the athlete again.
+                    machine[2] = key != "heart_rate:low"
         dt = min(dt, GAP_S)
         alerts: list[Alert] = []
         rules = self.config.rules
@@ -330,7 +331,9 @@ class AlertEngine:
         machines = state["m"]
         m = machines.get(key)
         if m is None:
-            m = machines[key] = [-1.0, None, True, t]
+            # A heart-rate floor applies once the athlete has reached it: a warm-up is
+            # not "too low". The low direction starts disarmed (re-armed from inside).
+            m = machines[key] = [-1.0, None, key != "heart_rate:low", t]
         if excess is None:
             # Dropout or not defined now: the dwell clock pauses, for a while.
             if t - m[3] > MAX_PAUSE_S:
