@@ -110,7 +110,7 @@ class WorkoutPlan(_Model):
     intervals: Annotated[list[Interval], Field(min_length=1, max_length=_MAX_INTERVALS)]
     #: After an interval change, power and pace are not judged for this long (the
     #: athlete changes effort; a trainer in ERG mode ramps).
-    grace_s: Annotated[float, Field(ge=0, le=300)] = 8.0
+    grace_s: Annotated[float, Field(ge=0, le=300)] = 5.0
     #: Heart rate follows a change of effort with a lag of a minute or two.
     hr_grace_s: Annotated[float, Field(ge=0, le=600)] = 90.0
 

@@ -76,6 +76,8 @@ _COOLDOWN_GROUP = {"ef_drop": "decoupling", "hr_drift": "decoupling"}
 #: (1 %: 2 W at 200 W, 3 s/km at 5:00 /km); heart rate by this many bpm.
 _MIN_EXCESS = 0.01
 _MIN_EXCESS_BPM = 1.0
+#: Pace wanders more (GPS): 2 % of the bound, 6 s/km at 5:00 /km.
+_MIN_EXCESS_PACE = 0.02
 _SLOW = -1.0  # lead_s of the fatigue rules: onset = start of the hold that fired
 
 
@@ -225,6 +227,7 @@ class AlertEngine:
         plan = state.get("plan")
         targets = self._targets(state, plan, t)
         if gap:
+            sig["obs"] = t
             rearm = dt > LONG_GAP_S
             for key, machine in state["m"].items():
                 machine[0] = -1.0
@@ -422,7 +425,7 @@ class AlertEngine:
         low, high, since = targets[0]
         if low is None and high is None:
             return
-        hr = self._judged(sig, sig["hr"], since, t, cfg.dwell_s)
+        hr = self._judged(sig, sig["hr"], self._params.hr_window_s, since, t, cfg.dwell_s)
         step_up, step_down = sig["lag"]
         for direction, bound in (("high", high), ("low", low)):
             if bound is None:
@@ -460,10 +463,20 @@ class AlertEngine:
         return bool(win["s"] / n < floor)
 
     @staticmethod
-    def _judged(sig: State, win: State, since: float, t: float, dwell_s: float) -> float | None:
-        """The window's median, once the current target has been watched for the dwell."""
-        t0 = sig["t0"]
-        if t - max(since, t0) < dwell_s:
+    def _judged(sig: State, win: State, span_s: float, since: float, t: float,
+                dwell_s: float) -> float | None:  # fmt: skip
+        """The window's median, once the athlete has been watched long enough.
+
+        After a plan's interval change (``since``: its start plus the grace period) the
+        dwell is enough: the window then holds only the new interval. At the session
+        start and after a gap in the samples, half the window (at least the dwell):
+        a median of the first seconds of riding is too noisy to judge.
+        """
+        start = max(sig["t0"], sig["obs"])
+        if since > start:
+            if t - since < dwell_s:
+                return None
+        elif t - start < max(dwell_s, 0.5 * span_s):
             return None
         return zone_median(win, since)
 
@@ -477,11 +490,11 @@ class AlertEngine:
         sig = state["sig"]
         # Stopped samples do not count (pace is undefined, not infinite): a light or a
         # junction is neither slow nor a reason to stop judging the rest.
-        speed = self._judged(sig, sig["sw"], since, t, cfg.dwell_s)
+        speed = self._judged(sig, sig["sw"], self._params.pace_window_s, since, t, cfg.dwell_s)
         pace = 1000.0 / speed if speed is not None else None
         for direction, bound in (("slow", slow), ("fast", fast)):
             excess = None if pace is None else (
-                (pace - bound if direction == "slow" else bound - pace) - _MIN_EXCESS * bound
+                (pace - bound if direction == "slow" else bound - pace) - _MIN_EXCESS_PACE * bound
             )  # fmt: skip
             onset = self._machine(
                 state, "pace", direction, t, dt, excess,
@@ -506,7 +519,7 @@ class AlertEngine:
             return
         sig = state["sig"]
         # Coasting samples do not count: freewheeling down a hill is not riding short.
-        power = self._judged(sig, sig["pw"], since, t, cfg.dwell_s)
+        power = self._judged(sig, sig["pw"], self._params.power_window_s, since, t, cfg.dwell_s)
         for direction, bound in (("high", high), ("low", low)):
             if bound is None:
                 continue

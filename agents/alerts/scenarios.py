@@ -24,7 +24,7 @@ ceiling: where a scenario has them, a ceiling alert is welcome but not owed.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from agents.alerts.config import (
     AlertConfig,
@@ -141,8 +141,8 @@ S: list[Scenario] = []
 A: list[Scenario] = []
 
 
-def _add(target: list[Scenario], **kw: object) -> None:
-    target.append(Scenario(seed=len(S) + len(A) + 1, **kw))  # type: ignore[arg-type]
+def _add(target: list[Scenario], **kw: Any) -> None:
+    target.append(Scenario(seed=len(S) + len(A) + 1, **kw))
 
 
 # --- coasting: never an alert --------------------------------------------------------
@@ -213,7 +213,7 @@ for i, (slow_s, factor, every_s, noise) in enumerate(
         id=f"turns-run-{i + 1}",
         kind="turns",
         sport="run",
-        noise=noise,  # type: ignore[arg-type]
+        noise=noise,
         description=f"Run on target, 5:00 /km (target 5:00 ± 15 s), 45 min; slows to "
         f"{int(factor * 100)} % of speed for {slow_s} s at a turn every {every_s} s. "
         "No alert.",
@@ -261,7 +261,7 @@ for i, (pace, target, tol, noise, what) in enumerate(
         id=f"gps-near-bound-{i + 1}",
         kind="gps-noise",
         sport="run",
-        noise=noise,  # type: ignore[arg-type]
+        noise=noise,
         description=f"Steady run at {pace // 60}:{pace % 60:02d} /km, target "
         f"{target // 60}:{target % 60:02d} ± {tol} s, 40 min: {what}, with "
         f"{'GPS' if noise == 'gps' else 'foot pod'} wander. No alert.",
@@ -294,7 +294,7 @@ for i, (sport, level, minutes, drift) in enumerate(
         S,
         id=f"normal-drift-{i + 1}",
         kind="normal-drift",
-        sport=sport,  # type: ignore[arg-type]
+        sport=sport,
         noise="footpod" if sport == "run" else "outdoor",
         drift_bpm_per_min=drift,
         description=f"Steady {sport} for {minutes} min at "
@@ -921,7 +921,7 @@ for i, (sport, level, minutes, drift) in enumerate(
         S,
         id=f"cardiac-drift-{i + 1}",
         kind="cardiac-drift",
-        sport=sport,  # type: ignore[arg-type]
+        sport=sport,
         noise="footpod" if sport == "run" else "outdoor",
         drift_bpm_per_min=drift,
         description=f"Steady {sport} for {minutes} min at "

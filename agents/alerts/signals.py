@@ -183,6 +183,7 @@ def new_signal_state() -> State:
         "hr": _zone_window(),  # heart rate
         "pw": _zone_window(),  # power while pedalling
         "sw": _zone_window(),  # speed while moving
+        "obs": float("-inf"),  # end of the last gap in the samples
         "d": 0.0,  # distance from speed (m), for distance-based plan intervals
         "o10": _window(),  # output (power, else speed), 10 s
         "o60": _window(),  # output, 60 s

@@ -38,7 +38,7 @@ __all__ = ["Event", "Noise", "Segment", "Simulated", "simulate"]
 Array = npt.NDArray[np.float64]
 Noise = Literal["indoor", "outdoor", "footpod", "gps", "clean"]
 
-_POWER_VAR = {"indoor": 0.05, "outdoor": 0.08, "footpod": 0.04, "gps": 0.04, "clean": 0.02}
+_POWER_VAR = {"indoor": 0.04, "outdoor": 0.08, "footpod": 0.04, "gps": 0.04, "clean": 0.02}
 _SPEED_SD = {"footpod": (0.07, 3.0), "gps": (0.12, 5.0), "indoor": (0.1, 5.0),
              "outdoor": (0.3, 5.0), "clean": (0.03, 3.0)}  # fmt: skip
 
