@@ -425,11 +425,12 @@ class AlertEngine:
         low, high, since = targets[0]
         if low is None and high is None:
             return
-        hr = self._judged(sig, sig["hr"], self._params.hr_window_s, since, t, cfg.dwell_s)
+        judged = self._judged(sig, sig["hr"], self._params.hr_window_s, since, t, cfg.dwell_s)
         step_up, step_down = sig["lag"]
         for direction, bound in (("high", high), ("low", low)):
             if bound is None:
                 continue
+            hr = None if judged is None else judged[1 if direction == "high" else 0]
             # HR still catching up with the effort: a step up leaves it low for a
             # while, a step down leaves it high; neither is worth an alert.
             step = step_down if direction == "high" else step_up
@@ -464,8 +465,8 @@ class AlertEngine:
 
     @staticmethod
     def _judged(sig: State, win: State, span_s: float, since: float, t: float,
-                dwell_s: float) -> float | None:  # fmt: skip
-        """The window's median, once the athlete has been watched long enough.
+                dwell_s: float) -> tuple[float, float] | None:  # fmt: skip
+        """The window's (low, high) medians, once the athlete was watched long enough.
 
         After a plan's interval change (``since``: its start plus the grace period) the
         dwell is enough: the window then holds only the new interval. At the session
@@ -490,9 +491,10 @@ class AlertEngine:
         sig = state["sig"]
         # Stopped samples do not count (pace is undefined, not infinite): a light or a
         # junction is neither slow nor a reason to stop judging the rest.
-        speed = self._judged(sig, sig["sw"], self._params.pace_window_s, since, t, cfg.dwell_s)
-        pace = 1000.0 / speed if speed is not None else None
+        speeds = self._judged(sig, sig["sw"], self._params.pace_window_s, since, t, cfg.dwell_s)
         for direction, bound in (("slow", slow), ("fast", fast)):
+            # Slow is speed too low; the (low, high) medians of speed.
+            pace = None if speeds is None else 1000.0 / speeds[0 if direction == "slow" else 1]
             excess = None if pace is None else (
                 (pace - bound if direction == "slow" else bound - pace) - _MIN_EXCESS_PACE * bound
             )  # fmt: skip
@@ -519,10 +521,11 @@ class AlertEngine:
             return
         sig = state["sig"]
         # Coasting samples do not count: freewheeling down a hill is not riding short.
-        power = self._judged(sig, sig["pw"], self._params.power_window_s, since, t, cfg.dwell_s)
+        judged = self._judged(sig, sig["pw"], self._params.power_window_s, since, t, cfg.dwell_s)
         for direction, bound in (("high", high), ("low", low)):
             if bound is None:
                 continue
+            power = None if judged is None else judged[1 if direction == "high" else 0]
             excess = None if power is None else (
                 (power - bound if direction == "high" else bound - power) - _MIN_EXCESS * bound
             )  # fmt: skip

@@ -152,24 +152,27 @@ def _zone_push(win: State, t: float, value: float | None, span_s: float) -> None
         del vs[0]
 
 
-def zone_median(win: State, since_t: float) -> float | None:
-    """Median of the window's counted values at or after ``since_t``.
+def zone_median(win: State, since_t: float) -> tuple[float, float] | None:
+    """(low, high): the window's medians for judging "too low" and "too high".
 
-    None when fewer than half of the samples there count (coasting, stopped, dropouts)
-    or fewer than three do: a judgement needs the athlete to be doing the thing judged.
-    A median ignores any transient that fills less than half the window: a coast, a
-    turn, a surge, a spike.
+    Over the samples at or after ``since_t``, those that do not count (coasting for
+    power, stopped for pace, a dropout) count as inside, so a direction can only be
+    out when more than half of all the samples are out that way: ``low`` is the value
+    that more than half the samples are at or under, ``high`` the value more than half
+    are at or over. Without dropouts both are the median. A median ignores anything
+    that fills less than half the window: a coast, a turn, a surge, a spike. None with
+    fewer than three samples that count, or when no more than half of them count.
     """
     ts: list[float] = win["t"]
     vs: list[float | None] = win["v"]
     i = bisect_left(ts, since_t) if ts and ts[0] < since_t else 0
     values = [v for v in vs[i:] if v is not None]
     n = len(values)
-    if n < 3 or 2 * n < len(ts) - i:
+    k = (len(ts) - i) // 2
+    if n < 3 or n <= k:
         return None
     values.sort()
-    mid = n // 2
-    return values[mid] if n % 2 else 0.5 * (values[mid - 1] + values[mid])
+    return values[k], values[n - 1 - k]
 
 
 def new_signal_state() -> State:
