@@ -9,8 +9,6 @@ import random
 import time
 from collections.abc import Iterable, Sequence
 
-import pytest
-
 from agents.alerts.config import (
     AlertConfig,
     EfDropRule,
