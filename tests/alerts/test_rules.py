@@ -315,6 +315,30 @@ def test_w_prime_balance_under_a_quarter_alerts() -> None:
     assert alerts[0].current < 5000.0
 
 
+def test_w_prime_recovers_through_a_stop_without_samples() -> None:
+    # 2 min at 400 W empties most of W'; a 10 min stop with the computer auto-paused;
+    # then 1 min at 330 W. Skiba: after the stop the deficit is e^(-250 * 600 / 20000)
+    # of what it was, nearly nothing, so the second effort (4.8 kJ) leaves ~75 %.
+    athlete = AthleteProfile(ftp_w=250.0, w_prime_j=20_000.0)
+    rules = Rules(heart_rate=HeartRateRule(enabled=False), w_prime=WPrimeRule())
+    engine = AlertEngine(AlertConfig(rules=rules), athlete)
+    before = [AlertSample(float(i), 150.0, 200.0 if i < 300 else 400.0, None) for i in range(420)]
+    after = [AlertSample(1020.0 + i, 150.0, 330.0 if i < 60 else 150.0, None) for i in range(200)]
+    state = engine.new_state("stop")
+    alerts: list[Alert] = []
+    for sample in before:
+        state, raised = engine.update(state, sample)
+        alerts += raised
+    low = state["sig"]["wb"]
+    assert low < 5_000 and len(alerts) == 1
+    for sample in after:
+        state, raised = engine.update(state, sample)
+        alerts += raised
+        if sample.t_s == 1020.0:
+            assert state["sig"]["wb"] > 19_000  # recovered through the stop
+    assert len(alerts) == 1  # no second W' alert after the stop
+
+
 def test_power_fade_against_the_best_five_minutes() -> None:
     athlete = AthleteProfile(ftp_w=250.0)
     rules = Rules(heart_rate=HeartRateRule(enabled=False), power_fade=PowerFadeRule())
