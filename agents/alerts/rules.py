@@ -150,6 +150,8 @@ class AlertEngine:
         r = config.rules
         self._hr_low, self._hr_high = resolve_hr_bounds(r.heart_rate, athlete)
         self._p_low, self._p_high = resolve_power_bounds(r.power, athlete)
+        self._hr_judged = self._hr_low is not None or self._hr_high is not None
+        self._power_judged = self._p_low is not None or self._p_high is not None
         self._params = SignalParams(
             hr_window_s=max(r.heart_rate.window_s, 2 * r.heart_rate.dwell_s),
             coast_w=r.power.coast_below_w,
@@ -189,6 +191,12 @@ class AlertEngine:
             if plan is None
             else {
                 "rows": plan_rows(plan),
+                # Whether any interval has a power, pace, heart-rate target.
+                "k": [
+                    any(iv.power_w is not None for iv in plan.intervals),
+                    any(iv.pace_s_per_km is not None for iv in plan.intervals),
+                    any(iv.heart_rate_bpm is not None for iv in plan.intervals),
+                ],
                 "cur": [0, None, 0.0],
                 "g": plan.grace_s,
                 "hg": plan.hr_grace_s,
@@ -220,11 +228,18 @@ class AlertEngine:
         if sig["t"] is not None and t <= sig["t"]:
             # A replayed, duplicated or out-of-order sample: already accounted for.
             return state, []
+        plan = state.get("plan")
+        kinds = plan["k"] if plan is not None else (False, False, False)
+        rules = self.config.rules
+        judged = (
+            rules.heart_rate.enabled and (self._hr_judged or kinds[2]),
+            rules.power.enabled and (self._power_judged or kinds[0]),
+            rules.pace.enabled and (rules.pace.target_s_per_km is not None or kinds[1]),
+        )
         dt, gap = update_signals(
             sig, self._params, t, sample.heart_rate_bpm, sample.power_w, sample.speed_m_s,
-            sample.cadence_rpm,
+            sample.cadence_rpm, judged,
         )  # fmt: skip
-        plan = state.get("plan")
         targets = self._targets(state, plan, t)
         if gap:
             sig["obs"] = t
@@ -237,7 +252,6 @@ class AlertEngine:
                     machine[2] = key != "heart_rate:low"
         dt = min(dt, GAP_S)
         alerts: list[Alert] = []
-        rules = self.config.rules
         if rules.heart_rate.enabled:
             self._heart_rate(state, t, dt, alerts, targets)
         if rules.pace.enabled:
@@ -473,13 +487,14 @@ class AlertEngine:
         start and after a gap in the samples, half the window (at least the dwell):
         a median of the first seconds of riding is too noisy to judge.
         """
-        start = max(sig["t0"], sig["obs"])
+        t0 = sig["t0"]
+        start = max(t0, sig["obs"])
         if since > start:
             if t - since < dwell_s:
                 return None
         elif t - start < max(dwell_s, 0.5 * span_s):
             return None
-        return zone_median(win, since)
+        return zone_median(win, since - t0)
 
     def _pace(
         self, state: State, t: float, dt: float, alerts: list[Alert], targets: _Targets

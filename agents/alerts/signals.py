@@ -155,8 +155,9 @@ def _zone_push(win: State, t: float, value: float | None, span_s: float) -> None
 def zone_median(win: State, since_t: float) -> tuple[float, float] | None:
     """(low, high): the window's medians for judging "too low" and "too high".
 
-    Over the samples at or after ``since_t``, those that do not count (coasting for
-    power, stopped for pace, a dropout) count as inside, so a direction can only be
+    Over the samples at or after ``since_t`` (seconds from the session's first
+    sample), those that do not count (coasting for power, stopped for pace, a dropout)
+    count as inside, so a direction can only be
     out when more than half of all the samples are out that way: ``low`` is the value
     that more than half the samples are at or under, ``high`` the value more than half
     are at or over. Without dropouts both are the median. A median ignores anything
@@ -256,8 +257,9 @@ def _mean(win: State, min_n: int) -> float | None:
 
 
 def update_signals(sig: State, p: SignalParams, t: float, hr: float | None,
-                   power: float | None, speed: float | None,
-                   cadence: float | None = None) -> tuple[float, bool]:  # fmt: skip
+                   power: float | None, speed: float | None, cadence: float | None = None,
+                   judged: tuple[bool, bool, bool] = (True, True, True),
+                   ) -> tuple[float, bool]:  # fmt: skip
     """Feed one sample; returns (dt since the previous sample, whether it was a gap)."""
     prev_t = sig["t"]
     if sig["t0"] is None:
@@ -276,13 +278,22 @@ def update_signals(sig: State, p: SignalParams, t: float, hr: float | None,
     power = _median3(med[1], _clean(power, _POWER_RANGE))
     speed = _median3(med[2], _clean(speed, _SPEED_RANGE))
 
-    _zone_push(sig["hr"], t, hr, p.hr_window_s)
-    # Coasting (no pedalling: power near zero, or a cadence of zero) is not effort the
-    # power rule can judge: such samples do not count, whatever their number.
-    pedalling = power is not None and power > p.coast_w and cadence != 0
-    _zone_push(sig["pw"], t, power if pedalling else None, p.power_window_s)
-    moving = speed is not None and speed >= STOPPED_M_S
-    _zone_push(sig["sw"], t, speed if moving else None, p.pace_window_s)
+    # Zone windows only for the channels a rule judges (``judged``: heart rate, power,
+    # pace), with times from the first sample and values rounded: the state goes to
+    # the changelog with every record.
+    rel = round(t - sig["t0"], 2)
+    if judged[0]:
+        _zone_push(sig["hr"], rel, None if hr is None else round(hr, 1), p.hr_window_s)
+    if judged[1]:
+        # Coasting (no pedalling: power near zero, or a cadence of zero) is not effort
+        # the power rule can judge: such samples do not count, whatever their number.
+        pedalling = power is not None and power > p.coast_w and cadence != 0
+        value = round(power, 1) if pedalling and power is not None else None
+        _zone_push(sig["pw"], rel, value, p.power_window_s)
+    if judged[2]:
+        moving = speed is not None and speed >= STOPPED_M_S
+        value = round(speed, 3) if moving and speed is not None else None
+        _zone_push(sig["sw"], rel, value, p.pace_window_s)
     if speed is not None and dt > 0:
         sig["d"] += speed * min(dt, GAP_S)
     if power is not None and not sig["has_p"]:
