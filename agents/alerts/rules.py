@@ -4,27 +4,31 @@ Pure and broker-independent. The Faust alert agent keeps one JSON-able state dic
 session in a changelog-backed table and calls, for every sample::
 
     engine = AlertEngine(config, athlete)        # rebuilt when the config changes
-    state = table.get(session_id) or engine.new_state(session_id)
-    state, alerts = engine.update(state, AlertSample(t_s, hr, power, speed))
+    state = table.get(session_id) or AlertEngine.new_state(session_id, plan)
+    state, alerts = engine.update(state, AlertSample(t_s, hr, power, speed, cadence))
     table[session_id] = state
     for alert in alerts: publish alert.to_event(); store it in live_alerts by alert.id
 
 Every rule direction (``heart_rate:high``, ``heart_rate:low``, ``pace:slow`` ...) is one
 state machine over a scalar "excess" (how far the signal is beyond its threshold,
-positive when outside):
+positive when outside). What the rules owe, in a coach's words, is in docs/alerts.md.
 
-- the condition must hold for ``dwell_s`` of sample time before the alert fires; a
-  missing value (sensor dropout) pauses the dwell clock (it neither counts nor fires)
-  for up to :data:`~agents.alerts.signals.MAX_PAUSE_S`, then restarts it,
-  a gap between samples (over :data:`~agents.alerts.signals.GAP_S`) restarts it (and
-  a pause over :data:`~agents.alerts.signals.LONG_GAP_S` re-arms the rule), and a
-  value back inside restarts it, so a single-sample spike (already removed by the
-  median filter) or a brief crossing cannot fire;
-- after firing, the direction re-arms only once the value came back inside by the
-  rule's ``hysteresis`` margin, so a value hovering on the boundary fires once;
-- two alerts of one rule are at least ``cooldown_s`` apart;
-- heart-rate rules are suspended for ``lag_s`` after a step in effort, in the direction
-  the lag would trip (low after a step up, high after a step down).
+- Zone rules (heart rate, pace, power) judge sustained deviation: the value that more
+  than half of the samples of the last ``window_s`` are beyond
+  (:func:`~agents.alerts.signals.zone_median`), samples that do not count (coasting,
+  stopped, missing) counting as inside, beyond the bound by a "large enough" margin.
+  A plan's current interval gives the bounds, judged from its start plus a grace
+  period; otherwise the athlete's configured bounds apply.
+- Fatigue rules hold for ``dwell_s`` of sample time on signals refreshed every 10 s; a
+  missing value pauses the hold for up to :data:`~agents.alerts.signals.MAX_PAUSE_S`.
+- A gap between samples (over :data:`~agents.alerts.signals.GAP_S`) restarts every
+  hold; a pause over :data:`~agents.alerts.signals.LONG_GAP_S` re-arms every rule.
+- After firing, a direction re-arms only once the value came back inside by the rule's
+  ``hysteresis``, so a value hovering on the boundary fires once; two alerts of one
+  rule (or of the decoupling pair, EF and drift) are at least ``cooldown_s`` apart.
+- Heart-rate rules are suspended for ``lag_s`` after a step in effort, in the direction
+  the lag would trip; a floor applies once the athlete has reached it, and not while
+  stopped or coasting.
 
 Alert ids are a UUID 5 of session id, rule direction and onset time: a worker that
 restarts from an older state and replays the same samples raises the same ids, which

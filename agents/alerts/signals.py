@@ -1,18 +1,18 @@
 """The signals the alert rules watch, computed incrementally from raw samples.
 
-One call of :func:`update_signals` per sample turns heart rate, power and speed into
-the scalars the rules compare with their thresholds: 5 s heart rate, a short rolling
-power mean, rolling pace, W' balance, and — once per 10 s bucket — the fatigue
-signals (rolling efficiency factor against the early steady baseline, HR drift slope
-at steady output, 5 min and 1 min power against the session's best 5 min). It also
-detects steps in effort, after which heart rate lags output by a minute or two.
+One call of :func:`update_signals` per sample keeps the zone windows (heart rate,
+pedalling power, moving speed: times and values of the last ``window_s``, judged by
+:func:`zone_median`), W' balance (recovering through gaps), the distance a plan's
+distance intervals need, and, once per 10 s bucket, the fatigue signals: rolling
+efficiency factor against the early steady baseline, heart rate's rise over that
+baseline at the same output, 5 min and 1 min power against the steady reference. It
+also detects steps in effort, after which heart rate lags output by a minute or two.
 
 Why a module of our own rather than ``agents/session_metrics``: the alert path needs a
 state that is a compact JSON-able dict (it lives in a changelog-backed Faust table)
 and costs tens of microseconds per sample, and it needs signals the session metrics do
-not carry (effort steps, steady-window drift slope, EF against an early baseline). The
-definitions follow ``DOMAIN.md``; ``agents/alerts/labels.py`` computes the same
-quantities offline, with full-session knowledge, to label recordings.
+not carry (effort steps, steady baselines, coasting-aware windows). The definitions
+follow ``DOMAIN.md``.
 
 Inputs are cleaned on the way in: out-of-range values are dropouts (``None``), and a
 median of the last three samples per channel removes single-sample spikes at the cost
