@@ -30,8 +30,9 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
-from agents.alert_config import AlertConfig
-from agents.alert_rules import AlertEngine, AlertSample
+from agents.alerts.config import AlertConfig
+from agents.alerts.plan import PlanError, WorkoutPlan, parse_plan
+from agents.alerts.rules import AlertEngine, AlertSample
 from agents.lifecycle import LifecycleError
 from agents.session_metrics import SessionMetrics
 from pipeline.models import AthleteProfile
@@ -64,6 +65,19 @@ def _profile_from(payload: dict[str, Any]) -> AthleteProfile:
     except ValidationError as exc:
         log.warning("ignoring an invalid athlete profile: %s", exc.errors()[0]["msg"])
         return AthleteProfile()
+
+
+def _plan_from(payload: dict[str, Any], profile: AthleteProfile) -> WorkoutPlan | None:
+    """The session's structured workout (``metadata.plan``), validated by the edge."""
+    metadata = payload.get("metadata")
+    document = metadata.get("plan") if isinstance(metadata, dict) else None
+    if document is None:
+        return None
+    try:
+        return parse_plan(document, profile.ftp_w)
+    except PlanError as exc:
+        log.warning("ignoring an invalid plan: %s", exc)
+        return None
 
 
 def _alert_config_from(payload: dict[str, Any], profile: AthleteProfile) -> AlertConfig:
@@ -149,7 +163,7 @@ class Processor:
         return {
             "user_id": user_id,
             "metrics": metrics.to_dict(),
-            "alerts": AlertEngine.new_state(session_id),
+            "alerts": AlertEngine.new_state(session_id, _plan_from(payload, profile)),
             "alert_config": _alert_config_from(payload, profile).to_jsonb(),
             "emitted_t": None,
         }
@@ -247,14 +261,20 @@ class Processor:
                 continue
             alert_state, alerts = engine.update(
                 alert_state,
-                AlertSample(sample.t, sample.heart_rate, sample.power_w, sample.speed_m_s),
+                AlertSample(
+                    sample.t, sample.heart_rate, sample.power_w, sample.speed_m_s, sample.cadence
+                ),
             )
             for alert in alerts:
                 out.events.append(
                     {**base, "type": "alert", "timestamp": sample.t, "alert": alert.to_event()}
                 )
         if last_t is not None and (emitted_t is None or last_t - emitted_t >= METRICS_INTERVAL_S):
-            out.events.append(self._metrics_event(metrics, base, last_t))
+            event = self._metrics_event(metrics, base, last_t)
+            interval = AlertEngine.current_interval(alert_state)
+            if interval is not None:
+                event["metrics"]["interval"] = interval  # the plan's, for the dashboard
+            out.events.append(event)
             emitted_t = last_t
         state["alerts"] = alert_state
         state["emitted_t"] = emitted_t

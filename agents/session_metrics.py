@@ -22,7 +22,10 @@ Input handling (see ``docs/metrics.md``):
   power as 0 W, GoldenCheetah's convention, once the session has seen power;
 - each sample stands for the time since the previous one, capped at
   :data:`MAX_SAMPLE_DT_S` (a longer gap is a dropout or an auto-pause, not effort);
-  the first sample after a start or resume stands for :data:`NOMINAL_DT_S`.
+  the first sample after a start or resume stands for :data:`NOMINAL_DT_S`;
+- W' balance recovers through the whole time between samples, stops and pauses
+  included (at 0 W, in closed form), and TSS counts GoldenCheetah's hours: samples
+  times the recording interval (the most common spacing), not moving time.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from agents.laps import LAP_DISTANCE_M, LAP_TIME_S, MOVING_SPEED_MIN_M_S, LapMod
 from agents.lifecycle import State, transition
 from agents.rolling import CountWindow, TimeWindow
 from agents.trimp import hrtss, trimp_increment
-from agents.wprime import w_prime_step
+from agents.wprime import w_prime_recover, w_prime_step
 from agents.zones import AthleteZones
 from pipeline.models import AthleteProfile
 
@@ -45,6 +48,8 @@ STATE_VERSION = 1
 MAX_SAMPLE_DT_S = 10.0
 #: What the first sample of a stretch stands for: one interval at 1 Hz.
 NOMINAL_DT_S = 1.0
+#: Distinct sample spacings counted for the recording interval (see ``tss_hours``).
+MAX_SPACINGS = 32
 #: A "current" value older than this is a dropout and shown as None.
 STALE_S = 5.0
 #: Window spans of the live figures.
@@ -125,6 +130,8 @@ class SessionMetrics:
         self.power_seen = False
         self.w_bal_j = self.profile.w_prime_j
         self.w_bal_min_j = self.profile.w_prime_j
+        #: How often each spacing between samples occurred ("1": 3600), for TSS hours.
+        self.spacings: dict[str, int] = {}
         self.trimp = 0.0
         # Blocks of (HR, output) pairs for the exact decoupling split; see
         # agents.decoupling. The agent passes a changelog-backed table here.
@@ -227,6 +234,17 @@ class SessionMetrics:
 
         origin = self._dt_origin
         dt = NOMINAL_DT_S if origin is None else min(t - origin, MAX_SAMPLE_DT_S)
+        # Time that passed with no sample (a stop, a pause, a radio gap): the sample
+        # after it stands for one nominal second of its power, and W' balance recovers
+        # through the rest at 0 W.
+        w_dt, rest_s = dt, 0.0
+        if self.last_t is not None and t - self.last_t > MAX_SAMPLE_DT_S:
+            w_dt = NOMINAL_DT_S
+            rest_s = t - self.last_t - NOMINAL_DT_S
+        elif self.last_t is not None and origin is None:
+            rest_s = max(0.0, t - self.last_t - dt)  # after a resume
+        if self.last_t is not None:
+            self._count_interval(t - self.last_t)
         self.last_t = t
         self._dt_origin = t
         if sample.seq is not None:
@@ -269,8 +287,12 @@ class SessionMetrics:
         self.np_sum4 += rolling**4
         self.np_n += 1
         if self.power_seen:
+            if rest_s > 0:
+                self.w_bal_j = w_prime_recover(
+                    self.w_bal_j, 0.0, rest_s, profile.critical_power_w, profile.w_prime_j
+                )
             self.w_bal_j = w_prime_step(
-                self.w_bal_j, p, dt, profile.critical_power_w, profile.w_prime_j
+                self.w_bal_j, p, w_dt, profile.critical_power_w, profile.w_prime_j
             )
             self.w_bal_min_j = min(self.w_bal_min_j, self.w_bal_j)
 
@@ -284,6 +306,27 @@ class SessionMetrics:
         self.lap.add(t, dt, distance_step, hr, power, speed, cadence)
         self._auto_lap()
         return "accepted"
+
+    def _count_interval(self, spacing_s: float) -> None:
+        # Spacings to the millisecond; a handful of distinct values in practice (1 s, or
+        # a smart-recording device's few), bounded so a jittery clock cannot grow it.
+        key = f"{round(spacing_s, 3):g}"
+        counts = self.spacings
+        if key in counts or len(counts) < MAX_SPACINGS:
+            counts[key] = counts.get(key, 0) + 1
+
+    @property
+    def recording_interval_s(self) -> float:
+        """The most common spacing of samples (GoldenCheetah's recording interval)."""
+        if not self.spacings:
+            return NOMINAL_DT_S
+        key = max(self.spacings, key=lambda k: (self.spacings[k], -float(k)))
+        return float(key)
+
+    @property
+    def tss_hours(self) -> float:
+        """GoldenCheetah's hours for TSS: samples x recording interval (not moving time)."""
+        return self.np_n * self.recording_interval_s / 3600.0
 
     def _in_pause(self, t: float) -> bool:
         """Was ``t`` paused time? A sample taken before a pause may still arrive during it."""
@@ -366,7 +409,7 @@ class SessionMetrics:
         intensity = self.intensity_factor
         if intensity is None:
             return None
-        return 100.0 * self.totals.moving_s / 3600.0 * intensity**2
+        return 100.0 * self.tss_hours * intensity**2
 
     @property
     def decoupling_pct(self) -> float | None:
@@ -524,6 +567,7 @@ class SessionMetrics:
             "w_bal_j": self.w_bal_j,
             "w_bal_min_j": self.w_bal_min_j,
             "trimp": self.trimp,
+            "spacings": self.spacings,
             "decoupling_power": self.decoupling_power.to_dict(),
             "decoupling_speed": self.decoupling_speed.to_dict(),
             "device_distance_m": self._device_distance_m,
@@ -569,6 +613,7 @@ class SessionMetrics:
         metrics.w_bal_j = float(data["w_bal_j"])
         metrics.w_bal_min_j = float(data["w_bal_min_j"])
         metrics.trimp = float(data["trimp"])
+        metrics.spacings = {str(k): int(v) for k, v in data.get("spacings", {}).items()}
         metrics.decoupling_power = HalfSplitSums.from_dict(data["decoupling_power"], block_store)
         metrics.decoupling_speed = HalfSplitSums.from_dict(data["decoupling_speed"], block_store)
         metrics._device_distance_m = data["device_distance_m"]

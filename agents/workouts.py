@@ -7,15 +7,14 @@ constant, plus, in some sessions, a slow cardiac drift), then into what a device
 send: sensor noise, single-sample spikes, dropouts of one channel and short gaps with
 no sample at all. Everything is drawn from a seeded RNG, so a seed is a session.
 
-The labels are those of :func:`agents.alert_labels.label_session` applied to the
-noise-free truth: the excursions a perfect observer of the athlete would flag.
-Bounds are chosen from the truth so that the interesting cases are there — true
-excursions, values hovering just inside a boundary, fatigue that does or does not
-cross its threshold — while no true value creeps across a bound so slowly that
-whether it is "out" is a coin toss.
+Bounds are chosen from the truth so that the interesting cases are there: true
+excursions, values hovering just inside a boundary, fatigue.
 
 :func:`demo_workout` is the realistic session ``livecoach up`` plays for its demo
-athlete; :func:`labelled_set` is the evaluation set of ``livecoach alerts-eval``.
+athlete; :func:`labelled_set` a fixed set of synthetic sessions of every kind. These
+sessions carry no labels: the accuracy of the alerts is measured on the scenarios of
+:mod:`agents.alerts.scenarios`, whose expected alerts are written by hand (issue 14:
+labels computed from the rules' own definitions measured nothing).
 """
 
 from __future__ import annotations
@@ -27,7 +26,7 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-from agents.alert_config import (
+from agents.alerts.config import (
     AlertConfig,
     EfDropRule,
     HeartRateRule,
@@ -38,8 +37,7 @@ from agents.alert_config import (
     Rules,
     WPrimeRule,
 )
-from agents.alert_labels import Excursion, SessionArrays, label_session
-from agents.alert_rules import AlertSample
+from agents.alerts.rules import AlertSample
 from pipeline.models import AthleteProfile
 
 __all__ = ["Block", "Workout", "demo_workout", "generate_workout", "labelled_set"]
@@ -63,6 +61,20 @@ class Block:
 
 
 @dataclass(frozen=True, slots=True)
+class SessionArrays:
+    """A session's truth on a 1 s grid; NaN where a channel is missing.
+
+    ``present`` is False where no sample exists at all (a gap in the recording).
+    """
+
+    t0_s: float
+    hr: Array
+    power: Array
+    speed: Array
+    present: npt.NDArray[np.bool_]
+
+
+@dataclass(frozen=True, slots=True)
 class Workout:
     name: str
     sport: Sport
@@ -74,10 +86,6 @@ class Workout:
     samples: tuple[AlertSample, ...]
     #: The noise-free truth on a 1 s grid.
     truth: SessionArrays
-    labels: tuple[Excursion, ...]
-
-    def labels_for(self, rule: str) -> list[Excursion]:
-        return [label for label in self.labels if label.rule == rule]
 
 
 def _athlete(rng: np.random.Generator) -> AthleteProfile:
@@ -311,7 +319,6 @@ def generate_workout(seed: int, sport: Sport | None = None, kind: str | None = N
         if present[i]
     )
     truth = SessionArrays(truth.t0_s, truth.hr, truth.power, truth.speed, present)
-    labels = tuple(label_session(truth, config, athlete))
     return Workout(
         name=f"{sport}-{kind}-{seed}",
         sport=sport,
@@ -321,7 +328,6 @@ def generate_workout(seed: int, sport: Sport | None = None, kind: str | None = N
         blocks=tuple(blocks),
         samples=samples,
         truth=truth,
-        labels=labels,
     )
 
 
@@ -360,7 +366,7 @@ def demo_workout(seed: int = 7) -> Workout:
 
 
 def labelled_set(n_sessions: int = 40, first_seed: int = 1000) -> list[Workout]:
-    """The synthetic half of the evaluation set: every sport and kind, fixed seeds."""
+    """Synthetic sessions of every sport and kind, fixed seeds (tests, benchmarks)."""
     kinds: list[tuple[Sport, str]] = [
         ("ride", "intervals"),
         ("ride", "endurance"),

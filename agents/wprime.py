@@ -33,6 +33,22 @@ def w_prime_step(
     return min(w_prime_j, recovered)
 
 
+def w_prime_recover(
+    w_bal_j: float, power_w: float, elapsed_s: float, cp_w: float, w_prime_j: float
+) -> float:
+    """The balance after ``elapsed_s`` seconds at a constant ``power_w`` below CP, exactly.
+
+    The differential model's recovery, ``dW/dt = (CP - P) (W' - W) / W'``, solved in
+    closed form: the deficit ``W' - W`` decays as ``e^(-(CP - P) t / W')``. Used for
+    time that passed without samples (a stop, a pause, a radio gap), where one explicit
+    step would overshoot and a capped step would forget most of the rest.
+    """
+    if elapsed_s <= 0 or power_w >= cp_w:
+        return w_bal_j
+    deficit_j = (w_prime_j - w_bal_j) * math.exp(-(cp_w - power_w) * elapsed_s / w_prime_j)
+    return w_prime_j - deficit_j
+
+
 def skiba_tau_s(powers_w: Sequence[float], cp_w: float) -> float:
     """Skiba's recovery time constant from the mean of the samples below CP.
 

@@ -176,10 +176,10 @@ def _cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 def _cmd_alerts_eval(args: argparse.Namespace, settings: Settings) -> int:
     from pathlib import Path
 
-    from agents.alerts_eval import main as alerts_eval
+    from agents.alerts.evaluation import main as alerts_eval
 
     recordings = Path(args.recordings) if args.recordings else None
-    return alerts_eval(as_json=args.json, n_synthetic=args.sessions, recordings_dir=recordings)
+    return alerts_eval(as_json=args.json, noise_seeds=args.noise_seeds, recordings_dir=recordings)
 
 
 def _cmd_analyze(args: argparse.Namespace, settings: Settings) -> int:
@@ -414,7 +414,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("alerts-eval", help="precision and recall of every alert rule")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument(
-        "--sessions", type=_positive_int, default=80, help="synthetic sessions (default 80)"
+        "--noise-seeds",
+        type=_positive_int,
+        default=1,
+        help="replay every scenario with this many noise draws (default 1)",
     )
     p.add_argument("--recordings", help="folder of recordings (default: the shared data)")
     p.set_defaults(handler=_cmd_alerts_eval)

@@ -123,6 +123,31 @@ def test_a_profile_change_reaches_the_alert_rules() -> None:
     assert len(fired) == 1 and fired[0]["alert"]["rule"] == "heart_rate"
 
 
+def test_a_plan_in_the_start_metadata_sets_targets_and_shows_the_interval() -> None:
+    processor = Processor()
+    plan = {
+        "intervals": [
+            {"name": "easy", "duration_s": 120, "power_w": {"low": 100, "high": 160}},
+            {"name": "rep", "duration_s": 300, "power_w": {"low": 247, "high": 273}},
+        ]
+    }
+    t0 = 1_767_261_600
+    state = processor.process(None, _control("start", t0, metadata={"plan": plan})).state
+    # Easy as planned, then the rep ridden at 200 W: under its target, not the easy one's.
+    samples = [
+        {"session_id": 7, "t": t0 + 1 + i, "power_w": 130.0 if i < 120 else 200.0, "cadence": 85}
+        for i in range(240)
+    ]
+    out = processor.process(state, _batch(samples))
+    alerts = [e["alert"] for e in out.events if e["type"] == "alert"]
+    assert [(a["rule"], a["direction"]) for a in alerts] == [("power", "low")]
+    assert alerts[0]["threshold"] == 247
+    updates = [e["metrics"] for e in out.events if e["type"] == "metrics_update"]
+    interval = updates[-1]["interval"]
+    assert interval["name"] == "rep" and interval["target"] == {"power_w": [247, 273]}
+    assert 0 < interval["remaining_s"] < 300
+
+
 def test_samples_after_stop_are_counted_and_ignored() -> None:
     processor = Processor()
     state = processor.process(None, _control("start", 1_767_261_600)).state

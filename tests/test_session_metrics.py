@@ -454,3 +454,97 @@ def test_efficiency_factor() -> None:
     assert ride["vi"] == pytest.approx(1.0)
     jog = run([s(i, heart_rate=150, speed_m_s=3.0) for i in range(60)]).summary()
     assert jog["ef"] == pytest.approx(0.02)
+
+
+# --- time that really passed: W' balance through a stop, TSS hours ---
+
+
+def _skiba_differential(powers_w: list[float], cp_w: float, w_prime_j: float) -> float:
+    """Skiba's differential model integrated independently: 10 ms Euler steps."""
+    w = w_prime_j
+    steps = 100
+    for p in powers_w:
+        for _ in range(steps):
+            w += (-(p - cp_w) if p >= cp_w else (cp_w - p) * (w_prime_j - w) / w_prime_j) / steps
+    return w
+
+
+@pytest.mark.parametrize("stop_s", [30, 120, 600])
+def test_w_prime_balance_after_a_stop_follows_skiba(stop_s: int) -> None:
+    # 3 min at CP + 90 W drains most of W'; the rider stops (no samples, the device
+    # auto-paused) and rides on at 100 W. Recovery goes on through the whole stop.
+    profile = AthleteProfile(ftp_w=250, w_prime_j=30_000)
+    ride = [340.0] * 180 + [100.0] * 30
+    t_after = [float(i) for i in range(180)] + [179.0 + stop_s + i for i in range(1, 31)]
+    metrics = run([s(t, power_w=p) for t, p in zip(t_after, ride, strict=True)], profile=profile)
+    # The model sees the stop as seconds at 0 W between the last second before it and
+    # the first after.
+    truth = _skiba_differential([340.0] * 180 + [0.0] * stop_s + [100.0] * 30, 250, 30_000)
+    assert abs(metrics.w_bal_j - truth) < 0.01 * 30_000
+    if stop_s == 600:
+        # The old 10 s cap would have left it near its low point (~14 kJ).
+        assert metrics.w_bal_j > 25_000
+
+
+def test_w_prime_recovers_through_a_pause() -> None:
+    profile = AthleteProfile(ftp_w=250, w_prime_j=20_000)
+    metrics = SessionMetrics(1, profile)
+    for i in range(120):
+        metrics.add_sample(s(i, power_w=400))
+    low = metrics.w_bal_j
+    metrics.pause(T0 + 120)
+    metrics.resume(T0 + 420)
+    metrics.add_sample(s(420, power_w=100))
+    truth = _skiba_differential([400.0] * 120 + [0.0] * 300 + [100.0], 250, 20_000)
+    assert metrics.w_bal_j > low
+    assert abs(metrics.w_bal_j - truth) < 0.01 * 20_000
+
+
+def test_tss_counts_samples_times_the_recording_interval() -> None:
+    # One hour at FTP recorded every 2 s with a 10 min radio gap in the middle: TSS is
+    # 100 * samples * 2 s / 3600 s (GoldenCheetah), the gap adds nothing.
+    times = [2.0 * i for i in range(900)] + [2400.0 + 2.0 * i for i in range(900)]
+    metrics = run([s(t, power_w=250) for t in times], profile=AthleteProfile(ftp_w=250))
+    assert metrics.recording_interval_s == 2.0
+    assert metrics.tss == pytest.approx(100.0 * 1800 * 2 / 3600)
+
+
+def _recording_dir() -> Any:
+    from pipeline.recordings import shared_recordings_dir
+
+    return shared_recordings_dir()
+
+
+SIX_HOURS = "ride_long_6h_power_hr__2019-02-17-062644-ELEMNT-297E-195-0.fit"
+
+
+@pytest.mark.slow
+def test_tss_of_the_shared_6h_ride_matches_goldencheetah() -> None:
+    import numpy as np
+
+    from pipeline.recordings import read_recording
+
+    path = _recording_dir() / SIX_HOURS
+    if not path.is_file():
+        pytest.skip(f"shared recording absent: {path}")
+    samples = sorted(read_recording(path).samples, key=lambda x: x.t)
+    ftp = 230.0
+    summary = summarise(samples, AthleteProfile(ftp_w=ftp))
+    # GoldenCheetah (Coggan.cpp): NP from a 30-sample rolling mean (partial windows at
+    # the start, missing power as 0 W); TSS = secs * NP * IF / (FTP * 3600) * 100 with
+    # secs = samples * the recording interval.
+    power = np.array([x.power_w if x.power_w is not None else 0.0 for x in samples])
+    csum = np.concatenate([[0.0], np.cumsum(power)])
+    idx = np.arange(1, len(power) + 1)
+    lo = np.maximum(0, idx - 30)
+    rolling = (csum[idx] - csum[lo]) / (idx - lo)
+    np_w = float(np.mean(rolling**4) ** 0.25)
+    times = np.array([x.t for x in samples])
+    spacing = np.round(np.diff(times), 3)
+    values, counts = np.unique(spacing, return_counts=True)
+    rec_int = float(values[np.argmax(counts)])
+    secs = len(samples) * rec_int
+    reference = secs * np_w * (np_w / ftp) / (ftp * 3600) * 100
+    assert abs(summary["tss"] - reference) < 0.5
+    # It is not moving time: the ride has stops, so the old definition differs.
+    assert summary["moving_time_s"] != pytest.approx(secs, abs=1)

@@ -12,7 +12,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from agents.alert_config import AlertConfig, apply_update
+from agents.alerts.config import AlertConfig, apply_update
 from pipeline.constants import KEY_PREFIX
 from web.actions import Conflict, parse_samples
 from web.app import EDGE, Edge

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from agents.alerts.plan import parse_plan
 from pipeline.models import SAMPLE_BATCH_MAX, AthleteProfile
 
 _STRICT = ConfigDict(extra="forbid")
@@ -23,7 +24,17 @@ class StartSession(BaseModel):
     coach_id: int | None = Field(default=None, ge=1)
     training_session_id: int | None = Field(default=None, ge=1)
     sport: str | None = Field(default=None, max_length=20)
+    #: Free-form; ``plan`` is a structured workout (docs/alerts.md: our JSON, or
+    #: ``{"zwo" | "erg" | "mrc": "<file text>"}``), checked here so a bad plan is a 422.
     metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("metadata")
+    @classmethod
+    def _plan_is_valid(cls, metadata: dict[str, Any]) -> dict[str, Any]:
+        if "plan" in metadata:
+            # FTP only scales ZWO and MRC powers; the structure does not depend on it.
+            parse_plan(metadata["plan"], ftp_w=250.0)
+        return metadata
 
 
 class LifecycleBody(BaseModel):
@@ -111,7 +122,7 @@ class Thresholds(BaseModel):
     sex: Literal["male", "female"] | None = None
     sound: bool | None = None
     vibration: bool | None = None
-    #: A partial :class:`agents.alert_config.AlertConfig` document, merged into the
+    #: A partial :class:`agents.alerts.config.AlertConfig` document, merged into the
     #: stored one and validated as a whole (unknown rules and fields are refused).
     alert_settings: dict[str, Any] | None = None
 

@@ -141,6 +141,22 @@ async def test_bad_samples_are_422_naming_the_field(edge: Any, body: Any, field:
     assert any(e["field"] == field for e in problem["errors"]), problem
 
 
+async def test_a_session_plan_is_checked_at_start(edge: Any) -> None:
+    plan = {"intervals": [{"name": "rep", "duration_s": 480, "power_w": {"low": 247, "high": 273}}]}
+    status, body, _ = await _post(edge, "/sessions/start", {"metadata": {"plan": plan}})
+    assert status == 201, body
+    assert body["metadata"]["plan"] == plan
+    bad = {"intervals": [{"name": "rep", "power_w": {"low": 247, "high": 273}}]}
+    status, problem, ctype = await _post(edge, "/sessions/start", {"metadata": {"plan": bad}})
+    assert status == 422 and ctype == "application/problem+json", problem
+    assert any(
+        e["field"] == "metadata" and "plan.intervals.0" in e["message"] for e in problem["errors"]
+    ), problem
+    zwo = {"zwo": "<workout_file><workout><Nope/></workout></workout_file>"}
+    status, problem, _ = await _post(edge, "/sessions/start", {"metadata": {"plan": zwo}})
+    assert status == 422 and "ZWO element 1" in json.dumps(problem), problem
+
+
 async def test_malformed_json_oversize_body_and_bad_ids(edge: Any) -> None:
     sid = await edge.start_session()
     status, problem, ctype = await _post(edge, f"/sessions/{sid}/update", None, raw=b"{nope")

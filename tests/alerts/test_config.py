@@ -7,7 +7,7 @@ import json
 import pytest
 from pydantic import ValidationError
 
-from agents.alert_config import (
+from agents.alerts.config import (
     AlertConfig,
     HeartRateRule,
     PowerRule,

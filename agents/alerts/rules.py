@@ -4,27 +4,31 @@ Pure and broker-independent. The Faust alert agent keeps one JSON-able state dic
 session in a changelog-backed table and calls, for every sample::
 
     engine = AlertEngine(config, athlete)        # rebuilt when the config changes
-    state = table.get(session_id) or engine.new_state(session_id)
-    state, alerts = engine.update(state, AlertSample(t_s, hr, power, speed))
+    state = table.get(session_id) or AlertEngine.new_state(session_id, plan)
+    state, alerts = engine.update(state, AlertSample(t_s, hr, power, speed, cadence))
     table[session_id] = state
     for alert in alerts: publish alert.to_event(); store it in live_alerts by alert.id
 
 Every rule direction (``heart_rate:high``, ``heart_rate:low``, ``pace:slow`` ...) is one
 state machine over a scalar "excess" (how far the signal is beyond its threshold,
-positive when outside):
+positive when outside). What the rules owe, in a coach's words, is in docs/alerts.md.
 
-- the condition must hold for ``dwell_s`` of sample time before the alert fires; a
-  missing value (sensor dropout) pauses the dwell clock (it neither counts nor fires)
-  for up to :data:`~agents.alert_signals.MAX_PAUSE_S`, then restarts it,
-  a gap between samples (over :data:`~agents.alert_signals.GAP_S`) restarts it (and
-  a pause over :data:`~agents.alert_signals.LONG_GAP_S` re-arms the rule), and a
-  value back inside restarts it, so a single-sample spike (already removed by the
-  median filter) or a brief crossing cannot fire;
-- after firing, the direction re-arms only once the value came back inside by the
-  rule's ``hysteresis`` margin, so a value hovering on the boundary fires once;
-- two alerts of one rule are at least ``cooldown_s`` apart;
-- heart-rate rules are suspended for ``lag_s`` after a step in effort, in the direction
-  the lag would trip (low after a step up, high after a step down).
+- Zone rules (heart rate, pace, power) judge sustained deviation: the value that more
+  than half of the samples of the last ``window_s`` are beyond
+  (:func:`~agents.alerts.signals.zone_median`), samples that do not count (coasting,
+  stopped, missing) counting as inside, beyond the bound by a "large enough" margin.
+  A plan's current interval gives the bounds, judged from its start plus a grace
+  period; otherwise the athlete's configured bounds apply.
+- Fatigue rules hold for ``dwell_s`` of sample time on signals refreshed every 10 s; a
+  missing value pauses the hold for up to :data:`~agents.alerts.signals.MAX_PAUSE_S`.
+- A gap between samples (over :data:`~agents.alerts.signals.GAP_S`) restarts every
+  hold; a pause over :data:`~agents.alerts.signals.LONG_GAP_S` re-arms every rule.
+- After firing, a direction re-arms only once the value came back inside by the rule's
+  ``hysteresis``, so a value hovering on the boundary fires once; two alerts of one
+  rule (or of the decoupling pair, EF and drift) are at least ``cooldown_s`` apart.
+- Heart-rate rules are suspended for ``lag_s`` after a step in effort, in the direction
+  the lag would trip; a floor applies once the athlete has reached it, and not while
+  stopped or coasting.
 
 Alert ids are a UUID 5 of session id, rule direction and onset time: a worker that
 restarts from an older state and replays the same samples raises the same ids, which
@@ -43,27 +47,41 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from agents.alert_config import (
+from agents.alerts.config import (
     AlertConfig,
     Severity,
     resolve_hr_bounds,
     resolve_power_bounds,
 )
-from agents.alert_signals import (
+from agents.alerts.plan import WorkoutPlan, advance, current_interval, plan_rows
+from agents.alerts.signals import (
     GAP_S,
     LONG_GAP_S,
     MAX_PAUSE_S,
     SignalParams,
     new_signal_state,
     update_signals,
+    zone_median,
 )
 from pipeline.models import AthleteProfile
 
 __all__ = ["Alert", "AlertEngine", "AlertSample", "alert_id"]
 
 State = dict[str, Any]
+#: (low, high, judged from t) per zone rule: heart rate, power, pace (fast, slow).
+_Bound = tuple[float | None, float | None, float]
+_Targets = tuple[_Bound, _Bound, _Bound]
 _ID_NAMESPACE = uuid.UUID("6f1d2c4e-5a0b-4c39-9a57-1e0b9b2a7c31")
-_STATE_VERSION = 1
+_STATE_VERSION = 2
+#: Rules that say the same thing share a cooldown: EF falling and HR rising at the
+#: same output are both cardiac decoupling, one alert is enough.
+_COOLDOWN_GROUP = {"ef_drop": "decoupling", "hr_drift": "decoupling"}
+#: "Large enough": a zone metric must be beyond its bound by this fraction of the bound
+#: (1 %: 2 W at 200 W, 3 s/km at 5:00 /km); heart rate by this many bpm.
+_MIN_EXCESS = 0.01
+_MIN_EXCESS_BPM = 1.0
+#: Pace wanders more (GPS): 2 % of the bound, 6 s/km at 5:00 /km.
+_MIN_EXCESS_PACE = 0.02
 _SLOW = -1.0  # lead_s of the fatigue rules: onset = start of the hold that fired
 
 
@@ -76,6 +94,8 @@ class AlertSample:
     heart_rate_bpm: float | None = None
     power_w: float | None = None
     speed_m_s: float | None = None
+    #: 0 means not pedalling (coasting), whatever the power meter says.
+    cadence_rpm: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,9 +154,13 @@ class AlertEngine:
         r = config.rules
         self._hr_low, self._hr_high = resolve_hr_bounds(r.heart_rate, athlete)
         self._p_low, self._p_high = resolve_power_bounds(r.power, athlete)
+        self._hr_judged = self._hr_low is not None or self._hr_high is not None
+        self._power_judged = self._p_low is not None or self._p_high is not None
         self._params = SignalParams(
-            power_window_s=r.power.window_s,
-            pace_window_s=r.pace.window_s,
+            hr_window_s=max(r.heart_rate.window_s, 2 * r.heart_rate.dwell_s),
+            coast_w=r.power.coast_below_w,
+            power_window_s=max(r.power.window_s, 2 * r.power.dwell_s),
+            pace_window_s=max(r.pace.window_s, 2 * r.pace.dwell_s),
             ef_window_s=r.ef_drop.window_s,
             baseline_after_s=r.ef_drop.baseline_after_s,
             steady_cv_ef=r.ef_drop.steady_cv,
@@ -155,15 +179,42 @@ class AlertEngine:
         return AlertEngine(config, self.athlete)
 
     @staticmethod
-    def new_state(session_id: str | int) -> State:
-        """The state of a session before its first sample (JSON-able)."""
+    def new_state(session_id: str | int, plan: WorkoutPlan | None = None) -> State:
+        """The state of a session before its first sample (JSON-able).
+
+        ``plan``: the session's structured workout; it starts with the first sample.
+        """
         return {
             "v": _STATE_VERSION,
             "sid": str(session_id),
             "sig": new_signal_state(),
             "m": {},  # rule direction -> [held_s (-1: not holding), onset_s, armed, last_defined_s]
             "cool": {},  # rule -> time of its last alert
+            # rows: plan_rows(); cur: [interval index, its start t, its start distance]
+            "plan": None
+            if plan is None
+            else {
+                "rows": plan_rows(plan),
+                # Whether any interval has a power, pace, heart-rate target.
+                "k": [
+                    any(iv.power_w is not None for iv in plan.intervals),
+                    any(iv.pace_s_per_km is not None for iv in plan.intervals),
+                    any(iv.heart_rate_bpm is not None for iv in plan.intervals),
+                ],
+                "cur": [0, None, 0.0],
+                "g": plan.grace_s,
+                "hg": plan.hr_grace_s,
+            },
         }
+
+    @staticmethod
+    def current_interval(state: State) -> dict[str, Any] | None:
+        """The plan's current interval for the dashboard: name, target, time left."""
+        plan = state.get("plan")
+        sig = state["sig"]
+        if plan is None or plan["cur"][1] is None or sig["t"] is None:
+            return None
+        return current_interval(plan["rows"], plan["cur"], sig["t"], sig["d"])
 
     def run(self, session_id: str | int, samples: Iterable[AlertSample]) -> list[Alert]:
         """Replay a whole session from a fresh state (analysis, evaluation)."""
@@ -181,34 +232,100 @@ class AlertEngine:
         if sig["t"] is not None and t <= sig["t"]:
             # A replayed, duplicated or out-of-order sample: already accounted for.
             return state, []
-        dt, gap = update_signals(
-            sig, self._params, t, sample.heart_rate_bpm, sample.power_w, sample.speed_m_s
+        plan = state.get("plan")
+        kinds = plan["k"] if plan is not None else (False, False, False)
+        rules = self.config.rules
+        judged = (
+            rules.heart_rate.enabled and (self._hr_judged or kinds[2]),
+            rules.power.enabled and (self._power_judged or kinds[0]),
+            rules.pace.enabled and (rules.pace.target_s_per_km is not None or kinds[1]),
         )
+        dt, gap = update_signals(
+            sig, self._params, t, sample.heart_rate_bpm, sample.power_w, sample.speed_m_s,
+            sample.cadence_rpm, judged,
+        )  # fmt: skip
+        targets = self._targets(state, plan, t)
         if gap:
+            sig["obs"] = t
             rearm = dt > LONG_GAP_S
-            for machine in state["m"].values():
+            for key, machine in state["m"].items():
                 machine[0] = -1.0
                 machine[1] = None
                 if rearm:
-                    machine[2] = True
+                    # After a stop the heart-rate floor waits for the athlete again.
+                    machine[2] = key != "heart_rate:low"
         dt = min(dt, GAP_S)
         alerts: list[Alert] = []
-        rules = self.config.rules
         if rules.heart_rate.enabled:
-            self._heart_rate(state, t, dt, alerts)
-        if rules.pace.enabled and rules.pace.target_s_per_km is not None:
-            self._pace(state, t, dt, alerts)
+            self._heart_rate(state, t, dt, alerts, targets)
+        if rules.pace.enabled:
+            self._pace(state, t, dt, alerts, targets)
         if rules.power.enabled:
-            self._power(state, t, dt, alerts)
+            self._power(state, t, dt, alerts, targets)
         if rules.ef_drop.enabled:
             self._ef_drop(state, t, dt, alerts)
         if rules.hr_drift.enabled:
             self._hr_drift(state, t, dt, alerts)
-        if rules.power_fade.enabled:
+        # With a power target the power rule says "under target"; fade is for the
+        # stretches without one.
+        if rules.power_fade.enabled and not (rules.power.enabled and targets[1][0] is not None):
             self._power_fade(state, t, dt, alerts)
         if rules.w_prime.enabled:
             self._w_prime(state, t, dt, alerts)
         return state, alerts
+
+    # -- targets: the plan's current interval, else the athlete's bounds --------------
+
+    def _targets(self, state: State, plan: dict[str, Any] | None, t: float) -> _Targets:
+        """(hr lo, hr hi, hr since), (power ...), (pace fast, pace slow, since)."""
+        pace = self.config.rules.pace
+        pace_bounds: tuple[float | None, float | None] = (None, None)
+        if pace.target_s_per_km is not None:
+            tol = pace.tolerance_s_per_km
+            pace_bounds = (pace.target_s_per_km - tol, pace.target_s_per_km + tol)
+        start = float("-inf")
+        hr = (self._hr_low, self._hr_high, start)
+        power = (self._p_low, self._p_high, start)
+        speed = (pace_bounds[0], pace_bounds[1], start)
+        if plan is None:
+            return hr, power, speed
+        sig = state["sig"]
+        cur = plan["cur"]
+        rows = plan["rows"]
+        if cur[1] is None:
+            cur[1] = t
+            cur[2] = sig["d"]
+            changed = True
+        else:
+            changed = advance(cur, rows, t, sig["d"])
+        if cur[0] >= len(rows):
+            if changed:
+                sig["pref"] = None
+            return hr, power, speed
+        row = rows[cur[0]]
+        if changed:
+            self._interval_changed(state, row, cur[1])
+        since = cur[1] + plan["g"]
+        if row[2] is not None:
+            power = (row[2], row[3], since)
+        if row[4] is not None:
+            speed = (row[4], row[5], since)
+        if row[6] is not None:
+            hr = (row[6], row[7], cur[1] + plan["hg"])
+        return hr, power, speed
+
+    def _interval_changed(self, state: State, row: list[Any], start_t: float) -> None:
+        # A new target is a new question: directions re-arm, holds restart.
+        for key, m in state["m"].items():
+            if key.startswith(("heart_rate:", "power:", "pace:")):
+                m[0] = -1.0
+                m[1] = None
+                m[2] = True
+        sig = state["sig"]
+        if row[2] is not None:
+            sig["pref"] = [0.5 * (row[2] + row[3]), start_t - sig["t0"]]
+        else:
+            sig["pref"] = None
 
     # -- the generic state machine -------------------------------------------------
 
@@ -235,7 +352,9 @@ class AlertEngine:
         machines = state["m"]
         m = machines.get(key)
         if m is None:
-            m = machines[key] = [-1.0, None, True, t]
+            # A heart-rate floor applies once the athlete has reached it: a warm-up is
+            # not "too low". The low direction starts disarmed (re-armed from inside).
+            m = machines[key] = [-1.0, None, key != "heart_rate:low", t]
         if excess is None:
             # Dropout or not defined now: the dwell clock pauses, for a while.
             if t - m[3] > MAX_PAUSE_S:
@@ -264,11 +383,12 @@ class AlertEngine:
             m[0] += dt
         if not m[2] or m[0] < dwell_s:
             return None
-        last = state["cool"].get(rule)
+        group = _COOLDOWN_GROUP.get(rule, rule)
+        last = state["cool"].get(group)
         if last is not None and t - last < cooldown_s:
             return None
         m[2] = False
-        state["cool"][rule] = t
+        state["cool"][group] = t
         onset: float = m[1]
         return onset
 
@@ -315,26 +435,34 @@ class AlertEngine:
 
     # -- rules ---------------------------------------------------------------------
 
-    def _heart_rate(self, state: State, t: float, dt: float, alerts: list[Alert]) -> None:
+    def _heart_rate(
+        self, state: State, t: float, dt: float, alerts: list[Alert], targets: _Targets
+    ) -> None:
         cfg = self.config.rules.heart_rate
         sig = state["sig"]
-        win = sig["hr"]
-        n = len(win["v"])
-        hr = win["s"] / n if n >= 2 else None
+        low, high, since = targets[0]
+        if low is None and high is None:
+            return
+        judged = self._judged(sig, sig["hr"], self._params.hr_window_s, since, t, cfg.dwell_s)
         step_up, step_down = sig["lag"]
-        for direction, bound in (("high", self._hr_high), ("low", self._hr_low)):
+        for direction, bound in (("high", high), ("low", low)):
             if bound is None:
                 continue
+            hr = None if judged is None else judged[1 if direction == "high" else 0]
             # HR still catching up with the effort: a step up leaves it low for a
             # while, a step down leaves it high; neither is worth an alert.
             step = step_down if direction == "high" else step_up
-            if step is not None and t - step < cfg.lag_s:
+            if (step is not None and t - step < cfg.lag_s) or (
+                direction == "low" and self._resting(sig)
+            ):
                 self._suspend(state, "heart_rate", direction)
                 continue
-            excess = None if hr is None else (hr - bound if direction == "high" else bound - hr)
+            excess = None if hr is None else (
+                (hr - bound if direction == "high" else bound - hr) - _MIN_EXCESS_BPM
+            )  # fmt: skip
             onset = self._machine(
                 state, "heart_rate", direction, t, dt, excess,
-                cfg.hysteresis, cfg.dwell_s, cfg.cooldown_s,
+                cfg.hysteresis, 0.0, cfg.cooldown_s, cfg.dwell_s,
             )  # fmt: skip
             if onset is not None and hr is not None:
                 word = "above" if direction == "high" else "below"
@@ -344,56 +472,92 @@ class AlertEngine:
                     message=f"Heart rate {hr:.0f} bpm {word} {bound:.0f} bpm",
                 )  # fmt: skip
 
-    def _pace(self, state: State, t: float, dt: float, alerts: list[Alert]) -> None:
-        cfg = self.config.rules.pace
-        target = cfg.target_s_per_km
-        assert target is not None
-        win = state["sig"]["sw"]
+    def _resting(self, sig: State) -> bool:
+        """Stopped or coasting now (10 s output near zero): a low heart rate is owed."""
+        win = sig["o10"]
         n = len(win["v"])
-        speed = win["s"] / n if n >= 3 else None
-        # Stopped (or nearly): pace is undefined, not infinite; the rule waits.
-        pace = 1000.0 / speed if speed is not None and speed >= 0.5 else None
-        for direction, bound in (
-            ("slow", target + cfg.tolerance_s_per_km),
-            ("fast", target - cfg.tolerance_s_per_km),
-        ):
-            excess = (
-                None if pace is None else (pace - bound if direction == "slow" else bound - pace)
-            )
+        if n == 0:
+            return True
+        floor = 0.2 * self._params.ftp_w if sig["has_p"] else 1.0
+        return bool(win["s"] / n < floor)
+
+    @staticmethod
+    def _judged(sig: State, win: State, span_s: float, since: float, t: float,
+                dwell_s: float) -> tuple[float, float] | None:  # fmt: skip
+        """The window's (low, high) medians, once the athlete was watched long enough.
+
+        After a plan's interval change (``since``: its start plus the grace period) the
+        dwell is enough: the window then holds only the new interval. At the session
+        start and after a gap in the samples, half the window (at least the dwell):
+        a median of the first seconds of riding is too noisy to judge.
+        """
+        t0 = sig["t0"]
+        start = max(t0, sig["obs"])
+        if since > start:
+            if t - since < dwell_s:
+                return None
+        elif t - start < max(dwell_s, 0.5 * span_s):
+            return None
+        return zone_median(win, since - t0)
+
+    def _pace(
+        self, state: State, t: float, dt: float, alerts: list[Alert], targets: _Targets
+    ) -> None:
+        cfg = self.config.rules.pace
+        fast, slow, since = targets[2]
+        if fast is None or slow is None:
+            return
+        sig = state["sig"]
+        # Stopped samples do not count (pace is undefined, not infinite): a light or a
+        # junction is neither slow nor a reason to stop judging the rest.
+        speeds = self._judged(sig, sig["sw"], self._params.pace_window_s, since, t, cfg.dwell_s)
+        for direction, bound in (("slow", slow), ("fast", fast)):
+            # Slow is speed too low; the (low, high) medians of speed.
+            pace = None if speeds is None else 1000.0 / speeds[0 if direction == "slow" else 1]
+            excess = None if pace is None else (
+                (pace - bound if direction == "slow" else bound - pace) - _MIN_EXCESS_PACE * bound
+            )  # fmt: skip
             onset = self._machine(
                 state, "pace", direction, t, dt, excess,
-                cfg.hysteresis, cfg.dwell_s, cfg.cooldown_s, cfg.window_s / 2,
+                cfg.hysteresis, 0.0, cfg.cooldown_s, cfg.dwell_s,
             )  # fmt: skip
             if onset is not None and pace is not None:
                 word = "slower" if direction == "slow" else "faster"
+                target = 0.5 * (fast + slow)
                 self._emit(
                     state, alerts, rule="pace", direction=direction, metric="pace",
                     onset=onset, t=t, current=pace, threshold=bound,
                     message=f"Pace {_fmt_pace(pace)} {word} than target {_fmt_pace(target)}"
-                    f" ± {cfg.tolerance_s_per_km:.0f} s",
+                    f" ± {0.5 * (slow - fast):.0f} s",
                 )  # fmt: skip
 
-    def _power(self, state: State, t: float, dt: float, alerts: list[Alert]) -> None:
+    def _power(
+        self, state: State, t: float, dt: float, alerts: list[Alert], targets: _Targets
+    ) -> None:
         cfg = self.config.rules.power
-        win = state["sig"]["pw"]
-        n = len(win["v"])
-        power = win["s"] / n if n >= 3 else None
-        for direction, bound in (("high", self._p_high), ("low", self._p_low)):
+        low, high, since = targets[1]
+        if low is None and high is None:
+            return
+        sig = state["sig"]
+        # Coasting samples do not count: freewheeling down a hill is not riding short.
+        judged = self._judged(sig, sig["pw"], self._params.power_window_s, since, t, cfg.dwell_s)
+        for direction, bound in (("high", high), ("low", low)):
             if bound is None:
                 continue
+            power = None if judged is None else judged[1 if direction == "high" else 0]
             excess = None if power is None else (
-                power - bound if direction == "high" else bound - power
+                (power - bound if direction == "high" else bound - power) - _MIN_EXCESS * bound
             )  # fmt: skip
             onset = self._machine(
                 state, "power", direction, t, dt, excess,
-                cfg.hysteresis, cfg.dwell_s, cfg.cooldown_s, cfg.window_s / 2,
+                cfg.hysteresis, 0.0, cfg.cooldown_s, cfg.dwell_s,
             )  # fmt: skip
             if onset is not None and power is not None:
                 word = "above" if direction == "high" else "below"
                 self._emit(
                     state, alerts, rule="power", direction=direction, metric="power",
                     onset=onset, t=t, current=power, threshold=bound,
-                    message=f"Power {power:.0f} W ({cfg.window_s:.0f} s) {word} {bound:.0f} W",
+                    message=f"Power {power:.0f} W {word} {bound:.0f} W",
                 )  # fmt: skip
 
     def _ef_drop(self, state: State, t: float, dt: float, alerts: list[Alert]) -> None:
@@ -422,8 +586,8 @@ class AlertEngine:
 
     def _hr_drift(self, state: State, t: float, dt: float, alerts: list[Alert]) -> None:
         cfg = self.config.rules.hr_drift
-        slope = state["sig"]["drift"]
-        excess = None if slope is None else slope - cfg.slope_bpm_per_min
+        slope = state["sig"]["drift"]  # the rise over the baseline, a fraction
+        excess = None if slope is None else slope - cfg.rise_fraction
         onset = self._machine(
             state,
             "hr_drift",
@@ -439,8 +603,9 @@ class AlertEngine:
         if onset is not None and slope is not None:
             self._emit(
                 state, alerts, rule="hr_drift", direction="high", metric="hr_drift",
-                onset=onset, t=t, current=slope, threshold=cfg.slope_bpm_per_min,
-                message=f"Heart rate drifting {slope:.2f} bpm/min at steady output",
+                onset=onset, t=t, current=slope, threshold=cfg.rise_fraction,
+                message=f"Heart rate {100 * slope:.1f} % above the early steady level "
+                "at the same output (cardiac drift)",
             )  # fmt: skip
 
     def _power_fade(self, state: State, t: float, dt: float, alerts: list[Alert]) -> None:
@@ -450,8 +615,10 @@ class AlertEngine:
         excess: float | None
         if fade is None:
             excess = None
-        elif fade[1] < cfg.floor_fraction:
-            excess = -1.0  # resting, not fading: counts as back inside (re-arms)
+        elif fade[1] < cfg.floor_fraction or fade[1] * sig["best5"] < self._params.min_best_w:
+            # Resting, or riding easy (under the work floor, 75 % of FTP): not fading;
+            # counts as back inside (re-arms).
+            excess = -1.0
         else:
             excess = cfg.fade_fraction - fade[0]
         onset = self._machine(
@@ -472,7 +639,7 @@ class AlertEngine:
                 state, alerts, rule="power_fade", direction="low", metric="power_5min",
                 onset=onset, t=t, current=fade[0] * best, threshold=cfg.fade_fraction * best,
                 message=f"Power fading: {fade[0] * best:.0f} W, "
-                f"{100 * fade[0]:.0f} % of the session's best 5 min ({best:.0f} W)",
+                f"{100 * fade[0]:.0f} % of the expected {best:.0f} W",
             )  # fmt: skip
 
     def _w_prime(self, state: State, t: float, dt: float, alerts: list[Alert]) -> None:

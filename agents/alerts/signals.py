@@ -1,18 +1,18 @@
 """The signals the alert rules watch, computed incrementally from raw samples.
 
-One call of :func:`update_signals` per sample turns heart rate, power and speed into
-the scalars the rules compare with their thresholds: 5 s heart rate, a short rolling
-power mean, rolling pace, W' balance, and — once per 10 s bucket — the fatigue
-signals (rolling efficiency factor against the early steady baseline, HR drift slope
-at steady output, 5 min and 1 min power against the session's best 5 min). It also
-detects steps in effort, after which heart rate lags output by a minute or two.
+One call of :func:`update_signals` per sample keeps the zone windows (heart rate,
+pedalling power, moving speed: times and values of the last ``window_s``, judged by
+:func:`zone_median`), W' balance (recovering through gaps), the distance a plan's
+distance intervals need, and, once per 10 s bucket, the fatigue signals: rolling
+efficiency factor against the early steady baseline, heart rate's rise over that
+baseline at the same output, 5 min and 1 min power against the steady reference. It
+also detects steps in effort, after which heart rate lags output by a minute or two.
 
 Why a module of our own rather than ``agents/session_metrics``: the alert path needs a
 state that is a compact JSON-able dict (it lives in a changelog-backed Faust table)
 and costs tens of microseconds per sample, and it needs signals the session metrics do
-not carry (effort steps, steady-window drift slope, EF against an early baseline). The
-definitions follow ``DOMAIN.md``; ``agents/alert_labels.py`` computes the same
-quantities offline, with full-session knowledge, to label recordings.
+not carry (effort steps, steady baselines, coasting-aware windows). The definitions
+follow ``DOMAIN.md``.
 
 Inputs are cleaned on the way in: out-of-range values are dropouts (``None``), and a
 median of the last three samples per channel removes single-sample spikes at the cost
@@ -22,9 +22,10 @@ of one sample of delay on a real step.
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 from typing import Any
 
-from agents.wprime import w_prime_step
+from agents.wprime import w_prime_recover, w_prime_step
 
 __all__ = [
     "BUCKET_S",
@@ -33,9 +34,11 @@ __all__ = [
     "MAX_PAUSE_S",
     "SETTLE_S",
     "STEP_FRACTION",
+    "STOPPED_M_S",
     "SignalParams",
     "new_signal_state",
     "update_signals",
+    "zone_median",
 ]
 
 #: Width of the buckets the long (fatigue) windows are built from.
@@ -53,10 +56,15 @@ HOLD_S = 30.0
 SETTLE_S = 120.0
 #: A step in effort: the 10 s output mean differs from the 60 s mean by this fraction.
 STEP_FRACTION = 0.25
+#: Below this speed the athlete is stopped (a light, a junction): pace is undefined.
+STOPPED_M_S = 0.5
+#: Steady 5 min powers kept for the fade reference (one a minute: six hours).
+_MAX_REFS = 360
+#: Heart-rate rise is compared only at an output within this fraction of the baseline's.
+_DRIFT_COMPARABLE = 0.05
 #: Windows (s) of the effort-step detector and of the "current 1 min" power.
 _SHORT_S = 10.0
 _LONG_S = 60.0
-_HR_S = 5.0
 #: A long window counts only when this share of its buckets has data.
 _COVERAGE = 0.8
 
@@ -73,12 +81,14 @@ class SignalParams:
 
     __slots__ = (
         "baseline_after_s",
+        "coast_w",
         "comparable_fraction",
         "cp_w",
         "drift_window_s",
         "ef_window_s",
         "fade_window_s",
         "ftp_w",
+        "hr_window_s",
         "min_best_w",
         "pace_window_s",
         "power_window_s",
@@ -90,6 +100,8 @@ class SignalParams:
     def __init__(
         self,
         *,
+        hr_window_s: float,
+        coast_w: float,
         power_window_s: float,
         pace_window_s: float,
         ef_window_s: float,
@@ -104,6 +116,8 @@ class SignalParams:
         cp_w: float,
         w_prime_j: float,
     ) -> None:
+        self.hr_window_s = hr_window_s
+        self.coast_w = coast_w
         self.power_window_s = power_window_s
         self.pace_window_s = pace_window_s
         self.ef_window_s = ef_window_s
@@ -123,15 +137,58 @@ def _window() -> State:
     return {"t": [], "v": [], "s": 0.0}
 
 
+def _zone_window() -> State:
+    return {"t": [], "v": []}
+
+
+def _zone_push(win: State, t: float, value: float | None, span_s: float) -> None:
+    ts: list[float] = win["t"]
+    vs: list[float | None] = win["v"]
+    ts.append(t)
+    vs.append(value)
+    limit = t - span_s
+    while ts[0] <= limit:
+        del ts[0]
+        del vs[0]
+
+
+def zone_median(win: State, since_t: float) -> tuple[float, float] | None:
+    """(low, high): the window's medians for judging "too low" and "too high".
+
+    Over the samples at or after ``since_t`` (seconds from the session's first
+    sample), those that do not count (coasting for power, stopped for pace, a dropout)
+    count as inside, so a direction can only be
+    out when more than half of all the samples are out that way: ``low`` is the value
+    that more than half the samples are at or under, ``high`` the value more than half
+    are at or over. Without dropouts both are the median. A median ignores anything
+    that fills less than half the window: a coast, a turn, a surge, a spike. None with
+    fewer than three samples that count, or when no more than half of them count.
+    """
+    ts: list[float] = win["t"]
+    vs: list[float | None] = win["v"]
+    i = bisect_left(ts, since_t) if ts and ts[0] < since_t else 0
+    values = [v for v in vs[i:] if v is not None]
+    n = len(values)
+    k = (len(ts) - i) // 2
+    if n < 3 or n <= k:
+        return None
+    values.sort()
+    return values[k], values[n - 1 - k]
+
+
 def new_signal_state() -> State:
     """The state of a session that has seen no sample yet."""
     return {
         "t0": None,  # first sample time
         "t": None,  # last sample time
         "med": [[None, None], [None, None], [None, None]],  # last two raw hr, power, speed
-        "hr": _window(),  # heart rate, 5 s
-        "pw": _window(),  # power, the power rule's window
-        "sw": _window(),  # speed, the pace rule's window
+        # Zone windows: every sample's time and its value, None when the sample does
+        # not count (no reading; coasting for power; stopped for speed).
+        "hr": _zone_window(),  # heart rate
+        "pw": _zone_window(),  # power while pedalling
+        "sw": _zone_window(),  # speed while moving
+        "obs": float("-inf"),  # end of the last gap in the samples
+        "d": 0.0,  # distance from speed (m), for distance-based plan intervals
         "o10": _window(),  # output (power, else speed), 10 s
         "o60": _window(),  # output, 60 s
         "has_p": False,  # output is power once any power was seen
@@ -140,8 +197,10 @@ def new_signal_state() -> State:
         "lag": [None, None],  # times of the last effort step up and the last step down
         "bk": None,  # open bucket: [index, sum out, n out, sum hr, n hr, sum p, n p]
         "bks": [],  # closed buckets: [index, mean out, mean hr, mean p]
-        "base": None,  # EF baseline: [ef, mean output]
-        "best5": None,  # best 5 min power so far
+        "base": None,  # steady baseline: [ef, mean output, mean hr]
+        "best5": None,  # the fade rule's reference power (W) at the last bucket
+        "refs": [],  # steady 5 min powers (one a minute) the steady reference is the median of
+        "pref": None,  # [reference W, since session time s] from the plan, or None
         # Fatigue signals, refreshed when a bucket closes (None: not defined now).
         "efr": None,  # rolling EF / baseline EF
         "drift": None,  # HR slope at steady output, bpm/min
@@ -198,7 +257,9 @@ def _mean(win: State, min_n: int) -> float | None:
 
 
 def update_signals(sig: State, p: SignalParams, t: float, hr: float | None,
-                   power: float | None, speed: float | None) -> tuple[float, bool]:  # fmt: skip
+                   power: float | None, speed: float | None, cadence: float | None = None,
+                   judged: tuple[bool, bool, bool] = (True, True, True),
+                   ) -> tuple[float, bool]:  # fmt: skip
     """Feed one sample; returns (dt since the previous sample, whether it was a gap)."""
     prev_t = sig["t"]
     if sig["t0"] is None:
@@ -217,23 +278,29 @@ def update_signals(sig: State, p: SignalParams, t: float, hr: float | None,
     power = _median3(med[1], _clean(power, _POWER_RANGE))
     speed = _median3(med[2], _clean(speed, _SPEED_RANGE))
 
-    if hr is not None:
-        _push(sig["hr"], t, hr, _HR_S)
-    else:
-        _evict(sig["hr"], t, _HR_S)
-    if power is not None:
-        _push(sig["pw"], t, power, p.power_window_s)
-        if not sig["has_p"]:
-            # Output switches from speed to power: the output windows restart.
-            sig["has_p"] = True
-            sig["o10"] = _window()
-            sig["o60"] = _window()
-    else:
-        _evict(sig["pw"], t, p.power_window_s)
-    if speed is not None:
-        _push(sig["sw"], t, speed, p.pace_window_s)
-    else:
-        _evict(sig["sw"], t, p.pace_window_s)
+    # Zone windows only for the channels a rule judges (``judged``: heart rate, power,
+    # pace), with times from the first sample and values rounded: the state goes to
+    # the changelog with every record.
+    rel = round(t - sig["t0"], 2)
+    if judged[0]:
+        _zone_push(sig["hr"], rel, None if hr is None else round(hr, 1), p.hr_window_s)
+    if judged[1]:
+        # Coasting (no pedalling: power near zero, or a cadence of zero) is not effort
+        # the power rule can judge: such samples do not count, whatever their number.
+        pedalling = power is not None and power > p.coast_w and cadence != 0
+        value = round(power, 1) if pedalling and power is not None else None
+        _zone_push(sig["pw"], rel, value, p.power_window_s)
+    if judged[2]:
+        moving = speed is not None and speed >= STOPPED_M_S
+        value = round(speed, 3) if moving and speed is not None else None
+        _zone_push(sig["sw"], rel, value, p.pace_window_s)
+    if speed is not None and dt > 0:
+        sig["d"] += speed * min(dt, GAP_S)
+    if power is not None and not sig["has_p"]:
+        # Output switches from speed to power: the output windows restart.
+        sig["has_p"] = True
+        sig["o10"] = _window()
+        sig["o60"] = _window()
 
     out = power if sig["has_p"] else speed
     if out is not None:
@@ -258,19 +325,22 @@ def _update_w_prime(sig: State, p: SignalParams, dt: float) -> None:
     if w is None:
         sig["wb"] = p.w_prime_j
         return
+    if dt <= 0:
+        return
+    if dt > GAP_S:
+        # Time with no sample at all (a stop with auto-pause, a radio gap): the
+        # athlete was not working, and W' recovers through all of it (Skiba, at 0 W).
+        w = w_prime_recover(w, 0.0, dt - 1.0, p.cp_w, p.w_prime_j)
+        dt = 1.0
     p10 = _mean(sig["o10"], 3)
     if p10 is None:
         # A short power dropout: the athlete did not stop because the meter did, so
-        # hold the last 10 s mean; past HOLD_S the balance freezes instead.
+        # hold the last 10 s mean; past HOLD_S count 0 W (as the session metrics do).
         held = sig["p10"]
-        if held is None or held[0] < sig["t"] - HOLD_S:
-            return
-        p10 = held[1]
+        p10 = 0.0 if held is None or held[0] < sig["t"] - HOLD_S else held[1]
     else:
         sig["p10"] = [sig["t"], p10]
-    if dt <= 0:
-        return
-    sig["wb"] = w_prime_step(w, p10, min(dt, GAP_S), p.cp_w, p.w_prime_j)
+    sig["wb"] = w_prime_step(w, p10, dt, p.cp_w, p.w_prime_j)
 
 
 def _detect_step(sig: State, p: SignalParams, t: float) -> None:
@@ -386,7 +456,7 @@ def _ef_ratio(sig: State, p: SignalParams, bks: list[list[Any]], index: int,
     base = sig["base"]
     if base is None:
         if end_t - p.ef_window_s >= p.baseline_after_s:
-            sig["base"] = [ef, mean_out]
+            sig["base"] = [ef, mean_out, mean_hr]
         return None
     if abs(mean_out - base[1]) > p.comparable_fraction * base[1]:
         return None
@@ -395,35 +465,62 @@ def _ef_ratio(sig: State, p: SignalParams, bks: list[list[Any]], index: int,
 
 
 def _drift(sig: State, p: SignalParams, bks: list[list[Any]], index: int) -> float | None:
+    """How far heart rate has risen over the early steady baseline, at the same output.
+
+    A fraction of the baseline HR (0.05: 5 %), from the mean of the last
+    ``drift_window_s`` at steady output within 5 % of the baseline's. A slope over
+    minutes is not used: ordinary heart-rate wander (about 2 bpm over minutes, measured
+    on the shared steady run) makes a 10-20 min slope swing by 0.1-0.15 bpm/min.
+    """
     rows = _settled_rows(sig, p, bks, index, p.drift_window_s, p.steady_cv_drift)
-    if not rows:
+    base = sig["base"]
+    if not rows or base is None or len(base) < 3:
         return None
-    n = len(rows)
-    xs = [r[0] * BUCKET_S / 60.0 for r in rows]  # minutes
-    ys: list[float] = [r[2] for r in rows]
-    mx = sum(xs) / n
-    my = sum(ys) / n
-    sxx = sum((x - mx) ** 2 for x in xs)
-    if sxx <= 0:
+    mean_out = sum(b[1] for b in rows) / len(rows)
+    if abs(mean_out - base[1]) > _DRIFT_COMPARABLE * base[1]:
         return None
-    slope: float = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx
-    return slope
+    mean_hr = sum(b[2] for b in rows) / len(rows)
+    rise: float = mean_hr / base[2] - 1.0
+    return rise
 
 
 def _fade(sig: State, p: SignalParams, bks: list[list[Any]], index: int) -> list[float] | None:
+    """[max(P5, P1), min(P5, P1)] / reference, or None when there is no reference.
+
+    The reference is the plan's target for the current interval (once the window lies
+    inside it) or else the median of the session's steady 5 min powers: a deliberate
+    hard block is one steady window among many, so riding the planned power after it
+    is not a fade, while a repeat ridden well under the others is.
+    """
     n_needed = int(p.fade_window_s // BUCKET_S)
     recent = _recent(bks, index, p.fade_window_s)
     powers = [b[3] for b in recent if b[3] is not None]
     if len(powers) < _COVERAGE * n_needed:
         return None
     p5 = sum(powers) / len(powers)
-    best = sig["best5"]
-    if best is None or p5 > best:
-        sig["best5"] = best = p5
-    if best < p.min_best_w:
+    refs: list[float] = sig["refs"]
+    if index % 6 == 0 and p5 >= p.min_best_w:
+        var = sum((x - p5) ** 2 for x in powers) / len(powers)
+        if math.sqrt(var) < 0.10 * p5:
+            refs.append(round(p5, 1))
+            if len(refs) > _MAX_REFS:
+                del refs[0]
+    pref = sig["pref"]
+    end_t = (index + 1) * BUCKET_S
+    if pref is not None:
+        if end_t - pref[1] < p.fade_window_s:
+            return None
+        ref = float(pref[0])
+    else:
+        if not refs:
+            return None
+        ordered = sorted(refs)
+        ref = ordered[len(ordered) // 2]
+    sig["best5"] = ref
+    if ref < p.min_best_w:
         return None
     last = [b[3] for b in recent[-int(_LONG_S // BUCKET_S) :] if b[3] is not None]
     if not last:
         return None
     p1 = sum(last) / len(last)
-    return [max(p5, p1) / best, min(p5, p1) / best]
+    return [max(p5, p1) / ref, min(p5, p1) / ref]

@@ -97,6 +97,11 @@ class HeartRateRule(_RuleBase):
     low_bpm: Annotated[float, Field(gt=0, lt=260)] | None = None
     high_bpm: Annotated[float, Field(gt=0, lt=260)] | None = None
     zone: Annotated[int, Field(ge=1, le=5)] | None = None
+    #: How long heart rate must stay out: the rule judges the median of the last
+    #: ``2 * dwell_s``, so an excursion shorter than the dwell never alerts.
+    dwell_s: Annotated[float, Field(ge=0, le=3600)] = 30.0
+    #: The median window (s); at least twice the dwell is used.
+    window_s: Annotated[float, Field(ge=10, le=600)] = 90.0
     hysteresis: NonNegative = 3.0
     #: After a step in effort HR takes 1-3 min to follow; the rule that the lag would
     #: trip (low after a step up, high after a step down) is suspended this long.
@@ -115,8 +120,11 @@ class PaceRule(_RuleBase):
 
     target_s_per_km: Annotated[float, Field(gt=60, lt=1800)] | None = None
     tolerance_s_per_km: Annotated[float, Field(gt=0, le=300)] = 15.0
-    window_s: Annotated[float, Field(ge=10, le=120)] = 30.0
-    dwell_s: Annotated[float, Field(ge=0, le=3600)] = 10.0
+    #: The median window (s); at least twice the dwell is used.
+    window_s: Annotated[float, Field(ge=10, le=600)] = 90.0
+    #: How long the pace must stay off: an excursion shorter than this (a turn, a
+    #: junction, GPS wander) never alerts.
+    dwell_s: Annotated[float, Field(ge=0, le=3600)] = 30.0
     hysteresis: NonNegative = 5.0
     severity: Severity = "info"
 
@@ -127,7 +135,13 @@ class PowerRule(_RuleBase):
     low_w: Annotated[float, Field(ge=0, le=3000)] | None = None
     high_w: Annotated[float, Field(gt=0, le=3000)] | None = None
     zone: Annotated[int, Field(ge=1, le=7)] | None = None
-    window_s: Annotated[float, Field(ge=3, le=60)] = 10.0
+    #: The median window (s); at least twice the dwell is used.
+    window_s: Annotated[float, Field(ge=3, le=600)] = 90.0
+    #: How long power must stay out: a coast, a surge or a sprint shorter than this
+    #: never alerts.
+    dwell_s: Annotated[float, Field(ge=0, le=3600)] = 30.0
+    #: Below this the rider is coasting (as is any sample with cadence 0): not judged.
+    coast_below_w: Annotated[float, Field(ge=0, le=200)] = 10.0
     hysteresis: NonNegative = 10.0
     severity: Severity = "info"
 
@@ -142,7 +156,8 @@ class EfDropRule(_RuleBase):
     """Rolling efficiency factor (output / HR) below the early steady baseline."""
 
     drop_fraction: Annotated[float, Field(gt=0, lt=0.5)] = 0.05
-    window_s: Annotated[float, Field(ge=60, le=1800)] = 300.0
+    #: 10 min: over 5 min, heart-rate wander alone moves EF by 1-2 %.
+    window_s: Annotated[float, Field(ge=60, le=1800)] = 600.0
     #: The baseline is the first steady window that starts after this (skips warm-up).
     baseline_after_s: Annotated[float, Field(ge=0, le=7200)] = 600.0
     #: Steady = coefficient of variation of 10 s output means under this. Stricter
@@ -160,25 +175,36 @@ class EfDropRule(_RuleBase):
 
 
 class HrDriftRule(_RuleBase):
-    """HR rising faster than a slope at steady output (cardiac drift)."""
+    """Heart rate risen over the early steady baseline at the same output (cardiac drift).
 
-    slope_bpm_per_min: Annotated[float, Field(gt=0, le=10)] = 0.15
+    Friel counts under 5 % as coupled; a normal long ride drifts 2-3 % over 40 min.
+    """
+
+    rise_fraction: Annotated[float, Field(gt=0, lt=0.5)] = 0.05
+    #: Kept for stored settings of earlier versions; the rule no longer uses a slope
+    #: (ordinary wander swings a 10 min slope by 0.15 bpm/min).
+    slope_bpm_per_min: Annotated[float, Field(gt=0, le=10)] | None = None
     window_s: Annotated[float, Field(ge=120, le=3600)] = 600.0
     steady_cv: Annotated[float, Field(gt=0, lt=1)] = 0.08
     dwell_s: Annotated[float, Field(ge=0, le=3600)] = 300.0
-    hysteresis: NonNegative = 0.05  # bpm/min
+    hysteresis: NonNegative = 0.01  # fraction of the baseline HR
     cooldown_s: Annotated[float, Field(ge=0, le=86_400)] = 900.0
     severity: Severity = "info"
 
 
 class PowerFadeRule(_RuleBase):
-    """5 min power below a fraction of the session's best 5 min while still working."""
+    """5 min power below a fraction of the plan's target or the steady reference.
+
+    The reference is the current interval's power target (its middle) when the plan
+    gives one, else the median of the session's steady 5 min powers, never the best
+    5 min: a deliberate hard block is not the level the rider is expected to hold.
+    """
 
     fade_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.92
     #: Below this fraction of the best the athlete is resting, not fading.
     floor_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.70
     window_s: Annotated[float, Field(ge=60, le=1800)] = 300.0
-    #: The best 5 min counts only once it reaches this fraction of FTP.
+    #: Steady 5 min powers count for the reference only from this fraction of FTP.
     min_best_fraction_of_ftp: Annotated[float, Field(gt=0, le=2)] = 0.75
     dwell_s: Annotated[float, Field(ge=0, le=3600)] = 120.0
     hysteresis: NonNegative = 0.02  # fraction of the best
