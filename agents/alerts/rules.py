@@ -492,7 +492,8 @@ class AlertEngine:
         a median of the first seconds of riding is too noisy to judge.
         """
         t0 = sig["t0"]
-        start = max(t0, sig["obs"])
+        obs = sig["obs"]
+        start = t0 if obs is None else max(t0, obs)
         if since > start:
             if t - since < dwell_s:
                 return None

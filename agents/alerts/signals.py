@@ -187,7 +187,9 @@ def new_signal_state() -> State:
         "hr": _zone_window(),  # heart rate
         "pw": _zone_window(),  # power while pedalling
         "sw": _zone_window(),  # speed while moving
-        "obs": float("-inf"),  # end of the last gap in the samples
+        # End of the last gap in the samples; None: none yet. (Not -inf: the state is
+        # stored as JSON, where orjson writes infinities as null.)
+        "obs": None,
         "d": 0.0,  # distance from speed (m), for distance-based plan intervals
         "o10": _window(),  # output (power, else speed), 10 s
         "o60": _window(),  # output, 60 s

@@ -9,6 +9,8 @@ import random
 import time
 from collections.abc import Iterable, Sequence
 
+from faust.utils import json as faust_json
+
 from agents.alerts.config import (
     AlertConfig,
     EfDropRule,
@@ -203,7 +205,9 @@ def _replay(engine: AlertEngine, samples: Sequence[AlertSample], cut: int) -> li
     for sample in samples[:cut]:
         state, raised = engine.update(state, sample)
         alerts += raised
-    state = json.loads(json.dumps(state))  # what a changelog-backed table keeps
+    # What a changelog-backed table keeps: Faust's json codec (orjson when installed,
+    # which writes an infinity as null; the standard library's json would not).
+    state = faust_json.loads(faust_json.dumps(state))
     for sample in samples[cut:]:
         state, raised = engine.update(state, sample)
         alerts += raised
