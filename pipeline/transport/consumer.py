@@ -143,8 +143,9 @@ class Consumer(FaustConsumer, ConsumerGuards):
         self._highwater: dict[TP, int] = {}
         #: Counts seeks: a read made before one is stale.
         self._seek_epoch = 0
-        #: The seek epoch of the last read that returned records.
-        self._read_epoch = 0
+        #: Seeks per partition, and their counts when the last read was made.
+        self._tp_seeks: dict[TP, int] = {}
+        self._read_seeks: dict[TP, int] = {}
         #: Batched reads delivered and not yet committed: tp -> {offset of the batch's
         #: message (its last entry): the first offset the batch stands for}.
         self._batch_first: dict[TP, dict[int, int]] = {}
@@ -396,6 +397,7 @@ class Consumer(FaustConsumer, ConsumerGuards):
     def _set_position(self, tp: TP, offset: int) -> None:
         self._position[tp] = offset
         self._seek_epoch += 1
+        self._tp_seeks[tp] = self._tp_seeks.get(tp, 0) + 1
         # Batches read before a seek are read again from there; they are never acked.
         self._batch_first.pop(tp, None)
 
@@ -472,7 +474,7 @@ class Consumer(FaustConsumer, ConsumerGuards):
                 try:
                     messages = [pair async for pair in self.getmany(timeout=1.0)]
                     if messages and not self.should_stop and self._drainer == mine:
-                        deliver = self._deliver(messages, mine, self._read_epoch)
+                        deliver = self._deliver(messages, mine, self._read_seeks)
                         await self.wait_first(deliver, self.suspend_flow.wait())
                     else:
                         await asyncio.sleep(0)  # never hold the loop between empty reads
@@ -486,27 +488,28 @@ class Consumer(FaustConsumer, ConsumerGuards):
             raise
 
     async def _deliver(
-        self, messages: list[tuple[TP, Message]], drainer: int = 0, epoch: int | None = None
+        self,
+        messages: list[tuple[TP, Message]],
+        drainer: int = 0,
+        seeks: Mapping[TP, int] | None = None,
     ) -> None:
         """Faust's per-message part of its fetch loop: gaps, commits, delivery.
 
-        ``epoch``: the seek epoch the messages were read in. After a seek they are
-        stale: Faust has reset its read offsets, and a stale record delivered now
-        would look like a jump past a gap, which Faust counts as processed.
+        ``seeks``: each partition's seek count when the messages were read. A record of
+        a partition sought since is stale and dropped (the seek says where to read):
+        Faust has reset its read offset, and the stale record would look like a jump
+        past a gap, which Faust counts as processed.
         """
         callback = self.callback
         read_offset = self._read_offset
         acks_enabled_for = self.app.topics.acks_enabled_for
         commit_every = self._commit_every
-        if epoch is None:
-            epoch = self._seek_epoch
+        sought = self._tp_seeks
         for tp, message in messages:
-            if (
-                self.suspend_flow.is_set()
-                or (drainer and drainer != self._drainer)
-                or epoch != self._seek_epoch
-            ):
+            if self.suspend_flow.is_set() or (drainer and drainer != self._drainer):
                 return
+            if seeks is not None and sought.get(tp, 0) != seeks.get(tp, 0):
+                continue
             offset = message.offset
             r_offset = read_offset[tp]
             if r_offset is not None and offset < r_offset:
@@ -589,7 +592,6 @@ class Consumer(FaustConsumer, ConsumerGuards):
             )
         ):
             return {}
-        self._read_epoch = epoch
         records: dict[TP, list[Record]] = {}
         decode = streams.decode_entry
         offset_of = streams.offset_of
@@ -611,6 +613,7 @@ class Consumer(FaustConsumer, ConsumerGuards):
                 self._position[tp] = nxt
                 if nxt > self._highwater.get(tp, 0):
                     self._highwater[tp] = nxt
+        self._read_seeks = {tp: self._tp_seeks.get(tp, 0) for tp in records}
         return records
 
     def _to_message(self, tp: TP, record: Record) -> ConsumerMessage:
