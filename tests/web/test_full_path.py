@@ -92,7 +92,9 @@ async def test_device_to_two_edges_with_live_threshold_change(
         assert not [f for f in frames if f["type"] == "alert"]
 
     # Lower the ceiling to 140 bpm with a 3 s dwell, mid-session.
-    body = {"alert_settings": {"rules": {"heart_rate": {"high_bpm": 140, "dwell_s": 3}}}}
+    # A short window: the rule judges the median of the window (issue 14), 10 s here.
+    rule = {"high_bpm": 140, "dwell_s": 3, "window_s": 10}
+    body = {"alert_settings": {"rules": {"heart_rate": rule}}}
     started = time.monotonic()
     async with edge_b.session.put(
         edge_b.url(f"/api/v1/live/athletes/{ATHLETE}/thresholds"),
@@ -108,7 +110,7 @@ async def test_device_to_two_edges_with_live_threshold_change(
     print(f"threshold change reached the agent and came back in {took * 1000:.0f} ms")
     assert took < 1.0
 
-    await _post(edge_a, sid, 30, 40, 150.0)
+    await _post(edge_a, sid, 30, 50, 150.0)
     frames = await _frames_until(coach, lambda f: f.get("type") == "alert", 30)
     alert = frames[-1]["alert"]
     assert alert["rule"] == "heart_rate" and alert["threshold"] == 140
