@@ -228,6 +228,10 @@ class Feeder:
         if self._thread.ident is not None:  # started
             self._thread.join(30)
 
+    def wait_sent(self, count: int, timeout_s: float = 60) -> None:
+        """Wait until ``count`` events in all were sent: traffic, not time, paces a test."""
+        wait_for(lambda: self.sent >= count, timeout_s, f"{count} events sent")
+
     def _run(self) -> None:
         import asyncio
 
