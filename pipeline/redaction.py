@@ -25,8 +25,12 @@ _QUERY_SECRET = re.compile(
 _AUTH_HEADER = re.compile(r"(?i)(authorization['\"]?\s*[:=]\s*['\"]?)(\w+\s+)?[^\s'\",}]+")
 #: ``scheme://user:password@`` anywhere in a text.
 _URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^/\s:@]*:)[^@\s/]+@")
+#: ``Bearer xyz`` on its own (an access log format that prints the header's value).
+_BEARER = re.compile(r"(?i)\b(bearer\s+)[^\s'\",}]+")
 #: A bare JWT (three base64url parts, the first a JSON header ``{"``).
 _JWT = re.compile(r"\beyJ[\w-]{5,}\.[\w-]{5,}\.[\w-]+")
+#: Attributes every LogRecord has; any other string attribute came in ``extra``.
+_RECORD_FIELDS = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
 
 def redact_url(url: str) -> str:
@@ -49,14 +53,17 @@ def redact_tokens(text: str) -> str:
     text = _URL_USERINFO.sub(rf"\g<1>{MASK}@", text)
     text = _QUERY_SECRET.sub(rf"\g<1>{MASK}", text)
     text = _AUTH_HEADER.sub(rf"\g<1>\g<2>{MASK}", text)
+    text = _BEARER.sub(rf"\g<1>{MASK}", text)
     return _JWT.sub(MASK, text)
 
 
 class RedactingFilter(logging.Filter):
-    """A handler filter that masks secrets in the formatted message of every record.
+    """A filter that masks secrets in a record's message and in its ``extra`` strings.
 
-    Installed on handlers (not loggers) so it sees records of every logger that
-    propagates to them, aiohttp's ``aiohttp.access`` included.
+    On a handler it sees the records of every logger that propagates to it; on a
+    logger, the records logged on that logger (whatever handlers an embedding
+    application configured). Masking changes the record, so every later handler and
+    formatter (JSON ones reading ``extra`` fields too) sees the masked text.
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
@@ -67,11 +74,29 @@ class RedactingFilter(logging.Filter):
         clean = redact_tokens(message)
         if clean != message:
             record.msg, record.args = clean, None
+        for name, value in list(vars(record).items()):
+            if name not in _RECORD_FIELDS and isinstance(value, str):
+                setattr(record, name, redact_tokens(value))
         return True
+
+
+def _add(filterer: logging.Handler | logging.Logger) -> None:
+    if not any(isinstance(f, RedactingFilter) for f in filterer.filters):
+        filterer.addFilter(RedactingFilter())
 
 
 def install(handlers: list[logging.Handler] | None = None) -> None:
     """Add a :class:`RedactingFilter` to ``handlers`` (default: the root logger's)."""
     for handler in handlers if handlers is not None else logging.getLogger().handlers:
-        if not any(isinstance(f, RedactingFilter) for f in handler.filters):
-            handler.addFilter(RedactingFilter())
+        _add(handler)
+
+
+#: aiohttp's loggers that print request lines: the access log, and the server's and the
+#: web layer's errors (which may quote a request).
+AIOHTTP_LOGGERS = ("aiohttp.access", "aiohttp.server", "aiohttp.web")
+
+
+def install_on_loggers(names: tuple[str, ...] = AIOHTTP_LOGGERS) -> None:
+    """Add a :class:`RedactingFilter` to the loggers ``names`` (idempotent)."""
+    for name in names:
+        _add(logging.getLogger(name))

@@ -37,13 +37,9 @@ def test_processes_starting_together_agree_on_one_secret(tmp_path: Path, round_:
     data_dir = tmp_path / "fresh"
     start_at = time.time() + 2.0  # time enough for every interpreter to import
     env = {k: v for k, v in os.environ.items() if not k.startswith("LIVECOACH_")}
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", _RACER, str(data_dir), str(start_at)],
-            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
-        for _ in range(6)
-    ]
+    command = [sys.executable, "-c", _RACER, str(data_dir), str(start_at)]
+    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
+    procs = [subprocess.Popen(command, cwd=ROOT, env=env, **pipes) for _ in range(6)]
     outputs = [p.communicate(timeout=60) for p in procs]
     assert all(p.returncode == 0 for p in procs), [err for _, err in outputs]
     secrets = {out.strip() for out, _ in outputs}

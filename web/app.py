@@ -20,6 +20,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from psycopg_pool import AsyncConnectionPool
 
+from pipeline import redaction
 from pipeline.constants import LIVE_TOPIC, SAMPLES_TOPIC
 from pipeline.retention import apply_topic_retentions
 from pipeline.settings import Settings
@@ -172,6 +173,8 @@ def create_app(
 ) -> web.Application:
     """A ready-to-run edge; URLs default to the settings' (they must be resolved)."""
     redis_url, database_url = _urls(settings, redis_url, database_url)
+    # Tokens in request lines (``?token=``) never reach a log, whoever set logging up.
+    redaction.install_on_loggers()
     config = config or EdgeConfig()
     metrics = EdgeMetrics()
     edge = Edge(settings, config, metrics, TokenVerifier(settings))
