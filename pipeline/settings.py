@@ -125,6 +125,20 @@ class Settings(BaseSettings):
     worker_web_port: Port = Field(
         default=6066, description="Port of the Faust worker's own web server (loopback)"
     )
+    metrics_token: SecretStr | None = Field(
+        default=None,
+        description=(
+            "Bearer token /metrics on the API port asks for; unset: /metrics answers 404 "
+            "there (scrape LIVECOACH_METRICS_PORT instead)"
+        ),
+    )
+    metrics_host: str = Field(
+        default="127.0.0.1", description="Address of the separate /metrics listener"
+    )
+    metrics_port: Port = Field(
+        default=0,
+        description="Port of a separate /metrics listener (no token asked); 0: none",
+    )
     log_level: str = Field(default="INFO", description="Python logging level")
     alerts_enabled: bool = Field(
         default=True, description="Run the alert rules in the live agent (off: metrics only)"
@@ -167,6 +181,13 @@ class Settings(BaseSettings):
                 f"expected at least {MIN_JWT_SECRET_BYTES} bytes (not counting spaces), "
                 f"got {size}; unset it to have one generated into the data folder"
             )
+        return value
+
+    @field_validator("metrics_token")
+    @classmethod
+    def _check_metrics_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value().strip()) < 16:
+            raise ValueError("expected at least 16 characters")
         return value
 
     @field_validator("jwt_jwks_url")
