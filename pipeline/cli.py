@@ -487,7 +487,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         )
         logging.getLogger("yoyo").setLevel(logging.WARNING)
-        redaction.install()  # tokens and URL passwords masked on every line printed
+        redaction.install_record_factory()  # tokens and passwords masked on every line
         handler: Command = args.handler
         return handler(args, settings)
     except ConfigError as exc:

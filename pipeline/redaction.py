@@ -4,14 +4,23 @@ Two kinds of secret travel in strings livecoach might print: passwords inside se
 URLs (``redis://:pw@host``, ``postgresql://user:pw@host/db``, or ``?password=`` in
 the query) and bearer tokens in HTTP requests (``?token=`` in a URL, an
 ``Authorization`` header). :func:`redact_url` and :func:`redact_tokens` replace them
-with ``***``; :class:`RedactingFilter` applies both to every record a logger handler
-emits, whatever the format (aiohttp's access log included).
+with ``***``. Two ways to apply them to logs:
+
+- :func:`install_record_factory` (the CLI, for its processes): every record the
+  process creates is masked as it is made, whichever logger makes it and whatever
+  handlers are configured later (Faust's worker replaces the root logger's handlers);
+- :func:`install_on_loggers` (an edge built by ``create_app``, perhaps inside another
+  program's logging): a :class:`RedactingFilter` on aiohttp's loggers, which also
+  masks the ``extra`` fields of the access log for structured formatters.
+
+Not masked: the text of a traceback (``exc_info``), formatted only by the handler.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 MASK = "***"
@@ -85,10 +94,24 @@ def _add(filterer: logging.Handler | logging.Logger) -> None:
         filterer.addFilter(RedactingFilter())
 
 
-def install(handlers: list[logging.Handler] | None = None) -> None:
-    """Add a :class:`RedactingFilter` to ``handlers`` (default: the root logger's)."""
-    for handler in handlers if handlers is not None else logging.getLogger().handlers:
-        _add(handler)
+def install_record_factory() -> None:
+    """Mask secrets in every log record this process creates from now on (idempotent).
+
+    Records are made only for messages a logger will handle (after its level check),
+    so the cost is one pass of the patterns over each line actually logged.
+    """
+    previous = logging.getLogRecordFactory()
+    if getattr(previous, "redacting", False):
+        return
+    redactor = RedactingFilter()
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
+        redactor.filter(record)
+        return record
+
+    factory.redacting = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(factory)
 
 
 #: aiohttp's loggers that print request lines: the access log, and the server's and the

@@ -194,7 +194,7 @@ def test_redis_wants_the_password(redis_server: EmbeddedRedis) -> None:
         assert client.ping()
     finally:
         client.close()
-    _private(redis_server.dir / "password")
+    _private(redis_server.password_file)
     _private(redis_server.dir / "redis.conf")
     assert redis_server.password not in (redis_server.dir / "redis.conf").read_text()
 
@@ -242,7 +242,7 @@ def test_redis_refuses_another_local_account(redis_server: EmbeddedRedis) -> Non
     port = str(redis_server.port)
     done = _as_nobody("redis-cli", "-p", port, "XADD", "live:0", "*", "text", "forged")
     assert "NOAUTH" in done.stdout + done.stderr
-    peek = _as_nobody("cat", str(redis_server.dir / "password"))
+    peek = _as_nobody("cat", str(redis_server.password_file))
     assert peek.returncode != 0 and "Permission denied" in peek.stderr
     server = psutil.Process(redis_server.pid)
     assert server.username() == SYSTEM_USER

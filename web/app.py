@@ -80,6 +80,9 @@ class EdgeConfig:
     #: proxy every client has the proxy's address: raise it, or 0 turns it off).
     rest_address_rate: float = 100.0
     rest_address_burst: float = 200.0
+    #: Loopback peers skip the per-address limit: on 127.0.0.1 (the default listen
+    #: address) the peer is a local proxy speaking for every client.
+    rest_address_exempt_loopback: bool = True
     #: Sockets one user may hold on one edge before 4429.
     max_connections_per_user: int = 20
     #: Channels one socket may subscribe to.
@@ -196,6 +199,7 @@ def create_app(
         RateLimiter(config.rest_address_rate, config.rest_address_burst),
         edge.verifier.verify,
         counted=_rate_limited_path,
+        exempt_loopback=config.rest_address_exempt_loopback,
         on_limited=lambda scope: metrics.rate_limited.labels(scope).inc(),
     )
     app = web.Application(

@@ -9,8 +9,11 @@ The user is the ``sub`` of the request's bearer token once verified (the verifie
 caches tokens, so this is a dictionary look-up for a token seen before); a request
 without a valid token counts against its address only, and its handler answers 401.
 The address is the TCP peer's: behind a reverse proxy every client shares the proxy's,
-so raise the per-address limit there or turn it off (rate 0) and rely on the proxy's
-own limits. The WebSocket upgrade is not counted here: sockets have their own limits.
+so the per-address limit would hold all clients to one client's rate. Loopback peers
+are therefore exempt by default (the edge listens on 127.0.0.1 by default, behind a
+proxy on the same machine); a proxy elsewhere needs the limit raised or turned off
+(rate 0), and limits of its own. The WebSocket upgrade is not counted here: sockets
+have their own limits.
 
 Limits are per edge: with N edges behind a balancer a client may get up to N times
 the rate. Bucket tables are bounded (:data:`MAX_KEYS`); idle keys are dropped first.
@@ -18,6 +21,7 @@ the rate. Bucket tables are bounded (:data:`MAX_KEYS`); idle keys are dropped fi
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import time
 from collections.abc import Awaitable, Callable, Hashable
@@ -81,18 +85,30 @@ def too_many(scope: str, wait_s: float) -> Problem:
     )
 
 
+def is_loopback(address: str) -> bool:
+    """A loopback peer (or a Unix socket, which has no address)."""
+    if not address:
+        return True
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
+
+
 def make_rate_limit_middleware(
     by_user: RateLimiter,
     by_address: RateLimiter,
     verify: Verify,
     *,
     counted: Callable[[str], bool],
+    exempt_loopback: bool = True,
     on_limited: Callable[[str], None] = lambda scope: None,
 ) -> Any:
     """A middleware applying both limits to the requests whose path ``counted`` accepts.
 
-    Install it inside the problem middleware, which turns its :class:`Problem` into
-    the 429 response.
+    ``exempt_loopback``: loopback peers skip the per-address limit (not the per-user
+    one). Install it inside the problem middleware, which turns its :class:`Problem`
+    into the 429 response.
     """
 
     async def user_of(request: web.Request) -> Hashable | None:
@@ -108,7 +124,10 @@ def make_rate_limit_middleware(
     async def rate_limits(request: web.Request, handler: Handler) -> web.StreamResponse:
         if not counted(request.path):
             return await handler(request)
-        wait = by_address.retry_after_s(request.remote or "")
+        address = request.remote or ""
+        wait = None
+        if not (exempt_loopback and is_loopback(address)):
+            wait = by_address.retry_after_s(address)
         if wait is not None:
             on_limited("address")
             raise too_many("address", wait)

@@ -149,3 +149,24 @@ def test_redact_tokens(text: str, expected: str) -> None:
 )  # fmt: skip
 def test_redact_url(url: str, expected: str) -> None:
     assert redact_url(url) == expected
+
+
+def test_a_faust_worker_logs_no_password() -> None:
+    """Faust's worker replaces the root logger's handlers; records are masked anyway."""
+    script = (
+        "import logging\n"
+        "from pipeline import redaction\n"
+        "from mode.utils.logging import setup_logging\n"
+        "redaction.install_record_factory()\n"
+        "setup_logging(loglevel='INFO')  # what faust.Worker does at start\n"
+        "logging.getLogger('faust.transport').info('connecting to %s', "
+        "'redis://:s3cretpw-0123456789@127.0.0.1:6379/0')\n"
+        "logging.getLogger('x').warning('GET /x?token=eyJhbGciOi.eyJzdWIiOi.c2lnbmF0dXJl')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output
+    assert "redis://:***@127.0.0.1:6379/0" in output and "token=***" in output, output
+    assert "s3cretpw" not in output and "c2lnbmF0dXJl" not in output, output

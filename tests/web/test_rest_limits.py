@@ -6,12 +6,14 @@ import asyncio
 import io
 import json
 import time
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
 from tests.web.conftest import ATHLETE, COACH, EdgeFactory, Running
 from web.app import EdgeConfig
+from web.ratelimit import is_loopback
 from web.schemas import ALERT_SETTINGS_MAX_BYTES, METADATA_MAX_BYTES
 
 pytestmark = pytest.mark.integration
@@ -80,9 +82,14 @@ async def test_the_user_may_go_on_after_retry_after(edge_factory: EdgeFactory) -
 async def test_one_address_is_held_to_its_rate_with_or_without_a_token(
     edge_factory: EdgeFactory,
 ) -> None:
-    edge = await edge_factory(
-        EdgeConfig(rest_address_rate=1.0, rest_address_burst=10.0, rest_user_rate=0.0)
-    )
+    cfg = EdgeConfig(rest_address_rate=1.0, rest_address_burst=10.0, rest_user_rate=0.0)
+    # By default a loopback peer (a local proxy speaking for everyone) is exempt ...
+    lenient = await edge_factory(cfg)
+    for _ in range(15):
+        async with lenient.session.get(lenient.url(f"{API}/sessions/1")) as r:
+            assert r.status == 401
+    # ... here this test's loopback client stands for one remote address.
+    edge = await edge_factory(replace(cfg, rest_address_exempt_loopback=False))
     statuses = []
     for i in range(15):
         # Bad tokens, no tokens, good tokens of different users: one address.
@@ -150,3 +157,12 @@ async def test_every_free_form_field_is_bounded(edge: Running) -> None:
     ) as r:
         assert r.status == 413
         assert (await r.json())["status"] == 413
+
+
+@pytest.mark.parametrize(
+    ("address", "loopback"),
+    [("127.0.0.1", True), ("127.9.9.9", True), ("::1", True), ("", True),
+     ("10.0.0.1", False), ("203.0.113.9", False), ("2001:db8::1", False), ("junk", False)],
+)  # fmt: skip
+def test_which_peers_are_loopback(address: str, loopback: bool) -> None:
+    assert is_loopback(address) is loopback
