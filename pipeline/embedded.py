@@ -303,12 +303,18 @@ def _system_user() -> pwd.struct_passwd | None:
         return pwd.getpwnam(SYSTEM_USER)
     except KeyError:
         useradd = shutil.which("useradd") or "/usr/sbin/useradd"
-        subprocess.run(
+        done = subprocess.run(
             [useradd, "--system", "--no-create-home", "--shell", "/usr/sbin/nologin",
              SYSTEM_USER],
-            check=True, capture_output=True,
+            check=False, capture_output=True,
         )  # fmt: skip
-        return pwd.getpwnam(SYSTEM_USER)
+        try:  # another process starting at the same time may have created it first
+            return pwd.getpwnam(SYSTEM_USER)
+        except KeyError:
+            raise EmbeddedServerError(
+                f"could not create the system account {SYSTEM_USER!r} to run the embedded "
+                f"servers as (useradd: {done.stderr.decode(errors='replace').strip()})"
+            ) from None
 
 
 def _check_traversable(path: Path, account: pwd.struct_passwd) -> None:
@@ -399,6 +405,8 @@ class EmbeddedPostgres(_Server):
         self.password = read_or_create(
             self.password_file, variable=_DATA_DIR_VARIABLE, owner=account
         )
+        if account is not None:  # a file made by a run as another account
+            os.chown(self.password_file, account.pw_uid, account.pw_gid)
         if not initialised:
             log.info("initialising embedded PostgreSQL cluster in %s", self.pgdata)
             subprocess.run(
