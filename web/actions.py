@@ -250,9 +250,9 @@ class Actions:
         from web.access import NotFound
 
         alert = await self.store.get_alert(alert_id)
-        if alert is None:
+        # Another athlete's alert is answered as a missing one: ids cannot be probed.
+        if alert is None or not await self.access.can_see_athlete(principal, alert["user_id"]):
             raise NotFound(f"no alert {alert_id!r}")
-        await self.access.require_athlete(principal, alert["user_id"])
         first = alert["acknowledged_at"] is None
         row = await self.store.ack_alert(alert_id, principal.user_id)
         assert row is not None

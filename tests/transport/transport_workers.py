@@ -181,7 +181,10 @@ def produce(
 
     async def run() -> None:
         kwargs = client.connection_pool.connection_kwargs
-        r = aioredis.Redis(host=kwargs["host"], port=kwargs["port"], db=kwargs.get("db", 0))
+        r = aioredis.Redis(
+            host=kwargs["host"], port=kwargs["port"], db=kwargs.get("db", 0),
+            username=kwargs.get("username"), password=kwargs.get("password"),
+        )  # fmt: skip
         try:
             now = int(time.time() * 1000)
             by_partition: dict[int, list[streams.Entry]] = {}
