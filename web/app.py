@@ -48,12 +48,18 @@ class EdgeConfig:
 
     #: Largest REST body (bytes): a batch of 3,600 samples fits with room to spare.
     max_body_bytes: int = 2 * 1024 * 1024
-    #: Largest WebSocket message (bytes); larger closes with 1009.
+    #: Largest WebSocket message (bytes) of an authenticated socket, on the wire and
+    #: once inflated (permessage-deflate); larger closes with 1009, refused on the
+    #: frame's header before its payload is read (see web.inbound).
     max_frame_bytes: int = 256 * 1024
-    #: Beyond this aiohttp drops the TCP connection itself (no close frame: aiohttp
-    #: 3.14 closes the transport on a parser error), so between the two limits the edge
-    #: reads the message and answers 1009 properly.
-    hard_frame_bytes: int = 16 * 1024 * 1024
+    #: Largest message before the socket has authenticated (the auth frame; an RS256
+    #: token of a host's identity provider is 1-2 KB): 2,000 unauthenticated sockets
+    #: each sending the largest they may, compressed or not, must not grow the edge
+    #: by 100 MB (they grew it by 16 MiB each when the limit was the authenticated one).
+    auth_frame_bytes: int = 4 * 1024
+    #: How long a close waits for the client's close frame before the transport is
+    #: aborted (a client that stopped reading never answers).
+    close_timeout_s: float = 2.0
     #: Seconds a socket without an Authorization header has to send its auth frame.
     auth_timeout_s: float = 5.0
     #: Server ping interval; the client must send something (a pong will do) within

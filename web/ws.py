@@ -48,6 +48,7 @@ from web.app import EDGE, Edge
 from web.auth import AuthError, Principal, bearer_token
 from web.connection import Connection, TokenBucket
 from web.directory import UnknownUser
+from web.inbound import EdgeWebSocket
 from web.problems import backend_of, log_service_failure, translate, validation_errors
 from web.protocol import (
     CLOSE_FORBIDDEN,
@@ -73,8 +74,19 @@ def _dumps(data: dict[str, Any]) -> str:
     return json.dumps(data, separators=(",", ":"), default=str)
 
 
-class _Refused(Exception):
-    """The socket was closed while authenticating (the close said why)."""
+#: What authenticating a token may fail with; each closes the socket (see _refuse).
+_AUTH_FAILURES = (AuthError, UnknownUser, ServiceError, RedisError)
+
+
+async def _header_principal(edge: Edge, request: web.Request) -> Principal | Exception | None:
+    """The principal of the request's Authorization header, resolved before the upgrade
+    so that the socket starts with the authenticated frame limit; the failure instead
+    (answered with a close code after the upgrade); None without a header."""
+    try:
+        token = bearer_token(request.headers.get("Authorization"))
+        return None if token is None else await edge.principal(token)
+    except _AUTH_FAILURES as exc:
+        return exc
 
 
 class _Socket:
@@ -103,50 +115,47 @@ class _Socket:
 
     # --- auth -------------------------------------------------------------------------
 
-    async def authenticate(self, request: web.Request) -> Principal | None:
-        try:
-            token = bearer_token(request.headers.get("Authorization"))
-            if token is not None:
-                return await self._principal(token)
-        except AuthError as exc:
-            await self.conn.close(CLOSE_UNAUTHORIZED, str(exc))
-            return None
-        except _Refused:
+    async def authenticate(self, early: Principal | Exception | None) -> Principal | None:
+        """The socket's principal: from the Authorization header (resolved before the
+        upgrade, ``early``) or from a first ``auth`` frame; None once refused (closed)."""
+        if isinstance(early, Principal):
+            return early
+        if early is not None:
+            await self._refuse(early)
             return None
         try:
             msg = await self.ws.receive(timeout=self.edge.config.auth_timeout_s)
         except TimeoutError:
             await self.conn.close(CLOSE_UNAUTHORIZED, "no auth frame in time")
             return None
+        if msg.type == WSMsgType.ERROR:
+            return None  # aiohttp closed it (1009 for a frame over the pre-auth limit)
         if msg.type != WSMsgType.TEXT:
             await self.conn.close(CLOSE_UNAUTHORIZED, "expected an auth frame")
             return None
         try:
             frame = AuthFrame.model_validate_json(msg.data)
-            return await self._principal(frame.token)
-        except _Refused:
-            return None
-        except (ValidationError, AuthError) as exc:
-            reason = (
-                str(exc)
-                if isinstance(exc, AuthError)
-                else "the first frame must be {'type': 'auth', 'token': ...}"
+        except ValidationError:
+            await self.conn.close(
+                CLOSE_UNAUTHORIZED, "the first frame must be {'type': 'auth', 'token': ...}"
             )
-            await self.conn.close(CLOSE_UNAUTHORIZED, reason)
+            return None
+        try:
+            return await self.edge.principal(frame.token)
+        except _AUTH_FAILURES as exc:
+            await self._refuse(exc)
             return None
 
-    async def _principal(self, token: str) -> Principal:
-        """The token's principal; an unknown user or a failing service closes the socket
-        (4403, 1011) and raises _Refused; a bad token raises AuthError."""
-        try:
-            return await self.edge.principal(token)
-        except UnknownUser as exc:
+    async def _refuse(self, exc: Exception) -> None:
+        """Close a socket whose authentication failed, with the failure's close code."""
+        if isinstance(exc, AuthError):
+            await self.conn.close(CLOSE_UNAUTHORIZED, str(exc)[:120])
+        elif isinstance(exc, UnknownUser):
             await self.conn.close(CLOSE_FORBIDDEN, str(exc)[:120])
-        except (ServiceError, RedisError) as exc:
+        else:
             self.edge.metrics.backend_errors.labels(backend_of(exc)).inc()
             log_service_failure(exc, "WebSocket auth")
             await self.conn.close(CLOSE_INTERNAL, "a backing service is failing; retry")
-        raise _Refused
 
     # --- the loop ---------------------------------------------------------------------
 
@@ -599,12 +608,15 @@ _HANDLERS = {
 async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
     edge = request.app[EDGE]
     cfg = edge.config
-    ws = web.WebSocketResponse(
+    early = await _header_principal(edge, request)
+    # A message must stay under the limit (aiohttp refuses one of exactly the limit).
+    authed_limit = cfg.max_frame_bytes + 1
+    ws = EdgeWebSocket(
         compress=True,
-        max_msg_size=max(cfg.hard_frame_bytes, cfg.max_frame_bytes),
+        max_msg_size=authed_limit if isinstance(early, Principal) else cfg.auth_frame_bytes + 1,
         autoping=False,
         heartbeat=None,
-        timeout=2.0,  # how long a close waits for the peer's close frame
+        timeout=cfg.close_timeout_s,  # how long a close waits for the peer's close frame
     )
     await ws.prepare(request)
     conn = Connection(
@@ -620,9 +632,10 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
     edge.metrics.connections.inc()
     counted: int | None = None
     try:
-        principal = await sock.authenticate(request)
+        principal = await sock.authenticate(early)
         if principal is None:
             return ws
+        ws.raise_limit(authed_limit)
         if edge.per_user.get(principal.user_id, 0) >= cfg.max_connections_per_user:
             await conn.close(CLOSE_RATE_LIMITED, "too many connections for this user")
             return ws
