@@ -60,6 +60,10 @@ class LiveEvent:
     ingest_ms: int | None
 
 
+def _unsent(transport: asyncio.Transport) -> int:
+    return transport.get_write_buffer_size()
+
+
 class TokenBucket:
     """``rate`` tokens a second, up to ``burst``; :meth:`take` says whether one was left."""
 
@@ -89,8 +93,12 @@ class Connection:
         coalesce_after: int = 16,
         frame_rate: float,
         frame_burst: float,
+        transport: asyncio.Transport | None = None,
+        close_timeout_s: float = 2.0,
     ) -> None:
         self.ws = ws
+        self._transport = transport
+        self._close_timeout_s = close_timeout_s
         self.metrics = metrics
         self.principal: Principal | None = None
         self.subscriptions: dict[str, Subscription] = {}
@@ -194,7 +202,7 @@ class Connection:
         self._queue.clear()
         self._coalesce.clear()
         self._size = 0
-        task = asyncio.ensure_future(self.ws.close(code=code, message=message.encode()))
+        task = asyncio.ensure_future(self._close_or_abort(code, message))
         task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
 
     async def close(self, code: int, message: str) -> None:
@@ -202,8 +210,31 @@ class Connection:
             self.closing = True
             self.close_code = code
             self.metrics.closes.labels(str(code)).inc()
-        with contextlib.suppress(ConnectionError, RuntimeError):
-            await self.ws.close(code=code, message=message.encode())
+        await self._close_or_abort(code, message)
+
+    async def finish(self) -> None:
+        """The handler's last word: close if still open, and never leave the transport
+        stuck with bytes the client will not read."""
+        if not self.ws.closed:
+            await self._close_or_abort(1000, "")
+        self.abort_if_stuck()
+
+    async def _close_or_abort(self, code: int, message: str) -> None:
+        """Send the close frame and wait (``close_timeout_s``) for the client's; abort
+        the transport if that does not finish, or if written bytes are still stuck
+        in it: a client that stopped reading never takes the close frame, and a
+        plain close would wait for the kernel to flush to it forever, keeping the
+        socket, its task and one of the user's connection slots."""
+        with contextlib.suppress(ConnectionError, RuntimeError, TimeoutError):
+            await asyncio.wait_for(
+                self.ws.close(code=code, message=message.encode()), self._close_timeout_s
+            )
+        self.abort_if_stuck()
+
+    def abort_if_stuck(self) -> None:
+        """Abort the transport if what was written to it cannot be flushed."""
+        if self._transport is not None and _unsent(self._transport):
+            self._transport.abort()
 
     async def flush(self, timeout_s: float = 1.0) -> None:
         """Wait (briefly) until queued frames are written: before a deliberate close."""

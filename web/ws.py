@@ -626,6 +626,8 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
         coalesce_after=cfg.coalesce_after,
         frame_rate=cfg.frame_rate,
         frame_burst=cfg.frame_burst,
+        transport=request.transport,
+        close_timeout_s=cfg.close_timeout_s,
     )
     sock = _Socket(edge, ws, conn)
     edge.connections.add(conn)
@@ -662,9 +664,7 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
     finally:
         await sock.cleanup()
         await conn.stop()
-        if not ws.closed:
-            with contextlib.suppress(ConnectionError, RuntimeError):
-                await ws.close()
+        await conn.finish()
         if counted is not None:
             left = edge.per_user.get(counted, 1) - 1
             if left <= 0:
