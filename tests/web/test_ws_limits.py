@@ -7,18 +7,32 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from pathlib import Path
 from typing import Any
 
+import aiohttp
+import jwt
 import psutil
 import pytest
 
+from pipeline.settings import Settings, load_settings
 from tests.web.rawws import client_frame, upgrade
-from tests.web.test_web_socket import metrics_event, publish
+from tests.web.test_web_socket import SECRET, closed_with, metrics_event, publish
 from web.app import EdgeConfig
+from web.auth import mint_token
 
 pytestmark = pytest.mark.integration
 
 ATHLETE = 1
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """A 1 s leeway, so that expiry is tested in seconds, not the default 10."""
+    return load_settings(
+        jwt_secret=SECRET, data_dir=tmp_path, live_partitions=4, samples_partitions=4,
+        jwt_leeway_s=1.0,
+    )  # fmt: skip
 
 
 async def _until(predicate: Any, wait_s: float) -> float:
@@ -77,3 +91,67 @@ async def test_a_client_that_stops_reading_loses_its_socket_and_slot(
     ws = await edge.ws()
     await ws.close()
     writer.close()
+
+
+async def test_control_frame_pings_count_against_the_rate_limit(
+    edge_factory: Any, next_of: Any
+) -> None:
+    """Item 10: a flood of WebSocket PINGs (control frames) closes 4429 like data frames."""
+    cfg = EdgeConfig(frame_rate=50.0, frame_burst=100.0)
+    edge = await edge_factory(cfg)
+    ws = await edge.ws(autoping=False)
+    pongs = 0
+    sent = 0
+    started = time.monotonic()
+    for sent in range(1, 5001):
+        try:
+            await ws.ping(b"x")
+        except (ConnectionError, RuntimeError):
+            break
+        if sent % 100 == 0:
+            await asyncio.sleep(0)
+        if ws.closed or time.monotonic() - started > 5:
+            break
+    while True:
+        msg = await ws.receive(timeout=5)
+        if msg.type == aiohttp.WSMsgType.PONG:
+            pongs += 1
+            continue
+        assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED), msg
+        break
+    print(f"{sent} PINGs sent, {pongs} PONGs back, then close {ws.close_code}")
+    assert ws.close_code == 4429
+    assert pongs <= cfg.frame_burst + cfg.frame_rate * (time.monotonic() - started) + 1
+
+
+async def test_deeply_nested_json_is_an_error_event(edge: Any, next_of: Any) -> None:
+    """Item 11: JSON nested 100,000 deep (200 KB) is answered, the socket stays open."""
+    ws = await edge.ws()
+    await ws.send_str("[" * 100_000 + "]" * 100_000)
+    error = await next_of(ws, "error")
+    assert error["code"] == "bad_json" and "nested too deeply" in error["message"]
+    await ws.send_str('{"type": "x", "a": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    assert (await next_of(ws, "error"))["code"] == "bad_json"
+    await ws.send_json({"type": "ping", "id": 1})
+    assert (await next_of(ws, "pong"))["ref"] == 1
+    await ws.close()
+
+
+async def test_an_expired_token_stops_working_at_the_next_frame(
+    edge_factory: Any, settings: Any, next_of: Any
+) -> None:
+    """Item 12: expiry is checked on every client frame, not at the next heartbeat."""
+    edge = await edge_factory(EdgeConfig(heartbeat_s=60, idle_timeout_s=120))
+    leeway = settings.jwt_leeway_s
+    token = mint_token(settings, user_id=ATHLETE, role="athlete", ttl_s=1)
+    exp = jwt.decode(token, options={"verify_signature": False})["exp"]
+    ws = await edge.session.ws_connect(
+        edge.url("/api/v1/live/ws"), headers={"Authorization": f"Bearer {token}"}
+    )
+    assert (await ws.receive_json(timeout=5))["type"] == "welcome"
+    await ws.send_json({"type": "ping", "id": 1})
+    assert (await next_of(ws, "pong"))["ref"] == 1
+    await asyncio.sleep(max(0.0, exp + leeway - time.time()) + 0.2)
+    await ws.send_json({"type": "ping", "id": 2})
+    assert await closed_with(ws, 3) == 4401
+    assert time.time() < exp + leeway + 2.0
