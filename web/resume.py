@@ -85,8 +85,9 @@ async def _read_back(
             if only_keys is not None and key not in only_keys:
                 continue
             event = build_event(p, offset, value)
-            if event is not None:
-                events.append(event)
+            if event is None or (event.kind == "alert" and tailer.repeated_alert(event)):
+                continue
+            events.append(event)
         read += len(page)
         if read > limit:
             return events, first, True
