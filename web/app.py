@@ -80,8 +80,18 @@ class EdgeConfig:
     max_connections_per_user: int = 20
     #: Channels one socket may subscribe to.
     max_subscriptions: int = 200
-    #: Events replayed per partition on resume before giving up (recovered false).
-    max_replay: int = 50_000
+    #: Entries one resume frame may replay (read from memory or Redis, over all its
+    #: channels and partitions); a channel whose gap is larger is answered
+    #: ``recovered: false`` with a snapshot. One frame could replay every entry kept on
+    #: all partitions (5 sockets x 40 frames replayed 2.5 M events in 25 s).
+    max_replay: int = 20_000
+    #: Entries a user's resumes may replay per second over all their sockets on this
+    #: edge (sustained, burst); a snapshot costs ``snapshot_cost`` of them. A resume
+    #: while the budget is spent is refused with an ``error`` ``rate_limited`` (and
+    #: ``retry_after_s``); the socket stays open.
+    replay_rate: float = 5_000.0
+    replay_burst: float = 50_000.0
+    snapshot_cost: int = 1_000
     #: How long the producers gather records before one round trip to Redis (all
     #: partitions in one pipeline); 0: what one event-loop turn gathers. At 1,000
     #: devices posting at 1 Hz, 2 ms halved the round trips and the edge's and worker's
@@ -119,6 +129,9 @@ class Edge:
     connections: set[Connection] = field(default_factory=set)
     per_user: dict[int, int] = field(default_factory=dict)
     user_buckets: dict[int, Any] = field(default_factory=dict)
+    #: user id -> TokenBucket of replayed entries; kept after the user's last socket
+    #: closes (else reconnecting would refill it), dropped by the heartbeat once full.
+    replay_buckets: dict[int, Any] = field(default_factory=dict)
 
     # The properties below fail loudly if a handler runs before start-up finished.
     def need_store(self) -> Store:

@@ -60,6 +60,10 @@ class LiveEvent:
     ingest_ms: int | None
 
 
+#: Frames the writer sends before it lets other tasks run.
+_YIELD_EVERY = 64
+
+
 def _unsent(transport: asyncio.Transport) -> int:
     return transport.get_write_buffer_size()
 
@@ -74,13 +78,23 @@ class TokenBucket:
         self.stamp = time.monotonic()
 
     def take(self, now: float | None = None) -> bool:
-        now = time.monotonic() if now is None else now
-        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now
+        self.refill(now)
         if self.tokens >= 1.0:
             self.tokens -= 1.0
             return True
         return False
+
+    def refill(self, now: float | None = None) -> float:
+        """Add what accrued since the last call; the tokens now available."""
+        now = time.monotonic() if now is None else now
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        return self.tokens
+
+    def spend(self, n: float) -> None:
+        """Take ``n`` tokens that were already used (may go below zero: a debt)."""
+        self.refill()
+        self.tokens -= n
 
 
 class Connection:
@@ -175,7 +189,14 @@ class Connection:
             self._drained.set()
 
     async def _drain(self) -> None:
+        written = 0
         while self._queue:
+            written += 1
+            if written % _YIELD_EVERY == 0:
+                # A long backlog (a replay) must not hold the loop: other sockets'
+                # live events wait meanwhile.
+                await asyncio.sleep(0)
+                continue
             item = self._queue.popleft()
             if not item.alive:
                 continue

@@ -398,6 +398,9 @@ async def heartbeat_loop(edge: Edge) -> None:
     closing: set[asyncio.Task[None]] = set()
     while True:
         sockets = list(edge.connections)
+        for user_id, bucket in list(edge.replay_buckets.items()):
+            if bucket.refill() >= bucket.burst:  # full again: as good as a new one
+                del edge.replay_buckets[user_id]
         for i in range(slices):
             await asyncio.sleep(period / slices)
             for conn in sockets[i::slices]:
@@ -505,7 +508,27 @@ async def _on_resume(s: _Socket, data: dict[str, Any]) -> None:
         raise ValueError(f"at most {s.edge.config.max_subscriptions} subscriptions per socket")
     revision = s.edge.need_access().revision
     athletes = {c: await s._authorize(c) for c in requests}
-    await resume(s.edge, s.conn, requests)
+    principal = s.conn.principal
+    assert principal is not None
+    cfg = s.edge.config
+    bucket = s.edge.replay_buckets.get(principal.user_id)
+    if bucket is None:
+        bucket = s.edge.replay_buckets[principal.user_id] = TokenBucket(
+            cfg.replay_rate, cfg.replay_burst
+        )
+    available = bucket.refill()
+    if available < 1:
+        # Refused, not closed: a close would only bring a reconnect (auth, more
+        # resumes) sooner. The client retries after retry_after_s.
+        s.error(
+            "rate_limited",
+            "replayed too much lately; resume later",
+            ref=frame.id,
+            retry_after_s=round((1 - available) / cfg.replay_rate, 3),
+        )
+        return
+    replay = await resume(s.edge, s.conn, requests, int(min(cfg.max_replay, available)))
+    bucket.spend(replay.cost)
     for channel, athlete in athletes.items():
         if channel.name not in s.conn.watched:
             s.conn.watched[channel.name] = athlete
