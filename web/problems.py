@@ -30,6 +30,9 @@ from web.directory import UnknownUser
 log = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
+#: Seconds a client is told to wait (``Retry-After``) after a 503: a backing service
+#: failing is usually back within seconds (a restart, a failover).
+RETRY_AFTER_S = 2
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -218,7 +221,12 @@ def translate(exc: Exception) -> Problem | None:
     if isinstance(exc, web.HTTPRequestEntityTooLarge):
         return Problem(413, "Content Too Large", "the request body exceeds the limit")
     if is_service_failure(exc):
-        return Problem(503, "Service Unavailable", "a backing service is failing; retry later")
+        return Problem(
+            503,
+            "Service Unavailable",
+            "a backing service is failing; retry later",
+            headers={"Retry-After": str(RETRY_AFTER_S)},
+        )
     if isinstance(exc, web.HTTPException) and exc.status >= 400:
         return Problem(
             exc.status, exc.reason, exc.text if exc.text != f"{exc.status}: {exc.reason}" else None
