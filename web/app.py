@@ -36,7 +36,12 @@ from web.directory import Directory
 from web.fanout import Hub, LiveTailer
 from web.observability import EdgeMetrics
 from web.presence import Presence
-from web.problems import RETRY_AFTER_S, backend_of, make_problem_middleware
+from web.problems import (
+    RETRY_AFTER_S,
+    backend_of,
+    make_body_timeout_middleware,
+    make_problem_middleware,
+)
 from web.producer import BatchingProducer
 from web.revocation import AccessListener
 from web.store import Store
@@ -50,6 +55,10 @@ class EdgeConfig:
 
     #: Largest REST body (bytes): a batch of 3,600 samples fits with room to spare.
     max_body_bytes: int = 2 * 1024 * 1024
+    #: Seconds a request body may take to arrive, authenticated or not; then 408 and
+    #: the connection is closed (a trickled body was held forever). 300 KB (an hour of
+    #: 1 Hz samples) takes 24 s at 100 kbit/s.
+    body_timeout_s: float = 30.0
     #: Largest WebSocket message (bytes) of an authenticated socket, on the wire and
     #: once inflated (permessage-deflate); larger closes with 1009, refused on the
     #: frame's header before its payload is read (see web.inbound).
@@ -210,7 +219,10 @@ def create_app(
 
     app = web.Application(
         client_max_size=config.max_body_bytes,
-        middlewares=[make_problem_middleware(count_service_error)],
+        middlewares=[
+            make_problem_middleware(count_service_error),
+            make_body_timeout_middleware(config.body_timeout_s),
+        ],
     )
     app[EDGE] = edge
 

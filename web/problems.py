@@ -11,6 +11,7 @@ traceback in the body (the traceback goes to the log).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -283,6 +284,43 @@ def make_problem_middleware(on_service_error: Callable[[Exception], None]) -> An
             return problem_response(problem, request.path)
 
     return problem_middleware
+
+
+class BodyTimeout(Exception):
+    """A request body did not arrive in time (408; the connection is closed)."""
+
+
+def make_body_timeout_middleware(timeout_s: float) -> Any:
+    """Give a request's body ``timeout_s`` to arrive, authenticated or not: then the
+    handler's read fails, the client gets 408 and the connection closes. aiohttp has
+    no body read timeout of its own; a trickled body was held forever."""
+
+    def expire(request: web.Request) -> None:
+        if not request.content.at_eof():
+            request.content.set_exception(
+                BodyTimeout(f"the request body did not arrive within {timeout_s:g} s")
+            )
+
+    @web.middleware
+    async def body_timeout_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if not request.can_read_body:
+            return await handler(request)
+        timer = asyncio.get_running_loop().call_later(timeout_s, expire, request)
+        try:
+            return await handler(request)
+        except BodyTimeout as exc:
+            problem = Problem(408, "Request Timeout", str(exc))
+            response = problem_response(problem, request.path)
+            await response.prepare(request)
+            await response.write_eof()
+            # Closed once the answer is flushed: aiohttp would read the rest first.
+            if request.transport is not None:
+                request.transport.close()
+            return response
+        finally:
+            timer.cancel()
+
+    return body_timeout_middleware
 
 
 async def read_json(request: web.Request) -> Any:

@@ -155,3 +155,29 @@ async def test_an_expired_token_stops_working_at_the_next_frame(
     await ws.send_json({"type": "ping", "id": 2})
     assert await closed_with(ws, 3) == 4401
     assert time.time() < exp + leeway + 2.0
+
+
+async def test_a_trickled_request_body_is_cut(edge_factory: Any) -> None:
+    """Item 13: an authenticated REST request whose body never finishes gets 408 and
+    its connection closed after body_timeout_s (it was held forever)."""
+    edge = await edge_factory(EdgeConfig(body_timeout_s=1.0))
+    sid = await edge.start_session()
+    reader, writer = await asyncio.open_connection("127.0.0.1", edge.server.port)
+    auth = edge.headers()["Authorization"]
+    writer.write(
+        (
+            f"POST /api/v1/live/sessions/{sid}/update HTTP/1.1\r\nHost: x\r\n"
+            f"Authorization: {auth}\r\nContent-Type: application/json\r\n"
+            "Content-Length: 1000\r\n\r\n"
+        ).encode()
+        + b'{"t": 1, "heart_rate"'
+    )
+    started = time.monotonic()
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+    took = time.monotonic() - started
+    rest = await asyncio.wait_for(reader.read(), 5)  # then EOF: the edge closed
+    writer.close()
+    print(f"answered {head.split(b' ', 2)[1].decode()} after {took:.2f} s, then closed")
+    assert head.startswith(b"HTTP/1.1 408 ")
+    assert b"did not arrive" in rest
+    assert 0.9 < took < 3.0
