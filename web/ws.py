@@ -43,13 +43,13 @@ from pipeline.models import (
 )
 from pipeline.users import LinkRefused, UserId
 from web.access import Forbidden, NotFound
-from web.actions import Conflict, parse_samples
+from web.actions import parse_samples
 from web.app import EDGE, Edge
 from web.auth import AuthError, Principal, bearer_token
 from web.connection import Connection, TokenBucket
 from web.directory import UnknownUser
 from web.inbound import EdgeWebSocket
-from web.problems import backend_of, log_service_failure, translate, validation_errors
+from web.problems import backend_of, log_service_failure, rule_for, translate, validation_errors
 from web.protocol import (
     CLOSE_FORBIDDEN,
     CLOSE_IDLE,
@@ -149,15 +149,16 @@ class _Socket:
             return None
 
     async def _refuse(self, exc: Exception) -> None:
-        """Close a socket whose authentication failed, with the failure's close code."""
-        if isinstance(exc, AuthError):
-            await self.conn.close(CLOSE_UNAUTHORIZED, str(exc)[:120])
-        elif isinstance(exc, UnknownUser):
-            await self.conn.close(CLOSE_FORBIDDEN, str(exc)[:120])
-        else:
+        """Close a socket whose authentication failed, with the close code the table
+        (web.problems.RULES) gives: 4401, 4403, or 1011 for a failing service."""
+        rule = rule_for(exc)
+        code = rule.ws_auth_close if rule is not None else CLOSE_INTERNAL
+        if code == CLOSE_INTERNAL:
             self.edge.metrics.backend_errors.labels(backend_of(exc)).inc()
             log_service_failure(exc, "WebSocket auth")
             await self.conn.close(CLOSE_INTERNAL, "a backing service is failing; retry")
+        else:
+            await self.conn.close(code, str(exc)[:120])
 
     # --- the loop ---------------------------------------------------------------------
 
@@ -221,41 +222,38 @@ class _Socket:
             return
         try:
             await handler(self, data)
-        except ValidationError as exc:
-            errors = validation_errors(exc)
-            first = errors[0] if errors else {"field": "?", "message": "invalid"}
-            code = "missing_field" if first.get("code") == "missing" else "invalid"
-            self.error(code, f"{first['field']}: {first['message']}", ref=ref, errors=errors)
-        except (Forbidden, UnknownUser) as exc:
-            self.error("forbidden", str(exc), ref=ref)
-            await self.conn.flush()
-            await self.conn.close(CLOSE_FORBIDDEN, str(exc)[:120])
-        except NotFound as exc:
-            self.error("not_found", str(exc), ref=ref)
-        except Conflict as exc:
-            self.error("conflict", str(exc), ref=ref)
-        except AuthError as exc:
-            self.error("unauthorized", str(exc), ref=ref)
-            await self.conn.flush()
-            await self.conn.close(CLOSE_UNAUTHORIZED, str(exc)[:120])
-        except (DataRejected, LinkRefused) as exc:
-            problem = translate(exc)
-            assert problem is not None
-            self.error("invalid", problem.detail or problem.title, ref=ref, errors=problem.errors)
-        except ServiceError as exc:
+        except Exception as exc:
+            await self._answer_failure(exc, kind, ref)
+
+    async def _answer_failure(self, exc: Exception, kind: str, ref: Any) -> None:
+        """Answer a frame whose handler failed, from the one table (web.problems.RULES):
+        an ``error`` event, then a close if the row says so. A bug costs one frame,
+        not the socket (and never shows a traceback)."""
+        rule = rule_for(exc)
+        if rule is None:
+            log.error("unexpected error handling a %s frame", kind, exc_info=exc)
+            self.error("internal", "internal error", ref=ref)
+            return
+        if rule.ws_code == "unavailable":
             log_service_failure(exc, f"a {kind} frame")
             self.edge.metrics.backend_errors.labels(backend_of(exc)).inc()
             self.error("unavailable", "a backing service is failing; retry", ref=ref)
-        except ValueError as exc:
-            self.error("invalid", str(exc), ref=ref)
-        except (RedisError, OSError) as exc:
-            self.edge.metrics.backend_errors.labels("redis").inc()
-            log_service_failure(exc, f"a {kind} frame")
-            self.error("unavailable", "a backing service is failing; retry", ref=ref)
-        except Exception:
-            # A bug must cost one frame, not the socket (and never show a traceback).
-            log.exception("unexpected error handling a %s frame", kind)
-            self.error("internal", "internal error", ref=ref)
+            return
+        if isinstance(exc, ValidationError):
+            errors = validation_errors(exc)
+            first = errors[0] if errors else {"field": "?", "message": "invalid"}
+            code = "missing_field" if first.get("code") == "missing" else rule.ws_code
+            self.error(code, f"{first['field']}: {first['message']}", ref=ref, errors=errors)
+        elif isinstance(exc, DataRejected | LinkRefused):
+            problem = translate(exc)
+            assert problem is not None
+            detail = problem.detail or problem.title
+            self.error(rule.ws_code, detail, ref=ref, errors=problem.errors)
+        else:
+            self.error(rule.ws_code, str(exc), ref=ref)
+        if rule.ws_close is not None:
+            await self.conn.flush()
+            await self.conn.close(rule.ws_close, str(exc)[:120])
 
     # --- presence ---------------------------------------------------------------------
 
