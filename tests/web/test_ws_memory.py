@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.web.edge_process import EdgeProcess, edge_process
+from tests.web.rawws import client_frame
 from web.app import EdgeConfig
 
 pytestmark = pytest.mark.integration  # ~7 s: 2,000 sockets x 3 storms
@@ -30,19 +31,6 @@ GROWTH_LIMIT = 100 * 1024 * 1024
 #: Past this the test stops its clients at once: a regression must fail, not swap.
 ABORT_AT = 1024 * 1024 * 1024
 CAP = EdgeConfig().auth_frame_bytes
-
-
-def _frame(payload: bytes, *, compressed: bool, announced: int | None = None) -> bytes:
-    """A masked client text frame (mask 0: the payload is sent as is)."""
-    first = 0x81 | (0x40 if compressed else 0)
-    n = len(payload) if announced is None else announced
-    if n < 126:
-        head = struct.pack("!BB", first, 0x80 | n)
-    elif n < 65536:
-        head = struct.pack("!BBH", first, 0x80 | 126, n)
-    else:
-        head = struct.pack("!BBQ", first, 0x80 | 127, n)
-    return head + b"\0\0\0\0" + payload
 
 
 def _deflate(data: bytes) -> bytes:
@@ -64,10 +52,10 @@ def largest_frames() -> dict[str, tuple[bytes, int, int]]:
     while len(_deflate(_auth(inflated))) >= CAP:
         inflated = inflated * 9 // 10
     return {
-        "plain": (_frame(plain, compressed=False), len(plain), 4401),
-        "deflated": (_frame(_deflate(_auth(inflated)), compressed=True), inflated, 1009),
+        "plain": (client_frame(plain, compressed=False), len(plain), 4401),
+        "deflated": (client_frame(_deflate(_auth(inflated)), compressed=True), inflated, 1009),
         "announced_16MiB": (
-            _frame(b"a" * 1024, compressed=False, announced=16 * 1024 * 1024),
+            client_frame(b"a" * 1024, compressed=False, announced=16 * 1024 * 1024),
             16 * 1024 * 1024,
             1009,
         ),

@@ -132,4 +132,6 @@ async def test_resume_replay_is_bounded_and_spares_other_athletes(
     )
     assert counts["resumes"] > 20
     assert replayed <= bound
-    assert _p99(attacked) <= 3 * _p99(quiet) + 0.020
+    # Relative to the same run's quiet p99 (the machine is shared), with a floor: the
+    # unbounded replay lifted it from 18 to 207 ms.
+    assert _p99(attacked) <= max(3 * _p99(quiet) + 0.020, 0.080)
