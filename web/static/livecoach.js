@@ -582,6 +582,16 @@ export class LiveCoachClient {
       }
       return;
     }
+    if (code === "rate_limited") {
+      // The user's replay budget is spent (resumes replayed too much lately): the
+      // channels were not registered; ask again on this socket when the edge says.
+      const ws = this.ws;
+      const waitMs = Math.max(100, (Number(frame.retry_after_s) || 1) * 1000);
+      setTimeout(() => {
+        if (this.ws === ws && this.state === "open") this._sendResume(Object.fromEntries(sent));
+      }, waitMs);
+      return;
+    }
     if (code === "invalid" || code === "missing_field") {
       // Cursors the edge cannot read: start these channels afresh (a gap, said so).
       for (const name of sent.keys()) if (this.channels.has(name)) this.channels.set(name, null);
