@@ -14,7 +14,11 @@ field that Python cannot change, so :class:`_AdjustableReader` extends aiohttp's
 pure-Python parser (the same code, and the same data queue class it is written for)
 and :meth:`EdgeWebSocket._post_start` installs it the way aiohttp 3.14 installs its
 own. Client frames are few and small (rate-limited), so the pure-Python parser costs
-little; ``tests/web/test_ws_memory.py`` fails if this ever stops bounding memory.
+little: 2.0 us per 120-byte metrics frame against 0.45 us for the compiled one (best
+of 5 x 10,000 frames on the shared 2-core dev machine), 2 ms a second at 1,000 devices
+posting at 1 Hz. ``tests/web/test_ws_memory.py`` fails if this ever stops bounding
+memory, and ``test_frame_limit_is_small_until_authenticated`` if the limit stops
+rising: both would catch an aiohttp release that changes ``_post_start``.
 
 Inflating: the handshake asks the client for ``client_no_context_takeover`` (RFC 7692
 lets a server ask though the client did not offer it), so every client message
