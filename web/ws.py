@@ -49,7 +49,14 @@ from web.auth import AuthError, Principal, bearer_token
 from web.connection import Connection, TokenBucket
 from web.directory import UnknownUser
 from web.inbound import EdgeWebSocket
-from web.problems import backend_of, log_service_failure, rule_for, translate, validation_errors
+from web.problems import (
+    RETRY_AFTER_S,
+    backend_of,
+    log_service_failure,
+    rule_for,
+    translate,
+    validation_errors,
+)
 from web.protocol import (
     CLOSE_FORBIDDEN,
     CLOSE_IDLE,
@@ -237,7 +244,12 @@ class _Socket:
         if rule.ws_code == "unavailable":
             log_service_failure(exc, f"a {kind} frame")
             self.edge.metrics.backend_errors.labels(backend_of(exc)).inc()
-            self.error("unavailable", "a backing service is failing; retry", ref=ref)
+            self.error(
+                "unavailable",
+                "a backing service is failing; retry",
+                ref=ref,
+                retry_after_s=RETRY_AFTER_S,
+            )
             return
         if isinstance(exc, ValidationError):
             errors = validation_errors(exc)

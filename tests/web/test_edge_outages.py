@@ -55,7 +55,20 @@ async def test_a_redis_outage_fails_requests_fast_with_retry_after(
             ) as resp:
                 assert resp.status == 202, await resp.text()
 
+            ws = await http.ws_connect(url("/api/v1/live/ws"), headers=headers)
+            assert (await ws.receive_json(timeout=5))["type"] == "welcome"
+
             redis.stop()
+            # a socket's frame: an error event with retry_after_s, the socket stays open
+            started = time.monotonic()
+            await ws.send_json({"type": "metrics_update", "session_id": sid, "id": 9,
+                                "metrics": {"heart_rate": 140}})  # fmt: skip
+            while (error := await ws.receive_json(timeout=5))["type"] != "error":
+                pass
+            ws_took = time.monotonic() - started
+            assert (error["code"], error["ref"], error["retry_after_s"]) == ("unavailable", 9, 2)
+            assert not ws.closed
+            await ws.close()
             timings: list[tuple[str, int, float, str | None]] = []
             requests: list[tuple[str, str, Any]] = [
                 ("POST", f"/api/v1/live/sessions/{sid}/update", sample),
@@ -73,6 +86,8 @@ async def test_a_redis_outage_fails_requests_fast_with_retry_after(
                     )  # fmt: skip
     finally:
         await server.close()
+    print(f"socket frame: error unavailable in {ws_took * 1000:.0f} ms")
+    assert ws_took < 1.0
     for path, status, took, retry_after in timings:
         print(f"{path}: {status} in {took * 1000:.0f} ms, Retry-After {retry_after}")
     assert all(status == 503 for _, status, _, _ in timings)
