@@ -343,8 +343,8 @@ async def _every(interval_s: float, job: Callable[[], Awaitable[None]]) -> None:
 
 async def _close_sockets(app: web.Application) -> None:
     edge = app[EDGE]
-    for conn in list(edge.connections):
-        await conn.close(1001, "edge shutting down")
+    # At once: each close may wait close_timeout_s for a client that does not answer.
+    await asyncio.gather(*(conn.close(1001, "edge shutting down") for conn in edge.connections))
 
 
 async def healthz(request: web.Request) -> web.Response:
