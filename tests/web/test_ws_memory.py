@@ -18,6 +18,7 @@ import time
 import zlib
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from tests.web.edge_process import EdgeProcess, edge_process
@@ -166,3 +167,9 @@ async def test_unauthenticated_sockets_cannot_grow_the_edge(
             )
             assert growth < GROWTH_LIMIT, (name, growth)
             assert codes.count(expected) >= 0.99 * SOCKETS, (name, codes[:20])
+        # and the edge still serves
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(f"{edge.base_url}/healthz") as resp,
+        ):
+            assert resp.status == 200
