@@ -1,14 +1,40 @@
-"""The exception tree of livecoach.
+"""The exception tree of livecoach (as httpx's ``_exceptions.py`` draws its own).
 
-    LivecoachError
-    ├── ConfigError        a setting is missing or wrong; names the environment variable
-    ├── ServiceError       Redis or PostgreSQL could not be reached or failed
-    │   └── EmbeddedServerError   an embedded redis-server / postgres failed to start
-    ├── DataRejected       PostgreSQL refused a request's data (constraint, type, length)
-    └── MigrationError     a schema migration failed
+    Exception
+    ├── LivecoachError                  pipeline.errors: every error raised on purpose
+    │   ├── ConfigError                 a setting is missing or wrong; names the variable
+    │   ├── ServiceError                Redis, PostgreSQL or the issuer failed  -> 503
+    │   │   │                           (``backend``: the /metrics label)
+    │   │   ├── EmbeddedServerError     an embedded redis-server / postgres failed to start
+    │   │   ├── web.store.StoreError    PostgreSQL failed a query of the edge
+    │   │   ├── web.jwks.JwksUnavailable  the issuer's JWKS could not be fetched
+    │   │   └── web.producer.ProduceError Redis did not take the records
+    │   ├── DataRejected                PostgreSQL refused a request's data       -> 409/422
+    │   ├── MigrationError              a schema migration failed
+    │   ├── RecordingError              pipeline.recordings: a recording cannot be read
+    │   ├── agents.analyze.AnalysisError, agents.lifecycle.LifecycleError
+    │   └── web.errors.EdgeError        the web edge's own (a client's fault)
+    │       ├── web.auth.AuthError      bad or expired token        -> 401 / close 4401
+    │       ├── web.directory.UnknownUser  not known, no provisioning -> 403 / close 4403
+    │       ├── web.access.Forbidden    not yours                   -> 403 / close 4403
+    │       ├── web.access.NotFound     no such resource            -> 404 / error not_found
+    │       ├── web.actions.Conflict    wrong session state         -> 409 / error conflict
+    │       ├── web.problems.BodyTimeout  body too slow              -> 408, connection closed
+    │       └── web.problems.Problem    a handler's explicit HTTP problem
+    ├── ValueError
+    │   ├── pipeline.users.LinkRefused  a coach link that cannot be  -> 422 / error invalid
+    │   └── agents.alerts.plan.PlanError  a session plan that cannot be followed
+    └── pipeline.transport.errors.TransportError   the Faust transport (a library of its
+        ├── BrokerUnavailable                       own: it imports nothing of livecoach)
+        ├── TopicError
+        ├── CommitRefused
+        └── WriteFenced
 
 Errors from redis-py and psycopg are translated into these once, where they are caught,
-so that the CLI can print one actionable line instead of a traceback.
+so that the CLI can print one actionable line instead of a traceback. The web edge
+answers them from one table, ``web.problems.RULES`` (exception -> HTTP status and
+title, WebSocket ``error`` code and close code), matched with ``isinstance``; a
+redis-py ``RedisError`` reaching it is a 503 as a ``ServiceError`` is.
 """
 
 from __future__ import annotations
@@ -32,6 +58,9 @@ class ConfigError(LivecoachError):
 
 class ServiceError(LivecoachError):
     """A backing service (Redis, PostgreSQL) is unreachable or failing."""
+
+    #: Which service (the ``backend`` label of ``livecoach_backend_errors``).
+    backend: str = "service"
 
 
 class DataRejected(LivecoachError):

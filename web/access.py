@@ -21,16 +21,17 @@ from typing import Any
 
 from pipeline.users import UserId
 from web.auth import Principal
+from web.errors import EdgeError
 from web.store import Store
 
 _MISSING = object()
 
 
-class Forbidden(Exception):
+class Forbidden(EdgeError):
     """The principal may not see or change this resource (403 / close 4403)."""
 
 
-class NotFound(Exception):
+class NotFound(EdgeError):
     """The resource does not exist (404)."""
 
 

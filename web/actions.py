@@ -21,12 +21,13 @@ from pipeline.models import Sample
 from pipeline.records import ControlAction, ControlRecord, SampleBatchRecord, session_key
 from web.access import Access, Forbidden
 from web.auth import Principal
+from web.errors import EdgeError
 from web.observability import EdgeMetrics
 from web.producer import BatchingProducer
 from web.store import Store
 
 
-class Conflict(Exception):
+class Conflict(EdgeError):
     """The session is not in a state that allows this (409)."""
 
 

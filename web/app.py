@@ -19,6 +19,8 @@ from typing import Any
 import redis.asyncio as aioredis
 from aiohttp import web
 from psycopg_pool import AsyncConnectionPool
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
 
 from pipeline import redaction
 from pipeline.constants import LIVE_TOPIC, SAMPLES_TOPIC
@@ -35,7 +37,13 @@ from web.directory import Directory
 from web.fanout import Hub, LiveTailer
 from web.observability import EdgeMetrics, metrics_response
 from web.presence import Presence
-from web.problems import Problem, backend_of, make_problem_middleware
+from web.problems import (
+    RETRY_AFTER_S,
+    Problem,
+    backend_of,
+    make_body_timeout_middleware,
+    make_problem_middleware,
+)
 from web.producer import BatchingProducer
 from web.ratelimit import RateLimiter, make_rate_limit_middleware
 from web.revocation import AccessListener
@@ -50,12 +58,22 @@ class EdgeConfig:
 
     #: Largest REST body (bytes): a batch of 3,600 samples fits with room to spare.
     max_body_bytes: int = 2 * 1024 * 1024
-    #: Largest WebSocket message (bytes); larger closes with 1009.
+    #: Seconds a request body may take to arrive, authenticated or not; then 408 and
+    #: the connection is closed (a trickled body was held forever). 300 KB (an hour of
+    #: 1 Hz samples) takes 24 s at 100 kbit/s.
+    body_timeout_s: float = 30.0
+    #: Largest WebSocket message (bytes) of an authenticated socket, on the wire and
+    #: once inflated (permessage-deflate); larger closes with 1009, refused on the
+    #: frame's header before its payload is read (see web.inbound).
     max_frame_bytes: int = 256 * 1024
-    #: Beyond this aiohttp drops the TCP connection itself (no close frame: aiohttp
-    #: 3.14 closes the transport on a parser error), so between the two limits the edge
-    #: reads the message and answers 1009 properly.
-    hard_frame_bytes: int = 16 * 1024 * 1024
+    #: Largest message before the socket has authenticated (the auth frame; an RS256
+    #: token of a host's identity provider is 1-2 KB): 2,000 unauthenticated sockets
+    #: each sending the largest they may, compressed or not, must not grow the edge
+    #: by 100 MB (they grew it by 16 MiB each when the limit was the authenticated one).
+    auth_frame_bytes: int = 4 * 1024
+    #: How long a close waits for the client's close frame before the transport is
+    #: aborted (a client that stopped reading never answers).
+    close_timeout_s: float = 2.0
     #: Seconds a socket without an Authorization header has to send its auth frame.
     auth_timeout_s: float = 5.0
     #: Server ping interval; the client must send something (a pong will do) within
@@ -87,8 +105,18 @@ class EdgeConfig:
     max_connections_per_user: int = 20
     #: Channels one socket may subscribe to.
     max_subscriptions: int = 200
-    #: Events replayed per partition on resume before giving up (recovered false).
-    max_replay: int = 50_000
+    #: Entries one resume frame may replay (read from memory or Redis, over all its
+    #: channels and partitions); a channel whose gap is larger is answered
+    #: ``recovered: false`` with a snapshot. One frame could replay every entry kept on
+    #: all partitions (5 sockets x 40 frames replayed 2.5 M events in 25 s).
+    max_replay: int = 20_000
+    #: Entries a user's resumes may replay per second over all their sockets on this
+    #: edge (sustained, burst); a snapshot costs ``snapshot_cost`` of them. A resume
+    #: while the budget is spent is refused with an ``error`` ``rate_limited`` (and
+    #: ``retry_after_s``); the socket stays open.
+    replay_rate: float = 5_000.0
+    replay_burst: float = 50_000.0
+    snapshot_cost: int = 1_000
     #: How long the producers gather records before one round trip to Redis (all
     #: partitions in one pipeline); 0: what one event-loop turn gathers. At 1,000
     #: devices posting at 1 Hz, 2 ms halved the round trips and the edge's and worker's
@@ -97,6 +125,12 @@ class EdgeConfig:
     #: Redis connections of the edge (one is held by the tailer's blocking read, one by
     #: the presence subscription).
     redis_connections: int = 64
+    #: Redis retries of a request's command (50 ms, then 100 ms apart) and the connect
+    #: timeout: during a Redis outage requests fail within a second with 503 and
+    #: ``Retry-After`` (the shared client options retry 5 times over 3.1 s, and a 202
+    #: path with two commands took 6.2 s to fail).
+    redis_retries: int = 1
+    redis_connect_timeout_s: float = 0.5
     #: PostgreSQL connections of the edge.
     pg_connections: int = 10
     presence_ttl_s: float = 30.0
@@ -126,6 +160,11 @@ class Edge:
     connections: set[Connection] = field(default_factory=set)
     per_user: dict[int, int] = field(default_factory=dict)
     user_buckets: dict[int, Any] = field(default_factory=dict)
+    #: user id -> TokenBucket of replayed entries; kept after the user's last socket
+    #: closes (else reconnecting would refill it), dropped by the heartbeat once full.
+    replay_buckets: dict[int, Any] = field(default_factory=dict)
+    #: backend -> the /readyz check in flight (one at a time; see readyz).
+    probes: dict[str, asyncio.Future[Any]] = field(default_factory=dict)
 
     # The properties below fail loudly if a handler runs before start-up finished.
     def need_store(self) -> Store:
@@ -204,17 +243,25 @@ def create_app(
     )
     app = web.Application(
         client_max_size=config.max_body_bytes,
-        middlewares=[make_problem_middleware(count_service_error), rate_limits],
+        middlewares=[
+            make_problem_middleware(count_service_error),
+            rate_limits,
+            make_body_timeout_middleware(config.body_timeout_s),
+        ],
     )
     app[EDGE] = edge
 
     async def backends(app: web.Application) -> AsyncIterator[None]:
         # A blocking pool: under a burst (a reconnect storm) commands wait for a free
         # connection instead of failing with "Too many connections".
-        pool = aioredis.BlockingConnectionPool.from_url(
-            redis_url, max_connections=config.redis_connections, timeout=10,
+        options = {
             **client_options(),
-        )  # fmt: skip
+            "retry": Retry(ExponentialBackoff(cap=0.1, base=0.05), retries=config.redis_retries),
+            "socket_connect_timeout": config.redis_connect_timeout_s,
+        }
+        pool = aioredis.BlockingConnectionPool.from_url(
+            redis_url, max_connections=config.redis_connections, timeout=10, **options
+        )
         edge.redis = aioredis.Redis(connection_pool=pool)
         edge.pool = AsyncConnectionPool(
             database_url, min_size=1, max_size=config.pg_connections, open=False
@@ -326,8 +373,8 @@ async def _every(interval_s: float, job: Callable[[], Awaitable[None]]) -> None:
 
 async def _close_sockets(app: web.Application) -> None:
     edge = app[EDGE]
-    for conn in list(edge.connections):
-        await conn.close(1001, "edge shutting down")
+    # At once: each close may wait close_timeout_s for a client that does not answer.
+    await asyncio.gather(*(conn.close(1001, "edge shutting down") for conn in edge.connections))
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -335,23 +382,44 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
+#: How long /readyz waits for each backing service.
+READY_TIMEOUT_S = 2.0
+
+
+async def _probe(edge: Edge, backend: str, check: Callable[[], Awaitable[Any]]) -> str:
+    """``"ok"`` or why not, within READY_TIMEOUT_S however the service hangs.
+
+    The check runs as a task that is not awaited past the timeout: cancelling a
+    psycopg query on a frozen PostgreSQL waits for the server (``asyncio.wait_for``
+    took over 6 s to give up). At most one check per backend is in flight: while one
+    hangs, later calls report it instead of piling up tasks."""
+    pending = edge.probes.get(backend)
+    if pending is not None and not pending.done():
+        return "failing: the previous check has not answered"
+    task = asyncio.ensure_future(check())
+    edge.probes[backend] = task
+    task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
+    done, _ = await asyncio.wait({task}, timeout=READY_TIMEOUT_S)
+    if not done:
+        task.cancel()  # it ends when the service answers; nobody waits for it
+        return f"failing: no answer within {READY_TIMEOUT_S:g} s"
+    exc = task.exception()
+    return "ok" if exc is None else f"failing: {type(exc).__name__}"
+
+
 async def readyz(request: web.Request) -> web.Response:
-    """Ready: Redis and PostgreSQL answer, the live tailer is reading and the access
-    listener hears link and role changes."""
+    """Ready: Redis and PostgreSQL answer (each within 2 s), the live tailer is reading
+    and the access listener hears link and role changes."""
     edge = request.app[EDGE]
     checks: dict[str, Any] = {}
-    try:
-        await asyncio.wait_for(edge.need_redis().ping(), 2.0)
-        checks["redis"] = "ok"
-    except Exception as exc:
-        edge.metrics.backend_errors.labels("redis").inc()
-        checks["redis"] = f"failing: {type(exc).__name__}"
-    try:
-        await asyncio.wait_for(edge.need_store().ping(), 2.0)
-        checks["postgresql"] = "ok"
-    except Exception as exc:
-        edge.metrics.backend_errors.labels("postgresql").inc()
-        checks["postgresql"] = f"failing: {type(exc).__name__}"
+    redis_check, pg_check = await asyncio.gather(
+        _probe(edge, "redis", edge.need_redis().ping),
+        _probe(edge, "postgresql", edge.need_store().ping),
+    )
+    for backend, result in (("redis", redis_check), ("postgresql", pg_check)):
+        checks[backend] = result
+        if result != "ok":
+            edge.metrics.backend_errors.labels(backend).inc()
     checks["live_tailer"] = "ok" if edge.tailer is not None and edge.tailer.healthy else "starting"
     listener = edge.access_listener
     checks["access_listener"] = (
@@ -361,6 +429,7 @@ async def readyz(request: web.Request) -> web.Response:
     return web.json_response(
         {"status": "ready" if ready else "not ready", "checks": checks},
         status=200 if ready else 503,
+        headers=None if ready else {"Retry-After": str(RETRY_AFTER_S)},
     )
 
 

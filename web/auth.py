@@ -28,6 +28,7 @@ import jwt
 
 from pipeline.settings import Settings
 from pipeline.users import ROLES, Role, UserId, parse_user_id
+from web.errors import EdgeError
 from web.jwks import JwksKeys
 
 HS256 = "HS256"
@@ -44,7 +45,7 @@ __all__ = [
 ]
 
 
-class AuthError(Exception):
+class AuthError(EdgeError):
     """A token is missing, malformed, badly signed or expired (401 / close 4401)."""
 
 

@@ -60,6 +60,14 @@ class LiveEvent:
     ingest_ms: int | None
 
 
+#: Frames the writer sends before it lets other tasks run.
+_YIELD_EVERY = 64
+
+
+def _unsent(transport: asyncio.Transport) -> int:
+    return transport.get_write_buffer_size()
+
+
 class TokenBucket:
     """``rate`` tokens a second, up to ``burst``; :meth:`take` says whether one was left."""
 
@@ -70,13 +78,23 @@ class TokenBucket:
         self.stamp = time.monotonic()
 
     def take(self, now: float | None = None) -> bool:
-        now = time.monotonic() if now is None else now
-        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now
+        self.refill(now)
         if self.tokens >= 1.0:
             self.tokens -= 1.0
             return True
         return False
+
+    def refill(self, now: float | None = None) -> float:
+        """Add what accrued since the last call; the tokens now available."""
+        now = time.monotonic() if now is None else now
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        return self.tokens
+
+    def spend(self, n: float) -> None:
+        """Take ``n`` tokens that were already used (may go below zero: a debt)."""
+        self.refill()
+        self.tokens -= n
 
 
 class Connection:
@@ -89,8 +107,12 @@ class Connection:
         coalesce_after: int = 16,
         frame_rate: float,
         frame_burst: float,
+        transport: asyncio.Transport | None = None,
+        close_timeout_s: float = 2.0,
     ) -> None:
         self.ws = ws
+        self._transport = transport
+        self._close_timeout_s = close_timeout_s
         self.metrics = metrics
         self.principal: Principal | None = None
         self.subscriptions: dict[str, Subscription] = {}
@@ -167,7 +189,14 @@ class Connection:
             self._drained.set()
 
     async def _drain(self) -> None:
+        written = 0
         while self._queue:
+            written += 1
+            if written % _YIELD_EVERY == 0:
+                # A long backlog (a replay) must not hold the loop: other sockets'
+                # live events wait meanwhile.
+                await asyncio.sleep(0)
+                continue
             item = self._queue.popleft()
             if not item.alive:
                 continue
@@ -194,7 +223,7 @@ class Connection:
         self._queue.clear()
         self._coalesce.clear()
         self._size = 0
-        task = asyncio.ensure_future(self.ws.close(code=code, message=message.encode()))
+        task = asyncio.ensure_future(self._close_or_abort(code, message))
         task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
 
     async def close(self, code: int, message: str) -> None:
@@ -202,8 +231,31 @@ class Connection:
             self.closing = True
             self.close_code = code
             self.metrics.closes.labels(str(code)).inc()
-        with contextlib.suppress(ConnectionError, RuntimeError):
-            await self.ws.close(code=code, message=message.encode())
+        await self._close_or_abort(code, message)
+
+    async def finish(self) -> None:
+        """The handler's last word: close if still open, and never leave the transport
+        stuck with bytes the client will not read."""
+        if not self.ws.closed:
+            await self._close_or_abort(1000, "")
+        self.abort_if_stuck()
+
+    async def _close_or_abort(self, code: int, message: str) -> None:
+        """Send the close frame and wait (``close_timeout_s``) for the client's; abort
+        the transport if that does not finish, or if written bytes are still stuck
+        in it: a client that stopped reading never takes the close frame, and a
+        plain close would wait for the kernel to flush to it forever, keeping the
+        socket, its task and one of the user's connection slots."""
+        with contextlib.suppress(ConnectionError, RuntimeError, TimeoutError):
+            await asyncio.wait_for(
+                self.ws.close(code=code, message=message.encode()), self._close_timeout_s
+            )
+        self.abort_if_stuck()
+
+    def abort_if_stuck(self) -> None:
+        """Abort the transport if what was written to it cannot be flushed."""
+        if self._transport is not None and _unsent(self._transport):
+            self._transport.abort()
 
     async def flush(self, timeout_s: float = 1.0) -> None:
         """Wait (briefly) until queued frames are written: before a deliberate close."""

@@ -21,13 +21,14 @@ from typing import Any
 from pipeline.users import Role, UserId
 from web.access import TTLCache
 from web.auth import Principal, TokenIdentity
+from web.errors import EdgeError
 from web.store import Store
 
 #: Longest name taken from a token (``users.name`` is VARCHAR(255)).
 _NAME_MAX = 255
 
 
-class UnknownUser(Exception):
+class UnknownUser(EdgeError):
     """A valid token for a user livecoach does not know, with provisioning off (403)."""
 
 

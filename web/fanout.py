@@ -109,6 +109,7 @@ class RecentEvents:
     entry that is not an event), so that resumes of a recent gap replay from memory."""
 
     def __init__(self, partitions: int, per_partition: int) -> None:
+        self.per_partition = per_partition
         self._rings: list[deque[LiveEvent | None]] = [
             deque(maxlen=per_partition) for _ in range(partitions)
         ]
@@ -166,10 +167,31 @@ class LiveTailer:
         self.recent = RecentEvents(partitions, recent_per_partition)
 
     async def start_positions(self) -> None:
-        """Start at the end of every partition: history is what resume is for."""
+        """Start at the end of every partition (history is what resume is for), with
+        the memory of the last entries rebuilt from the stream: the recent events a
+        resume replays from, and the alert ids already delivered, so that an alert
+        published again by a worker before this edge (re)started is still known as a
+        repeat (the memory used to die with the edge, and a resume after a restart
+        delivered both copies)."""
         for p in range(self.partitions):
-            self.positions[p] = await highwater(self._redis, LIVE_TOPIC, p) - 1
+            end = await highwater(self._redis, LIVE_TOPIC, p) - 1
+            self.positions[p] = end
+            if end >= 0 and self.recent.per_partition > 0:
+                await self._warm(p, end)
         self.healthy = True
+
+    async def _warm(self, partition: int, end: int) -> None:
+        start = max(0, end - self.recent.per_partition + 1)
+        entries: Any = await self._redis.xrange(
+            self._keys[partition], stream_id(start), stream_id(end)
+        )
+        for entry_id, fields in entries:
+            offset = offset_of(entry_id)
+            _, value, _, _ = decode_entry(fields)
+            event = build_event(partition, offset, value)
+            if event is not None and event.kind == "alert" and self.repeated_alert(event):
+                event = None
+            self.recent.add(partition, offset, event)
 
     async def run(self) -> None:
         backoff_s = 0.1
@@ -212,7 +234,7 @@ class LiveTailer:
         self.positions[partition] = offset
         _, value, _, _ = decode_entry(fields)
         event = build_event(partition, offset, value)
-        if event is not None and event.kind == "alert" and self._repeated_alert(event):
+        if event is not None and event.kind == "alert" and self.repeated_alert(event):
             event = None
         if event is not None and event.kind == "session_event" and self._on_session_event:
             self._on_session_event(orjson.loads(event.frame))
@@ -220,11 +242,13 @@ class LiveTailer:
         if event is not None:
             self._hub.dispatch(event)
 
-    def _repeated_alert(self, event: LiveEvent) -> bool:
+    def repeated_alert(self, event: LiveEvent) -> bool:
         """An alert the agents published again (same id) after a crash: delivered once.
 
         The agents publish before they save their state, so a worker killed in between
         re-raises the alert on replay rather than losing it; its id is deterministic.
+        Whichever copy this edge meets first (live, warming up or replaying) is the one
+        delivered; memory holds the last ``_ALERT_IDS_KEPT`` ids.
         """
         alert_id = orjson.loads(event.frame).get("alert", {}).get("id")
         if not isinstance(alert_id, str):

@@ -37,6 +37,8 @@ _MAX_JWKS_BYTES = 1024 * 1024
 class JwksUnavailable(ServiceError):
     """The issuer's JWKS URL could not be fetched or parsed (503: retry later)."""
 
+    backend = "jwks"
+
 
 @dataclass(frozen=True)
 class PublicKey:

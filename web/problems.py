@@ -11,10 +11,12 @@ traceback in the body (the traceback goes to the log).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
 from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -24,16 +26,26 @@ from redis.exceptions import RedisError
 from pipeline.errors import DataRejected, ServiceError
 from pipeline.users import LinkRefused
 from web.access import Forbidden, NotFound
+from web.actions import Conflict
 from web.auth import AuthError
 from web.directory import UnknownUser
+from web.errors import EdgeError
+from web.protocol import CLOSE_FORBIDDEN, CLOSE_INTERNAL, CLOSE_UNAUTHORIZED
 
 log = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
+#: Seconds a client is told to wait (``Retry-After``) after a 503: a backing service
+#: failing is usually back within seconds (a restart, a failover).
+RETRY_AFTER_S = 2
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-class Problem(Exception):
+class BodyTimeout(EdgeError):
+    """A request body did not arrive in time (408; the connection is closed)."""
+
+
+class Problem(EdgeError):
     def __init__(
         self,
         status: int,
@@ -194,36 +206,74 @@ def db_problem(exc: DataRejected) -> Problem:
     )
 
 
+@dataclass(frozen=True)
+class Rule:
+    """How one kind of error is answered, over HTTP and on a WebSocket."""
+
+    #: HTTP status and title; None: not an HTTP answer (a WebSocket-only row).
+    status: int | None
+    title: str
+    #: The ``code`` of the WebSocket ``error`` event.
+    ws_code: str
+    #: The close code that follows the ``error`` event; None: the socket stays open.
+    ws_close: int | None = None
+    #: The close code when the error happens while a socket authenticates.
+    ws_auth_close: int = CLOSE_INTERNAL
+
+
+_UNAVAILABLE = Rule(503, "Service Unavailable", "unavailable")
+_4401, _4403 = CLOSE_UNAUTHORIZED, CLOSE_FORBIDDEN
+
+#: The one table from exception to answer, first match (``isinstance``) wins: used by
+#: :func:`translate` (HTTP problems) and by ``web.ws`` (``error`` events, close codes).
+RULES: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], Rule], ...] = (
+    (ValidationError, Rule(422, "Unprocessable Content", "invalid")),
+    (AuthError, Rule(401, "Unauthorized", "unauthorized", _4401, _4401)),
+    ((UnknownUser, Forbidden), Rule(403, "Forbidden", "forbidden", _4403, _4403)),
+    (NotFound, Rule(404, "Not Found", "not_found")),
+    (Conflict, Rule(409, "Conflict", "conflict")),
+    (BodyTimeout, Rule(408, "Request Timeout", "timeout")),
+    ((DataRejected, LinkRefused), Rule(422, "Unprocessable Content", "invalid")),
+    (web.HTTPRequestEntityTooLarge, Rule(413, "Content Too Large", "too_big")),
+    ((ServiceError, RedisError), _UNAVAILABLE),
+    # On a socket only (a handler's own check, and a lost Redis connection):
+    (ValueError, Rule(None, "Invalid", "invalid")),
+    (OSError, Rule(None, "Service Unavailable", "unavailable")),
+)  # fmt: skip
+
+
+def rule_for(exc: BaseException) -> Rule | None:
+    """The row of :data:`RULES` for ``exc``; None for an unexpected error (a bug)."""
+    for kinds, rule in RULES:
+        if isinstance(exc, kinds):
+            return rule
+    return None
+
+
 def translate(exc: Exception) -> Problem | None:
     """The problem an exception is to the client; None for an unexpected one (500)."""
     if isinstance(exc, Problem):
         return exc
+    rule = rule_for(exc)
+    if rule is None or rule.status is None:
+        if isinstance(exc, web.HTTPException) and exc.status >= 400:
+            text = exc.text if exc.text != f"{exc.status}: {exc.reason}" else None
+            return Problem(exc.status, exc.reason, text)
+        return None
     if isinstance(exc, ValidationError):
         return unprocessable(exc)
-    if isinstance(exc, AuthError):
-        return Problem(401, "Unauthorized", str(exc), headers={"WWW-Authenticate": "Bearer"})
-    if isinstance(exc, UnknownUser | Forbidden):
-        return Problem(403, "Forbidden", str(exc))
-    if isinstance(exc, NotFound):
-        return Problem(404, "Not Found", str(exc))
     if isinstance(exc, DataRejected):
         return db_problem(exc)
     if isinstance(exc, LinkRefused):
-        return Problem(
-            422,
-            "Unprocessable Content",
-            f"{exc.field}: {exc}",
-            errors=[{"field": exc.field, "message": str(exc)}],
-        )
+        errors = [{"field": exc.field, "message": str(exc)}]
+        return Problem(rule.status, rule.title, f"{exc.field}: {exc}", errors=errors)
+    if rule is _UNAVAILABLE:
+        detail = "a backing service is failing; retry later"
+        return Problem(503, rule.title, detail, headers={"Retry-After": str(RETRY_AFTER_S)})
     if isinstance(exc, web.HTTPRequestEntityTooLarge):
-        return Problem(413, "Content Too Large", "the request body exceeds the limit")
-    if is_service_failure(exc):
-        return Problem(503, "Service Unavailable", "a backing service is failing; retry later")
-    if isinstance(exc, web.HTTPException) and exc.status >= 400:
-        return Problem(
-            exc.status, exc.reason, exc.text if exc.text != f"{exc.status}: {exc.reason}" else None
-        )
-    return None
+        return Problem(rule.status, rule.title, "the request body exceeds the limit")
+    headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, AuthError) else None
+    return Problem(rule.status, rule.title, str(exc), headers=headers)
 
 
 def is_service_failure(exc: BaseException) -> bool:
@@ -233,12 +283,7 @@ def is_service_failure(exc: BaseException) -> bool:
 
 def backend_of(exc: BaseException) -> str:
     """The ``backend`` label of a service failure on /metrics."""
-    if isinstance(exc, RedisError):
-        return "redis"
-    name = type(exc).__name__
-    return (
-        "postgresql" if name == "StoreError" else "jwks" if name == "JwksUnavailable" else "redis"
-    )
+    return exc.backend if isinstance(exc, ServiceError) else "redis"
 
 
 def log_service_failure(exc: BaseException, during: str) -> None:
@@ -275,6 +320,39 @@ def make_problem_middleware(on_service_error: Callable[[Exception], None]) -> An
             return problem_response(problem, request.path)
 
     return problem_middleware
+
+
+def make_body_timeout_middleware(timeout_s: float) -> Any:
+    """Give a request's body ``timeout_s`` to arrive, authenticated or not: then the
+    handler's read fails, the client gets 408 and the connection closes. aiohttp has
+    no body read timeout of its own; a trickled body was held forever."""
+
+    def expire(request: web.Request) -> None:
+        if not request.content.at_eof():
+            request.content.set_exception(
+                BodyTimeout(f"the request body did not arrive within {timeout_s:g} s")
+            )
+
+    @web.middleware
+    async def body_timeout_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if not request.can_read_body:
+            return await handler(request)
+        timer = asyncio.get_running_loop().call_later(timeout_s, expire, request)
+        try:
+            return await handler(request)
+        except BodyTimeout as exc:
+            problem = Problem(408, "Request Timeout", str(exc))
+            response = problem_response(problem, request.path)
+            await response.prepare(request)
+            await response.write_eof()
+            # Closed once the answer is flushed: aiohttp would read the rest first.
+            if request.transport is not None:
+                request.transport.close()
+            return response
+        finally:
+            timer.cancel()
+
+    return body_timeout_middleware
 
 
 async def read_json(request: web.Request) -> Any:

@@ -29,6 +29,8 @@ _Pending = tuple[int, Entry, "asyncio.Future[int]"]
 class ProduceError(ServiceError):
     """Redis did not take the records; the caller must not acknowledge them."""
 
+    backend = "redis"
+
 
 class BatchingProducer:
     def __init__(

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from dataclasses import dataclass
 from typing import Any
 
 from pipeline.constants import LIVE_TOPIC
@@ -27,7 +28,7 @@ from web.fanout import build_event
 from web.protocol import Channel, format_cursor
 
 #: Events queued between two waits for the socket to drain, during a resume.
-_PAGE = 500
+_PAGE = 100
 _FLUSH_S = 5.0
 
 
@@ -56,20 +57,19 @@ def unsubscribe(edge: Edge, conn: Connection, name: str) -> bool:
 
 
 async def _read_back(
-    edge: Edge, p: int, start: int, end: int, only_keys: set[bytes] | None, limit: int
-) -> tuple[list[LiveEvent], int | None, bool]:
+    edge: Edge, p: int, start: int, end: int, only_keys: set[bytes] | None
+) -> tuple[list[LiveEvent], int | None]:
     """Events of partition ``p`` from ``start`` to ``end``: (events, first offset the
-    stream still held, too many). From the tailer's memory when it holds the range
-    (a reconnect storm then costs no Redis call and no JSON parsing), else XRANGE."""
+    stream still held). From the tailer's memory when it holds the range (a reconnect
+    storm then costs no Redis call and no JSON parsing), else XRANGE."""
     tailer = edge.need_tailer()
     held = tailer.recent.range(p, start, end)
     if held is not None:
-        return [e for e in held if e is not None], start, False
+        return [e for e in held if e is not None], start
     redis = edge.need_redis()
     events: list[LiveEvent] = []
     first: int | None = None
     next_offset = start
-    read = 0
     while next_offset <= end:
         page = await redis.xrange(
             stream_key(LIVE_TOPIC, p), stream_id(next_offset), stream_id(end), count=1000
@@ -85,12 +85,10 @@ async def _read_back(
             if only_keys is not None and key not in only_keys:
                 continue
             event = build_event(p, offset, value)
-            if event is not None:
-                events.append(event)
-        read += len(page)
-        if read > limit:
-            return events, first, True
-    return events, first, False
+            if event is None or (event.kind == "alert" and tailer.repeated_alert(event)):
+                continue
+            events.append(event)
+    return events, first
 
 
 async def _snapshot(edge: Edge, channel: Channel) -> dict[str, Any]:
@@ -110,10 +108,21 @@ async def _snapshot(edge: Edge, channel: Channel) -> dict[str, Any]:
     return {"sessions": [await session_state(row["id"]) for row in sessions]}
 
 
+@dataclass
+class Replay:
+    """What a resume did: the ``resumed`` frames (already queued) and its cost in
+    entries (each entry of a partition range read, ``snapshot_cost`` per snapshot)."""
+
+    frames: list[dict[str, Any]]
+    cost: int
+
+
 async def resume(
-    edge: Edge, conn: Connection, requests: dict[Channel, dict[int, int]]
-) -> list[dict[str, Any]]:
-    """Replay what each channel missed; the ``resumed`` frames (already queued)."""
+    edge: Edge, conn: Connection, requests: dict[Channel, dict[int, int]], budget: int
+) -> Replay:
+    """Replay what each channel missed, reading at most ``budget`` entries (offsets are
+    consecutive, so a range's size is known before it is read): a channel whose gap
+    does not fit is answered ``recovered: false`` with a snapshot."""
     tailer = edge.need_tailer()
     n = tailer.partitions
     # --- one synchronous step: register, park, note the positions -------------------
@@ -132,6 +141,7 @@ async def resume(
                 needs[p] = min(needs.get(p, last + 1), last + 1)
     lost: set[Channel] = set()
     replayed: dict[Channel, int] = defaultdict(int)
+    cost = 0
     try:
         # --- read back (cursor, P] per partition, once for all channels ------------------
         # Only session channels asked: entries of other sessions are skipped by their
@@ -140,9 +150,14 @@ async def resume(
         if all(c.kind == "session" for c in requests):
             only_keys = {session_key(c.ident) for c in requests}
         for p, start in sorted(needs.items()):
-            events, first, too_many = await _read_back(
-                edge, p, start, positions[p], only_keys, edge.config.max_replay
-            )
+            span = positions[p] - start + 1
+            too_many = span > budget
+            events: list[LiveEvent] = []
+            first: int | None = None
+            if not too_many:
+                budget -= span
+                cost += span
+                events, first = await _read_back(edge, p, start, positions[p], only_keys)
             for channel, cursors in requests.items():
                 if p not in channel.partitions(n):
                     continue
@@ -177,6 +192,7 @@ async def resume(
                 for p in channel.partitions(n):
                     sub.floors[p] = max(sub.floors.get(p, -1), positions[p])
                 frame["snapshot"] = await _snapshot(edge, channel)
+                cost += edge.config.snapshot_cost
                 edge.metrics.resumes.labels("snapshot").inc()
             else:
                 edge.metrics.resumes.labels("recovered").inc()
@@ -184,7 +200,7 @@ async def resume(
             edge.metrics.replayed.inc(replayed[channel])
             frames.append(frame)
             conn.send(json.dumps(frame, separators=(",", ":"), default=str), "resumed")
-        return frames
+        return Replay(frames, cost)
     finally:
         # Live events that came during the replay, in pages; ones arriving meanwhile
         # keep being parked, so the order holds. Not coalesced: resume is exact.

@@ -37,6 +37,8 @@ TRANSITIONS: dict[str, tuple[tuple[str, ...], str]] = {
 class StoreError(ServiceError):
     """PostgreSQL failed a query of the edge (unreachable, failing, timed out)."""
 
+    backend = "postgresql"
+
 
 def iso(value: dt.datetime | None) -> str | None:
     if value is None:

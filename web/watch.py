@@ -3,7 +3,8 @@
 A real WebSocket client of the edge: it authenticates with the token, subscribes to
 ``live:session:{id}`` (or ``live:user:{id}``), prints one line per event, and after a
 dropped connection reconnects with backoff and resumes from the last cursor it saw,
-so nothing is missed.
+so nothing is missed: its position is one offset per partition of ``live`` (from the
+subscribe reply, then from each event), and an alert id is printed once.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any, TextIO
 import aiohttp
 
 from pipeline.constants import session_channel, user_channel
+from web.protocol import format_cursor, parse_cursor
 
 
 def _num(value: Any, fmt: str = "{:.0f}") -> str:
@@ -84,6 +86,58 @@ def _format(event: dict[str, Any]) -> str | None:
     return None
 
 
+class _Position:
+    """Where the watcher is in a channel: per partition of ``live``, the last offset
+    seen (a user channel spans every partition; one offset for all lost the events of
+    the other partitions on reconnect), and the alert ids already printed."""
+
+    def __init__(self, channel: str) -> None:
+        self.channel = channel
+        self.offsets: dict[int, int] = {}
+        self.alert_ids: set[str] = set()
+
+    def merge(self, cursor: Any) -> None:
+        """A cursor the edge gave (the subscribe ``ack``, ``resumed``): a list of "p:o"."""
+        for text in cursor if isinstance(cursor, list) else [cursor]:
+            if isinstance(text, str):
+                self._see(text)
+
+    def _see(self, text: str) -> bool:
+        try:
+            p, o = parse_cursor(text)
+        except ValueError:
+            return True
+        last = self.offsets.get(p)
+        if last is not None and o <= last:
+            return False
+        self.offsets[p] = o
+        return True
+
+    def fresh(self, event: dict[str, Any]) -> bool:
+        """Move the position past ``event``; False if it was already seen (by offset,
+        or an alert by id: a worker that crashed publishes it again)."""
+        kind = event.get("type")
+        if (kind == "ack" and event.get("op") == "subscribe") or kind == "resumed":
+            self.merge(event.get("cursor"))
+        offset = event.get("offset")
+        channels = event.get("channels") or [event.get("channel")]
+        if isinstance(offset, str) and self.channel in channels and not self._see(offset):
+            return False
+        alert = event.get("alert")
+        if kind == "alert" and isinstance(alert, dict) and isinstance(alert.get("id"), str):
+            if alert["id"] in self.alert_ids:
+                return False
+            self.alert_ids.add(alert["id"])
+        return True
+
+    def first_frame(self) -> dict[str, Any]:
+        """Subscribe the first time; resume from every partition's offset after."""
+        if not self.offsets:
+            return {"type": "subscribe", "channel": self.channel}
+        cursors = [format_cursor(p, o) for p, o in sorted(self.offsets.items())]
+        return {"type": "resume", "cursors": {self.channel: cursors}}
+
+
 async def watch(
     base_url: str,
     token: str,
@@ -93,7 +147,7 @@ async def watch(
     out: TextIO = sys.stdout,
 ) -> int:
     """Print events of ``channel`` until interrupted or ``count`` events were printed."""
-    cursors: dict[str, str] = {}
+    position = _Position(channel)
     printed = 0
     delay = 0.5
     url = base_url.rstrip("/") + "/api/v1/live/ws"
@@ -102,17 +156,14 @@ async def watch(
         while True:
             try:
                 async with http.ws_connect(url, headers=headers, heartbeat=20) as ws:
-                    if cursors:
-                        await ws.send_json({"type": "resume", "cursors": cursors})
-                    else:
-                        await ws.send_json({"type": "subscribe", "channel": channel})
+                    await ws.send_json(position.first_frame())
                     delay = 0.5
                     async for msg in ws:
                         if msg.type != aiohttp.WSMsgType.TEXT:
                             continue
                         event = json.loads(msg.data)
-                        if isinstance(event.get("offset"), str):
-                            cursors[channel] = event["offset"]
+                        if not isinstance(event, dict) or not position.fresh(event):
+                            continue
                         line = format_event(event)
                         if line is not None:
                             print(line, file=out, flush=True)

@@ -43,12 +43,20 @@ from pipeline.models import (
 )
 from pipeline.users import LinkRefused, UserId
 from web.access import Forbidden, NotFound
-from web.actions import Conflict, parse_samples
+from web.actions import parse_samples
 from web.app import EDGE, Edge
 from web.auth import AuthError, Principal, bearer_token
 from web.connection import Connection, TokenBucket
 from web.directory import UnknownUser
-from web.problems import backend_of, log_service_failure, translate, validation_errors
+from web.inbound import EdgeWebSocket
+from web.problems import (
+    RETRY_AFTER_S,
+    backend_of,
+    log_service_failure,
+    rule_for,
+    translate,
+    validation_errors,
+)
 from web.protocol import (
     CLOSE_FORBIDDEN,
     CLOSE_IDLE,
@@ -73,8 +81,21 @@ def _dumps(data: dict[str, Any]) -> str:
     return json.dumps(data, separators=(",", ":"), default=str)
 
 
-class _Refused(Exception):
-    """The socket was closed while authenticating (the close said why)."""
+TOKEN_EXPIRED = "token expired; reconnect with a new one"
+
+#: What authenticating a token may fail with; each closes the socket (see _refuse).
+_AUTH_FAILURES = (AuthError, UnknownUser, ServiceError, RedisError)
+
+
+async def _header_principal(edge: Edge, request: web.Request) -> Principal | Exception | None:
+    """The principal of the request's Authorization header, resolved before the upgrade
+    so that the socket starts with the authenticated frame limit; the failure instead
+    (answered with a close code after the upgrade); None without a header."""
+    try:
+        token = bearer_token(request.headers.get("Authorization"))
+        return None if token is None else await edge.principal(token)
+    except _AUTH_FAILURES as exc:
+        return exc
 
 
 class _Socket:
@@ -103,70 +124,76 @@ class _Socket:
 
     # --- auth -------------------------------------------------------------------------
 
-    async def authenticate(self, request: web.Request) -> Principal | None:
-        try:
-            token = bearer_token(request.headers.get("Authorization"))
-            if token is not None:
-                return await self._principal(token)
-        except AuthError as exc:
-            await self.conn.close(CLOSE_UNAUTHORIZED, str(exc))
-            return None
-        except _Refused:
+    async def authenticate(self, early: Principal | Exception | None) -> Principal | None:
+        """The socket's principal: from the Authorization header (resolved before the
+        upgrade, ``early``) or from a first ``auth`` frame; None once refused (closed)."""
+        if isinstance(early, Principal):
+            return early
+        if early is not None:
+            await self._refuse(early)
             return None
         try:
             msg = await self.ws.receive(timeout=self.edge.config.auth_timeout_s)
         except TimeoutError:
             await self.conn.close(CLOSE_UNAUTHORIZED, "no auth frame in time")
             return None
+        if msg.type == WSMsgType.ERROR:
+            return None  # aiohttp closed it (1009 for a frame over the pre-auth limit)
         if msg.type != WSMsgType.TEXT:
             await self.conn.close(CLOSE_UNAUTHORIZED, "expected an auth frame")
             return None
         try:
             frame = AuthFrame.model_validate_json(msg.data)
-            return await self._principal(frame.token)
-        except _Refused:
-            return None
-        except (ValidationError, AuthError) as exc:
-            reason = (
-                str(exc)
-                if isinstance(exc, AuthError)
-                else "the first frame must be {'type': 'auth', 'token': ...}"
+        except ValidationError:
+            await self.conn.close(
+                CLOSE_UNAUTHORIZED, "the first frame must be {'type': 'auth', 'token': ...}"
             )
-            await self.conn.close(CLOSE_UNAUTHORIZED, reason)
+            return None
+        try:
+            return await self.edge.principal(frame.token)
+        except _AUTH_FAILURES as exc:
+            await self._refuse(exc)
             return None
 
-    async def _principal(self, token: str) -> Principal:
-        """The token's principal; an unknown user or a failing service closes the socket
-        (4403, 1011) and raises _Refused; a bad token raises AuthError."""
-        try:
-            return await self.edge.principal(token)
-        except UnknownUser as exc:
-            await self.conn.close(CLOSE_FORBIDDEN, str(exc)[:120])
-        except (ServiceError, RedisError) as exc:
+    async def _refuse(self, exc: Exception) -> None:
+        """Close a socket whose authentication failed, with the close code the table
+        (web.problems.RULES) gives: 4401, 4403, or 1011 for a failing service."""
+        rule = rule_for(exc)
+        code = rule.ws_auth_close if rule is not None else CLOSE_INTERNAL
+        if code == CLOSE_INTERNAL:
             self.edge.metrics.backend_errors.labels(backend_of(exc)).inc()
             log_service_failure(exc, "WebSocket auth")
             await self.conn.close(CLOSE_INTERNAL, "a backing service is failing; retry")
-        raise _Refused
+        else:
+            await self.conn.close(code, str(exc)[:120])
 
     # --- the loop ---------------------------------------------------------------------
 
     async def run(self) -> None:
         cfg = self.edge.config
+        principal = self.conn.principal
+        assert principal is not None and self.user_bucket is not None
         while not self.ws.closed and not self.conn.closing:
             msg = await self.ws.receive()
             self.conn.last_seen = time.monotonic()
+            if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
+                return
+            # Every client frame, control frames included (500,000 PINGs in 7 s went
+            # through when only data frames counted), is rate-limited...
+            if not self.conn.bucket.take() or not self.user_bucket.take():
+                await self.conn.close(CLOSE_RATE_LIMITED, "too many frames; slow down")
+                return
+            # ...and acted on only while the token is valid (not up to a heartbeat late).
+            principal = self.conn.principal or principal
+            if time.time() > principal.expires_at + self.edge.settings.jwt_leeway_s:
+                await self.conn.close(CLOSE_UNAUTHORIZED, TOKEN_EXPIRED)
+                return
             if msg.type == WSMsgType.PING:
                 await self.ws.pong(msg.data)
                 continue
             if msg.type == WSMsgType.PONG:
                 continue
-            if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
-                return
             self.edge.metrics.frames_received.inc()
-            assert self.user_bucket is not None
-            if not self.conn.bucket.take() or not self.user_bucket.take():
-                await self.conn.close(CLOSE_RATE_LIMITED, "too many frames; slow down")
-                return
             if len(msg.data) > cfg.max_frame_bytes:
                 await self.conn.close(CLOSE_TOO_BIG, f"frame over {cfg.max_frame_bytes} bytes")
                 return
@@ -180,6 +207,9 @@ class _Socket:
             data = json.loads(text)
         except ValueError as exc:
             self.error("bad_json", f"malformed JSON: {exc}")
+            return
+        except RecursionError:
+            self.error("bad_json", "malformed JSON: nested too deeply")
             return
         if not isinstance(data, dict):
             self.error("bad_frame", "expected a JSON object")
@@ -199,41 +229,43 @@ class _Socket:
             return
         try:
             await handler(self, data)
-        except ValidationError as exc:
-            errors = validation_errors(exc)
-            first = errors[0] if errors else {"field": "?", "message": "invalid"}
-            code = "missing_field" if first.get("code") == "missing" else "invalid"
-            self.error(code, f"{first['field']}: {first['message']}", ref=ref, errors=errors)
-        except (Forbidden, UnknownUser) as exc:
-            self.error("forbidden", str(exc), ref=ref)
-            await self.conn.flush()
-            await self.conn.close(CLOSE_FORBIDDEN, str(exc)[:120])
-        except NotFound as exc:
-            self.error("not_found", str(exc), ref=ref)
-        except Conflict as exc:
-            self.error("conflict", str(exc), ref=ref)
-        except AuthError as exc:
-            self.error("unauthorized", str(exc), ref=ref)
-            await self.conn.flush()
-            await self.conn.close(CLOSE_UNAUTHORIZED, str(exc)[:120])
-        except (DataRejected, LinkRefused) as exc:
-            problem = translate(exc)
-            assert problem is not None
-            self.error("invalid", problem.detail or problem.title, ref=ref, errors=problem.errors)
-        except ServiceError as exc:
+        except Exception as exc:
+            await self._answer_failure(exc, kind, ref)
+
+    async def _answer_failure(self, exc: Exception, kind: str, ref: Any) -> None:
+        """Answer a frame whose handler failed, from the one table (web.problems.RULES):
+        an ``error`` event, then a close if the row says so. A bug costs one frame,
+        not the socket (and never shows a traceback)."""
+        rule = rule_for(exc)
+        if rule is None:
+            log.error("unexpected error handling a %s frame", kind, exc_info=exc)
+            self.error("internal", "internal error", ref=ref)
+            return
+        if rule.ws_code == "unavailable":
             log_service_failure(exc, f"a {kind} frame")
             self.edge.metrics.backend_errors.labels(backend_of(exc)).inc()
-            self.error("unavailable", "a backing service is failing; retry", ref=ref)
-        except ValueError as exc:
-            self.error("invalid", str(exc), ref=ref)
-        except (RedisError, OSError) as exc:
-            self.edge.metrics.backend_errors.labels("redis").inc()
-            log_service_failure(exc, f"a {kind} frame")
-            self.error("unavailable", "a backing service is failing; retry", ref=ref)
-        except Exception:
-            # A bug must cost one frame, not the socket (and never show a traceback).
-            log.exception("unexpected error handling a %s frame", kind)
-            self.error("internal", "internal error", ref=ref)
+            self.error(
+                "unavailable",
+                "a backing service is failing; retry",
+                ref=ref,
+                retry_after_s=RETRY_AFTER_S,
+            )
+            return
+        if isinstance(exc, ValidationError):
+            errors = validation_errors(exc)
+            first = errors[0] if errors else {"field": "?", "message": "invalid"}
+            code = "missing_field" if first.get("code") == "missing" else rule.ws_code
+            self.error(code, f"{first['field']}: {first['message']}", ref=ref, errors=errors)
+        elif isinstance(exc, DataRejected | LinkRefused):
+            problem = translate(exc)
+            assert problem is not None
+            detail = problem.detail or problem.title
+            self.error(rule.ws_code, detail, ref=ref, errors=problem.errors)
+        else:
+            self.error(rule.ws_code, str(exc), ref=ref)
+        if rule.ws_close is not None:
+            await self.conn.flush()
+            await self.conn.close(rule.ws_close, str(exc)[:120])
 
     # --- presence ---------------------------------------------------------------------
 
@@ -376,6 +408,9 @@ async def heartbeat_loop(edge: Edge) -> None:
     closing: set[asyncio.Task[None]] = set()
     while True:
         sockets = list(edge.connections)
+        for user_id, bucket in list(edge.replay_buckets.items()):
+            if bucket.refill() >= bucket.burst:  # full again: as good as a new one
+                del edge.replay_buckets[user_id]
         for i in range(slices):
             await asyncio.sleep(period / slices)
             for conn in sockets[i::slices]:
@@ -391,9 +426,7 @@ async def _heartbeat(edge: Edge, conn: Connection) -> asyncio.Task[None] | None:
         return None
     principal = conn.principal
     if principal is not None and time.time() > principal.expires_at + edge.settings.jwt_leeway_s:
-        return asyncio.ensure_future(
-            conn.close(CLOSE_UNAUTHORIZED, "token expired; reconnect with a new one")
-        )
+        return asyncio.ensure_future(conn.close(CLOSE_UNAUTHORIZED, TOKEN_EXPIRED))
     if time.monotonic() - conn.last_seen > edge.config.idle_timeout_s:
         return asyncio.ensure_future(conn.close(CLOSE_IDLE, "idle: no frame or pong"))
     with contextlib.suppress(ConnectionError, RuntimeError):
@@ -485,7 +518,27 @@ async def _on_resume(s: _Socket, data: dict[str, Any]) -> None:
         raise ValueError(f"at most {s.edge.config.max_subscriptions} subscriptions per socket")
     revision = s.edge.need_access().revision
     athletes = {c: await s._authorize(c) for c in requests}
-    await resume(s.edge, s.conn, requests)
+    principal = s.conn.principal
+    assert principal is not None
+    cfg = s.edge.config
+    bucket = s.edge.replay_buckets.get(principal.user_id)
+    if bucket is None:
+        bucket = s.edge.replay_buckets[principal.user_id] = TokenBucket(
+            cfg.replay_rate, cfg.replay_burst
+        )
+    available = bucket.refill()
+    if available < 1:
+        # Refused, not closed: a close would only bring a reconnect (auth, more
+        # resumes) sooner. The client retries after retry_after_s.
+        s.error(
+            "rate_limited",
+            "replayed too much lately; resume later",
+            ref=frame.id,
+            retry_after_s=round((1 - available) / cfg.replay_rate, 3),
+        )
+        return
+    replay = await resume(s.edge, s.conn, requests, int(min(cfg.max_replay, available)))
+    bucket.spend(replay.cost)
     for channel, athlete in athletes.items():
         if channel.name not in s.conn.watched:
             s.conn.watched[channel.name] = athlete
@@ -599,12 +652,15 @@ _HANDLERS = {
 async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
     edge = request.app[EDGE]
     cfg = edge.config
-    ws = web.WebSocketResponse(
+    early = await _header_principal(edge, request)
+    # A message must stay under the limit (aiohttp refuses one of exactly the limit).
+    authed_limit = cfg.max_frame_bytes + 1
+    ws = EdgeWebSocket(
         compress=True,
-        max_msg_size=max(cfg.hard_frame_bytes, cfg.max_frame_bytes),
+        max_msg_size=authed_limit if isinstance(early, Principal) else cfg.auth_frame_bytes + 1,
         autoping=False,
         heartbeat=None,
-        timeout=2.0,  # how long a close waits for the peer's close frame
+        timeout=cfg.close_timeout_s,  # how long a close waits for the peer's close frame
     )
     await ws.prepare(request)
     conn = Connection(
@@ -614,15 +670,18 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
         coalesce_after=cfg.coalesce_after,
         frame_rate=cfg.frame_rate,
         frame_burst=cfg.frame_burst,
+        transport=request.transport,
+        close_timeout_s=cfg.close_timeout_s,
     )
     sock = _Socket(edge, ws, conn)
     edge.connections.add(conn)
     edge.metrics.connections.inc()
     counted: int | None = None
     try:
-        principal = await sock.authenticate(request)
+        principal = await sock.authenticate(early)
         if principal is None:
             return ws
+        ws.raise_limit(authed_limit)
         if edge.per_user.get(principal.user_id, 0) >= cfg.max_connections_per_user:
             await conn.close(CLOSE_RATE_LIMITED, "too many connections for this user")
             return ws
@@ -649,9 +708,7 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
     finally:
         await sock.cleanup()
         await conn.stop()
-        if not ws.closed:
-            with contextlib.suppress(ConnectionError, RuntimeError):
-                await ws.close()
+        await conn.finish()
         if counted is not None:
             left = edge.per_user.get(counted, 1) - 1
             if left <= 0:

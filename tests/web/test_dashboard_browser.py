@@ -828,7 +828,41 @@ async () => {
   const again = JSON.stringify(s7.sent[1]);
   check(!again.includes("live:user:4") && again.includes("live:session:11"),
         `revoked channel not resumed: ${again}`);
-  for (const client of [c, c2, c3, c4, c5, c6, c7]) client.close();
+  // an alert published again (same id, later offset; issue 15 item 18): emitted once
+  const c8 = make();
+  const alerts = [];
+  c8.on("alert", (ev) => alerts.push(ev.offset));
+  c8.subscribe("live:session:7");
+  const n8 = sockets.length;
+  c8.connect();
+  await until(() => sockets.length === n8 + 1 && sockets[n8].sent.length === 1, "c8 auth");
+  const s8 = sockets[n8];
+  s8.push(welcome);
+  const alert = (o, id) => ({ type: "alert", offset: `2:${o}`, channel: "live:session:7",
+    channels: ["live:session:7"], session_id: 7, alert: { id, severity: "warning" } });
+  s8.push(alert(6, "al-1"));
+  s8.push(alert(7, "al-2"));
+  s8.push(alert(8, "al-1"));
+  check(JSON.stringify(alerts) === '["2:6","2:7"]', `alert dedup ${alerts}`);
+  check(JSON.stringify(c8.cursors()) === '{"live:session:7":["2:8"]}', "cursor past the repeat");
+  // a resume refused for the user's replay budget (issue 15 item 7): asked again on the
+  // same socket after retry_after_s, from the same cursors
+  s8.drop(1006);
+  await until(() => sockets.length === n8 + 2 && sockets[n8 + 1].sent.length === 1, "c8 back");
+  const s8b = sockets[n8 + 1];
+  s8b.push(welcome);
+  const refused = s8b.sent.find((f) => f.type === "resume");
+  check(refused && JSON.stringify(refused.cursors) === '{"live:session:7":["2:8"]}',
+        `resume sent ${JSON.stringify(s8b.sent)}`);
+  s8b.push({ type: "error", code: "rate_limited", ref: refused.id, retry_after_s: 0.2,
+             message: "replayed too much lately; resume later" });
+  await sleep(100);
+  check(s8b.sent.filter((f) => f.type === "resume").length === 1, "not before retry_after_s");
+  await until(() => s8b.sent.filter((f) => f.type === "resume").length === 2, "resume again");
+  const again8 = s8b.sent.filter((f) => f.type === "resume")[1];
+  check(JSON.stringify(again8.cursors) === '{"live:session:7":["2:8"]}', "same cursors");
+  check(sockets.length === n8 + 2, "no reconnect for a rate-limited resume");
+  for (const client of [c, c2, c3, c4, c5, c6, c7, c8]) client.close();
   return failures;
 }
 """

@@ -220,7 +220,38 @@ async def test_bad_frames_get_error_events_and_the_socket_stays_open(
 
 async def test_frame_too_big_closes_1009(edge: Any) -> None:
     ws = await edge.ws()
-    await ws.send_str("x" * (10 * 1024 * 1024))
+    # Just over the limit: the frame still fits the socket buffers, so the client
+    # finishes sending before the edge, refusing it on its header, closes.
+    await ws.send_str("x" * (EdgeConfig().max_frame_bytes + 1))
+    assert await closed_with(ws, 10) == 1009
+
+
+async def test_frame_limit_is_small_until_authenticated(edge: Any, next_of: Any) -> None:
+    """Issue 15 item 1: before auth a message may be auth_frame_bytes (4 KiB), after it
+    max_frame_bytes; compressed messages too (each inflates on its own)."""
+    cfg = EdgeConfig()
+    url = edge.url("/api/v1/live/ws")
+    # Compressed (permessage-deflate negotiated): 64 KiB of JSON inflated from a few
+    # hundred bytes is refused before auth...
+    ws = await edge.session.ws_connect(url, compress=15)
+    assert "client_no_context_takeover" in ws._response.headers["Sec-WebSocket-Extensions"]
+    await ws.send_str('{"type":"auth","token":"' + "a" * 65536 + '"}')
+    assert await closed_with(ws) == 1009
+    # ...and so is a plain one just over the limit
+    ws = await edge.session.ws_connect(url, compress=0)
+    await ws.send_str("x" * (cfg.auth_frame_bytes + 1))
+    assert await closed_with(ws) == 1009
+    # after a first-frame auth the limit is the authenticated one, for compressed
+    # messages too (several, so a lost deflate context would show)
+    ws = await edge.session.ws_connect(url, compress=15)
+    await ws.send_json({"type": "auth", "token": edge.token(ATHLETE, "athlete")})
+    assert (await ws.receive_json(timeout=5))["type"] == "welcome"
+    for i in range(3):
+        # answered (an unknown type), not closed
+        await ws.send_json({"type": "big", "id": i, "pad": "p" * (cfg.max_frame_bytes // 2)})
+        error = await next_of(ws, "error")
+        assert (error["code"], error["ref"]) == ("unknown_type", i)
+    await ws.send_str("x" * (cfg.max_frame_bytes + 1))
     assert await closed_with(ws, 10) == 1009
 
 

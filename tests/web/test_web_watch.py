@@ -99,3 +99,89 @@ async def test_watch_prints_no_terminal_escape_codes(edge: Any) -> None:
     assert printed.count("\n") == 1, printed  # one event, one line
     assert all(ch.isprintable() for ch in printed.rstrip("\n")), repr(printed)
     assert "hi\\x1b[2J\\x1b]0;pwned\\x07\\n[1] ALERT CRITICAL: fake\\u202e\\x9b31m" in printed
+
+
+def _message(session_id: int, text: str) -> dict[str, Any]:
+    return {
+        "type": "message",
+        "session_id": session_id,
+        "user_id": 1,
+        "message": {"from": 2, "text": text, "id": text},
+    }
+
+
+async def _publish(redis_url: str, session_id: int, events: list[dict[str, Any]]) -> None:
+    redis = aioredis.Redis.from_url(redis_url)
+    try:
+        p = partition_for_key(session_key(session_id), 4)
+        now = int(time.time() * 1000)
+        key = session_key(session_id)
+        await append(
+            redis, LIVE_TOPIC, p, [(key, json.dumps(e).encode(), None, now) for e in events]
+        )
+    finally:
+        await redis.aclose()
+
+
+async def test_watch_user_resumes_every_partition_of_two_sessions(
+    edge: Any, redis_url: str
+) -> None:
+    """Issue 15 item 19: `watch --user` of an athlete with two sessions on different
+    partitions, dropped twice (once before any event: the subscribe reply's position
+    is all it has); every message printed once."""
+    a = 1001
+    b = next(s for s in range(a + 1, a + 100) if partition_for_key(session_key(s), 4)
+             != partition_for_key(session_key(a), 4))  # fmt: skip
+    channel = "live:user:1"
+    out = io.StringIO()
+    base = str(edge.server.make_url("/"))
+    expected: list[str] = []
+
+    async def subscribed() -> Any:
+        for _ in range(500):
+            conns = edge.edge.hub.channels.get(channel)
+            if conns:
+                return next(iter(conns))
+            await asyncio.sleep(0.01)
+        raise AssertionError("watch did not subscribe")
+
+    async def gap(tag: str) -> None:
+        """Drop the watcher's socket and publish on both sessions while it is away."""
+        conn = await subscribed()
+        await asyncio.sleep(0.3)  # the subscribe reply reaches the watcher
+        conn.close_soon(4410, "dropped by the test")
+        texts = {sid: [f"{tag}-{sid}-{i}" for i in range(3)] for sid in (a, b)}
+        for sid, batch in texts.items():
+            await _publish(redis_url, sid, [_message(sid, t) for t in batch])
+            expected.extend(batch)
+        assert not edge.edge.hub.channels.get(channel), "reconnected too early for the test"
+
+    def messages() -> list[str]:
+        lines = out.getvalue().splitlines()
+        return [line.rsplit(": ", 1)[1] for line in lines if "] message from" in line]
+
+    async def printed(n: int) -> list[str]:
+        for _ in range(500):
+            if len(messages()) >= n:
+                break
+            await asyncio.sleep(0.02)
+        return messages()
+
+    task = asyncio.create_task(watch(base, edge.token(1, "athlete"), channel, out=out))
+    try:
+        await gap("before-any-event")
+        await printed(6)
+        for sid in (a, b):
+            batch = [f"live-{sid}-{i}" for i in range(3)]
+            await subscribed()
+            await _publish(redis_url, sid, [_message(sid, t) for t in batch])
+            expected.extend(batch)
+        await printed(12)
+        await gap("after-events")
+        got = await printed(18)
+        await asyncio.sleep(0.3)  # nothing more comes (no repeats)
+        got = messages()
+    finally:
+        task.cancel()
+    print(f"{len(got)} messages printed of {len(expected)}:\n{out.getvalue()}")
+    assert sorted(got) == sorted(expected)

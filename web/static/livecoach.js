@@ -14,7 +14,8 @@
 //     when a socket dies are sent again first (messages carry a client_message_id, so a
 //     retry is stored once);
 //   - emits typed events: metrics_update, alert, message, session_event, typing,
-//     read_receipt, presence, resumed, ack, error, welcome, pong, plus the client's own
+//     read_receipt, presence, resumed, ack, error, welcome, pong (an alert once per id,
+//     though a crashed worker publishes it again), plus the client's own
 //     state, open, close, reconnecting, auth_required, queue, stopped and event (every
 //     server frame).
 //
@@ -41,6 +42,8 @@ export const CLOSE = Object.freeze({
 /** Frames the client answers for (the edge replies `ack` or `error` with `ref`). */
 const ACKED = new Set(["message", "read", "ack_alert", "metrics_update", "auth"]);
 /** Frames kept in the offline queue. */
+/** Alert ids remembered to drop a repeat (a worker's re-publication after a crash). */
+const ALERT_IDS_KEPT = 5000;
 const QUEUEABLE = new Set(["message", "typing", "read", "ack_alert", "metrics_update"]);
 
 const DEFAULTS = {
@@ -120,6 +123,8 @@ export class LiveCoachClient {
     this._resumeFailing = false; // a resume failed: keep backing off until one succeeds
 
     this._seq = 0;
+    /** ids of the alerts emitted, oldest first (a Set keeps insertion order). */
+    this._alertIds = new Set();
     this._listeners = new Map();
     this._timers = { retry: null, ping: null, welcome: null, refresh: null };
     this._lastFrameAt = 0;
@@ -474,11 +479,27 @@ export class LiveCoachClient {
     if (typeof frame.offset === "string") {
       if (!this._advance(frame)) return; // already seen (a replay overlapping live)
     }
+    // An alert published again by a worker that crashed has the same id at a new
+    // offset; an edge that restarted may replay it: shown once.
+    if (type === "alert" && !this._firstAlert(frame)) return;
     if (type === "ack") this._onAck(frame);
     else if (type === "error") this._onError(frame);
     else if (type === "resumed") this._onResumed(frame);
     this._emit("event", frame);
     this._emit(type, frame);
+  }
+
+  /** Whether this alert's id is new (the last ALERT_IDS_KEPT ids are remembered). */
+  _firstAlert(frame) {
+    const id = frame.alert && frame.alert.id;
+    if (typeof id !== "string" && typeof id !== "number") return true;
+    const key = String(id);
+    if (this._alertIds.has(key)) return false;
+    this._alertIds.add(key);
+    if (this._alertIds.size > ALERT_IDS_KEPT) {
+      this._alertIds.delete(this._alertIds.values().next().value);
+    }
+    return true;
   }
 
   /** Move the cursors of the frame's channels; false if every one had seen it. */
@@ -559,6 +580,16 @@ export class LiveCoachClient {
       } else {
         for (const name of sent.keys()) this.channels.delete(name);
       }
+      return;
+    }
+    if (code === "rate_limited") {
+      // The user's replay budget is spent (resumes replayed too much lately): the
+      // channels were not registered; ask again on this socket when the edge says.
+      const ws = this.ws;
+      const waitMs = Math.max(100, (Number(frame.retry_after_s) || 1) * 1000);
+      setTimeout(() => {
+        if (this.ws === ws && this.state === "open") this._sendResume(Object.fromEntries(sent));
+      }, waitMs);
       return;
     }
     if (code === "invalid" || code === "missing_field") {
