@@ -21,6 +21,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from uuid import UUID
 
 import aiohttp
 import psycopg
@@ -40,14 +41,14 @@ _READY_TIMEOUT_S = 60.0
 
 @dataclass(frozen=True)
 class DemoUsers:
-    athlete_id: int
-    coach_id: int
+    athlete_id: UUID
+    coach_id: UUID
 
 
 def ensure_demo_users(database_url: str) -> DemoUsers:
     """The demo athlete and coach, linked; created once, found afterwards."""
     with psycopg.connect(database_url) as conn:
-        ids = {}
+        ids: dict[str, UUID] = {}
         for email, name, role in (
             (DEMO_ATHLETE_EMAIL, "Demo Athlete", "athlete"),
             (DEMO_COACH_EMAIL, "Demo Coach", "coach"),
@@ -58,7 +59,7 @@ def ensure_demo_users(database_url: str) -> DemoUsers:
                 (email, name, role),
             ).fetchone()
             assert row is not None
-            ids[role] = int(row[0])
+            ids[role] = row[0]
         conn.execute(
             "INSERT INTO coach_athletes (coach_id, athlete_id) VALUES (%s, %s)"
             " ON CONFLICT DO NOTHING",

@@ -26,6 +26,7 @@ from pipeline.settings import Settings
 from pipeline.transport.clients import client_options
 from pipeline.transport.streams import declare_topic
 from pipeline.transport.tasks import cancel_and_wait
+from pipeline.users import UserId
 from web.access import Access
 from web.actions import Actions
 from web.auth import Principal, TokenVerifier
@@ -111,8 +112,8 @@ class Edge:
     tailer: LiveTailer | None = None
     presence: Presence | None = None
     connections: set[Connection] = field(default_factory=set)
-    per_user: dict[int, int] = field(default_factory=dict)
-    user_buckets: dict[int, Any] = field(default_factory=dict)
+    per_user: dict[UserId, int] = field(default_factory=dict)
+    user_buckets: dict[UserId, Any] = field(default_factory=dict)
 
     # The properties below fail loudly if a handler runs before start-up finished.
     def need_store(self) -> Store:

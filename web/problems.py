@@ -202,10 +202,12 @@ def translate(exc: Exception) -> Problem | None:
         return unprocessable(exc)
     if isinstance(exc, AuthError):
         return Problem(401, "Unauthorized", str(exc), headers={"WWW-Authenticate": "Bearer"})
-    if isinstance(exc, UnknownUser | Forbidden):
+    if isinstance(exc, UnknownUser):
         return Problem(403, "Forbidden", str(exc))
-    if isinstance(exc, NotFound):
-        return Problem(404, "Not Found", str(exc))
+    if isinstance(exc, Forbidden | NotFound):
+        status, title = (403, "Forbidden") if isinstance(exc, Forbidden) else (404, "Not Found")
+        errors = [{"field": exc.field, "message": str(exc)}] if exc.field else None
+        return Problem(status, title, str(exc), errors=errors)
     if isinstance(exc, DataRejected):
         return db_problem(exc)
     if isinstance(exc, LinkRefused):
