@@ -32,12 +32,13 @@ from pipeline.constants import LIVE_TOPIC
 from pipeline.records import session_key
 from pipeline.settings import Settings
 from pipeline.transport.streams import append, partition_for_key, stream_id, stream_key
+from tests.ids import uid
 from web.app import EdgeConfig, create_app
 from web.auth import Role, mint_token
 
 pytestmark = pytest.mark.integration
 
-ATHLETE, COACH = 1, 2
+ATHLETE, COACH = uid(1), uid(2)
 CHROMIUM = os.environ.get("LIVECOACH_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless",

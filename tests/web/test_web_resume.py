@@ -15,11 +15,12 @@ import redis.asyncio as aioredis
 from pipeline.constants import LIVE_TOPIC
 from pipeline.records import session_key
 from pipeline.transport.streams import append, partition_for_key, stream_id, stream_key
+from tests.ids import uid
 from web.app import EdgeConfig
 
 pytestmark = pytest.mark.integration
 
-ATHLETE, COACH = 1, 2
+ATHLETE, COACH = uid(1), uid(2)
 PARTITIONS = 4
 
 

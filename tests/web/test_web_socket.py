@@ -20,11 +20,12 @@ from pipeline.constants import LIVE_TOPIC
 from pipeline.records import session_key
 from pipeline.settings import load_settings
 from pipeline.transport.streams import append, partition_for_key
+from tests.ids import uid
 from web.app import EdgeConfig
 
 pytestmark = pytest.mark.integration
 
-ATHLETE, COACH, OTHER_COACH, OTHER_ATHLETE = 1, 2, 3, 4
+ATHLETE, COACH, OTHER_COACH, OTHER_ATHLETE = uid(1), uid(2), uid(3), uid(4)
 SECRET = "test-secret-of-at-least-32-bytes-for-hs256!"
 
 
