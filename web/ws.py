@@ -504,7 +504,7 @@ async def _on_metrics_update(s: _Socket, data: dict[str, Any]) -> None:
         session_id=frame.session_id,
         accepted=accepted.accepted,
         partition=accepted.partition,
-        offset=accepted.offset,
+        samples_offset=accepted.offset,  # the samples topic's, not a live cursor
     )
 
 

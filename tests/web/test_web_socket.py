@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import uuid
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import aiohttp
 import jwt
@@ -30,7 +32,7 @@ SECRET = "test-secret-of-at-least-32-bytes-for-hs256!"
 
 
 async def publish(
-    redis_url: str, session_id: int, events: list[dict[str, Any]], partitions: int = 4
+    redis_url: str, session_id: str, events: list[dict[str, Any]], partitions: int = 4
 ) -> list[int]:
     redis = aioredis.Redis.from_url(redis_url)
     try:
@@ -42,15 +44,30 @@ async def publish(
         await redis.aclose()
 
 
-def metrics_event(session_id: int, i: int, user_id: int = ATHLETE) -> dict[str, Any]:
+def metrics_event(session_id: str, i: int, user_id: UUID = ATHLETE) -> dict[str, Any]:
+    """A metrics_update as the agents publish it on ``live`` (their units, epoch time)."""
     return {
         "type": "metrics_update",
         "session_id": session_id,
-        "user_id": user_id,
+        "user_id": str(user_id),
         "timestamp": time.time(),
         "ingest_ms": int(time.time() * 1000),
-        "metrics": {"heart_rate": 120 + i, "seq": i},
-    }
+        "metrics": {"heart_rate": 120 + i, "pace": None, "distance": None, "cadence": None,
+                    "seq": i},
+    }  # fmt: skip
+
+
+def alert_event(session_id: str, i: int, user_id: UUID = ATHLETE) -> dict[str, Any]:
+    """An alert as the agents publish it on ``live``."""
+    return {
+        "type": "alert",
+        "session_id": session_id,
+        "user_id": str(user_id),
+        "timestamp": time.time(),
+        "alert": {"id": str(uuid.uuid4()), "rule": "hr_zone", "severity": "warning",
+                  "message": f"HR high {i}", "metric": "heart_rate", "current": 180,
+                  "threshold": 175},
+    }  # fmt: skip
 
 
 async def closed_with(ws: aiohttp.ClientWebSocketResponse, wait_s: float = 5.0) -> int | None:
@@ -85,25 +102,19 @@ async def test_subscribe_and_fan_out_with_offsets(edge: Any, redis_url: str, nex
     assert len(ack["cursor"]) == 4
     # the athlete is told the coach is watching
     presence = await next_of(athlete, "presence")
-    assert presence["watching"] is True and presence["watcher_id"] == COACH
+    assert presence["watching"] is True and presence["watcher_id"] == str(COACH)
     offsets = await publish(
         redis_url,
         sid,
-        [metrics_event(sid, i) for i in range(3)]
-        + [
-            {
-                "type": "alert",
-                "session_id": sid,
-                "user_id": ATHLETE,
-                "alert": {"severity": "warning", "message": "HR high"},
-            }
-        ],
+        [metrics_event(sid, i) for i in range(3)] + [alert_event(sid, 0)],
     )
     for who in (athlete, coach):
         got = [await next_of(who, "metrics_update") for _ in range(3)]
         assert [g["offset"] for g in got] == [f"{p}:{o}" for o in offsets[:3]]
         alert = await next_of(who, "alert")
         assert alert["offset"] == f"{p}:{offsets[3]}"
+        # The agents' epoch time and units, in the wire's: ISO 8601 with a zone.
+        assert all(g["timestamp"].endswith("Z") for g in [*got, alert])
     assert got[0]["channels"] == [f"live:session:{sid}", f"live:user:{ATHLETE}"]
     await athlete.close()
     await coach.close()
@@ -312,7 +323,7 @@ async def test_device_metrics_frames_and_chat_over_the_socket(edge: Any, next_of
             "type": "metrics_update",
             "session_id": sid,
             "id": "m1",
-            "metrics": {"heart_rate": 150, "pace": 300, "cadence": 88},
+            "metrics": {"heart_rate": 150, "pace": 5.0, "cadence": 88},
             "t": 1_780_000_000,
         }
     )
@@ -346,7 +357,7 @@ async def test_device_metrics_frames_and_chat_over_the_socket(edge: Any, next_of
     assert msg["message"]["text"] == "hold it" and ":" in msg["offset"]
     await device.send_json({"type": "typing", "session_id": sid, "typing": True})
     typing = await next_of(coach, "typing")
-    assert typing["sender_id"] == ATHLETE
+    assert typing["sender_id"] == str(ATHLETE)
     await device.send_json({"type": "read", "session_id": sid, "up_to_id": ack["message_id"]})
     receipt = await next_of(coach, "read_receipt")
     assert receipt["message_ids"] == [ack["message_id"]]
@@ -371,9 +382,7 @@ async def test_slow_client_metrics_coalesced_alerts_kept(
         ev = build_event(
             p,
             1000 + i,
-            json.dumps(
-                {**metrics_event(sid, i), "type": "alert" if i % 40 == 0 else "metrics_update"}
-            ).encode(),
+            json.dumps(alert_event(sid, i) if i % 40 == 0 else metrics_event(sid, i)).encode(),
         )
         assert ev is not None
         conn.deliver(ev)
