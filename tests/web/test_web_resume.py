@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import uuid
 from typing import Any
 
 import aiohttp
@@ -24,22 +25,28 @@ ATHLETE, COACH = uid(1), uid(2)
 PARTITIONS = 4
 
 
-def event(session_id: int, seq: int, kind: str = "metrics_update") -> bytes:
-    return json.dumps(
-        {
-            "type": kind,
-            "session_id": session_id,
-            "user_id": ATHLETE,
-            "timestamp": time.time(),
-            "ingest_ms": int(time.time() * 1000),
-            "seq": seq,
-            "metrics": {"heart_rate": 100 + seq % 80},
-        }
-    ).encode()
+def event(session_id: str, seq: int, kind: str = "metrics_update") -> bytes:
+    """A ``live`` event as the agents publish it: a metrics_update or an alert."""
+    body: dict[str, Any] = {
+        "type": kind,
+        "session_id": session_id,
+        "user_id": str(ATHLETE),
+        "timestamp": time.time(),
+        "ingest_ms": int(time.time() * 1000),
+        "seq": seq,
+    }
+    if kind == "alert":
+        body["alert"] = {"id": str(uuid.uuid4()), "rule": "hr_zone", "severity": "warning",
+                         "message": f"HR high {seq}", "metric": "heart_rate", "current": 180,
+                         "threshold": 175}  # fmt: skip
+    else:
+        body["metrics"] = {"heart_rate": 100 + seq % 80, "pace": None, "distance": None,
+                           "cadence": None}  # fmt: skip
+    return json.dumps(body).encode()
 
 
 async def put(
-    redis: aioredis.Redis, session_id: int, seqs: range, kind: str = "metrics_update"
+    redis: aioredis.Redis, session_id: str, seqs: range, kind: str = "metrics_update"
 ) -> list[int]:
     p = partition_for_key(session_key(session_id), PARTITIONS)
     now = int(time.time() * 1000)

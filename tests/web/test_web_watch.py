@@ -14,6 +14,7 @@ import redis.asyncio as aioredis
 from pipeline.constants import LIVE_TOPIC
 from pipeline.records import session_key
 from pipeline.transport.streams import append, partition_for_key
+from tests.ids import uid
 from web.watch import watch
 
 pytestmark = pytest.mark.integration
@@ -24,12 +25,13 @@ async def test_watch_prints_metrics_and_alerts(edge: Any, redis_url: str) -> Non
     out = io.StringIO()
     base = str(edge.server.make_url("/"))
     task = asyncio.create_task(
-        watch(base, edge.token(1, "athlete"), f"live:session:{sid}", count=2, out=out)
+        watch(base, edge.token(uid(1), "athlete"), f"live:session:{sid}", count=2, out=out)
     )
     for _ in range(100):  # until subscribed
         if edge.edge.hub.channels.get(f"live:session:{sid}"):
             break
         await asyncio.sleep(0.02)
+    sid_user = str(uid(1))
     redis = aioredis.Redis.from_url(redis_url)
     try:
         p = partition_for_key(session_key(sid), 4)
@@ -38,7 +40,8 @@ async def test_watch_prints_metrics_and_alerts(edge: Any, redis_url: str) -> Non
             {
                 "type": "metrics_update",
                 "session_id": sid,
-                "user_id": 1,
+                "user_id": sid_user,
+                "timestamp": time.time(),
                 "metrics": {
                     "heart_rate": 151,
                     "power": 240,
@@ -50,8 +53,11 @@ async def test_watch_prints_metrics_and_alerts(edge: Any, redis_url: str) -> Non
             {
                 "type": "alert",
                 "session_id": sid,
-                "user_id": 1,
+                "user_id": sid_user,
+                "timestamp": time.time(),
                 "alert": {
+                    "id": str(uid(77)),
+                    "rule": "hr_zone",
                     "severity": "warning",
                     "message": "HR above zone",
                     "metric": "heart_rate",
@@ -71,4 +77,5 @@ async def test_watch_prints_metrics_and_alerts(edge: Any, redis_url: str) -> Non
     assert await asyncio.wait_for(task, 10) == 0
     text = out.getvalue()
     assert "HR 151" in text and "P 240 W" in text
+    assert "dist 1.00 km" in text  # the agents' 1000 m, in the wire's km
     assert "ALERT WARNING: HR above zone" in text
