@@ -321,6 +321,9 @@ class ChatMessage(BaseModel):
     id: uuid.UUID
     from_: UserIdWire = Field(alias="from", description="The sender's user id.")
     text: str
+    seq: int | None = Field(
+        default=None, description="The session chat's order (ids, UUIDs, have none)."
+    )
 
 
 class MessageEvent(_ServerEvent):

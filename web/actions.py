@@ -235,6 +235,8 @@ class Actions:
                     "user_id": athlete_id,
                     "message": {
                         "id": row["id"],
+                        # The chat's order (message ids are UUIDs and have none).
+                        "seq": row["seq"],
                         "from": principal.user_id,
                         "role": principal.role,
                         "text": text,
