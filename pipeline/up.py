@@ -106,7 +106,7 @@ def demo_samples(file: Path | None) -> list[DemoSample]:
 
 async def play(
     base_url: str, token: str, samples: list[DemoSample], *, speed: float, stop: asyncio.Event
-) -> int | None:
+) -> str | None:
     """Start a session and post ``samples`` at ``speed`` times real time; stop it after."""
     headers = {"Authorization": f"Bearer {token}"}
     async with aiohttp.ClientSession(base_url, headers=headers) as http:
@@ -114,7 +114,7 @@ async def play(
             if resp.status != 201 and resp.status != 200:
                 raise LivecoachError(f"demo: starting a session failed: {resp.status} "
                                      f"{await resp.text()}")  # fmt: skip
-            session_id = int((await resp.json())["id"])
+            session_id = str((await resp.json())["id"])
         print(f"demo athlete is in session {session_id}", flush=True)
         wall0 = time.time()
         i = 0

@@ -47,19 +47,22 @@ BEGIN
     EXECUTE format('ALTER TABLE %s DROP COLUMN _map', child);
 END $$;
 
-SELECT pg_temp.lc_remap('training_sessions', 'user_id', 'users');
-SELECT pg_temp.lc_remap('live_training_sessions', 'user_id', 'users');
-SELECT pg_temp.lc_remap('live_training_sessions', 'coach_id', 'users');
-SELECT pg_temp.lc_remap('live_training_sessions', 'training_session_id', 'training_sessions');
-SELECT pg_temp.lc_remap('live_metrics', 'live_session_id', 'live_training_sessions');
-SELECT pg_temp.lc_remap('live_messages', 'live_session_id', 'live_training_sessions');
-SELECT pg_temp.lc_remap('live_messages', 'sender_id', 'users');
-SELECT pg_temp.lc_remap('coach_athletes', 'coach_id', 'users');
-SELECT pg_temp.lc_remap('coach_athletes', 'athlete_id', 'users');
-SELECT pg_temp.lc_remap('athlete_profiles', 'user_id', 'users');
-SELECT pg_temp.lc_remap('live_alerts', 'live_session_id', 'live_training_sessions');
-SELECT pg_temp.lc_remap('live_alerts', 'user_id', 'users');
-SELECT pg_temp.lc_remap('live_alerts', 'acknowledged_by', 'users');
+-- (PERFORM in a DO block: a migration prints no result rows.)
+DO $$ BEGIN
+    PERFORM pg_temp.lc_remap('training_sessions', 'user_id', 'users');
+    PERFORM pg_temp.lc_remap('live_training_sessions', 'user_id', 'users');
+    PERFORM pg_temp.lc_remap('live_training_sessions', 'coach_id', 'users');
+    PERFORM pg_temp.lc_remap('live_training_sessions', 'training_session_id', 'training_sessions');
+    PERFORM pg_temp.lc_remap('live_metrics', 'live_session_id', 'live_training_sessions');
+    PERFORM pg_temp.lc_remap('live_messages', 'live_session_id', 'live_training_sessions');
+    PERFORM pg_temp.lc_remap('live_messages', 'sender_id', 'users');
+    PERFORM pg_temp.lc_remap('coach_athletes', 'coach_id', 'users');
+    PERFORM pg_temp.lc_remap('coach_athletes', 'athlete_id', 'users');
+    PERFORM pg_temp.lc_remap('athlete_profiles', 'user_id', 'users');
+    PERFORM pg_temp.lc_remap('live_alerts', 'live_session_id', 'live_training_sessions');
+    PERFORM pg_temp.lc_remap('live_alerts', 'user_id', 'users');
+    PERFORM pg_temp.lc_remap('live_alerts', 'acknowledged_by', 'users');
+END $$;
 
 -- 4. The keys themselves.
 ALTER TABLE users ALTER COLUMN id DROP DEFAULT;
@@ -120,11 +123,14 @@ BEGIN
                    tab, col, col);
 END $$;
 
-SELECT pg_temp.lc_tz(c.table_name::regclass, c.column_name)
-FROM information_schema.columns c
-WHERE c.table_schema = current_schema() AND c.data_type = 'timestamp without time zone'
-  AND c.table_name IN ('users', 'training_sessions', 'live_training_sessions', 'live_metrics',
-                       'live_messages', 'coach_athletes', 'athlete_profiles', 'live_alerts');
+DO $$ BEGIN
+    PERFORM pg_temp.lc_tz(c.table_name::regclass, c.column_name)
+    FROM information_schema.columns c
+    WHERE c.table_schema = current_schema() AND c.data_type = 'timestamp without time zone'
+      AND c.table_name IN ('users', 'training_sessions', 'live_training_sessions',
+                           'live_metrics', 'live_messages', 'coach_athletes',
+                           'athlete_profiles', 'live_alerts');
+END $$;
 
 ALTER TABLE users ALTER COLUMN created_at SET DEFAULT NOW();
 ALTER TABLE training_sessions ALTER COLUMN created_at SET DEFAULT NOW();
