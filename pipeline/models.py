@@ -376,6 +376,7 @@ class WelcomeEvent(_ServerEvent):
     type: Literal["welcome"]
     user_id: UserIdWire
     role: Literal["athlete", "coach", "admin"] = Field(description="From livecoach's database.")
+    expires_at: IsoTime | None = Field(default=None, description="When the token expires.")
 
 
 class ResumedEvent(_ServerEvent):

@@ -15,13 +15,17 @@ from typing import Any
 
 from pipeline.models import iso_z
 
+#: Event fields the agents write as epoch seconds (``started_at``: a stop's).
+_TIMES = ("timestamp", "started_at")
+
 
 def to_wire(event: dict[str, Any]) -> dict[str, Any]:
     """Convert ``event`` in place (and return it); an event already in wire form, or
     one without these fields, is left as it is."""
-    timestamp = event.get("timestamp")
-    if isinstance(timestamp, int | float) and not isinstance(timestamp, bool):
-        event["timestamp"] = iso_z(timestamp)
+    for name in _TIMES:
+        value = event.get(name)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            event[name] = iso_z(value)
     if event.get("type") == "metrics_update":
         metrics = event.get("metrics")
         if isinstance(metrics, dict) and "pace_s_per_km" not in metrics:

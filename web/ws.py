@@ -414,7 +414,7 @@ async def _on_auth(s: _Socket, data: dict[str, Any]) -> None:
     if principal.user_id != current.user_id:
         raise Forbidden("a refreshed token must be for the same user")
     s.conn.principal = principal
-    s.reply("ack", frame, op="auth", expires_at=principal.expires_at)
+    s.reply("ack", frame, op="auth", expires_at=iso_z(principal.expires_at))
 
 
 async def _on_ping(s: _Socket, data: dict[str, Any]) -> None:
@@ -617,7 +617,7 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
             "welcome",
             user_id=principal.user_id,
             role=principal.role,
-            expires_at=principal.expires_at,
+            expires_at=iso_z(principal.expires_at),
             heartbeat_s=cfg.heartbeat_s,
             idle_timeout_s=cfg.idle_timeout_s,
             live_partitions=edge.settings.live_partitions,

@@ -4,6 +4,7 @@ and limits. Live events are appended to ``live`` directly with pipeline.streams.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import time
 import uuid
@@ -147,7 +148,8 @@ async def test_auth_matrix_on_the_socket(edge: Any, settings: Any) -> None:
     assert (await ws.receive_json(timeout=5))["type"] == "welcome"
     await ws.send_json({"type": "auth", "token": edge.token(COACH, "coach", ttl_s=7200), "id": "r"})
     ack = await ws.receive_json(timeout=5)
-    assert ack["op"] == "auth" and ack["expires_at"] > time.time() + 3600
+    expires = dt.datetime.fromisoformat(ack["expires_at"]).timestamp()
+    assert ack["op"] == "auth" and expires > time.time() + 3600
     await ws.send_json({"type": "auth", "token": edge.token(ATHLETE, "athlete")})
     assert await closed_with(ws) == 4403
 
