@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import random
 import uuid
 from typing import Any
 
@@ -16,6 +18,7 @@ from pipeline.models import (
     LiveMetrics,
     MetricsUpdateEvent,
     client_frame,
+    iso_z,
     protocol_json_schema,
     render_protocol_schema,
     server_event,
@@ -233,3 +236,12 @@ def test_edge_replies_without_timestamp_validate() -> None:
         {"type": "resumed", "channel": f"live:session:{SID}", "recovered": True, "replayed": 3,
          "cursor": ["0:41"]}
     )  # fmt: skip
+
+
+def test_iso_z_is_datetime_isoformat_to_the_nearest_millisecond() -> None:
+    rng = random.Random(13)
+    times = [rng.uniform(946_684_800, 4_102_444_800) for _ in range(20_000)]
+    times += [1_759_233_600.0, 1_759_233_600.9996, 1_759_233_599.9994, 951_782_400.5]  # 2000-02-29
+    for t in times:
+        expected = dt.datetime.fromtimestamp(round(t * 1000) / 1000, dt.UTC)
+        assert iso_z(t) == expected.isoformat(timespec="milliseconds").replace("+00:00", "Z"), t
