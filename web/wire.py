@@ -19,6 +19,7 @@ from pipeline.models import iso_z
 #: Event fields the agents write as epoch seconds (``started_at``: a stop's).
 _TIMES = ("timestamp", "started_at")
 
+
 def to_wire(event: dict[str, Any]) -> dict[str, Any]:
     """Convert ``event`` in place (and return it); an event already in wire form, or
     one without these fields, is left as it is."""

@@ -402,3 +402,36 @@ async def test_slow_client_metrics_coalesced_alerts_kept(
     assert got[-1]["metrics"]["seq"] == 199
     assert not ws.closed
     await ws.close()
+
+
+async def test_the_spec_device_example_verbatim_on_the_socket(
+    edge: Any, redis_url: str, next_of: Any
+) -> None:
+    """The spec's device frame, its placeholder id replaced, sent as the spec writes it:
+    acknowledged, and stored as 5:30 per km and 3.2 km."""
+    from pipeline.constants import SAMPLES_TOPIC
+    from pipeline.records import samples_topic_record
+    from pipeline.transport.streams import read
+    from tests.web.test_web_rest import SPEC_DEVICE_TEXT
+
+    sid = await edge.start_session()
+    device = await edge.ws()
+    await device.send_str(SPEC_DEVICE_TEXT.replace('"uuid"', f'"{sid}"'))
+    ack = await next_of(device, "ack")
+    assert (ack["op"], ack["accepted"], ack["session_id"]) == ("metrics_update", 1, sid)
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        entries = await read(client, SAMPLES_TOPIC, ack["partition"], ack["samples_offset"] - 1)
+    finally:
+        await client.aclose()
+    (sample,) = samples_topic_record.validate_json(entries[-1][1][1]).samples
+    assert sample["t"] == 1_759_233_600.0
+    assert sample["speed_m_s"] == pytest.approx(1000 / 330)
+    assert sample["distance_m"] == pytest.approx(3200)
+    # A pace of 0 has no speed: an error naming the field, and the socket stays open.
+    bad = SPEC_DEVICE_TEXT.replace('"uuid"', f'"{sid}"').replace('"pace":5.5', '"pace":0')
+    await device.send_str(bad)
+    error = await next_of(device, "error")
+    assert error["code"] == "invalid" and "metrics.pace" in error["message"], error
+    assert not device.closed
+    await device.close()
