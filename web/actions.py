@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from pipeline.models import Sample
 from pipeline.records import ControlAction, ControlRecord, SampleBatchRecord, session_key
-from web.access import Access, Forbidden
+from web.access import Access, Forbidden, NotFound
 from web.auth import Principal
 from web.observability import EdgeMetrics
 from web.producer import BatchingProducer
@@ -150,8 +150,6 @@ class Actions:
             raise Forbidden("a coach starts a session for a linked athlete: give athlete_id")
         await self.access.require_athlete(principal, athlete)
         if training_session_id is not None:
-            from web.access import NotFound
-
             owner = await self.store.training_session_owner(training_session_id)
             if owner is None:
                 raise NotFound(
@@ -265,8 +263,6 @@ class Actions:
         return ids
 
     async def ack_alert(self, principal: Principal, alert_id: UUID) -> dict[str, Any]:
-        from web.access import NotFound
-
         alert = await self.store.get_alert(alert_id)
         if alert is None:
             raise NotFound(f"no alert {alert_id}")
