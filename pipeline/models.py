@@ -58,20 +58,20 @@ IsoTime = Annotated[
 ]
 
 
-_iso_second = -1
-_iso_second_text = ""
+#: (second, its text): one tuple, replaced whole, so threads never see a torn pair.
+_iso_cache: tuple[int, str] = (-1, "")
 
 
 def iso_z(epoch_s: float) -> str:
     """Epoch seconds as the wire's ISO 8601 UTC time, to the nearest millisecond:
     ``2025-09-30T12:00:00.250Z``. The part up to the second is cached: the edge formats
     every live event's time, and the events of one second share it."""
-    global _iso_second, _iso_second_text
+    global _iso_cache
     second, ms = divmod(round(epoch_s * 1000), 1000)
-    if second != _iso_second:
-        _iso_second_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        _iso_second = second
-    return f"{_iso_second_text}.{ms:03d}Z"
+    cached = _iso_cache
+    if cached[0] != second:
+        cached = _iso_cache = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+    return f"{cached[1]}.{ms:03d}Z"
 
 
 def spec_reading(metrics: dict[str, Any], t: Any) -> dict[str, Any]:
