@@ -7,12 +7,14 @@ reaches the running agent within a second and changes the alerts it raises.
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import aiohttp
+import psycopg
 import pytest
 
 from pipeline.models import iso_z
@@ -156,3 +158,32 @@ async def test_an_alert_republished_after_a_worker_crash_reaches_sockets_once(
         "alert", "metrics_update", "metrics_update"
     ]  # fmt: skip
     await ws.close()
+
+
+async def test_a_stopped_run_is_summarised_as_a_run(
+    edge: Running, workers: Workers, database_url: str
+) -> None:
+    """The summary the store agent writes to training_sessions takes the session's
+    sport (it was always 'ride'), and the live session is linked to it."""
+    async with edge.session.post(
+        edge.url("/api/v1/live/sessions/start"), headers=edge.headers(), json={"sport": "run"}
+    ) as resp:
+        assert resp.status == 201, await resp.text()
+        sid = (await resp.json())["id"]
+    await _post(edge, sid, 0, 10, 150.0)
+    async with edge.session.post(
+        edge.url(f"/api/v1/live/sessions/{sid}/stop"), headers=edge.headers(), json={}
+    ) as resp:
+        assert resp.status == 200, await resp.text()
+    deadline = time.monotonic() + 60
+    row = None
+    while row is None and time.monotonic() < deadline:
+        with psycopg.connect(database_url) as conn:
+            row = conn.execute(
+                "SELECT t.sport, t.user_id FROM live_training_sessions s"
+                " JOIN training_sessions t ON t.id = s.training_session_id WHERE s.id = %s",
+                (sid,),
+            ).fetchone()
+        if row is None:
+            await asyncio.sleep(0.25)
+    assert row == ("run", ATHLETE), row
