@@ -4,7 +4,7 @@ One stream entry carries a batch: the edge groups the samples it accepted for on
 session within a few milliseconds into one :class:`SampleBatchRecord`, which divides
 Faust's per-event cost. Lifecycle changes (start, pause, resume, stop, lap) travel on
 the same topic and key as :class:`ControlRecord`, so that the agents see them in order
-with the samples around them. Both are keyed by session id (as a decimal string).
+with the samples around them. Both are keyed by session id (its canonical UUID text).
 
 ``ingest_ms`` is when the edge accepted the record (epoch milliseconds): the start of
 the sample-to-socket latency the edge measures.
