@@ -173,8 +173,16 @@ async def update_session(request: web.Request) -> web.Response:
                 ],
             )
         items = raw["samples"]
-    else:
+    elif isinstance(raw, dict):
         items = [raw]
+    else:
+        message = 'expected a sample (an object), a list of samples or {"samples": [...]}'
+        raise Problem(
+            422,
+            "Unprocessable Content",
+            f"body: {message}",
+            errors=[{"field": "body", "message": message}],
+        )
     if not items:
         raise Problem(
             422,
