@@ -56,3 +56,42 @@ async def test_no_junk_request_gets_a_5xx(edge: Any, database_url: str) -> None:
                             assert resp.content_type == "application/problem+json", where
     # The sweep reached the handlers: refusals of several kinds, not one blanket answer.
     assert {400, 403, 404, 422} <= set(seen), seen
+
+
+async def test_no_junk_frame_gets_an_internal_error(edge: Any, next_of: Any) -> None:
+    """The same on the socket: junk ids and values in every client frame type are an
+    ``error`` naming what is wrong, never ``internal`` or ``unavailable``, and the
+    socket stays open."""
+    sid = await edge.start_session()
+    ws = await edge.ws()
+    frames: list[Any] = [
+        {"type": "subscribe", "channel": "live:session:1"},
+        {"type": "subscribe", "channel": f"live:session:{str(uuid.uuid4()).upper()}"},
+        {"type": "subscribe", "channel": f"live:session:{uuid.uuid4()}"},
+        {"type": "resume", "cursors": {"live:user:7": "0:1"}},
+        {"type": "metrics_update", "session_id": 1, "metrics": {"heart_rate": 150}},
+        {"type": "metrics_update", "session_id": sid, "metrics": {"pace": "fast"}},
+        {"type": "metrics_update", "session_id": sid, "metrics": {"pace": 5.5},
+         "timestamp": "yesterday"},
+        {"type": "metrics_update", "session_id": str(uuid.uuid4()), "metrics": {"pace": 5.5}},
+        {"type": "message", "session_id": "abc", "text": "hi"},
+        {"type": "message", "session_id": str(uuid.uuid4()), "text": "hi"},
+        {"type": "read", "session_id": sid, "up_to_id": 5},
+        {"type": "read", "session_id": sid, "up_to_id": str(uuid.uuid4())},
+        {"type": "ack_alert", "alert_id": "a1"},
+        {"type": "ack_alert", "alert_id": str(uuid.uuid4())},
+        {"type": "typing", "session_id": 3},
+    ]  # fmt: skip
+    for i, frame in enumerate(frames):
+        await ws.send_json({**frame, "id": f"f{i}"})
+        while True:  # the answer to this frame (others, such as presence, may come first)
+            reply = await ws.receive_json(timeout=5)
+            if reply.get("ref") == f"f{i}":
+                break
+        assert reply["type"] in ("error", "ack"), (frame, reply)
+        if reply["type"] == "error":
+            assert reply["code"] not in ("internal", "unavailable"), (frame, reply)
+    assert not ws.closed
+    await ws.send_json({"type": "ping", "id": "last"})
+    assert (await next_of(ws, "pong"))["ref"] == "last"
+    await ws.close()
