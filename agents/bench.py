@@ -241,9 +241,12 @@ def _redis_version(redis_url: str) -> str:
         return str(client.info("server")["redis_version"])
 
 
-def _stored_rows(database_url: str) -> int:
+def _stored_rows(database_url: str, sessions: list[str]) -> int:
     with psycopg.connect(database_url) as conn:
-        row = conn.execute("SELECT count(*) FROM live_metrics").fetchone()
+        row = conn.execute(
+            "SELECT count(*) FROM live_metrics WHERE live_session_id = ANY(%s::uuid[])",
+            (sessions,),
+        ).fetchone()
         return int(row[0]) if row else 0
 
 
@@ -277,6 +280,36 @@ async def _append_many(client: aioredis.Redis, records: list[tuple[str, bytes]])
         for partition, entries in by_partition.items():
             streams.queue_append(pipe, server, SAMPLES_TOPIC, partition, entries, maxlen=maxlen)
         await pipe.execute()
+
+
+async def _until_processing(redis_url: str, probe: str, timeout_s: float = 120.0) -> float:
+    """Post samples of a probe session until its metrics come out of the live worker.
+
+    The clock must not start before the workers joined their group, took their
+    partitions and recovered their tables: a fixed wait either wastes time or, on a
+    loaded host, measures start-up instead. Returns the seconds it took.
+    """
+    client = redis_client(redis_url)
+    partition = streams.partition_for_key(session_key(probe), PARTITIONS)
+    position = await streams.highwater(client, LIVE_TOPIC, partition) - 1
+    started = time.monotonic()
+    t0 = time.time()
+    try:
+        for n in range(int(timeout_s * 2)):
+            await _append_many(client, [(probe, _record(probe, t0 + n))])
+            reply: Any = await client.xread(
+                {streams.stream_key(LIVE_TOPIC, partition): streams.stream_id(position)},
+                count=100, block=500,
+            )  # fmt: skip
+            for _key, entries in reply or []:
+                for entry_id, fields in entries:
+                    position = streams.offset_of(entry_id)
+                    event = orjson.loads(streams.decode_entry(fields)[1] or b"{}")
+                    if event.get("type") == "metrics_update" and event.get("session_id") == probe:
+                        return time.monotonic() - started
+        raise RuntimeError(f"the live worker processed nothing in {timeout_s:.0f} s")
+    finally:
+        await client.aclose()
 
 
 async def _tail_live(
@@ -348,7 +381,9 @@ async def _backlog(
     for k in range(0, per_session, per_record):
         records += [(sid, _record(sid, t0 + k, per_record)) for sid in sessions]
     samples = len(sessions) * per_session
-    rows_target = _stored_rows(database_url) + 3 * samples  # HR, power, cadence per sample
+    rows_target = (
+        _stored_rows(database_url, sessions) + 3 * samples
+    )  # HR, power, cadence per sample
     highwaters = {p: await streams.highwater(client, LIVE_TOPIC, p) for p in range(PARTITIONS)}
     start = time.perf_counter()
     for i in range(0, len(records), 2000):
@@ -363,7 +398,7 @@ async def _backlog(
         await asyncio.sleep(0.05)
     live_s = time.perf_counter() - start
     await client.aclose()
-    while _stored_rows(database_url) < rows_target and time.perf_counter() - start < 300:
+    while _stored_rows(database_url, sessions) < rows_target and time.perf_counter() - start < 300:
         await asyncio.sleep(0.1)
     all_s = time.perf_counter() - start
     return samples / live_s, samples / all_s
@@ -372,17 +407,17 @@ async def _backlog(
 def _one_run(
     redis_url: str, database_url: str, sessions: int, duration_s: float, backlog: int, alerts: bool
 ) -> dict[str, Any]:
-    ids = _sessions(database_url, sessions)
-    rows_before = _stored_rows(database_url)
+    *ids, probe = _sessions(database_url, sessions + 1)
+    rows_before = _stored_rows(database_url, ids)
     with _Workers(redis_url, database_url, alerts=alerts):
-        time.sleep(4)  # let the workers join and recover before the clock starts
+        uvloop.run(_until_processing(redis_url, probe))
         with full_collections_deferred():  # the measuring client's pauses are not ours
             latencies, sent, received = uvloop.run(_live_load(redis_url, ids, duration_s))
         expected_rows = rows_before + sent * 3
         deadline = time.monotonic() + 120
-        while _stored_rows(database_url) < expected_rows and time.monotonic() < deadline:
+        while _stored_rows(database_url, ids) < expected_rows and time.monotonic() < deadline:
             time.sleep(0.5)
-        stored = _stored_rows(database_url)
+        stored = _stored_rows(database_url, ids)
         rates = (0.0, 0.0)
         if backlog:
             rates = uvloop.run(

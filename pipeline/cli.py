@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
+from pipeline import redaction
 from pipeline.errors import ConfigError, LivecoachError
 from pipeline.settings import Settings, load_settings
 from pipeline.transport.errors import TransportError
@@ -500,6 +501,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         )
         logging.getLogger("yoyo").setLevel(logging.WARNING)
+        redaction.install_record_factory()  # tokens and passwords masked on every line
         handler: Command = args.handler
         return handler(args, settings)
     except ConfigError as exc:

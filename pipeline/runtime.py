@@ -15,6 +15,7 @@ import redis
 
 from pipeline.embedded import ServiceURLs, services
 from pipeline.errors import ConfigError
+from pipeline.redaction import redact_tokens, redact_url
 from pipeline.settings import Settings, env_name
 
 _CONNECT_TIMEOUT_S = 5
@@ -29,7 +30,8 @@ def check_redis(url: str, variable: str = env_name("redis_url")) -> None:
         finally:
             client.close()
     except (redis.RedisError, OSError, ValueError) as exc:
-        raise ConfigError(variable, f"cannot reach Redis at {url}: {exc}") from None
+        detail = redact_tokens(str(exc))
+        raise ConfigError(variable, f"cannot reach Redis at {redact_url(url)}: {detail}") from None
 
 
 def check_postgres(url: str, variable: str = env_name("database_url")) -> None:
@@ -39,7 +41,9 @@ def check_postgres(url: str, variable: str = env_name("database_url")) -> None:
             conn.execute("SELECT 1")
     except (psycopg.Error, OSError) as exc:
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ConfigError(variable, f"cannot reach PostgreSQL at {url}: {detail}") from None
+        raise ConfigError(
+            variable, f"cannot reach PostgreSQL at {redact_url(url)}: {redact_tokens(detail)}"
+        ) from None
 
 
 @contextlib.contextmanager

@@ -7,7 +7,6 @@ line (exit status 2).
 
 from __future__ import annotations
 
-import secrets
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlsplit
@@ -19,6 +18,8 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from pipeline.errors import ConfigError
+from pipeline.redaction import redact_url
+from pipeline.secretfiles import read_or_create
 
 ENV_PREFIX = "LIVECOACH_"
 
@@ -31,6 +32,9 @@ JWT_ALGORITHMS = ("HS256", "RS256", "RS384", "RS512", "PS256", "ES256", "ES384",
 
 Port = Annotated[int, Field(ge=0, le=65535)]
 Partitions = Annotated[int, Field(ge=1, le=1024)]
+
+#: Shortest HS256 secret accepted, in bytes (RFC 7518 section 3.2: at least the hash size).
+MIN_JWT_SECRET_BYTES = 32
 
 
 def _default_data_dir() -> Path:
@@ -54,7 +58,10 @@ class Settings(BaseSettings):
     )
     jwt_secret: SecretStr | None = Field(
         default=None,
-        description="HS256 secret; unset uses one generated once into the data folder",
+        description=(
+            f"HS256 secret, at least {MIN_JWT_SECRET_BYTES} bytes; unset uses one "
+            "generated once into the data folder"
+        ),
     )
     jwt_jwks_file: Path | None = Field(
         default=None, description="JWKS file of RS256/ES256 public keys (read at start)"
@@ -118,6 +125,20 @@ class Settings(BaseSettings):
     worker_web_port: Port = Field(
         default=6066, description="Port of the Faust worker's own web server (loopback)"
     )
+    metrics_token: SecretStr | None = Field(
+        default=None,
+        description=(
+            "Bearer token /metrics on the API port asks for; unset: /metrics answers 404 "
+            "there (scrape LIVECOACH_METRICS_PORT instead)"
+        ),
+    )
+    metrics_host: str = Field(
+        default="127.0.0.1", description="Address of the separate /metrics listener"
+    )
+    metrics_port: Port = Field(
+        default=0,
+        description="Port of a separate /metrics listener (no token asked); 0: none",
+    )
     log_level: str = Field(default="INFO", description="Python logging level")
     alerts_enabled: bool = Field(
         default=True, description="Run the alert rules in the live agent (off: metrics only)"
@@ -127,7 +148,9 @@ class Settings(BaseSettings):
     @classmethod
     def _check_redis_url(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(_REDIS_SCHEMES):
-            raise ValueError(f"expected a redis://, rediss:// or unix:// URL, got {value!r}")
+            raise ValueError(
+                f"expected a redis://, rediss:// or unix:// URL, got {redact_url(value)!r}"
+            )
         return value
 
     @field_validator("database_url")
@@ -136,15 +159,35 @@ class Settings(BaseSettings):
         if value is None:
             return None
         if not value.startswith(_POSTGRES_SCHEMES):
-            raise ValueError(f"expected a postgresql:// URL, got {value!r}")
+            raise ValueError(f"expected a postgresql:// URL, got {redact_url(value)!r}")
         try:
             parts = urlsplit(value)
             parts.port  # noqa: B018 - raises ValueError on a non-numeric or out-of-range port
             conninfo_to_dict(value)
         except (ValueError, psycopg.ProgrammingError) as exc:
-            raise ValueError(f"malformed URL {value!r}: {exc}") from None
+            raise ValueError(f"malformed URL {redact_url(value)!r}: {exc}") from None
         if not parts.path.strip("/"):
-            raise ValueError(f"malformed URL {value!r}: no database name")
+            raise ValueError(f"malformed URL {redact_url(value)!r}: no database name")
+        return value
+
+    @field_validator("jwt_secret")
+    @classmethod
+    def _check_jwt_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        size = len(value.get_secret_value().strip().encode())
+        if size < MIN_JWT_SECRET_BYTES:
+            raise ValueError(
+                f"expected at least {MIN_JWT_SECRET_BYTES} bytes (not counting spaces), "
+                f"got {size}; unset it to have one generated into the data folder"
+            )
+        return value
+
+    @field_validator("metrics_token")
+    @classmethod
+    def _check_metrics_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value().strip()) < 16:
+            raise ValueError("expected at least 16 characters")
         return value
 
     @field_validator("jwt_jwks_url")
@@ -184,12 +227,7 @@ class Settings(BaseSettings):
         """The HS256 secret: configured, or generated once and kept in the data folder."""
         if self.jwt_secret is not None:
             return self.jwt_secret.get_secret_value()
-        path = self.data_dir / "jwt_secret"
-        if not path.exists():
-            self.data_dir.mkdir(parents=True, exist_ok=True)
-            path.write_text(secrets.token_urlsafe(48))
-            path.chmod(0o600)
-        return path.read_text().strip()
+        return read_or_create(self.data_dir / "jwt_secret", variable=env_name("data_dir"))
 
 
 def env_name(field: str) -> str:

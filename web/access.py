@@ -44,10 +44,16 @@ class NotFound(_Refusal):
 
 
 class TTLCache:
-    """Values kept for ``ttl_s``, loaded once however many callers ask at the same time."""
+    """Values kept for ``ttl_s``, loaded once however many callers ask at the same time.
 
-    def __init__(self, ttl_s: float, max_entries: int = 100_000) -> None:
+    ``none_ttl_s``: how long a ``None`` (an absence) is kept instead, if shorter.
+    """
+
+    def __init__(
+        self, ttl_s: float, max_entries: int = 100_000, *, none_ttl_s: float | None = None
+    ) -> None:
         self._ttl_s = ttl_s
+        self._none_ttl_s = ttl_s if none_ttl_s is None else min(ttl_s, none_ttl_s)
         self._max_entries = max_entries
         self._data: dict[Any, tuple[float, Any]] = {}
         self._loading: dict[Any, asyncio.Future[Any]] = {}
@@ -63,7 +69,8 @@ class TTLCache:
     def put(self, key: Any, value: Any) -> None:
         if len(self._data) >= self._max_entries:
             self._data.clear()  # crude but bounded; the cache refills from PostgreSQL
-        self._data[key] = (time.monotonic() + self._ttl_s, value)
+        ttl_s = self._none_ttl_s if value is None else self._ttl_s
+        self._data[key] = (time.monotonic() + ttl_s, value)
 
     def drop(self, key: Any) -> None:
         """Forget a key, including a load under way (its result is not kept)."""
@@ -103,12 +110,22 @@ class TTLCache:
 
 
 class Access:
-    def __init__(self, store: Store, *, ttl_s: float = 5.0, session_ttl_s: float = 300.0) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        ttl_s: float = 5.0,
+        session_ttl_s: float = 300.0,
+        absent_session_ttl_s: float = 1.0,
+    ) -> None:
         self.store = store
         self._links = TTLCache(ttl_s)
         # At 1 Hz per device a short TTL meant a PostgreSQL query per session every few
-        # seconds: a quarter of the edge's CPU with 1,000 devices posting.
-        self._sessions = TTLCache(session_ttl_s)
+        # seconds: a quarter of the edge's CPU with 1,000 devices posting. An absence is
+        # kept for a second only: a session another edge creates must not stay unknown
+        # here (a probe of the next id used to hide it for the whole 300 s). A second
+        # still shares one query among a burst of probes of a missing id.
+        self._sessions = TTLCache(session_ttl_s, none_ttl_s=absent_session_ttl_s)
         #: Bumped whenever links change: a subscribe that was being authorized meanwhile
         #: checks again once registered (it may have read the link before it went).
         self.revision = 0
@@ -161,19 +178,25 @@ class Access:
             self._sessions.put(key, (owner, "completed"))
 
     async def require_session(self, principal: Principal, session_id: UUID) -> tuple[UserId, str]:
+        """(athlete id, status) of a session the principal may see; NotFound otherwise.
+
+        A session someone may not see gets the answer of one that does not exist (the
+        same 404, the same words), so that trying ids tells nobody which exist.
+        """
         owner = await self.session_owner(session_id)
-        if owner is None:
+        if owner is None or not await self.can_see_athlete(principal, owner[0]):
             raise NotFound(f"no live session {session_id}")
-        await self.require_athlete(principal, owner[0])
         return owner
 
     async def require_session_owner(
         self, principal: Principal, session_id: UUID
     ) -> tuple[UserId, str]:
-        """Only the athlete (or their device) may upload samples to a session."""
-        owner = await self.session_owner(session_id)
-        if owner is None:
-            raise NotFound(f"no live session {session_id}")
+        """Only the athlete (or their device) may upload samples to a session.
+
+        A linked coach, who may see the session, is told so (403); anyone else gets
+        the 404 of a session that does not exist.
+        """
+        owner = await self.require_session(principal, session_id)
         if owner[0] != principal.user_id:
             raise Forbidden(f"only athlete {owner[0]} may post samples to session {session_id}")
         return owner

@@ -264,9 +264,9 @@ class Actions:
 
     async def ack_alert(self, principal: Principal, alert_id: UUID) -> dict[str, Any]:
         alert = await self.store.get_alert(alert_id)
-        if alert is None:
+        # Another athlete's alert is answered as a missing one: ids cannot be probed.
+        if alert is None or not await self.access.can_see_athlete(principal, alert["user_id"]):
             raise NotFound(f"no alert {alert_id}")
-        await self.access.require_athlete(principal, alert["user_id"])
         first = alert["acknowledged_at"] is None
         row = await self.store.ack_alert(alert_id, principal.user_id)
         assert row is not None

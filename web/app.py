@@ -10,6 +10,7 @@ presence listener, the lag gauge). On shutdown they close in reverse: sockets fi
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -17,9 +18,9 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from psycopg_pool import AsyncConnectionPool
 
+from pipeline import redaction
 from pipeline.constants import LIVE_TOPIC, SAMPLES_TOPIC
 from pipeline.retention import apply_topic_retentions
 from pipeline.settings import Settings
@@ -33,10 +34,11 @@ from web.auth import Principal, TokenVerifier
 from web.connection import Connection
 from web.directory import Directory
 from web.fanout import Hub, LiveTailer
-from web.observability import EdgeMetrics
+from web.observability import EdgeMetrics, metrics_response
 from web.presence import Presence
-from web.problems import backend_of, make_problem_middleware
+from web.problems import Problem, backend_of, make_problem_middleware
 from web.producer import BatchingProducer
+from web.ratelimit import RateLimiter, make_rate_limit_middleware
 from web.revocation import AccessListener
 from web.store import Store
 
@@ -71,6 +73,17 @@ class EdgeConfig:
     #: Client frames per second per user over all their sockets on this edge.
     user_frame_rate: float = 200.0
     user_frame_burst: float = 400.0
+    #: REST requests per second per user over all their clients on this edge
+    #: (sustained, burst) before 429; a device posting once a second uses 1. 0: off.
+    rest_user_rate: float = 20.0
+    rest_user_burst: float = 60.0
+    #: REST requests per second per client address on this edge before 429 (behind a
+    #: proxy every client has the proxy's address: raise it, or 0 turns it off).
+    rest_address_rate: float = 100.0
+    rest_address_burst: float = 200.0
+    #: Loopback peers skip the per-address limit: on 127.0.0.1 (the default listen
+    #: address) the peer is a local proxy speaking for every client.
+    rest_address_exempt_loopback: bool = True
     #: Sockets one user may hold on one edge before 4429.
     max_connections_per_user: int = 20
     #: Channels one socket may subscribe to.
@@ -173,6 +186,8 @@ def create_app(
 ) -> web.Application:
     """A ready-to-run edge; URLs default to the settings' (they must be resolved)."""
     redis_url, database_url = _urls(settings, redis_url, database_url)
+    # Tokens in request lines (``?token=``) never reach a log, whoever set logging up.
+    redaction.install_on_loggers()
     config = config or EdgeConfig()
     metrics = EdgeMetrics()
     edge = Edge(settings, config, metrics, TokenVerifier(settings))
@@ -180,9 +195,17 @@ def create_app(
     def count_service_error(exc: Exception) -> None:
         metrics.backend_errors.labels(backend_of(exc)).inc()
 
+    rate_limits = make_rate_limit_middleware(
+        RateLimiter(config.rest_user_rate, config.rest_user_burst),
+        RateLimiter(config.rest_address_rate, config.rest_address_burst),
+        edge.verifier.verify,
+        counted=_rate_limited_path,
+        exempt_loopback=config.rest_address_exempt_loopback,
+        on_limited=lambda scope: metrics.rate_limited.labels(scope).inc(),
+    )
     app = web.Application(
         client_max_size=config.max_body_bytes,
-        middlewares=[make_problem_middleware(count_service_error)],
+        middlewares=[make_problem_middleware(count_service_error), rate_limits],
     )
     app[EDGE] = edge
 
@@ -288,6 +311,11 @@ def create_app(
     return app
 
 
+def _rate_limited_path(path: str) -> bool:
+    """REST paths count against the REST limits; the socket upgrade has its own."""
+    return path.startswith("/api/") and path != "/api/v1/live/ws"
+
+
 async def _every(interval_s: float, job: Callable[[], Awaitable[None]]) -> None:
     while True:
         try:
@@ -338,6 +366,21 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def metrics_handler(request: web.Request) -> web.Response:
+    """``/metrics`` on the API port: for the bearer of ``LIVECOACH_METRICS_TOKEN`` only.
+
+    Without a token configured it is not there (404): the metrics are served on the
+    separate loopback listener of ``LIVECOACH_METRICS_PORT`` instead, if at all.
+    """
     edge = request.app[EDGE]
-    body = generate_latest(edge.metrics.registry)
-    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+    expected = edge.settings.metrics_token
+    if expected is None:
+        raise web.HTTPNotFound()
+    given = request.headers.get("Authorization", "").encode()
+    if not hmac.compare_digest(given, f"Bearer {expected.get_secret_value()}".encode()):
+        raise Problem(
+            401,
+            "Unauthorized",
+            "expected 'Authorization: Bearer <LIVECOACH_METRICS_TOKEN>'",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    return metrics_response(edge.metrics.registry)

@@ -6,9 +6,19 @@ run several edges in one process without "Duplicated timeseries" errors.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from aiohttp import web
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
 
 #: Sample-to-socket latency buckets (seconds): the target is p99 < 50 ms.
 _LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -62,6 +72,12 @@ class EdgeMetrics:
         self.http_requests = Counter(
             "livecoach_http_requests", "REST requests by status class", ["status"], registry=r
         )
+        self.rate_limited = Counter(
+            "livecoach_http_rate_limited",
+            "REST requests refused with 429, by the limit they hit",
+            ["scope"],
+            registry=r,
+        )
         self._frames_sent_by_type: dict[str, Any] = {}
 
     def frame_sent(self, kind: str) -> None:
@@ -70,3 +86,33 @@ class EdgeMetrics:
         if child is None:
             child = self._frames_sent_by_type[kind] = self.frames_sent.labels(kind)
         child.inc()
+
+
+def metrics_response(registry: CollectorRegistry) -> web.Response:
+    """The registry in Prometheus' text format."""
+    return web.Response(
+        body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+    )
+
+
+@contextlib.asynccontextmanager
+async def serve_metrics(registry: CollectorRegistry, host: str, port: int) -> AsyncIterator[int]:
+    """A listener of its own for ``GET /metrics`` (nothing else), without a token.
+
+    For ``LIVECOACH_METRICS_PORT``: on loopback by default, so only this machine's
+    Prometheus (or an operator's tunnel) reads it. Yields the port it listens on.
+    """
+
+    async def handler(request: web.Request) -> web.Response:
+        return metrics_response(registry)
+
+    app = web.Application()
+    app.router.add_get("/metrics", handler)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    try:
+        await site.start()
+        yield int(runner.addresses[0][1])
+    finally:
+        await runner.cleanup()

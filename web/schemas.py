@@ -6,6 +6,7 @@ REST surface: session lifecycle, thresholds and preferences, chat, alerts.
 
 from __future__ import annotations
 
+import json
 from typing import Any, Literal
 from uuid import UUID
 
@@ -15,6 +16,19 @@ from agents.alerts.plan import parse_plan
 from pipeline.models import SAMPLE_BATCH_MAX, AthleteProfile
 
 _STRICT = ConfigDict(extra="forbid")
+
+#: Largest session ``metadata``, as compact UTF-8 JSON: a workout file (ZWO, ERG, MRC)
+#: of a few hundred steps fits; megabytes of free-form data do not belong in a session.
+METADATA_MAX_BYTES = 64 * 1024
+#: Largest ``alert_settings`` update, as compact UTF-8 JSON.
+ALERT_SETTINGS_MAX_BYTES = 16 * 1024
+
+
+def _check_json_size(value: Any, limit: int) -> Any:
+    size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+    if size > limit:
+        raise ValueError(f"at most {limit} bytes as JSON, got {size}")
+    return value
 
 
 class StartSession(BaseModel):
@@ -32,6 +46,7 @@ class StartSession(BaseModel):
     @field_validator("metadata")
     @classmethod
     def _plan_is_valid(cls, metadata: dict[str, Any]) -> dict[str, Any]:
+        _check_json_size(metadata, METADATA_MAX_BYTES)
         if "plan" in metadata:
             # FTP only scales ZWO and MRC powers; the structure does not depend on it.
             parse_plan(metadata["plan"], ftp_w=250.0)
@@ -132,6 +147,11 @@ class Thresholds(BaseModel):
     #: A partial :class:`agents.alerts.config.AlertConfig` document, merged into the
     #: stored one and validated as a whole (unknown rules and fields are refused).
     alert_settings: dict[str, Any] | None = None
+
+    @field_validator("alert_settings")
+    @classmethod
+    def _bounded(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        return _check_json_size(value, ALERT_SETTINGS_MAX_BYTES) if value is not None else None
 
     @model_validator(mode="after")
     def _check(self) -> Thresholds:

@@ -17,6 +17,7 @@ from aiohttp import web
 
 from pipeline.gcpolicy import defer_full_collections, full_collections
 from pipeline.settings import Settings
+from web.observability import serve_metrics
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,8 @@ def serve(settings: Settings, *, redis_url: str, database_url: str, host: str, p
 
     app = create_app(settings, redis_url=redis_url, database_url=database_url)
     app.cleanup_ctx.append(_garbage_policy)
+    if settings.metrics_port:
+        app.cleanup_ctx.append(_metrics_listener)
     print(f"livecoach edge on http://{host}:{port}/api/v1/live", flush=True)
     # uvloop, as the workers: socket writes and the loop's own bookkeeping were a third
     # of a busy edge's time on asyncio's loop.
@@ -46,6 +49,17 @@ def serve(settings: Settings, *, redis_url: str, database_url: str, host: str, p
         backlog=LISTEN_BACKLOG,
         loop=uvloop.new_event_loop(),
     )
+
+
+async def _metrics_listener(app: web.Application) -> AsyncIterator[None]:
+    """``/metrics`` on ``LIVECOACH_METRICS_HOST:LIVECOACH_METRICS_PORT`` (see settings)."""
+    from web.app import EDGE
+
+    edge = app[EDGE]
+    host, port = edge.settings.metrics_host, edge.settings.metrics_port
+    async with serve_metrics(edge.metrics.registry, host, port):
+        log.info("metrics on http://%s:%d/metrics", host, port)
+        yield
 
 
 async def _garbage_policy(app: web.Application) -> AsyncIterator[None]:

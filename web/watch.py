@@ -31,8 +31,34 @@ def _pace(s_per_km: Any) -> str:
     return f"{minutes}:{seconds:02d}/km"
 
 
+#: Characters shown escaped rather than sent to the terminal: Unicode's control
+#: characters (C0 with ESC and newlines, DEL, C1 with CSI) and the bidirectional
+#: overrides that make text display in another order than it reads.
+_BIDI = frozenset("\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def printable(text: str) -> str:
+    """``text`` with every control character written as an escape (``\\x1b``).
+
+    Chat text, alert messages and error messages come from other people: printed raw,
+    an escape sequence could move the cursor, recolour or retitle the terminal, or
+    forge earlier lines; a newline could forge a whole event line.
+    """
+    if text.isprintable():
+        return text
+    return "".join(
+        ch if ch.isprintable() and ch not in _BIDI else ch.encode("unicode_escape").decode()
+        for ch in text
+    )
+
+
 def format_event(event: dict[str, Any]) -> str | None:
     """One terminal line for an event, or None for events not worth a line."""
+    line = _format(event)
+    return printable(line) if line is not None else None
+
+
+def _format(event: dict[str, Any]) -> str | None:
     kind = event.get("type")
     sid = event.get("session_id", "?")
     if kind == "metrics_update":

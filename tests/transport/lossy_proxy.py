@@ -18,10 +18,11 @@ from pipeline.embedded import free_port
 class LossyProxy:
     """Forwards 127.0.0.1:<port> to a Redis on ``upstream_port`` from a thread of its own."""
 
-    def __init__(self, upstream_port: int) -> None:
+    def __init__(self, upstream_port: int, password: str = "") -> None:
         self.upstream_port = upstream_port
         self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
+        #: Clients authenticate through the proxy with the upstream server's password.
+        self.url = f"redis://:{password}@127.0.0.1:{self.port}/0"
         #: Replies lost so far.
         self.lost = 0
         self._marker: bytes | None = None

@@ -158,7 +158,7 @@ def test_three_workers_survive_kills_freezes_and_redis_restarts() -> None:
         plan = kinds + [rng.choice(kinds) for _ in range(FAULTS - len(kinds))]
         rng.shuffle(plan)
         for kind in plan:
-            time.sleep(rng.uniform(2.0, 5.0))
+            feeder.wait_sent(feeder.sent + rng.randint(2 * RATE, 5 * RATE))
             victim = rng.choice(workers)
             at_risk.append(_uncommitted(control))
             if kind == "kill":
@@ -166,7 +166,7 @@ def test_three_workers_survive_kills_freezes_and_redis_restarts() -> None:
                 victim.start()
             elif kind == "freeze":
                 victim.signal(signal.SIGSTOP)
-                time.sleep(SESSION_TIMEOUT_S + 3.0)
+                time.sleep(SESSION_TIMEOUT_S + 3.0)  # the fault: frozen past its session
                 victim.signal(signal.SIGCONT)
             else:
                 feeder.stop()
@@ -186,7 +186,7 @@ def test_three_workers_survive_kills_freezes_and_redis_restarts() -> None:
                 feeder.sent, feeder.truth = sent, truth  # continue the numbering
                 feeder.start()
             faults.append(kind)
-        time.sleep(3.0)
+        feeder.wait_sent(feeder.sent + 3 * RATE)
         feeder.stop()
         total = feeder.sent
         try:

@@ -93,12 +93,13 @@ def test_kill_9_twenty_times(redis_server_factory: Callable[..., EmbeddedRedis])
         for i in range(KILLS):
             worker.start()
             if i % 4 == 3:
-                time.sleep(rng.uniform(0.5, 3.0))  # during start-up or recovery
+                # The fault's timing, not a wait: a kill during start-up or recovery.
+                time.sleep(rng.uniform(0.5, 3.0))
             else:
                 ready = worker.log().count("[^Worker]: Ready") + 1
                 wait_for(lambda n=ready: worker.log().count("[^Worker]: Ready") >= n, 60,
                          "the worker to be ready", [worker])  # fmt: skip
-                time.sleep(rng.uniform(0.0, 3.0))
+                time.sleep(rng.uniform(0.0, 3.0))  # the fault's timing: a kill while running
             worker.kill()
             uncommitted.append(_uncommitted(client))
         feeder.stop()

@@ -25,10 +25,10 @@ def _seen(client: redis.Redis) -> set[int]:
 def test_unreachable_at_start_then_restarted_with_aof(version: str) -> None:
     data_dir = make_data_dir("lc-faults-")
     port = free_port()
-    url = f"redis://127.0.0.1:{port}/0"
-    worker = Worker(url, LC_SESSION_TIMEOUT="5").start()
     executable = SYSTEM_REDIS if version == "7" else None
     server = EmbeddedRedis(data_dir, port=port, appendonly=True, executable=executable)
+    url = f"redis://:{server.prepare()}@127.0.0.1:{port}/0"  # the password, made early
+    worker = Worker(url, LC_SESSION_TIMEOUT="5").start()
     feeder = None
     client = None
     try:
@@ -43,12 +43,12 @@ def test_unreachable_at_start_then_restarted_with_aof(version: str) -> None:
         feeder.stop()
         before = feeder.sent
         server.stop()
-        time.sleep(2)
+        time.sleep(2)  # the fault: Redis stays down for two seconds
         server.start()
         feeder = Feeder(url, "events", P, rate=200, keys=8, limit=100_000)
         feeder.sent = before  # continue the numbering
         feeder.start()
-        time.sleep(4)
+        feeder.wait_sent(before + 800)
         feeder.stop()
         total = feeder.sent
         wait_for(lambda: _seen(client) >= set(range(total)), 60, "every event", [worker])

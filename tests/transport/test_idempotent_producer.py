@@ -29,7 +29,7 @@ P = 4
 
 @pytest.fixture
 def proxy(versioned_server: EmbeddedRedis, versioned_url: str) -> Iterator[LossyProxy]:
-    lossy = LossyProxy(versioned_server.port).start()
+    lossy = LossyProxy(versioned_server.port, versioned_server.password).start()
     yield lossy
     lossy.stop()
 
@@ -77,7 +77,7 @@ def test_faust_producer_not_repeated_after_a_lost_reply(
     private_server_factory: Callable[..., EmbeddedRedis],
 ) -> None:
     server = private_server_factory()
-    proxy = LossyProxy(server.port).start()
+    proxy = LossyProxy(server.port, server.password).start()
     client = redis.Redis.from_url(server.url)
     worker = Worker(proxy.url, LC_PARTITIONS=str(P)).start()
     try:

@@ -212,7 +212,7 @@ async def test_group_state_lost_under_two_members_never_overlaps(versioned_url: 
         b.held = set()  # a dead process reads nothing
         b2.start()
         await _until(lambda: _running(a, b2), 15, "both to run in the new group state")
-        await asyncio.sleep(2 * SESSION_TIMEOUT_S)
+        await asyncio.sleep(2 * SESSION_TIMEOUT_S)  # observe: nothing moves for a while
         assert _running(a, b2)
         assert not watch.overlaps, watch.overlaps[:5]
     finally:

@@ -58,7 +58,7 @@ def test_two_workers_split_and_take_over(
         split = wait_for(lambda: _split(client, workers), 60, "an even split", workers)
         assert sorted(len(ps) for ps in split.values()) == [3, 3], split
         feeder.start()
-        time.sleep(3)
+        wait_for(lambda: len(_seen(client)) >= 300, 60, "events processed", workers)
         victim, survivor = workers
         killed_at = time.monotonic()
         victim.kill()
@@ -102,14 +102,14 @@ def test_three_workers_and_a_frozen_one(
         split = wait_for(lambda: _split(client, workers), 60, "an even split", workers)
         assert sorted(len(ps) for ps in split.values()) == [2, 2, 2], split
         feeder.start()
-        time.sleep(2)
+        wait_for(lambda: len(_seen(client)) >= 200, 60, "events processed", workers)
         frozen, *others = workers
         old_generation, _ = published_assignment(client)
         old_partitions = set(split[_member(frozen)])
         frozen.signal(signal.SIGSTOP)
         stopped_at = feeder.sent
         wait_for(lambda: _split(client, others), 30, "the others to take over", others)
-        time.sleep(1)
+        feeder.wait_sent(feeder.sent + 200)  # events pass the frozen worker by
         frozen.signal(signal.SIGCONT)
         resumed_at = feeder.sent
         # It rejoins as a new member: a fresh generation with three members again.

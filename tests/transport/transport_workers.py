@@ -181,7 +181,10 @@ def produce(
 
     async def run() -> None:
         kwargs = client.connection_pool.connection_kwargs
-        r = aioredis.Redis(host=kwargs["host"], port=kwargs["port"], db=kwargs.get("db", 0))
+        r = aioredis.Redis(
+            host=kwargs["host"], port=kwargs["port"], db=kwargs.get("db", 0),
+            username=kwargs.get("username"), password=kwargs.get("password"),
+        )  # fmt: skip
         try:
             now = int(time.time() * 1000)
             by_partition: dict[int, list[streams.Entry]] = {}
@@ -228,6 +231,29 @@ class Feeder:
         if self._thread.ident is not None:  # started
             self._thread.join(30)
 
+    def wait_sent(self, count: int, timeout_s: float = 60) -> None:
+        """Wait until ``count`` events in all were sent: traffic, not time, paces a test."""
+
+        def sent() -> bool:
+            if self.sent < count and not self._thread.is_alive():
+                raise AssertionError(f"the feeder stopped at {self.sent} of {count} events")
+            return self.sent >= count
+
+        wait_for(sent, timeout_s, f"{count} events sent")
+
+    async def _append(self, r: Any, partition: int, entries: list[streams.Entry]) -> None:
+        """Append, waiting out a Redis that restarted and still loads its data (it
+        refuses every command then, so a retry cannot write twice)."""
+        import asyncio
+
+        for _ in range(600):
+            try:
+                await streams.append(r, self.topic, partition, entries)
+                return
+            except redis.BusyLoadingError:
+                await asyncio.sleep(0.05)
+        raise AssertionError("Redis still loading its data after 30 s")
+
     def _run(self) -> None:
         import asyncio
 
@@ -252,7 +278,7 @@ class Feeder:
                     self.truth[key] = self.truth.get(key, 0) + 1
                     self.sent += 1
                 for p, entries in by_partition.items():
-                    await streams.append(r, self.topic, p, entries)
+                    await self._append(r, p, entries)
                 import asyncio
 
                 await asyncio.sleep(max(0.0, tick_s - (time.monotonic() - started)))

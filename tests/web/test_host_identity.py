@@ -114,7 +114,8 @@ async def test_the_hosts_users_and_tokens_work_end_to_end(
         assert str(session["user_id"]) == athlete
         # The coach's first contact provisions them as a coach (from the role claim) ...
         async with http.get(f"{API}/sessions/{session['id']}", headers=_auth(coach_token)) as r:
-            assert r.status == 403  # ... who may not see the athlete until linked.
+            # ... who may not see the athlete until linked: the session is "not found".
+            assert r.status == 404
         link = {"coach_id": coach, "athlete_id": athlete}
         async with http.post(
             f"{API}/admin/links", json=link, headers=_auth(issuer.token(sub=admin))

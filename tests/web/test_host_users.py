@@ -96,7 +96,7 @@ async def test_the_database_role_decides_not_the_claim(edge: Running) -> None:
     session_id = await edge.start_session(ATHLETE)
     # An athlete whose token claims "coach" is still an athlete: another's session is not theirs.
     status, body = await _call(edge, "GET", f"/sessions/{session_id}", OTHER_ATHLETE, role="coach")
-    assert status == 403, body
+    assert status == 404, body  # not theirs: the answer of a session that does not exist
     # A coach whose token claims "athlete" is still the linked coach.
     status, body = await _call(edge, "GET", f"/sessions/{session_id}", COACH, role="athlete")
     assert status == 200, body

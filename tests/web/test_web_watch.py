@@ -79,3 +79,30 @@ async def test_watch_prints_metrics_and_alerts(edge: Any, redis_url: str) -> Non
     assert "HR 151" in text and "P 240 W" in text
     assert "dist 1.00 km" in text  # the agents' 1000 m, in the wire's km
     assert "ALERT WARNING: HR above zone" in text
+
+
+async def test_watch_prints_no_terminal_escape_codes(edge: Any) -> None:
+    """Chat text is someone else's: its control characters are shown, not obeyed."""
+    sid = await edge.start_session()
+    out = io.StringIO()
+    base = str(edge.server.make_url("/"))
+    task = asyncio.create_task(
+        watch(base, edge.token(2, "coach"), f"live:session:{sid}", count=1, out=out)
+    )
+    for _ in range(100):  # until subscribed
+        if edge.edge.hub.channels.get(f"live:session:{sid}"):
+            break
+        await asyncio.sleep(0.02)
+    # Clear the screen, set the window title, fake a second line, reverse the text.
+    text = "hi\x1b[2J\x1b]0;pwned\x07\n[1] ALERT CRITICAL: fake\u202e\x9b31m"
+    async with edge.session.post(
+        edge.url("/api/v1/live/messages"),
+        json={"session_id": sid, "text": text},
+        headers=edge.headers(),
+    ) as resp:
+        assert resp.status == 201, await resp.text()
+    assert await asyncio.wait_for(task, 10) == 0
+    printed = out.getvalue()
+    assert printed.count("\n") == 1, printed  # one event, one line
+    assert all(ch.isprintable() for ch in printed.rstrip("\n")), repr(printed)
+    assert "hi\\x1b[2J\\x1b]0;pwned\\x07\\n[1] ALERT CRITICAL: fake\\u202e\\x9b31m" in printed

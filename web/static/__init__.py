@@ -5,9 +5,12 @@ folder whose suffix is listed in :data:`CONTENT_TYPES` (so never this module). B
 are answered by a middleware, outside the router (see :func:`dashboard_middleware`). Every
 answer carries a strict Content-Security-Policy (scripts, styles and connections from
 this origin only: the page works offline, with no CDN), ``nosniff``, no framing and
-``Referrer-Policy: no-referrer`` (the page accepts ``?token=``; no referrer carries it
-anywhere). The files are not fingerprinted, so they are revalidated on every use
-(``Cache-Control: no-cache`` with an ETag; a match answers 304).
+``Referrer-Policy: no-referrer``. A token in the query (``/dashboard?token=...``) is
+moved to the fragment by a 303 redirect, which browsers keep to themselves: the
+page reads ``#token=`` only, so a token reaches no further log or history entry than
+the one request that carried it (whose access-log line is redacted). The files are
+not fingerprinted, so they are revalidated on every use (``Cache-Control: no-cache``
+with an ETag; a match answers 304).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from urllib.parse import urlencode
 
 from aiohttp import web
 
@@ -61,9 +65,20 @@ def _file_response(request: web.Request, path: Path) -> web.Response:
     )
 
 
+def _token_to_fragment(request: web.Request) -> web.HTTPSeeOther:
+    """A redirect of ``/dashboard?token=T&rest`` to ``/dashboard?rest#token=T``."""
+    query = request.rel_url.query.copy()
+    token = query.popall("token")[-1]
+    fragment = urlencode({"token": token})
+    target = request.rel_url.with_query(query).with_fragment(None)
+    return web.HTTPSeeOther(f"{target}#{fragment}", headers=SECURITY_HEADERS)
+
+
 async def _serve(request: web.Request) -> web.Response | None:
     path = request.path
     if path in ("/dashboard", "/dashboard/"):
+        if "token" in request.rel_url.query:
+            raise _token_to_fragment(request)
         return _file_response(request, HERE / "dashboard.html")
     if not path.startswith("/static/"):
         return None

@@ -1,8 +1,8 @@
 // The livecoach dashboard: one page for the athlete (own session, "coach is watching")
 // and for the coach (several athletes, pick one). No framework, no build step.
 //
-// URL parameters: token (better in the fragment, #token=..., which no server sees; moved
-// to sessionStorage and removed from the address bar),
+// URL parameters: token in the fragment, #token=..., which no server sees (the edge
+// redirects ?token= there); moved to sessionStorage and removed from the address bar;
 // athletes (coach: ids to watch), session (a live session id), and, for tests and
 // flaky networks, backoff_base_ms, backoff_max_ms, heartbeat_ms.
 
@@ -780,13 +780,13 @@ function waitForToken({ reason }) {
 
 function init() {
   buildTiles();
-  // #token=... is never sent to the server (so never in an access log); ?token= works too.
+  // #token=... is never sent to the server (so never in an access log); the edge
+  // redirects a ?token= here.
   const hash = new URLSearchParams(location.hash.replace(/^#/, ""));
-  const urlToken = hash.get("token") || params.get("token");
+  const urlToken = hash.get("token");
   if (urlToken) {
     // Out of the address bar (history, screenshots, bookmarks); kept for this tab only.
     sessionStorage.setItem("livecoach.token", urlToken);
-    params.delete("token");
     hash.delete("token");
     const rest = params.toString();
     const frag = hash.toString();
