@@ -87,7 +87,7 @@ async def test_watch_prints_no_terminal_escape_codes(edge: Any) -> None:
     out = io.StringIO()
     base = str(edge.server.make_url("/"))
     task = asyncio.create_task(
-        watch(base, edge.token(2, "coach"), f"live:session:{sid}", count=1, out=out)
+        watch(base, edge.token(uid(2), "coach"), f"live:session:{sid}", count=1, out=out)
     )
     for _ in range(100):  # until subscribed
         if edge.edge.hub.channels.get(f"live:session:{sid}"):
