@@ -25,7 +25,7 @@ import redis.asyncio as aioredis
 from agents.app import create_live_app
 from pipeline.constants import LIVE_TOPIC, SAMPLES_TOPIC
 from pipeline.errors import LivecoachError
-from pipeline.models import AthleteProfile, Sample
+from pipeline.models import OFFLINE_SESSION_ID, OFFLINE_USER_ID, AthleteProfile, Sample
 from pipeline.records import ControlRecord, SampleBatchRecord, session_key
 from pipeline.settings import Settings
 from pipeline.transport import streams
@@ -33,8 +33,8 @@ from pipeline.transport.clients import redis_client
 
 #: Samples per stream entry: fewer, larger events divide Faust's per-event cost.
 BATCH_SAMPLES = 500
-SESSION_ID = 1
-USER_ID = 1
+SESSION_ID = OFFLINE_SESSION_ID
+USER_ID = OFFLINE_USER_ID
 
 
 class AnalysisError(LivecoachError):

@@ -32,7 +32,7 @@ from psycopg.types.json import Jsonb
 from agents.processing import Processor
 from agents.write_behind import DeferredDeletes, Hold, WriteBehind, WriteOnCommit
 from pipeline.constants import APP_ID, LIVE_TOPIC, SAMPLES_TOPIC, STORE_TOPIC
-from pipeline.db import MetricRow, finish_session, insert_metric_rows, metric_rows, utc_naive
+from pipeline.db import MetricRow, finish_session, insert_metric_rows, metric_rows, utc_time
 from pipeline.records import session_key
 from pipeline.retention import apply_topic_retentions
 from pipeline.settings import Settings
@@ -138,7 +138,9 @@ def create_live_app(
     processor = Processor(block_store=block_store, alerts=settings.alerts_enabled)
     states = WriteBehind(
         sessions,
-        lambda key, state: processor.snapshot(int(key), state),
+        lambda key, state: processor.snapshot(
+            key.decode() if isinstance(key, bytes) else str(key), state
+        ),
         every_s=STATE_WRITE_S,
         written=block_store.flush,
     )
@@ -162,7 +164,7 @@ def create_live_app(
         async for event in cast(faust.Stream[Any], stream).noack().events():
             hold = Hold(event)
             for record, offset in _records(event):
-                if not isinstance(record, dict) or not isinstance(record.get("session_id"), int):
+                if not isinstance(record, dict) or not isinstance(record.get("session_id"), str):
                     log.warning("skipping a malformed samples record at %s", event.message.tp)
                     continue
                 key = session_key(record["session_id"])
@@ -233,7 +235,7 @@ class _Database:
 def _rows_of(record: dict[str, Any]) -> list[MetricRow]:
     if record.get("kind") != "samples":
         return []
-    session_id = int(record["session_id"])
+    session_id = str(record["session_id"])
     rows: list[MetricRow] = []
     for sample in record.get("samples", []):
         rows.extend(metric_rows(session_id, float(sample["t"]), sample))
@@ -257,7 +259,7 @@ async def store_alert(conn: psycopg.AsyncConnection[Any], event: dict[str, Any])
             alert["message"],
             alert.get("current"),
             alert.get("threshold"),
-            utc_naive(float(alert.get("fired_at_s") or event["timestamp"])),
+            utc_time(float(alert.get("fired_at_s") or event["timestamp"])),
             Jsonb(alert),
             event["session_id"],
         ),
@@ -332,9 +334,9 @@ async def _store_summary(conn: psycopg.AsyncConnection[Any], event: dict[str, An
     started = event.get("started_at") or event["timestamp"]
     await finish_session(
         conn,
-        int(event["session_id"]),
-        sport=str(summary.get("sport", "ride")),
-        started_at=utc_naive(float(started)),
-        ended_at=utc_naive(float(event["timestamp"])),
+        str(event["session_id"]),
+        sport=summary.get("sport") if isinstance(summary.get("sport"), str) else None,
+        started_at=utc_time(float(started)),
+        ended_at=utc_time(float(event["timestamp"])),
         summary=summary,
     )

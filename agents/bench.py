@@ -49,6 +49,7 @@ from pipeline.embedded import (
 )
 from pipeline.gcpolicy import full_collections_deferred
 from pipeline.migrations import migrate
+from pipeline.models import OFFLINE_USER_ID
 from pipeline.records import session_key
 from pipeline.settings import Settings
 from pipeline.transport import streams
@@ -215,16 +216,22 @@ class _Workers:
                 proc.kill()
 
 
-def _sessions(database_url: str, n: int) -> list[int]:
+#: The bench's athlete, owner of every bench session.
+_BENCH_USER = str(OFFLINE_USER_ID)
+
+
+def _sessions(database_url: str, n: int) -> list[str]:
     with psycopg.connect(database_url) as conn:
-        user = conn.execute("INSERT INTO users (name) VALUES ('bench') RETURNING id").fetchone()
-        assert user is not None
+        conn.execute(
+            "INSERT INTO users (id, name) VALUES (%s, 'bench') ON CONFLICT DO NOTHING",
+            (OFFLINE_USER_ID,),
+        )
         rows = conn.execute(
             "INSERT INTO live_training_sessions (user_id) SELECT %s FROM generate_series(1, %s)"
             " RETURNING id",
-            (user[0], n),
+            (OFFLINE_USER_ID, n),
         ).fetchall()
-        return [int(r[0]) for r in rows]
+        return [str(r[0]) for r in rows]
 
 
 def _redis_version(redis_url: str) -> str:
@@ -234,28 +241,30 @@ def _redis_version(redis_url: str) -> str:
         return str(client.info("server")["redis_version"])
 
 
-def _stored_rows(database_url: str, sessions: list[int]) -> int:
+def _stored_rows(database_url: str, sessions: list[str]) -> int:
     with psycopg.connect(database_url) as conn:
         row = conn.execute(
-            "SELECT count(*) FROM live_metrics WHERE live_session_id = ANY(%s)", (sessions,)
+            "SELECT count(*) FROM live_metrics WHERE live_session_id = ANY(%s::uuid[])",
+            (sessions,),
         ).fetchone()
         return int(row[0]) if row else 0
 
 
-def _record(sid: int, t: float, samples_per_record: int = 1) -> bytes:
+def _record(sid: str, t: float, samples_per_record: int = 1) -> bytes:
+    n = int(sid[-4:], 16)  # a number per session, to vary the values between sessions
     samples = [
-        {"session_id": sid, "t": t + k, "heart_rate": 140.0 + (sid + k) % 30,
-         "power_w": 200.0 + (sid * 7 + k) % 80, "cadence": 88.0}
+        {"session_id": sid, "t": t + k, "heart_rate": 140.0 + (n + k) % 30,
+         "power_w": 200.0 + (n * 7 + k) % 80, "cadence": 88.0}
         for k in range(samples_per_record)
     ]  # fmt: skip
     # What SampleBatchRecord.model_dump_json() writes, without pydantic's cost in the load
     # generator (it shares the two cores with the workers it measures).
-    record = {"kind": "samples", "session_id": sid, "user_id": 1,
+    record = {"kind": "samples", "session_id": sid, "user_id": _BENCH_USER,
               "ingest_ms": int(time.time() * 1000), "samples": samples}  # fmt: skip
     return orjson.dumps(record)
 
 
-async def _append_many(client: aioredis.Redis, records: list[tuple[int, bytes]]) -> None:
+async def _append_many(client: aioredis.Redis, records: list[tuple[str, bytes]]) -> None:
     """Append records to their partitions in one pipeline, as the edge's producer does."""
     by_partition: dict[int, list[streams.Entry]] = {}
     now_ms = int(time.time() * 1000)
@@ -273,7 +282,7 @@ async def _append_many(client: aioredis.Redis, records: list[tuple[int, bytes]])
         await pipe.execute()
 
 
-async def _until_processing(redis_url: str, probe: int, timeout_s: float = 120.0) -> float:
+async def _until_processing(redis_url: str, probe: str, timeout_s: float = 120.0) -> float:
     """Post samples of a probe session until its metrics come out of the live worker.
 
     The clock must not start before the workers joined their group, took their
@@ -327,7 +336,7 @@ async def _tail_live(
 
 
 async def _live_load(
-    redis_url: str, sessions: list[int], duration_s: float
+    redis_url: str, sessions: list[str], duration_s: float
 ) -> tuple[list[float], int, int]:
     """Every session posts one sample a second, spread evenly over the second."""
     client = redis_client(redis_url)
@@ -363,7 +372,7 @@ async def _live_load(
 
 
 async def _backlog(
-    redis_url: str, database_url: str, sessions: list[int], per_session: int, per_record: int
+    redis_url: str, database_url: str, sessions: list[str], per_session: int, per_record: int
 ) -> tuple[float, float]:
     """Append a backlog; samples per second through the live app, and through both apps."""
     client = redis_client(redis_url)

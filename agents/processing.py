@@ -139,7 +139,7 @@ class Processor:
         self._engines: dict[str, AlertEngine] = {}
         # Live objects of recently processed sessions, valid while the table still holds
         # the very state dict they were saved to (after a recovery it holds new ones).
-        self._live: dict[int, tuple[State, SessionMetrics]] = {}
+        self._live: dict[str, tuple[State, SessionMetrics]] = {}
 
     def _engine(self, state: State, profile: AthleteProfile) -> AlertEngine:
         """The engine of the session's configuration and profile, built once per change."""
@@ -154,7 +154,7 @@ class Processor:
             self._engines[key] = engine
         return engine
 
-    def new_state(self, session_id: int, user_id: int, payload: dict[str, Any]) -> State:
+    def new_state(self, session_id: str, user_id: str, payload: dict[str, Any]) -> State:
         profile = _profile_from(payload)
         lap_mode = payload.get("lap_mode", "distance")
         if lap_mode not in ("distance", "time"):
@@ -187,8 +187,8 @@ class Processor:
         session's live objects move on (serialising them is a large part of a record's
         cost); :meth:`snapshot` brings it up to date before the state is stored.
         """
-        session_id = int(record["session_id"])
-        user_id = int(record["user_id"])
+        session_id = str(record["session_id"])
+        user_id = str(record["user_id"])
         ingest_ms = int(record.get("ingest_ms", 0))
         if state is None:
             payload = record.get("payload", {}) if record.get("kind") == "control" else {}
@@ -229,7 +229,7 @@ class Processor:
             state["metrics"] = metrics.to_dict()
         return out
 
-    def snapshot(self, session_id: int, state: State) -> State:
+    def snapshot(self, session_id: str, state: State) -> State:
         """``state`` with its ``metrics`` serialised from the session's live objects."""
         cached = self._live.get(session_id)
         if cached is not None and cached[0] is state:

@@ -91,7 +91,7 @@ class SessionMetrics:
 
     def __init__(
         self,
-        session_id: int,
+        session_id: str,
         profile: AthleteProfile | None = None,
         lap_mode: LapMode = "distance",
         block_store: BlockStore | None = None,
@@ -586,7 +586,7 @@ class SessionMetrics:
         if data.get("v") != STATE_VERSION:
             raise ValueError(f"session state version {data.get('v')!r}, expected {STATE_VERSION}")
         metrics = cls(
-            int(data["session_id"]),
+            str(data["session_id"]),
             AthleteProfile.model_validate(data["profile"]),
             data["lap_mode"],
         )

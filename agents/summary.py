@@ -15,14 +15,14 @@ from typing import Any
 
 from agents.laps import LapMode
 from agents.session_metrics import SampleLike, SessionMetrics
-from pipeline.models import AthleteProfile
+from pipeline.models import OFFLINE_SESSION_ID, AthleteProfile
 
 
 def summarise(
     samples: Iterable[SampleLike],
     profile: AthleteProfile | None = None,
     *,
-    session_id: int = 1,
+    session_id: str = str(OFFLINE_SESSION_ID),
     lap_mode: LapMode = "distance",
 ) -> dict[str, Any]:
     """Run ``samples`` (oldest first) through a fresh session; return its summary."""

@@ -15,6 +15,7 @@ import gc
 import statistics
 import sys
 import time
+import uuid
 from typing import Any
 
 from agents.processing import Processor
@@ -24,8 +25,9 @@ T0 = 1_767_261_600.0
 
 def _run(alerts: bool, sessions: int, seconds: int) -> list[float]:
     processor = Processor(alerts=alerts)
-    states: dict[int, Any] = {}
-    for sid in range(1, sessions + 1):
+    states: dict[str, Any] = {}
+    # Session and user ids as the samples topic carries them: UUID text.
+    for sid in (str(uuid.UUID(int=n)) for n in range(1, sessions + 1)):
         start = {
             "kind": "control", "session_id": sid, "user_id": sid, "ingest_ms": 0,
             "action": "start", "at_ms": int(T0 * 1000), "payload": {},
@@ -34,12 +36,12 @@ def _run(alerts: bool, sessions: int, seconds: int) -> list[float]:
     times: list[float] = []
     gc.collect()
     for k in range(seconds):
-        for sid in range(1, sessions + 1):
+        for n, sid in enumerate(states, 1):
             record = {
                 "kind": "samples", "session_id": sid, "user_id": sid, "ingest_ms": 0,
                 "samples": [{"session_id": sid, "t": T0 + 1 + k,
-                             "heart_rate": 140.0 + (sid + k) % 30,
-                             "power_w": 200.0 + (sid * 7 + k) % 80, "cadence": 88.0}],
+                             "heart_rate": 140.0 + (n + k) % 30,
+                             "power_w": 200.0 + (n * 7 + k) % 80, "cadence": 88.0}],
             }  # fmt: skip
             started = time.perf_counter()
             states[sid] = processor.process(states[sid], record).state

@@ -24,6 +24,7 @@ import os
 import statistics
 import sys
 import time
+import uuid
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -68,8 +69,10 @@ async def raw_baseline(redis_url: str, sessions: int, seconds: int) -> dict[str,
     try:
         before = await _used_memory(client)
         t0 = time.time()
+        # Session ids as the edge writes them (UUID text): the record size depends on it.
+        ids = [str(uuid.UUID(int=n)) for n in range(1, sessions + 1)]
         for second in range(seconds):
-            records = [(sid, _record(sid, t0 + second)) for sid in range(1, sessions + 1)]
+            records = [(sid, _record(sid, t0 + second)) for sid in ids]
             await _append_many(client, records)
         used = await _used_memory(client) - before
         samples = sessions * seconds

@@ -14,12 +14,17 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline import redaction
 from pipeline.errors import ConfigError, LivecoachError
 from pipeline.settings import Settings, load_settings
 from pipeline.transport.errors import TransportError
+
+if TYPE_CHECKING:
+    from uuid import UUID
+
+    from pipeline.users import UserId
 
 log = logging.getLogger("livecoach")
 
@@ -331,11 +336,20 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _user_id(text: str) -> int:
+def _user_id(text: str) -> UserId:
     from pipeline.users import parse_user_id
 
     try:
         return parse_user_id(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _session_id(text: str) -> UUID:
+    from pipeline.ids import parse_uuid
+
+    try:
+        return parse_uuid(text, "a live session id")
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -349,7 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=_cmd_migrate)
 
     p = sub.add_parser("token", help="mint a JWT for demos and tests")
-    p.add_argument("--user", type=int, required=True, help="user id (the token's sub)")
+    p.add_argument("--user", type=_user_id, required=True, help="user id (the token's sub)")
     p.add_argument("--role", choices=["athlete", "coach"], required=True)
     p.add_argument(
         "--ttl", type=_positive_int, default=3600, help="lifetime in seconds (default 3600)"
@@ -424,8 +438,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=_cmd_alerts_eval)
 
     p = sub.add_parser("watch", help="print a live session (or an athlete) in the terminal")
-    p.add_argument("session", type=int, nargs="?", help="live session id")
-    p.add_argument("--user", type=int, help="watch every session of this athlete instead")
+    p.add_argument("session", type=_session_id, nargs="?", help="live session id (UUID)")
+    p.add_argument("--user", type=_user_id, help="watch every session of this athlete instead")
     p.add_argument("--token", required=True, help="JWT of the athlete or a linked coach")
     p.add_argument("--url", help="edge base URL (default from LIVECOACH_WEB_HOST/PORT)")
     p.add_argument("--count", type=int, help="exit after printing this many events")

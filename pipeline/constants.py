@@ -6,6 +6,8 @@ and no module invents a key of its own.
 
 from __future__ import annotations
 
+from uuid import UUID
+
 #: Prefix of every key livecoach writes to Redis (the transport's, see pipeline.transport.keys).
 from pipeline.transport.keys import KEY_PREFIX as KEY_PREFIX
 
@@ -25,9 +27,9 @@ USER_CHANNEL = "live:user:{user_id}"
 SESSION_CHANNEL = "live:session:{session_id}"
 
 
-def user_channel(user_id: int | str) -> str:
+def user_channel(user_id: UUID | str) -> str:
     return USER_CHANNEL.format(user_id=user_id)
 
 
-def session_channel(session_id: int | str) -> str:
+def session_channel(session_id: UUID | str) -> str:
     return SESSION_CHANNEL.format(session_id=session_id)

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from uuid import UUID
 
 import psycopg
 from psycopg.types.json import Jsonb
@@ -34,18 +35,20 @@ METRIC_FIELDS: dict[str, str] = {
 
 @dataclass(frozen=True, slots=True)
 class MetricRow:
-    session_id: int
-    t_s: float  # epoch seconds; stored as the naive-UTC TIMESTAMP the spec's columns hold
+    #: The session's UUID as canonical text, as the samples topic carries it: the hot
+    #: path never builds a uuid.UUID per row (PostgreSQL parses the array once).
+    session_id: str
+    t_s: float  # epoch seconds; stored in the TIMESTAMPTZ column as that instant
     metric_type: str
     value: float
 
 
-def utc_naive(epoch_s: float) -> datetime:
-    """Epoch seconds as the naive-UTC datetime the schema stores."""
-    return datetime.fromtimestamp(epoch_s, UTC).replace(tzinfo=None)
+def utc_time(epoch_s: float) -> datetime:
+    """Epoch seconds as the aware UTC datetime a TIMESTAMPTZ column takes."""
+    return datetime.fromtimestamp(epoch_s, UTC)
 
 
-def metric_rows(session_id: int, t_s: float, sample: dict[str, Any]) -> list[MetricRow]:
+def metric_rows(session_id: str, t_s: float, sample: dict[str, Any]) -> list[MetricRow]:
     """One row per metric present in ``sample`` (a JSON-mode sample dict)."""
     return [
         MetricRow(session_id, t_s, metric_type, float(sample[field]))
@@ -54,27 +57,28 @@ def metric_rows(session_id: int, t_s: float, sample: dict[str, Any]) -> list[Met
     ]
 
 
-# Epoch seconds become the schema's naive-UTC timestamps in the server; the arrays
+# Epoch seconds become TIMESTAMPTZ in the server (to_timestamp); the arrays
 # travel as text literals (see _array), which psycopg would otherwise dump element by
 # element in Python: the largest cost of the store agent.
 _INSERT_METRICS = """
 INSERT INTO live_metrics (live_session_id, timestamp, metric_type, value)
-SELECT r.sid, to_timestamp(r.t) AT TIME ZONE 'UTC', r.mt, r.v
-FROM unnest(%s::int[], %s::float8[], %s::text[], %s::float8[]) AS r(sid, t, mt, v)
+SELECT r.sid, to_timestamp(r.t), r.mt, r.v
+FROM unnest(%s::uuid[], %s::float8[], %s::text[], %s::float8[]) AS r(sid, t, mt, v)
 JOIN live_training_sessions s ON s.id = r.sid
 ON CONFLICT ON CONSTRAINT uq_live_metrics_sample DO NOTHING
 """
 
 _TOUCH_SESSIONS = """
 UPDATE live_training_sessions AS s
-SET last_update_at = GREATEST(s.last_update_at, to_timestamp(u.t) AT TIME ZONE 'UTC')
-FROM unnest(%s::int[], %s::float8[]) AS u(sid, t)
+SET last_update_at = GREATEST(s.last_update_at, to_timestamp(u.t))
+FROM unnest(%s::uuid[], %s::float8[]) AS u(sid, t)
 WHERE s.id = u.sid
 """
 
 
 def _array(values: Any) -> str:
-    """A PostgreSQL array literal of numbers or plain identifiers (no quoting needed)."""
+    """A PostgreSQL array literal of numbers, UUIDs or plain identifiers (no quoting
+    needed: none of them holds a comma, a brace, a quote or a space)."""
     return "{" + ",".join(map(str, values)) + "}"
 
 
@@ -86,7 +90,7 @@ async def insert_metric_rows(conn: psycopg.AsyncConnection[Any], rows: Sequence[
     """
     if not rows:
         return 0
-    latest: dict[int, float] = {}
+    latest: dict[str, float] = {}
     for row in rows:
         if row.session_id not in latest or row.t_s > latest[row.session_id]:
             latest[row.session_id] = row.t_s
@@ -107,30 +111,32 @@ async def insert_metric_rows(conn: psycopg.AsyncConnection[Any], rows: Sequence[
 
 async def finish_session(
     conn: psycopg.AsyncConnection[Any],
-    session_id: int,
+    session_id: UUID | str,
     *,
-    sport: str,
+    sport: str | None,
     started_at: datetime,
     ended_at: datetime,
     summary: dict[str, Any],
-) -> int | None:
+) -> UUID | None:
     """Store the summary of a stopped session once; return the training_sessions id.
 
-    Returns None when the live session does not exist.
+    The sport is the live session's (``metadata.sport``), else ``sport``, else
+    ``'ride'`` (the column's default). Returns None
+    when the live session does not exist.
     """
     async with conn.transaction():
         row = await (
             await conn.execute(
-                "SELECT user_id, training_session_id FROM live_training_sessions "
-                "WHERE id = %s FOR UPDATE",
+                "SELECT user_id, training_session_id, metadata->>'sport' FROM"
+                " live_training_sessions WHERE id = %s FOR UPDATE",
                 (session_id,),
             )
         ).fetchone()
         if row is None:
             return None
-        user_id, existing = row
+        user_id, existing, session_sport = row
         if existing is not None:
-            return int(existing)
+            return existing  # type: ignore[no-any-return]
         inserted = await (
             await conn.execute(
                 "INSERT INTO training_sessions "
@@ -138,7 +144,7 @@ async def finish_session(
                 "VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id",
                 (
                     user_id,
-                    sport,
+                    (session_sport or sport or "ride")[:20],
                     started_at,
                     ended_at,
                     summary.get("duration_s"),
@@ -148,7 +154,7 @@ async def finish_session(
             )
         ).fetchone()
         assert inserted is not None
-        training_id = int(inserted[0])
+        training_id: UUID = inserted[0]
         await conn.execute(
             "UPDATE live_training_sessions SET training_session_id = %s, status = 'completed' "
             "WHERE id = %s",

@@ -21,13 +21,21 @@ def _yoyo_url(database_url: str) -> str:
     return f"postgresql+psycopg://{rest}"
 
 
-def migrate(database_url: str) -> list[str]:
-    """Apply every pending migration; return the ids applied (empty when up to date)."""
+def migrate(database_url: str, *, upto: str | None = None) -> list[str]:
+    """Apply every pending migration; return the ids applied (empty when up to date).
+
+    ``upto`` stops after that migration id (an older schema, e.g. to test an upgrade).
+    """
     from yoyo import get_backend, read_migrations
 
     backend = get_backend(_yoyo_url(database_url))
     try:
         migrations = read_migrations(str(MIGRATIONS_DIR))
+        if upto is not None:
+            ids = [m.id for m in migrations]
+            if upto not in ids:
+                raise MigrationError(f"no migration {upto!r}; expected one of {ids}")
+            migrations = migrations[: ids.index(upto) + 1]
         with backend.lock():
             pending = backend.to_apply(migrations)
             backend.apply_migrations(pending)

@@ -19,6 +19,8 @@ checked-in file is out of date.
 from __future__ import annotations
 
 import json
+import time
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -41,7 +43,71 @@ ALTITUDE_MAX_M = 9_000.0
 EPOCH_MIN_S = 946_684_800.0
 EPOCH_MAX_S = 4_102_444_800.0
 
-SessionId = Annotated[int, Field(ge=1, description="live_training_sessions.id")]
+SessionId = Annotated[uuid.UUID, Field(description="live_training_sessions.id, a UUID")]
+#: A user id on the wire: the host's user id (a token's ``sub``), a UUID.
+UserIdWire = Annotated[uuid.UUID, Field(description="users.id: the host's user id, a UUID")]
+#: A canonical UUID as text (lower case, hyphenated): the form ids take in channel names.
+UUID_PATTERN = "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+#: A time on the wire: ISO 8601 with a zone (``Z`` or an offset).
+IsoTime = Annotated[
+    str,
+    Field(
+        pattern=r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$",
+        description="ISO 8601 date and time with a zone, e.g. 2025-09-30T12:00:00Z",
+    ),
+]
+
+
+#: (second, its text): one tuple, replaced whole, so threads never see a torn pair.
+_iso_cache: tuple[int, str] = (-1, "")
+
+
+def iso_z(epoch_s: float) -> str:
+    """Epoch seconds as the wire's ISO 8601 UTC time, to the nearest millisecond:
+    ``2025-09-30T12:00:00.250Z``. The part up to the second is cached: the edge formats
+    every live event's time, and the events of one second share it."""
+    global _iso_cache
+    second, ms = divmod(round(epoch_s * 1000), 1000)
+    cached = _iso_cache
+    if cached[0] != second:
+        cached = _iso_cache = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+    return f"{cached[1]}.{ms:03d}Z"
+
+
+def spec_reading(metrics: dict[str, Any], t: Any) -> dict[str, Any]:
+    """A sample dict from the spec's device shape: ``metrics`` in the spec's names and
+    units (``pace`` minutes per km as a decimal, ``distance`` km, ``power`` W) at ``t``.
+
+    ValueError naming the field when a pace is not a positive number (a pace of 0 has
+    no speed). Other names pass through for :class:`Sample` to check.
+    """
+    sample: dict[str, Any] = {}
+    for name, value in metrics.items():
+        if name == "pace":
+            if value is not None:
+                if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
+                    raise ValueError("metrics.pace: expected minutes per km above 0")
+                sample["speed_m_s"] = 1000.0 / (value * 60.0)
+        elif name == "distance":
+            ok = value is None or (isinstance(value, int | float) and not isinstance(value, bool))
+            if not ok:
+                raise ValueError("metrics.distance: expected km as a number")
+            sample["distance_m"] = None if value is None else value * 1000.0
+        else:
+            sample[_SPEC_NAMES.get(name, name)] = value
+    sample["t"] = t
+    return sample
+
+
+#: The spec's metric names that differ from a Sample's (same unit).
+_SPEC_NAMES = {"power": "power_w", "altitude": "altitude_m"}
+
+
+#: The session id of samples that belong to no live session: a recording read for a
+#: replay, an analysis or a benchmark.
+OFFLINE_SESSION_ID = uuid.UUID("00000000-0000-4000-8000-000000000001")
+#: The user id that goes with it.
+OFFLINE_USER_ID = uuid.UUID("00000000-0000-4000-8000-000000000002")
 
 
 def to_epoch_s(value: Any) -> Any:
@@ -170,8 +236,8 @@ PROTOCOL_VERSION = 1
 
 #: A position on the ``live`` topic as the edge writes it: ``"<partition>:<offset>"``.
 Cursor = Annotated[str, Field(pattern=r"^[0-9]{1,4}:(-1|[0-9]{1,19})$")]
-#: ``live:session:{id}`` or ``live:user:{id}``.
-ChannelName = Annotated[str, Field(pattern=r"^live:(session|user):[1-9][0-9]{0,18}$")]
+#: ``live:session:{id}`` or ``live:user:{id}``, the id a UUID in canonical form.
+ChannelName = Annotated[str, Field(pattern=rf"^live:(session|user):{UUID_PATTERN}$")]
 FrameId = str | int
 
 
@@ -183,10 +249,10 @@ class _ServerEvent(BaseModel):
     channel: ChannelName | None = Field(
         default=None, description="The channel the event was delivered on."
     )
-    session_id: int | None = None
-    timestamp: float | None = Field(
+    session_id: SessionId | None = None
+    timestamp: IsoTime | None = Field(
         default=None,
-        description="Epoch seconds UTC: the sample time of live events, else the send time.",
+        description="ISO 8601 with zone: the sample time of live events, else the send time.",
     )
     offset: Cursor | None = Field(
         default=None,
@@ -198,17 +264,21 @@ class _ServerEvent(BaseModel):
 class LiveMetrics(BaseModel):
     """The ``metrics`` of a ``metrics_update``: the spec's fields, then derived ones.
 
-    Units: heart rate bpm, pace s/km (None when stopped, never infinite), distance m,
-    cadence rpm, power W, time s. See ``docs/metrics.md`` for each formula.
+    Units: heart rate bpm, pace minutes per km as a decimal (the spec's: 5.5 = 5:30/km;
+    None when stopped, never infinite), distance km, cadence rpm, power W, time s. The
+    same pace and distance in SI-style units are ``pace_s_per_km`` and ``distance_m``.
+    See ``docs/metrics.md`` for each formula.
     """
 
     model_config = ConfigDict(extra="allow", populate_by_name=True)
 
-    heart_rate: float | None
-    pace: float | None
-    distance: float | None
-    cadence: float | None
-    power: float | None = None
+    heart_rate: float | None = Field(description="bpm")
+    pace: float | None = Field(description="minutes per km, decimal (5.5 = 5:30/km)")
+    distance: float | None = Field(description="km since the session started")
+    cadence: float | None = Field(description="rpm (steps or crank revolutions per minute)")
+    power: float | None = Field(default=None, description="W")
+    pace_s_per_km: float | None = Field(default=None, description="seconds per km")
+    distance_m: float | None = Field(default=None, description="metres")
     speed_m_s: float | None = None
     hr_avg_30s: float | None = None
     hr_avg_3min: float | None = None
@@ -241,7 +311,7 @@ class MetricsUpdateEvent(_ServerEvent):
 class AlertBody(BaseModel):
     model_config = ConfigDict(extra="allow")
 
-    id: str
+    id: uuid.UUID
     rule: str
     severity: Literal["info", "warning", "critical"]
     message: str
@@ -260,9 +330,12 @@ class AlertEvent(_ServerEvent):
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="allow", populate_by_name=True)
 
-    id: int
-    from_: int = Field(alias="from", description="The sender's user id.")
+    id: uuid.UUID
+    from_: UserIdWire = Field(alias="from", description="The sender's user id.")
     text: str
+    seq: int | None = Field(
+        default=None, description="The session chat's order (ids, UUIDs, have none)."
+    )
 
 
 class MessageEvent(_ServerEvent):
@@ -282,20 +355,20 @@ class SessionEvent(_ServerEvent):
 
 class TypingEvent(_ServerEvent):
     type: Literal["typing"]
-    sender_id: int
+    sender_id: UserIdWire
     typing: bool
 
 
 class ReadReceiptEvent(_ServerEvent):
     type: Literal["read_receipt"]
-    reader_id: int
-    message_ids: list[int]
+    reader_id: UserIdWire
+    message_ids: list[uuid.UUID]
 
 
 class PresenceEvent(_ServerEvent):
     type: Literal["presence"]
-    user_id: int
-    watcher_id: int
+    user_id: UserIdWire
+    watcher_id: UserIdWire
     role: Literal["athlete", "coach"]
     watching: bool
 
@@ -313,8 +386,9 @@ class ErrorEvent(_ServerEvent):
 
 class WelcomeEvent(_ServerEvent):
     type: Literal["welcome"]
-    user_id: int
+    user_id: UserIdWire
     role: Literal["athlete", "coach", "admin"] = Field(description="From livecoach's database.")
+    expires_at: IsoTime | None = Field(default=None, description="When the token expires.")
 
 
 class ResumedEvent(_ServerEvent):
@@ -381,7 +455,7 @@ class DeviceReading(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    t: float | str
+    t: float | str = Field(description="Epoch seconds UTC, or ISO 8601 with a zone")
     seq: int | None = Field(default=None, ge=0)
     heart_rate: float | None = None
     power_w: float | None = None
@@ -391,28 +465,54 @@ class DeviceReading(BaseModel):
     altitude_m: float | None = None
 
 
+class SpecMetricsIn(BaseModel):
+    """One device reading in the spec's names and units."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    heart_rate: float | None = Field(default=None, description="bpm")
+    pace: float | None = Field(default=None, description="minutes per km, decimal (5.5 = 5:30)")
+    distance: float | None = Field(default=None, description="km since the device started")
+    cadence: float | None = Field(default=None, description="rpm")
+    power: float | None = Field(default=None, description="W")
+    altitude: float | None = Field(default=None, description="m")
+    # livecoach's own names (units in the name) are accepted beside the spec's.
+    speed_m_s: float | None = Field(default=None, description="m/s (instead of pace)")
+    power_w: float | None = Field(default=None, description="W")
+    distance_m: float | None = Field(default=None, description="m (instead of distance)")
+    altitude_m: float | None = Field(default=None, description="m")
+
+
 class ClientMetricsUpdateFrame(_ClientFrame):
-    """Device samples: ``samples`` (a batch) or one reading as ``metrics`` plus ``t``."""
+    """Device samples: ``samples`` (a batch) or one reading as the spec gives it,
+    ``metrics`` (the spec's names and units) at ``timestamp``."""
 
     type: Literal["metrics_update"]
     session_id: SessionId
     samples: list[DeviceReading] | None = Field(default=None, max_length=SAMPLE_BATCH_MAX)
-    metrics: dict[str, float | None] | None = None
-    t: float | str | None = None
-    timestamp: float | str | None = None
+    metrics: SpecMetricsIn | None = None
+    t: float | str | None = Field(default=None, description="Same as timestamp")
+    timestamp: float | str | None = Field(
+        default=None,
+        description="ISO 8601 with zone (or epoch seconds UTC); the receive time if absent",
+    )
 
-    def to_samples(self) -> list[Sample]:
-        """Validated samples of this frame (raises ValidationError naming the field)."""
+    def readings(self, now_s: float) -> list[dict[str, Any]]:
+        """The frame's samples as Sample dicts (ValueError naming a field)."""
         if self.samples is not None:
-            return [
-                Sample.model_validate(
-                    {**r.model_dump(exclude_none=True), "session_id": self.session_id}
-                )
-                for r in self.samples
-            ]
-        metrics = dict(self.metrics or {})
+            return [r.model_dump(exclude_none=True) for r in self.samples]
+        if self.metrics is None:
+            raise ValueError("samples or metrics: one of them is required")
         t = self.t if self.t is not None else self.timestamp
-        return [Sample.model_validate({**metrics, "t": t, "session_id": self.session_id})]
+        metrics = self.metrics.model_dump(exclude_unset=True, by_alias=True)
+        return [spec_reading(metrics, t if t is not None else now_s)]
+
+    def to_samples(self, now_s: float) -> list[Sample]:
+        """Validated samples of this frame (raises ValidationError naming the field)."""
+        return [
+            Sample.model_validate({**r, "session_id": self.session_id})
+            for r in self.readings(now_s)
+        ]
 
 
 class MessageFrame(_ClientFrame):
@@ -431,12 +531,12 @@ class TypingFrame(_ClientFrame):
 class ReadFrame(_ClientFrame):
     type: Literal["read"]
     session_id: SessionId
-    up_to_id: int = Field(ge=1)
+    up_to_id: uuid.UUID = Field(description="The newest message read (its id)")
 
 
 class AckAlertFrame(_ClientFrame):
     type: Literal["ack_alert"]
-    alert_id: str = Field(min_length=1, max_length=64)
+    alert_id: uuid.UUID
 
 
 class PingFrame(_ClientFrame):

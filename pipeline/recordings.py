@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import csv
 import os
+import uuid
 import xml.etree.ElementTree as ET
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -40,7 +41,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from pipeline.errors import LivecoachError
-from pipeline.models import EPOCH_MIN_S, Sample, to_epoch_s
+from pipeline.models import EPOCH_MIN_S, OFFLINE_SESSION_ID, Sample, to_epoch_s
 
 #: Where relative CSV times start: 2026-01-01T00:00:00Z.
 CSV_RELATIVE_EPOCH_S = 1_767_225_600.0
@@ -100,7 +101,7 @@ class Recording:
 
 
 def read_recording(
-    path: str | Path, *, session_id: int = 1, format: str | None = None
+    path: str | Path, *, session_id: uuid.UUID = OFFLINE_SESSION_ID, format: str | None = None
 ) -> Recording:
     """Read a FIT, GPX, TCX or CSV file (by extension unless ``format`` is given)."""
     path = Path(path)
@@ -128,7 +129,7 @@ def read_recording(
     return recording
 
 
-def _validate(row: dict[str, Any], session_id: int, dropped: Counter[str]) -> Sample | None:
+def _validate(row: dict[str, Any], session_id: uuid.UUID, dropped: Counter[str]) -> Sample | None:
     """A Sample from ``row``, dropping (and counting) the values the model rejects."""
     row["session_id"] = session_id
     for _ in range(2):

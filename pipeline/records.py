@@ -4,7 +4,7 @@ One stream entry carries a batch: the edge groups the samples it accepted for on
 session within a few milliseconds into one :class:`SampleBatchRecord`, which divides
 Faust's per-event cost. Lifecycle changes (start, pause, resume, stop, lap) travel on
 the same topic and key as :class:`ControlRecord`, so that the agents see them in order
-with the samples around them. Both are keyed by session id (as a decimal string).
+with the samples around them. Both are keyed by session id (its canonical UUID text).
 
 ``ingest_ms`` is when the edge accepted the record (epoch milliseconds): the start of
 the sample-to-socket latency the edge measures.
@@ -13,6 +13,7 @@ the sample-to-socket latency the edge measures.
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
+from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
@@ -23,8 +24,8 @@ class SampleBatchRecord(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     kind: Literal["samples"] = "samples"
-    session_id: int
-    user_id: int
+    session_id: UUID
+    user_id: UUID
     ingest_ms: int
     #: Validated samples (pipeline.models.Sample dumped in JSON mode), oldest first.
     samples: list[dict[str, Any]]
@@ -34,8 +35,8 @@ class ControlRecord(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     kind: Literal["control"] = "control"
-    session_id: int
-    user_id: int
+    session_id: UUID
+    user_id: UUID
     ingest_ms: int
     action: ControlAction
     #: When the action happened (epoch milliseconds, the device's or the edge's clock).
@@ -50,6 +51,6 @@ samples_topic_record: TypeAdapter[SampleBatchRecord | ControlRecord] = TypeAdapt
 )
 
 
-def session_key(session_id: int) -> bytes:
+def session_key(session_id: UUID | str) -> bytes:
     """The message key of a session on ``samples`` and ``live``."""
     return str(session_id).encode()

@@ -21,6 +21,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from uuid import UUID
 
 import aiohttp
 import psycopg
@@ -40,14 +41,14 @@ _READY_TIMEOUT_S = 60.0
 
 @dataclass(frozen=True)
 class DemoUsers:
-    athlete_id: int
-    coach_id: int
+    athlete_id: UUID
+    coach_id: UUID
 
 
 def ensure_demo_users(database_url: str) -> DemoUsers:
     """The demo athlete and coach, linked; created once, found afterwards."""
     with psycopg.connect(database_url) as conn:
-        ids = {}
+        ids: dict[str, UUID] = {}
         for email, name, role in (
             (DEMO_ATHLETE_EMAIL, "Demo Athlete", "athlete"),
             (DEMO_COACH_EMAIL, "Demo Coach", "coach"),
@@ -58,7 +59,7 @@ def ensure_demo_users(database_url: str) -> DemoUsers:
                 (email, name, role),
             ).fetchone()
             assert row is not None
-            ids[role] = int(row[0])
+            ids[role] = row[0]
         conn.execute(
             "INSERT INTO coach_athletes (coach_id, athlete_id) VALUES (%s, %s)"
             " ON CONFLICT DO NOTHING",
@@ -105,7 +106,7 @@ def demo_samples(file: Path | None) -> list[DemoSample]:
 
 async def play(
     base_url: str, token: str, samples: list[DemoSample], *, speed: float, stop: asyncio.Event
-) -> int | None:
+) -> str | None:
     """Start a session and post ``samples`` at ``speed`` times real time; stop it after."""
     headers = {"Authorization": f"Bearer {token}"}
     async with aiohttp.ClientSession(base_url, headers=headers) as http:
@@ -113,7 +114,7 @@ async def play(
             if resp.status != 201 and resp.status != 200:
                 raise LivecoachError(f"demo: starting a session failed: {resp.status} "
                                      f"{await resp.text()}")  # fmt: skip
-            session_id = int((await resp.json())["id"])
+            session_id = str((await resp.json())["id"])
         print(f"demo athlete is in session {session_id}", flush=True)
         wall0 = time.time()
         i = 0

@@ -15,22 +15,21 @@ migration 0004 (``NOTIFY livecoach_access``), whoever makes them.
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from typing import Annotated, Any, Literal, get_args
 
 import psycopg
 from pydantic import Field
 
-#: The host's user id as livecoach stores it (the token's ``sub``).
-UserId = int
+from pipeline.ids import parse_uuid
+
+#: The host's user id as livecoach stores it (the token's ``sub``): a UUID.
+UserId = uuid.UUID
 Role = Literal["athlete", "coach", "admin"]
 ROLES: tuple[Role, ...] = get_args(Role)
-#: Largest id the ``users.id`` column holds (INTEGER).
-MAX_USER_ID = 2**31 - 1
 #: A user id in a request body (pydantic) and its JSON Schema (OpenAPI parameters).
-UserIdIn = Annotated[
-    UserId, Field(ge=1, le=MAX_USER_ID, description="the host's user id (a token's sub)")
-]
-USER_ID_SCHEMA: dict[str, Any] = {"type": "integer", "minimum": 1, "maximum": MAX_USER_ID}
+UserIdIn = Annotated[UserId, Field(description="the host's user id (a token's sub), a UUID")]
+USER_ID_SCHEMA: dict[str, Any] = {"type": "string", "format": "uuid"}
 #: PostgreSQL channel of the access triggers (migration 0004).
 ACCESS_CHANNEL = "livecoach_access"
 
@@ -42,10 +41,7 @@ _USER_COLUMNS = "id, email, name, role, created_at"
 
 def parse_user_id(text: object) -> UserId:
     """A user id from text (a token's ``sub``); ValueError saying what was expected."""
-    raw = str(text).strip() if isinstance(text, str | int) and not isinstance(text, bool) else ""
-    if not raw.isdigit() or not 0 < int(raw) <= MAX_USER_ID:
-        raise ValueError(f"expected a user id (a positive integer), got {text!r}")
-    return int(raw)
+    return parse_uuid(text, "a user id")
 
 
 def _out(row: Row | None) -> Row | None:

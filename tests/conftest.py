@@ -156,3 +156,17 @@ def redis_server_factory() -> Iterator[Callable[..., EmbeddedRedis]]:
         with contextlib.suppress(Exception):
             server.stop()
     shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def wire_checked() -> Iterator[None]:
+    """Fail a test that received a frame the protocol's JSON Schema refuses."""
+    from tests import wire_check
+
+    wire_check.install()
+    wire_check.take_violations()
+    yield
+    violations = wire_check.take_violations()
+    assert not violations, "frames not valid against schema/protocol.schema.json:\n" + "\n".join(
+        violations[:10]
+    )

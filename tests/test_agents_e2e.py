@@ -25,6 +25,7 @@ from pipeline.constants import LIVE_TOPIC, SAMPLES_TOPIC
 from pipeline.embedded import free_port
 from pipeline.records import ControlRecord, SampleBatchRecord, session_key
 from pipeline.transport import streams
+from tests.ids import uid
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -32,6 +33,8 @@ PARTITIONS = 4
 SESSIONS = 5
 SAMPLES_PER_SESSION = 120
 BATCH = 10
+#: The athlete of every session here.
+USER = uid(1)
 T0 = 1_767_261_600.0
 
 
@@ -81,9 +84,12 @@ def workers(redis_url: str, database_url: str) -> Iterator[Workers]:
     w.stop_all()
 
 
-def _make_sessions(database_url: str) -> list[int]:
+def _make_sessions(database_url: str) -> list[str]:
+    """The sessions' ids as the samples topic carries them (UUID text)."""
     with psycopg.connect(database_url) as conn:
-        user = conn.execute("INSERT INTO users (name) VALUES ('athlete') RETURNING id").fetchone()
+        user = conn.execute(
+            "INSERT INTO users (id, name) VALUES (%s, 'athlete') RETURNING id", (USER,)
+        ).fetchone()
         assert user is not None
         ids = []
         for _ in range(SESSIONS):
@@ -93,11 +99,11 @@ def _make_sessions(database_url: str) -> list[int]:
                 user,
             ).fetchone()
             assert row is not None
-            ids.append(int(row[0]))
+            ids.append(str(row[0]))
         return ids
 
 
-async def _append(client: aioredis.Redis, session_id: int, record: Any) -> None:
+async def _append(client: aioredis.Redis, session_id: str, record: Any) -> None:
     key = session_key(session_id)
     partition = streams.partition_for_key(key, PARTITIONS)
     now_ms = int(time.time() * 1000)
@@ -106,16 +112,16 @@ async def _append(client: aioredis.Redis, session_id: int, record: Any) -> None:
     )
 
 
-async def _start(client: aioredis.Redis, sessions: list[int]) -> None:
+async def _start(client: aioredis.Redis, sessions: list[str]) -> None:
     """A start record for each session, as the edge appends on ``sessions/start``."""
     for sid in sessions:
         record = ControlRecord(
-            session_id=sid, user_id=1, ingest_ms=0, action="start", at_ms=int(T0 * 1000)
+            session_id=sid, user_id=USER, ingest_ms=0, action="start", at_ms=int(T0 * 1000)
         )
         await _append(client, sid, record)
 
 
-async def _produce(client: aioredis.Redis, sessions: list[int], first: int, last: int) -> None:
+async def _produce(client: aioredis.Redis, sessions: list[str], first: int, last: int) -> None:
     for start in range(first, last, BATCH):
         for sid in sessions:
             samples = [
@@ -124,7 +130,7 @@ async def _produce(client: aioredis.Redis, sessions: list[int], first: int, last
                 for i in range(start, min(start + BATCH, last))
             ]  # fmt: skip
             record = SampleBatchRecord(
-                session_id=sid, user_id=1, ingest_ms=int(time.time() * 1000), samples=samples
+                session_id=sid, user_id=USER, ingest_ms=int(time.time() * 1000), samples=samples
             )
             await _append(client, sid, record)
 
@@ -215,10 +221,12 @@ async def test_samples_become_ordered_live_events_and_one_row_each_despite_kill_
         await client.aclose()
 
 
-async def _stop(client: aioredis.Redis, sessions: list[int]) -> None:
+async def _stop(client: aioredis.Redis, sessions: list[str]) -> None:
     for sid in sessions:
         at_ms = int((T0 + SAMPLES_PER_SESSION) * 1000)
-        record = ControlRecord(session_id=sid, user_id=1, ingest_ms=0, action="stop", at_ms=at_ms)
+        record = ControlRecord(
+            session_id=sid, user_id=USER, ingest_ms=0, action="stop", at_ms=at_ms
+        )
         await _append(client, sid, record)
 
 
@@ -284,7 +292,7 @@ LONG_SAMPLES = 900  # 15 minutes at 1 Hz: every table operation, deletes include
 RESUME_BOUND_S = 10.0
 
 
-def _long_records(sid: int, first: int, last: int) -> list[SampleBatchRecord]:
+def _long_records(sid: str, first: int, last: int) -> list[SampleBatchRecord]:
     records = []
     for start in range(first, last, BATCH):
         samples = [
@@ -292,21 +300,23 @@ def _long_records(sid: int, first: int, last: int) -> list[SampleBatchRecord]:
              "power_w": 150.0 + (i * 13) % 160, "cadence": 88.0, "speed_m_s": 8.0 + i % 5}
             for i in range(start, min(start + BATCH, last))
         ]  # fmt: skip
-        records.append(SampleBatchRecord(session_id=sid, user_id=1, ingest_ms=0, samples=samples))
+        records.append(
+            SampleBatchRecord(session_id=sid, user_id=USER, ingest_ms=0, samples=samples)
+        )
     return records
 
 
-def _stop_record(sid: int) -> ControlRecord:
+def _stop_record(sid: str) -> ControlRecord:
     at_ms = int((T0 + LONG_SAMPLES) * 1000)
-    return ControlRecord(session_id=sid, user_id=1, ingest_ms=0, action="stop", at_ms=at_ms)
+    return ControlRecord(session_id=sid, user_id=USER, ingest_ms=0, action="stop", at_ms=at_ms)
 
 
-def _uninterrupted_summary(sid: int) -> dict[str, Any]:
+def _uninterrupted_summary(sid: str) -> dict[str, Any]:
     """The stop summary of the same records run through the agent's logic in one go."""
     from agents.processing import Processor
 
     processor = Processor()
-    start = ControlRecord(session_id=sid, user_id=1, ingest_ms=0, action="start",
+    start = ControlRecord(session_id=sid, user_id=USER, ingest_ms=0, action="start",
                           at_ms=int(T0 * 1000))  # fmt: skip
     state = None
     for record in [start, *_long_records(sid, 0, LONG_SAMPLES), _stop_record(sid)]:
@@ -326,7 +336,7 @@ async def test_live_worker_restarts_mid_long_sessions_lose_nothing(
     client = aioredis.Redis.from_url(redis_url)
     cuts = [0, 400, 700, LONG_SAMPLES]
 
-    async def latest_update(sid: int) -> float:
+    async def latest_update(sid: str) -> float:
         times = [e["timestamp"] for e in await _live_events(client)
                  if e["type"] == "metrics_update" and e["session_id"] == sid]  # fmt: skip
         return max(times, default=0.0)

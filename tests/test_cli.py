@@ -14,6 +14,7 @@ import psutil
 import pytest
 
 from tests.conftest import make_data_dir
+from tests.ids import sid
 
 LIVECOACH = [sys.executable, "-m", "pipeline.cli"]
 
@@ -56,17 +57,17 @@ def test_bad_configuration_is_one_line_naming_the_variable(variable: str, value:
 
 def test_token_mints_a_verifiable_jwt(tmp_path: Path) -> None:
     result = _run(
-        "token", "--user", "42", "--role", "coach", "--ttl", "120", LIVECOACH_JWT_SECRET="s" * 40
+        "token", "--user", sid(42), "--role", "coach", "--ttl", "120", LIVECOACH_JWT_SECRET="s" * 40
     )
     assert result.returncode == 0, result.stderr
     claims = jwt.decode(result.stdout.strip(), "s" * 40, algorithms=["HS256"])
-    assert claims["sub"] == "42" and claims["role"] == "coach"
+    assert claims["sub"] == sid(42) and claims["role"] == "coach"
     assert 115 <= claims["exp"] - time.time() <= 121
 
 
 def test_token_rejects_a_bad_ttl() -> None:
     result = _run(
-        "token", "--user", "1", "--role", "athlete", "--ttl", "0", LIVECOACH_JWT_SECRET="s" * 40
+        "token", "--user", sid(1), "--role", "athlete", "--ttl", "0", LIVECOACH_JWT_SECRET="s" * 40
     )
     assert result.returncode == 2 and "--ttl: must be positive" in result.stderr
     assert "Traceback" not in result.stderr

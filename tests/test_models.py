@@ -9,13 +9,14 @@ import pytest
 from pydantic import ValidationError
 
 from pipeline.models import AthleteProfile, Sample, SampleBatch
+from tests.ids import sid, uid
 
 T = 1_767_225_600.0
 
 
 def rejected(**fields: Any) -> str:
     with pytest.raises(ValidationError) as info:
-        Sample(session_id=1, t=T, **fields)
+        Sample(session_id=uid(1), t=T, **fields)
     return str(info.value)
 
 
@@ -41,49 +42,52 @@ def test_bad_values_are_rejected_with_a_reason(fields: dict[str, Any], reason: s
 
 def test_bad_times() -> None:
     with pytest.raises(ValidationError, match="t\n  Input should be greater than or equal to"):
-        Sample(session_id=1, t=0)
+        Sample(session_id=uid(1), t=0)
     with pytest.raises(ValidationError, match="expected epoch seconds or an ISO 8601 time"):
-        Sample(session_id=1, t="yesterday")
+        Sample(session_id=uid(1), t="yesterday")
     with pytest.raises(ValidationError, match="session_id"):
-        Sample(session_id=0, t=T)
+        Sample(session_id=0, t=T)  # type: ignore[arg-type]
+    with pytest.raises(ValidationError, match="session_id\n  Input should be a valid UUID"):
+        Sample(session_id="42", t=T)  # type: ignore[arg-type]
 
 
 def test_time_accepts_datetime_iso_and_epoch() -> None:
     aware = datetime(2026, 1, 1, tzinfo=UTC)
-    assert Sample(session_id=1, t=aware).t == T
-    assert Sample(session_id=1, t=aware.replace(tzinfo=None)).t == T  # naive = UTC
-    assert Sample(session_id=1, t="2026-01-01T00:00:00Z").t == T
-    assert Sample(session_id=1, t=str(T)).t == T
+    assert Sample(session_id=uid(1), t=aware).t == T
+    assert Sample(session_id=uid(1), t=aware.replace(tzinfo=None)).t == T  # naive = UTC
+    assert Sample(session_id=uid(1), t="2026-01-01T00:00:00Z").t == T
+    assert Sample(session_id=uid(1), t=str(T)).t == T
 
 
 def test_missing_metrics_are_none_and_zero_power_is_valid() -> None:
-    sample = Sample(session_id=1, t=T, power_w=0, speed_m_s=0)
+    sample = Sample(session_id=uid(1), t=T, power_w=0, speed_m_s=0)
     assert sample.heart_rate is None and sample.power_w == 0
 
 
 def test_idempotency_key() -> None:
-    assert Sample(session_id=3, t=T, seq=17).idempotency_key == "3:17"
-    assert Sample(session_id=3, t=T + 0.25).idempotency_key == f"3@{int(T * 1000) + 250}"
+    assert Sample(session_id=uid(3), t=T, seq=17).idempotency_key == f"{sid(3)}:17"
+    key = Sample(session_id=uid(3), t=T + 0.25).idempotency_key
+    assert key == f"{sid(3)}@{int(T * 1000) + 250}"
 
 
 def test_sample_is_immutable() -> None:
-    sample = Sample(session_id=1, t=T)
+    sample = Sample(session_id=uid(1), t=T)
     with pytest.raises(ValidationError):
         sample.heart_rate = 100  # type: ignore[misc]
 
 
 def test_batch_must_be_one_session() -> None:
-    batch = SampleBatch(session_id=2, samples=[{"session_id": 2, "t": T}])  # type: ignore[list-item]
+    batch = SampleBatch(session_id=uid(2), samples=[{"session_id": sid(2), "t": T}])  # type: ignore[list-item]
     assert len(batch.samples) == 1
     with pytest.raises(
-        ValidationError, match=r"samples\[1\].session_id is 3, expected the batch's"
+        ValidationError, match=rf"samples\[1\].session_id is {sid(3)}, expected the batch's"
     ):
         SampleBatch(
-            session_id=2,
-            samples=[{"session_id": 2, "t": T}, {"session_id": 3, "t": T}],  # type: ignore[list-item]
+            session_id=uid(2),
+            samples=[{"session_id": sid(2), "t": T}, {"session_id": sid(3), "t": T}],  # type: ignore[list-item]
         )
     with pytest.raises(ValidationError, match="at least 1 item"):
-        SampleBatch(session_id=2, samples=[])
+        SampleBatch(session_id=uid(2), samples=[])
 
 
 def test_profile_defaults_are_goldencheetahs() -> None:

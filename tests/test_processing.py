@@ -9,6 +9,9 @@ import pytest
 from agents.processing import Processor
 from agents.summary import summarise
 from pipeline.recordings import read_recording, shared_recordings_dir
+from tests.ids import sid, uid
+
+S7, U3 = sid(7), sid(3)
 
 RECORDINGS = shared_recordings_dir()
 INDOOR = RECORDINGS / "indoor_2x10_intervals_power_hr__sample-activity-indoor-trainer.fit"
@@ -17,8 +20,8 @@ INDOOR = RECORDINGS / "indoor_2x10_intervals_power_hr__sample-activity-indoor-tr
 def _control(action: str, at_s: float, **payload: object) -> dict[str, object]:
     return {
         "kind": "control",
-        "session_id": 7,
-        "user_id": 3,
+        "session_id": S7,
+        "user_id": U3,
         "ingest_ms": 1,
         "action": action,
         "at_ms": int(at_s * 1000),
@@ -27,17 +30,14 @@ def _control(action: str, at_s: float, **payload: object) -> dict[str, object]:
 
 
 def _batch(samples: list[dict[str, object]]) -> dict[str, object]:
-    return {"kind": "samples", "session_id": 7, "user_id": 3, "ingest_ms": 2, "samples": samples}
+    return {"kind": "samples", "session_id": S7, "user_id": U3, "ingest_ms": 2, "samples": samples}
 
 
 @pytest.fixture(scope="module")
 def indoor() -> list[dict[str, object]]:
     if not INDOOR.exists():
         pytest.skip(f"recording not found: {INDOOR}")
-    return [
-        s.model_copy(update={"session_id": 7}).model_dump()
-        for s in read_recording(INDOOR, session_id=7).samples
-    ]
+    return [s.model_dump(mode="json") for s in read_recording(INDOOR, session_id=uid(7)).samples]
 
 
 def test_a_replayed_recording_matches_the_pure_summary(indoor: list[dict[str, object]]) -> None:
@@ -63,12 +63,12 @@ def test_a_replayed_recording_matches_the_pure_summary(indoor: list[dict[str, ob
         for i in range(0, len(indoor), 100)
     ]
     for e in updates:
-        assert e["session_id"] == 7 and e["user_id"] == 3
+        assert e["session_id"] == S7 and e["user_id"] == U3
         assert {"heart_rate", "pace", "distance", "cadence", "power"} <= e["metrics"].keys()
 
     stop = events[-1]
     assert stop["type"] == "session_event" and stop["event"] == "stop"
-    reference = summarise(read_recording(INDOOR, session_id=7).samples)
+    reference = summarise(read_recording(INDOOR, session_id=uid(7)).samples)
     for key in ("samples", "mean_hr", "max_hr", "mean_power", "np", "decoupling_pct"):
         assert stop["summary"][key] == pytest.approx(reference[key]), key
 
@@ -78,14 +78,14 @@ def test_a_1_hz_device_gets_one_update_per_sample() -> None:
     state = processor.process(None, _control("start", 1_767_261_600)).state
     updates = 0
     for i in range(30):
-        sample = {"session_id": 7, "t": 1_767_261_600 + i, "heart_rate": 150.0}
+        sample = {"session_id": S7, "t": 1_767_261_600 + i, "heart_rate": 150.0}
         out = processor.process(state, _batch([sample]))
         state = out.state
         updates += sum(e["type"] == "metrics_update" for e in out.events)
     assert updates == 30
     # Twice a second: at most one update per second of sample time.
     for i in range(20):
-        sample = {"session_id": 7, "t": 1_767_261_700 + i / 2, "heart_rate": 150.0}
+        sample = {"session_id": S7, "t": 1_767_261_700 + i / 2, "heart_rate": 150.0}
         out = processor.process(state, _batch([sample]))
         state = out.state
         updates += sum(e["type"] == "metrics_update" for e in out.events)
@@ -116,7 +116,7 @@ def test_a_profile_change_reaches_the_alert_rules() -> None:
     alerts = {"rules": {"heart_rate": {"enabled": True, "high_bpm": 150, "dwell_s": 5}}}
     out = processor.process(state, _control("profile", 1_767_261_601, alerts=alerts))
     assert out.state["alert_config"]["rules"]["heart_rate"]["high_bpm"] == 150
-    samples = [{"session_id": 7, "t": 1_767_261_602 + i, "heart_rate": 170.0} for i in range(90)]
+    samples = [{"session_id": S7, "t": 1_767_261_602 + i, "heart_rate": 170.0} for i in range(90)]
     fired = [
         e for e in processor.process(out.state, _batch(samples)).events if e["type"] == "alert"
     ]
@@ -135,7 +135,7 @@ def test_a_plan_in_the_start_metadata_sets_targets_and_shows_the_interval() -> N
     state = processor.process(None, _control("start", t0, metadata={"plan": plan})).state
     # Easy as planned, then the rep ridden at 200 W: under its target, not the easy one's.
     samples = [
-        {"session_id": 7, "t": t0 + 1 + i, "power_w": 130.0 if i < 120 else 200.0, "cadence": 85}
+        {"session_id": S7, "t": t0 + 1 + i, "power_w": 130.0 if i < 120 else 200.0, "cadence": 85}
         for i in range(240)
     ]
     out = processor.process(state, _batch(samples))
@@ -151,10 +151,10 @@ def test_a_plan_in_the_start_metadata_sets_targets_and_shows_the_interval() -> N
 def test_samples_after_stop_are_counted_and_ignored() -> None:
     processor = Processor()
     state = processor.process(None, _control("start", 1_767_261_600)).state
-    samples = [{"session_id": 7, "t": 1_767_261_601 + i, "heart_rate": 150.0} for i in range(5)]
+    samples = [{"session_id": S7, "t": 1_767_261_601 + i, "heart_rate": 150.0} for i in range(5)]
     state = processor.process(state, _batch(samples)).state
     stop = processor.process(state, _control("stop", 1_767_261_610))
-    late = [{"session_id": 7, "t": 1_767_261_620 + i, "heart_rate": 190.0} for i in range(5)]
+    late = [{"session_id": S7, "t": 1_767_261_620 + i, "heart_rate": 190.0} for i in range(5)]
     out = processor.process(stop.state, _batch(late))
     assert not [e for e in out.events if e["type"] in ("metrics_update", "alert")]
     assert out.state["metrics"]["ignored"]["stopped"] == 5
@@ -163,7 +163,7 @@ def test_samples_after_stop_are_counted_and_ignored() -> None:
 
 def test_samples_of_a_session_never_started_start_it() -> None:
     processor = Processor()
-    samples = [{"session_id": 7, "t": 1_767_261_601 + i, "heart_rate": 150.0} for i in range(3)]
+    samples = [{"session_id": S7, "t": 1_767_261_601 + i, "heart_rate": 150.0} for i in range(3)]
     out = processor.process(None, _batch(samples))
     assert out.state["metrics"]["state"] == "running"
     assert [e["type"] for e in out.events] == ["metrics_update"]
@@ -171,14 +171,14 @@ def test_samples_of_a_session_never_started_start_it() -> None:
 
 def test_the_start_record_carries_the_profile_row_and_its_alert_settings() -> None:
     processor = Processor()
-    row = {"user_id": 3, "hr_max": 185, "lthr": 165, "ftp_w": 300, "sound": False,
+    row = {"user_id": U3, "hr_max": 185, "lthr": 165, "ftp_w": 300, "sound": False,
            "vibration": True, "alert_settings": {"rules": {"heart_rate": {"high_bpm": 160}}},
            "updated_at": "2026-11-25T10:00:00"}  # fmt: skip
     state = processor.process(None, _control("start", 1_767_261_600, profile=row)).state
     assert state["metrics"]["profile"]["ftp_w"] == 300
     assert state["alert_config"]["rules"]["heart_rate"]["high_bpm"] == 160
     assert state["alert_config"]["delivery"] == {"sound": False, "vibration": True}
-    samples = [{"session_id": 7, "t": 1_767_261_601 + i, "heart_rate": 175.0} for i in range(120)]
+    samples = [{"session_id": S7, "t": 1_767_261_601 + i, "heart_rate": 175.0} for i in range(120)]
     alerts = [e["alert"] for e in processor.process(state, _batch(samples)).events
               if e["type"] == "alert"]  # fmt: skip
     assert alerts and alerts[0]["sound"] is False and alerts[0]["vibration"] is True
@@ -186,7 +186,12 @@ def test_the_start_record_carries_the_profile_row_and_its_alert_settings() -> No
 
 def _samples(first_s: int, count: int) -> list[dict[str, object]]:
     return [
-        {"session_id": 7, "t": 1_767_261_600 + first_s + i, "heart_rate": 140.0, "seq": first_s + i}
+        {
+            "session_id": S7,
+            "t": 1_767_261_600 + first_s + i,
+            "heart_rate": 140.0,
+            "seq": first_s + i,
+        }
         for i in range(count)
     ]
 

@@ -20,6 +20,7 @@ from pipeline.recordings import (
     read_recording,
     shared_recordings_dir,
 )
+from tests.ids import uid
 
 RECORDINGS = shared_recordings_dir()
 
@@ -117,11 +118,11 @@ def test_tcx_reads_speed_and_hr() -> None:
 def test_csv_any_subset_relative_time(tmp_path: Path) -> None:
     path = tmp_path / "ride.csv"
     path.write_text("t,heart_rate,power\n0,100,200\n1,,210\n2,102,\n3,300,220\n")
-    recording = read_recording(path, session_id=7)
+    recording = read_recording(path, session_id=uid(7))
     assert [s.t - CSV_RELATIVE_EPOCH_S for s in recording.samples] == [0, 1, 2, 3]
     assert [s.heart_rate for s in recording.samples] == [100, None, 102, None]
     assert [s.power_w for s in recording.samples] == [200, 210, None, 220]
-    assert recording.samples[0].session_id == 7
+    assert recording.samples[0].session_id == uid(7)
     # The heart rate of 300 is a glitch: dropped from its record, counted, record kept.
     assert recording.dropped["heart_rate"] == 1
 

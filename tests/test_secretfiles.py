@@ -14,6 +14,7 @@ import pytest
 
 from pipeline.errors import ConfigError
 from pipeline.settings import load_settings
+from tests.ids import sid
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -78,7 +79,7 @@ def test_the_cli_refuses_a_short_secret_in_one_line(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LIVECOACH_")}
     env.update(LIVECOACH_JWT_SECRET="", LIVECOACH_DATA_DIR=str(tmp_path))
     done = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "token", "--user", "1", "--role", "athlete"],
+        [sys.executable, "-m", "pipeline.cli", "token", "--user", sid(1), "--role", "athlete"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert done.returncode == 2

@@ -16,16 +16,17 @@ from agents.summary import summarise
 from agents.trimp import hrtss, trimp_increment
 from agents.wprime import skiba_tau_s, w_prime_balance_integral, w_prime_step
 from pipeline.models import AthleteProfile, Sample
+from tests.ids import sid, uid
 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 
 
 def s(t: float, **metrics: Any) -> Sample:
-    return Sample(session_id=1, t=T0 + t, **metrics)
+    return Sample(session_id=uid(1), t=T0 + t, **metrics)
 
 
 def run(samples: list[Sample], **kwargs: Any) -> SessionMetrics:
-    metrics = SessionMetrics(1, **kwargs)
+    metrics = SessionMetrics(sid(1), **kwargs)
     for sample in samples:
         assert metrics.add_sample(sample) == "accepted"
     return metrics
@@ -220,7 +221,7 @@ def test_time_in_zone() -> None:
 
 
 def test_auto_lap_every_km() -> None:
-    metrics = SessionMetrics(1, lap_mode="distance")
+    metrics = SessionMetrics(sid(1), lap_mode="distance")
     for i in range(450):  # 5 m/s for 450 s: 2,245 m after the first sample's 0
         metrics.add_sample(s(i, speed_m_s=5.0, heart_rate=150))
     laps = metrics.drain_laps()
@@ -237,7 +238,7 @@ def test_auto_lap_from_device_distance() -> None:
 
 
 def test_auto_lap_every_5_min_and_manual_lap() -> None:
-    metrics = SessionMetrics(1, lap_mode="time")
+    metrics = SessionMetrics(sid(1), lap_mode="time")
     for i in range(700):
         metrics.add_sample(s(i, power_w=200))
         if i == 400:
@@ -255,7 +256,7 @@ def test_auto_lap_every_5_min_and_manual_lap() -> None:
 
 
 def test_paused_time_is_left_out() -> None:
-    metrics = SessionMetrics(1)
+    metrics = SessionMetrics(sid(1))
     metrics.start(T0)
     for i in range(60):
         metrics.add_sample(s(i, heart_rate=120, power_w=200))
@@ -278,7 +279,7 @@ def test_paused_time_is_left_out() -> None:
 
 
 def test_lifecycle_rejects_impossible_transitions() -> None:
-    metrics = SessionMetrics(1)
+    metrics = SessionMetrics(sid(1))
     with pytest.raises(LifecycleError, match="cannot pause a created session"):
         metrics.pause(T0)
     metrics.start(T0)
@@ -301,7 +302,7 @@ def test_samples_after_stop_are_ignored() -> None:
 
 
 def test_duplicate_and_out_of_order_samples_are_ignored_and_counted() -> None:
-    metrics = SessionMetrics(1)
+    metrics = SessionMetrics(sid(1))
     outcomes = [
         metrics.add_sample(sample)
         for sample in [
@@ -319,11 +320,11 @@ def test_duplicate_and_out_of_order_samples_are_ignored_and_counted() -> None:
 
 
 def test_repeated_sequence_number_is_a_duplicate() -> None:
-    metrics = SessionMetrics(1)
-    assert metrics.add_sample(Sample(session_id=1, t=T0, seq=5, heart_rate=100)) == "accepted"
-    retry = Sample(session_id=1, t=T0 + 1, seq=5, heart_rate=100)
+    metrics = SessionMetrics(sid(1))
+    assert metrics.add_sample(Sample(session_id=uid(1), t=T0, seq=5, heart_rate=100)) == "accepted"
+    retry = Sample(session_id=uid(1), t=T0 + 1, seq=5, heart_rate=100)
     assert metrics.add_sample(retry) == "duplicate"
-    restarted = Sample(session_id=1, t=T0 + 2, seq=0, heart_rate=100)
+    restarted = Sample(session_id=uid(1), t=T0 + 2, seq=0, heart_rate=100)
     assert metrics.add_sample(restarted) == "accepted"
 
 
@@ -378,7 +379,7 @@ def test_state_round_trip_gives_identical_results() -> None:
     samples = _ride(2000)
     straight = summarise(samples)
     store: dict[str, list[float]] = {}
-    metrics = SessionMetrics(1, block_store=store)
+    metrics = SessionMetrics(sid(1), block_store=store)
     for i, sample in enumerate(samples):
         if i % 97 == 0:
             state = json.loads(json.dumps(metrics.to_dict()))
@@ -414,14 +415,14 @@ def test_state_stays_small() -> None:
 
 
 def test_state_version_is_checked() -> None:
-    state = SessionMetrics(1).to_dict()
+    state = SessionMetrics(sid(1)).to_dict()
     state["v"] = 99
     with pytest.raises(ValueError, match="session state version 99"):
         SessionMetrics.from_dict(state)
 
 
 def test_late_sample_from_before_a_pause_is_kept_and_pause_samples_are_not() -> None:
-    metrics = SessionMetrics(1)
+    metrics = SessionMetrics(sid(1))
     metrics.add_sample(s(0, heart_rate=100))
     metrics.pause(T0 + 10)
     assert metrics.add_sample(s(5, heart_rate=110)) == "accepted"  # taken before the pause
@@ -488,7 +489,7 @@ def test_w_prime_balance_after_a_stop_follows_skiba(stop_s: int) -> None:
 
 def test_w_prime_recovers_through_a_pause() -> None:
     profile = AthleteProfile(ftp_w=250, w_prime_j=20_000)
-    metrics = SessionMetrics(1, profile)
+    metrics = SessionMetrics(sid(1), profile)
     for i in range(120):
         metrics.add_sample(s(i, power_w=400))
     low = metrics.w_bal_j

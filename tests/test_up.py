@@ -39,7 +39,7 @@ def test_up_shows_live_metrics_in_watch_within_30_s_and_stops_cleanly() -> None:
         while len(tokens) < 2 or user is None:
             line = up.stdout.readline()
             assert line, "livecoach up exited before printing its tokens"
-            if m := re.match(r"(athlete|coach) (\d+) token:\s+(\S+)", line):
+            if m := re.match(r"(athlete|coach) ([0-9a-f-]{36}) token:\s+(\S+)", line):
                 tokens[m[1]] = m[3]
                 if m[1] == "athlete":
                     user = m[2]

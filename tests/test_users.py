@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 import psycopg
 import pytest
 from psycopg.rows import dict_row
 
 from pipeline import users
+from tests.ids import uid
 
 pytestmark = pytest.mark.integration
 
@@ -31,8 +33,10 @@ async def test_two_first_contacts_at_once_make_one_user(database_url: str) -> No
     async with first, second:
         one = first.cursor(row_factory=dict_row)
         two = second.cursor(row_factory=dict_row)
-        mine = await users.provision_user(one, 900, role="coach", name="First")  # uncommitted
-        racing = asyncio.create_task(users.provision_user(two, 900, role="athlete", name="Second"))
+        mine = await users.provision_user(one, uid(900), role="coach", name="First")  # uncommitted
+        racing = asyncio.create_task(
+            users.provision_user(two, uid(900), role="athlete", name="Second")
+        )
         await _waiting_on_a_lock(database_url, second.info.backend_pid)
         await first.commit()
         theirs = await racing  # no unique violation: the winner's row
@@ -41,9 +45,12 @@ async def test_two_first_contacts_at_once_make_one_user(database_url: str) -> No
     assert (mine["role"], mine["name"]) == ("coach", "First")
 
 
-def test_parse_user_id_accepts_ids_and_refuses_the_rest() -> None:
-    assert users.parse_user_id("42") == 42
-    assert users.parse_user_id(7) == 7
-    for bad in ("0", "-1", "abc", "", str(2**31), None, True, 1.5, "4 2"):
-        with pytest.raises(ValueError, match="expected a user id"):
+def test_parse_user_id_accepts_uuids_and_refuses_the_rest() -> None:
+    text = "7b0c6a0e-36f4-4d3e-9a55-0c1f3c5e2d11"
+    expected = uuid.UUID(text)
+    for form in (text, text.upper(), text.replace("-", ""), f" {text} ", f"urn:uuid:{text}"):
+        assert users.parse_user_id(form) == expected
+    assert users.parse_user_id(expected) is expected
+    for bad in ("42", "0", "abc", "", text[:-1], text + "0", None, True, 7, 1.5, "x" * 10_000):
+        with pytest.raises(ValueError, match="expected a user id \\(a UUID\\), got"):
             users.parse_user_id(bad)

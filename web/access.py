@@ -18,6 +18,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
+from uuid import UUID
 
 from pipeline.users import UserId
 from web.auth import Principal
@@ -27,11 +28,19 @@ from web.store import Store
 _MISSING = object()
 
 
-class Forbidden(EdgeError):
+class _Refusal(EdgeError):
+    """A refusal that may name the request field it is about."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class Forbidden(_Refusal):
     """The principal may not see or change this resource (403 / close 4403)."""
 
 
-class NotFound(EdgeError):
+class NotFound(_Refusal):
     """The resource does not exist (404)."""
 
 
@@ -145,7 +154,7 @@ class Access:
         if not await self.can_see_athlete(principal, athlete_id):
             raise Forbidden(f"user {principal.user_id} may not see athlete {athlete_id}")
 
-    async def session_owner(self, session_id: int) -> tuple[UserId, str] | None:
+    async def session_owner(self, session_id: UUID) -> tuple[UserId, str] | None:
         """(athlete id, status) of a session, cached briefly; None if there is none."""
 
         async def load() -> tuple[UserId, str] | None:
@@ -162,10 +171,14 @@ class Access:
         if event.get("type") != "session_event" or event.get("event") != "stop":
             return
         session_id, user_id = event.get("session_id"), event.get("user_id")
-        if isinstance(session_id, int) and isinstance(user_id, int):
-            self._sessions.put(session_id, (user_id, "completed"))
+        if isinstance(session_id, str) and isinstance(user_id, str):
+            try:
+                key, owner = UUID(session_id), UUID(user_id)
+            except ValueError:
+                return
+            self._sessions.put(key, (owner, "completed"))
 
-    async def require_session(self, principal: Principal, session_id: int) -> tuple[UserId, str]:
+    async def require_session(self, principal: Principal, session_id: UUID) -> tuple[UserId, str]:
         """(athlete id, status) of a session the principal may see; NotFound otherwise.
 
         A session someone may not see gets the answer of one that does not exist (the
@@ -177,7 +190,7 @@ class Access:
         return owner
 
     async def require_session_owner(
-        self, principal: Principal, session_id: int
+        self, principal: Principal, session_id: UUID
     ) -> tuple[UserId, str]:
         """Only the athlete (or their device) may upload samples to a session.
 

@@ -13,13 +13,14 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+from uuid import UUID
 
 import orjson
 from pydantic import ValidationError
 
 from pipeline.models import Sample
 from pipeline.records import ControlAction, ControlRecord, SampleBatchRecord, session_key
-from web.access import Access, Forbidden
+from web.access import Access, Forbidden, NotFound
 from web.auth import Principal
 from web.errors import EdgeError
 from web.observability import EdgeMetrics
@@ -41,14 +42,14 @@ def _dumps(data: dict[str, Any]) -> bytes:
 
 @dataclass(frozen=True)
 class Accepted:
-    session_id: int
+    session_id: UUID
     accepted: int
     partition: int
     offset: int
     ingest_ms: int
 
 
-def parse_samples(session_id: int, raw: Sequence[Any]) -> list[Sample]:
+def parse_samples(session_id: UUID, raw: Sequence[Any]) -> list[Sample]:
     """Validate raw samples of one session; the path's session id fills in a missing one.
 
     Raises ValidationError whose locations start at the sample's index.
@@ -96,7 +97,7 @@ class Actions:
         self.metrics = metrics
 
     async def accept_samples(
-        self, principal: Principal, session_id: int, samples: list[Sample]
+        self, principal: Principal, session_id: UUID, samples: list[Sample]
     ) -> Accepted:
         user_id, status = await self.access.require_session_owner(principal, session_id)
         if status == "completed":
@@ -116,8 +117,8 @@ class Actions:
 
     async def control(
         self,
-        session_id: int,
-        user_id: int,
+        session_id: UUID,
+        user_id: UUID,
         action: ControlAction,
         *,
         at_ms: int | None = None,
@@ -140,15 +141,28 @@ class Actions:
         self,
         principal: Principal,
         *,
-        athlete_id: int | None,
-        coach_id: int | None,
-        training_session_id: int | None,
+        athlete_id: UUID | None,
+        coach_id: UUID | None,
+        training_session_id: UUID | None,
         metadata: dict[str, Any],
     ) -> dict[str, Any]:
         athlete = athlete_id if athlete_id is not None else principal.user_id
         if principal.is_coach and athlete_id is None:
             raise Forbidden("a coach starts a session for a linked athlete: give athlete_id")
         await self.access.require_athlete(principal, athlete)
+        if training_session_id is not None:
+            owner = await self.store.training_session_owner(training_session_id)
+            if owner is None:
+                raise NotFound(
+                    f"training_session_id: no training session {training_session_id}",
+                    field="training_session_id",
+                )
+            if owner != athlete:
+                raise Forbidden(
+                    f"training_session_id: training session {training_session_id}"
+                    f" belongs to another athlete, not {athlete}",
+                    field="training_session_id",
+                )
         if principal.is_coach and coach_id is None:
             coach_id = principal.user_id
         if coach_id is not None and not await self.store.is_linked(coach_id, athlete):
@@ -172,7 +186,7 @@ class Actions:
         return row
 
     async def lifecycle(
-        self, principal: Principal, session_id: int, action: str, at_ms: int | None
+        self, principal: Principal, session_id: UUID, action: str, at_ms: int | None
     ) -> dict[str, Any]:
         await self.access.require_session(principal, session_id)
         row, changed = await self.store.transition(session_id, action)
@@ -186,12 +200,12 @@ class Actions:
         )
         return row
 
-    async def control_profile(self, athlete_id: int, profile: dict[str, Any]) -> None:
+    async def control_profile(self, athlete_id: UUID, profile: dict[str, Any]) -> None:
         """Tell the agents of each open session of the athlete about the new profile."""
         for row in await self.store.open_sessions(athlete_id):
             await self.control(row["id"], athlete_id, "profile", payload={"profile": profile})
 
-    async def publish_live(self, session_id: int, event: dict[str, Any]) -> tuple[int, int]:
+    async def publish_live(self, session_id: UUID, event: dict[str, Any]) -> tuple[int, int]:
         ts = now_ms()
         event = {"timestamp": ts / 1000.0, **event}
         return await self.live.send(session_key(session_id), _dumps(event), ts)
@@ -199,7 +213,7 @@ class Actions:
     async def post_message(
         self,
         principal: Principal,
-        session_id: int,
+        session_id: UUID,
         text: str,
         client_message_id: str | None,
     ) -> tuple[dict[str, Any], bool]:
@@ -220,6 +234,8 @@ class Actions:
                     "user_id": athlete_id,
                     "message": {
                         "id": row["id"],
+                        # The chat's order (message ids are UUIDs and have none).
+                        "seq": row["seq"],
                         "from": principal.user_id,
                         "role": principal.role,
                         "text": text,
@@ -230,7 +246,7 @@ class Actions:
             )
         return row, created
 
-    async def mark_read(self, principal: Principal, session_id: int, up_to_id: int) -> list[int]:
+    async def mark_read(self, principal: Principal, session_id: UUID, up_to_id: UUID) -> list[UUID]:
         athlete_id, _ = await self.access.require_session(principal, session_id)
         ids = await self.store.mark_read(session_id, principal.user_id, up_to_id)
         if ids:
@@ -247,13 +263,11 @@ class Actions:
             )
         return ids
 
-    async def ack_alert(self, principal: Principal, alert_id: str) -> dict[str, Any]:
-        from web.access import NotFound
-
+    async def ack_alert(self, principal: Principal, alert_id: UUID) -> dict[str, Any]:
         alert = await self.store.get_alert(alert_id)
         # Another athlete's alert is answered as a missing one: ids cannot be probed.
         if alert is None or not await self.access.can_see_athlete(principal, alert["user_id"]):
-            raise NotFound(f"no alert {alert_id!r}")
+            raise NotFound(f"no alert {alert_id}")
         first = alert["acknowledged_at"] is None
         row = await self.store.ack_alert(alert_id, principal.user_id)
         assert row is not None

@@ -29,6 +29,7 @@ from pipeline.settings import Settings
 from pipeline.transport.clients import client_options
 from pipeline.transport.streams import declare_topic
 from pipeline.transport.tasks import cancel_and_wait
+from pipeline.users import UserId
 from web.access import Access
 from web.actions import Actions
 from web.auth import Principal, TokenVerifier
@@ -158,11 +159,11 @@ class Edge:
     tailer: LiveTailer | None = None
     presence: Presence | None = None
     connections: set[Connection] = field(default_factory=set)
-    per_user: dict[int, int] = field(default_factory=dict)
-    user_buckets: dict[int, Any] = field(default_factory=dict)
+    per_user: dict[UserId, int] = field(default_factory=dict)
+    user_buckets: dict[UserId, Any] = field(default_factory=dict)
     #: user id -> TokenBucket of replayed entries; kept after the user's last socket
     #: closes (else reconnecting would refill it), dropped by the heartbeat once full.
-    replay_buckets: dict[int, Any] = field(default_factory=dict)
+    replay_buckets: dict[UserId, Any] = field(default_factory=dict)
     #: backend -> the /readyz check in flight (one at a time; see readyz).
     probes: dict[str, asyncio.Future[Any]] = field(default_factory=dict)
 

@@ -41,6 +41,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from uuid import UUID, uuid4
 
 import aiohttp
 import orjson
@@ -139,25 +140,35 @@ def _stack(settings: Settings, *, workers: bool) -> Iterator[dict[str, Any]]:
                         proc.wait()
 
 
+def _uid(n: int) -> UUID:
+    """The bench's user number ``n`` as a user id: ``UUID(int=n)``, which SQL writes as
+    ``lpad(to_hex(n), 32, '0')::uuid`` (see _seed)."""
+    return UUID(int=n)
+
+
+#: SQL of _uid.
+_SQL_UID = "lpad(to_hex({}), 32, '0')::uuid"
+
+
 def _seed(database_url: str, athletes: int, coaches: int, per_coach: int) -> None:
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute(
-            "INSERT INTO users (id, name, role) SELECT g, 'a' || g, 'athlete'"
-            " FROM generate_series(1, %s) g",
+            f"INSERT INTO users (id, name, role) SELECT {_SQL_UID.format('g')}, 'a' || g,"
+            " 'athlete' FROM generate_series(1, %s) g",
             (athletes,),
         )
         conn.execute(
-            "INSERT INTO users (id, name, role) SELECT 100000 + g, 'c' || g, 'coach'"
-            " FROM generate_series(1, %s) g",
+            f"INSERT INTO users (id, name, role) SELECT {_SQL_UID.format('100000 + g')},"
+            " 'c' || g, 'coach' FROM generate_series(1, %s) g",
             (coaches,),
         )
         conn.execute(
             "INSERT INTO coach_athletes (coach_id, athlete_id)"
-            " SELECT 100000 + c, 1 + ((c - 1) * %s + k) %% %s"
+            f" SELECT {_SQL_UID.format('100000 + c')},"
+            f" {_SQL_UID.format('1 + ((c - 1) * %s + k) %% %s')}"
             " FROM generate_series(1, %s) c, generate_series(0, %s - 1) k",
             (per_coach, athletes, coaches, per_coach),
         )
-        conn.execute("SELECT setval('users_id_seq', 200000)")
 
 
 async def _wait_ready(base: str, timeout_s: float = 60.0) -> None:
@@ -191,8 +202,9 @@ class _Load:
         self.connected = 0
         self.failed = 0
 
-    def token(self, user_id: int, role: str) -> str:
-        return mint_token(self.settings, user_id=user_id, role=role)  # type: ignore[arg-type]
+    def token(self, user: int, role: str) -> str:
+        """A token of the bench's user number ``user``."""
+        return mint_token(self.settings, user_id=_uid(user), role=role)  # type: ignore[arg-type]
 
     async def socket(
         self, http: aiohttp.ClientSession, user_id: int, role: str, channels: list[str]
@@ -230,7 +242,7 @@ async def _load_phase(
     load = _Load(settings, stack["base"])
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector) as http:
-        sessions: dict[int, int] = {}
+        sessions: dict[int, str] = {}
         posters = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=200))
         try:
             for a in range(1, athletes + 1):
@@ -239,7 +251,7 @@ async def _load_phase(
                     json={},
                     headers={"Authorization": f"Bearer {load.token(a, 'athlete')}"},
                 ) as resp:
-                    sessions[a] = int((await resp.json())["id"])
+                    sessions[a] = str((await resp.json())["id"])
             sockets = await asyncio.gather(
                 *[
                     load.socket(http, a, "athlete", [f"live:session:{sessions[a]}"])
@@ -251,7 +263,7 @@ async def _load_phase(
                         100000 + c,
                         "coach",
                         [
-                            f"live:user:{1 + ((c - 1) * per_coach + k) % athletes}"
+                            f"live:user:{_uid(1 + ((c - 1) * per_coach + k) % athletes)}"
                             for k in range(per_coach)
                         ],
                     )
@@ -336,7 +348,7 @@ async def _load_phase(
 
 
 async def _append_live_at_1hz(
-    redis_url: str, sessions: dict[int, int], duration_s: float, slices: int = 20
+    redis_url: str, sessions: dict[int, str], duration_s: float, slices: int = 20
 ) -> None:
     """One metrics_update per session per second, in ``slices`` bursts a second."""
     redis = redis_client(redis_url)
@@ -349,9 +361,12 @@ async def _append_live_at_1hz(
             now_ms = int(time.time() * 1000)
             for athlete, sid in part:
                 key = session_key(sid)
-                event = {"type": "metrics_update", "session_id": sid, "user_id": athlete,
-                         "ingest_ms": now_ms, "metrics": {"heart_rate": 140},
-                         "bench": "direct"}  # fmt: skip
+                # A stand-in of the agents' event: the fields the protocol requires.
+                event = {"type": "metrics_update", "session_id": sid,
+                         "user_id": str(_uid(athlete)), "ingest_ms": now_ms,
+                         "timestamp": now_ms / 1000, "bench": "direct",
+                         "metrics": {"heart_rate": 140, "pace": None, "distance": None,
+                                     "cadence": None}}  # fmt: skip
                 by_partition.setdefault(partition_for_key(key, PARTITIONS), []).append(
                     (key, json.dumps(event).encode(), None, now_ms)
                 )
@@ -471,21 +486,41 @@ async def _idle_phase(settings: Settings, stack: dict[str, Any], idle: int) -> d
     }
 
 
+def _stand_in_alert(session_id: str, athlete: int, seq: int, now_ms: int) -> dict[str, Any]:
+    """An alert as the agents publish it (a fresh id each: the edge drops a repeated id)."""
+    return {
+        "type": "alert",
+        "session_id": session_id,
+        "user_id": str(_uid(athlete)),
+        "timestamp": now_ms / 1000,
+        "seq": seq,
+        "alert": {
+            "id": str(uuid4()),
+            "rule": "bench",
+            "severity": "info",
+            "message": "a stand-in alert of the resume storm",
+            "metric": "heart_rate",
+            "current": 0.0,
+            "threshold": 0.0,
+        },
+    }
+
+
 async def _storm_phase(
     settings: Settings, stack: dict[str, Any], storm: int, sessions_n: int, events: int
 ) -> dict[str, Any]:
     load = _Load(settings, stack["base"])
     base = stack["base"]
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
-        session_ids = []
+        session_ids: list[tuple[int, str]] = []
         for a in range(1, sessions_n + 1):
             async with http.post(
                 base + "/api/v1/live/sessions/start",
                 json={},
                 headers={"Authorization": f"Bearer {load.token(a, 'athlete')}"},
             ) as resp:
-                session_ids.append((a, int((await resp.json())["id"])))
-        cursors: list[tuple[int, int, str]] = []
+                session_ids.append((a, str((await resp.json())["id"])))
+        cursors: list[tuple[int, str, str]] = []
 
         async def first_connect(i: int) -> None:
             athlete, sid = session_ids[i % len(session_ids)]
@@ -505,7 +540,7 @@ async def _storm_phase(
         redis = redis_client(stack["redis_url"])
         try:
             now = int(time.time() * 1000)
-            for _, sid in session_ids:
+            for athlete, sid in session_ids:
                 key = session_key(sid)
                 await append(
                     redis,
@@ -514,9 +549,7 @@ async def _storm_phase(
                     [
                         (
                             key,
-                            json.dumps(
-                                {"type": "alert", "session_id": sid, "user_id": 0, "seq": n}
-                            ).encode(),
+                            json.dumps(_stand_in_alert(sid, athlete, n, now)).encode(),
                             None,
                             now,
                         )
@@ -529,7 +562,7 @@ async def _storm_phase(
         closes: dict[str, int] = {}
         last_resumed: list[float] = []
 
-        async def resume(athlete: int, sid: int, cursor: str) -> None:
+        async def resume(athlete: int, sid: str, cursor: str) -> None:
             try:
                 ws = await http.ws_connect(
                     load.ws_url,

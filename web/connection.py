@@ -21,6 +21,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
+from uuid import UUID
 
 from aiohttp import web
 
@@ -56,7 +57,8 @@ class LiveEvent:
     kind: str
     channels: tuple[str, ...]
     frame: str
-    session_id: int | None
+    #: As the event carries it (canonical UUID text): only a coalescing key here.
+    session_id: str | None
     ingest_ms: int | None
 
 
@@ -132,7 +134,7 @@ class Connection:
         #: Last time anything came from the client (monotonic), for the idle timeout.
         self.last_seen = time.monotonic()
         #: channel -> athlete id of channels this socket watches as someone else (presence).
-        self.watched: dict[str, int] = {}
+        self.watched: dict[str, UUID] = {}
         self.close_code: int | None = None
 
     # --- sending ----------------------------------------------------------------------

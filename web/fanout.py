@@ -29,6 +29,7 @@ from pipeline.transport.streams import decode_entry, highwater, offset_of, strea
 from web.connection import Connection, LiveEvent
 from web.observability import EdgeMetrics
 from web.protocol import channels_of_event, format_cursor
+from web.wire import to_wire
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +89,7 @@ def build_event(partition: int, offset: int, value: bytes | None) -> LiveEvent |
     channels = channels_of_event(data)
     if not channels:
         return None
+    to_wire(data)
     data["offset"] = format_cursor(partition, offset)
     data["channel"] = channels[0]
     data["channels"] = channels
@@ -99,7 +101,7 @@ def build_event(partition: int, offset: int, value: bytes | None) -> LiveEvent |
         kind=data["type"],
         channels=tuple(channels),
         frame=orjson.dumps(data).decode(),
-        session_id=session_id if isinstance(session_id, int) else None,
+        session_id=session_id if isinstance(session_id, str) else None,
         ingest_ms=int(ingest) if isinstance(ingest, int | float) else None,
     )
 

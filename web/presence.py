@@ -15,11 +15,13 @@ import json
 import logging
 import time
 from typing import Any
+from uuid import UUID
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from pipeline.constants import KEY_PREFIX, user_channel
+from pipeline.models import iso_z
 from web.fanout import Hub
 
 log = logging.getLogger(__name__)
@@ -28,7 +30,7 @@ EPHEMERAL_CHANNEL = f"{KEY_PREFIX}:ephemeral"
 PRESENCE_KEY = KEY_PREFIX + ":presence:{athlete_id}"
 
 
-def _presence_channels(athlete_id: int, watched: str) -> list[str]:
+def _presence_channels(athlete_id: UUID, watched: str) -> list[str]:
     """The athlete's dashboard listens on its user channel; watchers of the session too."""
     mine = user_channel(athlete_id)
     return [mine] if watched == mine else [mine, watched]
@@ -46,9 +48,11 @@ class Presence:
 
     async def publish(self, channels: list[str], event: dict[str, Any]) -> None:
         event = {**event, "channel": channels[0], "channels": channels}
-        await self._redis.publish(EPHEMERAL_CHANNEL, json.dumps(event, separators=(",", ":")))
+        await self._redis.publish(
+            EPHEMERAL_CHANNEL, json.dumps(event, separators=(",", ":"), default=str)
+        )
 
-    async def watch(self, athlete_id: int, user_id: int, role: str, channel: str) -> None:
+    async def watch(self, athlete_id: UUID, user_id: UUID, role: str, channel: str) -> None:
         key = PRESENCE_KEY.format(athlete_id=athlete_id)
         member = f"{user_id}:{role}"
         async with self._redis.pipeline(transaction=False) as pipe:
@@ -63,18 +67,18 @@ class Presence:
                 "watcher_id": user_id,
                 "role": role,
                 "watching": True,
-                "timestamp": time.time(),
+                "timestamp": iso_z(time.time()),
             },
         )
 
-    async def refresh(self, athlete_id: int, user_id: int, role: str) -> None:
+    async def refresh(self, athlete_id: UUID, user_id: UUID, role: str) -> None:
         key = PRESENCE_KEY.format(athlete_id=athlete_id)
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.zadd(key, {f"{user_id}:{role}": _now_ms() + int(self.ttl_s * 1000)})
             pipe.expire(key, int(self.ttl_s) + 1)
             await pipe.execute()
 
-    async def unwatch(self, athlete_id: int, user_id: int, role: str, channel: str) -> None:
+    async def unwatch(self, athlete_id: UUID, user_id: UUID, role: str, channel: str) -> None:
         await self._redis.zrem(PRESENCE_KEY.format(athlete_id=athlete_id), f"{user_id}:{role}")
         await self.publish(
             _presence_channels(athlete_id, channel),
@@ -84,11 +88,11 @@ class Presence:
                 "watcher_id": user_id,
                 "role": role,
                 "watching": False,
-                "timestamp": time.time(),
+                "timestamp": iso_z(time.time()),
             },
         )
 
-    async def watchers(self, athlete_id: int) -> list[dict[str, Any]]:
+    async def watchers(self, athlete_id: UUID) -> list[dict[str, Any]]:
         key = PRESENCE_KEY.format(athlete_id=athlete_id)
         now = _now_ms()
         await self._redis.zremrangebyscore(key, "-inf", now)
@@ -96,7 +100,7 @@ class Presence:
         out = []
         for raw in members:
             user, _, role = (raw.decode() if isinstance(raw, bytes) else str(raw)).partition(":")
-            out.append({"user_id": int(user), "role": role})
+            out.append({"user_id": user, "role": role})
         return out
 
     async def listen(self) -> None:

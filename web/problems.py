@@ -262,6 +262,9 @@ def translate(exc: Exception) -> Problem | None:
         return None
     if isinstance(exc, ValidationError):
         return unprocessable(exc)
+    if isinstance(exc, Forbidden | NotFound) and exc.field:
+        errors = [{"field": exc.field, "message": str(exc)}]
+        return Problem(rule.status, rule.title, str(exc), errors=errors)
     if isinstance(exc, DataRejected):
         return db_problem(exc)
     if isinstance(exc, LinkRefused):

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from uuid import UUID
 
 from pipeline.constants import session_channel, user_channel
+from pipeline.models import UUID_PATTERN
 from pipeline.records import session_key
 from pipeline.transport.streams import partition_for_key
 
@@ -26,7 +28,7 @@ CLOSE_IDLE = 4408
 CLOSE_TOO_SLOW = 4410
 CLOSE_RATE_LIMITED = 4429
 
-_CHANNEL = re.compile(r"^live:(session|user):([1-9][0-9]{0,18})$")
+_CHANNEL = re.compile(rf"^live:(session|user):({UUID_PATTERN})$")
 _CURSOR = re.compile(r"^([0-9]{1,4}):(-1|[0-9]{1,19})$")
 
 
@@ -35,7 +37,7 @@ class Channel:
     """A parsed channel name: ``live:session:{id}`` or ``live:user:{athlete id}``."""
 
     kind: str  # "session" or "user"
-    ident: int
+    ident: UUID
 
     @property
     def name(self) -> str:
@@ -52,8 +54,10 @@ class Channel:
 def parse_channel(name: str) -> Channel:
     match = _CHANNEL.match(name)
     if match is None:
-        raise ValueError(f"expected live:session:<id> or live:user:<id>, got {name!r}")
-    return Channel(match.group(1), int(match.group(2)))
+        raise ValueError(
+            f"expected live:session:<uuid> or live:user:<uuid> (lower case), got {name[:90]!r}"
+        )
+    return Channel(match.group(1), UUID(match.group(2)))
 
 
 def format_cursor(partition: int, offset: int) -> str:
@@ -72,16 +76,17 @@ def channels_of_event(event: dict[str, object]) -> list[str]:
     """The channels a ``live`` event is delivered on: its session's, then its athlete's.
 
     An event may name them explicitly in ``channels`` (a list of channel names);
-    otherwise they come from ``session_id`` and ``user_id`` (the athlete).
+    otherwise they come from ``session_id`` and ``user_id`` (the athlete), UUIDs written
+    in canonical form (as ``str(uuid.UUID)`` writes them).
     """
     explicit = event.get("channels")
     if isinstance(explicit, list):
         return [c for c in explicit if isinstance(c, str)]
     out: list[str] = []
     session_id = event.get("session_id")
-    if isinstance(session_id, int) and not isinstance(session_id, bool):
+    if isinstance(session_id, str | UUID):
         out.append(session_channel(session_id))
     user_id = event.get("user_id")
-    if isinstance(user_id, int) and not isinstance(user_id, bool):
+    if isinstance(user_id, str | UUID):
         out.append(user_channel(user_id))
     return out

@@ -5,15 +5,19 @@ to generate the OpenAPI document (:mod:`web.openapi`), so the two cannot drift.
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
+from uuid import UUID
 
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from agents.alerts.config import AlertConfig, apply_update
 from pipeline.constants import KEY_PREFIX
+from pipeline.ids import parse_uuid
+from pipeline.models import ClientMetricsUpdateFrame
 from web.actions import Conflict, parse_samples
 from web.app import EDGE, Edge
 from web.auth import AuthError, Principal, bearer_token
@@ -28,6 +32,7 @@ from web.schemas import (
     PostMessage,
     ReadBody,
     SamplesAccepted,
+    SessionList,
     SessionOut,
     StartSession,
     Thresholds,
@@ -78,20 +83,17 @@ async def principal(request: web.Request) -> Principal:
     return await _edge(request).principal(token)
 
 
-def _int_path(request: web.Request, name: str) -> int:
+def _uuid_path(request: web.Request, name: str) -> UUID:
     raw = request.match_info[name]
     try:
-        value = int(raw)
-    except ValueError:
-        value = 0
-    if value <= 0 or value > 2**31 - 1:
+        return parse_uuid(raw, name)
+    except ValueError as exc:
         raise Problem(
             422,
             "Unprocessable Content",
-            f"{name}: expected a positive id, got {raw!r}",
-            errors=[{"field": name, "message": "expected a positive id"}],
-        )
-    return value
+            f"{name}: {exc}",
+            errors=[{"field": name, "message": str(exc)}],
+        ) from None
 
 
 def _query(request: web.Request, name: str, kind: Callable[[str], Any], default: Any) -> Any:
@@ -152,10 +154,12 @@ async def start_session(request: web.Request) -> web.Response:
 
 async def update_session(request: web.Request) -> web.Response:
     who = await principal(request)
-    session_id = _int_path(request, "id")
+    session_id = _uuid_path(request, "id")
     raw = await read_json(request)
     if isinstance(raw, list):
         items: list[Any] = raw
+    elif isinstance(raw, dict) and "metrics" in raw:
+        items = _spec_reading(raw, session_id)
     elif isinstance(raw, dict) and "samples" in raw:
         UpdateBody.model_validate(raw)
         extra = set(raw) - {"samples", "session_id"}
@@ -169,8 +173,16 @@ async def update_session(request: web.Request) -> web.Response:
                 ],
             )
         items = raw["samples"]
-    else:
+    elif isinstance(raw, dict):
         items = [raw]
+    else:
+        message = 'expected a sample (an object), a list of samples or {"samples": [...]}'
+        raise Problem(
+            422,
+            "Unprocessable Content",
+            f"body: {message}",
+            errors=[{"field": "body", "message": message}],
+        )
     if not items:
         raise Problem(
             422,
@@ -234,10 +246,33 @@ async def update_session(request: web.Request) -> web.Response:
     return web.Response(text=body, status=202, content_type="application/json")
 
 
+def _spec_reading(raw: dict[str, Any], session_id: UUID) -> list[Any]:
+    """The spec's device message (``metrics`` in the spec's units at ``timestamp``, with
+    or without its ``type`` and ``session_id``) as one sample dict; 422 naming a field."""
+    body = {"type": "metrics_update", "session_id": str(session_id), **raw}
+    try:
+        frame = ClientMetricsUpdateFrame.model_validate(body)
+        if frame.session_id != session_id:
+            field, message = "session_id", f"expected this path's session {session_id}"
+        else:
+            return frame.readings(time.time())
+    except ValidationError as exc:
+        errors = validation_errors(exc, ())
+        field, message = errors[0]["field"], errors[0]["message"]
+    except ValueError as exc:
+        field, _, message = str(exc).partition(": ")
+    raise Problem(
+        422,
+        "Unprocessable Content",
+        f"{field}: {message}",
+        errors=[{"field": field, "message": message}],
+    )
+
+
 def _lifecycle(action: str) -> RestHandler:
     async def handler(request: web.Request) -> web.Response:
         who = await principal(request)
-        session_id = _int_path(request, "id")
+        session_id = _uuid_path(request, "id")
         body: LifecycleBody = await _body(request, LifecycleBody, optional=True)
         try:
             row = await _edge(request).need_actions().lifecycle(who, session_id, action, body.at_ms)
@@ -249,9 +284,36 @@ def _lifecycle(action: str) -> RestHandler:
     return handler
 
 
+#: Statuses ``GET /sessions?status=`` accepts.
+_STATUSES = ("active", "paused", "completed")
+
+
+async def list_sessions(request: web.Request) -> web.Response:
+    """``GET /sessions?athlete=&status=&before=&limit=``: an athlete's sessions, newest
+    first; the caller's own when ``athlete`` is absent. Access as for one session."""
+    who = await principal(request)
+    athlete = _query(request, "athlete", parse_uuid, None) or who.user_id
+    status = request.query.get("status") or None
+    if status is not None and status not in _STATUSES:
+        message = f"expected one of {', '.join(_STATUSES)}, got {status[:40]!r}"
+        raise Problem(
+            422,
+            "Unprocessable Content",
+            f"status: {message}",
+            errors=[{"field": "status", "message": message}],
+        )
+    before = _query(request, "before", _time, None)
+    limit = max(1, min(_query(request, "limit", int, 50), 500))
+    edge = _edge(request)
+    await edge.need_access().require_athlete(who, athlete)
+    rows = await edge.need_store().sessions_of(athlete, status=status, before=before, limit=limit)
+    next_before = rows[-1]["started_at"] if len(rows) == limit else None
+    return _json(SessionList(sessions=rows, next_before=next_before))
+
+
 async def get_session(request: web.Request) -> web.Response:
     who = await principal(request)
-    session_id = _int_path(request, "id")
+    session_id = _uuid_path(request, "id")
     edge = _edge(request)
     await edge.need_access().require_session(who, session_id)
     row = await edge.need_store().get_session(session_id)
@@ -261,15 +323,17 @@ async def get_session(request: web.Request) -> web.Response:
 
 
 def _time(text: str) -> dt.datetime:
+    """Epoch seconds or ISO 8601 (without a zone: UTC)."""
     try:
         return dt.datetime.fromtimestamp(float(text), dt.UTC)
     except ValueError:
-        return dt.datetime.fromisoformat(text)
+        value = dt.datetime.fromisoformat(text)
+        return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
 
 
 async def session_metrics(request: web.Request) -> web.Response:
     who = await principal(request)
-    session_id = _int_path(request, "id")
+    session_id = _uuid_path(request, "id")
     edge = _edge(request)
     await edge.need_access().require_session(who, session_id)
     metric = request.query.get("metric")
@@ -302,7 +366,7 @@ async def session_metrics(request: web.Request) -> web.Response:
 
 async def session_alerts(request: web.Request) -> web.Response:
     who = await principal(request)
-    session_id = _int_path(request, "id")
+    session_id = _uuid_path(request, "id")
     edge = _edge(request)
     await edge.need_access().require_session(who, session_id)
     limit = _query(request, "limit", int, 100)
@@ -315,7 +379,7 @@ async def session_alerts(request: web.Request) -> web.Response:
 
 async def session_presence(request: web.Request) -> web.Response:
     who = await principal(request)
-    session_id = _int_path(request, "id")
+    session_id = _uuid_path(request, "id")
     edge = _edge(request)
     athlete_id, _ = await edge.need_access().require_session(who, session_id)
     watchers = await edge.need_presence().watchers(athlete_id)
@@ -324,9 +388,7 @@ async def session_presence(request: web.Request) -> web.Response:
 
 async def ack_alert(request: web.Request) -> web.Response:
     who = await principal(request)
-    alert_id = request.match_info["alert_id"]
-    if not 0 < len(alert_id) <= 64:
-        raise Problem(422, "Unprocessable Content", "alert_id: 1 to 64 characters")
+    alert_id = _uuid_path(request, "alert_id")
     row = await _edge(request).need_actions().ack_alert(who, alert_id)
     return _json(AlertOut.model_validate(row))
 
@@ -348,7 +410,7 @@ _PROFILE_COLUMNS = (
 
 async def get_thresholds(request: web.Request) -> web.Response:
     who = await principal(request)
-    athlete_id = _int_path(request, "id")
+    athlete_id = _uuid_path(request, "id")
     edge = _edge(request)
     await edge.need_access().require_athlete(who, athlete_id)
     row = await edge.need_store().get_profile(athlete_id)
@@ -362,7 +424,7 @@ async def get_thresholds(request: web.Request) -> web.Response:
 
 async def put_thresholds(request: web.Request) -> web.Response:
     who = await principal(request)
-    athlete_id = _int_path(request, "id")
+    athlete_id = _uuid_path(request, "id")
     edge = _edge(request)
     await edge.need_access().require_athlete(who, athlete_id)
     body: Thresholds = await _body(request, Thresholds)
@@ -422,21 +484,21 @@ async def post_message(request: web.Request) -> web.Response:
 
 async def list_messages(request: web.Request) -> web.Response:
     who = await principal(request)
-    session_id = _int_path(request, "session_id")
+    session_id = _uuid_path(request, "session_id")
     edge = _edge(request)
     await edge.need_access().require_session(who, session_id)
     limit = max(1, min(_query(request, "limit", int, 50), 500))
-    before = _query(request, "before_id", int, None)
+    before = _query(request, "before_id", parse_uuid, None)
     rows = await edge.need_store().messages(session_id, before_id=before, limit=limit)
     return _json(MessageList(messages=rows))
 
 
 async def read_messages(request: web.Request) -> web.Response:
     who = await principal(request)
-    session_id = _int_path(request, "session_id")
+    session_id = _uuid_path(request, "session_id")
     body: ReadBody = await _body(request, ReadBody)
     ids = await _edge(request).need_actions().mark_read(who, session_id, body.up_to_id)
-    return web.json_response({"session_id": session_id, "read": ids})
+    return web.json_response({"session_id": str(session_id), "read": [str(i) for i in ids]})
 
 
 async def openapi_document(request: web.Request) -> web.Response:
@@ -445,9 +507,10 @@ async def openapi_document(request: web.Request) -> web.Response:
     return web.json_response(build_openapi())
 
 
-_ID = Param("id", "path", {"type": "integer", "minimum": 1}, "live session id", True)
-_SID = Param("session_id", "path", {"type": "integer", "minimum": 1}, "live session id", True)
-_AID = Param("id", "path", {"type": "integer", "minimum": 1}, "athlete (user) id", True)
+_UUID = {"type": "string", "format": "uuid"}
+_ID = Param("id", "path", _UUID, "live session id", True)
+_SID = Param("session_id", "path", _UUID, "live session id", True)
+_AID = Param("id", "path", _UUID, "athlete (user) id", True)
 
 ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint(
@@ -513,6 +576,22 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     ),
     Endpoint(
         "GET",
+        "/sessions",
+        list_sessions,
+        "An athlete's sessions, newest first",
+        200,
+        None,
+        SessionList,
+        (
+            Param("athlete", "query", _UUID, "athlete (user) id; the caller when absent"),
+            Param("status", "query", {"type": "string", "enum": list(_STATUSES)}),
+            Param("before", "query", {"type": "string"}, "started before (ISO 8601): paging"),
+            Param("limit", "query", {"type": "integer"}, "at most 500 (50)"),
+        ),
+        (401, 403, 422),
+    ),
+    Endpoint(
+        "GET",
         "/sessions/{id}",
         get_session,
         "A live session",
@@ -574,7 +653,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         200,
         None,
         AlertOut,
-        (Param("alert_id", "path", {"type": "string", "maxLength": 64}, "alert id", True),),
+        (Param("alert_id", "path", _UUID, "alert id", True),),
         (401, 403, 404, 422),
     ),
     Endpoint(
@@ -620,7 +699,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         MessageList,
         (
             _SID,
-            Param("before_id", "query", {"type": "integer"}),
+            Param("before_id", "query", _UUID, "messages stored before this one"),
             Param("limit", "query", {"type": "integer"}),
         ),
         (401, 403, 404, 422),

@@ -18,6 +18,7 @@ import json
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
+from uuid import UUID
 
 from pipeline.constants import LIVE_TOPIC
 from pipeline.records import session_key
@@ -94,7 +95,7 @@ async def _read_back(
 async def _snapshot(edge: Edge, channel: Channel) -> dict[str, Any]:
     store = edge.need_store()
 
-    async def session_state(session_id: int) -> dict[str, Any]:
+    async def session_state(session_id: UUID) -> dict[str, Any]:
         return {
             "session": await store.get_session(session_id),
             "latest_metrics": await store.latest_metrics(session_id),

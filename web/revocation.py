@@ -26,6 +26,7 @@ from typing import Any
 
 import psycopg
 
+from pipeline.ids import parse_uuid
 from pipeline.users import ACCESS_CHANNEL
 
 log = logging.getLogger(__name__)
@@ -86,6 +87,14 @@ class AccessListener:
             log.warning("access listener: ignoring a malformed notification %r", payload[:200])
             return
         if not isinstance(event, dict):
+            return
+        try:
+            # Migration 0005's keys: the triggers of 0004 write them as UUID text.
+            for name in ("coach_id", "athlete_id", "user_id"):
+                if event.get(name) is not None:
+                    event[name] = parse_uuid(event[name], name)
+        except ValueError:
+            log.warning("access listener: ignoring a notification with a bad id %r", payload[:200])
             return
         self.events += 1
         try:

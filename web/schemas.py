@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from typing import Any, Literal
+from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -34,9 +35,9 @@ class StartSession(BaseModel):
     model_config = _STRICT
 
     #: A coach may start a session for a linked athlete; an athlete starts their own.
-    athlete_id: int | None = Field(default=None, ge=1)
-    coach_id: int | None = Field(default=None, ge=1)
-    training_session_id: int | None = Field(default=None, ge=1)
+    athlete_id: UUID | None = None
+    coach_id: UUID | None = None
+    training_session_id: UUID | None = None
     sport: str | None = Field(default=None, max_length=20)
     #: Free-form; ``plan`` is a structured workout (docs/alerts.md: our JSON, or
     #: ``{"zwo" | "erg" | "mrc": "<file text>"}``), checked here so a bad plan is a 422.
@@ -61,18 +62,24 @@ class LifecycleBody(BaseModel):
 
 
 class SessionOut(BaseModel):
-    id: int
-    user_id: int | None
-    training_session_id: int | None
-    status: str | None
-    started_at: str | None
-    last_update_at: str | None
-    coach_id: int | None
+    id: UUID
+    user_id: UUID
+    training_session_id: UUID | None
+    status: str = Field(description="active, paused or completed")
+    started_at: str = Field(description="ISO 8601 UTC")
+    last_update_at: str = Field(description="ISO 8601 UTC")
+    coach_id: UUID | None
     metadata: dict[str, Any] | None
 
 
+class SessionList(BaseModel):
+    sessions: list[SessionOut]
+    #: Pass as ``before`` for the next (older) page; None on the last page.
+    next_before: str | None = None
+
+
 class SamplesAccepted(BaseModel):
-    session_id: int
+    session_id: UUID
     accepted: int
     partition: int
     offset: int
@@ -97,15 +104,15 @@ class MetricPoint(BaseModel):
 
 
 class MetricsHistory(BaseModel):
-    session_id: int
+    session_id: UUID
     bucket_s: float
     points: list[MetricPoint]
 
 
 class AlertOut(BaseModel):
-    id: str
-    live_session_id: int
-    user_id: int
+    id: UUID
+    live_session_id: UUID
+    user_id: UUID
     rule: str
     metric: str
     severity: str
@@ -114,7 +121,7 @@ class AlertOut(BaseModel):
     threshold: float | None
     triggered_at: str
     acknowledged_at: str | None
-    acknowledged_by: int | None
+    acknowledged_by: UUID | None
     payload: dict[str, Any]
 
 
@@ -154,7 +161,7 @@ class Thresholds(BaseModel):
 
 
 class ThresholdsOut(BaseModel):
-    user_id: int
+    user_id: UUID
     hr_max: int | None = None
     hr_rest: int | None = None
     lthr: int | None = None
@@ -171,19 +178,20 @@ class ThresholdsOut(BaseModel):
 class PostMessage(BaseModel):
     model_config = _STRICT
 
-    session_id: int = Field(ge=1)
+    session_id: UUID
     text: str = Field(min_length=1, max_length=4000)
     #: The client's id for the message: a retry with the same id is stored once.
     client_message_id: str | None = Field(default=None, min_length=1, max_length=64)
 
 
 class MessageOut(BaseModel):
-    id: int
-    live_session_id: int
-    sender_id: int
+    id: UUID
+    live_session_id: UUID
+    sender_id: UUID
+    recipient_id: UUID | None
     message_type: str | None
-    content: str | None
-    created_at: str | None
+    message: str
+    created_at: str
     read_at: str | None
     client_message_id: str | None
 
@@ -195,11 +203,11 @@ class MessageList(BaseModel):
 class ReadBody(BaseModel):
     model_config = _STRICT
 
-    up_to_id: int = Field(ge=1)
+    up_to_id: UUID = Field(description="The newest message read (its id)")
 
 
 class Watchers(BaseModel):
-    athlete_id: int
+    athlete_id: UUID
     watchers: list[dict[str, Any]]
 
 

@@ -13,6 +13,7 @@ import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
+from uuid import UUID
 
 import psycopg
 from psycopg.rows import dict_row
@@ -48,11 +49,11 @@ def iso(value: dt.datetime | None) -> str | None:
     return value.isoformat(timespec="milliseconds") + "Z"
 
 
-def utc_naive(value: dt.datetime) -> dt.datetime:
-    """The schema stores UTC in TIMESTAMP columns (no zone), as the spec does."""
+def utc_aware(value: dt.datetime) -> dt.datetime:
+    """A time for a TIMESTAMPTZ column: naive means UTC (never the server's zone)."""
     if value.tzinfo is None:
-        return value
-    return value.astimezone(dt.UTC).replace(tzinfo=None)
+        return value.replace(tzinfo=dt.UTC)
+    return value
 
 
 def _clean(row: Row | None) -> Row | None:
@@ -90,7 +91,7 @@ class Store:
 
     # --- access -----------------------------------------------------------------------
 
-    async def is_linked(self, coach_id: int, athlete_id: int) -> bool:
+    async def is_linked(self, coach_id: UUID, athlete_id: UUID) -> bool:
         async with self._cursor() as cur:
             await cur.execute(
                 "SELECT 1 FROM coach_athletes WHERE coach_id = %s AND athlete_id = %s",
@@ -139,9 +140,9 @@ class Store:
     async def create_session(
         self,
         *,
-        user_id: int,
-        coach_id: int | None,
-        training_session_id: int | None,
+        user_id: UUID,
+        coach_id: UUID | None,
+        training_session_id: UUID | None,
         metadata: dict[str, Any],
     ) -> Row:
         async with self._cursor(
@@ -157,27 +158,57 @@ class Store:
             assert row is not None
             return row
 
-    async def get_session(self, session_id: int) -> Row | None:
+    async def get_session(self, session_id: UUID) -> Row | None:
         async with self._cursor() as cur:
             await cur.execute("SELECT * FROM live_training_sessions WHERE id = %s", (session_id,))
             return _clean(await cur.fetchone())
 
-    async def open_sessions(self, user_id: int) -> list[Row]:
+    async def open_sessions(self, user_id: UUID) -> list[Row]:
         async with self._cursor() as cur:
             await cur.execute(
                 "SELECT * FROM live_training_sessions WHERE user_id = %s"
-                " AND status <> 'completed' ORDER BY id",
+                " AND status <> 'completed' ORDER BY started_at, id",
                 (user_id,),
             )
             return [r for r in map(_clean, await cur.fetchall()) if r is not None]
 
-    async def transition(self, session_id: int, action: str) -> tuple[Row | None, bool]:
+    async def sessions_of(
+        self, user_id: UUID, *, status: str | None, before: dt.datetime | None, limit: int
+    ) -> list[Row]:
+        """An athlete's sessions, newest first (keyset on ``started_at``)."""
+        where: list[str] = ["user_id = %s"]
+        params: list[Any] = [user_id]
+        if status is not None:
+            where.append("status = %s")
+            params.append(status)
+        if before is not None:
+            where.append("started_at < %s")
+            params.append(utc_aware(before))
+        async with self._cursor() as cur:
+            await cur.execute(
+                f"SELECT * FROM live_training_sessions WHERE {' AND '.join(where)}"
+                " ORDER BY started_at DESC, id LIMIT %s",
+                [*params, limit],
+            )
+            return [r for r in map(_clean, await cur.fetchall()) if r is not None]
+
+    async def training_session_owner(self, training_session_id: UUID) -> UUID | None:
+        """The athlete a training_sessions row belongs to; None when there is none."""
+        async with self._cursor() as cur:
+            await cur.execute(
+                "SELECT user_id FROM training_sessions WHERE id = %s", (training_session_id,)
+            )
+            row = await cur.fetchone()
+            owner: UUID | None = None if row is None else row["user_id"]
+            return owner
+
+    async def transition(self, session_id: UUID, action: str) -> tuple[Row | None, bool]:
         """Apply a lifecycle action; (row, changed). ``changed`` False: not allowed now."""
         allowed, target = TRANSITIONS[action]
         async with self._cursor() as cur:
             await cur.execute(
                 "UPDATE live_training_sessions SET status = %s,"
-                " last_update_at = NOW() AT TIME ZONE 'UTC'"
+                " last_update_at = NOW()"
                 " WHERE id = %s AND status = ANY(%s) RETURNING *",
                 (target, session_id, list(allowed)),
             )
@@ -190,7 +221,7 @@ class Store:
 
     async def metrics_history(
         self,
-        session_id: int,
+        session_id: UUID,
         *,
         metric_types: list[str] | None,
         since: dt.datetime | None,
@@ -206,10 +237,10 @@ class Store:
             params.append(metric_types)
         if since is not None:
             where.append("timestamp >= %s")
-            params.append(utc_naive(since))
+            params.append(utc_aware(since))
         if until is not None:
             where.append("timestamp < %s")
-            params.append(utc_naive(until))
+            params.append(utc_aware(until))
         clause = " AND ".join(where)
         async with self._cursor() as cur:
             if bucket_s is None:
@@ -223,8 +254,7 @@ class Store:
                 bucket_s = max(1.0, math.ceil(span / max(1, max_points)))
             await cur.execute(
                 "SELECT metric_type,"
-                " to_timestamp(floor(EXTRACT(EPOCH FROM timestamp) / %s) * %s)"
-                "   AT TIME ZONE 'UTC' AS bucket,"
+                " to_timestamp(floor(EXTRACT(EPOCH FROM timestamp) / %s) * %s) AS bucket,"
                 " AVG(value) AS avg, MIN(value) AS min, MAX(value) AS max, COUNT(*) AS n"
                 f" FROM live_metrics WHERE {clause}"
                 " GROUP BY 1, 2 ORDER BY 1, 2",
@@ -233,7 +263,7 @@ class Store:
             rows = [_clean(r) for r in await cur.fetchall()]
         return bucket_s, [r for r in rows if r is not None]
 
-    async def latest_metrics(self, session_id: int) -> dict[str, Any]:
+    async def latest_metrics(self, session_id: UUID) -> dict[str, Any]:
         async with self._cursor() as cur:
             await cur.execute(
                 "SELECT DISTINCT ON (metric_type) metric_type, value, timestamp"
@@ -247,7 +277,7 @@ class Store:
     # --- alerts -----------------------------------------------------------------------
 
     async def alerts(
-        self, session_id: int, *, unacknowledged: bool = False, limit: int = 100
+        self, session_id: UUID, *, unacknowledged: bool = False, limit: int = 100
     ) -> list[Row]:
         extra = " AND acknowledged_at IS NULL" if unacknowledged else ""
         async with self._cursor() as cur:
@@ -258,17 +288,17 @@ class Store:
             )
             return [r for r in map(_clean, await cur.fetchall()) if r is not None]
 
-    async def get_alert(self, alert_id: str) -> Row | None:
+    async def get_alert(self, alert_id: UUID) -> Row | None:
         async with self._cursor() as cur:
             await cur.execute("SELECT * FROM live_alerts WHERE id = %s", (alert_id,))
             return _clean(await cur.fetchone())
 
-    async def ack_alert(self, alert_id: str, user_id: int) -> Row | None:
+    async def ack_alert(self, alert_id: UUID, user_id: UUID) -> Row | None:
         """Acknowledge once; a repeated ack keeps the first time and person."""
         async with self._cursor() as cur:
             await cur.execute(
                 "UPDATE live_alerts SET acknowledged_at ="
-                " COALESCE(acknowledged_at, NOW() AT TIME ZONE 'UTC'),"
+                " COALESCE(acknowledged_at, NOW()),"
                 " acknowledged_by = COALESCE(acknowledged_by, %s)"
                 " WHERE id = %s RETURNING *",
                 (user_id, alert_id),
@@ -277,19 +307,19 @@ class Store:
 
     # --- profiles ---------------------------------------------------------------------
 
-    async def get_profile(self, user_id: int) -> Row | None:
+    async def get_profile(self, user_id: UUID) -> Row | None:
         async with self._cursor() as cur:
             await cur.execute("SELECT * FROM athlete_profiles WHERE user_id = %s", (user_id,))
             return _clean(await cur.fetchone())
 
-    async def put_profile(self, user_id: int, fields: dict[str, Any]) -> Row:
+    async def put_profile(self, user_id: UUID, fields: dict[str, Any]) -> Row:
         """Insert or update the given columns (others keep their value or default)."""
         columns = list(fields)
         values = [Jsonb(v) if isinstance(v, dict) else v for v in fields.values()]
         names = ", ".join(["user_id", *columns])
         marks = ", ".join(["%s"] * (len(columns) + 1))
         updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns)
-        updates = ", ".join(filter(None, [updates, "updated_at = NOW() AT TIME ZONE 'UTC'"]))
+        updates = ", ".join(filter(None, [updates, "updated_at = NOW()"]))
         async with self._cursor(**fields) as cur:
             await cur.execute(
                 f"INSERT INTO athlete_profiles ({names}) VALUES ({marks})"
@@ -305,21 +335,31 @@ class Store:
     async def insert_message(
         self,
         *,
-        session_id: int,
-        sender_id: int,
+        session_id: UUID,
+        sender_id: UUID,
         text: str,
         message_type: str,
         client_message_id: str | None,
     ) -> tuple[Row, bool]:
         """Persist a message; (row, created). A retried client id returns the first row."""
         async with self._cursor(text=text, client_message_id=client_message_id) as cur:
+            # The recipient: the session's coach for the athlete's messages, else the athlete.
             await cur.execute(
-                "INSERT INTO live_messages"
-                " (live_session_id, sender_id, message_type, content, client_message_id)"
-                " VALUES (%s, %s, %s, %s, %s)"
+                "INSERT INTO live_messages (live_session_id, sender_id, recipient_id,"
+                " message_type, message, client_message_id)"
+                " SELECT s.id, %(sender)s,"
+                " CASE WHEN s.user_id = %(sender)s THEN s.coach_id ELSE s.user_id END,"
+                " %(type)s, %(text)s, %(client)s FROM live_training_sessions s"
+                " WHERE s.id = %(session)s"
                 " ON CONFLICT (live_session_id, sender_id, client_message_id)"
                 " WHERE client_message_id IS NOT NULL DO NOTHING RETURNING *",
-                (session_id, sender_id, message_type, text, client_message_id),
+                {
+                    "session": session_id,
+                    "sender": sender_id,
+                    "type": message_type,
+                    "text": text,
+                    "client": client_message_id,
+                },
             )
             row = await cur.fetchone()
             if row is not None:
@@ -331,24 +371,31 @@ class Store:
             )
             return _clean(await cur.fetchone()) or {}, False
 
-    async def messages(self, session_id: int, *, before_id: int | None, limit: int) -> list[Row]:
+    async def messages(self, session_id: UUID, *, before_id: UUID | None, limit: int) -> list[Row]:
+        """The session's chat, oldest first: the ``limit`` newest (before ``before_id``).
+
+        Messages are ordered by ``seq`` (the order they were stored in), not by id.
+        """
         async with self._cursor() as cur:
             await cur.execute(
                 "SELECT * FROM live_messages WHERE live_session_id = %s"
-                " AND (%s::int IS NULL OR id < %s) ORDER BY id DESC LIMIT %s",
-                (session_id, before_id, before_id, limit),
+                " AND (%s::uuid IS NULL OR seq < ("
+                "   SELECT seq FROM live_messages WHERE id = %s AND live_session_id = %s))"
+                " ORDER BY seq DESC LIMIT %s",
+                (session_id, before_id, before_id, session_id, limit),
             )
             rows = [r for r in map(_clean, await cur.fetchall()) if r is not None]
         rows.reverse()
         return rows
 
-    async def mark_read(self, session_id: int, reader_id: int, up_to_id: int) -> list[int]:
+    async def mark_read(self, session_id: UUID, reader_id: UUID, up_to_id: UUID) -> list[UUID]:
         """Mark others' messages up to ``up_to_id`` read; the ids that changed."""
         async with self._cursor() as cur:
             await cur.execute(
-                "UPDATE live_messages SET read_at = NOW() AT TIME ZONE 'UTC'"
-                " WHERE live_session_id = %s AND id <= %s AND sender_id <> %s"
-                " AND read_at IS NULL RETURNING id",
-                (session_id, up_to_id, reader_id),
+                "UPDATE live_messages SET read_at = NOW()"
+                " WHERE live_session_id = %s AND seq <= ("
+                "   SELECT seq FROM live_messages WHERE id = %s AND live_session_id = %s)"
+                " AND sender_id <> %s AND read_at IS NULL RETURNING id, seq",
+                (session_id, up_to_id, session_id, reader_id),
             )
-            return sorted(r["id"] for r in await cur.fetchall())
+            return [r["id"] for r in sorted(await cur.fetchall(), key=lambda r: r["seq"])]

@@ -14,6 +14,7 @@ import json
 import random
 import sys
 from typing import Any, TextIO
+from uuid import UUID
 
 import aiohttp
 
@@ -67,8 +68,8 @@ def _format(event: dict[str, Any]) -> str | None:
         return (
             f"[{sid}] {_num(m.get('elapsed_s'), '{:>6.0f}s')}  HR {_num(m.get('heart_rate'))}"
             f" ({m.get('hr_zone') or '-'})  P {_num(m.get('power'))} W"
-            f" ({m.get('power_zone') or '-'})  pace {_pace(m.get('pace'))}"
-            f"  dist {_num(m.get('distance'), '{:.0f}')} m  NP {_num(m.get('np'))}"
+            f" ({m.get('power_zone') or '-'})  pace {_pace(m.get('pace_s_per_km'))}"
+            f"  dist {_num(m.get('distance'), '{:.2f}')} km  NP {_num(m.get('np'))}"
             f"  W'bal {_num(m.get('w_prime_bal_pct'), '{:.0f}%')}"
         )
     if kind == "alert":
@@ -179,7 +180,7 @@ async def watch(
             delay = min(delay * 2, 15.0)
 
 
-def channel_for(session_id: int | None, user_id: int | None) -> str:
+def channel_for(session_id: UUID | None, user_id: UUID | None) -> str:
     if session_id is not None:
         return session_channel(session_id)
     if user_id is not None:

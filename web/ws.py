@@ -22,6 +22,7 @@ import json
 import logging
 import time
 from typing import Any
+from uuid import UUID
 
 from aiohttp import WSMsgType, web
 from pydantic import BaseModel, ValidationError
@@ -40,6 +41,7 @@ from pipeline.models import (
     SubscribeFrame,
     TypingFrame,
     UnsubscribeFrame,
+    iso_z,
 )
 from pipeline.users import LinkRefused, UserId
 from web.access import Forbidden, NotFound
@@ -71,10 +73,6 @@ from web.protocol import (
 from web.resume import resume, subscribe, unsubscribe
 
 log = logging.getLogger(__name__)
-
-
-#: The spec's metrics names -> Sample fields (pace is s/km; Sample carries speed).
-_SPEC_NAMES = {"power": "power_w", "distance": "distance_m", "altitude": "altitude_m"}
 
 
 def _dumps(data: dict[str, Any]) -> str:
@@ -110,7 +108,7 @@ class _Socket:
     # --- replies ----------------------------------------------------------------------
 
     def reply(self, kind: str, frame: BaseModel | None = None, **fields: Any) -> None:
-        body: dict[str, Any] = {"type": kind, "timestamp": time.time(), **fields}
+        body: dict[str, Any] = {"type": kind, "timestamp": iso_z(time.time()), **fields}
         ref = getattr(frame, "id", None)
         if ref is not None:
             body["ref"] = ref
@@ -269,7 +267,7 @@ class _Socket:
 
     # --- presence ---------------------------------------------------------------------
 
-    async def _athlete_of(self, channel: Channel) -> int:
+    async def _athlete_of(self, channel: Channel) -> UUID:
         if channel.kind == "user":
             return channel.ident
         owner = await self.edge.need_access().session_owner(channel.ident)
@@ -277,7 +275,7 @@ class _Socket:
             raise NotFound(f"no live session {channel.ident}")
         return owner[0]
 
-    async def _authorize(self, channel: Channel) -> int:
+    async def _authorize(self, channel: Channel) -> UUID:
         principal = self.conn.principal
         assert principal is not None
         athlete = await self._athlete_of(channel)
@@ -327,7 +325,7 @@ async def _revoke(edge: Edge, conn: Connection, name: str, athlete: UserId) -> N
         "message": f"no longer allowed to see athlete {athlete}; unsubscribed from {name}",
         "channel": name,
         "subscribed": False,
-        "timestamp": time.time(),
+        "timestamp": iso_z(time.time()),
     }
     conn.send(_dumps(body), "error")
 
@@ -449,7 +447,7 @@ async def _on_auth(s: _Socket, data: dict[str, Any]) -> None:
     if principal.user_id != current.user_id:
         raise Forbidden("a refreshed token must be for the same user")
     s.conn.principal = principal
-    s.reply("ack", frame, op="auth", expires_at=principal.expires_at)
+    s.reply("ack", frame, op="auth", expires_at=iso_z(principal.expires_at))
 
 
 async def _on_ping(s: _Socket, data: dict[str, Any]) -> None:
@@ -546,31 +544,11 @@ async def _on_resume(s: _Socket, data: dict[str, Any]) -> None:
     await _recheck_if_changed(s, revision)
 
 
-def _samples_of(frame: ClientMetricsUpdateFrame) -> list[Any]:
-    if frame.samples is not None:
-        return [r.model_dump(exclude_none=True) for r in frame.samples]
-    if frame.metrics is None:
-        raise ValueError("samples or metrics: one of them is required")
-    sample: dict[str, Any] = {}
-    for name, value in frame.metrics.items():
-        if name == "pace":
-            # The spec's pace is seconds per km; a Sample carries speed.
-            if value is not None:
-                if not isinstance(value, int | float) or value <= 0:
-                    raise ValueError("metrics.pace: expected seconds per km above 0")
-                sample["speed_m_s"] = 1000.0 / value
-            continue
-        sample[_SPEC_NAMES.get(name, name)] = value
-    t = frame.t if frame.t is not None else frame.timestamp
-    sample["t"] = t if t is not None else time.time()
-    return [sample]
-
-
 async def _on_metrics_update(s: _Socket, data: dict[str, Any]) -> None:
     frame = ClientMetricsUpdateFrame.model_validate(data)
     principal = s.conn.principal
     assert principal is not None
-    samples = parse_samples(frame.session_id, _samples_of(frame))
+    samples = parse_samples(frame.session_id, frame.readings(time.time()))
     accepted = await s.edge.need_actions().accept_samples(principal, frame.session_id, samples)
     s.reply(
         "ack",
@@ -579,7 +557,7 @@ async def _on_metrics_update(s: _Socket, data: dict[str, Any]) -> None:
         session_id=frame.session_id,
         accepted=accepted.accepted,
         partition=accepted.partition,
-        offset=accepted.offset,
+        samples_offset=accepted.offset,  # the samples topic's, not a live cursor
     )
 
 
@@ -608,7 +586,7 @@ async def _on_typing(s: _Socket, data: dict[str, Any]) -> None:
             "sender_id": principal.user_id,
             "role": principal.role,
             "typing": frame.typing,
-            "timestamp": time.time(),
+            "timestamp": iso_z(time.time()),
         },
     )
 
@@ -676,7 +654,7 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
     sock = _Socket(edge, ws, conn)
     edge.connections.add(conn)
     edge.metrics.connections.inc()
-    counted: int | None = None
+    counted: UserId | None = None
     try:
         principal = await sock.authenticate(early)
         if principal is None:
@@ -698,7 +676,7 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
             "welcome",
             user_id=principal.user_id,
             role=principal.role,
-            expires_at=principal.expires_at,
+            expires_at=iso_z(principal.expires_at),
             heartbeat_s=cfg.heartbeat_s,
             idle_timeout_s=cfg.idle_timeout_s,
             live_partitions=edge.settings.live_partitions,

@@ -16,7 +16,15 @@ from agents.processing import Processor
 from pipeline.constants import LIVE_TOPIC
 from pipeline.records import ControlRecord, SampleBatchRecord
 from pipeline.transport import streams
-from tests.test_agents_e2e import PARTITIONS, T0, Workers, _append, _make_sessions, _wait_for
+from tests.test_agents_e2e import (
+    PARTITIONS,
+    T0,
+    USER,
+    Workers,
+    _append,
+    _make_sessions,
+    _wait_for,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -38,9 +46,9 @@ def _heart_rate(i: int) -> float:
     return 175.0 if i % 240 >= 150 else 140.0
 
 
-def _records(sid: int) -> list[ControlRecord | SampleBatchRecord]:
+def _records(sid: str) -> list[ControlRecord | SampleBatchRecord]:
     records: list[ControlRecord | SampleBatchRecord] = [
-        ControlRecord(session_id=sid, user_id=1, ingest_ms=0, action="start",
+        ControlRecord(session_id=sid, user_id=USER, ingest_ms=0, action="start",
                       at_ms=int(T0 * 1000), payload={"alerts": ALERTS})
     ]  # fmt: skip
     for start in range(0, SECONDS, BATCH):
@@ -48,11 +56,13 @@ def _records(sid: int) -> list[ControlRecord | SampleBatchRecord]:
             {"session_id": sid, "t": T0 + i, "heart_rate": _heart_rate(i), "power_w": 200.0}
             for i in range(start, start + BATCH)
         ]
-        records.append(SampleBatchRecord(session_id=sid, user_id=1, ingest_ms=0, samples=samples))
+        records.append(
+            SampleBatchRecord(session_id=sid, user_id=USER, ingest_ms=0, samples=samples)
+        )
     return records
 
 
-def _expected_alert_ids(sid: int) -> list[str]:
+def _expected_alert_ids(sid: str) -> list[str]:
     processor = Processor()
     state = None
     ids = []

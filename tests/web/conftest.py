@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import aiohttp
 import psycopg
@@ -17,16 +18,17 @@ from aiohttp.test_utils import TestServer
 
 from pipeline.models import server_event
 from pipeline.settings import Settings, load_settings
+from tests.ids import uid
 from tests.web.issuer import Issuer, serve_issuer
 from web.app import EDGE, Edge, EdgeConfig, create_app
 from web.auth import Role, mint_token
 
 SECRET = "test-secret-of-at-least-32-bytes-for-hs256!"
 
-ATHLETE = 1
-COACH = 2
-OTHER_COACH = 3
-OTHER_ATHLETE = 4
+ATHLETE = uid(1)
+COACH = uid(2)
+OTHER_COACH = uid(3)
+OTHER_ATHLETE = uid(4)
 
 
 @pytest.fixture
@@ -39,7 +41,7 @@ def settings(tmp_path: Path) -> Settings:
 @pytest.fixture
 def users(database_url: str) -> None:
     with psycopg.connect(database_url, autocommit=True) as conn:
-        for uid, role in (
+        for user, role in (
             (ATHLETE, "athlete"),
             (COACH, "coach"),
             (OTHER_COACH, "coach"),
@@ -47,9 +49,8 @@ def users(database_url: str) -> None:
         ):
             conn.execute(
                 "INSERT INTO users (id, email, name, role) VALUES (%s, %s, %s, %s)",
-                (uid, f"u{uid}@example.com", f"user {uid}", role),
+                (user, f"u{user.int}@example.com", f"user {user.int}", role),
             )
-        conn.execute("SELECT setval('users_id_seq', 100)")
         conn.execute(
             "INSERT INTO coach_athletes (coach_id, athlete_id) VALUES (%s, %s)", (COACH, ATHLETE)
         )
@@ -68,14 +69,14 @@ class Running:
     def url(self, path: str) -> str:
         return str(self.server.make_url(path))
 
-    def token(self, user_id: int, role: Role, ttl_s: int = 3600) -> str:
+    def token(self, user_id: UUID, role: Role, ttl_s: int = 3600) -> str:
         return mint_token(self.settings, user_id=user_id, role=role, ttl_s=ttl_s)
 
-    def headers(self, user_id: int = ATHLETE, role: Role = "athlete") -> dict[str, str]:
+    def headers(self, user_id: UUID = ATHLETE, role: Role = "athlete") -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token(user_id, role)}"}
 
     async def ws(
-        self, user_id: int = ATHLETE, role: Role = "athlete", **kwargs: Any
+        self, user_id: UUID = ATHLETE, role: Role = "athlete", **kwargs: Any
     ) -> aiohttp.ClientWebSocketResponse:
         ws = await self.session.ws_connect(
             self.url("/api/v1/live/ws"), headers=self.headers(user_id, role), **kwargs
@@ -84,12 +85,13 @@ class Running:
         assert welcome["type"] == "welcome", welcome
         return ws
 
-    async def start_session(self, user_id: int = ATHLETE) -> int:
+    async def start_session(self, user_id: UUID = ATHLETE) -> str:
+        """A new session of ``user_id``; its id as text (as frames and paths carry it)."""
         async with self.session.post(
             self.url("/api/v1/live/sessions/start"), headers=self.headers(user_id), json={}
         ) as resp:
             assert resp.status == 201, await resp.text()
-            return int((await resp.json())["id"])
+            return str((await resp.json())["id"])
 
 
 EdgeFactory = Callable[..., Any]

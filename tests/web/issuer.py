@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -14,6 +15,8 @@ import jwt
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from cryptography.hazmat.primitives.asymmetric import rsa
+
+from tests.ids import uid
 
 ISSUER = "https://id.host.example/"
 AUDIENCE = "livecoach"
@@ -42,7 +45,13 @@ class Issuer:
 
     def token(self, kid: str = "k1", **claims: Any) -> str:
         now = int(time.time())
-        body = {"sub": "42", "iss": ISSUER, "aud": AUDIENCE, "iat": now, "exp": now + 600}
+        body = {
+            "sub": str(host_user_id(42)),
+            "iss": ISSUER,
+            "aud": AUDIENCE,
+            "iat": now,
+            "exp": now + 600,
+        }
         body.update(claims)
         body = {k: v for k, v in body.items() if v is not None}
         return jwt.encode(body, self.keys[kid], algorithm="RS256", headers={"kid": kid})
@@ -69,11 +78,7 @@ async def serve_issuer() -> AsyncIterator[Issuer]:
         await server.close()
 
 
-def host_user_id(n: int) -> int:
-    """The host's id of test user ``n``: what the issuer puts in ``sub``.
-
-    An integer while livecoach keys users by INTEGER; with the host's UUIDs it becomes
-    ``uuid.UUID(int=n)``, and the tests using it need no other change (they send ids
-    as ``str(...)`` and compare answers as strings).
-    """
-    return n
+def host_user_id(n: int) -> uuid.UUID:
+    """The host's id of test user ``n``: what the issuer puts in ``sub`` (a UUID; the
+    tests using it send ids as ``str(...)`` and compare answers as strings)."""
+    return uid(n)

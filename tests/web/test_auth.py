@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from pipeline.errors import ConfigError
 from pipeline.settings import Settings, load_settings
+from tests.ids import sid, uid
 from tests.web.issuer import AUDIENCE, ISSUER, Issuer
 from web.auth import AuthError, TokenVerifier, mint_token
 from web.jwks import JwksUnavailable
@@ -38,9 +39,9 @@ def _rs_settings(issuer: Issuer, **overrides: Any) -> Settings:
 async def test_a_verified_token_is_answered_the_same_from_memory() -> None:
     settings = _settings()
     verifier = TokenVerifier(settings)
-    token = mint_token(settings, user_id=7, role="coach", name="Ann")
+    token = mint_token(settings, user_id=uid(7), role="coach", name="Ann")
     first = await verifier.verify(token)
-    assert (first.user_id, first.role_hint, first.name_hint) == (7, "coach", "Ann")
+    assert (first.user_id, first.role_hint, first.name_hint) == (uid(7), "coach", "Ann")
     assert await verifier.verify(token) == first
 
 
@@ -48,8 +49,8 @@ async def test_a_remembered_token_still_expires() -> None:
     settings = _settings()
     verifier = TokenVerifier(settings)
     now = int(time.time())
-    token = jwt.encode({"sub": "3", "exp": now + 1}, settings.jwt_secret_value(), "HS256")
-    assert (await verifier.verify(token)).user_id == 3
+    token = jwt.encode({"sub": sid(3), "exp": now + 1}, settings.jwt_secret_value(), "HS256")
+    assert (await verifier.verify(token)).user_id == uid(3)
     await asyncio.sleep(max(0.0, now + 1.05 - time.time()))
     with pytest.raises(AuthError, match="expired"):
         await verifier.verify(token)
@@ -60,7 +61,7 @@ async def test_a_remembered_token_still_expires() -> None:
 async def test_a_forged_signature_on_a_remembered_token_is_refused() -> None:
     settings = _settings()
     verifier = TokenVerifier(settings)
-    token = mint_token(settings, user_id=5, role="athlete")
+    token = mint_token(settings, user_id=uid(5), role="athlete")
     await verifier.verify(token)
     head, body, signature = token.split(".")
     forged = f"{head}.{body}.{signature[:-4]}AAAA"
@@ -86,7 +87,7 @@ async def test_rs256_tokens_with_a_wrong_claim_are_refused_with_the_reason(
     issuer: Issuer, claims: dict[str, Any], reason: str
 ) -> None:
     verifier = TokenVerifier(_rs_settings(issuer))
-    assert (await verifier.verify(issuer.token())).user_id == 42
+    assert (await verifier.verify(issuer.token())).user_id == uid(42)
     with pytest.raises(AuthError, match=reason):
         await verifier.verify(issuer.token(**claims))
     await verifier.aclose()
@@ -95,7 +96,7 @@ async def test_rs256_tokens_with_a_wrong_claim_are_refused_with_the_reason(
 async def test_a_token_with_an_aud_is_refused_when_no_audience_is_configured() -> None:
     settings = _settings()
     token = jwt.encode(
-        {"sub": "1", "aud": "x", "exp": int(time.time()) + 60}, settings.jwt_secret_value()
+        {"sub": sid(1), "aud": "x", "exp": int(time.time()) + 60}, settings.jwt_secret_value()
     )
     with pytest.raises(AuthError, match="no audience configured"):
         await TokenVerifier(settings).verify(token)
@@ -104,7 +105,7 @@ async def test_a_token_with_an_aud_is_refused_when_no_audience_is_configured() -
 async def test_maximum_lifetime_refuses_long_lived_and_iat_less_tokens(issuer: Issuer) -> None:
     verifier = TokenVerifier(_rs_settings(issuer, jwt_max_lifetime_s=3600))
     now = int(time.time())
-    assert (await verifier.verify(issuer.token(iat=now - 3000, exp=now + 600))).user_id == 42
+    assert (await verifier.verify(issuer.token(iat=now - 3000, exp=now + 600))).user_id == uid(42)
     with pytest.raises(AuthError, match="lifetime 7800 s exceeds the maximum of 3600 s"):
         await verifier.verify(issuer.token(iat=now - 7200, exp=now + 600))
     with pytest.raises(AuthError, match="no 'iat' claim"):
@@ -116,11 +117,11 @@ async def test_algorithms_outside_the_list_are_refused(issuer: Issuer) -> None:
     settings = _rs_settings(issuer)
     verifier = TokenVerifier(settings)  # RS256 only: the shared secret is not accepted
     hs = jwt.encode(
-        {"sub": "1", "iss": ISSUER, "aud": AUDIENCE, "exp": int(time.time()) + 60}, "s" * 32
+        {"sub": sid(1), "iss": ISSUER, "aud": AUDIENCE, "exp": int(time.time()) + 60}, "s" * 32
     )
     with pytest.raises(AuthError, match="algorithm 'HS256' not accepted"):
         await verifier.verify(hs)
-    unsigned = jwt.encode({"sub": "1", "exp": int(time.time()) + 60}, None, algorithm="none")
+    unsigned = jwt.encode({"sub": sid(1), "exp": int(time.time()) + 60}, None, algorithm="none")
     with pytest.raises(AuthError, match="algorithm 'none' not accepted"):
         await verifier.verify(unsigned)
     await verifier.aclose()
@@ -128,11 +129,11 @@ async def test_algorithms_outside_the_list_are_refused(issuer: Issuer) -> None:
 
 async def test_jwks_is_fetched_once_and_refetched_for_a_rotated_key(issuer: Issuer) -> None:
     verifier = TokenVerifier(_rs_settings(issuer, jwt_jwks_min_refresh_s=0.0))
-    for sub in ("1", "2", "3"):
+    for sub in (sid(1), sid(2), sid(3)):
         await verifier.verify(issuer.token(sub=sub))
     assert issuer.fetches == 1
     issuer.add_key("k2")  # the issuer rotates: a new kid appears in its JWKS
-    assert (await verifier.verify(issuer.token(kid="k2", sub="4"))).user_id == 4
+    assert (await verifier.verify(issuer.token(kid="k2", sub=sid(4)))).user_id == uid(4)
     assert issuer.fetches == 2
     await verifier.aclose()
 
@@ -153,7 +154,7 @@ async def test_an_unreachable_jwks_url_is_a_service_failure_not_a_401(tmp_path: 
         jwt_jwks_url="http://127.0.0.1:9/jwks.json", jwt_algorithms="RS256", jwt_audience="a"
     )
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    token = jwt.encode({"sub": "1", "exp": int(time.time()) + 60}, key, "RS256", {"kid": "k"})
+    token = jwt.encode({"sub": sid(1), "exp": int(time.time()) + 60}, key, "RS256", {"kid": "k"})
     verifier = TokenVerifier(settings)
     for _ in range(3):  # the first fetches; the next, within a second, do not: still 503
         with pytest.raises(JwksUnavailable):
@@ -173,11 +174,11 @@ async def test_a_jwks_file_still_works_and_symmetric_keys_in_it_are_ignored(
     path.write_text(json.dumps({"keys": [{**jwk, "kid": "ec1"}, oct_jwk]}))
     verifier = TokenVerifier(_settings(jwt_jwks_file=path, jwt_algorithms="ES256,HS256"))
     now = int(time.time())
-    es = jwt.encode({"sub": "8", "exp": now + 60}, key, "ES256", {"kid": "ec1"})
-    assert (await verifier.verify(es)).user_id == 8
+    es = jwt.encode({"sub": sid(8), "exp": now + 60}, key, "ES256", {"kid": "ec1"})
+    assert (await verifier.verify(es)).user_id == uid(8)
     # An HS256 token signed with the JWKS's symmetric key is checked against the
     # configured secret only, so it fails.
-    hs = jwt.encode({"sub": "9", "exp": now + 60}, secret, "HS256", {"kid": "hs"})
+    hs = jwt.encode({"sub": sid(9), "exp": now + 60}, secret, "HS256", {"kid": "hs"})
     with pytest.raises(AuthError, match="signature"):
         await verifier.verify(hs)
 

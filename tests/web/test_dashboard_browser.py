@@ -19,8 +19,10 @@ import os
 import shutil
 import socket
 import time
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
+from uuid import UUID
 
 import aiohttp
 import psycopg
@@ -32,12 +34,14 @@ from pipeline.constants import LIVE_TOPIC
 from pipeline.records import session_key
 from pipeline.settings import Settings
 from pipeline.transport.streams import append, partition_for_key, stream_id, stream_key
+from tests import wire_check
+from tests.ids import uid
 from web.app import EdgeConfig, create_app
 from web.auth import Role, mint_token
 
 pytestmark = pytest.mark.integration
 
-ATHLETE, COACH = 1, 2
+ATHLETE, COACH = uid(1), uid(2)
 CHROMIUM = os.environ.get("LIVECOACH_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless",
@@ -105,7 +109,7 @@ class Edge:
             await asyncio.wait_for(self.runner.cleanup(), 15)
             self.runner = None
 
-    def token(self, user_id: int, role: Role) -> str:
+    def token(self, user_id: UUID, role: Role) -> str:
         return mint_token(self.settings, user_id=user_id, role=role, ttl_s=3600)
 
 
@@ -121,7 +125,26 @@ async def live_edge(
         await edge.stop()
 
 
-async def publish(redis_url: str, session_id: int, *events: dict[str, Any]) -> list[int]:
+def _wire_checked(page: Any) -> Any:
+    """Check every frame the page receives from livecoach against the protocol's schema
+    (tests/wire_check.py; a violation fails the test at teardown)."""
+
+    def on_socket(ws: Any) -> None:
+        if ws.url.split("?")[0].endswith(wire_check.WS_PATH):
+            ws.on(
+                "framereceived",
+                lambda payload: (
+                    wire_check.check(json.loads(payload), "in the browser: ")
+                    if isinstance(payload, str)
+                    else None
+                ),
+            )
+
+    page.on("websocket", on_socket)
+    return page
+
+
+async def publish(redis_url: str, session_id: str, *events: dict[str, Any]) -> list[int]:
     """Append events to ``live`` as the agents do (the session's partition); offsets."""
     redis = aioredis.Redis.from_url(redis_url)
     try:
@@ -141,18 +164,25 @@ async def publish(redis_url: str, session_id: int, *events: dict[str, Any]) -> l
         await redis.aclose()
 
 
-def metrics(session_id: int, user_id: int = ATHLETE, **values: Any) -> dict[str, Any]:
+def metrics(session_id: str, user_id: UUID = ATHLETE, **values: Any) -> dict[str, Any]:
+    """A metrics_update as the agents publish it (their units: pace s/km, distance m)."""
     return {
         "type": "metrics_update",
         "session_id": session_id,
-        "user_id": user_id,
+        "user_id": str(user_id),
         "ingest_ms": int(time.time() * 1000),
         "metrics": {"pace": None, "distance": None, "cadence": None, **values},
     }
 
 
-def alert(database_url: str, session_id: int, alert_id: str, current: float) -> dict[str, Any]:
+def aid(name: str) -> str:
+    """The alert id (a UUID) of the test's alert ``name``."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"livecoach-test-alert:{name}"))
+
+
+def alert(database_url: str, session_id: str, name: str, current: float) -> dict[str, Any]:
     """An alert as the alerts agent makes it: its row first, then the live event."""
+    alert_id = aid(name)
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute(
             "INSERT INTO live_alerts (id, live_session_id, user_id, rule, metric, severity,"
@@ -163,7 +193,7 @@ def alert(database_url: str, session_id: int, alert_id: str, current: float) -> 
     return {
         "type": "alert",
         "session_id": session_id,
-        "user_id": ATHLETE,
+        "user_id": str(ATHLETE),
         "alert": {
             "id": alert_id,
             "rule": "heart_rate",
@@ -178,7 +208,7 @@ def alert(database_url: str, session_id: int, alert_id: str, current: float) -> 
     }
 
 
-async def start_session(edge: Edge, athlete: int = ATHLETE) -> int:
+async def start_session(edge: Edge, athlete: UUID = ATHLETE) -> str:
     async with (
         aiohttp.ClientSession() as http,
         http.post(
@@ -188,7 +218,7 @@ async def start_session(edge: Edge, athlete: int = ATHLETE) -> int:
         ) as resp,
     ):
         assert resp.status == 201, await resp.text()
-        return int((await resp.json())["id"])
+        return str((await resp.json())["id"])
 
 
 # --- the served files (no browser needed) --------------------------------------------------
@@ -294,7 +324,7 @@ async def test_dashboards_live_alerts_chat_and_resume_after_edge_restart(
             )
             for who, user, role, extra in roles:
                 context = await browser.new_context()
-                page = await context.new_page()
+                page = _wire_checked(await context.new_page())
                 _record_console(page, who, console)
                 token = edge.token(user, role)
                 await page.goto(f"{edge.base}/dashboard?{PAGE_OPTIONS}{extra.format(token=token)}")
@@ -332,7 +362,7 @@ async def test_dashboards_live_alerts_chat_and_resume_after_edge_restart(
                 assert await _text(page, "#m-np") == "251"
                 assert await _text(page, "#m-w_prime") == "72"
                 assert "P Z4" in await _text(page, "#s-zones")
-            await _wait_text(coach, '[data-athlete="1"] .line', "151 bpm")
+            await _wait_text(coach, f'[data-athlete="{ATHLETE}"] .line', "151 bpm")
 
             # --- presence: the coach follows the athlete ------------------------------------
             await athlete.locator("#watching").wait_for(state="visible", timeout=WAIT_MS)
@@ -342,20 +372,20 @@ async def test_dashboards_live_alerts_chat_and_resume_after_edge_restart(
             # --- an alert: shown on both, announced with sound, acknowledged by the coach --
             await publish(redis_url, sid, alert(database_url, sid, "hr-1", 181))
             for page in (athlete, coach):
-                item = page.locator('li.alert[data-id="hr-1"]')
+                item = page.locator(f'li.alert[data-id="{aid("hr-1")}"]')
                 await item.wait_for(timeout=WAIT_MS)
                 assert "Heart rate 181 above 175" in (await item.text_content() or "")
                 notified = await item.get_attribute("data-notified") or ""
                 assert "sound" in notified.split(), notified
                 assert any(n.startswith("vibration") for n in notified.split()), notified
-            await coach.locator('li.alert[data-id="hr-1"] button.ack').click()
+            await coach.locator(f'li.alert[data-id="{aid("hr-1")}"] button.ack').click()
             for page in (coach, athlete):
-                await page.locator('li.alert[data-id="hr-1"][data-acked="true"]').wait_for(
-                    timeout=WAIT_MS
-                )
+                await page.locator(
+                    f'li.alert[data-id="{aid("hr-1")}"][data-acked="true"]'
+                ).wait_for(timeout=WAIT_MS)
             with psycopg.connect(database_url) as conn:
                 row = conn.execute(
-                    "SELECT acknowledged_by FROM live_alerts WHERE id = 'hr-1'"
+                    "SELECT acknowledged_by FROM live_alerts WHERE id = %s", (aid("hr-1"),)
                 ).fetchone()
             assert row == (COACH,)
 
@@ -368,13 +398,13 @@ async def test_dashboards_live_alerts_chat_and_resume_after_edge_restart(
                 ).fetchone()
             assert prefs == (False, True)
             await publish(redis_url, sid, alert(database_url, sid, "hr-quiet", 179))
-            quiet = athlete.locator('li.alert[data-id="hr-quiet"]')
+            quiet = athlete.locator(f'li.alert[data-id="{aid("hr-quiet")}"]')
             await quiet.wait_for(timeout=WAIT_MS)
             assert "sound" not in (await quiet.get_attribute("data-notified") or "").split()
-            await coach.locator('li.alert[data-id="hr-quiet"] button.ack').click()
-            await athlete.locator('li.alert[data-id="hr-quiet"][data-acked="true"]').wait_for(
-                timeout=WAIT_MS
-            )
+            await coach.locator(f'li.alert[data-id="{aid("hr-quiet")}"] button.ack').click()
+            await athlete.locator(
+                f'li.alert[data-id="{aid("hr-quiet")}"][data-acked="true"]'
+            ).wait_for(timeout=WAIT_MS)
             await athlete.locator("#pref-sound").check()
             await _until(athlete, "() => document.body.dataset.prefsSaved === 'sound=true'")
 
@@ -426,7 +456,7 @@ async def test_dashboards_live_alerts_chat_and_resume_after_edge_restart(
                 await _until(page, "() => document.body.dataset.connects === '2'")
                 await _until(page, SUBSCRIBED)
                 await _wait_text(page, "#m-heart_rate", "164")
-                await page.locator('li.alert[data-id="hr-2"]').wait_for(timeout=WAIT_MS)
+                await page.locator(f'li.alert[data-id="{aid("hr-2")}"]').wait_for(timeout=WAIT_MS)
             # the queued message reached the coach, once, after the earlier ones
             await _wait_text(coach, "#messages", "sent while offline")
             texts = [
@@ -440,13 +470,15 @@ async def test_dashboards_live_alerts_chat_and_resume_after_edge_restart(
             # the replayed alert is announced once, nothing came twice
             for page in (athlete, coach):
                 assert await page.locator("li.alert").count() == 3
-                assert await page.locator('li.alert[data-id="hr-2"]').get_attribute("data-notified")
+                assert await page.locator(f'li.alert[data-id="{aid("hr-2")}"]').get_attribute(
+                    "data-notified"
+                )
                 assert await page.locator("#messages li").count() == 3
             # presence came back with the coach's new socket
             await athlete.locator("#watching").wait_for(state="visible", timeout=WAIT_MS)
             with psycopg.connect(database_url) as conn:
                 stored = conn.execute(
-                    "SELECT content FROM live_messages WHERE live_session_id = %s ORDER BY id",
+                    "SELECT message FROM live_messages WHERE live_session_id = %s ORDER BY seq",
                     (sid,),
                 ).fetchall()
             assert [r[0] for r in stored] == texts
@@ -473,17 +505,18 @@ async def test_coach_watches_two_athletes(
     the detail panel (tiles, alerts, chat) follows the card picked."""
     from playwright.async_api import async_playwright
 
-    second = 4
+    second = uid(4)
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute(
             "INSERT INTO coach_athletes (coach_id, athlete_id) VALUES (%s, %s)", (COACH, second)
         )
     sid1 = await start_session(live_edge)
     sid2 = await start_session(live_edge, second)
+    checked_before = wire_check.checked[0]
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
-            page = await browser.new_page()
+            page = _wire_checked(await browser.new_page())
             token = live_edge.token(COACH, "coach")
             await page.goto(
                 f"{live_edge.base}/dashboard?athletes={ATHLETE},{second}&{PAGE_OPTIONS}"
@@ -498,9 +531,11 @@ async def test_coach_watches_two_athletes(
             # the first athlete is shown; an alert of the second only marks its card
             assert await _text(page, "#m-heart_rate") == "121"
             second_alert = alert(database_url, sid2, "a4-1", 190)
-            second_alert["user_id"] = second
+            second_alert["user_id"] = str(second)
             with psycopg.connect(database_url, autocommit=True) as conn:
-                conn.execute("UPDATE live_alerts SET user_id = %s WHERE id = 'a4-1'", (second,))
+                conn.execute(
+                    "UPDATE live_alerts SET user_id = %s WHERE id = %s", (second, aid("a4-1"))
+                )
             await publish(redis_url, sid2, second_alert)
             await _wait_text(page, f'[data-athlete="{second}"] .alerts-count', "1 open alert")
             assert await page.locator("li.alert").count() == 0
@@ -509,8 +544,8 @@ async def test_coach_watches_two_athletes(
             await _wait_text(page, "#detail-title", f"Athlete {second} · session {sid2}")
             assert await _text(page, "#m-heart_rate") == "162"
             assert await _text(page, "#m-power") == "305"
-            await page.locator('li.alert[data-id="a4-1"] button.ack').click()
-            await page.locator('li.alert[data-id="a4-1"][data-acked="true"]').wait_for(
+            await page.locator(f'li.alert[data-id="{aid("a4-1")}"] button.ack').click()
+            await page.locator(f'li.alert[data-id="{aid("a4-1")}"][data-acked="true"]').wait_for(
                 timeout=WAIT_MS
             )
             await page.locator("#chat-input").fill("only for athlete four")
@@ -525,9 +560,11 @@ async def test_coach_watches_two_athletes(
             await browser.close()
     with psycopg.connect(database_url) as conn:
         rows = conn.execute(
-            "SELECT live_session_id, content FROM live_messages ORDER BY id"
+            "SELECT live_session_id::text, message FROM live_messages ORDER BY seq"
         ).fetchall()
     assert rows == [(sid2, "only for athlete four")]
+    # What the page received was checked against the protocol's schema.
+    assert wire_check.checked[0] > checked_before
 
 
 @needs_browser
@@ -544,7 +581,7 @@ async def test_resume_past_retention_shows_the_snapshot(
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
-            page = await browser.new_page()
+            page = _wire_checked(await browser.new_page())
             token = edge.token(ATHLETE, "athlete")
             await page.goto(f"{edge.base}/dashboard?{PAGE_OPTIONS}#token={token}")
             await _until(page, SUBSCRIBED)
@@ -558,13 +595,12 @@ async def test_resume_past_retention_shows_the_snapshot(
             with psycopg.connect(database_url, autocommit=True) as conn:
                 conn.execute(
                     "INSERT INTO live_metrics (live_session_id, timestamp, metric_type, value)"
-                    " VALUES (%s, NOW() AT TIME ZONE 'UTC', 'heart_rate', 142),"
-                    " (%s, NOW() AT TIME ZONE 'UTC', 'speed', 4)",
+                    " VALUES (%s, NOW(), 'heart_rate', 142), (%s, NOW(), 'speed', 4)",
                     (sid, sid),
                 )
                 conn.execute(
                     "INSERT INTO live_messages (live_session_id, sender_id, message_type,"
-                    " content) VALUES (%s, %s, 'text', 'written while you were away')",
+                    " message) VALUES (%s, %s, 'text', 'written while you were away')",
                     (sid, COACH),
                 )
             offsets = await publish(
@@ -572,7 +608,12 @@ async def test_resume_past_retention_shows_the_snapshot(
                 sid,
                 metrics(sid, heart_rate=130),
                 metrics(sid, heart_rate=141),
-                {"type": "session_event", "event": "lap", "session_id": sid, "user_id": ATHLETE},
+                {
+                    "type": "session_event",
+                    "event": "lap",
+                    "session_id": sid,
+                    "user_id": str(ATHLETE),
+                },
             )
             redis = aioredis.Redis.from_url(redis_url)
             try:
@@ -586,7 +627,9 @@ async def test_resume_past_retention_shows_the_snapshot(
             await _wait_text(page, "#m-heart_rate", "142")  # from the snapshot
             assert await _text(page, "#m-pace") == "4:10"  # 4 m/s
             await _wait_text(page, "#messages", "written while you were away")
-            resumed = await page.evaluate("window.livecoach.client.cursors()[`live:user:1`].length")
+            resumed = await page.evaluate(
+                f"window.livecoach.client.cursors()['live:user:{ATHLETE}'].length"
+            )
             assert resumed == 4
             # and live again after the snapshot
             await publish(redis_url, sid, metrics(sid, heart_rate=150))
@@ -604,7 +647,7 @@ async def test_client_asks_for_a_token_on_4401_and_stops_on_4403(live_edge: Edge
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
-            page = await browser.new_page()
+            page = _wire_checked(await browser.new_page())
             await page.goto(f"{live_edge.base}/dashboard?token=not-a-jwt&{PAGE_OPTIONS}")
             await page.locator("#login").wait_for(state="visible", timeout=WAIT_MS)
             await _wait_text(page, "#login-note", "paste a new one")
@@ -614,10 +657,12 @@ async def test_client_asks_for_a_token_on_4401_and_stops_on_4403(live_edge: Edge
             await page.locator("#login-form button").click()
             await _until(page, SUBSCRIBED)
 
-            coach = await browser.new_page()
+            coach = _wire_checked(await browser.new_page())
             token = live_edge.token(COACH, "coach")
             # Athlete 4 is not linked to coach 2.
-            await coach.goto(f"{live_edge.base}/dashboard?token={token}&athletes=4&{PAGE_OPTIONS}")
+            await coach.goto(
+                f"{live_edge.base}/dashboard?token={token}&athletes={uid(4)}&{PAGE_OPTIONS}"
+            )
             await _until(coach, "() => document.body.dataset.state === 'stopped'")
             assert await coach.evaluate("window.livecoach.client.lastClose.code") == 4403
             await _wait_text(coach, "#login-note", "Not allowed")
@@ -875,7 +920,7 @@ async def test_livecoach_js_logic_with_a_scripted_socket(live_edge: Edge) -> Non
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
-            page = await browser.new_page()
+            page = _wire_checked(await browser.new_page())
             await page.goto(f"{live_edge.base}/healthz")
             failures = await page.evaluate(_CLIENT_LOGIC)
         finally:

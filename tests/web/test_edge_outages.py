@@ -17,6 +17,7 @@ import aiohttp
 import psutil
 import pytest
 from aiohttp.test_utils import TestServer
+from ids import uid
 
 from pipeline.embedded import EmbeddedPostgres, EmbeddedRedis
 from pipeline.settings import Settings
@@ -26,7 +27,7 @@ from web.auth import mint_token
 
 pytestmark = pytest.mark.integration
 
-ATHLETE = 1
+ATHLETE = uid(1)
 
 
 async def test_a_redis_outage_fails_requests_fast_with_retry_after(

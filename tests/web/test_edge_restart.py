@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+from ids import uid
 
 from pipeline.records import session_key
 from pipeline.settings import Settings
@@ -22,17 +24,27 @@ from web.auth import mint_token
 
 pytestmark = pytest.mark.integration
 
-ATHLETE = 1
+ATHLETE = uid(1)
 
 
-def alert(session_id: int, alert_id: str) -> dict[str, Any]:
+def _alert_id(name: str) -> str:
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"alert-{name}"))
+
+
+#: Alert id -> the test's name for it ("A", "B", "C").
+NAMES = {_alert_id(name): name for name in "ABC"}
+
+
+def alert(session_id: str, name: str) -> dict[str, Any]:
     return {
         "type": "alert",
         "session_id": session_id,
-        "user_id": ATHLETE,
+        "user_id": str(ATHLETE),
         "timestamp": time.time(),
-        "alert": {"id": alert_id, "severity": "warning", "message": f"alert {alert_id}"},
-    }
+        "alert": {"id": _alert_id(name), "rule": "hr_zone", "severity": "warning",
+                  "message": f"alert {name}", "metric": "heart_rate", "current": 180,
+                  "threshold": 175},
+    }  # fmt: skip
 
 
 async def _until_quiet(ws: aiohttp.ClientWebSocketResponse, quiet_s: float = 0.5) -> list[Any]:
@@ -47,13 +59,13 @@ async def _until_quiet(ws: aiohttp.ClientWebSocketResponse, quiet_s: float = 0.5
         frames.append(json.loads(msg.data))
 
 
-def _same_partition(session_id: int, partitions: int = 4) -> int:
+def _same_partition(session_id: str, partitions: int = 4) -> str:
     """Another session id whose events go to the same partition of ``live``."""
     p = partition_for_key(session_key(session_id), partitions)
-    other = session_id + 1
-    while partition_for_key(session_key(other), partitions) != p:
-        other += 1
-    return other
+    n = 1000
+    while partition_for_key(session_key(str(uid(n))), partitions) != p:
+        n += 1
+    return str(uid(n))
 
 
 @pytest.mark.parametrize("away", [False, True], ids=["seen-then-restart", "away-15k-entries"])
@@ -75,7 +87,7 @@ async def test_a_repeated_alert_is_delivered_once_across_an_edge_restart(
                 f"{edge.base_url}/api/v1/live/sessions/start", headers=headers, json={}
             ) as resp:
                 assert resp.status == 201, await resp.text()
-                sid = int((await resp.json())["id"])
+                sid = str((await resp.json())["id"])
             channel = f"live:session:{sid}"
             url = f"{edge.base_url}/api/v1/live/ws"
             ws = await http.ws_connect(url, headers=headers)
@@ -93,7 +105,7 @@ async def test_a_repeated_alert_is_delivered_once_across_an_edge_restart(
                     await publish(redis_url, other, [filler] * 5_000)
             else:
                 frames = await _until_quiet(ws)
-                seen += [f["alert"]["id"] for f in frames if f["type"] == "alert"]
+                seen += [NAMES[f["alert"]["id"]] for f in frames if f["type"] == "alert"]
                 cursor = [f["offset"] for f in frames if "offset" in f][-1]
                 assert seen == ["A", "B"]
 
@@ -108,7 +120,7 @@ async def test_a_repeated_alert_is_delivered_once_across_an_edge_restart(
             frames = await _until_quiet(ws)
             resumed = [f for f in frames if f["type"] == "resumed"]
             assert resumed and resumed[0]["recovered"] is True, frames
-            seen += [f["alert"]["id"] for f in frames if f["type"] == "alert"]
+            seen += [NAMES[f["alert"]["id"]] for f in frames if f["type"] == "alert"]
             await ws.close()
     print(f"alert ids the client got: {seen}")
     assert sorted(seen) == ["A", "B", "C"]
@@ -135,7 +147,7 @@ async def test_a_resume_read_from_redis_drops_a_repeated_alert(
     await ws.send_json({"type": "resume", "cursors": {channel: ack["cursor"]}})
     frames = await _until_quiet(ws)
     await ws.close()
-    seen = [f["alert"]["id"] for f in frames if f["type"] == "alert"]
+    seen = [NAMES[f["alert"]["id"]] for f in frames if f["type"] == "alert"]
     print(f"alert ids replayed from Redis: {seen}")
     assert [f["recovered"] for f in frames if f["type"] == "resumed"] == [True]
     assert sorted(seen) == ["A", "B", "C"]

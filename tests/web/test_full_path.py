@@ -7,13 +7,17 @@ reaches the running agent within a second and changes the alerts it raises.
 
 from __future__ import annotations
 
+import asyncio
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import aiohttp
+import psycopg
 import pytest
 
+from pipeline.models import iso_z
 from tests.test_agents_e2e import Workers
 from tests.web.conftest import ATHLETE, COACH, OTHER_COACH, Running
 
@@ -31,7 +35,7 @@ def workers(redis_url: str, database_url: str) -> Iterator[Workers]:
     w.stop_all()
 
 
-async def _post(edge: Running, sid: int, first: int, last: int, hr: float) -> None:
+async def _post(edge: Running, sid: str, first: int, last: int, hr: float) -> None:
     samples = [{"session_id": sid, "t": T0 + i, "heart_rate": hr, "power_w": 210.0}
                for i in range(first, last)]  # fmt: skip
     async with edge.session.post(
@@ -81,7 +85,7 @@ async def test_device_to_two_edges_with_live_threshold_change(
     # 30 s at 150 bpm: below the default ceiling, so metrics and no alert.
     for first in range(0, 30, 5):
         await _post(edge_a, sid, first, first + 5, 150.0)
-    last_t = T0 + 29
+    last_t = iso_z(T0 + 29)  # the wire's time: ISO 8601 UTC
     for ws in (coach, athlete):
         frames = await _frames_until(
             ws, lambda f: f.get("type") == "metrics_update" and f["timestamp"] == last_t, 30
@@ -140,8 +144,9 @@ async def test_an_alert_republished_after_a_worker_crash_reaches_sockets_once(
     ws = await edge.ws(COACH, "coach")
     await ws.send_json({"type": "subscribe", "channel": f"live:session:{sid}"})
     await ws.receive_json(timeout=5)  # ack
-    alert = {"type": "alert", "session_id": sid, "user_id": ATHLETE, "timestamp": time.time(),
-             "alert": {"id": "a-1", "rule": "heart_rate", "severity": "warning",
+    alert = {"type": "alert", "session_id": sid, "user_id": str(ATHLETE),
+             "timestamp": time.time(),
+             "alert": {"id": str(uuid.uuid4()), "rule": "heart_rate", "severity": "warning",
                        "message": "HR high", "metric": "heart_rate", "current": 175,
                        "threshold": 160}}  # fmt: skip
     # The agent published, died before saving its state, and published again on replay.
@@ -153,3 +158,32 @@ async def test_an_alert_republished_after_a_worker_crash_reaches_sockets_once(
         "alert", "metrics_update", "metrics_update"
     ]  # fmt: skip
     await ws.close()
+
+
+async def test_a_stopped_run_is_summarised_as_a_run(
+    edge: Running, workers: Workers, database_url: str
+) -> None:
+    """The summary the store agent writes to training_sessions takes the session's
+    sport (it was always 'ride'), and the live session is linked to it."""
+    async with edge.session.post(
+        edge.url("/api/v1/live/sessions/start"), headers=edge.headers(), json={"sport": "run"}
+    ) as resp:
+        assert resp.status == 201, await resp.text()
+        sid = (await resp.json())["id"]
+    await _post(edge, sid, 0, 10, 150.0)
+    async with edge.session.post(
+        edge.url(f"/api/v1/live/sessions/{sid}/stop"), headers=edge.headers(), json={}
+    ) as resp:
+        assert resp.status == 200, await resp.text()
+    deadline = time.monotonic() + 60
+    row = None
+    while row is None and time.monotonic() < deadline:
+        with psycopg.connect(database_url) as conn:
+            row = conn.execute(
+                "SELECT t.sport, t.user_id FROM live_training_sessions s"
+                " JOIN training_sessions t ON t.id = s.training_session_id WHERE s.id = %s",
+                (sid,),
+            ).fetchone()
+        if row is None:
+            await asyncio.sleep(0.25)
+    assert row == ("run", ATHLETE), row

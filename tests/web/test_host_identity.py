@@ -34,6 +34,11 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 API = "/api/v1/live"
 MAX_LIFETIME_S = 3600
+#: The spec's device example as the spec writes it ("uuid": its placeholder).
+SPEC_DEVICE_TEXT = (
+    '{"type":"metrics_update","session_id":"uuid","timestamp":"2025-09-30T12:00:00Z",'
+    '"metrics":{"heart_rate":150,"pace":5.5,"distance":3.2,"cadence":180}}'
+)
 _ids = itertools.count(90_001)
 
 
@@ -125,9 +130,12 @@ async def test_the_hosts_users_and_tokens_work_end_to_end(
         await ws.send_json({"type": "subscribe", "channel": f"live:session:{session['id']}"})
         assert (await ws.receive_json(timeout=5))["type"] == "ack"
 
-        sample = {"t": time.time(), "heart_rate": 150, "speed_m_s": 1000 / 330, "cadence": 180}
+        # The spec's device example, verbatim but for its placeholder id.
+        spec = SPEC_DEVICE_TEXT.replace('"uuid"', f'"{session["id"]}"')
         async with http.post(
-            f"{API}/sessions/{session['id']}/update", json=sample, headers=_auth(athlete_token)
+            f"{API}/sessions/{session['id']}/update",
+            data=spec,
+            headers={**_auth(athlete_token), "Content-Type": "application/json"},
         ) as r:
             assert r.status == 202, await r.text()
         deadline = time.monotonic() + 30
@@ -135,7 +143,13 @@ async def test_the_hosts_users_and_tokens_work_end_to_end(
             frame = await ws.receive_json(timeout=max(0.1, deadline - time.monotonic()))
             if frame["type"] == "metrics_update":
                 break
+        # ... seen by the coach in the spec's units: 5:30 per km is pace 5.5.
+        assert frame["session_id"] == session["id"]
+        assert frame["timestamp"] == "2025-09-30T12:00:00.000Z"
         assert frame["metrics"]["heart_rate"] == 150
+        assert frame["metrics"]["cadence"] == 180
+        assert frame["metrics"]["pace"] == pytest.approx(5.5, abs=0.01)
+        assert frame["metrics"]["pace_s_per_km"] == pytest.approx(330, abs=0.5)
         await ws.close()
 
         # The host's tokens that livecoach must refuse: each a 401 saying why.

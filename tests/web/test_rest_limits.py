@@ -6,11 +6,14 @@ import asyncio
 import io
 import json
 import time
+import uuid
 from dataclasses import replace
 from typing import Any
+from uuid import UUID
 
 import pytest
 
+from tests.ids import uid
 from tests.web.conftest import ATHLETE, COACH, EdgeFactory, Running
 from web.app import EdgeConfig
 from web.ratelimit import is_loopback
@@ -22,7 +25,7 @@ API = "/api/v1/live"
 
 
 async def _post(
-    edge: Running, path: str, body: Any, user: int = ATHLETE, role: str = "athlete"
+    edge: Running, path: str, body: Any, user: UUID = ATHLETE, role: str = "athlete"
 ) -> tuple[int, dict[str, str], Any]:
     # A file-like body: aiohttp warns about large bytes sent in one piece.
     data = io.BytesIO(json.dumps(body).encode())
@@ -96,9 +99,11 @@ async def test_one_address_is_held_to_its_rate_with_or_without_a_token(
         headers = (
             {"Authorization": "Bearer nonsense"} if i % 3 == 0
             else {} if i % 3 == 1
-            else edge.headers(ATHLETE + i, "athlete")
+            else edge.headers(uid(100 + i), "athlete")
         )  # fmt: skip
-        async with edge.session.get(edge.url(f"{API}/sessions/1"), headers=headers) as r:
+        async with edge.session.get(
+            edge.url(f"{API}/sessions/{uuid.uuid4()}"), headers=headers
+        ) as r:
             statuses.append(r.status)
             if r.status == 429:
                 assert "per address" in (await r.json())["detail"]

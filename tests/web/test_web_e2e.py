@@ -20,10 +20,11 @@ import aiohttp
 import pytest
 
 from pipeline.embedded import free_port
+from tests.ids import uid
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-ATHLETE, COACH, OTHER_COACH = 1, 2, 3
+ATHLETE, COACH, OTHER_COACH = uid(1), uid(2), uid(3)
 
 
 @pytest.fixture

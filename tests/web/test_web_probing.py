@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+import uuid
 from typing import Any
+from uuid import UUID
 
 import psycopg
 import pytest
@@ -17,18 +19,17 @@ pytestmark = pytest.mark.integration
 API = "/api/v1/live"
 
 
-def _next_session_id(database_url: str) -> int:
-    """The id the next session will get (the sequence is not consumed)."""
-    with psycopg.connect(database_url) as conn:
-        row = conn.execute(
-            "SELECT last_value + CASE WHEN is_called THEN 1 ELSE 0 END"
-            " FROM live_training_sessions_id_seq"
-        ).fetchone()
-    assert row is not None
-    return int(row[0])
+def _insert_session(database_url: str, session_id: uuid.UUID) -> None:
+    """A session with a chosen id, as another edge would have started it (ids are random
+    UUIDs: a client cannot know the next one, so the test picks it)."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO live_training_sessions (id, user_id) VALUES (%s, %s)",
+            (session_id, ATHLETE),
+        )
 
 
-async def _get(edge: Running, path: str, user: int = ATHLETE, role: str = "athlete") -> int:
+async def _get(edge: Running, path: str, user: UUID = ATHLETE, role: str = "athlete") -> int:
     async with edge.session.get(edge.url(API + path), headers=edge.headers(user, role)) as r:  # type: ignore[arg-type]
         await r.read()
         return r.status
@@ -37,13 +38,12 @@ async def _get(edge: Running, path: str, user: int = ATHLETE, role: str = "athle
 async def test_a_probe_on_one_edge_does_not_hide_a_new_session(
     edge_factory: EdgeFactory, database_url: str
 ) -> None:
-    edge_a, edge_b = await edge_factory(), await edge_factory()
-    upcoming = _next_session_id(database_url)
-    # Someone probes the next id on edge B before it exists ...
-    assert await _get(edge_b, f"/sessions/{upcoming}") == 404
-    # ... then the athlete starts that session on edge A ...
-    created = await edge_a.start_session(ATHLETE)
-    assert created == upcoming
+    edge_b = await edge_factory()  # the edge that was probed
+    created = uuid.uuid4()
+    # Someone probes an id on edge B before it exists ...
+    assert await _get(edge_b, f"/sessions/{created}") == 404
+    # ... then a session with that id is started (through the database: ids are random) ...
+    _insert_session(database_url, created)
     started = time.monotonic()
     # ... and sees it on edge B within about a second (it was 300 s).
     while (status := await _get(edge_b, f"/sessions/{created}")) == 404:
@@ -62,13 +62,13 @@ async def test_a_probe_on_one_edge_does_not_hide_a_new_session(
         assert r.status == 202, await r.text()
 
 
-def _shape(problem: dict[str, Any], session_id: int) -> dict[str, Any]:
+def _shape(problem: dict[str, Any], session_id: str) -> dict[str, Any]:
     """A problem with the probed id taken out of its text."""
     return {k: re.sub(rf"\b{session_id}\b", "{id}", str(v)) for k, v in problem.items()}
 
 
 async def _answer(
-    edge: Running, method: str, path: str, body: Any, user: int, role: str
+    edge: Running, method: str, path: str, body: Any, user: UUID, role: str
 ) -> tuple[int, dict[str, Any]]:
     async with edge.session.request(
         method,
@@ -81,10 +81,10 @@ async def _answer(
 
 @pytest.mark.parametrize(("user", "role"), [(OTHER_ATHLETE, "athlete"), (OTHER_COACH, "coach")])
 async def test_missing_and_not_yours_get_the_same_answer(
-    edge: Running, user: int, role: str, database_url: str
+    edge: Running, user: UUID, role: str, database_url: str
 ) -> None:
     theirs = await edge.start_session(ATHLETE)
-    missing = _next_session_id(database_url) + 1000
+    missing = str(uuid.uuid4())
     requests: list[tuple[str, str, Any]] = [
         ("GET", "/sessions/{id}", None),
         ("GET", "/sessions/{id}/metrics", None),
@@ -94,7 +94,7 @@ async def test_missing_and_not_yours_get_the_same_answer(
         ("POST", "/sessions/{id}/update", {"t": time.time(), "heart_rate": 120}),
         ("POST", "/sessions/{id}/pause", {}),
         ("POST", "/sessions/{id}/stop", {}),
-        ("POST", "/messages/{id}/read", {"up_to_id": 1}),
+        ("POST", "/messages/{id}/read", {"up_to_id": str(uuid.uuid4())}),
     ]
     for method, template, body in requests:
         answers = []

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import io
 import json
+import uuid
 from typing import Any
+from uuid import UUID
 
 import psycopg
 import pytest
@@ -13,18 +15,24 @@ import redis.asyncio as aioredis
 from pipeline.constants import SAMPLES_TOPIC
 from pipeline.records import samples_topic_record
 from pipeline.transport.streams import read
+from tests.ids import uid
 
 pytestmark = pytest.mark.integration
 
-ATHLETE, COACH, OTHER_COACH, OTHER_ATHLETE = 1, 2, 3, 4
+ATHLETE, COACH, OTHER_COACH, OTHER_ATHLETE = uid(1), uid(2), uid(3), uid(4)
 T0 = 1_780_000_000.0
+#: The spec's device example, as the spec writes it ("uuid": its placeholder).
+SPEC_DEVICE_TEXT = (
+    '{"type":"metrics_update","session_id":"uuid","timestamp":"2025-09-30T12:00:00Z",'
+    '"metrics":{"heart_rate":150,"pace":5.5,"distance":3.2,"cadence":180}}'
+)
 
 
 async def _post(
     edge: Any,
     path: str,
     body: Any,
-    user: int = ATHLETE,
+    user: UUID = ATHLETE,
     role: str = "athlete",
     raw: bytes | io.BytesIO | None = None,
 ) -> tuple[int, Any, str]:
@@ -114,9 +122,17 @@ async def test_authorization_matrix(edge: Any) -> None:
     )
     assert status == 403
     async with edge.session.get(
-        edge.url("/api/v1/live/sessions/999"), headers=edge.headers()
+        edge.url(f"/api/v1/live/sessions/{uuid.uuid4()}"), headers=edge.headers()
     ) as resp:
         assert resp.status == 404
+    for junk in ("999", "not-a-uuid", "x" * 200):
+        async with edge.session.get(
+            edge.url(f"/api/v1/live/sessions/{junk}"), headers=edge.headers()
+        ) as resp:
+            problem = await resp.json()
+            assert resp.status == 422, problem
+            assert problem["errors"][0]["field"] == "id"
+            assert "expected id (a UUID)" in problem["detail"]
 
 
 @pytest.mark.parametrize(
@@ -239,33 +255,40 @@ async def test_messages_alerts_and_metrics_history(edge: Any, database_url: str)
     async with edge.session.get(
         edge.url(f"/api/v1/live/messages/{sid}"), headers=edge.headers()
     ) as resp:
-        assert [m["content"] for m in (await resp.json())["messages"]] == ["easy now"]
+        messages = (await resp.json())["messages"]
+        assert [m["message"] for m in messages] == ["easy now"]
+        # From the coach to the athlete, as the spec's live_messages has it.
+        assert (messages[0]["sender_id"], messages[0]["recipient_id"]) == (str(COACH), str(ATHLETE))
     status, read_body, _ = await _post(edge, f"/messages/{sid}/read", {"up_to_id": msg["id"]})
     assert status == 200 and read_body["read"] == [msg["id"]]
 
+    alert = uuid.uuid4()
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute(
             "INSERT INTO live_alerts (id, live_session_id, user_id, rule, metric, severity,"
             " message, current_value, threshold, triggered_at)"
-            " VALUES ('a1', %s, %s, 'heart_rate', 'heart_rate', 'warning', 'HR high', 180, 175,"
+            " VALUES (%s, %s, %s, 'heart_rate', 'heart_rate', 'warning', 'HR high', 180, 175,"
             " NOW())",
-            (sid, ATHLETE),
+            (alert, sid, ATHLETE),
         )
         for i in range(120):
             conn.execute(
                 "INSERT INTO live_metrics (live_session_id, timestamp, metric_type, value)"
-                " VALUES (%s, to_timestamp(%s) AT TIME ZONE 'UTC', 'heart_rate', %s)",
+                " VALUES (%s, to_timestamp(%s), 'heart_rate', %s)",
                 (sid, T0 + i, 100 + i),
             )
     async with edge.session.get(
         edge.url(f"/api/v1/live/sessions/{sid}/alerts"), headers=edge.headers(COACH, "coach")
     ) as resp:
         alerts = (await resp.json())["alerts"]
-        assert [a["id"] for a in alerts] == ["a1"]
-    status, acked, _ = await _post(edge, "/alerts/a1/ack", None, COACH, "coach")
-    assert status == 200 and acked["acknowledged_by"] == COACH
-    status, _, _ = await _post(edge, "/alerts/a1/ack", None, OTHER_COACH, "coach")
+        assert [a["id"] for a in alerts] == [str(alert)]
+        assert alerts[0]["triggered_at"].endswith("Z")
+    status, acked, _ = await _post(edge, f"/alerts/{alert}/ack", None, COACH, "coach")
+    assert status == 200 and acked["acknowledged_by"] == str(COACH)
+    status, _, _ = await _post(edge, f"/alerts/{alert}/ack", None, OTHER_COACH, "coach")
     assert status == 404  # not theirs: as if it did not exist
+    status, problem, _ = await _post(edge, "/alerts/a1/ack", None, COACH, "coach")
+    assert (status, problem["errors"][0]["field"]) == (422, "alert_id")
     async with edge.session.get(
         edge.url(f"/api/v1/live/sessions/{sid}/metrics?metric=heart_rate&max_points=12"),
         headers=edge.headers(),
@@ -310,3 +333,85 @@ async def test_idempotent_retry_of_an_upload(edge: Any, redis_url: str) -> None:
     finally:
         await redis.aclose()
     assert sum(b'"kind":"samples"' in value for _, (_, value, _, _) in entries) == 1
+
+
+async def test_the_spec_device_example_is_accepted_verbatim(edge: Any, redis_url: str) -> None:
+    """The spec's device message, its placeholder id replaced: pace 5.5 is 5:30 per km,
+    distance 3.2 is km, the timestamp ISO 8601 with a zone."""
+    sid = await edge.start_session()
+    body = json.loads(SPEC_DEVICE_TEXT.replace('"uuid"', f'"{sid}"'))
+    status, accepted, _ = await _post(edge, f"/sessions/{sid}/update", body)
+    assert status == 202, accepted
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        entries = await read(client, SAMPLES_TOPIC, accepted["partition"], accepted["offset"] - 1)
+    finally:
+        await client.aclose()
+    record = samples_topic_record.validate_json(entries[-1][1][1])
+    (sample,) = record.samples
+    assert sample["t"] == 1_759_233_600.0
+    assert sample["speed_m_s"] == pytest.approx(1000 / 330)
+    assert sample["distance_m"] == pytest.approx(3200)
+    assert (sample["heart_rate"], sample["cadence"]) == (150, 180)
+    # Another session's id in the body, or a pace that is no pace: a 422 naming the field.
+    for bad, field in (
+        ({**body, "session_id": str(uuid.uuid4())}, "session_id"),
+        ({**body, "metrics": {**body["metrics"], "pace": 0}}, "metrics.pace"),
+        ({**body, "metrics": {**body["metrics"], "pace": "fast"}}, "metrics.pace"),
+        ({**body, "metrics": {**body["metrics"], "hr": 1}}, "metrics.hr"),
+        ({**body, "timestamp": "noon"}, "t"),
+    ):
+        status, problem, _ = await _post(edge, f"/sessions/{sid}/update", bad)
+        assert status == 422, (bad, problem)
+        assert problem["errors"][0]["field"] == field, problem
+
+
+async def test_list_an_athletes_sessions(edge: Any) -> None:
+    first = await edge.start_session()
+    second = await edge.start_session()
+    status, _, _ = await _post(edge, f"/sessions/{first}/stop", None)
+    assert status == 200
+
+    async def listed(query: str, user: UUID = ATHLETE, role: str = "athlete") -> Any:
+        async with edge.session.get(
+            edge.url(f"/api/v1/live/sessions{query}"), headers=edge.headers(user, role)
+        ) as resp:
+            return resp.status, await resp.json()
+
+    status, body = await listed(f"?athlete={ATHLETE}")
+    assert status == 200, body
+    assert [s["id"] for s in body["sessions"]] == [second, first]  # newest first
+    assert all(s["started_at"].endswith("Z") for s in body["sessions"])
+    assert (await listed("?status=completed"))[1]["sessions"][0]["id"] == first
+    assert [s["id"] for s in (await listed("?status=active"))[1]["sessions"]] == [second]
+    status, body = await listed("?limit=1")
+    assert [s["id"] for s in body["sessions"]] == [second] and body["next_before"]
+    # The linked coach sees them; another coach or athlete does not.
+    status, body = await listed(f"?athlete={ATHLETE}", COACH, "coach")
+    assert (status, len(body["sessions"])) == (200, 2)
+    assert (await listed(f"?athlete={ATHLETE}", OTHER_COACH, "coach"))[0] == 403
+    assert (await listed(f"?athlete={ATHLETE}", OTHER_ATHLETE))[0] == 403
+    for query, field in (("?athlete=7", "athlete"), ("?status=done", "status")):
+        status, problem = await listed(query)
+        assert (status, problem["errors"][0]["field"]) == (422, field)
+
+
+async def test_training_session_id_must_be_the_athletes(edge: Any, database_url: str) -> None:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        mine, theirs = (
+            conn.execute(
+                "INSERT INTO training_sessions (user_id, started_at) VALUES (%s, NOW())"
+                " RETURNING id",
+                (user,),
+            ).fetchone()[0]  # type: ignore[index]
+            for user in (ATHLETE, OTHER_ATHLETE)
+        )
+    start = "/sessions/start"
+    status, problem, _ = await _post(edge, start, {"training_session_id": str(theirs)})
+    assert (status, problem["errors"][0]["field"]) == (403, "training_session_id"), problem
+    status, problem, _ = await _post(edge, start, {"training_session_id": str(uuid.uuid4())})
+    assert (status, problem["errors"][0]["field"]) == (404, "training_session_id"), problem
+    status, problem, _ = await _post(edge, start, {"training_session_id": "12"})
+    assert (status, problem["errors"][0]["field"]) == (422, "training_session_id"), problem
+    status, session, _ = await _post(edge, start, {"training_session_id": str(mine)})
+    assert status == 201 and session["training_session_id"] == str(mine)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import uuid
 from typing import Any
 
 import aiohttp
@@ -15,30 +16,37 @@ import redis.asyncio as aioredis
 from pipeline.constants import LIVE_TOPIC
 from pipeline.records import session_key
 from pipeline.transport.streams import append, partition_for_key, stream_id, stream_key
+from tests.ids import uid
 from web.app import EdgeConfig
 
 pytestmark = pytest.mark.integration
 
-ATHLETE, COACH = 1, 2
+ATHLETE, COACH = uid(1), uid(2)
 PARTITIONS = 4
 
 
-def event(session_id: int, seq: int, kind: str = "metrics_update") -> bytes:
-    return json.dumps(
-        {
-            "type": kind,
-            "session_id": session_id,
-            "user_id": ATHLETE,
-            "timestamp": time.time(),
-            "ingest_ms": int(time.time() * 1000),
-            "seq": seq,
-            "metrics": {"heart_rate": 100 + seq % 80},
-        }
-    ).encode()
+def event(session_id: str, seq: int, kind: str = "metrics_update") -> bytes:
+    """A ``live`` event as the agents publish it: a metrics_update or an alert."""
+    body: dict[str, Any] = {
+        "type": kind,
+        "session_id": session_id,
+        "user_id": str(ATHLETE),
+        "timestamp": time.time(),
+        "ingest_ms": int(time.time() * 1000),
+        "seq": seq,
+    }
+    if kind == "alert":
+        body["alert"] = {"id": str(uuid.uuid4()), "rule": "hr_zone", "severity": "warning",
+                         "message": f"HR high {seq}", "metric": "heart_rate", "current": 180,
+                         "threshold": 175}  # fmt: skip
+    else:
+        body["metrics"] = {"heart_rate": 100 + seq % 80, "pace": None, "distance": None,
+                           "cadence": None}  # fmt: skip
+    return json.dumps(body).encode()
 
 
 async def put(
-    redis: aioredis.Redis, session_id: int, seqs: range, kind: str = "metrics_update"
+    redis: aioredis.Redis, session_id: str, seqs: range, kind: str = "metrics_update"
 ) -> list[int]:
     p = partition_for_key(session_key(session_id), PARTITIONS)
     now = int(time.time() * 1000)

@@ -4,10 +4,13 @@ and limits. Live events are appended to ``live`` directly with pipeline.streams.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import time
+import uuid
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import aiohttp
 import jwt
@@ -20,16 +23,17 @@ from pipeline.constants import LIVE_TOPIC
 from pipeline.records import session_key
 from pipeline.settings import load_settings
 from pipeline.transport.streams import append, partition_for_key
+from tests.ids import uid
 from web.app import EdgeConfig
 
 pytestmark = pytest.mark.integration
 
-ATHLETE, COACH, OTHER_COACH, OTHER_ATHLETE = 1, 2, 3, 4
+ATHLETE, COACH, OTHER_COACH, OTHER_ATHLETE = uid(1), uid(2), uid(3), uid(4)
 SECRET = "test-secret-of-at-least-32-bytes-for-hs256!"
 
 
 async def publish(
-    redis_url: str, session_id: int, events: list[dict[str, Any]], partitions: int = 4
+    redis_url: str, session_id: str, events: list[dict[str, Any]], partitions: int = 4
 ) -> list[int]:
     redis = aioredis.Redis.from_url(redis_url)
     try:
@@ -41,15 +45,30 @@ async def publish(
         await redis.aclose()
 
 
-def metrics_event(session_id: int, i: int, user_id: int = ATHLETE) -> dict[str, Any]:
+def metrics_event(session_id: str, i: int, user_id: UUID = ATHLETE) -> dict[str, Any]:
+    """A metrics_update as the agents publish it on ``live`` (their units, epoch time)."""
     return {
         "type": "metrics_update",
         "session_id": session_id,
-        "user_id": user_id,
+        "user_id": str(user_id),
         "timestamp": time.time(),
         "ingest_ms": int(time.time() * 1000),
-        "metrics": {"heart_rate": 120 + i, "seq": i},
-    }
+        "metrics": {"heart_rate": 120 + i, "pace": None, "distance": None, "cadence": None,
+                    "seq": i},
+    }  # fmt: skip
+
+
+def alert_event(session_id: str, i: int, user_id: UUID = ATHLETE) -> dict[str, Any]:
+    """An alert as the agents publish it on ``live``."""
+    return {
+        "type": "alert",
+        "session_id": session_id,
+        "user_id": str(user_id),
+        "timestamp": time.time(),
+        "alert": {"id": str(uuid.uuid4()), "rule": "hr_zone", "severity": "warning",
+                  "message": f"HR high {i}", "metric": "heart_rate", "current": 180,
+                  "threshold": 175},
+    }  # fmt: skip
 
 
 async def closed_with(ws: aiohttp.ClientWebSocketResponse, wait_s: float = 5.0) -> int | None:
@@ -84,25 +103,19 @@ async def test_subscribe_and_fan_out_with_offsets(edge: Any, redis_url: str, nex
     assert len(ack["cursor"]) == 4
     # the athlete is told the coach is watching
     presence = await next_of(athlete, "presence")
-    assert presence["watching"] is True and presence["watcher_id"] == COACH
+    assert presence["watching"] is True and presence["watcher_id"] == str(COACH)
     offsets = await publish(
         redis_url,
         sid,
-        [metrics_event(sid, i) for i in range(3)]
-        + [
-            {
-                "type": "alert",
-                "session_id": sid,
-                "user_id": ATHLETE,
-                "alert": {"severity": "warning", "message": "HR high"},
-            }
-        ],
+        [metrics_event(sid, i) for i in range(3)] + [alert_event(sid, 0)],
     )
     for who in (athlete, coach):
         got = [await next_of(who, "metrics_update") for _ in range(3)]
         assert [g["offset"] for g in got] == [f"{p}:{o}" for o in offsets[:3]]
         alert = await next_of(who, "alert")
         assert alert["offset"] == f"{p}:{offsets[3]}"
+        # The agents' epoch time and units, in the wire's: ISO 8601 with a zone.
+        assert all(g["timestamp"].endswith("Z") for g in [*got, alert])
     assert got[0]["channels"] == [f"live:session:{sid}", f"live:user:{ATHLETE}"]
     await athlete.close()
     await coach.close()
@@ -135,7 +148,8 @@ async def test_auth_matrix_on_the_socket(edge: Any, settings: Any) -> None:
     assert (await ws.receive_json(timeout=5))["type"] == "welcome"
     await ws.send_json({"type": "auth", "token": edge.token(COACH, "coach", ttl_s=7200), "id": "r"})
     ack = await ws.receive_json(timeout=5)
-    assert ack["op"] == "auth" and ack["expires_at"] > time.time() + 3600
+    expires = dt.datetime.fromisoformat(ack["expires_at"]).timestamp()
+    assert ack["op"] == "auth" and expires > time.time() + 3600
     await ws.send_json({"type": "auth", "token": edge.token(ATHLETE, "athlete")})
     assert await closed_with(ws) == 4403
 
@@ -342,7 +356,7 @@ async def test_device_metrics_frames_and_chat_over_the_socket(edge: Any, next_of
             "type": "metrics_update",
             "session_id": sid,
             "id": "m1",
-            "metrics": {"heart_rate": 150, "pace": 300, "cadence": 88},
+            "metrics": {"heart_rate": 150, "pace": 5.0, "cadence": 88},
             "t": 1_780_000_000,
         }
     )
@@ -376,7 +390,7 @@ async def test_device_metrics_frames_and_chat_over_the_socket(edge: Any, next_of
     assert msg["message"]["text"] == "hold it" and ":" in msg["offset"]
     await device.send_json({"type": "typing", "session_id": sid, "typing": True})
     typing = await next_of(coach, "typing")
-    assert typing["sender_id"] == ATHLETE
+    assert typing["sender_id"] == str(ATHLETE)
     await device.send_json({"type": "read", "session_id": sid, "up_to_id": ack["message_id"]})
     receipt = await next_of(coach, "read_receipt")
     assert receipt["message_ids"] == [ack["message_id"]]
@@ -401,9 +415,7 @@ async def test_slow_client_metrics_coalesced_alerts_kept(
         ev = build_event(
             p,
             1000 + i,
-            json.dumps(
-                {**metrics_event(sid, i), "type": "alert" if i % 40 == 0 else "metrics_update"}
-            ).encode(),
+            json.dumps(alert_event(sid, i) if i % 40 == 0 else metrics_event(sid, i)).encode(),
         )
         assert ev is not None
         conn.deliver(ev)
@@ -421,3 +433,36 @@ async def test_slow_client_metrics_coalesced_alerts_kept(
     assert got[-1]["metrics"]["seq"] == 199
     assert not ws.closed
     await ws.close()
+
+
+async def test_the_spec_device_example_verbatim_on_the_socket(
+    edge: Any, redis_url: str, next_of: Any
+) -> None:
+    """The spec's device frame, its placeholder id replaced, sent as the spec writes it:
+    acknowledged, and stored as 5:30 per km and 3.2 km."""
+    from pipeline.constants import SAMPLES_TOPIC
+    from pipeline.records import samples_topic_record
+    from pipeline.transport.streams import read
+    from tests.web.test_web_rest import SPEC_DEVICE_TEXT
+
+    sid = await edge.start_session()
+    device = await edge.ws()
+    await device.send_str(SPEC_DEVICE_TEXT.replace('"uuid"', f'"{sid}"'))
+    ack = await next_of(device, "ack")
+    assert (ack["op"], ack["accepted"], ack["session_id"]) == ("metrics_update", 1, sid)
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        entries = await read(client, SAMPLES_TOPIC, ack["partition"], ack["samples_offset"] - 1)
+    finally:
+        await client.aclose()
+    (sample,) = samples_topic_record.validate_json(entries[-1][1][1]).samples
+    assert sample["t"] == 1_759_233_600.0
+    assert sample["speed_m_s"] == pytest.approx(1000 / 330)
+    assert sample["distance_m"] == pytest.approx(3200)
+    # A pace of 0 has no speed: an error naming the field, and the socket stays open.
+    bad = SPEC_DEVICE_TEXT.replace('"uuid"', f'"{sid}"').replace('"pace":5.5', '"pace":0')
+    await device.send_str(bad)
+    error = await next_of(device, "error")
+    assert error["code"] == "invalid" and "metrics.pace" in error["message"], error
+    assert not device.closed
+    await device.close()

@@ -6,6 +6,7 @@ import asyncio
 import io
 import json
 import time
+import uuid
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ import redis.asyncio as aioredis
 from pipeline.constants import LIVE_TOPIC
 from pipeline.records import session_key
 from pipeline.transport.streams import append, partition_for_key
+from tests.ids import uid
 from web.watch import watch
 
 pytestmark = pytest.mark.integration
@@ -24,12 +26,13 @@ async def test_watch_prints_metrics_and_alerts(edge: Any, redis_url: str) -> Non
     out = io.StringIO()
     base = str(edge.server.make_url("/"))
     task = asyncio.create_task(
-        watch(base, edge.token(1, "athlete"), f"live:session:{sid}", count=2, out=out)
+        watch(base, edge.token(uid(1), "athlete"), f"live:session:{sid}", count=2, out=out)
     )
     for _ in range(100):  # until subscribed
         if edge.edge.hub.channels.get(f"live:session:{sid}"):
             break
         await asyncio.sleep(0.02)
+    sid_user = str(uid(1))
     redis = aioredis.Redis.from_url(redis_url)
     try:
         p = partition_for_key(session_key(sid), 4)
@@ -38,7 +41,8 @@ async def test_watch_prints_metrics_and_alerts(edge: Any, redis_url: str) -> Non
             {
                 "type": "metrics_update",
                 "session_id": sid,
-                "user_id": 1,
+                "user_id": sid_user,
+                "timestamp": time.time(),
                 "metrics": {
                     "heart_rate": 151,
                     "power": 240,
@@ -50,8 +54,11 @@ async def test_watch_prints_metrics_and_alerts(edge: Any, redis_url: str) -> Non
             {
                 "type": "alert",
                 "session_id": sid,
-                "user_id": 1,
+                "user_id": sid_user,
+                "timestamp": time.time(),
                 "alert": {
+                    "id": str(uid(77)),
+                    "rule": "hr_zone",
                     "severity": "warning",
                     "message": "HR above zone",
                     "metric": "heart_rate",
@@ -71,6 +78,7 @@ async def test_watch_prints_metrics_and_alerts(edge: Any, redis_url: str) -> Non
     assert await asyncio.wait_for(task, 10) == 0
     text = out.getvalue()
     assert "HR 151" in text and "P 240 W" in text
+    assert "dist 1.00 km" in text  # the agents' 1000 m, in the wire's km
     assert "ALERT WARNING: HR above zone" in text
 
 
@@ -80,7 +88,7 @@ async def test_watch_prints_no_terminal_escape_codes(edge: Any) -> None:
     out = io.StringIO()
     base = str(edge.server.make_url("/"))
     task = asyncio.create_task(
-        watch(base, edge.token(2, "coach"), f"live:session:{sid}", count=1, out=out)
+        watch(base, edge.token(uid(2), "coach"), f"live:session:{sid}", count=1, out=out)
     )
     for _ in range(100):  # until subscribed
         if edge.edge.hub.channels.get(f"live:session:{sid}"):
@@ -101,16 +109,20 @@ async def test_watch_prints_no_terminal_escape_codes(edge: Any) -> None:
     assert "hi\\x1b[2J\\x1b]0;pwned\\x07\\n[1] ALERT CRITICAL: fake\\u202e\\x9b31m" in printed
 
 
-def _message(session_id: int, text: str) -> dict[str, Any]:
+def _message(session_id: str, text: str) -> dict[str, Any]:
     return {
         "type": "message",
         "session_id": session_id,
-        "user_id": 1,
-        "message": {"from": 2, "text": text, "id": text},
+        "user_id": str(uid(1)),
+        "message": {
+            "from": str(uid(2)),
+            "text": text,
+            "id": str(uuid.uuid5(uuid.NAMESPACE_URL, text)),
+        },
     }
 
 
-async def _publish(redis_url: str, session_id: int, events: list[dict[str, Any]]) -> None:
+async def _publish(redis_url: str, session_id: str, events: list[dict[str, Any]]) -> None:
     redis = aioredis.Redis.from_url(redis_url)
     try:
         p = partition_for_key(session_key(session_id), 4)
@@ -129,10 +141,11 @@ async def test_watch_user_resumes_every_partition_of_two_sessions(
     """Issue 15 item 19: `watch --user` of an athlete with two sessions on different
     partitions, dropped twice (once before any event: the subscribe reply's position
     is all it has); every message printed once."""
-    a = 1001
-    b = next(s for s in range(a + 1, a + 100) if partition_for_key(session_key(s), 4)
+    a = str(uid(1001))
+    others = (str(uid(n)) for n in range(1002, 1100))
+    b = next(s for s in others if partition_for_key(session_key(s), 4)
              != partition_for_key(session_key(a), 4))  # fmt: skip
-    channel = "live:user:1"
+    channel = f"live:user:{uid(1)}"
     out = io.StringIO()
     base = str(edge.server.make_url("/"))
     expected: list[str] = []
@@ -167,7 +180,7 @@ async def test_watch_user_resumes_every_partition_of_two_sessions(
             await asyncio.sleep(0.02)
         return messages()
 
-    task = asyncio.create_task(watch(base, edge.token(1, "athlete"), channel, out=out))
+    task = asyncio.create_task(watch(base, edge.token(uid(1), "athlete"), channel, out=out))
     try:
         await gap("before-any-event")
         await printed(6)

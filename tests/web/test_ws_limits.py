@@ -14,6 +14,7 @@ import aiohttp
 import jwt
 import psutil
 import pytest
+from ids import uid
 
 from pipeline.settings import Settings, load_settings
 from tests.web.rawws import client_frame, upgrade
@@ -23,7 +24,7 @@ from web.auth import mint_token
 
 pytestmark = pytest.mark.integration
 
-ATHLETE = 1
+ATHLETE = uid(1)
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from typing import Any
 import aiohttp
 import pytest
 import redis.asyncio as aioredis
+from ids import uid
 
 from pipeline.constants import LIVE_TOPIC
 from pipeline.records import session_key
@@ -23,8 +24,8 @@ from web.app import EdgeConfig
 
 pytestmark = pytest.mark.integration
 
-ATHLETE, OTHER_ATHLETE = 1, 4
-ATTACKER_SESSION, VICTIM_SESSION = 5001, 6001
+ATHLETE, OTHER_ATHLETE = uid(1), uid(4)
+ATTACKER_SESSION, VICTIM_SESSION = str(uid(5001)), str(uid(6001))
 HISTORY = 40_000
 CFG = EdgeConfig(max_replay=2_000, replay_rate=1_000.0, replay_burst=5_000.0)
 
@@ -53,8 +54,9 @@ async def _victim_latencies(
     reader = asyncio.create_task(receive())
     end = time.monotonic() + seconds
     while time.monotonic() < end:
-        event = {"type": "metrics_update", "session_id": VICTIM_SESSION, "user_id": ATHLETE,
-                 "metrics": {"heart_rate": 120}, "sent": time.time()}  # fmt: skip
+        event = {"type": "metrics_update", "session_id": VICTIM_SESSION,
+                 "user_id": str(ATHLETE), "timestamp": time.time(),
+                 "metrics": {"heart_rate": 120, "cadence": None}, "sent": time.time()}  # fmt: skip
         key = session_key(VICTIM_SESSION)
         await append(redis, LIVE_TOPIC, p, [(key, json.dumps(event).encode(), None, 0)])
         await asyncio.sleep(1 / hz)
@@ -100,7 +102,8 @@ async def test_resume_replay_is_bounded_and_spares_other_athletes(
     edge = await edge_factory(CFG)
     for i in range(0, HISTORY, 5_000):
         batch = [{"type": "metrics_update", "session_id": ATTACKER_SESSION,
-                  "user_id": OTHER_ATHLETE, "metrics": {"seq": i + j}, "pad": "x" * 200}
+                  "user_id": str(OTHER_ATHLETE), "timestamp": time.time(),
+                  "metrics": {"heart_rate": 120, "cadence": None, "seq": i + j}, "pad": "x" * 200}
                  for j in range(5_000)]  # fmt: skip
         await publish(redis_url, ATTACKER_SESSION, batch)
     redis = aioredis.Redis.from_url(redis_url)

@@ -41,8 +41,9 @@ function newAthlete(id) {
     pending: new Map(), // client_message_id -> {text, status}
     watchers: new Map(), // watcher id -> role
     typing: new Map(), // sender id -> until (ms)
-    readSent: 0,
-    othersReadUpTo: 0,
+    readSent: 0, // seq of the newest message this page marked read
+    othersReadUpTo: 0, // seq up to which the other side has read
+    retired: new Set(), // session ids this view moved on from (ids are UUIDs: no order)
   };
 }
 
@@ -90,8 +91,10 @@ function clock(seconds) {
 const TILES = [
   { key: "heart_rate", label: "Heart rate", unit: "bpm", value: (m) => num(m.heart_rate), sub: (m) => (m.hr_zone ? `zone ${m.hr_zone}` : m.hr_avg_30s != null ? `30 s avg ${num(m.hr_avg_30s)}` : "") },
   { key: "power", label: "Power", unit: "W", value: (m) => num(m.power), sub: (m) => (m.power_3s != null ? `3 s avg ${num(m.power_3s)}` : "") },
-  { key: "pace", label: "Pace", unit: "/km", value: (m) => (m.pace ? clock(m.pace) : "–"), sub: (m) => (m.speed_m_s != null ? `${num(m.speed_m_s * 3.6, 1)} km/h` : "") },
-  { key: "distance", label: "Distance", unit: "km", value: (m) => (m.distance != null ? num(m.distance / 1000, 2) : "–"), sub: (m) => (m.elapsed_s != null ? `time ${clock(m.elapsed_s)}` : "") },
+  // The wire's pace is minutes per km (5.5 = 5:30) and its distance km; pace_s_per_km is
+  // the same pace in seconds, which clock() formats.
+  { key: "pace", label: "Pace", unit: "/km", value: (m) => (m.pace_s_per_km ? clock(m.pace_s_per_km) : "–"), sub: (m) => (m.speed_m_s != null ? `${num(m.speed_m_s * 3.6, 1)} km/h` : "") },
+  { key: "distance", label: "Distance", unit: "km", value: (m) => (m.distance != null ? num(m.distance, 2) : "–"), sub: (m) => (m.elapsed_s != null ? `time ${clock(m.elapsed_s)}` : "") },
   { key: "cadence", label: "Cadence", unit: "rpm", value: (m) => num(m.cadence), sub: () => "" },
   { key: "zones", label: "Zones", unit: "", value: (m) => m.hr_zone || m.power_zone || m.pace_zone || "–", sub: (m) => [m.hr_zone && `HR ${m.hr_zone}`, m.power_zone && `P ${m.power_zone}`, m.pace_zone && `pace ${m.pace_zone}`].filter(Boolean).join(" · ") },
   { key: "np", label: "NP", unit: "W", value: (m) => num(m.np), sub: (m) => (m.if != null ? `IF ${num(m.if, 2)}` : m.tss != null ? `TSS ${num(m.tss)}` : "") },
@@ -211,7 +214,7 @@ function renderAthleteList() {
     name.textContent = `Athlete ${view.id}`;
     const m = view.metrics;
     line.textContent = view.sessionId
-      ? `${num(m.heart_rate)} bpm · ${num(m.power)} W · ${m.pace ? clock(m.pace) : "–"}/km`
+      ? `${num(m.heart_rate)} bpm · ${num(m.power)} W · ${m.pace_s_per_km ? clock(m.pace_s_per_km) : "–"}/km`
       : "no live session";
     const open = [...view.alerts.values()].filter((a) => !a.acked).length;
     alerts.textContent = open ? `${open} open alert${open > 1 ? "s" : ""}` : "";
@@ -261,7 +264,7 @@ function renderMessages() {
   const items = [];
   if (view) {
     const byCmid = new Set();
-    for (const m of [...view.messages.values()].sort((a, b) => a.id - b.id)) {
+    for (const m of [...view.messages.values()].sort((a, b) => a.seq - b.seq)) {
       items.push({ key: `id-${m.id}`, mine: m.from === ui.me?.id, from: m.from, role: m.role, text: m.text, status: statusOf(view, m) });
       if (m.cmid) byCmid.add(m.cmid);
     }
@@ -301,7 +304,7 @@ function renderMessages() {
 
 function statusOf(view, m) {
   if (m.from !== ui.me?.id) return "";
-  return m.readAt || m.id <= view.othersReadUpTo ? "read" : "sent";
+  return m.readAt || m.seq <= view.othersReadUpTo ? "read" : "sent";
 }
 
 function renderAll() {
@@ -393,11 +396,12 @@ async function acknowledge(view, alertId, button) {
 
 function markRead(view) {
   if (!view.sessionId || document.visibilityState === "hidden" || view.id !== ui.focus) return;
-  let upTo = 0;
-  for (const m of view.messages.values()) if (m.from !== ui.me.id && m.id > upTo) upTo = m.id;
-  if (upTo > view.readSent) {
-    view.readSent = upTo;
-    ui.client.markRead(view.sessionId, upTo);
+  // Message ids are UUIDs: the newest is the one with the highest seq (storage order).
+  let newest = null;
+  for (const m of view.messages.values()) if (m.from !== ui.me.id && (!newest || m.seq > newest.seq)) newest = m;
+  if (newest && newest.seq > view.readSent) {
+    view.readSent = newest.seq;
+    ui.client.markRead(view.sessionId, newest.id);
   }
 }
 
@@ -448,7 +452,7 @@ function stopTyping(view) {
 // --- live events ----------------------------------------------------------------------------
 
 function viewOf(ev) {
-  const id = typeof ev.user_id === "number" ? ev.user_id : null;
+  const id = typeof ev.user_id === "string" ? ev.user_id : null;
   if (id != null && ui.athletes.has(id)) return ui.athletes.get(id);
   // A session channel event without a user id: the athlete who owns the session.
   for (const v of ui.athletes.values()) if (v.sessionId === ev.session_id) return v;
@@ -457,7 +461,8 @@ function viewOf(ev) {
 
 function adoptSession(view, sessionId) {
   if (!sessionId || view.sessionId === sessionId) return;
-  if (view.sessionId && sessionId < view.sessionId) return; // an older session's event
+  if (view.retired.has(sessionId)) return; // an older session's event
+  if (view.sessionId) view.retired.add(view.sessionId);
   view.sessionId = sessionId;
   view.metrics = {};
   view.alerts.clear();
@@ -481,13 +486,7 @@ async function loadSession(view) {
   if (session && !view.sessionState) view.sessionState = session.status;
   for (const row of messages?.messages || []) {
     if (!view.messages.has(row.id)) {
-      view.messages.set(row.id, {
-        id: row.id,
-        from: row.sender_id,
-        text: row.content ?? "",
-        readAt: row.read_at,
-        cmid: row.client_message_id,
-      });
+      view.messages.set(row.id, messageFromRow(row));
     }
   }
   for (const row of alerts?.alerts || []) {
@@ -499,6 +498,11 @@ async function loadSession(view) {
   if (presence) applyWatchers(view, presence.watchers);
   renderAll();
   markRead(view);
+}
+
+/** A message row of the REST API (or a snapshot) in the page's shape. */
+function messageFromRow(row) {
+  return { id: row.id, seq: row.seq, from: row.sender_id, text: row.message ?? "", readAt: row.read_at, cmid: row.client_message_id };
 }
 
 /** An alert row of the REST API (or a snapshot) in the page's shape. */
@@ -532,7 +536,7 @@ function applySnapshot(ev) {
     adoptSession(view, session.id);
     view.sessionState = session.status;
     for (const row of st.recent_messages || []) {
-      view.messages.set(row.id, { id: row.id, from: row.sender_id, text: row.content ?? "", readAt: row.read_at, cmid: row.client_message_id });
+      view.messages.set(row.id, messageFromRow(row));
     }
     // latest_metrics: {metric_type: {value, at}}; types as stored (speed in m/s).
     for (const [k, v] of Object.entries(st.latest_metrics || {})) {
@@ -540,7 +544,11 @@ function applySnapshot(ev) {
       if (typeof value !== "number") continue;
       if (k === "speed") {
         view.metrics.speed_m_s = value;
-        view.metrics.pace = value > 0 ? 1000 / value : null;
+        view.metrics.pace_s_per_km = value > 0 ? 1000 / value : null;
+        view.metrics.pace = value > 0 ? 1000 / value / 60 : null;
+      } else if (k === "distance") {
+        view.metrics.distance_m = value;
+        view.metrics.distance = value / 1000; // stored in m, shown as the wire's km
       } else view.metrics[k] = value;
     }
     for (const row of st.open_alerts || []) {
@@ -591,7 +599,7 @@ function wire(client) {
       threshold: a.threshold,
       sound: a.sound,
       vibration: a.vibration,
-      at: ev.timestamp || Date.now() / 1000,
+      at: ev.timestamp ? Date.parse(ev.timestamp) / 1000 : Date.now() / 1000,
       acked: existing?.acked || false,
     };
     view.alerts.set(a.id, alert);
@@ -621,7 +629,7 @@ function wire(client) {
     adoptSession(view, ev.session_id);
     if (ev.session_id !== view.sessionId) return;
     const m = ev.message;
-    view.messages.set(m.id, { id: m.id, from: m.from, role: m.role, text: m.text, cmid: m.client_message_id });
+    view.messages.set(m.id, { id: m.id, seq: m.seq, from: m.from, role: m.role, text: m.text, cmid: m.client_message_id });
     if (m.client_message_id) view.pending.delete(m.client_message_id);
     view.typing.delete(m.from);
     renderMessages();
@@ -630,8 +638,11 @@ function wire(client) {
   client.on("read_receipt", (ev) => {
     const view = viewOf(ev);
     if (!view || ev.reader_id === ui.me?.id) return;
-    const upTo = Math.max(ev.up_to_id || 0, ...(ev.message_ids || [0]));
-    if (upTo > view.othersReadUpTo) view.othersReadUpTo = upTo;
+    // The receipt names message ids (UUIDs); what they cover is told by their seq.
+    const ids = new Set([ev.up_to_id, ...(ev.message_ids || [])]);
+    for (const m of view.messages.values()) {
+      if (ids.has(m.id) && m.seq > view.othersReadUpTo) view.othersReadUpTo = m.seq;
+    }
     renderMessages();
   });
   client.on("typing", (ev) => {
@@ -727,11 +738,14 @@ function start() {
 
 // --- start-up -------------------------------------------------------------------------------
 
-function numbers(text) {
+const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+/** The ids (UUIDs, lower case as the server writes them) in a list typed by a user. */
+function ids(text) {
   return String(text || "")
     .split(/[\s,]+/)
-    .map((s) => Number(s))
-    .filter((n) => Number.isInteger(n) && n > 0);
+    .map((s) => s.toLowerCase())
+    .filter((s) => UUID_RE.test(s));
 }
 
 function connect(token) {
@@ -778,8 +792,8 @@ function init() {
     const frag = hash.toString();
     history.replaceState(null, "", location.pathname + (rest ? `?${rest}` : "") + (frag ? `#${frag}` : ""));
   }
-  ui.wantedAthletes = numbers(params.get("athletes"));
-  ui.wantedSession = numbers(params.get("session"))[0] ?? null;
+  ui.wantedAthletes = ids(params.get("athletes"));
+  ui.wantedSession = ids(params.get("session"))[0] ?? null;
   $("athletes").value = ui.wantedAthletes.join(", ");
   $("session").value = ui.wantedSession ?? "";
   $("pref-sound").checked = ui.prefs.sound;
@@ -799,8 +813,8 @@ function init() {
     const token = $("token").value.trim();
     if (!token) return;
     if (!ui.me) {
-      ui.wantedAthletes = numbers($("athletes").value);
-      ui.wantedSession = numbers($("session").value)[0] ?? null;
+      ui.wantedAthletes = ids($("athletes").value);
+      ui.wantedSession = ids($("session").value)[0] ?? null;
     }
     $("login-note").textContent = "";
     if (ui.tokenWaiter) {

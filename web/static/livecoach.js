@@ -434,7 +434,9 @@ export class LiveCoachClient {
 
   _scheduleRefresh(expiresAt) {
     this._clearTimer("refresh");
-    if (!this.getToken || typeof expiresAt !== "number") return;
+    // ISO 8601 on the wire; a number (epoch seconds) is still understood.
+    if (typeof expiresAt === "string") expiresAt = Date.parse(expiresAt) / 1000;
+    if (!this.getToken || typeof expiresAt !== "number" || Number.isNaN(expiresAt)) return;
     const inMs = (expiresAt - this.opts.refreshBeforeS) * 1000 - Date.now();
     this._timers.refresh = setTimeout(
       async () => {
