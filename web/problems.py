@@ -370,6 +370,31 @@ async def read_json(request: web.Request) -> Any:
     if not raw:
         raise Problem(400, "Bad Request", "the request body is empty; expected JSON")
     try:
-        return json.loads(raw)
+        value = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise Problem(400, "Bad Request", f"malformed JSON: {exc}") from None
+    except RecursionError:
+        value = None  # deeper than the parser goes: refused below like any too deep
+    else:
+        if nesting_within(value, MAX_JSON_DEPTH):
+            return value
+    raise Problem(400, "Bad Request", f"malformed JSON: nested deeper than {MAX_JSON_DEPTH} levels")
+
+
+#: How deep a request body's JSON may nest. Nothing livecoach accepts goes past 6;
+#: deeper bodies only make the validators and the JSONB encoder recurse (a 1,000-deep
+#: body was a 500 with a RecursionError).
+MAX_JSON_DEPTH = 32
+
+
+def nesting_within(value: Any, limit: int) -> bool:
+    """True if ``value`` (parsed JSON) nests at most ``limit`` containers deep."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            if depth > limit:
+                return False
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+    return True

@@ -27,21 +27,26 @@ JUNK_BODIES: list[bytes | None] = [
     b'{"t": "noon", "heart_rate": 1e308}', b'{"metrics": {"pace": -1}, "timestamp": "x"}',
     b'{"up_to_id": 5}', b'{"name": "a\\u0000b", "id": "' + str(uuid.uuid4()).encode() + b'"}',
     b'{"coach_id": "' + str(COACH).encode() + b'", "athlete_id": 12}',
+    b"true", b"42", b"[" * 1000 + b"]" * 1000, b'{"a": ' * 1000 + b"1" + b"}" * 1000,
 ]  # fmt: skip
+#: Query strings: numbers out of every range (issue 15 item 5), a NUL, junk.
+JUNK_QUERIES = ["", "?from=1e20", "?from=inf", "?from=1e309", "?to=-1e309", "?limit=1e309",
+                "?limit=-5", "?before=%00", "?athlete=%00&status=x", "?since=nan"]  # fmt: skip
 
 
-def _paths(template: str) -> list[str]:
+def _paths(template: str, *real: str) -> list[str]:
     names = re.findall(r"{(\w+)}", template)
     if not names:
         return [template]
-    return [re.sub(r"{\w+}", junk, template) for junk in JUNK_IDS]
+    return [re.sub(r"{\w+}", junk, template) for junk in (*JUNK_IDS, *real)]
 
 
 async def test_no_junk_request_gets_a_5xx(edge: Any, database_url: str) -> None:
-    await edge.start_session()
+    sid = str(await edge.start_session())  # so that queries reach a real session's handler
     seen: dict[int, int] = {}
     for ep in (*ENDPOINTS, *ADMIN_ENDPOINTS):
-        for path in _paths(ep.path):
+        queries = JUNK_QUERIES if ep.method == "GET" else [""]
+        for path in [p + q for p in _paths(ep.path, sid) for q in queries]:
             for body in JUNK_BODIES if ep.method in ("POST", "PUT") else [None]:
                 for user, role in ((ATHLETE, "athlete"), (COACH, "coach")):
                     headers = {**edge.headers(user, role), "Content-Type": "application/json"}
