@@ -44,7 +44,7 @@ from pipeline.models import (
     iso_z,
 )
 from pipeline.users import LinkRefused, UserId
-from web.access import Forbidden, NotFound
+from web.access import Forbidden
 from web.actions import parse_samples
 from web.app import EDGE, Edge
 from web.auth import AuthError, Principal, bearer_token
@@ -267,20 +267,17 @@ class _Socket:
 
     # --- presence ---------------------------------------------------------------------
 
-    async def _athlete_of(self, channel: Channel) -> UUID:
-        if channel.kind == "user":
-            return channel.ident
-        owner = await self.edge.need_access().session_owner(channel.ident)
-        if owner is None:
-            raise NotFound(f"no live session {channel.ident}")
-        return owner[0]
-
     async def _authorize(self, channel: Channel) -> UUID:
         principal = self.conn.principal
         assert principal is not None
-        athlete = await self._athlete_of(channel)
-        await self.edge.need_access().require_athlete(principal, athlete)
-        return athlete
+        access = self.edge.need_access()
+        if channel.kind == "session":
+            # Someone else's session answers as one that does not exist (as over REST):
+            # a refusal would tell which session ids exist.
+            athlete, _ = await access.require_session(principal, channel.ident)
+            return athlete
+        await access.require_athlete(principal, channel.ident)
+        return channel.ident
 
     async def _watch(self, channel: Channel, athlete: UserId, on: bool) -> None:
         await _watch(self.edge, self.conn, channel, athlete, on)

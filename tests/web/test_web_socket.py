@@ -135,10 +135,18 @@ async def test_auth_matrix_on_the_socket(edge: Any, settings: Any) -> None:
     await ws.send_json({"type": "auth", "token": forged})
     assert await closed_with(ws) == 4401
     # no auth frame in time -> 4401
-    # unlinked coach subscribing -> 4403
+    # unlinked coach subscribing to a session: the answer for one that does not exist,
+    # so that refusals do not tell which session ids exist (issue 15 item 17)
     ws = await edge.ws(OTHER_COACH, "coach")
-    await ws.send_json({"type": "subscribe", "channel": f"live:session:{sid}"})
-    assert await closed_with(ws) == 4403
+    answers = []
+    for target in (sid, uuid.uuid4()):
+        await ws.send_json({"type": "subscribe", "channel": f"live:session:{target}"})
+        while (frame := await ws.receive_json(timeout=5))["type"] != "error":
+            pass
+        answers.append((frame["code"], frame["message"].replace(str(target), "<id>")))
+    assert answers[0] == answers[1] == ("not_found", "no live session <id>"), answers
+    await ws.close()
+    # unlinked athlete channel -> 4403
     ws = await edge.ws(OTHER_ATHLETE, "athlete")
     await ws.send_json({"type": "subscribe", "channel": f"live:user:{ATHLETE}"})
     assert await closed_with(ws) == 4403
