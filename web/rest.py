@@ -5,6 +5,7 @@ to generate the OpenAPI document (:mod:`web.openapi`), so the two cannot drift.
 from __future__ import annotations
 
 import datetime as dt
+import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -101,8 +102,11 @@ def _query(request: web.Request, name: str, kind: Callable[[str], Any], default:
     if raw is None or raw == "":
         return default
     try:
-        return kind(raw)
-    except (ValueError, TypeError):
+        value = kind(raw)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(raw)  # inf, nan, 1e309: no time or count is that
+        return value
+    except (ValueError, TypeError, OverflowError):
         raise Problem(
             422,
             "Unprocessable Content",
