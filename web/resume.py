@@ -58,15 +58,22 @@ def unsubscribe(edge: Edge, conn: Connection, name: str) -> bool:
 
 
 async def _read_back(
-    edge: Edge, p: int, start: int, end: int, only_keys: set[bytes] | None
+    edge: Edge,
+    p: int,
+    start: int,
+    end: int,
+    channels: set[str],
+    only_keys: set[bytes] | None,
 ) -> tuple[list[LiveEvent], int | None]:
-    """Events of partition ``p`` from ``start`` to ``end``: (events, first offset the
-    stream still held). From the tailer's memory when it holds the range (a reconnect
-    storm then costs no Redis call and no JSON parsing), else XRANGE."""
+    """Events of partition ``p`` from ``start`` to ``end`` on any of ``channels``:
+    (events, first offset the stream still held). From the tailer's memory when it holds
+    the range (a reconnect storm then costs no Redis call and no JSON parsing), else
+    XRANGE, skipping entries whose key is not in ``only_keys`` before parsing them."""
     tailer = edge.need_tailer()
     held = tailer.recent.range(p, start, end)
     if held is not None:
-        return [e for e in held if e is not None], start
+        # Most of a partition's events are other channels': one pass, no per-event call.
+        return [e for e in held if e is not None and not channels.isdisjoint(e.channels)], start
     redis = edge.need_redis()
     events: list[LiveEvent] = []
     first: int | None = None
@@ -87,6 +94,8 @@ async def _read_back(
                 continue
             event = build_event(p, offset, value)
             if event is None or (event.kind == "alert" and tailer.repeated_alert(event)):
+                continue
+            if channels.isdisjoint(event.channels):
                 continue
             events.append(event)
     return events, first
@@ -140,6 +149,7 @@ async def resume(
             sub.floors[p] = last
             if last < positions[p]:
                 needs[p] = min(needs.get(p, last + 1), last + 1)
+    by_name = {channel.name: channel for channel in requests}
     lost: set[Channel] = set()
     replayed: dict[Channel, int] = defaultdict(int)
     cost = 0
@@ -158,7 +168,9 @@ async def resume(
             if not too_many:
                 budget -= span
                 cost += span
-                events, first = await _read_back(edge, p, start, positions[p], only_keys)
+                events, first = await _read_back(
+                    edge, p, start, positions[p], set(by_name), only_keys
+                )
             for channel, cursors in requests.items():
                 if p not in channel.partitions(n):
                     continue
@@ -167,15 +179,16 @@ async def resume(
                     continue
                 if too_many or first is None or first > last + 1:
                     lost.add(channel)
-            lost_names = {c.name for c in lost}
+            # Matched through the event's own few channels, never a call per channel.
+            live = {name for name, c in by_name.items() if c not in lost}
             for i, event in enumerate(events):
-                matched = [c for c in requests if c.name in event.channels]
-                if not matched or all(c.name in lost_names for c in matched):
+                if not any(name in live for name in event.channels):
                     continue
                 if conn.wants(event):
                     conn.send_event(event, coalesce=False)
-                    for c in matched:
-                        replayed[c] += 1
+                    for name in event.channels:
+                        if name in by_name:
+                            replayed[by_name[name]] += 1
                 if i % _PAGE == _PAGE - 1:
                     # Back-pressure: let the socket take a page before queueing more.
                     await conn.flush(_FLUSH_S)

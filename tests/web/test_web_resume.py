@@ -25,12 +25,14 @@ ATHLETE, COACH = uid(1), uid(2)
 PARTITIONS = 4
 
 
-def event(session_id: str, seq: int, kind: str = "metrics_update") -> bytes:
+def event(
+    session_id: str, seq: int, kind: str = "metrics_update", user: uuid.UUID = ATHLETE
+) -> bytes:
     """A ``live`` event as the agents publish it: a metrics_update or an alert."""
     body: dict[str, Any] = {
         "type": kind,
         "session_id": session_id,
-        "user_id": str(ATHLETE),
+        "user_id": str(user),
         "timestamp": time.time(),
         "ingest_ms": int(time.time() * 1000),
         "seq": seq,
@@ -46,7 +48,11 @@ def event(session_id: str, seq: int, kind: str = "metrics_update") -> bytes:
 
 
 async def put(
-    redis: aioredis.Redis, session_id: str, seqs: range, kind: str = "metrics_update"
+    redis: aioredis.Redis,
+    session_id: str,
+    seqs: range,
+    kind: str = "metrics_update",
+    user: uuid.UUID = ATHLETE,
 ) -> list[int]:
     p = partition_for_key(session_key(session_id), PARTITIONS)
     now = int(time.time() * 1000)
@@ -54,7 +60,7 @@ async def put(
         redis,
         LIVE_TOPIC,
         p,
-        [(session_key(session_id), event(session_id, s, kind), None, now) for s in seqs],
+        [(session_key(session_id), event(session_id, s, kind, user), None, now) for s in seqs],
     )
 
 
@@ -77,6 +83,8 @@ async def test_resume_replays_exactly_what_was_missed_while_events_flow(
     edge = await edge_factory(EdgeConfig(recent_per_partition=recent))
     sid = await edge.start_session()
     other = await edge.start_session()  # same athlete: also on the user channel
+    # Another athlete's sessions share the partitions: their events must never come.
+    strangers = [str(uuid.uuid4()) for _ in range(2 * PARTITIONS)]
     redis = aioredis.Redis.from_url(redis_url)
     channel = f"live:session:{sid}"
     try:
@@ -114,6 +122,8 @@ async def test_resume_replays_exactly_what_was_missed_while_events_flow(
             while not stop.is_set():
                 await put(redis, sid, range(seq, seq + 3))
                 await put(redis, other, range(seq - 5, seq - 2))
+                for stranger in strangers:
+                    await put(redis, stranger, range(seq, seq + 3), user=uid(3))
                 seq += 3
                 await asyncio.sleep(0.005)
             produced["sid"] = seq
