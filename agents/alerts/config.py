@@ -125,6 +125,9 @@ class PaceRule(_RuleBase):
     #: How long the pace must stay off: an excursion shorter than this (a turn, a
     #: junction, GPS wander) never alerts.
     dwell_s: Annotated[float, Field(ge=0, le=3600)] = 30.0
+    #: Slower than this many times the slow bound is walking or stopping (a light, a
+    #: drink, a walk break), not running slowly: such samples are not judged.
+    walk_factor: Annotated[float, Field(ge=1.1, le=5)] = 1.5
     hysteresis: NonNegative = 5.0
     severity: Severity = "info"
 

@@ -82,6 +82,8 @@ _MIN_EXCESS = 0.01
 _MIN_EXCESS_BPM = 1.0
 #: Pace wanders more (GPS): 2 % of the bound, 6 s/km at 5:00 /km.
 _MIN_EXCESS_PACE = 0.02
+#: Seconds of the latest samples that must still be off for a pace alert to be told.
+_CONFIRM_S = 15.0
 _SLOW = -1.0  # lead_s of the fatigue rules: onset = start of the hold that fired
 
 
@@ -341,8 +343,12 @@ class AlertEngine:
         dwell_s: float,
         cooldown_s: float,
         lead_s: float = 0.0,
+        ready: bool = True,
     ) -> float | None:
         """Advance one rule direction; returns the onset time when it fires now.
+
+        ``ready``: whether the alert may be told now; when not, a held dwell waits
+        (without resetting) until it is.
 
         ``lead_s``: a trailing window's mean describes the middle of the window, so a
         windowed metric's onset is dated half a window before the crossing. Negative
@@ -381,7 +387,7 @@ class AlertEngine:
             m[0] = 0.0
         else:
             m[0] += dt
-        if not m[2] or m[0] < dwell_s:
+        if not m[2] or m[0] < dwell_s or not ready:
             return None
         group = _COOLDOWN_GROUP.get(rule, rule)
         last = state["cool"].get(group)
@@ -483,7 +489,8 @@ class AlertEngine:
 
     @staticmethod
     def _judged(sig: State, win: State, span_s: float, since: float, t: float,
-                dwell_s: float) -> tuple[float, float] | None:  # fmt: skip
+                dwell_s: float, floor: float | None = None,
+                ) -> tuple[float, float] | None:  # fmt: skip
         """The window's (low, high) medians, once the athlete was watched long enough.
 
         After a plan's interval change (``since``: its start plus the grace period) the
@@ -499,7 +506,7 @@ class AlertEngine:
                 return None
         elif t - start < max(dwell_s, 0.5 * span_s):
             return None
-        return zone_median(win, since - t0)
+        return zone_median(win, since - t0, floor)
 
     def _pace(
         self, state: State, t: float, dt: float, alerts: list[Alert], targets: _Targets
@@ -509,18 +516,28 @@ class AlertEngine:
         if fast is None or slow is None:
             return
         sig = state["sig"]
-        # Stopped samples do not count (pace is undefined, not infinite): a light or a
-        # junction is neither slow nor a reason to stop judging the rest.
-        speeds = self._judged(sig, sig["sw"], self._params.pace_window_s, since, t, cfg.dwell_s)
+        # Stopped and walking samples do not count (pace is undefined, not infinite): a
+        # light, a junction or a drink is neither slow nor a reason to stop judging the
+        # rest. Walking: slower than walk_factor times the slow bound.
+        walking = 1000.0 / (cfg.walk_factor * slow)
+        speeds = self._judged(
+            sig, sig["sw"], self._params.pace_window_s, since, t, cfg.dwell_s, walking
+        )
+        # A GPS pace lags: the window can still say "fast" after the runner is back on
+        # target. An alert is told only while the last seconds are off that way too.
+        recent = zone_median(sig["sw"], t - sig["t0"] - _CONFIRM_S, walking)
         for direction, bound in (("slow", slow), ("fast", fast)):
             # Slow is speed too low; the (low, high) medians of speed.
-            pace = None if speeds is None else 1000.0 / speeds[0 if direction == "slow" else 1]
+            side = 0 if direction == "slow" else 1
+            pace = None if speeds is None else 1000.0 / speeds[side]
             excess = None if pace is None else (
                 (pace - bound if direction == "slow" else bound - pace) - _MIN_EXCESS_PACE * bound
             )  # fmt: skip
+            now = None if recent is None else 1000.0 / recent[side]
+            still = now is not None and (now > bound if direction == "slow" else now < bound)
             onset = self._machine(
                 state, "pace", direction, t, dt, excess,
-                cfg.hysteresis, 0.0, cfg.cooldown_s, cfg.dwell_s,
+                cfg.hysteresis, 0.0, cfg.cooldown_s, cfg.dwell_s, ready=still,
             )  # fmt: skip
             if onset is not None and pace is not None:
                 word = "slower" if direction == "slow" else "faster"

@@ -1101,5 +1101,61 @@ _add(
     config=_config("run", pace=(300, 15)),
 )
 
+# --- walk breaks (added later: at the end, so earlier scenarios keep their seeds) -----
+
+_add(
+    S,
+    id="walk-breaks-drinks",
+    kind="stops",
+    sport="run",
+    noise="gps",
+    description="Run at 5:30 /km (target 5:30 ± 15 s); walks 60 s at 11:00 /km through a "
+    "drink station at 15 and at 30 min, then runs on at target. No alert.",
+    segments=(
+        Segment(900, 330),
+        Segment(60, 660),
+        Segment(900, 330),
+        Segment(60, 660),
+        Segment(900, 330),
+    ),
+    config=_config("run", pace=(330, 15)),
+)
+_add(
+    S,
+    id="walk-then-catch-up",
+    kind="stops",
+    sport="run",
+    noise="gps",
+    description="Run at 6:00 /km (target 6:00 ± 20 s); a 45 s walk at 12:00 /km at 20 min, "
+    "then 20 s at 5:00 /km to catch up with the group, then target again. No alert.",
+    segments=(Segment(1200, 360), Segment(45, 720), Segment(20, 300), Segment(1200, 360)),
+    config=_config("run", pace=(360, 20)),
+)
+_add(
+    S,
+    id="slow-after-walk-break",
+    kind="pace-off",
+    sport="run",
+    noise="gps",
+    description="Run at 5:00 /km (target 5:00 ± 15 s); a 60 s walk at 20 min, then the "
+    "runner cannot get going again: 5:40 /km from 21 min to the end (40 min). Pace slow "
+    "owed within a minute of 21 min.",
+    segments=(Segment(1200, 300), Segment(60, 600), Segment(1200, 340)),
+    expect=(_zone("pace", "slow", 1260, 2460),),
+    config=_config("run", pace=(300, 15)),
+)
+_add(
+    A,
+    id="amb-long-walk",
+    kind="stops",
+    sport="run",
+    noise="gps",
+    description="Tempo run at 5:30 /km (target 5:30 ± 15 s); the runner walks 4 min at "
+    "10:30 /km at 20 min, exhausted, then jogs on at target. Walking is judged as a stop: "
+    "a coach may or may not want to hear of it.",
+    segments=(Segment(1200, 330), Segment(240, 630), Segment(900, 330)),
+    config=_config("run", pace=(330, 15)),
+)
+
 SCENARIOS: tuple[Scenario, ...] = tuple(S)
 AMBIGUOUS: tuple[Scenario, ...] = tuple(A)

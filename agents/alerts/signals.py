@@ -152,7 +152,9 @@ def _zone_push(win: State, t: float, value: float | None, span_s: float) -> None
         del vs[0]
 
 
-def zone_median(win: State, since_t: float) -> tuple[float, float] | None:
+def zone_median(
+    win: State, since_t: float, floor: float | None = None
+) -> tuple[float, float] | None:
     """(low, high): the window's medians for judging "too low" and "too high".
 
     Over the samples at or after ``since_t`` (seconds from the session's first
@@ -163,11 +165,15 @@ def zone_median(win: State, since_t: float) -> tuple[float, float] | None:
     are at or over. Without dropouts both are the median. A median ignores anything
     that fills less than half the window: a coast, a turn, a surge, a spike. None with
     fewer than three samples that count, or when no more than half of them count.
+    Values under ``floor`` do not count either (walking, for a runner's pace).
     """
     ts: list[float] = win["t"]
     vs: list[float | None] = win["v"]
     i = bisect_left(ts, since_t) if ts and ts[0] < since_t else 0
-    values = [v for v in vs[i:] if v is not None]
+    if floor is None:
+        values = [v for v in vs[i:] if v is not None]
+    else:
+        values = [v for v in vs[i:] if v is not None and v >= floor]
     n = len(values)
     k = (len(ts) - i) // 2
     if n < 3 or n <= k:

@@ -6,7 +6,6 @@ import itertools
 import json
 import math
 import random
-import time
 from collections.abc import Iterable, Sequence
 
 from faust.utils import json as faust_json
@@ -358,16 +357,14 @@ def test_power_fade_against_the_best_five_minutes() -> None:
     assert len(alerts) == 1 and alerts[0].started_at_s >= sum(d for d, _ in blocks[:5])
 
 
-def test_per_sample_cost_is_tens_of_microseconds() -> None:
+def test_state_stays_small_over_a_whole_workout() -> None:
+    # The state goes to the changelog with every record. (The per-sample cost is a
+    # benchmark's, not a timed test's: `python -m bench.alert_path`, alerts-eval.)
     workout = demo_workout()
     engine = AlertEngine(workout.config, workout.athlete)
-    samples = workout.samples
-    state = engine.new_state("perf")
-    started = time.perf_counter()
-    for sample in samples:
+    state = engine.new_state("size")
+    for sample in workout.samples:
         state, _ = engine.update(state, sample)
-    per_sample_us = 1e6 * (time.perf_counter() - started) / len(samples)
-    assert per_sample_us < 100.0, per_sample_us  # ~15 us on a laptop; loose for CI
     assert len(json.dumps(state)) < 12_000
 
 
