@@ -261,6 +261,33 @@ class _ServerEvent(BaseModel):
     ref: FrameId | None = Field(default=None, description="The id of the frame answered.")
 
 
+class PlanTarget(BaseModel):
+    """An interval's target ranges, each ``[low, high]``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    power_w: tuple[float, float] | None = Field(default=None, description="W")
+    pace_s_per_km: tuple[float, float] | None = Field(
+        default=None, description="seconds per km (low is the faster bound)"
+    )
+    heart_rate_bpm: tuple[float, float] | None = Field(default=None, description="bpm")
+
+
+class PlanInterval(BaseModel):
+    """Where the athlete is in the session's structured workout (absent without one)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    index: int = Field(ge=0, description="0-based position in the plan")
+    count: int = Field(ge=1, description="intervals in the plan")
+    name: str | None = None
+    target: PlanTarget
+    remaining_s: float | None = Field(default=None, description="s left (a timed interval)")
+    remaining_m: float | None = Field(
+        default=None, description="m left (an interval of a distance)"
+    )
+
+
 class LiveMetrics(BaseModel):
     """The ``metrics`` of a ``metrics_update``: the spec's fields, then derived ones.
 
@@ -301,6 +328,9 @@ class LiveMetrics(BaseModel):
     lap: int | None = None
     state: Literal["created", "running", "paused", "stopped"] | None = None
     samples: int | None = None
+    interval: PlanInterval | None = Field(
+        default=None, description="The plan's current interval, its target and what is left"
+    )
 
 
 class MetricsUpdateEvent(_ServerEvent):

@@ -140,3 +140,40 @@ def test_walking_the_plan_by_time_and_distance() -> None:
     assert cursor[0] == 2 and cursor[2] == 810.0
     assert advance(cursor, rows, 200.0, 900.0)
     assert current_interval(rows, cursor, 200.0, 900.0) is None  # the plan is over
+
+
+def test_the_interval_view_is_what_the_protocol_schema_declares() -> None:
+    # What the live agent puts in metrics.interval, checked by the checked-in schema's
+    # validator (the dashboard reads these fields).
+    from pipeline.models import LiveMetrics
+    from tests.wire_check import errors_of
+
+    plan = parse_plan(
+        {"intervals": [
+            {"name": "a", "duration_s": 60, "power_w": {"low": 100, "high": 120},
+             "heart_rate_bpm": {"low": 130, "high": 150}},
+            {"name": "b", "distance_m": 500, "pace_s_per_km": {"low": 230, "high": 245}},
+        ]},
+        ftp_w=250.0,
+    )  # fmt: skip
+    rows = plan_rows(plan)
+    cursor = [0, 0.0, 0.0]
+    views = [current_interval(rows, cursor, 10.0, 50.0)]
+    advance(cursor, rows, 61.0, 300.0)
+    views.append(current_interval(rows, cursor, 70.0, 350.0))
+    for view in views:
+        assert view is not None
+        LiveMetrics.model_validate(
+            {"heart_rate": 140, "pace": None, "distance": None, "cadence": None, "interval": view}
+        )
+        event = {
+            "type": "metrics_update",
+            "timestamp": "2026-01-01T00:00:00Z",
+            "metrics": {"heart_rate": 140, "pace": None, "distance": None, "cadence": None,
+                        "interval": view},
+        }  # fmt: skip
+        assert errors_of(event) == []
+    assert errors_of(
+        {"type": "metrics_update", "metrics": {"heart_rate": 1, "pace": None, "distance": None,
+                                               "cadence": None, "interval": {"index": 0}}}
+    ), "an interval without count and target must not validate"  # fmt: skip

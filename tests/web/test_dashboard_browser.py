@@ -57,6 +57,7 @@ CHROMIUM_ARGS = [
 #: Short timings so a reconnect takes about a second (the defaults are 0.5 s to 30 s).
 PAGE_OPTIONS = "backoff_base_ms=200&backoff_max_ms=1000&heartbeat_ms=2000"
 WAIT_MS = 10_000
+EN = "\u2013"  # the page's dash: ranges, and a value not known
 
 
 def _browser_missing() -> str | None:
@@ -634,6 +635,38 @@ async def test_resume_past_retention_shows_the_snapshot(
             # and live again after the snapshot
             await publish(redis_url, sid, metrics(sid, heart_rate=150))
             await _wait_text(page, "#m-heart_rate", "150")
+        finally:
+            await browser.close()
+
+
+@needs_browser
+async def test_the_plans_interval_its_target_and_time_left(live_edge: Edge, redis_url: str) -> None:
+    """A session with a plan: the page shows the current interval, its targets and the
+    time (or distance) left, and "no plan" again once the plan is over."""
+    from playwright.async_api import async_playwright
+
+    edge = live_edge
+    sid = await start_session(edge)
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = _wire_checked(await browser.new_page())
+            token = edge.token(ATHLETE, "athlete")
+            await page.goto(f"{edge.base}/dashboard?{PAGE_OPTIONS}#token={token}")
+            await _until(page, SUBSCRIBED)
+            tempo = {"index": 1, "count": 5, "name": "tempo", "remaining_s": 83.4,
+                     "target": {"power_w": [200, 220], "heart_rate_bpm": [140, 155]}}  # fmt: skip
+            await publish(redis_url, sid, metrics(sid, heart_rate=141, interval=tempo))
+            await _wait_text(page, "#m-interval", "1:23")
+            assert await _text(page, "#s-interval") == f"2/5 tempo · 200{EN}220 W · 140{EN}155 bpm"
+            reps = {"index": 2, "count": 5, "name": "400 m", "remaining_m": 250.0,
+                    "target": {"pace_s_per_km": [230, 245]}}  # fmt: skip
+            await publish(redis_url, sid, metrics(sid, heart_rate=150, interval=reps))
+            await _wait_text(page, "#m-interval", "250 m")
+            assert await _text(page, "#s-interval") == f"3/5 400 m · 3:50{EN}4:05 /km"
+            await publish(redis_url, sid, metrics(sid, heart_rate=120))  # the plan is over
+            await _wait_text(page, "#s-interval", "no plan")
+            assert await _text(page, "#m-interval") == EN
         finally:
             await browser.close()
 

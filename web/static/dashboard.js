@@ -88,7 +88,28 @@ function clock(seconds) {
   return h ? `${h}:${String(m).padStart(2, "0")}:${ss}` : `${m}:${ss}`;
 }
 
+// The plan's current interval: time (or distance) left, then position, name and target.
+function intervalLeft(i) {
+  if (!i) return "–";
+  if (i.remaining_s != null) return clock(i.remaining_s);
+  return i.remaining_m != null ? `${num(i.remaining_m)} m` : "–";
+}
+
+function intervalSub(i) {
+  if (!i) return "no plan";
+  const t = i.target || {};
+  const range = (r, f, unit) => `${f(r[0])}–${f(r[1])} ${unit}`;
+  const targets = [
+    t.power_w && range(t.power_w, (v) => num(v), "W"),
+    t.pace_s_per_km && range(t.pace_s_per_km, clock, "/km"),
+    t.heart_rate_bpm && range(t.heart_rate_bpm, (v) => num(v), "bpm"),
+  ].filter(Boolean);
+  const head = `${i.index + 1}/${i.count}${i.name ? ` ${i.name}` : ""}`;
+  return [head, ...targets].join(" · ");
+}
+
 const TILES = [
+  { key: "interval", label: "Interval", unit: "left", value: (m) => intervalLeft(m.interval), sub: (m) => intervalSub(m.interval) },
   { key: "heart_rate", label: "Heart rate", unit: "bpm", value: (m) => num(m.heart_rate), sub: (m) => (m.hr_zone ? `zone ${m.hr_zone}` : m.hr_avg_30s != null ? `30 s avg ${num(m.hr_avg_30s)}` : "") },
   { key: "power", label: "Power", unit: "W", value: (m) => num(m.power), sub: (m) => (m.power_3s != null ? `3 s avg ${num(m.power_3s)}` : "") },
   // The wire's pace is minutes per km (5.5 = 5:30) and its distance km; pace_s_per_km is
@@ -578,6 +599,7 @@ function wire(client) {
     adoptSession(view, ev.session_id);
     if (ev.session_id !== view.sessionId) return;
     Object.assign(view.metrics, ev.metrics || {});
+    view.metrics.interval = ev.metrics?.interval ?? null; // absent once the plan is over
     if (ev.metrics?.state) view.sessionState = ev.metrics.state;
     view.metricsAt = Date.now();
     if (view.id === ui.focus) renderTiles();
