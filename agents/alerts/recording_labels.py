@@ -5,8 +5,7 @@ heart rate, pace; ``bench/alert_noise.py`` reads the files the same way), with t
 athlete and bounds of :data:`agents.alerts.evaluation.RECORDING_SETUPS`. Times are
 seconds from the first sample. Owed: a coach watching would have wanted this alert;
 allowed (``owed=False``): a coach would not mind it. Anything else is a false alarm.
-The reasoning is next to each label. The 6.5 h ride is not labelled (not reviewed in
-full yet); it is left out of the scores.
+The reasoning is next to each label.
 """
 
 from __future__ import annotations
@@ -66,6 +65,30 @@ RECORDING_LABELS: dict[str, tuple[Expect, ...]] = {
         _fair(WPRIME, "low", 5160, 6000),
         _fair(WPRIME, "low", 7620, 7900),
         _fair(FADE + DRIFT, None, 3000, 8400),
+    ),
+    # 6.5 h endurance ride with many stops and gaps (bounds HR 95-155, power up to
+    # 320 W; FTP 230, LTHR 160); riding at 80-170 W with 5-30 s a minute coasting. Two
+    # one-minute efforts (355 W at 54', 360 W at 378') lift HR to 160-170 for two
+    # minutes: fair for power, heart rate and W', not owed (brief, then easy again).
+    # HR touches or passes 155 for a minute or two at 209'-211', 219'-225', 299'-303',
+    # 368'-372': fair. HR under 95 is at stops or in the easy minutes after them
+    # (43'-49', 110'-118', 145', 252'-253', 326'-341', 354'): never owed; riding easy
+    # under the floor at 110'-118' is fair. HR runs 10-20 bpm higher at the same power
+    # after 3 h (heat, fatigue), but the output is never steady enough to call it
+    # drift: fair from 2 h, not owed. Nothing owed.
+    "ride_long_6h_power_hr__2019-02-17-062644-ELEMNT-297E-195-0.fit": (
+        _fair(HR, "high", 3240, 3420),
+        _fair(HR, "high", 12540, 12660),
+        _fair(HR, "high", 13140, 13500),
+        _fair(HR, "high", 17940, 18180),
+        _fair(HR, "high", 22080, 22320),
+        _fair(HR, "high", 22680, 22860),
+        _fair(POWER, "high", 3240, 3360),
+        _fair(POWER, "high", 22680, 22800),
+        _fair(WPRIME, "low", 3240, 3420),
+        _fair(WPRIME, "low", 22680, 22860),
+        _fair(HR, "low", 6600, 7080),
+        _fair(DRIFT + FADE, None, 7200, 23700),
     ),
     # Stryd run at constant power (~220 W) over hills, pace target 8:10 /km +- 25 s
     # (465-515) and HR 110-140. Pace is terrain-driven; a coach with a pace target would
