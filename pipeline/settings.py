@@ -19,7 +19,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from pipeline.errors import ConfigError
-from pipeline.redaction import redact_url
+from pipeline.redaction import redact_detail, redact_url
 from pipeline.secretfiles import read_or_create
 
 ENV_PREFIX = "LIVECOACH_"
@@ -178,7 +178,8 @@ class Settings(BaseSettings):
             parts.port  # noqa: B018 - raises ValueError on a non-numeric or out-of-range port
             conninfo_to_dict(value)
         except (ValueError, psycopg.ProgrammingError) as exc:
-            raise ValueError(f"malformed URL {redact_url(value)!r}: {exc}") from None
+            detail = redact_detail(str(exc), value)
+            raise ValueError(f"malformed URL {redact_url(value)!r}: {detail}") from None
         if not parts.path.strip("/"):
             raise ValueError(f"malformed URL {redact_url(value)!r}: no database name")
         return value
