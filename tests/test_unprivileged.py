@@ -24,8 +24,10 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
+import yaml
 
 from pipeline.embedded import free_port
 from tests.conftest import make_data_dir
@@ -33,6 +35,7 @@ from tests.conftest import make_data_dir
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 SYSTEM_PYTHON = Path("/usr/bin/python3")
+COMPOSE = Path(__file__).resolve().parents[1] / "docker" / "compose.yaml"
 ACCOUNT = "nobody"
 _START_TIMEOUT_S = 90.0
 
@@ -80,6 +83,16 @@ def account_python() -> Iterator[tuple[pwd.struct_passwd, Path]]:
         yield account, python
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def _health_check(service: str, port: int) -> list[str]:
+    """The compose file's health check of ``service``, with its URL's port set to ``port``."""
+    test = yaml.safe_load(COMPOSE.read_text())["services"][service]["healthcheck"]["test"]
+    assert test[:2] == ["CMD", "livecoach"]
+    argv = list(test[2:])
+    url = urlsplit(argv[argv.index("--ready") + 1])
+    argv[argv.index("--ready") + 1] = urlunsplit(url._replace(netloc=f"{url.hostname}:{port}"))
+    return argv
 
 
 def _ready(url: str) -> bool:
@@ -143,10 +156,24 @@ def test_worker_and_web_start_as_nobody_in_an_unwritable_folder(
         log = output.read().decode(errors="replace")
         assert not waiting, f"not ready: {waiting}\n{log[-3000:]}"
         assert "PermissionError" not in log, log[-3000:]
+        # The compose file's health checks, aimed at these processes' ports, pass...
+        health = {name: _health_check(name, {"web": web_port, "worker": worker_port}[name])
+                  for name in ("worker", "web")}  # fmt: skip
+        run_as = {"user": account.pw_uid, "group": account.pw_gid, "extra_groups": []}
+        for name, argv in health.items():
+            done = subprocess.run([str(python), "-m", "pipeline.cli", *argv], env=env, cwd=cwd,
+                                  capture_output=True, text=True, timeout=60, **run_as)  # fmt: skip
+            assert done.returncode == 0, f"{name}: {done.stderr}"
         for proc in procs:
             proc.send_signal(signal.SIGTERM)
         statuses = [proc.wait(60) for proc in procs]
         assert statuses == [0, 0], log[-3000:]
+        # ...and fail once they are gone.
+        for name, argv in health.items():
+            done = subprocess.run([str(python), "-m", "pipeline.cli", *argv], env=env, cwd=cwd,
+                                  capture_output=True, text=True, timeout=60, **run_as)  # fmt: skip
+            assert done.returncode == 1, f"{name}: {done.stdout}{done.stderr}"
+            assert "is not ready" in done.stderr
         assert list(cwd.iterdir()) == [], "something was written to the current folder"
         faust = data_dir / "faust"
         assert {p.name for p in faust.iterdir()} == {"livecoach", "livecoach-store"}
