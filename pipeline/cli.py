@@ -144,6 +144,22 @@ def _check_ready(url: str) -> None:
         raise LivecoachError(f"{redact_url(url)} is not ready: HTTP {status}")
 
 
+def _cmd_samples(args: argparse.Namespace, settings: Settings) -> int:
+    from pathlib import Path
+
+    from pipeline.sample_recordings import FIGURES, write_samples
+
+    try:
+        paths = write_samples(Path(args.folder))
+    except OSError as exc:
+        raise ConfigError("FOLDER", f"cannot write {args.folder}: {exc.strerror or exc}") from None
+    for path in paths:
+        print(path)
+    figures = ", ".join(f"{k} {v:g}" for k, v in vars(FIGURES).items())
+    print(f"a steady ride with heart-rate drift; its figures: {figures}")
+    return 0
+
+
 def _cmd_links(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.up import read_links
 
@@ -486,6 +502,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(handler=_cmd_analyze)
+
+    p = sub.add_parser(
+        "samples", help="write a known workout as FIT, GPX, TCX and CSV (to try `analyze`)"
+    )
+    p.add_argument("folder", help="folder to write the four recordings into")
+    p.set_defaults(handler=_cmd_samples)
 
     p = sub.add_parser("alerts-eval", help="precision and recall of every alert rule")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
