@@ -231,6 +231,8 @@ def _logging_to(path: Path) -> Iterator[None]:
     """Our log lines to ``path``; only warnings and errors still reach the terminal."""
     root = logging.getLogger()
     saved = root.handlers[:]
+    # Private like the rest of the data folder (its lines are masked, but they name users).
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
     to_file = logging.FileHandler(path, encoding="utf-8")
     to_file.setFormatter(logging.Formatter(_LOG_FORMAT))
     to_terminal = logging.StreamHandler(sys.stderr)

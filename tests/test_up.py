@@ -99,6 +99,7 @@ def test_up_shows_live_metrics_in_watch_within_30_s_and_stops_cleanly() -> None:
         # Nothing more on the terminal: the chatter went to the log in the data folder.
         assert up.stdout.read() == ""
         assert up.stderr is not None and up.stderr.read() == ""
+        assert (data_dir / "up.log").stat().st_mode & 0o777 == 0o600
         log = (data_dir / "up.log").read_text()
         assert "Worker" in log and "aiohttp.access" in log
         assert not links.exists(), "links of a stopped up are kept"
