@@ -34,8 +34,9 @@ _QUERY_SECRET = re.compile(
 )
 #: ``Authorization: Bearer xyz`` / ``Basic xyz``, as a header line or a repr of one.
 _AUTH_HEADER = re.compile(r"(?i)(authorization['\"]?\s*[:=]\s*['\"]?)(\w+\s+)?[^\s'\",}]+")
-#: ``scheme://user:password@`` anywhere in a text.
-_URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^/\s:@]*:)[^@\s/]+@")
+#: ``scheme://user:password@`` anywhere in a text, up to the word's last ``@`` (a
+#: password typed with an unescaped ``/``, ``#`` or ``@`` is masked whole).
+_URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^/\s:@]*:)[^\s'\"]*@")
 #: ``Bearer xyz`` on its own (an access log format that prints the header's value).
 _BEARER = re.compile(r"(?i)\b(bearer\s+)[^\s'\",}]+")
 #: A bare JWT (three base64url parts, the first a JSON header ``{"``).

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from pipeline.redaction import redact_detail, redact_url
+from pipeline.redaction import redact_detail, redact_tokens, redact_url
 
 SECRET = "s3cretpw"
 
@@ -79,3 +79,10 @@ def test_check_names_the_variable_and_never_the_password(variable: str, url: str
     assert result.stderr.startswith(f"livecoach: error: {variable}: "), result.stderr
     assert "s3cret" not in result.stdout + result.stderr, result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("url", MISTYPED + MISTYPED_PG)
+def test_log_lines_mask_a_mistyped_password(url: str) -> None:
+    line = redact_tokens(f"cannot reach {url!r}: Connection refused")
+    assert "s3cret" not in line, line
+    assert line.endswith(": Connection refused")
