@@ -16,10 +16,11 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 ## Chromium from Debian for the dashboard's browser tests, if missing: only as root with
-## apt-get (CI; about a minute), bounded by timeouts, and it never fails the build: without
-## a browser those tests skip and say why.
+## apt-get (CI; about a minute), announced on one line, bounded by timeouts, and it never
+## fails the build: without a browser those tests skip and say why.
 browser:
 	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+	  && echo "installing Debian's chromium system-wide (apt-get) for the dashboard's browser tests" >&2 \
 	  && { timeout 180 apt-get update -qq && DEBIAN_FRONTEND=noninteractive timeout 420 \
 	  apt-get install -y -qq chromium; } </dev/null >/dev/null 2>&1; } \
 	  || echo "chromium not installed: the dashboard browser tests will skip" >&2

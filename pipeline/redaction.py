@@ -4,7 +4,8 @@ Two kinds of secret travel in strings livecoach might print: passwords inside se
 URLs (``redis://:pw@host``, ``postgresql://user:pw@host/db``, or ``?password=`` in
 the query) and bearer tokens in HTTP requests (``?token=`` in a URL, an
 ``Authorization`` header). :func:`redact_url` and :func:`redact_tokens` replace them
-with ``***``. Two ways to apply them to logs:
+with ``***``; :func:`redact_detail` masks a URL's password in a library's error about
+that URL (which may quote a piece of a mistyped password). Two ways to apply them to logs:
 
 - :func:`install_record_factory` (the CLI, for its processes): every record the
   process creates is masked as it is made, whichever logger makes it and whatever
@@ -18,10 +19,11 @@ Not masked: the text of a traceback (``exc_info``), formatted only by the handle
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
 MASK = "***"
 
@@ -32,8 +34,9 @@ _QUERY_SECRET = re.compile(
 )
 #: ``Authorization: Bearer xyz`` / ``Basic xyz``, as a header line or a repr of one.
 _AUTH_HEADER = re.compile(r"(?i)(authorization['\"]?\s*[:=]\s*['\"]?)(\w+\s+)?[^\s'\",}]+")
-#: ``scheme://user:password@`` anywhere in a text.
-_URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^/\s:@]*:)[^@\s/]+@")
+#: ``scheme://user:password@`` anywhere in a text, up to the word's last ``@`` (a
+#: password typed with an unescaped ``/``, ``#`` or ``@`` is masked whole).
+_URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^/\s:@]*:)[^\s'\"]*@")
 #: ``Bearer xyz`` on its own (an access log format that prints the header's value).
 _BEARER = re.compile(r"(?i)\b(bearer\s+)[^\s'\",}]+")
 #: A bare JWT (three base64url parts, the first a JSON header ``{"``).
@@ -46,19 +49,51 @@ _MAYBE_SECRET = ("token", "password", "secret", "key=", "authorization", "bearer
 _RECORD_FIELDS = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
 
+#: ``scheme://user:`` and everything up to the *last* ``@``: a password typed with an
+#: unescaped ``/``, ``#`` or ``@`` ends the URL's authority early for ``urlsplit``, which
+#: would then show it as a host, port or path.
+_SERVER_USERINFO = re.compile(r"(?is)^([a-z][a-z0-9+.-]*://[^:/@\s]*:)(.+)@")
+#: Characters that split a mistyped password into the pieces a parser may quote back.
+_PASSWORD_SPLIT = re.compile(r"[/#?@:\s]+")
+
+
 def redact_url(url: str) -> str:
     """``url`` with its password (userinfo or a secret query parameter) masked."""
+    if match := _SERVER_USERINFO.match(url):
+        url = f"{match[1]}{MASK}@{url[match.end() :]}"
     try:
         parts = urlsplit(url)
     except ValueError:
         return redact_tokens(url)
-    netloc = parts.netloc
-    if parts.password is not None:
-        user, _, host = netloc.rpartition("@")
-        name = user.partition(":")[0]
-        netloc = f"{name}:{MASK}@{host}"
     query = _QUERY_SECRET.sub(rf"\g<1>{MASK}", "?" + parts.query)[1:] if parts.query else ""
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))
+
+
+def url_secrets(url: str) -> list[str]:
+    """The password of ``url`` and the pieces a parser's error may quote, longest first."""
+    found: list[str] = []
+    if match := _SERVER_USERINFO.match(url):
+        found.append(match[2])
+    with contextlib.suppress(ValueError):
+        for name, value in parse_qsl(urlsplit(url).query, keep_blank_values=True):
+            if name.lower() in _SECRET_PARAMS:
+                found.append(value)
+    pieces = set(found)
+    for secret in found:
+        pieces.add(unquote(secret))
+        pieces.update(_PASSWORD_SPLIT.split(secret))
+    return sorted((p for p in pieces if len(p) >= 2), key=len, reverse=True)
+
+
+def redact_detail(text: str, url: str) -> str:
+    """An error ``text`` about ``url`` with every piece of its password masked.
+
+    For the messages of the libraries that parse or connect to ``url``: they quote the
+    part they choked on, which may be a piece of a mistyped password.
+    """
+    for secret in url_secrets(url):
+        text = text.replace(secret, MASK)
+    return redact_tokens(text)
 
 
 def redact_tokens(text: str) -> str:

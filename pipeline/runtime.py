@@ -15,7 +15,7 @@ import redis
 
 from pipeline.embedded import ServiceURLs, services
 from pipeline.errors import ConfigError
-from pipeline.redaction import redact_tokens, redact_url
+from pipeline.redaction import redact_detail, redact_url
 from pipeline.settings import Settings, env_name
 
 _CONNECT_TIMEOUT_S = 5
@@ -30,7 +30,7 @@ def check_redis(url: str, variable: str = env_name("redis_url")) -> None:
         finally:
             client.close()
     except (redis.RedisError, OSError, ValueError) as exc:
-        detail = redact_tokens(str(exc))
+        detail = redact_detail(str(exc), url)
         raise ConfigError(variable, f"cannot reach Redis at {redact_url(url)}: {detail}") from None
 
 
@@ -42,7 +42,7 @@ def check_postgres(url: str, variable: str = env_name("database_url")) -> None:
     except (psycopg.Error, OSError) as exc:
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConfigError(
-            variable, f"cannot reach PostgreSQL at {redact_url(url)}: {redact_tokens(detail)}"
+            variable, f"cannot reach PostgreSQL at {redact_url(url)}: {redact_detail(detail, url)}"
         ) from None
 
 

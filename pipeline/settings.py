@@ -7,6 +7,7 @@ line (exit status 2).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlsplit
@@ -18,7 +19,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from pipeline.errors import ConfigError
-from pipeline.redaction import redact_url
+from pipeline.redaction import redact_detail, redact_url
 from pipeline.secretfiles import read_or_create
 
 ENV_PREFIX = "LIVECOACH_"
@@ -37,7 +38,16 @@ Partitions = Annotated[int, Field(ge=1, le=1024)]
 MIN_JWT_SECRET_BYTES = 32
 
 
-def _default_data_dir() -> Path:
+#: The data folder when livecoach runs as root: the embedded servers then run as an
+#: unprivileged account (``pipeline.embedded.SYSTEM_USER``), which cannot enter ``/root``
+#: where the per-user folder would be.
+ROOT_DATA_DIR = Path("/var/lib/livecoach")
+
+
+def default_data_dir() -> Path:
+    """``/var/lib/livecoach`` for root, else the user's data folder (platformdirs)."""
+    if os.geteuid() == 0:
+        return ROOT_DATA_DIR
     return platformdirs.user_data_path("livecoach")
 
 
@@ -53,8 +63,11 @@ class Settings(BaseSettings):
         default=None, description="PostgreSQL server; unset starts an embedded PostgreSQL"
     )
     data_dir: Path = Field(
-        default_factory=_default_data_dir,
-        description="Folder for embedded servers' data and the generated JWT secret",
+        default_factory=default_data_dir,
+        description=(
+            "Folder for embedded servers' data, the generated JWT secret, the workers' "
+            "working folders and `livecoach up`'s log and links"
+        ),
     )
     jwt_secret: SecretStr | None = Field(
         default=None,
@@ -165,7 +178,8 @@ class Settings(BaseSettings):
             parts.port  # noqa: B018 - raises ValueError on a non-numeric or out-of-range port
             conninfo_to_dict(value)
         except (ValueError, psycopg.ProgrammingError) as exc:
-            raise ValueError(f"malformed URL {redact_url(value)!r}: {exc}") from None
+            detail = redact_detail(str(exc), value)
+            raise ValueError(f"malformed URL {redact_url(value)!r}: {detail}") from None
         if not parts.path.strip("/"):
             raise ValueError(f"malformed URL {redact_url(value)!r}: no database name")
         return value

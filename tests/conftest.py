@@ -39,6 +39,26 @@ def make_data_dir(prefix: str = "livecoach-test-") -> Path:
     return path
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_data_dir() -> Iterator[Path]:
+    """A throw-away default data folder for the session (never the user's own).
+
+    Faust apps built by tests keep their working folders under the data folder; with
+    the default one they would land in ``/var/lib/livecoach`` or the user's folder.
+    """
+    configured = os.environ.get("LIVECOACH_DATA_DIR")
+    if configured:
+        yield Path(configured)
+        return
+    path = make_data_dir("livecoach-data-")
+    os.environ["LIVECOACH_DATA_DIR"] = str(path)
+    try:
+        yield path
+    finally:
+        os.environ.pop("LIVECOACH_DATA_DIR", None)
+        shutil.rmtree(path, ignore_errors=True)
+
+
 def _assert_stopped(pids: list[int]) -> None:
     alive = [
         pid
