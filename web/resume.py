@@ -173,7 +173,7 @@ async def resume(
                 if not matched or all(c.name in lost_names for c in matched):
                     continue
                 if conn.wants(event):
-                    conn.send_event(event, coalesce=False)
+                    conn.send_event(event, coalesce=False, replayed=True)
                     for c in matched:
                         replayed[c] += 1
                 if i % _PAGE == _PAGE - 1:
