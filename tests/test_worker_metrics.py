@@ -24,6 +24,7 @@ from pipeline.migrations import migrate
 from pipeline.transport.keys import stream_key
 from tests.conftest import make_data_dir
 from tests.test_agents_e2e import PARTITIONS, Workers, _make_sessions, _produce, _start, _stored
+from tests.web.test_grafana_dashboard import dashboard_metric_names, exposed_names
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -159,6 +160,10 @@ async def test_worker_lag_per_partition_matches_xinfo_groups_on_redis_7(
         assert 'livecoach_worker_events_out_total{topic="live"}' in text
         assert 'livecoach_worker_processing_seconds_count{agent="process"}' in text
         assert "livecoach_worker_commit_seconds_count" in text
+        # What the Grafana dashboard queries of a worker, both workers expose.
+        queried = {n for n in dashboard_metric_names() if n.startswith("livecoach_worker_")}
+        for port in (live_port, store_port):
+            assert queried - exposed_names(scrape(port)) == set()
     finally:
         workers.stop_all()
         await client.aclose()
