@@ -19,7 +19,7 @@ import redis.asyncio as aioredis
 from prometheus_client.parser import text_string_to_metric_families
 
 from pipeline.constants import APP_ID, SAMPLES_TOPIC
-from pipeline.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
+from pipeline.embedded import EmbeddedPostgres, EmbeddedRedis
 from pipeline.migrations import migrate
 from pipeline.transport.keys import stream_key
 from tests.conftest import make_data_dir
@@ -106,14 +106,12 @@ async def test_worker_lag_per_partition_matches_xinfo_groups_on_redis_7(
     sessions = _make_sessions(database_url)
     client = aioredis.Redis.from_url(redis7.url)
     workers = Workers(redis7.url, database_url)
-    store_port = free_port()
-    workers.env["LIVECOACH_STORE_WEB_PORT"] = str(store_port)
     try:
         assert int((await client.info("server"))["redis_version"].split(".")[0]) >= 7
         await _start(client, sessions)
         workers.start("live")
         workers.start("store")
-        live_port = workers.ports["live"]
+        live_port, store_port = workers.ports["live"], workers.ports["store"]
         await _produce(client, sessions, 0, 20)
         rows = len(sessions) * 20 * 3
         await wait_for(lambda: _stored(database_url) == rows, 90, "rows stored")
