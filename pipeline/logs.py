@@ -15,6 +15,7 @@ python-json-logger: one more runtime dependency for a formatter this small.
 from __future__ import annotations
 
 import logging
+import logging.config
 from datetime import UTC, datetime
 from typing import Any
 
@@ -75,6 +76,4 @@ def handler_config(log_format: str, level: str) -> dict[str, Any]:
 
 def configure(log_format: str, level: str) -> None:
     """Log to stderr in ``log_format`` (``text`` or ``json``) from ``level`` up."""
-    import logging.config
-
     logging.config.dictConfig(handler_config(log_format, level))

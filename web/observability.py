@@ -141,7 +141,9 @@ def make_http_middleware(metrics: EdgeMetrics) -> Any:
         route, method = route_of(request), request.method
         tracer = tracing.tracer()
         span = None
-        if tracer is not None:
+        # No span for a WebSocket: it would be the parent of everything the socket does
+        # for hours (samples sent over a socket are not traced).
+        if tracer is not None and request.headers.get("Upgrade", "").lower() != "websocket":
             span = tracer.start_span(
                 f"{method} {route}",
                 kind=SpanKind.SERVER,
