@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, MutableMapping
 from pathlib import Path
 from typing import Any, cast
@@ -28,17 +29,25 @@ from typing import Any, cast
 import faust
 import orjson
 import psycopg
+from opentelemetry.trace import SpanKind
 from psycopg.types.json import Jsonb
 
+from agents.observability import WorkerMetrics, install
 from agents.processing import Processor
 from agents.write_behind import DeferredDeletes, Hold, WriteBehind, WriteOnCommit
+from pipeline import tracing
 from pipeline.constants import APP_ID, LIVE_TOPIC, SAMPLES_TOPIC, STORE_TOPIC
 from pipeline.db import MetricRow, finish_session, insert_metric_rows, metric_rows, utc_time
 from pipeline.records import session_key
 from pipeline.retention import apply_topic_retentions
 from pipeline.settings import Settings
 from pipeline.transport.clients import connect
-from pipeline.transport.consumer import BATCH_OFFSETS_HEADER, batch_offsets
+from pipeline.transport.consumer import (
+    BATCH_OFFSETS_HEADER,
+    BATCH_TRACEPARENTS_HEADER,
+    batch_offsets,
+    batch_traceparents,
+)
 from pipeline.transport.driver import read_in_batches
 
 log = logging.getLogger(__name__)
@@ -156,6 +165,8 @@ def create_live_app(
         written=block_store.flush,
     )
     app.sensors.add(WriteOnCommit(states))
+    metrics = install(app, app_id)
+    app.livecoach_metrics = metrics  # type: ignore[attr-defined]  # for tests and benches
 
     @app.agent(samples, name="process")
     async def process(stream: faust.StreamT[Any]) -> None:
@@ -171,27 +182,74 @@ def create_live_app(
             await retention_client.aclose()
         send = app.producer.send
         live_name, store_name = live.get_topic_name(), store.get_topic_name()
+        tracer = tracing.tracer()  # None: tracing off, no per-record work
+        event_out, processed = metrics.event_out, metrics.processed
         # Acked by the write-behind store once the state holding the record is saved.
         async for event in cast(faust.Stream[Any], stream).noack().events():
+            started = time.perf_counter()
             hold = Hold(event)
-            for record, offset in _records(event):
+            records = _records(event)
+            parents = _traceparents(event, len(records)) if tracer is not None else None
+            for i, (record, offset) in enumerate(records):
                 if not isinstance(record, dict) or not isinstance(record.get("session_id"), str):
                     log.warning("skipping a malformed samples record at %s", event.message.tp)
                     continue
                 key = session_key(record["session_id"])
+                span = headers = None
+                if parents is not None and tracer is not None:
+                    span, headers = _process_span(tracer, parents[i], event, offset, record)
                 out = processor.process(states.checkout(key), record, snapshot=False, offset=offset)
                 # Publish before saving the state: a worker killed in between replays the
                 # record and publishes again (same deterministic ids; the store ignores
                 # the repeat and the edge drops it) instead of losing what it raised.
                 for live_event in out.events:
                     value = orjson.dumps(live_event)
-                    await send(live_name, key, value, None, None, None)
+                    await send(live_name, key, value, None, None, headers)
+                    event_out(live_name)
                     if is_stored(live_event):
                         await send(store_name, key, value, None, None, None)
+                        event_out(store_name)
                 states.checkin(key, out.state, hold)
+                if span is not None:
+                    span.set_attribute("livecoach.events_out", len(out.events))
+                    span.end()
             hold.release()
+            processed("process", time.perf_counter() - started)
 
     return app
+
+
+def _traceparents(event: faust.EventT[Any], count: int) -> list[bytes | None]:
+    """The ``traceparent`` of each record of a ``samples`` event (None: untraced)."""
+    headers = dict(event.message.headers or ())
+    if not isinstance(event.value, list):
+        return [headers.get(tracing.TRACEPARENT)]
+    return batch_traceparents(headers.get(BATCH_TRACEPARENTS_HEADER), count)
+
+
+def _process_span(
+    tracer: Any, parent: bytes | None, event: faust.EventT[Any], offset: int | None, record: Any
+) -> tuple[Any, dict[str, bytes] | None]:
+    """The live agent's span for one traced record, and the headers naming it as the
+    parent of the events it publishes; (None, None) for an untraced record."""
+    context = tracing.parent_context(parent)
+    if context is None:
+        return None, None
+    tp = event.message.tp
+    span = tracer.start_span(
+        "live process",
+        context=context,
+        kind=SpanKind.CONSUMER,
+        attributes={
+            "messaging.system": "redis",
+            "messaging.destination.name": tp.topic,
+            "messaging.destination.partition.id": str(tp.partition),
+            "messaging.message.id": str(offset),
+            "livecoach.session_id": str(record.get("session_id")),
+            "livecoach.record_kind": str(record.get("kind")),
+        },
+    )
+    return span, {tracing.TRACEPARENT: tracing.traceparent(span)}
 
 
 def _values(value: object) -> list[Any]:
@@ -278,10 +336,26 @@ async def store_alert(conn: psycopg.AsyncConnection[Any], event: dict[str, Any])
 
 
 def create_store_app(
-    settings: Settings, *, redis_url: str, database_url: str, app_id: str = STORE_APP_ID
+    settings: Settings,
+    *,
+    redis_url: str,
+    database_url: str,
+    app_id: str = STORE_APP_ID,
+    web_port: int | None = None,
+    web_enabled: bool = False,
 ) -> faust.App:
-    """The app that persists samples, alerts and session summaries to PostgreSQL."""
-    app = faust.App(**_base_config(settings, redis_url, app_id), web_enabled=False)
+    """The app that persists samples, alerts and session summaries to PostgreSQL.
+
+    Its web server (off unless asked: ``livecoach worker --app store`` asks) serves
+    only ``/metrics``.
+    """
+    app = faust.App(
+        **_base_config(settings, redis_url, app_id),
+        web_enabled=web_enabled,
+        web_port=web_port if web_port is not None else settings.store_web_port,
+    )
+    metrics: WorkerMetrics = install(app, app_id)
+    app.livecoach_metrics = metrics  # type: ignore[attr-defined]
     samples = app.topic(SAMPLES_TOPIC, partitions=settings.samples_partitions)
     read_in_batches(app, SAMPLES_TOPIC, linger_s=STORE_READ_LINGER_S)
     store = app.topic(STORE_TOPIC, partitions=settings.samples_partitions)
@@ -291,6 +365,7 @@ def create_store_app(
     @app.agent(samples, name="store_samples")
     async def store_samples(stream: faust.StreamT[Any]) -> AsyncIterator[None]:
         async for values in stream.take(STORE_BATCH, within=STORE_BATCH_WITHIN_S):
+            started = time.perf_counter()
             rows = [row for value in values for record in _values(value)
                     if isinstance(record, dict) for row in _rows_of(record)]  # fmt: skip
 
@@ -304,6 +379,7 @@ def create_store_app(
                     raise
 
             await _retrying("storing samples", write)
+            metrics.processed("store_samples", time.perf_counter() - started)
             yield None
 
     @app.agent(store, name="store_events")
@@ -311,6 +387,7 @@ def create_store_app(
         async for event in stream:
             if not is_stored(event):
                 continue
+            started = time.perf_counter()
 
             async def write(event: dict[str, Any] = event) -> None:
                 try:
@@ -320,6 +397,7 @@ def create_store_app(
                     raise
 
             await _retrying(f"storing a {event['type']}", write)
+            metrics.processed("store_events", time.perf_counter() - started)
             yield None
 
     return app

@@ -198,7 +198,8 @@ class _Workers:
 
     def __enter__(self) -> _Workers:
         for app in ("live", "store"):
-            env = {**self.env, "LIVECOACH_WORKER_WEB_PORT": str(free_port())}
+            port = str(free_port())  # each app reads its own variable
+            env = {**self.env, "LIVECOACH_WORKER_WEB_PORT": port, "LIVECOACH_STORE_WEB_PORT": port}
             self.procs.append(subprocess.Popen(
                 [sys.executable, "-m", "pipeline.cli", "worker", "--app", app], env=env,
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

@@ -42,10 +42,16 @@ def run_app(settings: Settings, *, app: str, redis_url: str, database_url: str) 
     # time on asyncio's own loop, several times cheaper.
     mode.loop.use("uvloop")
 
+    from pipeline import logs, tracing
+
+    # Before the app is built: its agents look the tracer up when they start.
+    tracing.configure(f"livecoach-{app}")
     if app == "live":
         faust_app = create_live_app(settings, redis_url=redis_url)
     else:
-        faust_app = create_store_app(settings, redis_url=redis_url, database_url=database_url)
+        faust_app = create_store_app(
+            settings, redis_url=redis_url, database_url=database_url, web_enabled=True
+        )
         # Storage is batched and may lag by a second; the live app may not. Where both
         # share cores, the scheduler gives the live worker the CPU first.
         os.nice(STORE_NICENESS)
@@ -54,13 +60,22 @@ def run_app(settings: Settings, *, app: str, redis_url: str, database_url: str) 
         loglevel=settings.log_level.lower(),
         quiet=True,
         redirect_stdouts=False,
+        # Faust replaces the root logger's handlers: JSON lines if asked for, else its own.
+        logging_config=(
+            logs.handler_config("json", settings.log_level)
+            if settings.log_format == "json"
+            else None
+        ),
     )
     # Faust's terminal spinner sets the root logger to DEBUG (so that it spins on every
     # record) whenever the level is WARNING or above: every debug call on the hot path
     # is then formatted. No spinner, no DEBUG.
     worker.spinner = None
     _collect_garbage_in_the_background(faust_app)
-    worker.execute_from_commandline()  # exits the process via sys.exit when it stops
+    try:
+        worker.execute_from_commandline()  # exits the process via sys.exit when it stops
+    finally:
+        tracing.shutdown()  # export the spans still buffered
     return 0
 
 

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator, Sequence
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from pipeline import redaction
+from pipeline import logs, redaction
 from pipeline.errors import ConfigError, LivecoachError
 from pipeline.settings import Settings, load_settings
 from pipeline.transport.errors import TransportError
@@ -589,6 +589,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             level=(args.log_level or settings.log_level).upper(),
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         )
+        if settings.log_format == "json":
+            logs.configure("json", (args.log_level or settings.log_level).upper())
         logging.getLogger("yoyo").setLevel(logging.WARNING)
         redaction.install_record_factory()  # tokens and passwords masked on every line
         handler: Command = args.handler

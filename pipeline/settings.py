@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 import platformdirs
@@ -138,6 +138,10 @@ class Settings(BaseSettings):
     worker_web_port: Port = Field(
         default=6066, description="Port of the Faust worker's own web server (loopback)"
     )
+    store_web_port: Port = Field(
+        default=6067,
+        description="Port of the store worker's web server (loopback; serves /metrics)",
+    )
     metrics_token: SecretStr | None = Field(
         default=None,
         description=(
@@ -153,6 +157,10 @@ class Settings(BaseSettings):
         description="Port of a separate /metrics listener (no token asked); 0: none",
     )
     log_level: str = Field(default="INFO", description="Python logging level")
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="Log lines as text, or one JSON object a line (secrets masked either way)",
+    )
     alerts_enabled: bool = Field(
         default=True, description="Run the alert rules in the live agent (off: metrics only)"
     )

@@ -54,7 +54,12 @@ class Workers:
 
     def start(self, app: str) -> None:
         port = self.ports.setdefault(app, free_port())
-        env = {**self.env, "LIVECOACH_WORKER_WEB_PORT": str(port)}
+        # Each app reads its own variable (the store's web server serves its /metrics).
+        env = {
+            **self.env,
+            "LIVECOACH_WORKER_WEB_PORT": str(port),
+            "LIVECOACH_STORE_WEB_PORT": str(port),
+        }
         self.procs[app] = subprocess.Popen(
             [sys.executable, "-m", "pipeline.cli", "worker", "--app", app],
             env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,

@@ -16,8 +16,10 @@ from typing import Any
 from uuid import UUID
 
 import orjson
+from opentelemetry import trace
 from pydantic import ValidationError
 
+from pipeline import tracing
 from pipeline.models import Sample
 from pipeline.records import ControlAction, ControlRecord, SampleBatchRecord, session_key
 from web.access import Access, Forbidden, NotFound
@@ -109,8 +111,16 @@ class Actions:
             ingest_ms=ingest,
             samples=[s.model_dump(mode="json", exclude_none=True) for s in samples],
         )
+        headers = None
+        if tracing.tracer() is not None:
+            # The request's span (web.observability) is the parent of the live agent's.
+            span = trace.get_current_span()
+            if span.get_span_context().is_valid:
+                span.set_attribute("livecoach.session_id", str(session_id))
+                span.set_attribute("livecoach.samples", len(samples))
+                headers = {tracing.TRACEPARENT: tracing.traceparent(span)}
         partition, offset = await self.samples.send(
-            session_key(session_id), record.model_dump_json().encode(), ingest
+            session_key(session_id), record.model_dump_json().encode(), ingest, headers
         )
         self.metrics.samples_accepted.inc(len(samples))
         return Accepted(session_id, len(samples), partition, offset, ingest)

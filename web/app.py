@@ -36,7 +36,7 @@ from web.auth import Principal, TokenVerifier
 from web.connection import Connection
 from web.directory import Directory
 from web.fanout import Hub, LiveTailer
-from web.observability import EdgeMetrics, metrics_response
+from web.observability import EdgeMetrics, make_http_middleware, metrics_response
 from web.presence import Presence
 from web.problems import (
     RETRY_AFTER_S,
@@ -245,6 +245,7 @@ def create_app(
     app = web.Application(
         client_max_size=config.max_body_bytes,
         middlewares=[
+            make_http_middleware(metrics),
             make_problem_middleware(count_service_error),
             rate_limits,
             make_body_timeout_middleware(config.body_timeout_s),

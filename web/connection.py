@@ -24,7 +24,9 @@ from typing import Any
 from uuid import UUID
 
 from aiohttp import web
+from opentelemetry.trace import SpanKind
 
+from pipeline import tracing
 from web.auth import Principal
 from web.observability import EdgeMetrics
 from web.protocol import CLOSE_TOO_SLOW, Channel
@@ -39,6 +41,10 @@ class _Item:
     coalesce_key: Any = None
     ingest_ms: int | None = None
     alive: bool = True
+    #: A replayed event (resume): its age is not a live latency.
+    replayed: bool = False
+    #: The W3C trace context of the live agent's span (only while tracing is on).
+    traceparent: bytes | None = None
 
 
 @dataclass
@@ -60,6 +66,8 @@ class LiveEvent:
     #: As the event carries it (canonical UUID text): only a coalescing key here.
     session_id: str | None
     ingest_ms: int | None
+    #: The ``traceparent`` header of the entry (None unless the edge traces).
+    traceparent: bytes | None = None
 
 
 #: Frames the writer sends before it lets other tasks run.
@@ -146,6 +154,8 @@ class Connection:
         *,
         coalesce_key: Any = None,
         ingest_ms: int | None = None,
+        replayed: bool = False,
+        traceparent: bytes | None = None,
     ) -> None:
         """Queue a pre-serialised frame; never blocks, never awaits."""
         if self.closing:
@@ -158,7 +168,7 @@ class Connection:
                 older.alive = False
                 self._size -= 1
                 self.metrics.coalesced.inc()
-        item = _Item(frame, kind, coalesce_key, ingest_ms)
+        item = _Item(frame, kind, coalesce_key, ingest_ms, True, replayed, traceparent)
         if coalesce_key is not None:
             self._coalesce[coalesce_key] = item
         self._queue.append(item)
@@ -172,10 +182,21 @@ class Connection:
             self._writing = True
             self._writer = asyncio.create_task(self._write_all())
 
-    def send_event(self, event: LiveEvent, *, coalesce: bool = True) -> None:
-        """Queue a live event; replayed ones pass ``coalesce=False`` (resume is exact)."""
+    def send_event(
+        self, event: LiveEvent, *, coalesce: bool = True, replayed: bool = False
+    ) -> None:
+        """Queue a live event. A resume passes ``coalesce=False`` (resume is exact), and
+        ``replayed=True`` for the events it replays: their age goes to a histogram of its
+        own, not to the live latency, and they start no span."""
         key = ("m", event.session_id) if coalesce and event.kind == "metrics_update" else None
-        self.send(event.frame, event.kind, coalesce_key=key, ingest_ms=event.ingest_ms)
+        self.send(
+            event.frame,
+            event.kind,
+            coalesce_key=key,
+            ingest_ms=event.ingest_ms,
+            replayed=replayed,
+            traceparent=None if replayed else event.traceparent,
+        )
 
     async def _write_all(self) -> None:
         try:
@@ -207,13 +228,38 @@ class Connection:
                 del self._coalesce[item.coalesce_key]
             if self.ws.closed:
                 return
+            span = self._send_span(item) if item.traceparent is not None else None
             try:
                 await self.ws.send_str(item.frame)
             except (ConnectionError, RuntimeError):
+                if span is not None:
+                    span.end()
                 return
+            if span is not None:
+                span.end()
             self.metrics.frame_sent(item.kind)
             if item.ingest_ms is not None:
-                self.metrics.latency.observe(max(0.0, time.time() - item.ingest_ms / 1000.0))
+                age_s = max(0.0, time.time() - item.ingest_ms / 1000.0)
+                if item.replayed:
+                    self.metrics.replayed_age.observe(age_s)
+                else:
+                    self.metrics.latency.observe(age_s)
+
+    def _send_span(self, item: _Item) -> Any:
+        """A span for writing a traced live event to this socket (None if untraced)."""
+        tracer = tracing.tracer()
+        context = tracing.parent_context(item.traceparent)
+        if tracer is None or context is None:
+            return None
+        return tracer.start_span(
+            "ws send",
+            context=context,
+            kind=SpanKind.PRODUCER,
+            attributes={
+                "livecoach.event_type": item.kind,
+                "livecoach.user_id": str(self.principal.user_id) if self.principal else "",
+            },
+        )
 
     def close_soon(self, code: int, message: str) -> None:
         """Close from synchronous code (the fan-out); the handler loop then ends."""

@@ -24,7 +24,9 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from pipeline import tracing
 from pipeline.constants import LIVE_TOPIC
+from pipeline.tracing import TRACEPARENT
 from pipeline.transport.streams import decode_entry, highwater, offset_of, stream_id, stream_key
 from web.connection import Connection, LiveEvent
 from web.observability import EdgeMetrics
@@ -76,7 +78,9 @@ class Hub:
                 conn.send(frame, kind)
 
 
-def build_event(partition: int, offset: int, value: bytes | None) -> LiveEvent | None:
+def build_event(
+    partition: int, offset: int, value: bytes | None, traceparent: bytes | None = None
+) -> LiveEvent | None:
     """Parse a ``live`` entry into the frame sockets get; None if it is not an event."""
     if value is None:  # a tombstone: nothing to show
         return None
@@ -103,6 +107,7 @@ def build_event(partition: int, offset: int, value: bytes | None) -> LiveEvent |
         frame=orjson.dumps(data).decode(),
         session_id=session_id if isinstance(session_id, str) else None,
         ingest_ms=int(ingest) if isinstance(ingest, int | float) else None,
+        traceparent=traceparent,
     )
 
 
@@ -234,8 +239,9 @@ class LiveTailer:
                 offset,
             )
         self.positions[partition] = offset
-        _, value, _, _ = decode_entry(fields)
-        event = build_event(partition, offset, value)
+        _, value, headers, _ = decode_entry(fields)
+        parent = headers.get(TRACEPARENT) if tracing.tracer() is not None else None
+        event = build_event(partition, offset, value, parent)
         if event is not None and event.kind == "alert" and self.repeated_alert(event):
             event = None
         if event is not None and event.kind == "session_event" and self._on_session_event:

@@ -6,11 +6,15 @@ run several edges in one process without "Duplicated timeseries" errors.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -20,8 +24,17 @@ from prometheus_client import (
     generate_latest,
 )
 
+from pipeline import tracing
+
 #: Sample-to-socket latency buckets (seconds): the target is p99 < 50 ms.
 _LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5)
+#: Age of a replayed event when it is written (seconds): a resume after a tunnel or a
+#: phone's sleep replays events seconds to minutes old.
+_REPLAY_AGE_BUCKETS = (0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0)
+#: REST request duration buckets (seconds).
+_HTTP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
+#: The route label of a request no route matched (its path would be unbounded).
+UNMATCHED_ROUTE = "unmatched"
 
 
 class EdgeMetrics:
@@ -53,8 +66,15 @@ class EdgeMetrics:
         )
         self.latency = Histogram(
             "livecoach_sample_to_socket_seconds",
-            "From the edge accepting a sample (ingest_ms) to the event written to a socket",
+            "From the edge accepting a sample (ingest_ms) to the live event written to a "
+            "socket (replayed events are not counted here)",
             buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.replayed_age = Histogram(
+            "livecoach_replayed_event_age_seconds",
+            "Age (since ingest_ms) of replayed events when written to a socket on resume",
+            buckets=_REPLAY_AGE_BUCKETS,
             registry=r,
         )
         self.stream_lag = Gauge(
@@ -70,7 +90,18 @@ class EdgeMetrics:
             "livecoach_samples_accepted", "Samples appended to 'samples'", registry=r
         )
         self.http_requests = Counter(
-            "livecoach_http_requests", "REST requests by status class", ["status"], registry=r
+            "livecoach_http_requests",
+            "HTTP requests answered, by route template, method and status code",
+            ["route", "method", "status"],
+            registry=r,
+        )
+        self.http_duration = Histogram(
+            "livecoach_http_request_seconds",
+            "Time to answer an HTTP request, by route template and method (a WebSocket "
+            "counts until it closes: excluded here)",
+            ["route", "method"],
+            buckets=_HTTP_BUCKETS,
+            registry=r,
         )
         self.rate_limited = Counter(
             "livecoach_http_rate_limited",
@@ -86,6 +117,65 @@ class EdgeMetrics:
         if child is None:
             child = self._frames_sent_by_type[kind] = self.frames_sent.labels(kind)
         child.inc()
+
+
+def route_of(request: web.Request) -> str:
+    """The route template that matched (``/api/v1/live/sessions/{session_id}``)."""
+    route = request.match_info.route
+    resource = route.resource if route is not None else None
+    if resource is None:
+        return UNMATCHED_ROUTE
+    return resource.canonical
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def make_http_middleware(metrics: EdgeMetrics) -> Any:
+    """Count every request by route template, method and status (the outermost
+    middleware: it sees the status of the problem answers too), time it, and, while
+    tracing is on, make it a server span (the parent of a posted sample's trace)."""
+
+    @web.middleware
+    async def http_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        route, method = route_of(request), request.method
+        tracer = tracing.tracer()
+        span = None
+        # No span for a WebSocket: it would be the parent of everything the socket does
+        # for hours (samples sent over a socket are not traced).
+        if tracer is not None and request.headers.get("Upgrade", "").lower() != "websocket":
+            span = tracer.start_span(
+                f"{method} {route}",
+                kind=SpanKind.SERVER,
+                attributes={"http.request.method": method, "http.route": route},
+            )
+        started = time.perf_counter()
+        status = 500
+        try:
+            if span is not None:
+                with trace.use_span(span, end_on_exit=False):
+                    response = await handler(request)
+            else:
+                response = await handler(request)
+            status = response.status
+            return response
+        except web.HTTPException as exc:  # a redirect, or what a later middleware raised
+            status = exc.status
+            raise
+        except asyncio.CancelledError:  # the client went away first (nginx's 499)
+            status = 499
+            raise
+        finally:
+            metrics.http_requests.labels(route, method, str(status)).inc()
+            if status != 101:  # a WebSocket's time is its whole session
+                metrics.http_duration.labels(route, method).observe(time.perf_counter() - started)
+            if span is not None:
+                span.set_attribute("http.response.status_code", status)
+                if status >= 500:
+                    span.set_status(Status(StatusCode.ERROR))
+                span.end()
+
+    return http_middleware
 
 
 def metrics_response(registry: CollectorRegistry) -> web.Response:

@@ -57,14 +57,20 @@ class BatchingProducer:
     def partition_of(self, key: bytes) -> int:
         return partition_for_key(key, self.partitions)
 
-    async def send(self, key: bytes, value: bytes, timestamp_ms: int) -> tuple[int, int]:
+    async def send(
+        self,
+        key: bytes,
+        value: bytes,
+        timestamp_ms: int,
+        headers: dict[str, bytes] | None = None,
+    ) -> tuple[int, int]:
         """Append one record; (partition, offset) once it is in the stream."""
         if self._closed:
             raise ProduceError(f"producer of {self.topic!r} is closed")
         partition = self.partition_of(key)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[int] = loop.create_future()
-        self._pending.append((partition, (key, value, None, timestamp_ms), future))
+        self._pending.append((partition, (key, value, headers, timestamp_ms), future))
         if len(self._pending) >= self._max_batch:
             self._flush()
         elif self._flush_handle is None:

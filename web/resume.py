@@ -185,7 +185,7 @@ async def resume(
                 if not any(name in live for name in event.channels):
                     continue
                 if conn.wants(event):
-                    conn.send_event(event, coalesce=False)
+                    conn.send_event(event, coalesce=False, replayed=True)
                     for name in event.channels:
                         if name in by_name:
                             replayed[by_name[name]] += 1

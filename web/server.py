@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 import uvloop
 from aiohttp import web
 
+from pipeline import tracing
 from pipeline.gcpolicy import defer_full_collections, full_collections
 from pipeline.settings import Settings
 from web.observability import serve_metrics
@@ -33,6 +34,7 @@ def serve(settings: Settings, *, redis_url: str, database_url: str, host: str, p
     """Run an edge on resolved servers until SIGINT/SIGTERM (for ``livecoach up`` too)."""
     from web.app import create_app
 
+    tracing.configure("livecoach-web")  # on only if OTEL_EXPORTER_OTLP_ENDPOINT is set
     app = create_app(settings, redis_url=redis_url, database_url=database_url)
     app.cleanup_ctx.append(_garbage_policy)
     if settings.metrics_port:
@@ -40,15 +42,18 @@ def serve(settings: Settings, *, redis_url: str, database_url: str, host: str, p
     print(f"livecoach edge on http://{host}:{port}/api/v1/live", flush=True)
     # uvloop, as the workers: socket writes and the loop's own bookkeeping were a third
     # of a busy edge's time on asyncio's loop.
-    web.run_app(
-        app,
-        host=host,
-        port=port,
-        print=None,
-        handle_signals=True,
-        backlog=LISTEN_BACKLOG,
-        loop=uvloop.new_event_loop(),
-    )
+    try:
+        web.run_app(
+            app,
+            host=host,
+            port=port,
+            print=None,
+            handle_signals=True,
+            backlog=LISTEN_BACKLOG,
+            loop=uvloop.new_event_loop(),
+        )
+    finally:
+        tracing.shutdown()  # export the spans still buffered
 
 
 async def _metrics_listener(app: web.Application) -> AsyncIterator[None]:

@@ -66,6 +66,10 @@ _DRAINER: ContextVar[int] = ContextVar("livecoach_drainer", default=0)
 #: Header of a batched read's message: the offsets of its entries, ``first-last`` when
 #: consecutive (always, but for entries deleted in between), else comma-separated.
 BATCH_OFFSETS_HEADER = "offsets"
+#: Header of a batched read's message when any of its entries had a W3C ``traceparent``
+#: header: theirs, comma-separated in entry order (empty for an entry without one).
+BATCH_TRACEPARENTS_HEADER = "traceparents"
+_TRACEPARENT = "traceparent"
 
 
 def _joined(batch: list[Record]) -> Record:
@@ -80,7 +84,21 @@ def _joined(batch: list[Record]) -> Record:
         offsets = f"{first.offset}-{last.offset}".encode()
     else:
         offsets = ",".join(str(record.offset) for record in batch).encode()
-    return Record(last.offset, None, value, {BATCH_OFFSETS_HEADER: offsets}, last.timestamp_ms)
+    headers = {BATCH_OFFSETS_HEADER: offsets}
+    parents = [(r.headers or {}).get(_TRACEPARENT, b"") for r in batch]
+    if any(parents):
+        headers[BATCH_TRACEPARENTS_HEADER] = b",".join(parents)
+    return Record(last.offset, None, value, headers, last.timestamp_ms)
+
+
+def batch_traceparents(header: bytes | None, count: int) -> list[bytes | None]:
+    """The ``traceparent`` of each of ``count`` batched entries (None: it had none)."""
+    if not header:
+        return [None] * count
+    parts = header.split(b",")
+    if len(parts) != count:
+        return [None] * count
+    return [part or None for part in parts]
 
 
 def batch_offsets(header: bytes) -> list[int]:
@@ -696,12 +714,21 @@ class Consumer(FaustConsumer, ConsumerGuards):
         """Show the committed position as the app's Redis consumer group (for XINFO)."""
         r = self.transport_redis
         try:
+            # Offset o is entry 0-<o+1> and the committed offset is the next one to
+            # read, so the group has delivered up to 0-<offset> and read ``offset``
+            # entries: with ENTRIESREAD (Redis 7) XINFO GROUPS shows lag = highwater -
+            # offset. Redis 6.2 has no ENTRIESREAD (nor lag in XINFO).
+            read: int | None
+            counted = await streams.tracks_entries_read(r)
             async with r.pipeline(transaction=False) as pipe:
                 for tp, offset in offsets.items():
                     key = stream_key(tp.topic, tp.partition)
+                    read = int(offset) if counted else None
                     if key not in self._mirrored_groups:
-                        pipe.xgroup_create(key, self.group, id=f"0-{offset}", mkstream=True)
-                    pipe.xgroup_setid(key, self.group, id=f"0-{offset}")
+                        pipe.xgroup_create(
+                            key, self.group, id=f"0-{offset}", mkstream=True, entries_read=read
+                        )
+                    pipe.xgroup_setid(key, self.group, id=f"0-{offset}", entries_read=read)
                 results = await pipe.execute(raise_on_error=False)
         except TRANSIENT_ERRORS:
             return

@@ -265,6 +265,7 @@ EPOCHS_KEPT = 16
 
 @dataclass
 class _ServerInfo:
+    #: Redis 7: ``XADD key 0-*``, and ``XGROUP SETID ... ENTRIESREAD`` (so XINFO shows lag).
     has_seq_autogen: bool
     script_sha: str | None = None
     #: topic -> (when read, its retention): appends look it up once per refresh.
@@ -287,6 +288,11 @@ async def _server(redis: aioredis.Redis) -> _ServerInfo:
         info = _ServerInfo(has_seq_autogen=major >= 7)
         _servers[pool] = info
     return info
+
+
+async def tracks_entries_read(redis: aioredis.Redis) -> bool:
+    """Whether the server takes ``ENTRIESREAD`` in ``XGROUP CREATE/SETID`` (Redis 7+)."""
+    return (await _server(redis)).has_seq_autogen
 
 
 async def _script_sha(redis: aioredis.Redis, info: _ServerInfo, reload: bool = False) -> str:
