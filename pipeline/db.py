@@ -13,6 +13,7 @@ replayed stream entry must never make a second row or a second summary.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -43,18 +44,36 @@ class MetricRow:
     value: float
 
 
+#: Epoch seconds a ``datetime`` (and so a TIMESTAMPTZ written from Python) can hold:
+#: years 1 to 9999.
+STORABLE_EPOCH_S = (-62_135_596_800.0, 253_402_300_799.0)
+
+
 def utc_time(epoch_s: float) -> datetime:
-    """Epoch seconds as the aware UTC datetime a TIMESTAMPTZ column takes."""
+    """Epoch seconds as the aware UTC datetime a TIMESTAMPTZ column takes.
+
+    ValueError for a time no ``datetime`` holds (NaN, infinite, past year 9999).
+    """
+    if not STORABLE_EPOCH_S[0] <= epoch_s <= STORABLE_EPOCH_S[1]:
+        raise ValueError(f"time {epoch_s!r} (epoch seconds) is out of the storable range")
     return datetime.fromtimestamp(epoch_s, UTC)
 
 
 def metric_rows(session_id: str, t_s: float, sample: dict[str, Any]) -> list[MetricRow]:
-    """One row per metric present in ``sample`` (a JSON-mode sample dict)."""
-    return [
+    """One row per metric present in ``sample`` (a JSON-mode sample dict).
+
+    ValueError for a time or a value that cannot be stored (the edge lets none through;
+    the store agent skips such a record instead of failing its whole batch)."""
+    if not STORABLE_EPOCH_S[0] <= t_s <= STORABLE_EPOCH_S[1]:
+        raise ValueError(f"time {t_s!r} (epoch seconds) is out of the storable range")
+    rows = [
         MetricRow(session_id, t_s, metric_type, float(sample[field]))
         for field, metric_type in METRIC_FIELDS.items()
         if sample.get(field) is not None
     ]
+    if not all(math.isfinite(row.value) for row in rows):
+        raise ValueError(f"a value of the sample at {t_s!r} is not a finite number")
+    return rows
 
 
 # Epoch seconds become TIMESTAMPTZ in the server (to_timestamp); the arrays

@@ -22,6 +22,7 @@ from pipeline.models import ClientMetricsUpdateFrame
 from web.actions import Conflict, parse_samples
 from web.app import EDGE, Edge
 from web.auth import AuthError, Principal, bearer_token
+from web.clock import ClockWindow
 from web.problems import Problem, read_json, unprocessable, validation_errors
 from web.schemas import (
     AlertList,
@@ -202,7 +203,7 @@ async def update_session(request: web.Request) -> web.Response:
             errors=[{"field": "samples", "message": "at most 3600 per request"}],
         )
     try:
-        samples = parse_samples(session_id, items)
+        samples = parse_samples(session_id, items, ClockWindow.of(_edge(request).settings))
     except ValidationError as exc:
         errors = validation_errors(
             exc, ("samples",) if len(items) > 1 or isinstance(raw, list) or "samples" in raw else ()
@@ -278,6 +279,15 @@ def _lifecycle(action: str) -> RestHandler:
         who = await principal(request)
         session_id = _uuid_path(request, "id")
         body: LifecycleBody = await _body(request, LifecycleBody, optional=True)
+        if body.at_ms is not None:
+            refusal = ClockWindow.of(_edge(request).settings).refusal(body.at_ms / 1000)
+            if refusal is not None:
+                raise Problem(
+                    422,
+                    "Unprocessable Content",
+                    f"at_ms: {refusal}",
+                    errors=[{"field": "at_ms", "message": refusal}],
+                )
         try:
             row = await _edge(request).need_actions().lifecycle(who, session_id, action, body.at_ms)
         except Conflict as exc:

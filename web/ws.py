@@ -48,6 +48,7 @@ from web.access import Forbidden
 from web.actions import parse_samples
 from web.app import EDGE, Edge
 from web.auth import AuthError, Principal, bearer_token
+from web.clock import ClockWindow
 from web.connection import Connection, TokenBucket
 from web.directory import UnknownUser
 from web.inbound import EdgeWebSocket
@@ -545,7 +546,9 @@ async def _on_metrics_update(s: _Socket, data: dict[str, Any]) -> None:
     frame = ClientMetricsUpdateFrame.model_validate(data)
     principal = s.conn.principal
     assert principal is not None
-    samples = parse_samples(frame.session_id, frame.readings(time.time()))
+    samples = parse_samples(
+        frame.session_id, frame.readings(time.time()), ClockWindow.of(s.edge.settings)
+    )
     accepted = await s.edge.need_actions().accept_samples(principal, frame.session_id, samples)
     s.reply(
         "ack",
