@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, MutableMapping
 from typing import Any, cast
 
@@ -38,8 +39,15 @@ from pipeline.constants import (
     STORE_REJECTED_KEY,
     STORE_TOPIC,
 )
-from pipeline.db import MetricRow, finish_session, insert_metric_rows, metric_rows, utc_time
-from pipeline.records import session_key
+from pipeline.db import (
+    MetricRow,
+    closing_idle_sessions,
+    finish_session,
+    insert_metric_rows,
+    metric_rows,
+    utc_time,
+)
+from pipeline.records import ControlRecord, session_key
 from pipeline.retention import apply_topic_retentions
 from pipeline.settings import Settings
 from pipeline.transport.clients import connect
@@ -319,6 +327,20 @@ def create_store_app(
     live_db = _Database(database_url)
 
     rejects = Rejects(redis_url)
+    sweep_db = _Database(database_url)
+
+    async def close_idle_sessions() -> None:
+        # Every store worker sweeps; the UPDATE's row locks let one of them close each
+        # session (pipeline.db.closing_idle_sessions). The stop goes to ``samples`` like
+        # an edge's, so the live agent publishes its session_event with the summary and
+        # the store agent writes the summary.
+        try:
+            await _close_idle(app, await sweep_db.get(), settings.session_idle_s)
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            await sweep_db.reset()
+            log.warning("PostgreSQL unavailable while closing idle sessions (%s)", exc)
+
+    app.timer(settings.session_idle_check_s)(close_idle_sessions)
 
     @app.agent(samples, name="store_samples")
     async def store_samples(stream: faust.StreamT[Any]) -> AsyncIterator[None]:
@@ -364,6 +386,27 @@ def create_store_app(
             yield None
 
     return app
+
+
+async def _close_idle(app: faust.App, conn: psycopg.AsyncConnection[Any], idle_s: float) -> None:
+    async with closing_idle_sessions(conn, idle_s) as idle:
+        now_ms = int(time.time() * 1000)
+        for session in idle:
+            record = ControlRecord(
+                session_id=session.session_id,
+                user_id=session.user_id,
+                ingest_ms=now_ms,
+                action="stop",
+                # The summary ends at the last activity, not an idle hour later.
+                at_ms=int(session.last_active_s * 1000),
+                payload={"reason": "idle", "idle_s": idle_s},
+            )
+            key = session_key(session.session_id)
+            value = record.model_dump_json().encode()
+            await app.producer.send(SAMPLES_TOPIC, key, value, None, None, None)
+        if idle:
+            await app.producer.flush()
+            log.info("closed %d idle session(s) (no activity for %g s)", len(idle), idle_s)
 
 
 async def _insert_records(

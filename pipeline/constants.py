@@ -24,8 +24,6 @@ STORE_TOPIC = "store"
 #: Hash of how many records the store app could not store and skipped, by kind
 #: (``samples``, ``alert``, ``summary``); each is also logged with its reason.
 STORE_REJECTED_KEY = f"{KEY_PREFIX}:store:rejected"
-#: Lock the store workers take so that one of them at a time closes idle sessions.
-IDLE_SWEEP_LOCK_KEY = f"{KEY_PREFIX}:store:idle-sweep"
 
 #: Pub/sub channel names of the original spec.
 USER_CHANNEL = "live:user:{user_id}"

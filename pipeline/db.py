@@ -14,7 +14,8 @@ replayed stream entry must never make a second row or a second summary.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -180,3 +181,36 @@ async def finish_session(
             (training_id, session_id),
         )
     return training_id
+
+
+@dataclass(frozen=True, slots=True)
+class IdleSession:
+    session_id: UUID
+    user_id: UUID
+    #: The session's last activity (its latest sample or lifecycle change), epoch seconds.
+    last_active_s: float
+
+
+_CLOSE_IDLE = """
+UPDATE live_training_sessions SET status = 'completed'
+WHERE status IN ('active', 'paused') AND last_update_at < NOW() - make_interval(secs => %s)
+RETURNING id, user_id, extract(epoch FROM last_update_at)::float8
+"""
+
+
+@asynccontextmanager
+async def closing_idle_sessions(
+    conn: psycopg.AsyncConnection[Any], idle_s: float
+) -> AsyncIterator[list[IdleSession]]:
+    """Mark the running or paused sessions with no activity for ``idle_s`` completed, in
+    a transaction held open while the caller announces their stop; it commits when the
+    block ends without an error, else rolls back (and a later sweep finds them again).
+
+    Several store workers may sweep at once: the row locks of the UPDATE make a second
+    sweep wait for the first and then skip the rows it closed, so each session is
+    closed by one of them.
+    """
+    async with conn.transaction():
+        cursor = await conn.execute(_CLOSE_IDLE, (idle_s,))
+        rows = await cursor.fetchall()
+        yield [IdleSession(row[0], row[1], float(row[2])) for row in rows]
