@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import psycopg
 import pytest
@@ -43,9 +44,9 @@ def _stop(sid: str, at_ms: int) -> ControlRecord:
     return ControlRecord(session_id=sid, user_id=USER, ingest_ms=0, action="stop", at_ms=at_ms)
 
 
-def _query(database_url: str, sql: str, *args: object) -> list[tuple[object, ...]]:
+def _query(database_url: str, sql: str, *args: object) -> list[tuple[Any, ...]]:
     with psycopg.connect(database_url) as conn:
-        return conn.execute(sql, args).fetchall()  # type: ignore[arg-type]
+        return conn.execute(sql, args).fetchall()
 
 
 async def test_unstorable_records_are_skipped_and_counted_not_fatal(

@@ -59,7 +59,7 @@ async def _samples_in_stream(redis_url: str) -> int:
         count = 0
         for partition in range(4):
             for _, (_, value, _, _) in await read(redis, SAMPLES_TOPIC, partition, 0):
-                count += b'"kind":"samples"' in value
+                count += value is not None and b'"kind":"samples"' in value
         return count
     finally:
         await redis.aclose()
