@@ -214,7 +214,10 @@ class _Socket:
             self.error("bad_frame", "expected a JSON object")
             return
         kind = data.get("type")
-        ref = data.get("id") if isinstance(data.get("id"), str | int) else None
+        # Echoed only if the schema's FrameId (a string or an integer): a bool is an int
+        # to Python, not to JSON Schema (the fuzzer sent "id": true, got "ref": true).
+        raw_id = data.get("id")
+        ref = raw_id if isinstance(raw_id, str | int) and not isinstance(raw_id, bool) else None
         if not isinstance(kind, str):
             self.error("missing_field", "type: field required", ref=ref, field="type")
             return

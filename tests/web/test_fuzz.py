@@ -173,6 +173,7 @@ def _strategy(operation: Any) -> st.SearchStrategy[Any]:
     )
 
 
+@pytest.mark.timeout(120 + EXAMPLES)
 @pytest.mark.parametrize("operation", OPERATIONS, ids=lambda op: f"{op.method.upper()} {op.path}")
 def test_no_request_gets_a_5xx_or_writes_half(threaded_edge: ThreadedEdge, operation: Any) -> None:
     edge = threaded_edge
@@ -305,6 +306,22 @@ class Socket:
             await self.session.close()
 
 
+@pytest.mark.parametrize("frame_id", [True, False, 1.5, None, [1], {"a": 1}])
+async def test_a_frame_id_outside_the_schema_is_not_echoed(
+    edge: Any, next_of: Any, frame_id: Any
+) -> None:
+    """Found by the fuzzer: an invalid frame's ``"id": true`` came back as ``"ref":
+    true``, which the protocol's schema refuses (a ref is a string or an integer)."""
+    ws = await edge.ws()
+    await ws.send_json({"type": "subscribe", "id": frame_id, "channel": "live:session:1"})
+    error = await next_of(ws, "error")
+    assert "ref" not in error, error
+    await ws.send_json({"type": "subscribe", "id": 7, "channel": "live:session:1"})
+    assert (await next_of(ws, "error"))["ref"] == 7
+    await ws.close()
+
+
+@pytest.mark.timeout(120 + 2 * EXAMPLES)
 def test_no_frame_closes_a_socket_undocumented_or_writes_half(
     threaded_edge: ThreadedEdge,
 ) -> None:
