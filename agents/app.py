@@ -36,9 +36,22 @@ from agents.observability import WorkerMetrics, install
 from agents.processing import Processor
 from agents.write_behind import DeferredDeletes, Hold, WriteBehind, WriteOnCommit
 from pipeline import tracing
-from pipeline.constants import APP_ID, LIVE_TOPIC, SAMPLES_TOPIC, STORE_TOPIC
-from pipeline.db import MetricRow, finish_session, insert_metric_rows, metric_rows, utc_time
-from pipeline.records import session_key
+from pipeline.constants import (
+    APP_ID,
+    LIVE_TOPIC,
+    SAMPLES_TOPIC,
+    STORE_REJECTED_KEY,
+    STORE_TOPIC,
+)
+from pipeline.db import (
+    MetricRow,
+    closing_idle_sessions,
+    finish_session,
+    insert_metric_rows,
+    metric_rows,
+    utc_time,
+)
+from pipeline.records import ControlRecord, session_key
 from pipeline.retention import apply_topic_retentions
 from pipeline.settings import Settings
 from pipeline.transport.clients import connect
@@ -302,6 +315,8 @@ class _Database:
 
 
 def _rows_of(record: dict[str, Any]) -> list[MetricRow]:
+    """The rows of a ``samples`` record (ValueError, TypeError or KeyError when one of
+    its samples cannot be stored: the record is skipped whole)."""
     if record.get("kind") != "samples":
         return []
     session_id = str(record["session_id"])
@@ -309,6 +324,39 @@ def _rows_of(record: dict[str, Any]) -> list[MetricRow]:
     for sample in record.get("samples", []):
         rows.extend(metric_rows(session_id, float(sample["t"]), sample))
     return rows
+
+
+#: What a record that cannot be stored raises: a malformed or out-of-range value in
+#: Python (a year past 9999), or PostgreSQL's refusal of its data. Such a record is
+#: skipped, logged and counted (:class:`Rejects`); it is never retried, since it would
+#: fail the same way forever and hold up every record behind it.
+UNSTORABLE = (
+    ValueError, TypeError, KeyError, OverflowError, psycopg.DataError, psycopg.IntegrityError
+)  # fmt: skip
+
+
+class Rejects:
+    """Counts the records the store app skipped, by kind, in the Redis hash
+    :data:`~pipeline.constants.STORE_REJECTED_KEY` (shared by every store worker), and
+    logs each with its reason."""
+
+    def __init__(self, redis_url: str) -> None:
+        self.redis_url = redis_url
+        self.counts: dict[str, int] = {}
+
+    async def note(self, kind: str, record: object, exc: BaseException) -> None:
+        self.counts[kind] = self.counts.get(kind, 0) + 1
+        text = orjson.dumps(record, default=str)[:300].decode(errors="replace")
+        log.error("store: skipping a %s that cannot be stored (%s: %s): %s",
+                  kind, type(exc).__name__, exc, text)  # fmt: skip
+        try:
+            client = await connect(self.redis_url)
+            try:
+                await client.hincrby(STORE_REJECTED_KEY, kind, 1)
+            finally:
+                await client.aclose()
+        except Exception as count_exc:  # the count is best effort; the log line is not
+            log.warning("store: could not count a rejected %s: %s", kind, count_exc)
 
 
 async def store_alert(conn: psycopg.AsyncConnection[Any], event: dict[str, Any]) -> None:
@@ -362,18 +410,40 @@ def create_store_app(
     samples_db = _Database(database_url)
     live_db = _Database(database_url)
 
+    rejects = Rejects(redis_url)
+    sweep_db = _Database(database_url)
+
+    async def close_idle_sessions() -> None:
+        # Every store worker sweeps; the UPDATE's row locks let one of them close each
+        # session (pipeline.db.closing_idle_sessions). The stop goes to ``samples`` like
+        # an edge's, so the live agent publishes its session_event with the summary and
+        # the store agent writes the summary.
+        try:
+            await _close_idle(app, await sweep_db.get(), settings.session_idle_s)
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            await sweep_db.reset()
+            log.warning("PostgreSQL unavailable while closing idle sessions (%s)", exc)
+
+    app.timer(settings.session_idle_check_s)(close_idle_sessions)
+
     @app.agent(samples, name="store_samples")
     async def store_samples(stream: faust.StreamT[Any]) -> AsyncIterator[None]:
         async for values in stream.take(STORE_BATCH, within=STORE_BATCH_WITHIN_S):
             started = time.perf_counter()
-            rows = [row for value in values for record in _values(value)
-                    if isinstance(record, dict) for row in _rows_of(record)]  # fmt: skip
+            records: list[list[MetricRow]] = []
+            for value in values:
+                for record in _values(value):
+                    if not isinstance(record, dict):
+                        continue
+                    try:
+                        records.append(_rows_of(record))
+                    except UNSTORABLE as exc:
+                        await rejects.note("samples", record, exc)
 
-            async def write(rows: list[MetricRow] = rows) -> None:
+            async def write(records: list[list[MetricRow]] = records) -> None:
                 try:
                     conn = await samples_db.get()
-                    for i in range(0, len(rows), STORE_ROWS_PER_INSERT):
-                        await insert_metric_rows(conn, rows[i : i + STORE_ROWS_PER_INSERT])
+                    await _insert_records(conn, records, rejects)
                 except (psycopg.OperationalError, psycopg.InterfaceError):
                     await samples_db.reset()
                     raise
@@ -395,12 +465,54 @@ def create_store_app(
                 except (psycopg.OperationalError, psycopg.InterfaceError):
                     await live_db.reset()
                     raise
+                except UNSTORABLE as exc:
+                    kind = "alert" if event.get("type") == "alert" else "summary"
+                    await rejects.note(kind, event, exc)
 
-            await _retrying(f"storing a {event['type']}", write)
+            await _retrying(f"storing a {event.get('type')}", write)
             metrics.processed("store_events", time.perf_counter() - started)
             yield None
 
     return app
+
+
+async def _close_idle(app: faust.App, conn: psycopg.AsyncConnection[Any], idle_s: float) -> None:
+    async with closing_idle_sessions(conn, idle_s) as idle:
+        now_ms = int(time.time() * 1000)
+        for session in idle:
+            record = ControlRecord(
+                session_id=session.session_id,
+                user_id=session.user_id,
+                ingest_ms=now_ms,
+                action="stop",
+                # The summary ends at the last activity, not an idle hour later.
+                at_ms=int(session.last_active_s * 1000),
+                payload={"reason": "idle", "idle_s": idle_s},
+            )
+            key = session_key(session.session_id)
+            value = record.model_dump_json().encode()
+            await app.producer.send(SAMPLES_TOPIC, key, value, None, None, None)
+        if idle:
+            await app.producer.flush()
+            log.info("closed %d idle session(s) (no activity for %g s)", len(idle), idle_s)
+
+
+async def _insert_records(
+    conn: psycopg.AsyncConnection[Any], records: list[list[MetricRow]], rejects: Rejects
+) -> None:
+    """Insert the rows of ``records`` in as few statements as possible; if PostgreSQL
+    refuses a statement's data, insert record by record and skip the ones refused."""
+    rows = [row for record in records for row in record]
+    try:
+        for i in range(0, len(rows), STORE_ROWS_PER_INSERT):
+            await insert_metric_rows(conn, rows[i : i + STORE_ROWS_PER_INSERT])
+    except (psycopg.DataError, psycopg.IntegrityError):
+        for record in records:
+            try:
+                await insert_metric_rows(conn, record)
+            except (psycopg.DataError, psycopg.IntegrityError) as exc:
+                session = record[0].session_id if record else "?"
+                await rejects.note("samples", {"session_id": session, "rows": len(record)}, exc)
 
 
 def is_stored(event: object) -> bool:

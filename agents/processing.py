@@ -308,6 +308,8 @@ class Processor:
                 metrics.stop(t)
                 event["summary"] = metrics.summary()
                 event["started_at"] = metrics.started_t
+                if isinstance(payload.get("reason"), str):
+                    event["reason"] = payload["reason"]  # "idle": closed by the store worker
             elif action == "lap":
                 metrics.manual_lap(t)
             elif action == "profile":

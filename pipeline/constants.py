@@ -21,6 +21,9 @@ LIVE_TOPIC = "live"
 #: Topic of what the store app persists besides samples: alerts and session summaries.
 #: (A topic of its own, so that the store app does not read every metrics update.)
 STORE_TOPIC = "store"
+#: Hash of how many records the store app could not store and skipped, by kind
+#: (``samples``, ``alert``, ``summary``); each is also logged with its reason.
+STORE_REJECTED_KEY = f"{KEY_PREFIX}:store:rejected"
 
 #: Pub/sub channel names of the original spec.
 USER_CHANNEL = "live:user:{user_id}"

@@ -13,7 +13,9 @@ replayed stream entry must never make a second row or a second summary.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -43,18 +45,36 @@ class MetricRow:
     value: float
 
 
+#: Epoch seconds a ``datetime`` (and so a TIMESTAMPTZ written from Python) can hold:
+#: years 1 to 9999.
+STORABLE_EPOCH_S = (-62_135_596_800.0, 253_402_300_799.0)
+
+
 def utc_time(epoch_s: float) -> datetime:
-    """Epoch seconds as the aware UTC datetime a TIMESTAMPTZ column takes."""
+    """Epoch seconds as the aware UTC datetime a TIMESTAMPTZ column takes.
+
+    ValueError for a time no ``datetime`` holds (NaN, infinite, past year 9999).
+    """
+    if not STORABLE_EPOCH_S[0] <= epoch_s <= STORABLE_EPOCH_S[1]:
+        raise ValueError(f"time {epoch_s!r} (epoch seconds) is out of the storable range")
     return datetime.fromtimestamp(epoch_s, UTC)
 
 
 def metric_rows(session_id: str, t_s: float, sample: dict[str, Any]) -> list[MetricRow]:
-    """One row per metric present in ``sample`` (a JSON-mode sample dict)."""
-    return [
+    """One row per metric present in ``sample`` (a JSON-mode sample dict).
+
+    ValueError for a time or a value that cannot be stored (the edge lets none through;
+    the store agent skips such a record instead of failing its whole batch)."""
+    if not STORABLE_EPOCH_S[0] <= t_s <= STORABLE_EPOCH_S[1]:
+        raise ValueError(f"time {t_s!r} (epoch seconds) is out of the storable range")
+    rows = [
         MetricRow(session_id, t_s, metric_type, float(sample[field]))
         for field, metric_type in METRIC_FIELDS.items()
         if sample.get(field) is not None
     ]
+    if not all(math.isfinite(row.value) for row in rows):
+        raise ValueError(f"a value of the sample at {t_s!r} is not a finite number")
+    return rows
 
 
 # Epoch seconds become TIMESTAMPTZ in the server (to_timestamp); the arrays
@@ -161,3 +181,36 @@ async def finish_session(
             (training_id, session_id),
         )
     return training_id
+
+
+@dataclass(frozen=True, slots=True)
+class IdleSession:
+    session_id: UUID
+    user_id: UUID
+    #: The session's last activity (its latest sample or lifecycle change), epoch seconds.
+    last_active_s: float
+
+
+_CLOSE_IDLE = """
+UPDATE live_training_sessions SET status = 'completed'
+WHERE status IN ('active', 'paused') AND last_update_at < NOW() - make_interval(secs => %s)
+RETURNING id, user_id, extract(epoch FROM last_update_at)::float8
+"""
+
+
+@asynccontextmanager
+async def closing_idle_sessions(
+    conn: psycopg.AsyncConnection[Any], idle_s: float
+) -> AsyncIterator[list[IdleSession]]:
+    """Mark the running or paused sessions with no activity for ``idle_s`` completed, in
+    a transaction held open while the caller announces their stop; it commits when the
+    block ends without an error, else rolls back (and a later sweep finds them again).
+
+    Several store workers may sweep at once: the row locks of the UPDATE make a second
+    sweep wait for the first and then skip the rows it closed, so each session is
+    closed by one of them.
+    """
+    async with conn.transaction():
+        cursor = await conn.execute(_CLOSE_IDLE, (idle_s,))
+        rows = await cursor.fetchall()
+        yield [IdleSession(row[0], row[1], float(row[2])) for row in rows]

@@ -381,6 +381,13 @@ class SessionEvent(_ServerEvent):
     state: Literal["created", "running", "paused", "stopped"] | None = None
     lap: dict[str, Any] | None = Field(default=None, description="Lap summary (event lap).")
     summary: dict[str, Any] | None = Field(default=None, description="On stop.")
+    reason: str | None = Field(
+        default=None,
+        description=(
+            "Why: on a stop by the server, 'idle' (no activity for LIVECOACH_SESSION_IDLE_S); "
+            "on rejected, the error."
+        ),
+    )
 
 
 class TypingEvent(_ServerEvent):

@@ -156,6 +156,30 @@ class Settings(BaseSettings):
         default=0,
         description="Port of a separate /metrics listener (no token asked); 0: none",
     )
+    client_time_past_s: float = Field(
+        default=7 * 24 * 3600.0,
+        gt=0,
+        description=(
+            "How far before the server's clock a client's time (a sample's t, a stop's "
+            "at_ms) may lie; older is a 422"
+        ),
+    )
+    client_time_future_s: float = Field(
+        default=300.0,
+        ge=0,
+        description="How far after the server's clock a client's time may lie; later is a 422",
+    )
+    session_idle_s: float = Field(
+        default=3600.0,
+        gt=0,
+        description=(
+            "A running or paused session with no sample for this long is stopped "
+            "(reason 'idle') by the store worker"
+        ),
+    )
+    session_idle_check_s: float = Field(
+        default=60.0, gt=0, description="How often the store worker looks for idle sessions"
+    )
     log_level: str = Field(default="INFO", description="Python logging level")
     log_format: Literal["text", "json"] = Field(
         default="text",

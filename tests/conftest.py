@@ -28,6 +28,13 @@ from psycopg import sql
 from pipeline.embedded import EmbeddedPostgres, EmbeddedRedis
 from pipeline.migrations import migrate
 
+#: The suite's samples are dated from fixed times (T0 in May 2026, the spec's example in
+#: September 2025): the default window of accepted client times (7 days before the
+#: server's clock) would refuse them. Every edge of the suite, in process or started
+#: as a process, accepts five years back; tests/web/test_client_time.py checks the
+#: default window itself by passing it explicitly.
+os.environ.setdefault("LIVECOACH_CLIENT_TIME_PAST_S", str(5 * 365 * 86400))
+
 TEST_REDIS_ENV = "LIVECOACH_TEST_REDIS_URL"
 TEST_DATABASE_ENV = "LIVECOACH_TEST_DATABASE_URL"
 

@@ -24,6 +24,7 @@ from pipeline.models import Sample
 from pipeline.records import ControlAction, ControlRecord, SampleBatchRecord, session_key
 from web.access import Access, Forbidden, NotFound
 from web.auth import Principal
+from web.clock import ClockWindow
 from web.errors import EdgeError
 from web.observability import EdgeMetrics
 from web.producer import BatchingProducer
@@ -51,13 +52,15 @@ class Accepted:
     ingest_ms: int
 
 
-def parse_samples(session_id: UUID, raw: Sequence[Any]) -> list[Sample]:
+def parse_samples(session_id: UUID, raw: Sequence[Any], window: ClockWindow) -> list[Sample]:
     """Validate raw samples of one session; the path's session id fills in a missing one.
+    A sample's ``t`` must lie in ``window`` around the edge's clock.
 
     Raises ValidationError whose locations start at the sample's index.
     """
     out: list[Sample] = []
     errors: list[Any] = []
+    now_s = time.time()
     for i, item in enumerate(raw):
         if isinstance(item, dict):
             item = {"session_id": session_id, **item}
@@ -74,6 +77,17 @@ def parse_samples(session_id: UUID, raw: Sequence[Any]) -> list[Sample]:
                     "loc": (i, "session_id"),
                     "input": sample.session_id,
                     "ctx": {"error": ValueError(f"expected session {session_id}")},
+                }
+            )
+            continue
+        refusal = window.refusal(sample.t, now_s)
+        if refusal is not None:
+            errors.append(
+                {
+                    "type": "value_error",
+                    "loc": (i, "t"),
+                    "input": sample.t,
+                    "ctx": {"error": ValueError(refusal)},
                 }
             )
             continue

@@ -22,6 +22,7 @@ from pipeline.models import ClientMetricsUpdateFrame
 from web.actions import Conflict, parse_samples
 from web.app import EDGE, Edge
 from web.auth import AuthError, Principal, bearer_token
+from web.clock import ClockWindow
 from web.problems import Problem, read_json, unprocessable, validation_errors
 from web.schemas import (
     AlertList,
@@ -44,7 +45,8 @@ from web.schemas import (
 
 PREFIX = "/api/v1/live"
 OPENAPI_PATH = "/api/v1/openapi.json"
-#: How long an Idempotency-Key of a sample upload is remembered (and held while pending).
+#: How long an Idempotency-Key (sample upload, session start) is remembered, and held
+#: while its request is in progress.
 _IDEM_KEEP_S = 24 * 3600
 _IDEM_PENDING_S = 60
 RestHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -136,24 +138,63 @@ def _conflict(exc: Conflict) -> Problem:
 # --- sessions ---------------------------------------------------------------------------
 
 
+async def _idempotent(
+    request: web.Request, who: Principal, scope: str, status: int, run: Callable[[], Awaitable[str]]
+) -> web.Response:
+    """Answer with ``run()`` (a JSON body) once per ``Idempotency-Key`` of the user and
+    ``scope``: a retry of an answered request gets the first answer again (with
+    ``Idempotent-Replayed: true``) instead of a second effect, a retry while the first is
+    in progress 409, a malformed key 422. Without the header, ``run()`` plainly."""
+    idem = request.headers.get("Idempotency-Key")
+    if idem is None:
+        return web.Response(text=await run(), status=status, content_type="application/json")
+    if not 0 < len(idem) <= 128 or not idem.isprintable():
+        message = "1 to 128 printable characters"
+        raise Problem(422, "Unprocessable Content", f"Idempotency-Key: {message}",
+                      errors=[{"field": "Idempotency-Key", "message": message}])  # fmt: skip
+    key = f"{KEY_PREFIX}:idem:{who.user_id}:{scope}:{idem}"
+    redis = _edge(request).need_redis()
+    if not await redis.set(key, b"pending", nx=True, ex=_IDEM_PENDING_S):
+        stored = await redis.get(key)
+        if stored is None or stored == b"pending":
+            raise Problem(409, "Conflict", "a request with this Idempotency-Key is in progress")
+        return web.Response(
+            body=stored, status=status, content_type="application/json",
+            headers={"Idempotent-Replayed": "true"},
+        )  # fmt: skip
+    try:
+        body = await run()
+    except BaseException:
+        await redis.delete(key)  # refused or failed: a retry may do it
+        raise
+    await redis.set(key, body.encode(), ex=_IDEM_KEEP_S)
+    return web.Response(text=body, status=status, content_type="application/json")
+
+
 async def start_session(request: web.Request) -> web.Response:
     who = await principal(request)
     body: StartSession = await _body(request, StartSession, optional=True)
     metadata = dict(body.metadata)
     if body.sport:
         metadata["sport"] = body.sport
-    row = (
-        await _edge(request)
-        .need_actions()
-        .start_session(
-            who,
-            athlete_id=body.athlete_id,
-            coach_id=body.coach_id,
-            training_session_id=body.training_session_id,
-            metadata=metadata,
+
+    async def start() -> str:
+        row = (
+            await _edge(request)
+            .need_actions()
+            .start_session(
+                who,
+                athlete_id=body.athlete_id,
+                coach_id=body.coach_id,
+                training_session_id=body.training_session_id,
+                metadata=metadata,
+            )
         )
-    )
-    return _json(SessionOut.model_validate(row), status=201)
+        return SessionOut.model_validate(row).model_dump_json()
+
+    # A client that timed out (PostgreSQL slow or away) retries with the same key and
+    # gets the session its first request created, not a second one left open.
+    return await _idempotent(request, who, "start", 201, start)
 
 
 async def update_session(request: web.Request) -> web.Response:
@@ -202,7 +243,7 @@ async def update_session(request: web.Request) -> web.Response:
             errors=[{"field": "samples", "message": "at most 3600 per request"}],
         )
     try:
-        samples = parse_samples(session_id, items)
+        samples = parse_samples(session_id, items, ClockWindow.of(_edge(request).settings))
     except ValidationError as exc:
         errors = validation_errors(
             exc, ("samples",) if len(items) > 1 or isinstance(raw, list) or "samples" in raw else ()
@@ -217,37 +258,16 @@ async def update_session(request: web.Request) -> web.Response:
             f"{errors[0]['field']}: {errors[0]['message']}",
             errors=errors,
         ) from None
-    edge = _edge(request)
-    idem = request.headers.get("Idempotency-Key")
-    idem_key: str | None = None
-    if idem is not None:
-        if not 0 < len(idem) <= 128:
-            problem = {"field": "Idempotency-Key", "message": "1 to 128 characters"}
-            raise Problem(422, "Unprocessable Content", "Idempotency-Key: 1 to 128 characters",
-                          errors=[problem])  # fmt: skip
-        idem_key = f"{KEY_PREFIX}:idem:{who.user_id}:{session_id}:{idem}"
-        redis = edge.need_redis()
-        # A retry of an acknowledged request gets the first answer, not a second append.
-        if not await redis.set(idem_key, b"pending", nx=True, ex=_IDEM_PENDING_S):
-            stored = await redis.get(idem_key)
-            if stored is None or stored == b"pending":
-                raise Problem(409, "Conflict", "a request with this Idempotency-Key is in progress")
-            return web.Response(
-                body=stored, status=202, content_type="application/json",
-                headers={"Idempotent-Replayed": "true"},
-            )  # fmt: skip
-    try:
-        accepted = await edge.need_actions().accept_samples(who, session_id, samples)
-    except BaseException as exc:
-        if idem_key is not None:
-            await edge.need_redis().delete(idem_key)
-        if isinstance(exc, Conflict):
+
+    async def accept() -> str:
+        try:
+            accepted = await _edge(request).need_actions().accept_samples(who, session_id, samples)
+        except Conflict as exc:
             raise _conflict(exc) from None
-        raise
-    body = SamplesAccepted(**accepted.__dict__).model_dump_json()
-    if idem_key is not None:
-        await edge.need_redis().set(idem_key, body.encode(), ex=_IDEM_KEEP_S)
-    return web.Response(text=body, status=202, content_type="application/json")
+        return SamplesAccepted(**accepted.__dict__).model_dump_json()
+
+    # A retry of an acknowledged upload gets the first answer, not a second append.
+    return await _idempotent(request, who, str(session_id), 202, accept)
 
 
 def _spec_reading(raw: dict[str, Any], session_id: UUID) -> list[Any]:
@@ -278,6 +298,15 @@ def _lifecycle(action: str) -> RestHandler:
         who = await principal(request)
         session_id = _uuid_path(request, "id")
         body: LifecycleBody = await _body(request, LifecycleBody, optional=True)
+        if body.at_ms is not None:
+            refusal = ClockWindow.of(_edge(request).settings).refusal(body.at_ms / 1000)
+            if refusal is not None:
+                raise Problem(
+                    422,
+                    "Unprocessable Content",
+                    f"at_ms: {refusal}",
+                    errors=[{"field": "at_ms", "message": refusal}],
+                )
         try:
             row = await _edge(request).need_actions().lifecycle(who, session_id, action, body.at_ms)
         except Conflict as exc:
@@ -515,6 +544,13 @@ _UUID = {"type": "string", "format": "uuid"}
 _ID = Param("id", "path", _UUID, "live session id", True)
 _SID = Param("session_id", "path", _UUID, "live session id", True)
 _AID = Param("id", "path", _UUID, "athlete (user) id", True)
+_IDEM_KEY = Param(
+    "Idempotency-Key",
+    "header",
+    {"type": "string", "minLength": 1, "maxLength": 128},
+    "a retry with the same key gets the first answer (Idempotent-Replayed: true) instead "
+    "of a second effect; 409 while the first is in progress",
+)
 
 ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint(
@@ -525,6 +561,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         201,
         StartSession,
         SessionOut,
+        (_IDEM_KEY,),
+        (400, 401, 403, 404, 409, 413, 422),
     ),
     Endpoint(
         "POST",
@@ -536,12 +574,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         SamplesAccepted,
         (
             _ID,
-            Param(
-                "Idempotency-Key",
-                "header",
-                {"type": "string", "maxLength": 128},
-                "a retry with the same key gets the first answer instead of a second append",
-            ),
+            _IDEM_KEY,
         ),
         (400, 401, 403, 404, 409, 413, 422),
     ),

@@ -13,7 +13,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from agents.alerts.plan import parse_plan
-from pipeline.models import SAMPLE_BATCH_MAX, AthleteProfile
+from pipeline.models import EPOCH_MAX_S, SAMPLE_BATCH_MAX, AthleteProfile
 
 _STRICT = ConfigDict(extra="forbid")
 
@@ -57,7 +57,7 @@ class LifecycleBody(BaseModel):
     model_config = _STRICT
 
     #: When it happened on the device (epoch ms); the edge's clock when absent.
-    at_ms: int | None = Field(default=None, ge=0)
+    at_ms: int | None = Field(default=None, ge=0, le=int(EPOCH_MAX_S * 1000))
     reason: str | None = Field(default=None, max_length=200)
 
 

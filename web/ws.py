@@ -48,6 +48,7 @@ from web.access import Forbidden
 from web.actions import parse_samples
 from web.app import EDGE, Edge
 from web.auth import AuthError, Principal, bearer_token
+from web.clock import ClockWindow
 from web.connection import Connection, TokenBucket
 from web.directory import UnknownUser
 from web.inbound import EdgeWebSocket
@@ -213,7 +214,10 @@ class _Socket:
             self.error("bad_frame", "expected a JSON object")
             return
         kind = data.get("type")
-        ref = data.get("id") if isinstance(data.get("id"), str | int) else None
+        # Echoed only if the schema's FrameId (a string or an integer): a bool is an int
+        # to Python, not to JSON Schema (the fuzzer sent "id": true, got "ref": true).
+        raw_id = data.get("id")
+        ref = raw_id if isinstance(raw_id, str | int) and not isinstance(raw_id, bool) else None
         if not isinstance(kind, str):
             self.error("missing_field", "type: field required", ref=ref, field="type")
             return
@@ -545,7 +549,9 @@ async def _on_metrics_update(s: _Socket, data: dict[str, Any]) -> None:
     frame = ClientMetricsUpdateFrame.model_validate(data)
     principal = s.conn.principal
     assert principal is not None
-    samples = parse_samples(frame.session_id, frame.readings(time.time()))
+    samples = parse_samples(
+        frame.session_id, frame.readings(time.time()), ClockWindow.of(s.edge.settings)
+    )
     accepted = await s.edge.need_actions().accept_samples(principal, frame.session_id, samples)
     s.reply(
         "ack",

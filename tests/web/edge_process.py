@@ -55,6 +55,8 @@ class EdgeProcess:
             "LIVECOACH_SAMPLES_PARTITIONS": str(self.live_partitions),
             "LIVECOACH_LIVE_PARTITIONS": str(self.live_partitions),
             "LIVECOACH_LOG_LEVEL": "WARNING",
+            # The suite's fixed sample times (see tests/conftest.py).
+            "LIVECOACH_CLIENT_TIME_PAST_S": os.environ.get("LIVECOACH_CLIENT_TIME_PAST_S", ""),
         }
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "pipeline.cli", "web", "--host", "127.0.0.1",
