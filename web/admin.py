@@ -14,10 +14,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline.users import USER_ID_SCHEMA, Role, UserId, UserIdIn, parse_user_id
 from web.access import Forbidden, NotFound
-from web.app import EDGE
 from web.auth import Principal
+from web.edge import EDGE
+from web.endpoints import PREFIX, Endpoint, Param, json_response, principal, query_param, read_body
 from web.problems import Problem
-from web.rest import PREFIX, Endpoint, Param, _body, _json, _query, principal
 
 _STRICT = ConfigDict(extra="forbid")
 
@@ -83,18 +83,18 @@ def _id_param(request: web.Request, name: str) -> UserId:
 
 
 def _id_query(request: web.Request, name: str) -> UserId | None:
-    return _query(request, name, parse_user_id, None)  # type: ignore[no-any-return]
+    return query_param(request, name, parse_user_id, None)  # type: ignore[no-any-return]
 
 
 async def create_user(request: web.Request) -> web.Response:
     await _admin(request)
-    body: NewUser = await _body(request, NewUser)
+    body: NewUser = await read_body(request, NewUser)
     row, created = (
         await request.app[EDGE]
         .need_store()
         .add_user(body.id, role=body.role, name=body.name, email=body.email)
     )
-    return _json(UserOut.model_validate(row), status=201 if created else 200)
+    return json_response(UserOut.model_validate(row), status=201 if created else 200)
 
 
 async def list_users(request: web.Request) -> web.Response:
@@ -107,7 +107,7 @@ async def list_users(request: web.Request) -> web.Response:
             "role: expected athlete, coach or admin",
             errors=[{"field": "role", "message": "expected athlete, coach or admin"}],
         )
-    limit = _query(request, "limit", int, 100)
+    limit = query_param(request, "limit", int, 100)
     if not 1 <= limit <= 1000:
         raise Problem(
             422,
@@ -125,7 +125,9 @@ async def list_users(request: web.Request) -> web.Response:
         )
     )
     next_after = rows[-1]["id"] if len(rows) == limit else None
-    return _json(UserList(users=[UserOut.model_validate(r) for r in rows], next_after=next_after))
+    return json_response(
+        UserList(users=[UserOut.model_validate(r) for r in rows], next_after=next_after)
+    )
 
 
 async def get_user(request: web.Request) -> web.Response:
@@ -134,18 +136,18 @@ async def get_user(request: web.Request) -> web.Response:
     row = await request.app[EDGE].need_store().get_user(user_id)
     if row is None:
         raise NotFound(f"no user {user_id}")
-    return _json(UserOut.model_validate(row))
+    return json_response(UserOut.model_validate(row))
 
 
 async def create_link(request: web.Request) -> web.Response:
     await _admin(request)
-    body: NewLink = await _body(request, NewLink)
+    body: NewLink = await read_body(request, NewLink)
     edge = request.app[EDGE]
     row, created = await edge.need_store().link(body.coach_id, body.athlete_id)
     # Other edges hear of it from PostgreSQL; this one knows now (a "not linked" it may
     # have cached must not outlive the 201).
     edge.need_access().forget_link(body.coach_id, body.athlete_id)
-    return _json(LinkOut.model_validate(row), status=201 if created else 200)
+    return json_response(LinkOut.model_validate(row), status=201 if created else 200)
 
 
 async def delete_link(request: web.Request) -> web.Response:
@@ -164,7 +166,7 @@ async def list_links(request: web.Request) -> web.Response:
         .need_store()
         .list_links(coach_id=_id_query(request, "coach"), athlete_id=_id_query(request, "athlete"))
     )
-    return _json(LinkList(links=[LinkOut.model_validate(r) for r in rows]))
+    return json_response(LinkList(links=[LinkOut.model_validate(r) for r in rows]))
 
 
 _UID_SCHEMA = USER_ID_SCHEMA

@@ -6,10 +6,12 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+from aiohttp import web
 from pydantic import BaseModel
 
 from web.admin import ADMIN_ENDPOINTS
-from web.rest import ENDPOINTS, OPENAPI_PATH, PREFIX
+from web.endpoints import OPENAPI_PATH, PREFIX
+from web.rest import ENDPOINTS
 
 _REASONS = {
     400: "Malformed request (bad JSON)",
@@ -134,3 +136,8 @@ def build_openapi() -> dict[str, Any]:
             },
         },
     }
+
+
+async def openapi_document(request: web.Request) -> web.Response:
+    """``GET /api/v1/openapi.json``."""
+    return web.json_response(build_openapi())

@@ -5,25 +5,34 @@ to generate the OpenAPI document (:mod:`web.openapi`), so the two cannot drift.
 from __future__ import annotations
 
 import datetime as dt
-import math
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
 from aiohttp import web
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from agents.alerts.config import AlertConfig, apply_update
 from pipeline.constants import KEY_PREFIX
 from pipeline.ids import parse_uuid
 from pipeline.models import ClientMetricsUpdateFrame
 from web.actions import Conflict, parse_samples
-from web.app import EDGE, Edge
-from web.auth import AuthError, Principal, bearer_token
+from web.auth import Principal
 from web.clock import ClockWindow
-from web.problems import Problem, read_json, unprocessable, validation_errors
+from web.endpoints import (
+    PREFIX,
+    Endpoint,
+    Param,
+    RestHandler,
+    edge_of,
+    json_response,
+    principal,
+    query_param,
+    read_body,
+    uuid_path,
+)
+from web.problems import Problem, read_json, validation_errors
 from web.schemas import (
     AlertList,
     AlertOut,
@@ -43,92 +52,10 @@ from web.schemas import (
     Watchers,
 )
 
-PREFIX = "/api/v1/live"
-OPENAPI_PATH = "/api/v1/openapi.json"
 #: How long an Idempotency-Key (sample upload, session start) is remembered, and held
 #: while its request is in progress.
 _IDEM_KEEP_S = 24 * 3600
 _IDEM_PENDING_S = 60
-RestHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-@dataclass(frozen=True)
-class Param:
-    name: str
-    where: str  # "path", "query" or "header"
-    schema: dict[str, Any]
-    description: str = ""
-    required: bool = False
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    method: str
-    path: str  # relative to PREFIX
-    handler: RestHandler
-    summary: str
-    status: int = 200
-    body: type[BaseModel] | None = None
-    response: type[BaseModel] | None = None
-    params: tuple[Param, ...] = field(default_factory=tuple)
-    errors: tuple[int, ...] = (400, 401, 403, 404, 422)
-
-
-def _edge(request: web.Request) -> Edge:
-    return request.app[EDGE]
-
-
-async def principal(request: web.Request) -> Principal:
-    """Who the request acts for: its bearer token verified, the role from the database."""
-    token = bearer_token(request.headers.get("Authorization"))
-    if token is None:
-        raise AuthError("missing 'Authorization: Bearer <token>'")
-    return await _edge(request).principal(token)
-
-
-def _uuid_path(request: web.Request, name: str) -> UUID:
-    raw = request.match_info[name]
-    try:
-        return parse_uuid(raw, name)
-    except ValueError as exc:
-        raise Problem(
-            422,
-            "Unprocessable Content",
-            f"{name}: {exc}",
-            errors=[{"field": name, "message": str(exc)}],
-        ) from None
-
-
-def _query(request: web.Request, name: str, kind: Callable[[str], Any], default: Any) -> Any:
-    raw = request.query.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = kind(raw)
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ValueError(raw)  # inf, nan, 1e309: no time or count is that
-        return value
-    except (ValueError, TypeError, OverflowError):
-        raise Problem(
-            422,
-            "Unprocessable Content",
-            f"{name}: cannot read {raw!r}",
-            errors=[{"field": name, "message": f"cannot read {raw!r}"}],
-        ) from None
-
-
-async def _body(request: web.Request, model: type[BaseModel], *, optional: bool = False) -> Any:
-    if optional and not request.can_read_body:
-        return model.model_validate({})
-    return model.model_validate(await read_json(request))
-
-
-def _json(model: BaseModel | dict[str, Any], status: int = 200) -> web.Response:
-    if isinstance(model, BaseModel):
-        return web.Response(
-            text=model.model_dump_json(), status=status, content_type="application/json"
-        )
-    return web.json_response(model, status=status)
 
 
 def _conflict(exc: Conflict) -> Problem:
@@ -153,7 +80,7 @@ async def _idempotent(
         raise Problem(422, "Unprocessable Content", f"Idempotency-Key: {message}",
                       errors=[{"field": "Idempotency-Key", "message": message}])  # fmt: skip
     key = f"{KEY_PREFIX}:idem:{who.user_id}:{scope}:{idem}"
-    redis = _edge(request).need_redis()
+    redis = edge_of(request).need_redis()
     if not await redis.set(key, b"pending", nx=True, ex=_IDEM_PENDING_S):
         stored = await redis.get(key)
         if stored is None or stored == b"pending":
@@ -173,14 +100,14 @@ async def _idempotent(
 
 async def start_session(request: web.Request) -> web.Response:
     who = await principal(request)
-    body: StartSession = await _body(request, StartSession, optional=True)
+    body: StartSession = await read_body(request, StartSession, optional=True)
     metadata = dict(body.metadata)
     if body.sport:
         metadata["sport"] = body.sport
 
     async def start() -> str:
         row = (
-            await _edge(request)
+            await edge_of(request)
             .need_actions()
             .start_session(
                 who,
@@ -199,7 +126,7 @@ async def start_session(request: web.Request) -> web.Response:
 
 async def update_session(request: web.Request) -> web.Response:
     who = await principal(request)
-    session_id = _uuid_path(request, "id")
+    session_id = uuid_path(request, "id")
     raw = await read_json(request)
     if isinstance(raw, list):
         items: list[Any] = raw
@@ -243,7 +170,7 @@ async def update_session(request: web.Request) -> web.Response:
             errors=[{"field": "samples", "message": "at most 3600 per request"}],
         )
     try:
-        samples = parse_samples(session_id, items, ClockWindow.of(_edge(request).settings))
+        samples = parse_samples(session_id, items, ClockWindow.of(edge_of(request).settings))
     except ValidationError as exc:
         errors = validation_errors(
             exc, ("samples",) if len(items) > 1 or isinstance(raw, list) or "samples" in raw else ()
@@ -261,7 +188,9 @@ async def update_session(request: web.Request) -> web.Response:
 
     async def accept() -> str:
         try:
-            accepted = await _edge(request).need_actions().accept_samples(who, session_id, samples)
+            accepted = (
+                await edge_of(request).need_actions().accept_samples(who, session_id, samples)
+            )
         except Conflict as exc:
             raise _conflict(exc) from None
         return SamplesAccepted(**accepted.__dict__).model_dump_json()
@@ -296,10 +225,10 @@ def _spec_reading(raw: dict[str, Any], session_id: UUID) -> list[Any]:
 def _lifecycle(action: str) -> RestHandler:
     async def handler(request: web.Request) -> web.Response:
         who = await principal(request)
-        session_id = _uuid_path(request, "id")
-        body: LifecycleBody = await _body(request, LifecycleBody, optional=True)
+        session_id = uuid_path(request, "id")
+        body: LifecycleBody = await read_body(request, LifecycleBody, optional=True)
         if body.at_ms is not None:
-            refusal = ClockWindow.of(_edge(request).settings).refusal(body.at_ms / 1000)
+            refusal = ClockWindow.of(edge_of(request).settings).refusal(body.at_ms / 1000)
             if refusal is not None:
                 raise Problem(
                     422,
@@ -308,10 +237,12 @@ def _lifecycle(action: str) -> RestHandler:
                     errors=[{"field": "at_ms", "message": refusal}],
                 )
         try:
-            row = await _edge(request).need_actions().lifecycle(who, session_id, action, body.at_ms)
+            row = (
+                await edge_of(request).need_actions().lifecycle(who, session_id, action, body.at_ms)
+            )
         except Conflict as exc:
             raise _conflict(exc) from None
-        return _json(SessionOut.model_validate(row))
+        return json_response(SessionOut.model_validate(row))
 
     handler.__name__ = f"{action}_session"
     return handler
@@ -325,7 +256,7 @@ async def list_sessions(request: web.Request) -> web.Response:
     """``GET /sessions?athlete=&status=&before=&limit=``: an athlete's sessions, newest
     first; the caller's own when ``athlete`` is absent. Access as for one session."""
     who = await principal(request)
-    athlete = _query(request, "athlete", parse_uuid, None) or who.user_id
+    athlete = query_param(request, "athlete", parse_uuid, None) or who.user_id
     status = request.query.get("status") or None
     if status is not None and status not in _STATUSES:
         message = f"expected one of {', '.join(_STATUSES)}, got {status[:40]!r}"
@@ -335,24 +266,24 @@ async def list_sessions(request: web.Request) -> web.Response:
             f"status: {message}",
             errors=[{"field": "status", "message": message}],
         )
-    before = _query(request, "before", _time, None)
-    limit = max(1, min(_query(request, "limit", int, 50), 500))
-    edge = _edge(request)
+    before = query_param(request, "before", _time, None)
+    limit = max(1, min(query_param(request, "limit", int, 50), 500))
+    edge = edge_of(request)
     await edge.need_access().require_athlete(who, athlete)
     rows = await edge.need_store().sessions_of(athlete, status=status, before=before, limit=limit)
     next_before = rows[-1]["started_at"] if len(rows) == limit else None
-    return _json(SessionList(sessions=rows, next_before=next_before))
+    return json_response(SessionList(sessions=rows, next_before=next_before))
 
 
 async def get_session(request: web.Request) -> web.Response:
     who = await principal(request)
-    session_id = _uuid_path(request, "id")
-    edge = _edge(request)
+    session_id = uuid_path(request, "id")
+    edge = edge_of(request)
     await edge.need_access().require_session(who, session_id)
     row = await edge.need_store().get_session(session_id)
     if row is None:
         raise Problem(404, "Not Found", f"no live session {session_id}")
-    return _json(SessionOut.model_validate(row))
+    return json_response(SessionOut.model_validate(row))
 
 
 def _time(text: str) -> dt.datetime:
@@ -366,11 +297,11 @@ def _time(text: str) -> dt.datetime:
 
 async def session_metrics(request: web.Request) -> web.Response:
     who = await principal(request)
-    session_id = _uuid_path(request, "id")
-    edge = _edge(request)
+    session_id = uuid_path(request, "id")
+    edge = edge_of(request)
     await edge.need_access().require_session(who, session_id)
     metric = request.query.get("metric")
-    bucket_s = _query(request, "bucket_s", float, None)
+    bucket_s = query_param(request, "bucket_s", float, None)
     if bucket_s is not None and not 0.1 <= bucket_s <= 86_400:
         raise Problem(
             422,
@@ -378,7 +309,7 @@ async def session_metrics(request: web.Request) -> web.Response:
             "bucket_s: expected 0.1 to 86400",
             errors=[{"field": "bucket_s", "message": "expected 0.1 to 86400"}],
         )
-    max_points = _query(request, "max_points", int, 500)
+    max_points = query_param(request, "max_points", int, 500)
     if not 1 <= max_points <= 10_000:
         raise Problem(
             422,
@@ -389,41 +320,41 @@ async def session_metrics(request: web.Request) -> web.Response:
     bucket, rows = await edge.need_store().metrics_history(
         session_id,
         metric_types=metric.split(",") if metric else None,
-        since=_query(request, "from", _time, None),
-        until=_query(request, "to", _time, None),
+        since=query_param(request, "from", _time, None),
+        until=query_param(request, "to", _time, None),
         bucket_s=bucket_s,
         max_points=max_points,
     )
-    return _json(MetricsHistory(session_id=session_id, bucket_s=bucket, points=rows))
+    return json_response(MetricsHistory(session_id=session_id, bucket_s=bucket, points=rows))
 
 
 async def session_alerts(request: web.Request) -> web.Response:
     who = await principal(request)
-    session_id = _uuid_path(request, "id")
-    edge = _edge(request)
+    session_id = uuid_path(request, "id")
+    edge = edge_of(request)
     await edge.need_access().require_session(who, session_id)
-    limit = _query(request, "limit", int, 100)
+    limit = query_param(request, "limit", int, 100)
     unacked = request.query.get("unacknowledged", "").lower() in ("1", "true", "yes")
     rows = await edge.need_store().alerts(
         session_id, unacknowledged=unacked, limit=max(1, min(limit, 1000))
     )
-    return _json(AlertList(alerts=rows))
+    return json_response(AlertList(alerts=rows))
 
 
 async def session_presence(request: web.Request) -> web.Response:
     who = await principal(request)
-    session_id = _uuid_path(request, "id")
-    edge = _edge(request)
+    session_id = uuid_path(request, "id")
+    edge = edge_of(request)
     athlete_id, _ = await edge.need_access().require_session(who, session_id)
     watchers = await edge.need_presence().watchers(athlete_id)
-    return _json(Watchers(athlete_id=athlete_id, watchers=watchers))
+    return json_response(Watchers(athlete_id=athlete_id, watchers=watchers))
 
 
 async def ack_alert(request: web.Request) -> web.Response:
     who = await principal(request)
-    alert_id = _uuid_path(request, "alert_id")
-    row = await _edge(request).need_actions().ack_alert(who, alert_id)
-    return _json(AlertOut.model_validate(row))
+    alert_id = uuid_path(request, "alert_id")
+    row = await edge_of(request).need_actions().ack_alert(who, alert_id)
+    return json_response(AlertOut.model_validate(row))
 
 
 # --- thresholds -------------------------------------------------------------------------
@@ -443,8 +374,8 @@ _PROFILE_COLUMNS = (
 
 async def get_thresholds(request: web.Request) -> web.Response:
     who = await principal(request)
-    athlete_id = _uuid_path(request, "id")
-    edge = _edge(request)
+    athlete_id = uuid_path(request, "id")
+    edge = edge_of(request)
     await edge.need_access().require_athlete(who, athlete_id)
     row = await edge.need_store().get_profile(athlete_id)
     if row is None:
@@ -452,15 +383,15 @@ async def get_thresholds(request: web.Request) -> web.Response:
     else:
         row["alert_settings"] = AlertConfig.from_jsonb(row.get("alert_settings") or None).to_jsonb()
         out = ThresholdsOut.model_validate(row)
-    return _json(out)
+    return json_response(out)
 
 
 async def put_thresholds(request: web.Request) -> web.Response:
     who = await principal(request)
-    athlete_id = _uuid_path(request, "id")
-    edge = _edge(request)
+    athlete_id = uuid_path(request, "id")
+    edge = edge_of(request)
     await edge.need_access().require_athlete(who, athlete_id)
-    body: Thresholds = await _body(request, Thresholds)
+    body: Thresholds = await read_body(request, Thresholds)
     store = edge.need_store()
     current = await store.get_profile(athlete_id)
     fields: dict[str, Any] = {
@@ -498,7 +429,7 @@ async def put_thresholds(request: web.Request) -> web.Response:
     row = await store.put_profile(athlete_id, fields)
     row["alert_settings"] = AlertConfig.from_jsonb(row.get("alert_settings") or None).to_jsonb()
     await edge.need_actions().control_profile(athlete_id, row)
-    return _json(ThresholdsOut.model_validate(row))
+    return json_response(ThresholdsOut.model_validate(row))
 
 
 # --- chat -------------------------------------------------------------------------------
@@ -506,38 +437,32 @@ async def put_thresholds(request: web.Request) -> web.Response:
 
 async def post_message(request: web.Request) -> web.Response:
     who = await principal(request)
-    body: PostMessage = await _body(request, PostMessage)
+    body: PostMessage = await read_body(request, PostMessage)
     row, created = (
-        await _edge(request)
+        await edge_of(request)
         .need_actions()
         .post_message(who, body.session_id, body.text, body.client_message_id)
     )
-    return _json(MessageOut.model_validate(row), status=201 if created else 200)
+    return json_response(MessageOut.model_validate(row), status=201 if created else 200)
 
 
 async def list_messages(request: web.Request) -> web.Response:
     who = await principal(request)
-    session_id = _uuid_path(request, "session_id")
-    edge = _edge(request)
+    session_id = uuid_path(request, "session_id")
+    edge = edge_of(request)
     await edge.need_access().require_session(who, session_id)
-    limit = max(1, min(_query(request, "limit", int, 50), 500))
-    before = _query(request, "before_id", parse_uuid, None)
+    limit = max(1, min(query_param(request, "limit", int, 50), 500))
+    before = query_param(request, "before_id", parse_uuid, None)
     rows = await edge.need_store().messages(session_id, before_id=before, limit=limit)
-    return _json(MessageList(messages=rows))
+    return json_response(MessageList(messages=rows))
 
 
 async def read_messages(request: web.Request) -> web.Response:
     who = await principal(request)
-    session_id = _uuid_path(request, "session_id")
-    body: ReadBody = await _body(request, ReadBody)
-    ids = await _edge(request).need_actions().mark_read(who, session_id, body.up_to_id)
+    session_id = uuid_path(request, "session_id")
+    body: ReadBody = await read_body(request, ReadBody)
+    ids = await edge_of(request).need_actions().mark_read(who, session_id, body.up_to_id)
     return web.json_response({"session_id": str(session_id), "read": [str(i) for i in ids]})
-
-
-async def openapi_document(request: web.Request) -> web.Response:
-    from web.openapi import build_openapi
-
-    return web.json_response(build_openapi())
 
 
 _UUID = {"type": "string", "format": "uuid"}
@@ -758,7 +683,6 @@ ENDPOINTS: tuple[Endpoint, ...] = (
 def add_routes(app: web.Application) -> None:
     for ep in ENDPOINTS:
         app.router.add_route(ep.method, PREFIX + ep.path, ep.handler)
-    app.router.add_get(OPENAPI_PATH, openapi_document)
 
 
-__all__ = ["ENDPOINTS", "PREFIX", "Endpoint", "add_routes", "unprocessable"]
+__all__ = ["ENDPOINTS", "add_routes"]

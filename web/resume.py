@@ -23,8 +23,8 @@ from uuid import UUID
 from pipeline.constants import LIVE_TOPIC
 from pipeline.records import session_key
 from pipeline.transport.streams import decode_entry, offset_of, stream_id, stream_key
-from web.app import Edge
 from web.connection import Connection, LiveEvent, Subscription
+from web.edge import Edge
 from web.fanout import build_event
 from web.protocol import Channel, format_cursor
 

@@ -58,7 +58,7 @@ def serve(settings: Settings, *, redis_url: str, database_url: str, host: str, p
 
 async def _metrics_listener(app: web.Application) -> AsyncIterator[None]:
     """``/metrics`` on ``LIVECOACH_METRICS_HOST:LIVECOACH_METRICS_PORT`` (see settings)."""
-    from web.app import EDGE
+    from web.edge import EDGE
 
     edge = app[EDGE]
     host, port = edge.settings.metrics_host, edge.settings.metrics_port

@@ -46,11 +46,11 @@ from pipeline.models import (
 from pipeline.users import LinkRefused, UserId
 from web.access import Forbidden
 from web.actions import parse_samples
-from web.app import EDGE, Edge
 from web.auth import AuthError, Principal, bearer_token
 from web.clock import ClockWindow
 from web.connection import Connection, TokenBucket
 from web.directory import UnknownUser
+from web.edge import EDGE, Edge
 from web.inbound import EdgeWebSocket
 from web.problems import (
     RETRY_AFTER_S,

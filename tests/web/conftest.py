@@ -20,8 +20,9 @@ from pipeline.models import server_event
 from pipeline.settings import Settings, load_settings
 from tests.ids import uid
 from tests.web.issuer import Issuer, serve_issuer
-from web.app import EDGE, Edge, EdgeConfig, create_app
+from web.app import create_app
 from web.auth import Role, mint_token
+from web.edge import EDGE, Edge, EdgeConfig
 
 SECRET = "test-secret-of-at-least-32-bytes-for-hs256!"
 

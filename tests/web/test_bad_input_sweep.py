@@ -12,8 +12,9 @@ import pytest
 
 from tests.web.conftest import ATHLETE, COACH
 from web.admin import ADMIN_ENDPOINTS
-from web.app import EdgeConfig
-from web.rest import ENDPOINTS, PREFIX
+from web.edge import EdgeConfig
+from web.endpoints import PREFIX
+from web.rest import ENDPOINTS
 
 pytestmark = pytest.mark.integration
 

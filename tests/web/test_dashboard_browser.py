@@ -36,8 +36,9 @@ from pipeline.settings import Settings
 from pipeline.transport.streams import append, partition_for_key, stream_id, stream_key
 from tests import wire_check
 from tests.ids import uid
-from web.app import EdgeConfig, create_app
+from web.app import create_app
 from web.auth import Role, mint_token
+from web.edge import EdgeConfig
 
 pytestmark = pytest.mark.integration
 

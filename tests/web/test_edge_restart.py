@@ -19,8 +19,8 @@ from pipeline.settings import Settings
 from pipeline.transport.streams import partition_for_key
 from tests.web.edge_process import edge_process
 from tests.web.test_web_socket import publish
-from web.app import EdgeConfig
 from web.auth import mint_token
+from web.edge import EdgeConfig
 
 pytestmark = pytest.mark.integration
 

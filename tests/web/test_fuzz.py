@@ -44,8 +44,9 @@ from pipeline.models import client_frame
 from pipeline.settings import Settings
 from pipeline.transport.keys import stream_key
 from tests.web.conftest import ATHLETE, COACH
-from web.app import EdgeConfig, create_app
+from web.app import create_app
 from web.auth import Role, mint_token
+from web.edge import EdgeConfig
 from web.openapi import build_openapi
 from web.protocol import CLOSE_INTERNAL
 

@@ -22,7 +22,8 @@ from pipeline.embedded import free_port
 from pipeline.errors import ConfigError
 from pipeline.settings import load_settings
 from tests.web.conftest import SECRET, Running
-from web.app import EdgeConfig, create_app
+from web.app import create_app
+from web.edge import EdgeConfig
 
 pytestmark = pytest.mark.integration
 

@@ -15,7 +15,7 @@ import pytest
 
 from tests.ids import uid
 from tests.web.conftest import ATHLETE, COACH, EdgeFactory, Running
-from web.app import EdgeConfig
+from web.edge import EdgeConfig
 from web.ratelimit import is_loopback
 from web.schemas import ALERT_SETTINGS_MAX_BYTES, METADATA_MAX_BYTES
 

@@ -17,7 +17,7 @@ from pipeline.constants import LIVE_TOPIC
 from pipeline.records import session_key
 from pipeline.transport.streams import append, partition_for_key, stream_id, stream_key
 from tests.ids import uid
-from web.app import EdgeConfig
+from web.edge import EdgeConfig
 
 pytestmark = pytest.mark.integration
 

@@ -24,7 +24,7 @@ from pipeline.records import session_key
 from pipeline.settings import load_settings
 from pipeline.transport.streams import append, partition_for_key
 from tests.ids import uid
-from web.app import EdgeConfig
+from web.edge import EdgeConfig
 
 pytestmark = pytest.mark.integration
 

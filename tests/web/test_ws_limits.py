@@ -19,8 +19,8 @@ from ids import uid
 from pipeline.settings import Settings, load_settings
 from tests.web.rawws import client_frame, upgrade
 from tests.web.test_web_socket import SECRET, closed_with, metrics_event, publish
-from web.app import EdgeConfig
 from web.auth import mint_token
+from web.edge import EdgeConfig
 
 pytestmark = pytest.mark.integration
 

@@ -23,7 +23,7 @@ import pytest
 
 from tests.web.edge_process import EdgeProcess, edge_process
 from tests.web.rawws import client_frame
-from web.app import EdgeConfig
+from web.edge import EdgeConfig
 
 pytestmark = pytest.mark.integration  # ~7 s: 2,000 sockets x 3 storms
 

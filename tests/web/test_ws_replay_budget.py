@@ -20,7 +20,7 @@ from pipeline.constants import LIVE_TOPIC
 from pipeline.records import session_key
 from pipeline.transport.streams import append, partition_for_key
 from tests.web.test_web_socket import publish
-from web.app import EdgeConfig
+from web.edge import EdgeConfig
 
 pytestmark = pytest.mark.integration
 
