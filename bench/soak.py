@@ -30,7 +30,8 @@ from typing import Any
 import redis.asyncio as aioredis
 import uvloop
 
-from agents.bench import _append_many, _record, _servers, _sessions, _Workers
+from bench.pipeline import _append_many, _record, _sessions, _Workers
+from bench.servers import private_servers
 from pipeline.constants import LIVE_TOPIC, SAMPLES_TOPIC, STORE_TOPIC
 from pipeline.settings import load_settings
 from pipeline.transport import streams
@@ -89,7 +90,7 @@ async def raw_baseline(redis_url: str, sessions: int, seconds: int) -> dict[str,
 
 
 async def soak(
-    redis_url: str, ids: list[int], duration_s: int, every_s: float
+    redis_url: str, ids: list[str], duration_s: int, every_s: float
 ) -> list[dict[str, Any]]:
     """Every session sends a sample a second for ``duration_s``; memory every ``every_s``."""
     client = redis_client(redis_url)
@@ -146,8 +147,8 @@ def main(argv: list[str] | None = None) -> int:
         "LIVECOACH_LIVE_RETENTION_S": window, "LIVECOACH_DELETE_RETENTION_S": window,
         "LIVECOACH_RETENTION_INTERVAL_S": str(max(1, args.window // 6)),
     })  # fmt: skip
-    settings = load_settings()
-    with _servers(settings) as (redis_url, database_url):
+    load_settings()  # a bad configuration fails before any server starts
+    with private_servers() as (redis_url, database_url):
         baseline = uvloop.run(raw_baseline(redis_url, args.sessions, 60))
         ids = _sessions(database_url, args.sessions)
         with _Workers(redis_url, database_url):

@@ -347,12 +347,25 @@ def _print_summary(summary: dict[str, Any]) -> None:
         print(f"{'':>16}  [{alert['severity']}] {alert['message']}")
 
 
+def _bench(module: str) -> Any:
+    """A benchmark module of ``bench/``: it ships with a source checkout, not the wheel."""
+    import importlib
+
+    try:
+        return importlib.import_module(f"bench.{module}")
+    except ModuleNotFoundError as exc:
+        raise ConfigError(
+            "bench",
+            f"the benchmarks live in a source checkout's bench/ ({exc}); "
+            "run them from a clone with pip install -e '.[bench]'",
+        ) from None
+
+
 def _cmd_bench_analyze(args: argparse.Namespace, settings: Settings) -> int:
     import json
     from pathlib import Path
 
-    from agents.bench import bench_analyze
-
+    bench_analyze = _bench("pipeline").bench_analyze
     for noisy in ("faust", "mode", "pipeline"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     files = [Path(f) for f in args.files]
@@ -363,11 +376,10 @@ def _cmd_bench_analyze(args: argparse.Namespace, settings: Settings) -> int:
 def _cmd_bench_pipeline(args: argparse.Namespace, settings: Settings) -> int:
     import json
 
-    from agents.bench import bench_pipeline
-
-    result = bench_pipeline(settings, sessions=args.sessions, duration_s=args.duration,
-                            runs=args.runs, backlog=args.backlog,
-                            compare_alerts=args.compare_alerts)  # fmt: skip
+    result = _bench("pipeline").bench_pipeline(
+        settings, sessions=args.sessions, duration_s=args.duration, runs=args.runs,
+        backlog=args.backlog, compare_alerts=args.compare_alerts,
+    )  # fmt: skip
     print(json.dumps(result, indent=2))
     return 0
 
@@ -375,9 +387,7 @@ def _cmd_bench_pipeline(args: argparse.Namespace, settings: Settings) -> int:
 def _cmd_bench_e2e(args: argparse.Namespace, settings: Settings) -> int:
     import json
 
-    from web.bench import bench_e2e
-
-    result = bench_e2e(
+    result = _bench("e2e").bench_e2e(
         settings, athletes=args.athletes, coaches=args.coaches, per_coach=args.per_coach,
         duration_s=args.duration, warmup_s=args.warmup, idle=args.idle, storm=args.storm,
         runs=args.runs,
@@ -390,12 +400,11 @@ def _cmd_bench_transport(args: argparse.Namespace, settings: Settings) -> int:
     import json
     from pathlib import Path
 
-    from pipeline.bench_transport import bench_transport
-
     profile = Path(args.profile) if args.profile else None
-    result = bench_transport(redis_url=args.redis_url, events=args.events, runs=args.runs,
-                             profile_dir=profile,
-                             compaction_updates=args.compaction_updates)  # fmt: skip
+    result = _bench("transport").bench_transport(
+        redis_url=args.redis_url, events=args.events, runs=args.runs, profile_dir=profile,
+        compaction_updates=args.compaction_updates,
+    )  # fmt: skip
     print(json.dumps(result, indent=2))
     return 0
 

@@ -3,7 +3,7 @@ machine it measures): they must stay what the edge appends."""
 
 from __future__ import annotations
 
-from agents.bench import _record
+from bench.pipeline import _record
 from pipeline.records import SampleBatchRecord, samples_topic_record
 from tests.ids import sid, uid
 

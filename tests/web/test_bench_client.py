@@ -8,8 +8,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from bench.client import Poster, PostError
 from pipeline.embedded import free_port
-from web.bench_client import Poster, PostError
 
 Seen = list[tuple[str, bytes, int]]
 

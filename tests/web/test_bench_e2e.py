@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from bench.e2e import bench_e2e
 from pipeline.settings import load_settings
-from web.bench import bench_e2e
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

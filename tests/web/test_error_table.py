@@ -34,7 +34,7 @@ def test_every_error_of_the_edge_has_the_one_base() -> None:
     assert len(errors) >= 9, errors
     strays = [e for e in errors if not issubclass(e, EdgeError | ServiceError)]
     # bench_client is a load generator's, not the edge's
-    assert [e.__qualname__ for e in strays if e.__module__ != "web.bench_client"] == []
+    assert [e.__qualname__ for e in strays if e.__module__ != "bench.client"] == []
     assert issubclass(EdgeError, LivecoachError)
 
 

@@ -11,7 +11,7 @@ In the same run, on the same server, the raw redis-py rates for the same payload
 pipelined ``XADD`` (100 a pipeline) and ``XREAD`` (1,000 a call). Each figure is the
 median of ``runs`` runs; the report gives both and their ratio.
 
-The worker runs as ``python -m pipeline.bench_transport worker`` (this module builds
+The worker runs as ``python -m bench.transport worker`` (this module builds
 its Faust app from ``LC_BENCH_*`` environment variables when run that way).
 """
 
@@ -35,6 +35,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from bench.servers import private_redis
 from pipeline.transport import streams
 from pipeline.transport.clients import redis_client
 
@@ -126,15 +127,8 @@ def _server(redis_url: str | None) -> Iterator[str]:
     if redis_url:
         yield redis_url
         return
-    from pipeline.embedded import EmbeddedRedis, system_redis
-
-    data_dir = Path(tempfile.mkdtemp(prefix="lc-bench-"))
-    server = EmbeddedRedis(data_dir, executable=system_redis())
-    try:
-        yield server.start()
-    finally:
-        server.stop()
-        shutil.rmtree(data_dir, ignore_errors=True)
+    with private_redis("lc-bench-") as url:
+        yield url
 
 
 async def _fill(url: str, topic: str, events: int) -> None:
@@ -220,7 +214,7 @@ def _start_worker(url: str, scenario: str, events: int, data_dir: Path) -> subpr
     log = (data_dir / "worker.log").open("ab")
     loop = ["-L", "uvloop"] if _has_uvloop() else []
     return subprocess.Popen(
-        [sys.executable, "-m", "pipeline.bench_transport", *loop, "worker", "-l", "warn"],
+        [sys.executable, "-m", "bench.transport", *loop, "worker", "-l", "warn"],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,

@@ -22,7 +22,7 @@ Every figure is measured; with ``runs`` > 1 the medians are reported beside each
 The load generator and the raw baseline run on uvloop, as the edge does, and Redis is
 the distribution's (7) when installed, as in ``bench pipeline``: the load shares the
 machine's two cores with what it measures. Devices post through a lean keep-alive
-client (:mod:`web.bench_client`, one connection per device) rather than aiohttp's, whose
+client (:mod:`bench.client`, one connection per device) rather than aiohttp's, whose
 CPU would be taken from the edge and the worker and counted as their latency.
 """
 
@@ -35,7 +35,6 @@ import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -49,22 +48,16 @@ import psycopg
 import uvloop
 from aiohttp import web
 
+from bench.client import Poster, PostError
+from bench.servers import private_servers
 from pipeline.constants import LIVE_TOPIC
-from pipeline.embedded import (
-    EmbeddedPostgres,
-    EmbeddedRedis,
-    die_with_parent,
-    free_port,
-    system_redis,
-)
+from pipeline.embedded import die_with_parent, free_port
 from pipeline.gcpolicy import full_collections_deferred
-from pipeline.migrations import migrate
 from pipeline.records import session_key
 from pipeline.settings import Settings
 from pipeline.transport.clients import redis_client
 from pipeline.transport.streams import append, partition_for_key, read
 from web.auth import mint_token
-from web.bench_client import Poster, PostError
 
 PARTITIONS = 8
 
@@ -89,55 +82,50 @@ def _pct(values: list[float]) -> dict[str, float]:
 @contextmanager
 def _stack(settings: Settings, *, workers: bool) -> Iterator[dict[str, Any]]:
     """Private Redis + PostgreSQL, a live worker and one edge, all stopped afterwards."""
-    with tempfile.TemporaryDirectory(prefix="livecoach-bench-e2e-") as tmp:
-        data = Path(tmp)
-        data.chmod(0o711)
-        redis = EmbeddedRedis(data, executable=system_redis())
-        with redis as redis_url, EmbeddedPostgres(data, durable=False) as db_url:
-            migrate(db_url)
-            port = free_port()
-            env = {
-                **{k: v for k, v in os.environ.items() if not k.startswith("LIVECOACH_")},
-                "LIVECOACH_REDIS_URL": redis_url,
-                "LIVECOACH_DATABASE_URL": db_url,
-                "LIVECOACH_SAMPLES_PARTITIONS": str(PARTITIONS),
-                "LIVECOACH_LIVE_PARTITIONS": str(PARTITIONS),
-                "LIVECOACH_LOG_LEVEL": "WARNING",
-                "LIVECOACH_JWT_SECRET": settings.jwt_secret_value(),
-            }
-            procs: list[subprocess.Popen[bytes]] = []
-            commands = [["web", "--host", "127.0.0.1", "--port", str(port)]]
-            if workers:
-                commands.append(["worker", "--app", "live"])
-            try:
-                for args in commands:
-                    child_env = {**env, "LIVECOACH_WORKER_WEB_PORT": str(free_port())}
-                    procs.append(
-                        subprocess.Popen(
-                            [sys.executable, "-m", "pipeline.cli", *args],
-                            env=child_env,
-                            stdin=subprocess.DEVNULL,
-                            stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL,
-                            preexec_fn=die_with_parent(signal.SIGTERM),
-                        )
+    with private_servers("livecoach-bench-e2e-") as (redis_url, db_url):
+        port = free_port()
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("LIVECOACH_")},
+            "LIVECOACH_REDIS_URL": redis_url,
+            "LIVECOACH_DATABASE_URL": db_url,
+            "LIVECOACH_SAMPLES_PARTITIONS": str(PARTITIONS),
+            "LIVECOACH_LIVE_PARTITIONS": str(PARTITIONS),
+            "LIVECOACH_LOG_LEVEL": "WARNING",
+            "LIVECOACH_JWT_SECRET": settings.jwt_secret_value(),
+        }
+        procs: list[subprocess.Popen[bytes]] = []
+        commands = [["web", "--host", "127.0.0.1", "--port", str(port)]]
+        if workers:
+            commands.append(["worker", "--app", "live"])
+        try:
+            for args in commands:
+                child_env = {**env, "LIVECOACH_WORKER_WEB_PORT": str(free_port())}
+                procs.append(
+                    subprocess.Popen(
+                        [sys.executable, "-m", "pipeline.cli", *args],
+                        env=child_env,
+                        stdin=subprocess.DEVNULL,
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL,
+                        preexec_fn=die_with_parent(signal.SIGTERM),
                     )
-                yield {
-                    "redis_url": redis_url,
-                    "database_url": db_url,
-                    "port": port,
-                    "edge_pid": procs[0].pid,
-                    "base": f"http://127.0.0.1:{port}",
-                }
-            finally:
-                for proc in procs:
-                    proc.send_signal(signal.SIGTERM)
-                for proc in procs:
-                    try:
-                        proc.wait(30)
-                    except subprocess.TimeoutExpired:
-                        proc.kill()
-                        proc.wait()
+                )
+            yield {
+                "redis_url": redis_url,
+                "database_url": db_url,
+                "port": port,
+                "edge_pid": procs[0].pid,
+                "base": f"http://127.0.0.1:{port}",
+            }
+        finally:
+            for proc in procs:
+                proc.send_signal(signal.SIGTERM)
+            for proc in procs:
+                try:
+                    proc.wait(30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
 
 
 def _uid(n: int) -> UUID:

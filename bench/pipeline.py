@@ -26,10 +26,7 @@ import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -39,16 +36,10 @@ import psycopg
 import redis.asyncio as aioredis
 import uvloop
 
+from bench.servers import private_redis, private_servers
 from pipeline.constants import LIVE_TOPIC, SAMPLES_TOPIC
-from pipeline.embedded import (
-    EmbeddedPostgres,
-    EmbeddedRedis,
-    die_with_parent,
-    free_port,
-    system_redis,
-)
+from pipeline.embedded import die_with_parent, free_port
 from pipeline.gcpolicy import full_collections_deferred
-from pipeline.migrations import migrate
 from pipeline.models import OFFLINE_USER_ID
 from pipeline.records import session_key
 from pipeline.settings import Settings
@@ -69,18 +60,6 @@ def _percentiles(values: list[float]) -> dict[str, float]:
         "p99": round(float(np.percentile(arr, 99)), 2),
         "max": round(float(arr.max()), 2),
     }
-
-
-@contextmanager
-def _servers(settings: Settings) -> Iterator[tuple[str, str]]:
-    """Private servers for a benchmark (never the machine's shared ones)."""
-    with tempfile.TemporaryDirectory(prefix="livecoach-bench-") as tmp:
-        data = Path(tmp)
-        data.chmod(0o711)
-        redis = EmbeddedRedis(data, executable=system_redis())
-        with redis as redis_url, EmbeddedPostgres(data, durable=False) as db_url:
-            migrate(db_url)
-            yield redis_url, db_url
 
 
 # --- raw baselines ---------------------------------------------------------------------
@@ -152,10 +131,7 @@ def bench_analyze(settings: Settings, files: list[Path], runs: int) -> dict[str,
     from pipeline.recordings import read_recording
 
     results: dict[str, Any] = {}
-    with (
-        tempfile.TemporaryDirectory(prefix="livecoach-bench-") as tmp,
-        EmbeddedRedis(Path(tmp)) as redis_url,
-    ):
+    with private_redis() as redis_url:
         for path in files:
             recording = read_recording(path)
             duration = recording.samples[-1].t - recording.samples[0].t
@@ -449,7 +425,7 @@ def bench_pipeline(
     same load with the alert rules off, so the alert path's cost comes from one run."""
     out: dict[str, Any] = {"sessions": sessions, "duration_s": duration_s, "runs": []}
     for _ in range(runs):
-        with _servers(settings) as (redis_url, database_url):
+        with private_servers() as (redis_url, database_url):
             run: dict[str, Any] = {
                 "alerts_on": _one_run(redis_url, database_url, sessions, duration_s, backlog, True)
             }
@@ -459,7 +435,7 @@ def bench_pipeline(
             out["redis_version"] = _redis_version(redis_url)
         if compare_alerts:
             # Fresh servers, so that neither phase inherits the other's backlog.
-            with _servers(settings) as (redis_url, database_url):
+            with private_servers() as (redis_url, database_url):
                 run["alerts_off"] = _one_run(
                     redis_url, database_url, sessions, duration_s, 0, False
                 )
