@@ -25,6 +25,14 @@ STORE_TOPIC = "store"
 #: (``samples``, ``alert``, ``summary``); each is also logged with its reason.
 STORE_REJECTED_KEY = f"{KEY_PREFIX}:store:rejected"
 
+#: Pub/sub channel of typing and presence (no offsets, never replayed), shared by edges.
+EPHEMERAL_CHANNEL = f"{KEY_PREFIX}:ephemeral"
+#: Sorted set of who watches an athlete (``user:role`` -> expiry), per athlete.
+PRESENCE_KEY = KEY_PREFIX + ":presence:{athlete_id}"
+#: The stored answer of a request with an ``Idempotency-Key``, per user and scope (a
+#: session id for sample uploads, ``start`` for session starts).
+IDEMPOTENCY_KEY = KEY_PREFIX + ":idem:{user_id}:{scope}:{key}"
+
 #: Pub/sub channel names of the original spec.
 USER_CHANNEL = "live:user:{user_id}"
 SESSION_CHANNEL = "live:session:{session_id}"

@@ -20,14 +20,11 @@ from uuid import UUID
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from pipeline.constants import KEY_PREFIX, user_channel
+from pipeline.constants import EPHEMERAL_CHANNEL, PRESENCE_KEY, user_channel
 from pipeline.models import iso_z
 from web.fanout import Hub
 
 log = logging.getLogger(__name__)
-
-EPHEMERAL_CHANNEL = f"{KEY_PREFIX}:ephemeral"
-PRESENCE_KEY = KEY_PREFIX + ":presence:{athlete_id}"
 
 
 def _presence_channels(athlete_id: UUID, watched: str) -> list[str]:

@@ -14,7 +14,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from agents.alerts.config import AlertConfig, apply_update
-from pipeline.constants import KEY_PREFIX
+from pipeline.constants import IDEMPOTENCY_KEY
 from pipeline.ids import parse_uuid
 from pipeline.models import ClientMetricsUpdateFrame
 from web.actions import Conflict, parse_samples
@@ -79,7 +79,7 @@ async def _idempotent(
         message = "1 to 128 printable characters"
         raise Problem(422, "Unprocessable Content", f"Idempotency-Key: {message}",
                       errors=[{"field": "Idempotency-Key", "message": message}])  # fmt: skip
-    key = f"{KEY_PREFIX}:idem:{who.user_id}:{scope}:{idem}"
+    key = IDEMPOTENCY_KEY.format(user_id=who.user_id, scope=scope, key=idem)
     redis = edge_of(request).need_redis()
     if not await redis.set(key, b"pending", nx=True, ex=_IDEM_PENDING_S):
         stored = await redis.get(key)
