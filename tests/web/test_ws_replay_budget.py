@@ -1,7 +1,7 @@
 """Issue 15, item 7: resume amplification. One athlete's sockets send resume frames
 for a channel with a large history as fast as the rate limit lets them; what the edge
 replays is bounded per frame and per user over time, and another athlete's live
-latency (p99, measured side by side without and with the attack) stays put."""
+latency (median, measured side by side without and with the attack) stays put."""
 
 from __future__ import annotations
 
@@ -32,6 +32,10 @@ CFG = EdgeConfig(max_replay=2_000, replay_rate=1_000.0, replay_burst=5_000.0)
 
 def _p99(values: list[float]) -> float:
     return statistics.quantiles(values, n=100)[98]
+
+
+def _ms(values: list[float]) -> str:
+    return f"p50 {statistics.median(values) * 1000:.1f} ms, p99 {_p99(values) * 1000:.1f} ms"
 
 
 async def _victim_latencies(
@@ -129,12 +133,13 @@ async def test_resume_replay_is_bounded_and_spares_other_athletes(
     print(
         f"attack {elapsed:.1f} s: {counts['resumes']} resume frames, {int(replayed)} events"
         f" replayed (bound {int(bound)}), {counts['refused']} refused, {counts['closes']}"
-        f" closes; victim p99"
-        f" {_p99(quiet) * 1000:.1f} ms quiet, {_p99(attacked) * 1000:.1f} ms attacked"
+        f" closes; victim {_ms(quiet)} quiet, {_ms(attacked)} attacked"
         f" ({len(quiet)}, {len(attacked)} samples)"
     )
     assert counts["resumes"] > 20
     assert replayed <= bound
-    # Relative to the same run's quiet p99 (the machine is shared), with a floor: the
-    # unbounded replay lifted it from 18 to 207 ms.
-    assert _p99(attacked) <= max(3 * _p99(quiet) + 0.020, 0.080)
+    # Relative to the same run's quiet figure (the machine is shared). The median, not
+    # the p99: ~150 samples give a p99 that is one or two stalls of a loaded machine.
+    # Measured with the budget lifted (EdgeConfig(max_replay=200_000, replay_rate=1e9,
+    # replay_burst=1e9)): p50 1.3 -> 13.7 ms and 1.2 -> 12.4 ms; with it, 1.0 -> 1.3 ms.
+    assert statistics.median(attacked) <= 3 * statistics.median(quiet) + 0.003
