@@ -17,6 +17,7 @@ from pipeline.embedded import ServiceURLs, services
 from pipeline.errors import ConfigError
 from pipeline.redaction import redact_detail, redact_url
 from pipeline.settings import Settings, env_name
+from pipeline.transport.tunables import without_tunables
 
 _CONNECT_TIMEOUT_S = 5
 
@@ -24,7 +25,9 @@ _CONNECT_TIMEOUT_S = 5
 def check_redis(url: str, variable: str = env_name("redis_url")) -> None:
     """Raise ConfigError naming ``variable`` if the Redis at ``url`` does not answer PING."""
     try:
-        client = redis.Redis.from_url(url, socket_connect_timeout=_CONNECT_TIMEOUT_S)
+        client = redis.Redis.from_url(
+            without_tunables(url), socket_connect_timeout=_CONNECT_TIMEOUT_S
+        )
         try:
             client.ping()
         finally:

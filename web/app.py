@@ -28,6 +28,7 @@ from pipeline.settings import Settings
 from pipeline.transport.clients import client_options
 from pipeline.transport.streams import declare_topic
 from pipeline.transport.tasks import cancel_and_wait
+from pipeline.transport.tunables import without_tunables
 from web.access import Access
 from web.actions import Actions
 from web.admin import add_admin_routes
@@ -114,7 +115,10 @@ def create_app(
             "socket_connect_timeout": config.redis_connect_timeout_s,
         }
         pool = aioredis.BlockingConnectionPool.from_url(
-            redis_url, max_connections=config.redis_connections, timeout=10, **options
+            without_tunables(redis_url),
+            max_connections=config.redis_connections,
+            timeout=10,
+            **options,
         )
         edge.redis = aioredis.Redis(connection_pool=pool)
         edge.pool = AsyncConnectionPool(

@@ -12,6 +12,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
 from pipeline.transport.errors import TRANSIENT_ERRORS, BrokerUnavailable
+from pipeline.transport.tunables import without_tunables
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ def client_options(*, retry: bool = True) -> dict[str, Any]:
 
 def redis_client(url: str, *, retry: bool = True) -> aioredis.Redis:
     """An asyncio client for ``url`` with :func:`client_options` (not connected yet)."""
-    return aioredis.Redis.from_url(url, **client_options(retry=retry))
+    return aioredis.Redis.from_url(without_tunables(url), **client_options(retry=retry))
 
 
 def redact(url: str) -> str:

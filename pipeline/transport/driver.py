@@ -23,6 +23,7 @@ from pipeline.transport import streams
 from pipeline.transport.consumer import Consumer
 from pipeline.transport.keys import COMPACTED_KEY
 from pipeline.transport.producer import Producer
+from pipeline.transport.tunables import Tunables
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +70,8 @@ class Transport(base.Transport):
     def __init__(self, url: Any, app: Any, loop: Any = None) -> None:
         super().__init__(url, app, loop=loop)
         first = url[0] if isinstance(url, list | tuple) else url
-        self.redis_url = str(first)
+        #: Read once, here (see :mod:`.tunables`); the URL keeps only Redis's options.
+        self.tunables, self.redis_url = Tunables.load(str(first))
         conf = app.conf
         if str(conf.web_bind) == "0.0.0.0":
             # Faust listens on every interface out of the box; ours stays on loopback

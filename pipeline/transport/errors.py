@@ -4,7 +4,8 @@
     ├── BrokerUnavailable   Redis could not be reached within the start-up deadline
     ├── TopicError          a topic is missing or was declared with another partition count
     ├── CommitRefused       a commit was fenced off (lease lapsed, newer generation)
-    └── WriteFenced         a write was fenced off (lease lapsed, newer generation)
+    ├── WriteFenced         a write was fenced off (lease lapsed, newer generation)
+    └── TunableError        a tunable (environment or broker URL) has a bad value
 
 :data:`TRANSIENT_ERRORS` are the errors after which the transport retries: the server
 is unreachable or restarting.
@@ -26,6 +27,15 @@ class BrokerUnavailable(TransportError):
 
 class TopicError(TransportError):
     """A topic is missing or was declared with another partition count."""
+
+
+class TunableError(TransportError, ValueError):
+    """A tunable's value is not a positive number; ``source`` names where it was set."""
+
+    def __init__(self, source: str, problem: str) -> None:
+        self.source = source
+        self.problem = problem
+        super().__init__(f"{source}: {problem}")
 
 
 class CommitRefused(TransportError):

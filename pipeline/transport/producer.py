@@ -27,7 +27,6 @@ import asyncio
 import contextlib
 import itertools
 import logging
-import os
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Mapping
@@ -52,8 +51,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: Event-loop turns the sender yields before writing a batch.
-LINGER_TURNS = int(os.environ.get("LIVECOACH_PRODUCER_LINGER_TURNS", "32"))
 #: Most records written in one pipeline.
 MAX_BATCH = 2000
 #: How often held writes (our lease may have lapsed) ask again whether they may go.
@@ -89,7 +86,9 @@ class Producer(FaustProducer):
         self._running_loop: asyncio.AbstractEventLoop | None = None
         # One pipeline in flight, with a batch per partition (and per generation for
         # changelogs, rarely two): a retry only ever repeats the last few.
-        self.identity = ProducerIdentity(window=4)
+        self.identity = ProducerIdentity(
+            window=4, state_ttl_s=self._rt.tunables.producer_state_ttl_s
+        )
         #: Writes Redis refused (not fenced ones): (how many, the first error).
         self._lost: tuple[int, BaseException] | None = None
         #: Records written and pipelines used (for the benchmark's report).
@@ -224,7 +223,7 @@ class Producer(FaustProducer):
             # Let the agents run a little before writing, so that a pipeline carries
             # tens of records instead of a few (each pipeline costs a syscall and a
             # round trip; a few event-loop turns cost microseconds).
-            for _ in range(LINGER_TURNS):
+            for _ in range(self._rt.tunables.producer_linger_turns):
                 if len(self._pending) >= MAX_BATCH:
                     break
                 await asyncio.sleep(0)

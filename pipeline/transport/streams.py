@@ -38,7 +38,6 @@ from redis.exceptions import NoScriptError, ResponseError
 
 from pipeline.transport.errors import TopicError
 from pipeline.transport.idempotence import (
-    PRODUCER_STATE_TTL_S,
     ProducerIdentity,
     default_identity,
 )
@@ -52,7 +51,12 @@ from pipeline.transport.keys import (
     tp_field,
 )
 from pipeline.transport.keys import stream_key as stream_key  # re-exported: the public API
-from pipeline.transport.topics import GROUP_EXPIRY_S, group_commits, live_groups, new_incarnation
+from pipeline.transport.topics import (
+    GROUP_EXPIRY_S,
+    group_commits,
+    live_groups,
+    new_incarnation,
+)
 from pipeline.transport.topics import delete_topic as delete_topic  # re-exported
 from pipeline.transport.topics import ensure_partition_count as ensure_partition_count
 from pipeline.transport.topics import incarnation as incarnation  # re-exported
@@ -333,7 +337,7 @@ def queue_append(
         maxlen or 0,
         1 if server.has_seq_autogen else 0,
         sequence if identity is not None else 0,
-        int(PRODUCER_STATE_TTL_S * 1000),
+        identity.state_ttl_ms if identity is not None else 0,
         identity.window if identity is not None else 1,
         fence,
         EPOCHS_KEPT,
@@ -597,7 +601,9 @@ async def retentions(redis: aioredis.Redis) -> dict[str, Retention]:
     return out
 
 
-async def apply_age_retention(redis: aioredis.Redis, *, now_ms: int | None = None) -> int:
+async def apply_age_retention(
+    redis: aioredis.Redis, *, now_ms: int | None = None, group_expiry_s: float = GROUP_EXPIRY_S
+) -> int:
     """Trim every partition of every topic with a ``max_age_ms``; returns entries removed.
 
     Never past the lowest offset committed for that partition by a live consumer group
@@ -608,11 +614,11 @@ async def apply_age_retention(redis: aioredis.Redis, *, now_ms: int | None = Non
     aged = {t: r.max_age_ms for t, r in (await retentions(redis)).items() if r.max_age_ms}
     if not aged:
         return 0
-    groups, expired = await live_groups(redis, now_ms=now)
+    groups, expired = await live_groups(redis, now_ms=now, expiry_s=group_expiry_s)
     if expired:
         log.warning(
             "retention: ignoring the commits of consumer groups not seen for %.0f s: %s",
-            GROUP_EXPIRY_S, ", ".join(sorted(expired)),
+            group_expiry_s, ", ".join(sorted(expired)),
         )  # fmt: skip
     commits = await group_commits(redis, groups)
     removed = 0
