@@ -295,12 +295,13 @@ class Producer(FaustProducer):
 
     async def _write(self, batch: list[_Pending]) -> None:
         changelogs = self.app.tables.changelog_topics
-        # One script call per partition (and generation, for a changelog's fence); its
-        # sequence number stays with it through every retry, so Redis appends it once.
-        groups: dict[tuple[str, int, str], list[_Pending]] = defaultdict(list)
+        # One script call per partition (and generation, for a changelog's fence; and
+        # apart, records written outside any generation); its sequence number stays with
+        # it through every retry, so Redis appends it once.
+        groups: dict[tuple[str, int, str, bool], list[_Pending]] = defaultdict(list)
         for item in batch:
             fence = item[4] if item[0] in changelogs else ""
-            groups[(item[0], item[1], fence)].append(item)
+            groups[(item[0], item[1], fence, bool(item[4]))].append(item)
         todo = [
             (tp_key, items, self.identity.next_sequence(tp_key[0], tp_key[1]))
             for tp_key, items in groups.items()
@@ -311,15 +312,19 @@ class Producer(FaustProducer):
             try:
                 server = await streams.prepare(self.redis, reload_script=reload)
                 reload = False
+                # Read at every attempt: a retry after a long outage may find it over.
+                # 1 (long past) when we hold no lease: refused, never unchecked.
+                coordinator = self._coordinator()
+                lease_end = max(1, coordinator.lease_end_ms) if coordinator is not None else 0
                 maxlens = [await self._maxlen(tp_key[0]) for tp_key, _, _ in todo]
                 async with self.redis.pipeline(transaction=False) as pipe:
-                    for ((topic, partition, fence), items, sequence), maxlen in zip(
+                    for ((topic, partition, fence, leased), items, sequence), maxlen in zip(
                         todo, maxlens, strict=True
                     ):
                         streams.queue_append(
                             pipe, server, topic, partition, [it[2] for it in items],
                             maxlen=maxlen, identity=self.identity, sequence=sequence,
-                            fence=fence,
+                            fence=fence, lease_end_ms=lease_end if leased else 0,
                         )  # fmt: skip
                     results = await pipe.execute(raise_on_error=False)
             except TRANSIENT_ERRORS as exc:
@@ -332,7 +337,7 @@ class Producer(FaustProducer):
                 continue
             retry = []
             for (tp_key, items, sequence), result in zip(todo, results, strict=True):
-                topic, partition, _ = tp_key
+                topic, partition, _, _ = tp_key
                 if isinstance(result, Exception):
                     if isinstance(result, NoScriptError) or "NOSCRIPT" in str(result):
                         reload = True

@@ -181,6 +181,11 @@ def decode_entry(fields: Fields) -> Decoded:
 # One script appends a batch to one partition, on 6.2 and 7 alike. It checks, atomically:
 # * the fence (changelogs): a writer whose generation is no longer the partition's
 #   owner is refused (FENCED), so a worker that lost its lease cannot write stale state;
+# * the writer's lease (any topic): a worker's writes carry the end of its group lease in
+#   server time, and are refused (FENCED) once Redis's clock is past it. The worker
+#   checks its lease before it writes, but a process frozen between that check and the
+#   send (SIGSTOP, a VM pause, a long GC) would otherwise deliver outputs after another
+#   worker took its partitions over;
 # * the producer's batch sequence (:mod:`pipeline.transport.idempotence`): a batch seen
 #   before is not appended again, its first offset is returned (a lost reply's retry);
 # * the server run (INFO's run_id, new at every start of Redis): the first offset
@@ -190,10 +195,19 @@ def decode_entry(fields: Fields) -> Decoded:
 # KEYS: stream, producer state (hash), epochs (list), fence (string)
 # ARGV: MAXLEN (0: none), 1 if the server has "0-*", batch sequence (0: none),
 #       state TTL ms, sequence window, fence token ('': unfenced), epochs kept,
-#       then per entry: field count, fields...
+#       lease end (server ms; 0: none), then per entry: field count, fields...
 # Returns {first offset, 1 if the batch was a repeat else 0}.
 _APPEND_LUA = """
 local stream, state, epochs, fence = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local lease_end = tonumber(ARGV[8])
+if lease_end > 0 then
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  if now >= lease_end then
+    return redis.error_reply('FENCED writer lease ended at ' .. lease_end ..
+      ' ms, server time ' .. now .. ' ms (' .. stream .. ')')
+  end
+end
 if ARGV[6] ~= '' then
   local owner = redis.call('GET', fence)
   if owner and owner ~= ARGV[6] then
@@ -230,7 +244,7 @@ if not autogen and redis.call('EXISTS', stream) == 1 then
   end
 end
 local first = -1
-local i = 8
+local i = 9
 while i <= #ARGV do
   local n = tonumber(ARGV[i])
   local args
@@ -324,13 +338,15 @@ def queue_append(
     identity: ProducerIdentity | None = None,
     sequence: int = 0,
     fence: str = "",
+    lease_end_ms: int = 0,
 ) -> int:
     """Queue the append of ``entries`` to one partition on ``pipe``; returns 1 (results).
 
     For callers that batch several partitions in one pipeline (the transport's producer).
     With an ``identity`` and a ``sequence`` (:meth:`ProducerIdentity.next_sequence`,
     reused when the same batch is sent again) the append is idempotent. With a ``fence``
-    it is refused unless the partition's fence (:func:`set_fence`) holds that token.
+    it is refused unless the partition's fence (:func:`set_fence`) holds that token; with
+    a ``lease_end_ms`` (server time) it is refused once Redis's clock has passed it.
     Turn the result into offsets with :func:`offsets_from_results`.
     """
     args: list[bytes | str | int] = [
@@ -341,6 +357,7 @@ def queue_append(
         identity.window if identity is not None else 1,
         fence,
         EPOCHS_KEPT,
+        lease_end_ms,
     ]
     for k, v, h, ts in entries:
         flat = _flatten(encode_entry(k, v, h, ts))

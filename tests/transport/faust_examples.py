@@ -33,9 +33,11 @@ from transport_workers import FAUST, Worker
 
 from pipeline.transport import streams
 
-#: Where the extracted examples are kept between runs (one folder per Faust version).
+#: Where the extracted examples are kept between runs (one folder per Faust version):
+#: in the virtual environment that runs the tests, which is where Faust is too, so that
+#: the suite creates no folder outside the clone and the data folder.
 CACHE_ROOT = Path(
-    os.environ.get("LC_FAUST_EXAMPLES_CACHE", Path.home() / ".cache" / "livecoach-faust-examples")
+    os.environ.get("LC_FAUST_EXAMPLES_CACHE", Path(sys.prefix) / "cache" / "faust-examples")
 )
 #: Faust's worker sends what a program prints to its log as WARNING lines.
 PRINTED = re.compile(r"^\[[^]]+\] \[\d+\] \[WARNING\] (.*?) ?$", re.MULTILINE)
