@@ -21,10 +21,10 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from pipeline.errors import ConfigError
 from pipeline.redaction import redact_detail, redact_url
 from pipeline.secretfiles import read_or_create
+from pipeline.transport.urls import parse_redis_url
 
 ENV_PREFIX = "LIVECOACH_"
 
-_REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 _POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
 #: Signature algorithms a token may use (``LIVECOACH_JWT_ALGORITHMS`` picks among them):
@@ -57,7 +57,11 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
 
     redis_url: str | None = Field(
-        default=None, description="Redis server; unset starts an embedded redis-server"
+        default=None,
+        description=(
+            "Redis: redis://, rediss://, unix://, redis+sentinel://h1:26379,h2:26379/<service>"
+            " or redis+cluster://h1:7000,h2:7001; unset starts an embedded redis-server"
+        ),
     )
     database_url: str | None = Field(
         default=None, description="PostgreSQL server; unset starts an embedded PostgreSQL"
@@ -192,10 +196,8 @@ class Settings(BaseSettings):
     @field_validator("redis_url")
     @classmethod
     def _check_redis_url(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(_REDIS_SCHEMES):
-            raise ValueError(
-                f"expected a redis://, rediss:// or unix:// URL, got {redact_url(value)!r}"
-            )
+        if value is not None:
+            parse_redis_url(value)  # a ValueError that names what is wrong, password masked
         return value
 
     @field_validator("database_url")

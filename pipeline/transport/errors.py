@@ -2,6 +2,7 @@
 
     TransportError
     ├── BrokerUnavailable   Redis could not be reached within the start-up deadline
+    ├── UnsupportedTopology a Redis deployment the transport cannot run on (a Cluster)
     ├── TopicError          a topic is missing or was declared with another partition count
     ├── CommitRefused       a commit was fenced off (lease lapsed, newer generation)
     └── WriteFenced         a write was fenced off (lease lapsed, newer generation)
@@ -22,6 +23,10 @@ class TransportError(Exception):
 
 class BrokerUnavailable(TransportError):
     """Redis could not be reached."""
+
+
+class UnsupportedTopology(TransportError):
+    """The URL names a Redis deployment the transport cannot run on (a Cluster, today)."""
 
 
 class TopicError(TransportError):
