@@ -137,6 +137,15 @@ class Settings(BaseSettings):
     live_retention_s: float = Field(
         default=2 * 3600.0, ge=1, description="Seconds 'live' is kept: the resume window"
     )
+    durable_ack_ms: int = Field(
+        default=0,
+        ge=0,
+        le=60_000,
+        description=(
+            "Milliseconds the edge waits (WAIT 1) for a Redis replica to hold a sample "
+            "before its 202; none in time: 503. 0: off (202 once the primary has it)"
+        ),
+    )
     web_host: str = Field(default="127.0.0.1", description="Edge listen address")
     web_port: Port = Field(default=8080, description="Edge listen port")
     worker_web_port: Port = Field(

@@ -136,7 +136,11 @@ def create_app(
     async def producers(app: web.Application) -> AsyncIterator[None]:
         redis = edge.need_redis()
         samples = BatchingProducer(
-            redis, SAMPLES_TOPIC, settings.samples_partitions, linger_ms=config.linger_ms
+            redis,
+            SAMPLES_TOPIC,
+            settings.samples_partitions,
+            linger_ms=config.linger_ms,
+            durable_ack_ms=settings.durable_ack_ms,
         )
         live = BatchingProducer(
             redis, LIVE_TOPIC, settings.live_partitions, linger_ms=config.linger_ms

@@ -5,6 +5,7 @@
     ├── UnsupportedTopology a Redis deployment the transport cannot run on (a Cluster)
     ├── TopicError          a topic is missing or was declared with another partition count
     ├── CommitRefused       a commit was fenced off (lease lapsed, newer generation)
+    ├── NotReplicated       an append no replica confirmed in time (``WAIT``)
     └── WriteFenced         a write was fenced off (lease lapsed, newer generation)
 
 :data:`TRANSIENT_ERRORS` are the errors after which the transport retries: the server
@@ -31,6 +32,14 @@ class UnsupportedTopology(TransportError):
 
 class TopicError(TransportError):
     """A topic is missing or was declared with another partition count."""
+
+
+class NotReplicated(TransportError):
+    """Appended on the primary, but fewer replicas than asked confirmed it in time.
+
+    The records may still be lost in a failover, so the caller must not acknowledge
+    them; they may also survive, so a retry may store them twice (at least once).
+    """
 
 
 class CommitRefused(TransportError):

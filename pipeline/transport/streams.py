@@ -36,7 +36,7 @@ from typing import Any, TypeAlias
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError, ResponseError
 
-from pipeline.transport.errors import TopicError
+from pipeline.transport.errors import NotReplicated, TopicError
 from pipeline.transport.idempotence import (
     PRODUCER_STATE_TTL_S,
     ProducerIdentity,
@@ -409,8 +409,15 @@ async def append_many(
     *,
     maxlen: int | None = None,
     identity: ProducerIdentity | None = None,
+    replicas: int = 0,
+    replica_timeout_ms: int = 0,
 ) -> dict[int, list[int]]:
     """Append to several partitions of a topic in one round trip: partition -> offsets.
+
+    ``replicas`` > 0 ends the pipeline with ``WAIT replicas replica_timeout_ms``: it
+    returns only once that many replicas hold every write of the pipeline's connection,
+    else raises :class:`~.errors.NotReplicated` (the records are on the primary then,
+    and may or may not survive a failover).
 
     Idempotent: each partition's batch carries a sequence number of ``identity`` (by
     default one identity per process), so a retry after a lost reply (redis-py's, or the
@@ -437,11 +444,21 @@ async def append_many(
                     pipe, info, topic, partition, entries,
                     maxlen=maxlen, identity=identity, sequence=sequence,
                 )  # fmt: skip
+            if replicas:
+                # WAIT counts the writes of this connection: the pipeline's, just sent.
+                pipe.execute_command("WAIT", replicas, replica_timeout_ms)
             try:
                 results = await pipe.execute(raise_on_error=True)
             except NoScriptError:
                 reload = True  # the server restarted and forgot the script
                 continue
+        if replicas:
+            confirmed = int(results.pop())
+            if confirmed < replicas:
+                raise NotReplicated(
+                    f"{confirmed} of {replicas} replica(s) confirmed the append to {topic} "
+                    f"within {replica_timeout_ms} ms"
+                )
         return {
             partition: append_result(result, len(entries))[0]
             for (partition, entries, _), result in zip(todo, results, strict=True)

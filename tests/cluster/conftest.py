@@ -26,11 +26,12 @@ needs_redis_binary = pytest.mark.skipif(
 
 
 @pytest.fixture
-def sentinel_group() -> Iterator[SentinelGroup]:
-    """1 primary, 1 replica, 3 sentinels on loopback; killed and removed afterwards."""
+def sentinel_group(request: pytest.FixtureRequest) -> Iterator[SentinelGroup]:
+    """1 primary, 1 replica (or ``indirect`` parametrize's count), 3 sentinels on
+    loopback; killed and removed afterwards."""
     if redis_binary() is None:
         pytest.skip("needs the distribution's redis-server (Redis 7)")
-    group = SentinelGroup(replicas=1)
+    group = SentinelGroup(replicas=getattr(request, "param", 1))
     try:
         yield group
     finally:
@@ -51,19 +52,21 @@ def topology_settings(tmp_path: Path) -> Settings:
 async def edge_on(
     topology_settings: Settings, database_url: str, users: None
 ) -> AsyncIterator[Callable[..., Any]]:
-    """``await edge_on(redis_url, config)``: a real edge on loopback over that Redis."""
+    """``await edge_on(redis_url, config, durable_ack_ms=...)``: a real edge on loopback
+    over that Redis (settings fields as keywords)."""
     started: list[Running] = []
 
-    async def make(redis_url: str, config: EdgeConfig | None = None) -> Running:
+    async def make(redis_url: str, config: EdgeConfig | None = None, **settings: Any) -> Running:
+        edge_settings = topology_settings.model_copy(update=settings)
         app = create_app(
-            topology_settings,
+            edge_settings,
             redis_url=redis_url,
             database_url=database_url,
             config=config or EdgeConfig(),
         )
         server = TestServer(app, host="127.0.0.1")
         await server.start_server()
-        running = Running(server, aiohttp.ClientSession(), topology_settings)
+        running = Running(server, aiohttp.ClientSession(), edge_settings)
         started.append(running)
         return running
 
