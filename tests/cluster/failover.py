@@ -36,6 +36,9 @@ class Outcome:
     acked: dict[int, float] = field(default_factory=dict)
     refused: int = 0
     unexpected: list[int] = field(default_factory=list)  # statuses other than 202 and 503
+    #: Redis commands the primary ran per sample acknowledged before the kill (edge,
+    #: live and store workers together), when a probe was given.
+    commands_per_sample: float | None = None
     flowing_at: float | None = None
     stored: set[int] = field(default_factory=set)
 
@@ -57,8 +60,13 @@ class Outcome:
             else ""
         )
         assert self.flowing_at is not None
+        ops = (
+            f"; {self.commands_per_sample:.1f} Redis commands per sample before it"
+            if self.commands_per_sample is not None
+            else ""
+        )
         return (
-            f"promoted {promoted_s:.2f} s after the kill; metrics on the socket again "
+            f"promoted {promoted_s:.2f} s after the kill{ops}; metrics on the socket again "
             f"{self.flowing_at - self.killed_at:.2f} s after it; {len(self.acked)} samples "
             f"acknowledged ({self.acked_before_kill} sent before the kill), {self.refused} "
             f"refused (503), {len(lost)} acknowledged and lost{window}"
@@ -75,6 +83,7 @@ async def post_through_a_kill(
     before_s: float = 2.0,
     after_flow_s: float = 2.0,
     deadline_s: float = 60.0,
+    commands_probe: Callable[[], int] | None = None,
 ) -> Outcome:
     """Post from ``devices`` concurrent loops, ``kill()`` after ``before_s``; the outcome."""
     counter = iter(range(first_t, first_t + 1_000_000))
@@ -113,7 +122,16 @@ async def post_through_a_kill(
     tasks = [asyncio.create_task(device()) for _ in range(devices)]
     watcher = asyncio.create_task(watch())
     try:
-        await asyncio.sleep(before_s)
+        await asyncio.sleep(before_s / 2)  # let the load settle, then count commands
+        counted_from = (
+            (await asyncio.to_thread(commands_probe), len(outcome.acked))
+            if commands_probe
+            else None
+        )
+        await asyncio.sleep(before_s / 2)
+        if commands_probe is not None and counted_from is not None:
+            commands = await asyncio.to_thread(commands_probe) - counted_from[0]
+            outcome.commands_per_sample = commands / max(1, len(outcome.acked) - counted_from[1])
         await asyncio.to_thread(kill)
         outcome.killed_at = time.monotonic()  # samples sent from now on reach a new primary
         await asyncio.wait_for(watcher, deadline_s)

@@ -36,7 +36,15 @@ async def test_core_path_and_failover_on_sentinel(
 
     old_port = sentinel_group.primary.port
     promotion = _promotion(sentinel_group, old_port)
-    outcome = await post_through_a_kill(edge, watched, sentinel_group.primary.kill, first_t=25)
+    outcome = await post_through_a_kill(
+        edge,
+        watched,
+        sentinel_group.primary.kill,
+        first_t=25,
+        commands_probe=lambda: int(
+            sentinel_group.primary.client().info("stats")["total_commands_processed"]
+        ),
+    )
     promoted_at = await promotion
     new_primary = sentinel_group.current_primary_port()
     assert new_primary == sentinel_group.replicas[0].port

@@ -179,3 +179,67 @@ class SentinelGroup(_Servers):
                         return time.monotonic()
             time.sleep(0.02)
         raise RuntimeError(f"no promotion within {deadline_s} s")
+
+
+def _cluster_port() -> int:
+    """A free port whose cluster bus port (+10,000) is free too and below 65,536."""
+    for _ in range(200):
+        port = free_port()
+        if port > 55535:
+            continue
+        with contextlib.suppress(OSError), socket.socket() as bus:
+            bus.bind(("127.0.0.1", port + 10000))
+            return port
+    raise RuntimeError("no free port pair for a cluster node")
+
+
+class ClusterNodes(_Servers):
+    """A Redis Cluster of ``primaries`` primaries with one replica each, on loopback,
+    created with ``redis-cli --cluster create``."""
+
+    def __init__(self, primaries: int = 3) -> None:
+        super().__init__()
+        args = [
+            "cluster-enabled yes",
+            "cluster-node-timeout 2000",
+            "cluster-config-file nodes.conf",
+            "cluster-require-full-coverage no",
+        ]
+        nodes = [self.start("node", args, port=_cluster_port()) for _ in range(primaries * 2)]
+        cli = str(Path(redis_binary() or "").with_name("redis-cli"))
+        done = subprocess.run(
+            [cli, "--cluster", "create", *(f"127.0.0.1:{n.port}" for n in nodes),
+             "--cluster-replicas", "1", "--cluster-yes"],
+            capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+        if done.returncode != 0:
+            self.stop()
+            raise RuntimeError(f"redis-cli --cluster create failed: {done.stdout}{done.stderr}")
+        self.nodes = nodes
+        for node in nodes:
+            _wait(
+                "the cluster to be ok",
+                lambda n=node: "cluster_state:ok" in self.cli(n.port, "CLUSTER", "INFO"),
+            )  # type: ignore[misc]
+
+    @property
+    def url(self) -> str:
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{n.port}" for n in self.nodes[:2])
+
+    @staticmethod
+    def cli(port: int, *args: str) -> str:
+        """What ``redis-cli -p port args...`` prints (the raw text of cluster commands)."""
+        cli = str(Path(redis_binary() or "").with_name("redis-cli"))
+        done = subprocess.run(
+            [cli, "-p", str(port), *args], capture_output=True, text=True, timeout=10, check=True
+        )
+        return done.stdout
+
+    def primary_ports(self) -> list[int]:
+        """Ports of the nodes that own slots now."""
+        lines = self.cli(self.nodes[0].port, "CLUSTER", "NODES").splitlines()
+        return sorted(
+            int(line.split()[1].split("@")[0].rsplit(":", 1)[1])
+            for line in lines
+            if "master" in line.split()[2] and "fail" not in line.split()[2]
+        )
