@@ -216,6 +216,13 @@ class ClusterNodes(_Servers):
             self.stop()
             raise RuntimeError(f"redis-cli --cluster create failed: {done.stdout}{done.stderr}")
         self.nodes = nodes
+
+        def replicas_in_sync() -> bool:
+            roles = [n.client().info("replication") for n in nodes]
+            linked = [r for r in roles if r["role"] == "slave" and r["master_link_status"] == "up"]
+            return len(linked) == primaries
+
+        _wait("every replica in sync with its primary", replicas_in_sync)
         for node in nodes:
             _wait(
                 "the cluster to be ok",
