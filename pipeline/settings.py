@@ -59,8 +59,8 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(
         default=None,
         description=(
-            "Redis: redis://, rediss://, unix://, redis+sentinel://h1:26379,h2:26379/<service>"
-            " or redis+cluster://h1:7000,h2:7001; unset starts an embedded redis-server"
+            "Redis: redis://, rediss://, unix:// or redis+sentinel://h1:26379,h2:26379/<service>"
+            " (redis+cluster:// is refused for now); unset starts an embedded redis-server"
         ),
     )
     database_url: str | None = Field(

@@ -106,10 +106,17 @@ def test_settings_error_names_the_variable_and_masks_the_password(url: str) -> N
     assert "s3cr" not in text and "***" in text, text
 
 
-def test_the_cli_prints_one_line_and_exits_2() -> None:
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        (f"redis+sentinel://:{SECRET}@h1:26379", "no Sentinel service name"),
+        (f"redis+cluster://:{SECRET}@127.0.0.1:1,127.0.0.1:2", "is a Redis Cluster"),
+    ],
+)
+def test_the_cli_prints_one_line_and_exits_2(url: str, says: str) -> None:
     env = {
         **os.environ,
-        "LIVECOACH_REDIS_URL": f"redis+sentinel://:{SECRET}@h1:26379",
+        "LIVECOACH_REDIS_URL": url,
         "LIVECOACH_DATABASE_URL": "postgresql://127.0.0.1:1/x",
     }
     done = subprocess.run(
@@ -122,7 +129,7 @@ def test_the_cli_prints_one_line_and_exits_2() -> None:
     assert done.returncode == 2, done
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr
-    assert "LIVECOACH_REDIS_URL" in lines[0] and "no Sentinel service name" in lines[0]
+    assert "LIVECOACH_REDIS_URL" in lines[0] and says in lines[0]
     assert "s3cr" not in done.stderr
 
 
