@@ -588,8 +588,9 @@ class Consumer(FaustConsumer, ConsumerGuards):
         assert self._fetch_redis is not None
         block_ms = max(1, min(MAX_BLOCK_MS, int(timeout * 1000)))
         try:
-            reply: Any = await self._fetch_redis.xread(
-                streams_arg, count=self.max_records, block=block_ms
+            # One XREAD for every partition (on a Redis Cluster, one per node).
+            reply = await streams.xread_streams(
+                self._fetch_redis, streams_arg, count=self.max_records, block_ms=block_ms
             )
         except TRANSIENT_ERRORS as exc:
             log.warning("fetch from %s failed (%r); retrying", self._rt.redis_url, exc)

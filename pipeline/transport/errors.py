@@ -2,8 +2,10 @@
 
     TransportError
     ├── BrokerUnavailable   Redis could not be reached within the start-up deadline
+    ├── UnsupportedTopology a Redis deployment the transport cannot run on (a Cluster)
     ├── TopicError          a topic is missing or was declared with another partition count
     ├── CommitRefused       a commit was fenced off (lease lapsed, newer generation)
+    ├── NotReplicated       an append no replica confirmed in time (``WAIT``)
     ├── WriteFenced         a write was fenced off (lease lapsed, newer generation)
     └── TunableError        a tunable (environment or broker URL) has a bad value
 
@@ -25,6 +27,10 @@ class BrokerUnavailable(TransportError):
     """Redis could not be reached."""
 
 
+class UnsupportedTopology(TransportError):
+    """The URL names a Redis deployment the transport cannot run on (a Cluster, today)."""
+
+
 class TopicError(TransportError):
     """A topic is missing or was declared with another partition count."""
 
@@ -36,6 +42,14 @@ class TunableError(TransportError, ValueError):
         self.source = source
         self.problem = problem
         super().__init__(f"{source}: {problem}")
+
+
+class NotReplicated(TransportError):
+    """Appended on the primary, but fewer replicas than asked confirmed it in time.
+
+    The records may still be lost in a failover, so the caller must not acknowledge
+    them; they may also survive, so a retry may store them twice (at least once).
+    """
 
 
 class CommitRefused(TransportError):

@@ -24,6 +24,7 @@ writes topics without Faust (the web edge). This module is the stable, Faust-fre
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import logging
@@ -34,9 +35,10 @@ from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoScriptError, ResponseError
 
-from pipeline.transport.errors import TopicError
+from pipeline.transport.errors import NotReplicated, TopicError
 from pipeline.transport.idempotence import (
     ProducerIdentity,
     default_identity,
@@ -297,14 +299,16 @@ RETENTION_REFRESH_S = 10.0
 _servers: weakref.WeakKeyDictionary[Any, _ServerInfo] = weakref.WeakKeyDictionary()
 
 
-async def _server(redis: aioredis.Redis) -> _ServerInfo:
-    pool = redis.connection_pool
-    info = _servers.get(pool)
+async def _server(redis: aioredis.Redis | RedisCluster) -> _ServerInfo:
+    owner = getattr(redis, "connection_pool", redis)  # a cluster client has no pool
+    info = _servers.get(owner)
     if info is None:
-        server = await redis.info("server")
+        server: Any = await redis.info("server")
+        if "redis_version" not in server:  # a cluster client: one answer per node
+            server = min(server.values(), key=lambda node: str(node["redis_version"]))
         major = int(str(server["redis_version"]).split(".")[0])
         info = _ServerInfo(has_seq_autogen=major >= 7)
-        _servers[pool] = info
+        _servers[owner] = info
     return info
 
 
@@ -430,8 +434,15 @@ async def append_many(
     *,
     maxlen: int | None = None,
     identity: ProducerIdentity | None = None,
+    replicas: int = 0,
+    replica_timeout_ms: int = 0,
 ) -> dict[int, list[int]]:
     """Append to several partitions of a topic in one round trip: partition -> offsets.
+
+    ``replicas`` > 0 ends the pipeline with ``WAIT replicas replica_timeout_ms``: it
+    returns only once that many replicas hold every write of the pipeline's connection,
+    else raises :class:`~.errors.NotReplicated` (the records are on the primary then,
+    and may or may not survive a failover).
 
     Idempotent: each partition's batch carries a sequence number of ``identity`` (by
     default one identity per process), so a retry after a lost reply (redis-py's, or the
@@ -458,11 +469,21 @@ async def append_many(
                     pipe, info, topic, partition, entries,
                     maxlen=maxlen, identity=identity, sequence=sequence,
                 )  # fmt: skip
+            if replicas:
+                # WAIT counts the writes of this connection: the pipeline's, just sent.
+                pipe.execute_command("WAIT", replicas, replica_timeout_ms)
             try:
                 results = await pipe.execute(raise_on_error=True)
             except NoScriptError:
                 reload = True  # the server restarted and forgot the script
                 continue
+        if replicas:
+            confirmed = int(results.pop())
+            if confirmed < replicas:
+                raise NotReplicated(
+                    f"{confirmed} of {replicas} replica(s) confirmed the append to {topic} "
+                    f"within {replica_timeout_ms} ms"
+                )
         return {
             partition: append_result(result, len(entries))[0]
             for (partition, entries, _), result in zip(todo, results, strict=True)
@@ -518,7 +539,7 @@ async def read(
 
 
 async def read_many(
-    redis: aioredis.Redis,
+    redis: aioredis.Redis | RedisCluster,
     positions: Mapping[tuple[str, int], int],
     *,
     count: int = 1000,
@@ -528,20 +549,62 @@ async def read_many(
 
     Returns the records at and after each position, per partition (partitions with
     nothing new are left out). With ``block_ms`` waits up to that long for any record.
+
+    On a Redis Cluster client, one ``XREAD`` per partition (:func:`xread_streams`).
     """
     if not positions:
         return {}
     by_key = {stream_key(t, p): (t, p) for t, p in positions}
-    reply: Any = await redis.xread(
+    reply = await xread_streams(
+        redis,
         {stream_key(t, p): f"0-{offset}" for (t, p), offset in positions.items()},
         count=count,
-        block=block_ms,
+        block_ms=block_ms,
     )
     out = {}
-    for raw_key, entries in reply or []:
+    for raw_key, entries in reply:
         name = raw_key.decode() if isinstance(raw_key, bytes) else str(raw_key)
         out[by_key[name]] = [(offset_of(eid), decode_entry(fields)) for eid, fields in entries]
     return out
+
+
+#: How often a read on a Redis Cluster looks again while nothing is new (see below).
+CLUSTER_POLL_S = 0.005
+
+
+async def xread_streams(
+    redis: aioredis.Redis | RedisCluster,
+    streams: Mapping[Any, Any],
+    *,
+    count: int | None,
+    block_ms: int | None,
+) -> list[tuple[Any, list[Any]]]:
+    """``XREAD`` of several streams (``{key: id to read after}``): ``[(key, entries)]``
+    for the streams with entries, as RESP2 answers.
+
+    One command on one server. A Redis Cluster refuses keys of several slots in one
+    command (``CROSSSLOT``), and each partition has a slot of its own (its hash tag), so
+    there every stream gets its own ``XREAD``, sent in one pipeline: redis-py's cluster
+    pipeline sends the commands of one node together and the nodes' in parallel (one
+    round trip per node), and follows ``MOVED``/``ASK`` after a failover or a
+    resharding. Those reads do not block (a blocking ``XREAD`` per partition would hold
+    a connection each): while nothing is new the pipeline is sent again every
+    :data:`CLUSTER_POLL_S` until ``block_ms`` has passed, which adds up to that much
+    latency, and one round trip per node per poll while idle.
+    """
+    if not isinstance(redis, RedisCluster):
+        reply: Any = await redis.xread(dict(streams), count=count, block=block_ms)
+        return list(reply.items()) if isinstance(reply, dict) else list(reply or ())
+    deadline = time.monotonic() + (block_ms or 0) / 1000.0
+    while True:
+        async with redis.pipeline(transaction=False) as pipe:
+            for key, after in streams.items():
+                pipe.xread({key: after}, count=count)
+            replies: list[Any] = await pipe.execute()
+        out = [(key, reply[0][1]) for key, reply in zip(streams, replies, strict=True) if reply]
+        if out or block_ms is None or time.monotonic() >= deadline:
+            return out
+        await asyncio.sleep(CLUSTER_POLL_S)
 
 
 # --- topics and retention -------------------------------------------------------------
