@@ -52,8 +52,10 @@ class ReplayError(LivecoachError):
 
 @dataclass
 class Override:
-    """What-if settings: profile fields merged over the recorded profile, and alert
-    settings replacing the recorded ones (``AlertConfig`` JSON, as ``PUT thresholds``)."""
+    """What-if settings: profile fields over the recorded profile, and alert settings
+    (``AlertConfig`` JSON, as ``PUT thresholds`` takes) merged key by key over the
+    recorded ones, so ``{"rules": {"heart_rate": {"high_bpm": 150}}}`` changes only
+    that bound and keeps the athlete's dwell, window and other rules."""
 
     profile: dict[str, Any] = field(default_factory=dict)
     alerts: dict[str, Any] | None = None
@@ -70,8 +72,23 @@ class Override:
             base = payload.get("profile")
             payload["profile"] = {**(base if isinstance(base, dict) else {}), **self.profile}
         if self.alerts is not None:
-            payload["alerts"] = self.alerts
+            recorded = payload.get("alerts")
+            if not isinstance(recorded, dict):
+                row = payload.get("profile")
+                found = row.get("alert_settings") if isinstance(row, dict) else None
+                recorded = found if isinstance(found, dict) else {}
+            payload["alerts"] = _merged(recorded, self.alerts)
         return {**record, "payload": payload}
+
+
+def _merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        old = out.get(key)
+        out[key] = (
+            _merged(old, value) if isinstance(old, dict) and isinstance(value, dict) else value
+        )
+    return out
 
 
 @dataclass
