@@ -16,7 +16,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from pipeline import logs, redaction
 from pipeline.errors import ConfigError, LivecoachError
@@ -392,6 +392,32 @@ def _print_replay(report: dict[str, Any]) -> None:
             print(f"{'moved':>16}  {move['rule']} {move['direction']} by {move['shift_s']} s")
 
 
+def _cmd_export(args: argparse.Namespace, settings: Settings) -> int:
+    import asyncio
+    from pathlib import Path
+
+    from agents.replay_series import series
+    from agents.replay_sources import Selection, from_database
+    from pipeline import export
+
+    if settings.database_url is None:
+        raise ConfigError("LIVECOACH_DATABASE_URL", "export reads the session from PostgreSQL")
+    sessions = asyncio.run(from_database(settings.database_url, Selection(session_id=args.session)))
+    if not sessions:
+        raise LivecoachError(f"no live session {args.session} in the database")
+    table = series(sessions[0])
+    if not table.rows:
+        raise LivecoachError(f"session {args.session} has no samples to export")
+    summary = dict(table.summary or {})
+    summary["sport"] = sessions[0].records[0].get("payload", {}).get("metadata", {}).get("sport")
+    fmt = args.format or Path(args.output).suffix.lstrip(".").lower()
+    if fmt not in ("csv", "parquet", "fit"):
+        raise ConfigError("--format", f"expected csv, parquet or fit, got {fmt!r}")
+    export.write(cast("export.Format", fmt), Path(args.output), table.rows, summary)
+    print(f"{args.output}: {len(table.rows)} samples ({fmt})")
+    return 0
+
+
 @contextlib.contextmanager
 def _scratch_data_dir(settings: Settings) -> Iterator[Settings]:
     """``settings`` with a fresh data folder under the configured one, removed after."""
@@ -663,6 +689,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(handler=_cmd_replay)
+
+    p = sub.add_parser("export", help="a stored session as CSV, Parquet or FIT, second by second")
+    p.add_argument("session", type=_session_id, help="live session id (UUID)")
+    p.add_argument("-o", "--output", required=True, help="file to write (.csv, .parquet, .fit)")
+    p.add_argument("--format", choices=["csv", "parquet", "fit"],
+                   help="default: from the output file's extension")  # fmt: skip
+    p.set_defaults(handler=_cmd_export)
 
     p = sub.add_parser(
         "samples", help="write a known workout as FIT, GPX, TCX and CSV (to try `analyze`)"
