@@ -36,7 +36,5 @@ def test_agrees_with_tsdownsample_on_one_hertz_series() -> None:
         ys = [0.0]
         for _ in range(size - 1):
             ys.append(ys[-1] + rng.gauss(0, 5))
-        expected = tsdownsample.LTTBDownsampler().downsample(
-            np.array(xs), np.array(ys), n_out=n
-        )
+        expected = tsdownsample.LTTBDownsampler().downsample(np.array(xs), np.array(ys), n_out=n)
         assert lttb(xs, ys, n) == [int(i) for i in expected], (size, n)
