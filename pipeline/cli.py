@@ -439,8 +439,11 @@ def _read_json(path: str, option: str) -> dict[str, Any]:
     import json
 
     try:
-        with open(path, encoding="utf-8") as handle:
-            data = json.load(handle)
+        if path == "-":  # standard input (the edge's replay jobs pass what-ifs so)
+            data = json.load(sys.stdin)
+        else:
+            with open(path, encoding="utf-8") as handle:
+                data = json.load(handle)
     except (OSError, ValueError) as exc:
         raise ConfigError(option, f"cannot read {path}: {exc}") from None
     if not isinstance(data, dict):
