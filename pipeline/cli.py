@@ -284,6 +284,16 @@ def _cmd_analyze(args: argparse.Namespace, settings: Settings) -> int:
                       alerts=alerts, lap_mode=args.laps)  # fmt: skip
     summary["file"] = str(args.file)
     summary["dropped_values"] = dict(recording.dropped)
+    if args.plot:
+        from pathlib import Path
+
+        from agents.analyze import SESSION_ID, USER_ID, recording_records
+        from agents.replay import Recorded
+
+        records = recording_records(recording.samples, profile=profile, alerts=alerts,
+                                    lap_mode=args.laps)  # fmt: skip
+        session = Recorded(str(SESSION_ID), str(USER_ID), records, source="file")
+        _plot(session, Path(args.plot), Path(args.file).name)
     if args.json:
         print(json.dumps(summary, indent=2, sort_keys=True))
     else:
@@ -416,6 +426,49 @@ def _cmd_export(args: argparse.Namespace, settings: Settings) -> int:
     export.write(cast("export.Format", fmt), Path(args.output), table.rows, summary)
     print(f"{args.output}: {len(table.rows)} samples ({fmt})")
     return 0
+
+
+def _cmd_plot(args: argparse.Namespace, settings: Settings) -> int:
+    import asyncio
+    from pathlib import Path
+
+    from agents.replay import Recorded
+    from agents.replay_sources import Selection, from_database
+    from pipeline.ids import parse_uuid
+
+    try:
+        session_id = parse_uuid(args.session, "a live session id")
+    except ValueError:
+        session_id = None
+    if session_id is None:  # a recording file
+        from agents.analyze import SESSION_ID, USER_ID, recording_records
+        from pipeline.recordings import read_recording
+
+        recording = read_recording(args.session)
+        records = recording_records(recording.samples)
+        session = Recorded(str(SESSION_ID), str(USER_ID), records, source="file")
+        title = Path(args.session).name
+    else:
+        if settings.database_url is None:
+            raise ConfigError("LIVECOACH_DATABASE_URL", "plotting a session reads PostgreSQL")
+        found = asyncio.run(from_database(settings.database_url, Selection(session_id=session_id)))
+        if not found:
+            raise LivecoachError(f"no live session {session_id} in the database")
+        session, title = found[0], f"session {session_id}"
+    _plot(session, Path(args.output), title)
+    return 0
+
+
+def _plot(session: Any, output: Any, title: str) -> None:
+    from agents.replay_series import series
+    from pipeline.plot import plot_session
+
+    table = series(session)
+    plotted = plot_session(output, table.rows, zone_bounds=table.zone_bounds, laps=table.laps,
+                           alerts=table.alerts, title=title)  # fmt: skip
+    panels = ", ".join(f"{name} {n}" for name, n in plotted.panels)
+    print(f"{output}: {panels} points; {len(table.laps)} laps, {len(table.alerts)} alerts",
+          file=sys.stderr)  # fmt: skip
 
 
 @contextlib.contextmanager
@@ -670,6 +723,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="automatic laps every km (distance), 5 min (time), or none (manual)",
     )
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("--plot", metavar="PNG", help="also write a PNG of the session")
     p.set_defaults(handler=_cmd_analyze)
 
     p = sub.add_parser("replay", help="replay recorded sessions through the agents (what-if)")
@@ -699,6 +753,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["csv", "parquet", "fit"],
                    help="default: from the output file's extension")  # fmt: skip
     p.set_defaults(handler=_cmd_export)
+
+    p = sub.add_parser("plot", help="a PNG of a session: HR, power, pace, W' balance, laps, alerts")
+    p.add_argument("session", help="live session id (UUID, from PostgreSQL) or a recording file")
+    p.add_argument("-o", "--output", required=True, help="PNG file to write")
+    p.set_defaults(handler=_cmd_plot)
 
     p = sub.add_parser(
         "samples", help="write a known workout as FIT, GPX, TCX and CSV (to try `analyze`)"
