@@ -61,6 +61,10 @@ def test_a_paced_replay_takes_its_time_and_computes_the_same(
     assert took >= 119 / 40, took  # 2 minutes of samples at 40 x real time: 3 s at least
     assert paced["replay_s"] >= 119 / 40
     assert paced["sessions"][0]["replayed"] == fast["sessions"][0]["replayed"]
+    text = _replay(redis_url, database_url, sid(105), "--set", "profile.ftp_w=200")
+    assert text.returncode == 0, text.stderr[-2000:]
+    assert "x real time" in text.stdout and "mean_power" in text.stdout
+    assert "alerts" in text.stdout
 
 
 @pytest.mark.parametrize(
