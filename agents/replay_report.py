@@ -44,8 +44,10 @@ async def run_report(
         finally:
             await client.aclose()
     started = time.perf_counter()
+    timings: dict[str, float] = {}
     results = await replay(
-        settings, redis_url, sessions, override=override, speed=speed, timeout_s=timeout_s
+        settings, redis_url, sessions, override=override, speed=speed, timeout_s=timeout_s,
+        timings=timings,
     ) if sessions else {}  # fmt: skip
     replay_s = time.perf_counter() - started
     out = []
@@ -70,6 +72,7 @@ async def run_report(
         "sessions": out,
         "load_s": round(started - loaded_at, 3),
         "replay_s": round(replay_s, 3),
+        "timings": timings,
         "recorded_span_s": round(recorded_s, 3),
         "times_real_time": round(recorded_s / replay_s, 1) if replay_s and recorded_s else None,
     }

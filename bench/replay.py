@@ -10,7 +10,10 @@ run times, end to end, on the same servers and samples:
 - ``replay database``: load from PostgreSQL, then replay;
 - ``replay stream``: read the ``samples`` topic, then replay.
 
-Reported: every run, the medians, and ``times_real_time`` = 3,600 s / median.
+Reported: every run, the medians, and ``times_real_time`` = 3,600 s / median; for the
+replays also the median of each phase (loading from the source, starting the Faust
+app, running the records through it until the last stop event, stopping the app and
+deleting the run's keys).
 """
 
 from __future__ import annotations
@@ -99,6 +102,7 @@ async def _store(
 def bench_replay(settings: Settings, runs: int) -> dict[str, Any]:
     samples = interval_session(uuid.uuid4(), time.time() - 2 * DURATION_S)
     times: dict[str, list[float]] = {"analyze": [], "replay_database": [], "replay_stream": []}
+    phases: dict[str, dict[str, list[float]]] = {"replay_database": {}, "replay_stream": {}}
     summaries: dict[str, Any] = {}
     with private_servers() as (redis_url, database_url):
         sid, _ = asyncio.run(_store(redis_url, database_url, settings, samples))
@@ -114,6 +118,9 @@ def bench_replay(settings: Settings, runs: int) -> dict[str, Any]:
                     database_url=database_url,
                 ))  # fmt: skip
                 times[f"replay_{source}"].append(time.perf_counter() - started)
+                phases[f"replay_{source}"].setdefault("load_s", []).append(report["load_s"])
+                for phase, seconds in report["timings"].items():
+                    phases[f"replay_{source}"].setdefault(phase, []).append(seconds)
                 summaries[source] = report["sessions"][0]["replayed"]["summary"]
     out: dict[str, Any] = {"session_s": DURATION_S, "samples": len(samples), "runs": runs}
     for name, values in times.items():
@@ -123,5 +130,7 @@ def bench_replay(settings: Settings, runs: int) -> dict[str, Any]:
             "s_median": round(median, 3),
             "times_real_time": round(DURATION_S / median),
         }
+        for phase, values in phases.get(name, {}).items():
+            out[name][f"{phase}_median"] = round(statistics.median(values), 3)
     out["np"] = {name: summaries[name]["np"] for name in summaries}
     return out

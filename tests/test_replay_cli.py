@@ -53,7 +53,10 @@ def test_an_athletes_sessions_in_a_range_and_every_session(
 def test_a_paced_replay_takes_its_time_and_computes_the_same(
     redis_url: str, database_url: str
 ) -> None:
-    store_session(database_url, uid(83), interval_samples(sid(105), time.time() - 7200, 120))
+    # The start is stamped to the millisecond, rounded up here: 0.3 ms after the first
+    # sample. Paced, it must still come first.
+    t0 = int(time.time()) - 7200 + 0.0007
+    store_session(database_url, uid(83), interval_samples(sid(105), t0, 120))
     fast = _report(_replay(redis_url, database_url, "--json", sid(105)))
     started = time.monotonic()
     paced = _report(_replay(redis_url, database_url, "--json", sid(105), "--speed", "40"))
