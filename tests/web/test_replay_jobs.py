@@ -120,3 +120,19 @@ async def test_bad_requests_are_problems_naming_the_field(
     assert problem["errors"][0]["field"] == field, problem
     status, problem = await _call(edge, "GET", "replays/xyz", (ATHLETE, "athlete"))
     assert status == 422 and problem["errors"][0]["field"] == "id"
+
+
+async def test_an_athletes_sessions_need_a_link(edge: Running, session_id: str) -> None:
+    body = {"user_id": str(ATHLETE), "from": "2020-01-01T00:00:00Z"}
+    status, problem = await _call(edge, "POST", "replays", (OTHER_COACH, "coach"), body)
+    assert status == 403, problem
+    status, job = await _call(edge, "POST", "replays", (COACH, "coach"), body)
+    assert status == 202, job
+    deadline = time.monotonic() + 90
+    while job["status"] not in ("done", "failed"):
+        assert time.monotonic() < deadline, job
+        await asyncio.sleep(0.2)
+        status, job = await _call(edge, "GET", f"replays/{job['id']}", (COACH, "coach"))
+    assert job["status"] == "done", job
+    status, report = await _call(edge, "GET", f"replays/{job['id']}/result", (COACH, "coach"))
+    assert [s["session_id"] for s in report["sessions"]] == [session_id]
