@@ -16,7 +16,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from pipeline import logs, redaction
 from pipeline.errors import ConfigError, LivecoachError
@@ -289,11 +289,191 @@ def _cmd_analyze(args: argparse.Namespace, settings: Settings) -> int:
                       alerts=alerts, lap_mode=args.laps)  # fmt: skip
     summary["file"] = str(args.file)
     summary["dropped_values"] = dict(recording.dropped)
+    if args.plot:
+        from pathlib import Path
+
+        from agents.analyze import SESSION_ID, USER_ID, recording_records
+        from agents.replay import Recorded
+
+        records = recording_records(recording.samples, profile=profile, alerts=alerts,
+                                    lap_mode=args.laps)  # fmt: skip
+        session = Recorded(str(SESSION_ID), str(USER_ID), records, source="file")
+        _plot(session, Path(args.plot), Path(args.file).name)
     if args.json:
         print(json.dumps(summary, indent=2, sort_keys=True))
     else:
         _print_summary(summary)
     return 0
+
+
+def _cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
+    import asyncio
+    import json
+
+    from agents.replay import Override
+    from agents.replay_report import run_report
+    from agents.replay_sources import Selection
+    from pipeline.embedded import EmbeddedRedis
+    from pipeline.runtime import check_redis
+
+    for noisy in ("faust", "mode", "pipeline.transport"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+    if args.session is None and args.user is None and args.since is None:
+        raise ConfigError("replay", "name a SESSION, or --user and/or --since (a time range)")
+    override = Override()
+    if args.what_if is not None:
+        data = _read_json(args.what_if, "--what-if")
+        override.alerts = data.pop("alerts", None)
+        override.profile = data
+    for item in args.set or []:
+        _set_override(override, item)
+    if override.profile:
+        from pipeline.models import AthleteProfile
+
+        _validated(AthleteProfile, override.profile, "--what-if/--set profile")
+    selection = Selection(session_id=args.session, user_id=args.user,
+                          since=args.since, until=args.until)  # fmt: skip
+    if settings.redis_url is not None:
+        check_redis(settings.redis_url)
+    elif args.source == "stream":
+        raise ConfigError("LIVECOACH_REDIS_URL", "replaying the samples stream needs its Redis")
+    with _scratch_data_dir(settings) as scratch, contextlib.ExitStack() as stack:
+        redis_url = settings.redis_url or stack.enter_context(EmbeddedRedis(scratch.data_dir))
+        report = asyncio.run(run_report(
+            scratch, redis_url, source=args.source, selection=selection,
+            database_url=settings.database_url, from_offset=args.from_offset,
+            override=override or None, speed=args.speed,
+        ))  # fmt: skip
+    if args.json:
+        print(json.dumps(report, indent=2, sort_keys=True, default=str))
+    else:
+        _print_replay(report)
+    return 0
+
+
+def _set_override(override: Any, item: str) -> None:
+    """``profile.FIELD=VALUE`` or ``alerts.PATH.TO.FIELD=VALUE`` (VALUE read as JSON)."""
+    import json
+
+    path, sep, text = item.partition("=")
+    parts = path.strip().split(".")
+    if not sep or len(parts) < 2 or parts[0] not in ("profile", "alerts") or not all(parts):
+        raise ConfigError(
+            "--set", f"expected profile.FIELD=VALUE or alerts.PATH=VALUE, got {item!r}"
+        )
+    try:
+        value = json.loads(text)
+    except ValueError:
+        value = text
+    if parts[0] == "profile":
+        if len(parts) != 2:
+            raise ConfigError("--set", f"a profile field has no sub-fields: {path!r}")
+        override.profile[parts[1]] = value
+        return
+    if override.alerts is None:
+        override.alerts = {}
+    node = override.alerts
+    for part in parts[1:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError("--set", f"{path!r} goes through a value that is not an object")
+    node[parts[-1]] = value
+
+
+def _print_replay(report: dict[str, Any]) -> None:
+    def fmt(value: Any) -> str:
+        return f"{value:.1f}" if isinstance(value, float) else str(value)
+
+    print(f"source {report['source']}: {len(report['sessions'])} session(s), replayed in "
+          f"{report['replay_s']} s ({report['times_real_time']} x real time)")  # fmt: skip
+    for entry in report["sessions"]:
+        print(f"\nsession {entry['session_id']} (athlete {entry['user_id']})")
+        recorded = entry["recorded"]["summary"] or {}
+        replayed = entry["replayed"]["summary"] or {}
+        print(f"{'':>16}  {'recorded':>12}  {'replayed':>12}")
+        for key in ("samples", "duration_s", "mean_hr", "max_hr", "mean_power", "np", "tss"):
+            print(f"{key:>16}  {fmt(recorded.get(key)):>12}  {fmt(replayed.get(key)):>12}")
+        diff = entry.get("alerts_diff")
+        if diff is None:
+            print(f"{'alerts':>16}  {'?':>12}  {len(entry['replayed']['alerts']):>12}")
+            continue
+        print(f"{'alerts':>16}  {len(entry['recorded']['alerts']):>12}  "
+              f"{len(entry['replayed']['alerts']):>12}")  # fmt: skip
+        for alert in diff["gained"]:
+            print(f"{'gained':>16}  [{alert['severity']}] {alert['message']}")
+        for alert in diff["lost"]:
+            print(f"{'lost':>16}  [{alert['severity']}] {alert['message']}")
+        for move in diff["moved"]:
+            print(f"{'moved':>16}  {move['rule']} {move['direction']} by {move['shift_s']} s")
+
+
+def _cmd_export(args: argparse.Namespace, settings: Settings) -> int:
+    import asyncio
+    from pathlib import Path
+
+    from agents.replay_series import series
+    from agents.replay_sources import Selection, from_database
+    from pipeline import export
+
+    if settings.database_url is None:
+        raise ConfigError("LIVECOACH_DATABASE_URL", "export reads the session from PostgreSQL")
+    sessions = asyncio.run(from_database(settings.database_url, Selection(session_id=args.session)))
+    if not sessions:
+        raise LivecoachError(f"no live session {args.session} in the database")
+    table = series(sessions[0])
+    if not table.rows:
+        raise LivecoachError(f"session {args.session} has no samples to export")
+    summary = dict(table.summary or {})
+    summary["sport"] = sessions[0].records[0].get("payload", {}).get("metadata", {}).get("sport")
+    fmt = args.format or Path(args.output).suffix.lstrip(".").lower()
+    if fmt not in ("csv", "parquet", "fit"):
+        raise ConfigError("--format", f"expected csv, parquet or fit, got {fmt!r}")
+    export.write(cast("export.Format", fmt), Path(args.output), table.rows, summary)
+    print(f"{args.output}: {len(table.rows)} samples ({fmt})")
+    return 0
+
+
+def _cmd_plot(args: argparse.Namespace, settings: Settings) -> int:
+    import asyncio
+    from pathlib import Path
+
+    from agents.replay import Recorded
+    from agents.replay_sources import Selection, from_database
+    from pipeline.ids import parse_uuid
+
+    try:
+        session_id = parse_uuid(args.session, "a live session id")
+    except ValueError:
+        session_id = None
+    if session_id is None:  # a recording file
+        from agents.analyze import SESSION_ID, USER_ID, recording_records
+        from pipeline.recordings import read_recording
+
+        recording = read_recording(args.session)
+        records = recording_records(recording.samples)
+        session = Recorded(str(SESSION_ID), str(USER_ID), records, source="file")
+        title = Path(args.session).name
+    else:
+        if settings.database_url is None:
+            raise ConfigError("LIVECOACH_DATABASE_URL", "plotting a session reads PostgreSQL")
+        found = asyncio.run(from_database(settings.database_url, Selection(session_id=session_id)))
+        if not found:
+            raise LivecoachError(f"no live session {session_id} in the database")
+        session, title = found[0], f"session {session_id}"
+    _plot(session, Path(args.output), title)
+    return 0
+
+
+def _plot(session: Any, output: Any, title: str) -> None:
+    from agents.replay_series import series
+    from pipeline.plot import plot_session
+
+    table = series(session)
+    plotted = plot_session(output, table.rows, zone_bounds=table.zone_bounds, laps=table.laps,
+                           alerts=table.alerts, title=title)  # fmt: skip
+    panels = ", ".join(f"{name} {n}" for name, n in plotted.panels)
+    print(f"{output}: {panels} points; {len(table.laps)} laps, {len(table.alerts)} alerts",
+          file=sys.stderr)  # fmt: skip
 
 
 @contextlib.contextmanager
@@ -317,8 +497,11 @@ def _read_json(path: str, option: str) -> dict[str, Any]:
     import json
 
     try:
-        with open(path, encoding="utf-8") as handle:
-            data = json.load(handle)
+        if path == "-":  # standard input (the edge's replay jobs pass what-ifs so)
+            data = json.load(sys.stdin)
+        else:
+            with open(path, encoding="utf-8") as handle:
+                data = json.load(handle)
     except (OSError, ValueError) as exc:
         raise ConfigError(option, f"cannot read {path}: {exc}") from None
     if not isinstance(data, dict):
@@ -378,6 +561,16 @@ def _cmd_bench_analyze(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _cmd_bench_replay(args: argparse.Namespace, settings: Settings) -> int:
+    import json
+
+    bench_replay = _bench("replay").bench_replay
+    for noisy in ("faust", "mode", "pipeline"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    print(json.dumps(bench_replay(settings, args.runs), indent=2))
+    return 0
+
+
 def _cmd_bench_pipeline(args: argparse.Namespace, settings: Settings) -> int:
     import json
 
@@ -422,6 +615,26 @@ def _positive_int(text: str) -> int:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be positive, got {value}")
     return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def _when(text: str) -> Any:
+    import datetime as dt
+
+    try:
+        value = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an ISO 8601 time, got {text!r}") from None
+    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
 
 
 def _user_id(text: str) -> UserId:
@@ -515,7 +728,41 @@ def build_parser() -> argparse.ArgumentParser:
         help="automatic laps every km (distance), 5 min (time), or none (manual)",
     )
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("--plot", metavar="PNG", help="also write a PNG of the session")
     p.set_defaults(handler=_cmd_analyze)
+
+    p = sub.add_parser("replay", help="replay recorded sessions through the agents (what-if)")
+    p.add_argument("session", type=_session_id, nargs="?", help="live session id (UUID)")
+    p.add_argument("--user", type=_user_id, help="every session of this athlete (in the range)")
+    p.add_argument("--since", type=_when, help="sessions started at or after (ISO 8601)")
+    p.add_argument("--until", type=_when, help="sessions started before (ISO 8601)")
+    p.add_argument("--source", choices=["database", "stream"], default="database",
+                   help="PostgreSQL live_metrics (default) or the samples stream")  # fmt: skip
+    p.add_argument("--from-offset", type=int, default=None,
+                   help="stream source: read each partition from this offset")  # fmt: skip
+    p.add_argument("--speed", type=_positive_float, default=None,
+                   help="N x real time (default: as fast as possible)")  # fmt: skip
+    p.add_argument("--what-if", help="JSON file: profile fields, plus 'alerts' settings")
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="what-if: profile.ftp_w=280, alerts.rules.heart_rate.high_bpm=150",
+    )
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(handler=_cmd_replay)
+
+    p = sub.add_parser("export", help="a stored session as CSV, Parquet or FIT, second by second")
+    p.add_argument("session", type=_session_id, help="live session id (UUID)")
+    p.add_argument("-o", "--output", required=True, help="file to write (.csv, .parquet, .fit)")
+    p.add_argument("--format", choices=["csv", "parquet", "fit"],
+                   help="default: from the output file's extension")  # fmt: skip
+    p.set_defaults(handler=_cmd_export)
+
+    p = sub.add_parser("plot", help="a PNG of a session: HR, power, pace, W' balance, laps, alerts")
+    p.add_argument("session", help="live session id (UUID, from PostgreSQL) or a recording file")
+    p.add_argument("-o", "--output", required=True, help="PNG file to write")
+    p.set_defaults(handler=_cmd_plot)
 
     p = sub.add_parser(
         "samples", help="write a known workout as FIT, GPX, TCX and CSV (to try `analyze`)"
@@ -548,6 +795,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("files", nargs="+", help="recordings")
     p.add_argument("--runs", type=_positive_int, default=3)
     p.set_defaults(handler=_cmd_bench_analyze)
+    p = bench_sub.add_parser("replay", help="a 1 h session replayed from PostgreSQL and stream")
+    p.add_argument("--runs", type=_positive_int, default=3)
+    p.set_defaults(handler=_cmd_bench_replay)
     p = bench_sub.add_parser("pipeline", help="N sessions at 1 Hz: latency, persistence, rate")
     p.add_argument("--sessions", type=_positive_int, default=1000)
     p.add_argument("--duration", type=_positive_int, default=300, help="seconds of load")

@@ -32,6 +32,10 @@ PRESENCE_KEY = KEY_PREFIX + ":presence:{athlete_id}"
 #: The stored answer of a request with an ``Idempotency-Key``, per user and scope (a
 #: session id for sample uploads, ``start`` for session starts).
 IDEMPOTENCY_KEY = KEY_PREFIX + ":idem:{user_id}:{scope}:{key}"
+#: A replay job started over REST (JSON: request, status, result), kept for a while.
+REPLAY_JOB_KEY = KEY_PREFIX + ":replay:job:{job_id}"
+#: Set of a user's queued and running replay jobs (the per-user bound).
+REPLAY_ACTIVE_KEY = KEY_PREFIX + ":replay:active:{user_id}"
 
 #: Pub/sub channel names of the original spec.
 USER_CHANNEL = "live:user:{user_id}"

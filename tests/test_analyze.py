@@ -53,7 +53,7 @@ def test_analyze_leaves_nothing_behind_in_redis(redis_url: str) -> None:
     name = "indoor_2x10_intervals_power_hr__sample-activity-indoor-trainer.fit"
     assert _analyze(redis_url, "--json", str(RECORDINGS / name)).returncode == 0
     client = redis.Redis.from_url(redis_url)
-    leftovers = [k for k in client.scan_iter(match="*analyze-*")]
+    leftovers = [k for k in client.scan_iter(match="*replay-*")]
     client.close()
     assert leftovers == []
 

@@ -47,6 +47,7 @@ from web.problems import (
 )
 from web.producer import BatchingProducer
 from web.ratelimit import RateLimiter, make_rate_limit_middleware
+from web.replays import add_replay_routes
 from web.rest import add_routes
 from web.revocation import AccessListener
 from web.static import add_dashboard_routes
@@ -203,6 +204,7 @@ def create_app(
     app.router.add_get("/api/v1/live/ws", websocket_handler)
     add_routes(app)
     add_admin_routes(app)
+    add_replay_routes(app, settings, redis_url=redis_url, database_url=database_url)
     app.router.add_get(OPENAPI_PATH, openapi_document)
     add_dashboard_routes(app)  # /dashboard, /static/{name}: a middleware
     return app

@@ -11,6 +11,7 @@ from pydantic import BaseModel
 
 from web.admin import ADMIN_ENDPOINTS
 from web.endpoints import OPENAPI_PATH, PREFIX
+from web.replays import REPLAY_ENDPOINTS
 from web.rest import ENDPOINTS
 
 _REASONS = {
@@ -63,7 +64,7 @@ def _ref(model: type[BaseModel], schemas: dict[str, Any]) -> dict[str, Any]:
 def build_openapi() -> dict[str, Any]:
     schemas: dict[str, Any] = {"Problem": _PROBLEM_SCHEMA}
     paths: dict[str, Any] = {}
-    for ep in (*ENDPOINTS, *ADMIN_ENDPOINTS):
+    for ep in (*ENDPOINTS, *ADMIN_ENDPOINTS, *REPLAY_ENDPOINTS):
         op: dict[str, Any] = {
             "operationId": ep.handler.__name__,
             "summary": ep.summary,

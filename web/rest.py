@@ -15,8 +15,9 @@ from pydantic import ValidationError
 
 from agents.alerts.config import AlertConfig, apply_update
 from pipeline.constants import IDEMPOTENCY_KEY
+from pipeline.downsample import lttb
 from pipeline.ids import parse_uuid
-from pipeline.models import ClientMetricsUpdateFrame
+from pipeline.models import ClientMetricsUpdateFrame, iso_z
 from web.actions import Conflict, parse_samples
 from web.auth import Principal
 from web.clock import ClockWindow
@@ -319,11 +320,35 @@ async def session_metrics(request: web.Request) -> web.Response:
             "max_points: expected 1 to 10000",
             errors=[{"field": "max_points", "message": "expected 1 to 10000"}],
         )
+    points = query_param(request, "points", int, None)
+    if points is not None and not 3 <= points <= 10_000:
+        raise Problem(
+            422,
+            "Unprocessable Content",
+            "points: expected 3 to 10000",
+            errors=[{"field": "points", "message": "expected 3 to 10000"}],
+        )
+    metric_types = metric.split(",") if metric else None
+    since = query_param(request, "from", _time, None)
+    until = query_param(request, "to", _time, None)
+    if points is not None:
+        series = await edge.need_store().metrics_series(
+            session_id, metric_types=metric_types, since=since, until=until
+        )
+        kept = [
+            {"metric_type": name, "bucket": iso_z(xs[i]), "avg": ys[i], "min": ys[i],
+             "max": ys[i], "n": 1}
+            for name, (xs, ys) in series.items()
+            for i in lttb(xs, ys, points)
+        ]  # fmt: skip
+        return json_response(MetricsHistory(
+            session_id=session_id, bucket_s=None, downsampling="lttb", points=kept
+        ))  # fmt: skip
     bucket, rows = await edge.need_store().metrics_history(
         session_id,
-        metric_types=metric.split(",") if metric else None,
-        since=query_param(request, "from", _time, None),
-        until=query_param(request, "to", _time, None),
+        metric_types=metric_types,
+        since=since,
+        until=until,
         bucket_s=bucket_s,
         max_points=max_points,
     )
@@ -569,7 +594,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "GET",
         "/sessions/{id}/metrics",
         session_metrics,
-        "Metrics history, downsampled into buckets",
+        "Metrics history, downsampled into buckets (or by LTTB with points)",
         200,
         None,
         MetricsHistory,
@@ -580,6 +605,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
             Param("to", "query", {"type": "string"}, "epoch seconds or ISO 8601"),
             Param("bucket_s", "query", {"type": "number"}, "bucket width in seconds"),
             Param("max_points", "query", {"type": "integer"}, "buckets per metric (500)"),
+            Param("points", "query", {"type": "integer"}, "LTTB: samples kept per metric"),
         ),
         (401, 403, 404, 422),
     ),

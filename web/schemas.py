@@ -105,7 +105,10 @@ class MetricPoint(BaseModel):
 
 class MetricsHistory(BaseModel):
     session_id: UUID
-    bucket_s: float
+    #: The bucket width; None with ``points`` (LTTB keeps samples, it does not bucket).
+    bucket_s: float | None
+    #: ``buckets`` (avg/min/max per bucket) or ``lttb`` (kept samples: avg = min = max, n = 1).
+    downsampling: Literal["buckets", "lttb"] = "buckets"
     points: list[MetricPoint]
 
 

@@ -263,6 +263,39 @@ class Store:
             rows = [_clean(r) for r in await cur.fetchall()]
         return bucket_s, [r for r in rows if r is not None]
 
+    async def metrics_series(
+        self,
+        session_id: UUID,
+        *,
+        metric_types: list[str] | None,
+        since: dt.datetime | None,
+        until: dt.datetime | None,
+    ) -> dict[str, tuple[list[float], list[float]]]:
+        """Per metric, its samples as (epoch seconds, values), oldest first."""
+        where = ["live_session_id = %s"]
+        params: list[Any] = [session_id]
+        if metric_types:
+            where.append("metric_type = ANY(%s)")
+            params.append(metric_types)
+        if since is not None:
+            where.append("timestamp >= %s")
+            params.append(utc_aware(since))
+        if until is not None:
+            where.append("timestamp < %s")
+            params.append(utc_aware(until))
+        out: dict[str, tuple[list[float], list[float]]] = {}
+        async with self._cursor() as cur:
+            await cur.execute(
+                "SELECT metric_type, EXTRACT(EPOCH FROM timestamp)::float8 AS t, value"
+                f" FROM live_metrics WHERE {' AND '.join(where)} ORDER BY metric_type, timestamp",
+                params,
+            )
+            for row in await cur.fetchall():
+                xs, ys = out.setdefault(row["metric_type"], ([], []))
+                xs.append(row["t"])
+                ys.append(row["value"])
+        return out
+
     async def latest_metrics(self, session_id: UUID) -> dict[str, Any]:
         async with self._cursor() as cur:
             await cur.execute(
