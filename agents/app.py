@@ -34,7 +34,7 @@ from psycopg.types.json import Jsonb
 
 from agents.observability import WorkerMetrics, install
 from agents.processing import Processor
-from agents.write_behind import DeferredDeletes, Hold, WriteBehind, WriteOnCommit
+from agents.write_behind import DeferredDeletes, Hold, OwnedTable, WriteBehind, WriteOnCommit
 from pipeline import tracing
 from pipeline.constants import (
     APP_ID,
@@ -165,7 +165,16 @@ def create_live_app(
     sessions = app.Table(
         "sessions", default=None, key_type=bytes, partitions=partitions, use_partitioner=True
     )
-    blocks = app.Table("decoupling-blocks", default=None, key_type=bytes, partitions=partitions)
+    blocks: Any = app.tables.add(
+        OwnedTable(
+            app,
+            name="decoupling-blocks",
+            default=None,
+            key_type=bytes,
+            partitions=partitions,
+            beacon=app.tables.beacon,
+        )
+    )
     # A block key is "<session id>/<output>/<index>": its owner is the session.
     block_store = DeferredDeletes(_StrKeyed(blocks), lambda key: key.partition("/")[0].encode())
     processor = Processor(block_store=block_store, alerts=settings.alerts_enabled)

@@ -30,8 +30,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, cast
 
+import faust
+from faust import current_event
 from faust.sensors import Sensor
 
 State = dict[str, Any]
@@ -181,6 +183,28 @@ class DeferredDeletes(MutableMapping[str, V]):
         """Do the deletes held for ``owner`` (its state was just written)."""
         for key in self.held.pop(owner, ()):
             self.store.pop(key, None)
+
+
+class OwnedTable(faust.Table[bytes, Any]):
+    """A table whose keys are ``<owner>/...``, kept in the owner's partition.
+
+    Faust takes a table key's partition from the event being processed, and refuses a
+    write or delete outside one ("Cannot modify table key from outside of stream
+    iteration"). :class:`DeferredDeletes` deletes a session's blocks when its state is
+    written, which for a quiet session happens as a commit starts (:class:`WriteOnCommit`),
+    outside any event: the live worker crashed there on long sessions. Outside an event
+    the partition is the owner's, chosen as the producer chooses it for the owner's key
+    (murmur2 over the changelog's partition count), which is where the owner's events and
+    state are; inside one, Faust's own choice (the event's partition, the same).
+    """
+
+    def partition_for_key(self, key: Any) -> int | None:
+        if current_event() is not None:
+            return super().partition_for_key(key)
+        raw = key if isinstance(key, bytes) else str(key).encode()
+        owner = raw.partition(b"/")[0]
+        transport: Any = self.app.transport  # ours (pipeline.transport.driver.Transport)
+        return cast(int, transport.partition_for(self.changelog_topic_name, owner))
 
 
 class WriteOnCommit(Sensor):

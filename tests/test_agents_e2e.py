@@ -395,3 +395,39 @@ async def test_live_worker_restarts_mid_long_sessions_lose_nothing(
         assert clean_s < RESUME_BOUND_S and killed_s < RESUME_BOUND_S
     finally:
         await client.aclose()
+
+
+async def test_a_quiet_long_session_s_blocks_go_while_no_event_runs(
+    workers: Workers, redis_url: str, database_url: str
+) -> None:
+    """A session's retired decoupling blocks are deleted when its state is written,
+    which for a quiet session happens as a commit starts, outside any event. Faust takes
+    a table key's partition from the current event: the live worker crashed there
+    ("Cannot modify table key from outside of stream iteration") and stopped processing."""
+    sid = _make_sessions(database_url)[0]
+    client = aioredis.Redis.from_url(redis_url)
+
+    async def processed_up_to(last: int, within_s: float) -> None:
+        deadline = time.monotonic() + within_s
+        while True:
+            times = [e["timestamp"] for e in await _live_events(client)
+                     if e["type"] == "metrics_update" and e["session_id"] == sid]  # fmt: skip
+            if max(times, default=0.0) == T0 + last - 1:
+                return
+            assert time.monotonic() < deadline, f"samples up to {last} not processed"
+            await asyncio.sleep(0.25)
+
+    try:
+        await _start(client, [sid])
+        workers.start("live")
+        for record in _long_records(sid, 0, 400):  # past the blocks of the first minutes
+            await _append(client, sid, record)
+        await processed_up_to(400, 90)
+        # Quiet: the next commits write its state and do its held deletes.
+        await asyncio.sleep(8)
+        assert workers.procs["live"].poll() is None, "the live worker died"
+        for record in _long_records(sid, 400, 420):
+            await _append(client, sid, record)
+        await processed_up_to(420, 20)
+    finally:
+        await client.aclose()
