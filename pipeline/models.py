@@ -576,6 +576,13 @@ class AckAlertFrame(_ClientFrame):
     alert_id: uuid.UUID
 
 
+class LapFrame(_ClientFrame):
+    """Close the current lap now (the Lap button); the lap comes as a ``session_event``."""
+
+    type: Literal["lap"]
+    session_id: SessionId
+
+
 class PingFrame(_ClientFrame):
     type: Literal["ping"]
 
@@ -590,6 +597,7 @@ ClientFrame = Annotated[
     | TypingFrame
     | ReadFrame
     | AckAlertFrame
+    | LapFrame
     | PingFrame,
     Field(discriminator="type"),
 ]

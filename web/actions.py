@@ -224,6 +224,24 @@ class Actions:
         )
         return row
 
+    async def manual_lap(
+        self, principal: Principal, session_id: UUID, at_ms: int | None
+    ) -> dict[str, Any]:
+        """Close the current lap of a running session now (or at ``at_ms``): a control
+        record the agents apply as :meth:`SessionMetrics.manual_lap`; the lap itself
+        arrives on ``live`` as a ``session_event`` ``lap`` (none when the lap is empty)."""
+        await self.access.require_session(principal, session_id)
+        row = await self.store.get_session(session_id)
+        if row is None:
+            raise NotFound(f"no live session {session_id}")
+        if row["status"] != "active":
+            raise Conflict(f"cannot lap session {session_id}: it is {row['status']}")
+        at = at_ms if at_ms is not None else now_ms()
+        await self.control(
+            session_id, row["user_id"], "lap", at_ms=at, payload={"by": principal.user_id}
+        )
+        return {"session_id": session_id, "at_ms": at}
+
     async def control_profile(self, athlete_id: UUID, profile: dict[str, Any]) -> None:
         """Tell the agents of each open session of the athlete about the new profile."""
         for row in await self.store.open_sessions(athlete_id):

@@ -78,6 +78,13 @@ class SessionList(BaseModel):
     next_before: str | None = None
 
 
+class LapAccepted(BaseModel):
+    """A manual lap on its way to the agents; the lap comes as a ``session_event``."""
+
+    session_id: UUID
+    at_ms: int
+
+
 class SamplesAccepted(BaseModel):
     session_id: UUID
     accepted: int
@@ -204,6 +211,20 @@ class ReadBody(BaseModel):
     model_config = _STRICT
 
     up_to_id: UUID = Field(description="The newest message read (its id)")
+
+
+class Person(BaseModel):
+    id: UUID
+    name: str = Field(description="display name (users.name); may be empty")
+    role: str
+
+
+class Roster(BaseModel):
+    """The caller and the people linked to them (what the dashboard names and lists)."""
+
+    me: Person
+    athletes: list[Person] = Field(description="a coach's linked athletes; an athlete: itself")
+    coaches: list[Person] = Field(description="an athlete's coaches; a coach: none")
 
 
 class Watchers(BaseModel):

@@ -135,6 +135,17 @@ class Store:
         async with self._cursor(coach=coach_id, athlete=athlete_id) as cur:
             return await users.list_links(cur, coach_id=coach_id, athlete_id=athlete_id)
 
+    async def linked_people(self, user_id: UserId, role: Role) -> list[Row]:
+        """A coach's athletes, or an athlete's coaches: ``id``, ``name``, ``role``, by name."""
+        mine, theirs = ("coach_id", "athlete_id") if role == "coach" else ("athlete_id", "coach_id")
+        async with self._cursor(user=user_id) as cur:
+            await cur.execute(
+                "SELECT u.id, u.name, u.role FROM coach_athletes l"
+                f" JOIN users u ON u.id = l.{theirs} WHERE l.{mine} = %s ORDER BY u.name, u.id",
+                (user_id,),
+            )
+            return [r for r in (_clean(row) for row in await cur.fetchall()) if r is not None]
+
     # --- sessions ---------------------------------------------------------------------
 
     async def create_session(

@@ -34,6 +34,7 @@ from pipeline.models import (
     AckAlertFrame,
     AuthFrame,
     ClientMetricsUpdateFrame,
+    LapFrame,
     MessageFrame,
     PingFrame,
     ReadFrame,
@@ -616,6 +617,14 @@ async def _on_ack_alert(s: _Socket, data: dict[str, Any]) -> None:
     )
 
 
+async def _on_lap(s: _Socket, data: dict[str, Any]) -> None:
+    frame = LapFrame.model_validate(data)
+    principal = s.conn.principal
+    assert principal is not None
+    out = await s.edge.need_actions().manual_lap(principal, frame.session_id, None)
+    s.reply("ack", frame, op="lap", session_id=frame.session_id, at_ms=out["at_ms"])
+
+
 _HANDLERS = {
     "auth": _on_auth,
     "ping": _on_ping,
@@ -627,6 +636,7 @@ _HANDLERS = {
     "typing": _on_typing,
     "read": _on_read,
     "ack_alert": _on_ack_alert,
+    "lap": _on_lap,
 }
 
 
