@@ -368,7 +368,8 @@ async def test_dashboards_live_alerts_chat_and_resume_after_edge_restart(
 
             # --- presence: the coach follows the athlete ------------------------------------
             await athlete.locator("#watching").wait_for(state="visible", timeout=WAIT_MS)
-            assert await _text(athlete, "#watching") == "Coach is watching"
+            # By name (users.name, from GET /roster).
+            assert await _text(athlete, "#watching") == f"Coach user {COACH.int} is watching"
             assert await coach.locator("#watching").is_hidden()
 
             # --- an alert: shown on both, announced with sound, acknowledged by the coach --
@@ -376,7 +377,9 @@ async def test_dashboards_live_alerts_chat_and_resume_after_edge_restart(
             for page in (athlete, coach):
                 item = page.locator(f'li.alert[data-id="{aid("hr-1")}"]')
                 await item.wait_for(timeout=WAIT_MS)
-                assert "Heart rate 181 above 175" in (await item.text_content() or "")
+                # In plain language: the value with its unit, and what it crossed.
+                assert "Heart rate 181 bpm, above" in (await item.text_content() or "")
+                assert "175 bpm ceiling" in (await item.text_content() or "")
                 notified = await item.get_attribute("data-notified") or ""
                 assert "sound" in notified.split(), notified
                 assert any(n.startswith("vibration") for n in notified.split()), notified
@@ -412,7 +415,7 @@ async def test_dashboards_live_alerts_chat_and_resume_after_edge_restart(
 
             # --- chat: typing, message, read receipt, reply ----------------------------------
             await athlete.locator("#chat-input").press_sequentially("hello coach", delay=10)
-            await _wait_text(coach, "#typing", "Athlete is typing")
+            await _wait_text(coach, "#typing", f"user {ATHLETE.int} is typing")
             await athlete.locator("#chat-input").press("Enter")
             await _wait_text(coach, "#messages", "hello coach")
             # The coach's page is open on this athlete: it marks the message read.
@@ -543,7 +546,7 @@ async def test_coach_watches_two_athletes(
             assert await page.locator("li.alert").count() == 0
             # pick the second athlete
             await page.locator(f'[data-athlete="{second}"]').click()
-            await _wait_text(page, "#detail-title", f"Athlete {second} · session {sid2}")
+            await _wait_text(page, "#detail-title", f"user {second.int} · session {sid2}")
             assert await _text(page, "#m-heart_rate") == "162"
             assert await _text(page, "#m-power") == "305"
             await page.locator(f'li.alert[data-id="{aid("a4-1")}"] button.ack').click()
@@ -555,7 +558,7 @@ async def test_coach_watches_two_athletes(
             await _wait_text(page, "#messages", "only for athlete four")
             # back to the first: its own (empty) chat, its own tiles
             await page.locator(f'[data-athlete="{ATHLETE}"]').click()
-            await _wait_text(page, "#detail-title", f"Athlete {ATHLETE} · session {sid1}")
+            await _wait_text(page, "#detail-title", f"user {ATHLETE.int} · session {sid1}")
             assert await _text(page, "#m-heart_rate") == "121"
             assert await page.locator("#messages li").count() == 0
         finally:
@@ -693,10 +696,11 @@ async def test_client_asks_for_a_token_on_4401_and_stops_on_4403(live_edge: Edge
 
             coach = _wire_checked(await browser.new_page())
             token = live_edge.token(COACH, "coach")
-            # Athlete 4 is not linked to coach 2.
-            await coach.goto(
-                f"{live_edge.base}/dashboard?token={token}&athletes={uid(4)}&{PAGE_OPTIONS}"
-            )
+            await coach.goto(f"{live_edge.base}/dashboard?token={token}&{PAGE_OPTIONS}")
+            await _until(coach, SUBSCRIBED)
+            # Athlete 4 is not linked to coach 2: the client asking for the channel
+            # anyway (the page itself only follows linked athletes) is stopped.
+            await coach.evaluate(f"window.livecoach.client.subscribe('live:user:{uid(4)}')")
             await _until(coach, "() => document.body.dataset.state === 'stopped'")
             assert await coach.evaluate("window.livecoach.client.lastClose.code") == 4403
             await _wait_text(coach, "#login-note", "Not allowed")
