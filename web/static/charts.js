@@ -61,6 +61,13 @@ function mmss(s) {
   return `${Math.floor(v / 60)}:${String(v % 60).padStart(2, "0")}`;
 }
 
+/** Epoch seconds as the wall clock, "16:05" (seconds when the span is short: "16:05:30"). */
+function clockOf(t) {
+  const d = new Date(t * 1000);
+  const hm = `${String(d.getHours()).padStart(2, "0")}:${String(d.getMinutes()).padStart(2, "0")}`;
+  return d.getSeconds() ? `${hm}:${String(d.getSeconds()).padStart(2, "0")}` : hm;
+}
+
 /** The kinds of chart: label, unit, colour, the target key of a plan interval. */
 export const CHARTS = {
   heart_rate: { label: "Heart rate", unit: "bpm", color: "#f85149", target: "heart_rate_bpm" },
@@ -213,7 +220,12 @@ export class SessionChart {
           },
         },
         axes: [
-          { stroke: "#8b98a8", grid: { stroke: "#2a3442", width: 1 }, ticks: { stroke: "#2a3442" } },
+          {
+            stroke: "#8b98a8",
+            grid: { stroke: "#2a3442", width: 1 },
+            ticks: { stroke: "#2a3442" },
+            values: (u, vals) => vals.map(clockOf),
+          },
           {
             stroke: "#8b98a8",
             grid: { stroke: "#2a3442", width: 1 },

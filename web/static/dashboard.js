@@ -205,10 +205,10 @@ function renderConn() {
     const s = Math.max(0, Math.ceil((c.nextRetryAt - Date.now()) / 1000));
     text = `reconnecting in ${s} s`;
   }
-  pill.textContent = text;
+  setText(pill, text);
   const q = c ? c.queue.length : 0;
   $("queued").hidden = q === 0;
-  $("queued").textContent = `${q} queued`;
+  setText($("queued"), `${q} queued`);
 }
 
 function renderTiles() {
@@ -292,36 +292,49 @@ function makeCard(view) {
   return card;
 }
 
+/** Set a text only when it changed (an unchanged text costs no mutation, no layout). */
+function setText(el, text) {
+  if (el.textContent !== text) el.textContent = text;
+}
+
+function setData(el, key, value) {
+  if (el.dataset[key] !== value) el.dataset[key] = value;
+}
+
 /** One card of the coach's grid, from its athlete's state. */
 function renderCard(view, card) {
   const [head, line, target, zone, alerts, error] = card.children;
   const [name, dot] = head.children;
-  name.textContent = displayName(view.id, "athlete");
+  setText(name, displayName(view.id, "athlete"));
   const online = isOnline(view);
-  dot.textContent = view.error ? "" : online ? "online" : "offline";
-  dot.dataset.online = String(online);
-  card.dataset.online = String(online);
-  error.textContent = view.error || "";
-  card.classList.toggle("has-error", !!view.error);
+  setText(dot, view.error ? "" : online ? "online" : "offline");
+  setData(dot, "online", String(online));
+  setData(card, "online", String(online));
+  setText(error, view.error || "");
+  if (card.classList.contains("has-error") !== !!view.error) card.classList.toggle("has-error", !!view.error);
   const m = view.metrics;
   if (view.error) {
-    line.textContent = "";
-    target.textContent = "";
-    zone.textContent = "";
-    alerts.textContent = "";
+    setText(line, "");
+    setText(target, "");
+    setText(zone, "");
+    setText(alerts, "");
   } else {
-    line.textContent = view.sessionId
-      ? `${num(m.heart_rate)} bpm · ${num(m.power)} W · ${m.pace_s_per_km ? clock(m.pace_s_per_km) : "–"} /km`
-      : "no live session";
-    target.textContent = ofTarget(m);
+    setText(
+      line,
+      view.sessionId
+        ? `${num(m.heart_rate)} bpm · ${num(m.power)} W · ${m.pace_s_per_km ? clock(m.pace_s_per_km) : "–"} /km`
+        : "no live session",
+    );
+    setText(target, ofTarget(m));
     const z = [m.hr_zone && `HR ${m.hr_zone}`, m.power_zone && `power ${m.power_zone}`, m.pace_zone && `pace ${m.pace_zone}`].filter(Boolean);
     const w = typeof m.w_prime_bal_pct === "number" ? `W′ ${num(m.w_prime_bal_pct)} %` : "";
-    zone.textContent = [z.join(" · "), w].filter(Boolean).join(" · ");
+    setText(zone, [z.join(" · "), w].filter(Boolean).join(" · "));
     const open = [...view.alerts.values()].filter((a) => !a.acked).length;
-    alerts.textContent = open ? `${open} open alert${open > 1 ? "s" : ""}` : "";
+    setText(alerts, open ? `${open} open alert${open > 1 ? "s" : ""}` : "");
   }
-  card.setAttribute("aria-current", String(view.id === ui.focus));
-  card.hidden = ui.picked != null && !ui.picked.has(view.id);
+  if (card.getAttribute("aria-current") !== String(view.id === ui.focus)) card.setAttribute("aria-current", String(view.id === ui.focus));
+  const hidden = ui.picked != null && !ui.picked.has(view.id);
+  if (card.hidden !== hidden) card.hidden = hidden;
 }
 
 function renderAthleteList() {
