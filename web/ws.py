@@ -296,16 +296,19 @@ class _Socket:
 
 
 async def _watch(edge: Edge, conn: Connection, channel: Channel, athlete: UserId, on: bool) -> None:
-    """Tell the athlete's dashboards that someone else started or stopped watching."""
+    """Tell the athlete's dashboards (and the coaches') who started or stopped following."""
     principal = conn.principal
-    if principal is None or principal.user_id == athlete:
+    if principal is None or principal.role == "admin":
         return
+    # The athlete's own sockets count too: that is "online" on the coach's dashboard.
     presence = edge.need_presence()
+    # One member per socket and channel: a socket may follow an athlete on two channels.
+    user, role, conn_id = principal.user_id, principal.role, f"{conn.presence_id}/{channel.name}"
     try:
         if on:
-            await presence.watch(athlete, principal.user_id, principal.role, channel.name)
+            await presence.watch(athlete, user, role, channel.name, conn_id)
         else:
-            await presence.unwatch(athlete, principal.user_id, principal.role, channel.name)
+            await presence.unwatch(athlete, user, role, channel.name, conn_id)
     except Exception as exc:  # presence is best effort; the subscription stands
         log.debug("presence update failed: %s", exc)
 
@@ -431,10 +434,12 @@ async def _heartbeat(edge: Edge, conn: Connection) -> asyncio.Task[None] | None:
         return asyncio.ensure_future(conn.close(CLOSE_IDLE, "idle: no frame or pong"))
     with contextlib.suppress(ConnectionError, RuntimeError):
         await conn.ws.ping()
-    if principal is not None and principal.is_coach and conn.watched:
+    if principal is not None and principal.role != "admin" and conn.watched:
         with contextlib.suppress(Exception):  # presence is best effort
-            for athlete in set(conn.watched.values()):
-                await edge.need_presence().refresh(athlete, principal.user_id, principal.role)
+            for name, athlete in list(conn.watched.items()):
+                await edge.need_presence().refresh(
+                    athlete, principal.user_id, principal.role, f"{conn.presence_id}/{name}"
+                )
     return None
 
 

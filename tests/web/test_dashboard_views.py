@@ -241,7 +241,7 @@ async def test_coach_grid_of_every_linked_athlete(
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute("UPDATE users SET name = 'Ada Runner' WHERE id = %s", (ATHLETE,))
         conn.execute("UPDATE users SET name = 'Bo Rider' WHERE id = %s", (second,))
-        conn.execute("UPDATE users SET name = 'Coach Cy' WHERE id = %s", (COACH,))
+        conn.execute("UPDATE users SET name = 'Cy Trainer' WHERE id = %s", (COACH,))
         conn.execute(
             "INSERT INTO coach_athletes (coach_id, athlete_id) VALUES (%s, %s)", (COACH, second)
         )
@@ -261,9 +261,23 @@ async def test_coach_grid_of_every_linked_athlete(
             await _until(page, "() => document.querySelectorAll('.athlete-card').length === 2")
             assert await cards.locator(".name").all_text_contents() == ["Ada Runner", "Bo Rider"]
             assert await page.locator("#detail").is_hidden()  # the grid, nothing picked
-            assert await _text(page, "#who") == "Coach Cy (coach)"
+            assert await _text(page, "#who") == "Cy Trainer (coach)"
             card1 = page.locator(f'.athlete-card[data-athlete="{ATHLETE}"]')
             card2 = page.locator(f'.athlete-card[data-athlete="{second}"]')
+            assert await card1.get_attribute("data-online") == "false"
+            # Bo opens their own page: online on the coach's card (presence, no data
+            # yet), and Bo sees who watches, by name.
+            bo = await (await browser.new_context()).new_page()
+            _record_console(bo, "athlete-bo", console)
+            await bo.goto(
+                f"{edge.base}/dashboard?{PAGE_OPTIONS}#token={edge.token(second, 'athlete')}"
+            )
+            await _until(
+                page,
+                f"() => document.querySelector('[data-athlete=\"{second}\"]')"
+                ".dataset.online === 'true'",
+            )
+            await _wait_text(bo, "#watching", "Coach Cy Trainer is watching")
             assert await card1.get_attribute("data-online") == "false"
 
             tempo = {"index": 0, "count": 2, "name": "tempo", "remaining_s": 30,

@@ -840,6 +840,25 @@ function alertFromRow(row) {
 function applyWatchers(view, watchers) {
   view.watchers.clear();
   for (const w of watchers || []) view.watchers.set(w.user_id, w.role);
+  view.present = view.watchers.has(view.id); // the athlete's own page or app is connected
+  cardChanged(view);
+}
+
+/** The athlete's open session, if any (the coach's grid shows it before its next event). */
+async function discoverSession(view) {
+  if (view.sessionId || view.error) return;
+  try {
+    const found = await api(`/sessions?athlete=${view.id}&status=active&limit=1`);
+    const row = found?.sessions?.[0];
+    if (row && !view.sessionId) {
+      adoptSession(view, row.id);
+      view.sessionState = view.sessionState || row.status;
+      renderHeader();
+      cardChanged(view);
+    }
+  } catch (err) {
+    console.warn("livecoach: no sessions of", view.id, err.message);
+  }
 }
 
 function applySnapshot(ev) {
@@ -1082,6 +1101,7 @@ async function start() {
     else follow.push(id);
   }
   if (follow.length) ui.client.subscribe(follow.map((id) => `live:user:${id}`));
+  if (!ui.wantedSession) for (const id of follow) discoverSession(athlete(id));
   ui.picked = coach ? loadPicked() : null;
   // The athlete sees their own session; a coach who named athletes sees the first one,
   // a coach who did not sees the grid and picks.
