@@ -210,13 +210,14 @@ def alert(database_url: str, session_id: str, name: str, current: float) -> dict
     }
 
 
-async def start_session(edge: Edge, athlete: UUID = ATHLETE) -> str:
+async def start_session(edge: Edge, athlete: UUID = ATHLETE, sport: str = "run") -> str:
+    """A session of ``athlete``: a run shows pace, a ride speed (and power)."""
     async with (
         aiohttp.ClientSession() as http,
         http.post(
             f"{edge.base}/api/v1/live/sessions/start",
             headers={"Authorization": f"Bearer {edge.token(athlete, 'athlete')}"},
-            json={"sport": "ride"},
+            json={"sport": sport},
         ) as resp,
     ):
         assert resp.status == 201, await resp.text()

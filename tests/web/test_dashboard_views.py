@@ -246,7 +246,7 @@ async def test_coach_grid_of_every_linked_athlete(
             "INSERT INTO coach_athletes (coach_id, athlete_id) VALUES (%s, %s)", (COACH, second)
         )
     sid1 = await start_session(edge)
-    sid2 = await start_session(edge, second)
+    sid2 = await start_session(edge, second, sport="ride")
     console: list[str] = []
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -285,14 +285,19 @@ async def test_coach_grid_of_every_linked_athlete(
             first = metrics(sid1, heart_rate=150, power=231, pace=300, interval=tempo,
                             hr_zone="Z3", power_zone="Z4", w_prime_bal_pct=64)  # fmt: skip
             await publish(redis_url, sid1, first)
-            await publish(redis_url, sid2, metrics(sid2, second, heart_rate=133, power=170))
+            ride = metrics(sid2, second, heart_rate=133, power=170, speed_m_s=10)
+            await publish(redis_url, sid2, ride)
             await _wait_text(page, f'[data-athlete="{ATHLETE}"] .target', "power 110 % of target")
             assert await card1.get_attribute("data-online") == "true"
             assert (
                 await _text(page, f'[data-athlete="{ATHLETE}"] .zone')
                 == "HR Z3 · power Z4 · W\u2032 64 %"
             )
-            await _wait_text(page, f'[data-athlete="{second}"] .line', "133 bpm")
+            # A ride in km/h, a run in min/km.
+            await _wait_text(
+                page, f'[data-athlete="{second}"] .line', "133 bpm · 170 W · 36.0 km/h"
+            )
+            assert "5:00 /km" in await _text(page, f'[data-athlete="{ATHLETE}"] .line')
             await _shot(page, "coach-grid")
             serious = _serious(await _axe(page, "the coach's grid"))
             assert not serious, json.dumps(serious, indent=1)
@@ -309,6 +314,9 @@ async def test_coach_grid_of_every_linked_athlete(
             await card2.click()
             await _wait_text(page, "#detail-title", f"Bo Rider · session {sid2}")
             assert await _text(page, "#m-heart_rate") == "133"
+            assert await _text(page, "#m-pace") == "36.0"  # the ride's speed, km/h
+            caption = await _text(page, '.chart[data-chart="pace"] figcaption')
+            assert caption == "Speed km/h", caption
             assert await _text(page, "#online") == "online"
             await page.locator("#back").click()
             assert await page.locator("#detail").is_hidden()

@@ -48,6 +48,7 @@ export function zoneBands(profile) {
     const hiSpeed = i + 1 < speedLower.length ? speedLower[i + 1] : cs * 2;
     return { lo: 1000 / hiSpeed, hi: lo > 0 ? 1000 / lo : 1200, name: `Z${i + 1}` };
   });
+  out.speed = [];
   out.w_prime = [
     { lo: 0, hi: 25, name: "low" },
     { lo: 25, hi: 100, name: "" },
@@ -72,7 +73,8 @@ function clockOf(t) {
 export const CHARTS = {
   heart_rate: { label: "Heart rate", unit: "bpm", color: "#f85149", target: "heart_rate_bpm" },
   power: { label: "Power", unit: "W", color: "#d29922", target: "power_w" },
-  pace: { label: "Pace", unit: "/km", color: "#58a6ff", target: "pace_s_per_km", invert: true, format: mmss },
+  pace: { label: "Pace", unit: "min/km", color: "#58a6ff", target: "pace_s_per_km", invert: true, format: mmss },
+  speed: { label: "Speed", unit: "km/h", color: "#58a6ff" },
   w_prime: { label: "W′ balance", unit: "%", color: "#a371f7", range: [0, 100] },
 };
 
@@ -158,6 +160,16 @@ export class SessionChart {
       this.resize = new ResizeObserver(() => this._size());
       this.resize.observe(el);
     }
+  }
+
+  /** Show another kind of chart here (a ride's speed where a run's pace is). */
+  setKind(kind) {
+    if (kind === this.kind) return;
+    this.kind = kind;
+    this.spec = CHARTS[kind];
+    this.plot?.destroy();
+    this.plot = null;
+    this.update();
   }
 
   /** Show another Series (or the same one, changed): redrawn at the next frame. */

@@ -62,6 +62,7 @@ function newAthlete(id) {
     readSent: 0, // seq of the newest message this page marked read
     othersReadUpTo: 0, // seq up to which the other side has read
     retired: new Set(), // session ids this view moved on from (ids are UUIDs: no order)
+    sport: null, // the session's (metadata.sport): a ride shows speed, a run pace
     series: sessionSeries(), // chart kind -> Series of this session
     laps: new Map(), // lap index -> lap summary (session_event "lap")
     profile: null, // thresholds (zones), loaded when first shown
@@ -211,12 +212,25 @@ function renderConn() {
   setText($("queued"), `${q} queued`);
 }
 
+/** A ride's pace tile shows speed (km/h first), a run's pace. */
+const SPEED_TILE = {
+  key: "pace",
+  label: "Speed",
+  unit: "km/h",
+  value: (m) => (m.speed_m_s != null ? num(m.speed_m_s * 3.6, 1) : "–"),
+  sub: (m) => (m.pace_s_per_km ? `${clock(m.pace_s_per_km)} /km` : ""),
+};
+
 function renderTiles() {
   const view = ui.athletes.get(ui.focus);
   const m = view ? view.metrics : {};
-  for (const t of TILES) {
-    $(`m-${t.key}`).textContent = t.value(m);
-    $(`s-${t.key}`).textContent = t.sub(m);
+  for (const base of TILES) {
+    const t = base.key === "pace" && isRide(view) ? SPEED_TILE : base;
+    setText($(`m-${t.key}`), t.value(m));
+    setText($(`s-${t.key}`), t.sub(m));
+    const tile = $(`m-${t.key}`).closest(".tile");
+    setText(tile.querySelector(".label"), t.label);
+    setText(tile.querySelector(".unit"), t.unit);
   }
 }
 
@@ -321,9 +335,11 @@ function renderCard(view, card) {
   } else {
     setText(
       line,
-      view.sessionId
-        ? `${num(m.heart_rate)} bpm · ${num(m.power)} W · ${m.pace_s_per_km ? clock(m.pace_s_per_km) : "–"} /km`
-        : "no live session",
+      !view.sessionId
+        ? "no live session"
+        : isRide(view)
+          ? `${num(m.heart_rate)} bpm · ${num(m.power)} W · ${m.speed_m_s != null ? num(m.speed_m_s * 3.6, 1) : "–"} km/h`
+          : `${num(m.heart_rate)} bpm · ${m.pace_s_per_km ? clock(m.pace_s_per_km) : "–"} /km${typeof m.power === "number" ? ` · ${num(m.power)} W` : ""}`,
     );
     setText(target, ofTarget(m));
     const z = [m.hr_zone && `HR ${m.hr_zone}`, m.power_zone && `power ${m.power_zone}`, m.pace_zone && `pace ${m.pace_zone}`].filter(Boolean);
@@ -513,7 +529,14 @@ function buildCharts() {
 function renderCharts() {
   const view = ui.athletes.get(ui.focus);
   const bands = zoneBands(view?.profile);
-  for (const [kind, chart] of Object.entries(ui.charts)) {
+  for (const [slot, chart] of Object.entries(ui.charts)) {
+    const kind = slot === "pace" && isRide(view) ? "speed" : slot;
+    chart.setKind(kind);
+    const fig = chart.el.closest("figure");
+    fig.querySelector("figcaption").firstChild.textContent = `${CHARTS[kind].label} `;
+    fig.querySelector("figcaption .unit").textContent = CHARTS[kind].unit;
+    // A run without a power meter: no empty power chart.
+    fig.hidden = slot === "power" && !!view && view.sport === "run" && view.series.power.points === 0;
     if (view) chart.show(view.series[kind]);
     chart.setBands(view?.profile ? bands[kind] : []);
   }
@@ -769,6 +792,7 @@ async function loadSession(view) {
   if (view.sessionId !== sid) return;
   applyHistory(view, history);
   if (session && !view.sessionState) view.sessionState = session.status;
+  if (session?.metadata?.sport) view.sport = String(session.metadata.sport);
   for (const row of messages?.messages || []) {
     if (!view.messages.has(row.id)) {
       view.messages.set(row.id, messageFromRow(row));
@@ -787,11 +811,12 @@ async function loadSession(view) {
 
 /** The session's stored history (GET sessions/{id}/metrics) into the chart series. */
 function applyHistory(view, history) {
-  const per = { heart_rate: [], power: [], pace: [] };
+  const per = { heart_rate: [], power: [], pace: [], speed: [] };
   for (const p of history?.points || []) {
     const t = Date.parse(p.bucket) / 1000;
     if (!Number.isFinite(t) || typeof p.avg !== "number") continue;
     if (p.metric_type === "speed") {
+      per.speed.push([t, p.avg * 3.6]);
       if (p.avg >= 0.5) per.pace.push([t, 1000 / p.avg]); // slower than 33 min/km: stopped
     } else if (per[p.metric_type]) per[p.metric_type].push([t, p.avg]);
   }
@@ -800,10 +825,15 @@ function applyHistory(view, history) {
   if (view.id === ui.focus) renderCharts();
 }
 
+function isRide(view) {
+  return !!view && (view.sport === "ride" || view.sport === "bike" || view.sport === "cycling");
+}
+
 /** A metrics_update into the chart series: values, and the plan's targets. */
 function pushMetrics(view, t, m) {
   const pace = m.pace_s_per_km ?? (typeof m.pace === "number" ? m.pace * 60 : null);
-  const values = { heart_rate: m.heart_rate, power: m.power, pace, w_prime: m.w_prime_bal_pct };
+  const speed = typeof m.speed_m_s === "number" ? m.speed_m_s * 3.6 : null;
+  const values = { heart_rate: m.heart_rate, power: m.power, pace, speed, w_prime: m.w_prime_bal_pct };
   const target = m.interval?.target || {};
   for (const [kind, spec] of Object.entries(CHARTS)) {
     const series = view.series[kind];
@@ -852,6 +882,7 @@ async function discoverSession(view) {
     const row = found?.sessions?.[0];
     if (row && !view.sessionId) {
       adoptSession(view, row.id);
+      view.sport = row.metadata?.sport ? String(row.metadata.sport) : view.sport;
       view.sessionState = view.sessionState || row.status;
       renderHeader();
       cardChanged(view);
