@@ -17,7 +17,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from agents.workouts import Workout, demo_workout, generate_workout
+from agents.workouts import Sport, Workout, demo_workout, generate_workout
 
 #: Flat-road model of a rider: mass (rider and bike, kg), rolling resistance, CdA (m2),
 #: air density (kg/m3).
@@ -112,8 +112,19 @@ def _plan(workout: Workout, first_off: float) -> dict[str, Any]:
     return {"name": workout.name, "intervals": intervals}
 
 
-def _profile(workout: Workout, hr_ceiling: float) -> dict[str, Any]:
+def _warmup_ceiling(workout: Workout) -> float:
+    """A heart-rate ceiling 7 bpm under the median of minutes 2 to 5 (the warm-up)."""
+    hr = sorted(
+        s.heart_rate_bpm
+        for s in workout.samples
+        if 120 <= s.t_s < 300 and s.heart_rate_bpm is not None
+    )
+    return float(round(hr[len(hr) // 2] - 7)) if hr else 0.8 * workout.athlete.hr_max
+
+
+def _profile(workout: Workout) -> dict[str, Any]:
     a = workout.athlete
+    hr_ceiling = _warmup_ceiling(workout)
     return {
         "hr_max": round(a.hr_max),
         "hr_rest": round(a.hr_rest),
@@ -133,20 +144,49 @@ def _profile(workout: Workout, hr_ceiling: float) -> dict[str, Any]:
     }
 
 
-def demo_athletes() -> list[DemoAthlete]:
-    """Ben rides intervals, Ada runs a tempo; both are the demo coach's athletes."""
+#: The names of the extra demo athletes (``--athletes``), in order.
+_MORE_NAMES = (
+    "Chloe Park", "Dev Patel", "Elin Berg", "Femi Ade", "Gus Moreau", "Hana Sato",
+    "Ivo Novak", "Jade Kim", "Kofi Mensah", "Lena Vogel", "Mateo Ruiz", "Nora Lind",
+)  # fmt: skip
+
+
+def demo_athletes(count: int = 2) -> list[DemoAthlete]:
+    """Ben rides intervals, Ada runs a tempo; with ``count`` above 2, more athletes of
+    the same coach alternate rides and runs of other seeds (a fuller grid)."""
     ride = demo_workout()
     run = generate_workout(11, sport="run", kind="tempo")
-    return [
+    out = [
         DemoAthlete(
             "athlete@demo.livecoach", "Ben Rider", "ride", _samples(ride),
-            _plan(ride, first_off=0.8), _profile(ride, hr_ceiling=130),
+            _plan(ride, first_off=0.8), _profile(ride),
         ),
         DemoAthlete(
             "runner@demo.livecoach", "Ada Runner", "run", _samples(run),
-            _plan(run, first_off=1.12), _profile(run, hr_ceiling=125),
+            _plan(run, first_off=1.12), _profile(run),
         ),
     ]  # fmt: skip
+    for i in range(max(0, count - 2)):
+        name = _MORE_NAMES[i % len(_MORE_NAMES)]
+        sport: Sport = "ride" if i % 2 == 0 else "run"
+        kind = (
+            ("intervals", "endurance")[i // 2 % 2]
+            if sport == "ride"
+            else ("tempo", "fartlek")[i // 2 % 2]
+        )
+        workout = generate_workout(100 + i, sport=sport, kind=kind)
+        off = 0.85 if sport == "ride" else 1.1
+        out.append(
+            DemoAthlete(
+                f"athlete{i + 3}@demo.livecoach",
+                name,
+                sport,
+                _samples(workout),
+                _plan(workout, first_off=off),
+                _profile(workout),
+            )
+        )
+    return out[: max(1, count)]
 
 
 __all__ = ["DemoAthlete", "DemoSample", "demo_athletes", "ride_speed"]

@@ -334,7 +334,8 @@ def format_links(base_url: str, users: DemoUsers, athletes: list[str], coach: st
     """The addresses, tokens and dashboard links ``up`` prints (and keeps in a file)."""
     command = _livecoach_command()
     athlete = athletes[0]
-    others = "".join(f"runner dashboard:  {base_url}/dashboard#token={t}\n" for t in athletes[1:])
+    # The runner's link (the other demo athletes' are in `livecoach token`'s reach).
+    others = "".join(f"runner dashboard:  {base_url}/dashboard#token={t}\n" for t in athletes[1:2])
     return (
         f"API:               {base_url}/api/v1/live  (OpenAPI: {base_url}/api/v1/openapi.json)\n"
         f"athlete {users.athlete_id} token: {athlete}\n"
@@ -354,11 +355,17 @@ def _client_host(host: str) -> str:
 
 
 def run_up(
-    settings: Settings, *, file: Path | None, speed: float, port: int | None, loop_demo: bool
+    settings: Settings,
+    *,
+    file: Path | None,
+    speed: float,
+    port: int | None,
+    loop_demo: bool,
+    demo_count: int = 2,
 ) -> int:
     from web.auth import mint_token
 
-    athletes = demo_athletes()
+    athletes = demo_athletes(demo_count)
     recording = demo_samples(file)
     if recording is not None:
         athletes[0] = replace(athletes[0], samples=recording, plan={})
