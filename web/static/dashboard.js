@@ -342,7 +342,8 @@ function renderCard(view, card) {
           : `${num(m.heart_rate)} bpm · ${m.pace_s_per_km ? clock(m.pace_s_per_km) : "–"} /km${typeof m.power === "number" ? ` · ${num(m.power)} W` : ""}`,
     );
     setText(target, ofTarget(m));
-    const z = [m.hr_zone && `HR ${m.hr_zone}`, m.power_zone && `power ${m.power_zone}`, m.pace_zone && `pace ${m.pace_zone}`].filter(Boolean);
+    // A ride's pace zones (run thresholds) mean nothing: heart rate and power zones only.
+    const z = [m.hr_zone && `HR ${m.hr_zone}`, m.power_zone && `power ${m.power_zone}`, !isRide(view) && m.pace_zone && `pace ${m.pace_zone}`].filter(Boolean);
     const w = typeof m.w_prime_bal_pct === "number" ? `W′ ${num(m.w_prime_bal_pct)} %` : "";
     setText(zone, [z.join(" · "), w].filter(Boolean).join(" · "));
     const open = [...view.alerts.values()].filter((a) => !a.acked).length;
@@ -536,7 +537,7 @@ function renderCharts() {
     fig.querySelector("figcaption").firstChild.textContent = `${CHARTS[kind].label} `;
     fig.querySelector("figcaption .unit").textContent = CHARTS[kind].unit;
     // A run without a power meter: no empty power chart.
-    fig.hidden = slot === "power" && !!view && view.sport === "run" && view.series.power.points === 0;
+    fig.hidden = ["power", "w_prime"].includes(slot) && !!view && view.sport === "run" && view.series[slot].points === 0;
     if (view) chart.show(view.series[kind]);
     chart.setBands(view?.profile ? bands[kind] : []);
   }
@@ -840,7 +841,10 @@ function pushMetrics(view, t, m) {
     if (typeof values[kind] === "number") series.push(t, values[kind]);
     if (spec.target) series.target(t, target[spec.target] || null);
   }
-  if (view.id === ui.focus) for (const chart of Object.values(ui.charts)) chart.update();
+  if (view.id !== ui.focus) return;
+  // A hidden chart (a run without power) whose first point came: show it.
+  if (["power", "w_prime"].some((k) => ui.charts[k].el.closest("figure").hidden && view.series[k].points > 0)) renderCharts();
+  for (const chart of Object.values(ui.charts)) chart.update();
 }
 
 /** A message row of the REST API (or a snapshot) in the page's shape. */
