@@ -22,6 +22,7 @@ from pydantic import ValidationError
 from pipeline import tracing
 from pipeline.models import Sample
 from pipeline.records import ControlAction, ControlRecord, SampleBatchRecord, session_key
+from pipeline.users import LinkRefused
 from web.access import Access, Forbidden, NotFound
 from web.auth import Principal
 from web.clock import ClockWindow
@@ -258,14 +259,25 @@ class Actions:
         session_id: UUID,
         text: str,
         client_message_id: str | None,
+        recipient_id: UUID | None = None,
     ) -> tuple[dict[str, Any], bool]:
         athlete_id, _ = await self.access.require_session(principal, session_id)
+        if recipient_id is not None and (
+            recipient_id == principal.user_id
+            or not await self.store.chat_member(session_id, recipient_id)
+        ):
+            raise LinkRefused(
+                "recipient_id",
+                f"recipient_id: {recipient_id} is not the session's athlete or one of"
+                " their coaches (nor someone else than the sender)",
+            )
         row, created = await self.store.insert_message(
             session_id=session_id,
             sender_id=principal.user_id,
             text=text,
             message_type="text",
             client_message_id=client_message_id,
+            recipient_id=recipient_id,
         )
         if created:
             await self.publish_live(
@@ -278,9 +290,12 @@ class Actions:
                         "id": row["id"],
                         # The chat's order (message ids are UUIDs and have none).
                         "seq": row["seq"],
-                        "from": principal.user_id,
+                        "sender_id": principal.user_id,
+                        "recipient_id": row.get("recipient_id"),
+                        "message": text,
+                        "from": principal.user_id,  # sender_id's old name
                         "role": principal.role,
-                        "text": text,
+                        "text": text,  # message's old name
                         "client_message_id": client_message_id,
                         "created_at": row["created_at"],
                     },

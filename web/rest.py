@@ -481,7 +481,7 @@ async def post_message(request: web.Request) -> web.Response:
     row, created = (
         await edge_of(request)
         .need_actions()
-        .post_message(who, body.session_id, body.text, body.client_message_id)
+        .post_message(who, body.session_id, body.message, body.client_message_id, body.recipient_id)
     )
     return json_response(MessageOut.model_validate(row), status=201 if created else 200)
 

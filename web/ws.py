@@ -575,7 +575,7 @@ async def _on_message(s: _Socket, data: dict[str, Any]) -> None:
     principal = s.conn.principal
     assert principal is not None
     row, created = await s.edge.need_actions().post_message(
-        principal, frame.session_id, frame.text, frame.client_message_id
+        principal, frame.session_id, frame.message, frame.client_message_id, frame.recipient_id
     )
     s.reply("ack", frame, op="message", message_id=row.get("id"), created=created)
 

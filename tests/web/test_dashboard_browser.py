@@ -440,7 +440,7 @@ async def test_dashboards_live_alerts_chat_and_resume_after_edge_restart(
             )
             assert "queued" in await _text(athlete, "#queued")
             queued = await athlete.evaluate(
-                "window.livecoach.client.queue.map(e => [e.frame.type, e.frame.text || null])"
+                "window.livecoach.client.queue.map(e => [e.frame.type, e.frame.message || null])"
             )
             # the message, the latest typing state only (typing true was superseded), and
             # maybe the read receipt of "keep it steady" if its ack was lost with the edge
@@ -789,9 +789,9 @@ async () => {
   s.push(welcome);
   check(s.types().join() === "auth,resume,message,message,typing", `after welcome ${s.types()}`);
   check(JSON.stringify(s.sent[1].cursors) === '{"live:session:7":["2:5"]}', "resume cursors");
-  check(s.sent[2].id === inflightId && s.sent[2].text === "in flight", "in-flight frame resent");
+  check(s.sent[2].id === inflightId && s.sent[2].message === "in flight", "in-flight frame resent");
   check(s.sent[2].client_message_id === early.clientMessageId, "same client_message_id");
-  check(s.sent[3].text === "offline" && s.sent[4].typing === false, "queue order, latest typing");
+  check(s.sent[3].message === "offline" && s.sent[4].typing === false, "queue order, typing");
   s.push({ type: "ack", op: "message", ref: s.sent[3].id, message_id: 9 });
   check((await later).message_id === 9, "a queued send resolves with its ack");
   s.push({ type: "resumed", channel: "live:session:7", recovered: true, replayed: 0,

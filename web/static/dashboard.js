@@ -477,7 +477,7 @@ function renderMessages() {
   if (view) {
     const byCmid = new Set();
     for (const m of [...view.messages.values()].sort((a, b) => a.seq - b.seq)) {
-      items.push({ key: `id-${m.id}`, mine: m.from === ui.me?.id, from: m.from, role: m.role, text: m.text, status: statusOf(view, m) });
+      items.push({ key: `id-${m.id}`, mine: m.from === ui.me?.id, from: m.from, role: m.role, text: m.text, status: statusOf(view, m), readBy: readBy(m) });
       if (m.cmid) byCmid.add(m.cmid);
     }
     for (const [cmid, p] of view.pending) {
@@ -502,7 +502,7 @@ function renderMessages() {
     li.className = `msg ${item.mine ? "mine" : "theirs"}`;
     li.children[0].textContent = item.mine ? "You" : personName(item.from, item.role || (item.from === view.id ? "athlete" : "coach"));
     li.children[1].textContent = item.text; // text, never HTML
-    li.children[2].textContent = item.mine ? { queued: "queued (offline)", sending: "sending…", sent: "✓ sent", read: "✓✓ read" }[item.status] || "" : "";
+    li.children[2].textContent = item.mine ? { queued: "queued (offline)", sending: "sending…", sent: "✓ sent", read: item.readBy }[item.status] || "" : "";
     li.children[2].dataset.status = item.status || "";
     list.append(li);
   }
@@ -516,7 +516,13 @@ function renderMessages() {
 
 function statusOf(view, m) {
   if (m.from !== ui.me?.id) return "";
-  return m.readAt || m.seq <= view.othersReadUpTo ? "read" : "sent";
+  return m.readers.size || m.readAt ? "read" : "sent";
+}
+
+/** "✓✓ read by Ana, Ben" (names of the readers of one of my messages). */
+function readBy(m) {
+  const names = [...(m.readers || [])].map((id) => displayName(id));
+  return names.length ? `✓✓ read by ${names.join(", ")}` : "✓✓ read";
 }
 
 function buildCharts() {
@@ -715,7 +721,9 @@ function sendChat(text) {
   const cmid = LiveCoachClient.newClientId();
   const online = ui.client.state === "open";
   view.pending.set(cmid, { text, status: online ? "sending" : "queued" });
-  const sent = ui.client.sendMessage(view.sessionId, text, cmid);
+  // A coach writes to the athlete; an athlete to the session's coach (or all coaches).
+  const to = ui.me?.role === "coach" ? view.id : undefined;
+  const sent = ui.client.sendMessage(view.sessionId, text, cmid, to);
   sent.then(
     () => {
       const p = view.pending.get(cmid);
@@ -849,7 +857,16 @@ function pushMetrics(view, t, m) {
 
 /** A message row of the REST API (or a snapshot) in the page's shape. */
 function messageFromRow(row) {
-  return { id: row.id, seq: row.seq, from: row.sender_id, text: row.message ?? "", readAt: row.read_at, cmid: row.client_message_id };
+  return {
+    id: row.id,
+    seq: row.seq,
+    from: row.sender_id,
+    to: row.recipient_id,
+    text: row.message ?? "",
+    readAt: row.read_at,
+    readers: new Set((row.reads || []).map((r) => r.reader_id)),
+    cmid: row.client_message_id,
+  };
 }
 
 /** An alert row of the REST API (or a snapshot) in the page's shape. */
@@ -1021,7 +1038,17 @@ function wire(client) {
     adoptSession(view, ev.session_id);
     if (ev.session_id !== view.sessionId) return;
     const m = ev.message;
-    view.messages.set(m.id, { id: m.id, seq: m.seq, from: m.from, role: m.role, text: m.text, cmid: m.client_message_id });
+    const old = view.messages.get(m.id);
+    view.messages.set(m.id, {
+      id: m.id,
+      seq: m.seq,
+      from: m.sender_id ?? m.from,
+      to: m.recipient_id,
+      role: m.role,
+      text: m.message ?? m.text,
+      cmid: m.client_message_id,
+      readers: old?.readers || new Set(),
+    });
     if (m.client_message_id) view.pending.delete(m.client_message_id);
     view.typing.delete(m.from);
     renderMessages();
@@ -1030,11 +1057,9 @@ function wire(client) {
   client.on("read_receipt", (ev) => {
     const view = viewOf(ev);
     if (!view || ev.reader_id === ui.me?.id) return;
-    // The receipt names message ids (UUIDs); what they cover is told by their seq.
-    const ids = new Set([ev.up_to_id, ...(ev.message_ids || [])]);
-    for (const m of view.messages.values()) {
-      if (ids.has(m.id) && m.seq > view.othersReadUpTo) view.othersReadUpTo = m.seq;
-    }
+    // The receipt names the message ids this reader read (UUIDs): per reader.
+    const ids = new Set(ev.message_ids || []);
+    for (const m of view.messages.values()) if (ids.has(m.id)) m.readers.add(ev.reader_id);
     renderMessages();
   });
   client.on("typing", (ev) => {
