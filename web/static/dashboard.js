@@ -221,11 +221,20 @@ const SPEED_TILE = {
   sub: (m) => (m.pace_s_per_km ? `${clock(m.pace_s_per_km)} /km` : ""),
 };
 
+/** A ride's zones: heart rate and power (pace zones are a runner's). */
+const RIDE_ZONES_TILE = {
+  key: "zones",
+  label: "Zones",
+  unit: "",
+  value: (m) => m.power_zone || m.hr_zone || "–",
+  sub: (m) => [m.hr_zone && `HR ${m.hr_zone}`, m.power_zone && `P ${m.power_zone}`].filter(Boolean).join(" · "),
+};
+
 function renderTiles() {
   const view = ui.athletes.get(ui.focus);
   const m = view ? view.metrics : {};
   for (const base of TILES) {
-    const t = base.key === "pace" && isRide(view) ? SPEED_TILE : base;
+    const t = base.key === "pace" && isRide(view) ? SPEED_TILE : base.key === "zones" && isRide(view) ? RIDE_ZONES_TILE : base;
     setText($(`m-${t.key}`), t.value(m));
     setText($(`s-${t.key}`), t.sub(m));
     const tile = $(`m-${t.key}`).closest(".tile");
