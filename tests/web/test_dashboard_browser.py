@@ -423,6 +423,10 @@ async def test_dashboards_live_alerts_chat_and_resume_after_edge_restart(
             await athlete.locator('#messages li.mine .status[data-status="read"]').wait_for(
                 timeout=WAIT_MS
             )
+            # Who read it, by name (read receipts are per reader).
+            assert await _text(athlete, "#messages li.mine .status") == (
+                f"\u2713\u2713 read by user {COACH.int}"
+            )
             await coach.locator("#chat-input").fill("keep it steady")
             await coach.locator("#chat-send").click()
             await _wait_text(athlete, "#messages", "keep it steady")
