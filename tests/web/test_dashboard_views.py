@@ -195,6 +195,8 @@ async def test_athlete_view_charts_zones_targets_laps_on_a_phone(
                           "current": 181, "threshold": 175, "direction": "high",
                           "started_at_s": base - 40, "fired_at_s": base},
             })  # fmt: skip
+            # The newest open alert also stands above the numbers.
+            await _wait_text(page, "#alert-banner", "Heart rate 181 bpm, above your 175 bpm")
             await _wait_text(
                 page,
                 "li.alert .alert-text",
@@ -221,6 +223,9 @@ async def test_athlete_view_charts_zones_targets_laps_on_a_phone(
 
             serious = _serious(await _axe(page, "the athlete's view (phone)"))
             assert not serious, json.dumps(serious, indent=1)
+            # Acknowledged: the banner goes.
+            await page.locator("li.alert button.ack").click()
+            await page.locator("#alert-banner").wait_for(state="hidden", timeout=WAIT_MS)
         finally:
             await browser.close()
     problems = [c for c in console if "pageerror" in c or "Refused" in c or ": error:" in c]

@@ -446,6 +446,12 @@ function renderAlerts() {
   const list = $("alerts");
   const alerts = view ? [...view.alerts.values()].sort((a, b) => (b.at || 0) - (a.at || 0)) : [];
   $("alerts-empty").hidden = alerts.length > 0;
+  // The newest open alert, above the numbers: what a glance at the handlebars must catch.
+  const open = alerts.find((a) => !a.acked);
+  const banner = $("alert-banner");
+  banner.hidden = !open;
+  setText(banner, open ? alertText(open, { own: ui.me?.role === "athlete" }) : "");
+  if (open) setData(banner, "severity", open.severity || "warning");
   const seen = new Set();
   for (const a of alerts) {
     seen.add(a.id);
