@@ -249,7 +249,16 @@ async def test_dashboard_files_are_served_with_safe_headers(live_edge: Edge) -> 
             f"{live_edge.base}/static/livecoach.js", headers={"If-None-Match": etag}
         ) as resp:
             assert resp.status == 304
+        # The vendored chart library, from the one sub-folder served.
+        async with http.get(f"{live_edge.base}/static/vendor/uPlot.iife.min.js") as resp:
+            assert resp.status == 200 and resp.content_type == "text/javascript"
+            assert "uPlot" in (await resp.text())[:200]
         for path in (
+            "/static/vendor/README.md",
+            "/static/vendor/.hidden.js",
+            "/static/vendor/x/uPlot.iife.min.js",
+            "/static/other/dashboard.js",
+            "/static/vendor/../__init__.py",
             "/static/__init__.py",
             "/static/../app.py",
             "/static/%2e%2e/app.py",
