@@ -378,6 +378,13 @@ async def test_a_grid_of_50_athletes_at_1_hz_keeps_the_main_thread_mostly_idle(
             await page.goto(f"{edge.base}/dashboard?{PAGE_OPTIONS}#token={token}")
             await _until(page, SUBSCRIBED)
             await _until(page, "() => document.querySelectorAll('.athlete-card').length === 51")
+            # Every card's session, alerts and presence loaded (REST, 4 at a time).
+            await _until(
+                page,
+                "() => { const q = window.livecoach.apiQueue;"
+                " return q.active === 0 && q.waiting.length === 0; }",
+                timeout_ms=60_000,
+            )
             cdp = await page.context.new_cdp_session(page)
             await cdp.send("Performance.enable")
             await page.evaluate(

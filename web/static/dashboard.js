@@ -91,13 +91,32 @@ function loadPrefs() {
 
 // --- REST -----------------------------------------------------------------------------------
 
+/** REST calls in flight at most (a grid of 50 athletes loads without a burst), and
+ * the edge's per-user limit (429 with Retry-After) waited out, a few times. */
+const API_CONCURRENCY = 4;
+const apiQueue = { active: 0, waiting: [] };
+
 async function api(path, init = {}) {
-  const headers = { Authorization: `Bearer ${ui.client?.token || ""}`, ...(init.headers || {}) };
-  if (init.body !== undefined) headers["Content-Type"] = "application/json";
-  const resp = await fetch(API + path, { ...init, headers, cache: "no-store" });
-  const body = resp.status === 204 ? null : await resp.json().catch(() => null);
-  if (!resp.ok) throw Object.assign(new Error(body?.detail || resp.statusText), { status: resp.status, body });
-  return body;
+  if (apiQueue.active >= API_CONCURRENCY) await new Promise((go) => apiQueue.waiting.push(go));
+  apiQueue.active += 1;
+  try {
+    for (let attempt = 0; ; attempt++) {
+      const headers = { Authorization: `Bearer ${ui.client?.token || ""}`, ...(init.headers || {}) };
+      if (init.body !== undefined) headers["Content-Type"] = "application/json";
+      const resp = await fetch(API + path, { ...init, headers, cache: "no-store" });
+      if (resp.status === 429 && attempt < 4) {
+        const wait = Number(resp.headers.get("Retry-After")) || 1;
+        await new Promise((r) => setTimeout(r, Math.min(10, wait) * 1000 * (1 + Math.random() / 2)));
+        continue;
+      }
+      const body = resp.status === 204 ? null : await resp.json().catch(() => null);
+      if (!resp.ok) throw Object.assign(new Error(body?.detail || resp.statusText), { status: resp.status, body });
+      return body;
+    }
+  } finally {
+    apiQueue.active -= 1;
+    apiQueue.waiting.shift()?.();
+  }
 }
 
 // --- formatting -----------------------------------------------------------------------------
@@ -616,7 +635,10 @@ function setFocus(id) {
   $("alerts").replaceChildren();
   renderAll();
   if (view) loadProfile(view);
-  if (view?.sessionId) markRead(view);
+  if (view?.sessionId) {
+    markRead(view);
+    loadDetail(view).catch((err) => console.warn("livecoach: loading the athlete failed", err));
+  }
   if (view && ui.me?.role === "coach") $("detail").scrollIntoView?.({ block: "start" });
 }
 
@@ -804,24 +826,19 @@ function adoptSession(view, sessionId) {
   loadSession(view).catch((err) => console.warn("livecoach: loading the session failed", err));
 }
 
+/** What a card needs of a session (its state, sport, alerts, who is there); the chat
+ * and the metrics history come when the athlete is shown (loadDetail). */
 async function loadSession(view) {
   const sid = view.sessionId;
-  const [session, messages, alerts, presence, history] = await Promise.all([
+  view.detailLoaded = null;
+  const [session, alerts, presence] = await Promise.all([
     api(`/sessions/${sid}`).catch(() => null),
-    api(`/messages/${sid}?limit=100`).catch(() => null),
     api(`/sessions/${sid}/alerts?limit=50`).catch(() => null),
     api(`/sessions/${sid}/presence`).catch(() => null),
-    api(`/sessions/${sid}/metrics?metric=heart_rate,power,speed&max_points=1500`).catch(() => null),
   ]);
   if (view.sessionId !== sid) return;
-  applyHistory(view, history);
   if (session && !view.sessionState) view.sessionState = session.status;
   if (session?.metadata?.sport) view.sport = String(session.metadata.sport);
-  for (const row of messages?.messages || []) {
-    if (!view.messages.has(row.id)) {
-      view.messages.set(row.id, messageFromRow(row));
-    }
-  }
   for (const row of alerts?.alerts || []) {
     if (!view.alerts.has(row.id)) {
       view.alerts.set(row.id, alertFromRow(row));
@@ -830,7 +847,27 @@ async function loadSession(view) {
   }
   if (presence) applyWatchers(view, presence.watchers);
   renderAll();
-  markRead(view);
+  if (view.id === ui.focus) await loadDetail(view);
+}
+
+/** The chat and the metrics history of the session of an athlete shown, once. */
+async function loadDetail(view) {
+  const sid = view.sessionId;
+  if (!sid || view.detailLoaded === sid) return;
+  view.detailLoaded = sid;
+  const [messages, history] = await Promise.all([
+    api(`/messages/${sid}?limit=100`).catch(() => null),
+    api(`/sessions/${sid}/metrics?metric=heart_rate,power,speed&max_points=1500`).catch(() => null),
+  ]);
+  if (view.sessionId !== sid) return;
+  applyHistory(view, history);
+  for (const row of messages?.messages || []) {
+    if (!view.messages.has(row.id)) view.messages.set(row.id, messageFromRow(row));
+  }
+  if (view.id === ui.focus) {
+    renderMessages();
+    markRead(view);
+  }
 }
 
 /** The session's stored history (GET sessions/{id}/metrics) into the chart series. */
@@ -1225,7 +1262,7 @@ function connect(token) {
     if (Number.isFinite(v) && v > 0) options[key] = v;
   }
   ui.client = new LiveCoachClient(options);
-  window.livecoach = { client: ui.client, ui };
+  window.livecoach = { client: ui.client, ui, apiQueue };
   wire(ui.client);
   ui.client.connect();
   renderConn();
