@@ -12,7 +12,8 @@ score = expiry in epoch ms), the athlete's own sockets included (so a coach sees
 athlete online). The edge refreshes its sockets' members on every heartbeat, so an edge
 that dies stops claiming them within ``ttl_s``. A user is present while any of their
 members is: closing one of two tabs changes nothing. Arrivals are announced at once
-(``watching: true``, idempotent for clients); a leave is announced only if, ``grace_s``
+(``watching: true``, when none of the user's sockets was there yet; idempotent for
+clients); a leave is announced only if, ``grace_s``
 (15 s) after the user's last socket went, no socket of theirs (on any edge) came back,
 so a phone switching networks does not flap.
 """
@@ -87,9 +88,12 @@ class Presence:
     async def watch(
         self, athlete_id: UUID, user_id: UUID, role: str, channel: str, conn_id: str
     ) -> None:
-        """A socket of ``user_id`` follows the athlete (the athlete's own too)."""
+        """A socket of ``user_id`` follows the athlete (the athlete's own too); told to
+        the athlete's channels when none of the user's did (a second tab is no news)."""
+        known = await self.is_present(athlete_id, user_id)
         await self.refresh(athlete_id, user_id, role, conn_id)
-        await self._announce(athlete_id, user_id, role, channel, True)
+        if not known:
+            await self._announce(athlete_id, user_id, role, channel, True)
 
     async def refresh(self, athlete_id: UUID, user_id: UUID, role: str, conn_id: str) -> None:
         key = PRESENCE_KEY.format(athlete_id=athlete_id)
