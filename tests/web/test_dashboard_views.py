@@ -14,6 +14,7 @@ import asyncio
 import datetime as dt
 import json
 import os
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -154,6 +155,13 @@ async def test_athlete_view_charts_zones_targets_laps_on_a_phone(
             assert bands == {"heart_rate": 5, "power": 7, "pace": 6, "w_prime": 2}, bands
             for kind in ("heart_rate", "power", "pace", "w_prime"):
                 assert await page.locator(f'figure[data-chart="{kind}"] canvas').count() >= 1
+            # Time in zone over the history: HR 120-159 bpm of HRmax 190 is Z2 (114-133)
+            # and Z3 (133-152) and Z4 (152-171), about two minutes in all.
+            tiz = await _text(page, 'figure[data-chart="heart_rate"] .tiz')
+            assert tiz.startswith("Time in zone: Z2 "), tiz
+            assert "Z3" in tiz and "Z4" in tiz, tiz
+            spent = [int(m) * 60 + int(sec) for m, sec in re.findall(r"Z\d (\d+):(\d\d)", tiz)]
+            assert 110 <= sum(spent) <= 125, tiz  # 120 s of history, to the last point
 
             # Live points with the plan's target: a box over the interval.
             base = time.time()

@@ -78,6 +78,22 @@ export const CHARTS = {
   w_prime: { label: "W′ balance", unit: "%", color: "#a371f7", range: [0, 100] },
 };
 
+/** Seconds in each band [{name, s}]: the time from a point to the next (at most 5 s: a
+ * gap is not time spent), counted in the band of the point's value. */
+export function timeInZones(series, bands) {
+  const out = bands.map((b) => ({ name: b.name, s: 0 }));
+  const { xs, ys } = series;
+  for (let i = 0; i + 1 < xs.length; i++) {
+    const v = ys[i];
+    if (v == null) continue;
+    const dt = Math.min(5, xs[i + 1] - xs[i]);
+    let zone = bands.findIndex((b) => v >= Math.min(b.lo, b.hi) && v < Math.max(b.lo, b.hi));
+    if (zone < 0) zone = v < Math.min(...bands.map((b) => Math.min(b.lo, b.hi))) ? 0 : bands.length - 1;
+    if (bands.length) out[zone].s += dt;
+  }
+  return out;
+}
+
 /** One metric's points over a session, and the plan's targets over the same time. */
 export class Series {
   constructor() {

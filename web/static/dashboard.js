@@ -7,7 +7,7 @@
 // flaky networks, backoff_base_ms, backoff_max_ms, heartbeat_ms.
 
 import { LiveCoachClient } from "./livecoach.js";
-import { CHARTS, SessionChart, sessionSeries, zoneBands } from "./charts.js";
+import { CHARTS, SessionChart, sessionSeries, timeInZones, zoneBands } from "./charts.js";
 import { alertText } from "./alerttext.js";
 
 const API = "/api/v1/live";
@@ -581,6 +581,20 @@ function renderCharts() {
     if (view) chart.show(view.series[kind]);
     chart.setBands(view?.profile ? bands[kind] : []);
   }
+  renderTimeInZones();
+}
+
+/** Time in zone under the heart-rate and power charts ("Z2 12:40 · Z3 4:05"). */
+function renderTimeInZones() {
+  const view = ui.athletes.get(ui.focus);
+  ui.tizAt = Date.now();
+  const bands = view?.profile ? zoneBands(view.profile) : null;
+  for (const kind of ["heart_rate", "power"]) {
+    const box = ui.charts[kind]?.el.closest("figure").querySelector(".tiz");
+    if (!box) continue;
+    const zones = view && bands ? timeInZones(view.series[kind], bands[kind]).filter((z) => z.s >= 1) : [];
+    setText(box, zones.length ? `Time in zone: ${zones.map((z) => `${z.name} ${clock(z.s)}`).join(" · ")}` : "");
+  }
 }
 
 function lapRow(lap) {
@@ -905,6 +919,7 @@ function pushMetrics(view, t, m) {
   // A hidden chart (a run without power) whose first point came: show it.
   if (["power", "w_prime"].some((k) => ui.charts[k].el.closest("figure").hidden && view.series[k].points > 0)) renderCharts();
   for (const chart of Object.values(ui.charts)) chart.update();
+  if (Date.now() - (ui.tizAt || 0) > 5000) renderTimeInZones(); // a sum over the session: every 5 s
 }
 
 /** A message row of the REST API (or a snapshot) in the page's shape. */
