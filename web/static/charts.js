@@ -78,15 +78,16 @@ export const CHARTS = {
   w_prime: { label: "W′ balance", unit: "%", color: "#a371f7", range: [0, 100] },
 };
 
-/** Seconds in each band [{name, s}]: the time from a point to the next (at most 5 s: a
- * gap is not time spent), counted in the band of the point's value. */
+/** Seconds in each band [{name, s}]: the time from a point to the next (at most 5 s, or
+ * the spacing of the history's buckets: a gap is not time spent), counted in the band
+ * of the point's value. */
 export function timeInZones(series, bands) {
   const out = bands.map((b) => ({ name: b.name, s: 0 }));
   const { xs, ys } = series;
   for (let i = 0; i + 1 < xs.length; i++) {
     const v = ys[i];
     if (v == null) continue;
-    const dt = Math.min(5, xs[i + 1] - xs[i]);
+    const dt = Math.min(Math.max(5, series.step), xs[i + 1] - xs[i]);
     let zone = bands.findIndex((b) => v >= Math.min(b.lo, b.hi) && v < Math.max(b.lo, b.hi));
     if (zone < 0) zone = v < Math.min(...bands.map((b) => Math.min(b.lo, b.hi))) ? 0 : bands.length - 1;
     if (bands.length) out[zone].s += dt;
@@ -100,6 +101,7 @@ export class Series {
     this.xs = [];
     this.ys = [];
     this.targets = []; // [{t0, t1, lo, hi, open}]
+    this.step = 1; // seconds between points at most (history buckets, thinning)
   }
 
   /** The plan's target [lo, hi] from time t on (null: none); extends the current box. */
@@ -148,6 +150,7 @@ export class Series {
     const keep = (arr) => arr.slice(0, half).filter((_, i) => i % 2 === 0).concat(arr.slice(half));
     this.xs = keep(this.xs);
     this.ys = keep(this.ys);
+    this.step *= 2;
   }
 }
 

@@ -895,7 +895,10 @@ function applyHistory(view, history) {
       if (p.avg >= 0.5) per.pace.push([t, 1000 / p.avg]); // slower than 33 min/km: stopped
     } else if (per[p.metric_type]) per[p.metric_type].push([t, p.avg]);
   }
-  for (const [kind, points] of Object.entries(per)) view.series[kind].setHistory(points);
+  for (const [kind, points] of Object.entries(per)) {
+    view.series[kind].step = Math.max(view.series[kind].step, history?.bucket_s || 1);
+    view.series[kind].setHistory(points);
+  }
   document.body.dataset.history = String(history?.points?.length ?? 0);
   if (view.id === ui.focus) renderCharts();
 }
