@@ -4,6 +4,9 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+# pip's cache and version check live in the venv too: set-up creates nothing in $HOME.
+export PIP_CACHE_DIR := $(abspath $(VENV))/pip-cache
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .PHONY: install test test-fast check lint typecheck run bench clean browser
 

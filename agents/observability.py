@@ -31,6 +31,7 @@ from prometheus_client import (
     generate_latest,
 )
 
+from pipeline.prometheus import LabelledChildren
 from pipeline.transport.consumer import BATCH_OFFSETS_HEADER, batch_offsets
 
 #: Processing time buckets (seconds) of one event (a batch read of ``samples``).
@@ -101,23 +102,17 @@ class WorkerMetrics(Sensor):
             ["group", "topic", "partition"],
             registry=r,
         )
-        self._entries_in: dict[str, Any] = {}
-        self._events_out: dict[str, Any] = {}
-        self._processing: dict[str, Any] = {}
+        self._entries_in = LabelledChildren(self.entries_in)
+        self._events_out = LabelledChildren(self.events_out)
+        self._processing = LabelledChildren(self.processing)
 
     # --- what the agents report ---------------------------------------------------------
 
     def event_out(self, topic: str) -> None:
-        child = self._events_out.get(topic)
-        if child is None:
-            child = self._events_out[topic] = self.events_out.labels(topic)
-        child.inc()
+        self._events_out(topic).inc()
 
     def processed(self, agent: str, seconds: float) -> None:
-        child = self._processing.get(agent)
-        if child is None:
-            child = self._processing[agent] = self.processing.labels(agent)
-        child.observe(seconds)
+        self._processing(agent).observe(seconds)
 
     async def on_agent_error(self, agent: Any, exc: BaseException) -> None:
         """Faust's ``on_error`` hook of an agent."""
@@ -126,10 +121,7 @@ class WorkerMetrics(Sensor):
     # --- what Faust reports (Sensor hooks) ----------------------------------------------
 
     def on_message_in(self, tp: TP, offset: int, message: Message) -> None:
-        child = self._entries_in.get(tp.topic)
-        if child is None:
-            child = self._entries_in[tp.topic] = self.entries_in.labels(tp.topic)
-        child.inc(_entries_of(message))
+        self._entries_in(tp.topic).inc(_entries_of(message))
 
     def on_commit_initiated(self, consumer: Any) -> float:
         return time.perf_counter()

@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 from pipeline import logs, redaction
 from pipeline.errors import ConfigError, LivecoachError
 from pipeline.settings import Settings, load_settings
-from pipeline.transport.errors import TransportError
+from pipeline.transport.errors import TransportError, TunableError
+from pipeline.transport.tunables import Tunables
 
 if TYPE_CHECKING:
     from uuid import UUID
@@ -239,6 +240,10 @@ def _cmd_web(args: argparse.Namespace, settings: Settings) -> int:
 def _cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from agents.worker import configured_urls, run_all, run_app
 
+    try:  # a bad transport tunable: one line here, not a traceback from inside Faust
+        Tunables.load(settings.redis_url or "")
+    except TunableError as exc:
+        raise ConfigError(exc.source, exc.problem) from None
     redis_url, database_url = configured_urls(settings)
     if args.app == "all":
         return run_all(redis_url, database_url)

@@ -63,6 +63,14 @@ class ServiceError(LivecoachError):
     backend: str = "service"
 
 
+class NotDurable(ServiceError):
+    """Redis took records, but no replica confirmed them within the durable-ack time
+    (``LIVECOACH_DURABLE_ACK_MS``): they are not acknowledged (a 503; the client
+    retries). The message says how many replicas confirmed within how long."""
+
+    backend = "redis"
+
+
 class DataRejected(LivecoachError):
     """PostgreSQL refused the data of a request: a constraint (unique, foreign key,
     check, not null) or a value (type, range, length, encoding). The caller's fault,

@@ -389,8 +389,9 @@ class SessionEvent(_ServerEvent):
     reason: str | None = Field(
         default=None,
         description=(
-            "Why: on a stop by the server, 'idle' (no activity for LIVECOACH_SESSION_IDLE_S); "
-            "on rejected, the error."
+            "Why: on a stop, the reason given with it (REST stop body), or 'idle' when the "
+            "server closed it (no activity for LIVECOACH_SESSION_IDLE_S); on rejected, the "
+            "error."
         ),
     )
 

@@ -28,7 +28,15 @@ from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 MASK = "***"
 
 #: Query parameters whose values are secrets, in server URLs and request URLs alike.
-_SECRET_PARAMS = ("password", "token", "access_token", "id_token", "secret", "key")
+_SECRET_PARAMS = (
+    "password",
+    "sentinel_password",
+    "token",
+    "access_token",
+    "id_token",
+    "secret",
+    "key",
+)
 _QUERY_SECRET = re.compile(
     r"(?i)([?&;](?:%s)=)[^&#\s\"']*" % "|".join(_SECRET_PARAMS)  # noqa: UP031
 )

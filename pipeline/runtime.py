@@ -7,6 +7,7 @@ servers (see :mod:`pipeline.embedded`) for the life of the block.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Iterator
 
@@ -17,6 +18,8 @@ from pipeline.embedded import ServiceURLs, services
 from pipeline.errors import ConfigError
 from pipeline.redaction import redact_detail, redact_url
 from pipeline.settings import Settings, env_name
+from pipeline.transport.clients import redis_client
+from pipeline.transport.errors import UnsupportedTopology
 
 _CONNECT_TIMEOUT_S = 5
 
@@ -24,14 +27,21 @@ _CONNECT_TIMEOUT_S = 5
 def check_redis(url: str, variable: str = env_name("redis_url")) -> None:
     """Raise ConfigError naming ``variable`` if the Redis at ``url`` does not answer PING."""
     try:
-        client = redis.Redis.from_url(url, socket_connect_timeout=_CONNECT_TIMEOUT_S)
-        try:
-            client.ping()
-        finally:
-            client.close()
+        asyncio.run(_ping_redis(url))
+    except UnsupportedTopology as exc:
+        raise ConfigError(variable, str(exc)) from None
     except (redis.RedisError, OSError, ValueError) as exc:
         detail = redact_detail(str(exc), url)
         raise ConfigError(variable, f"cannot reach Redis at {redact_url(url)}: {detail}") from None
+
+
+async def _ping_redis(url: str) -> None:
+    # The client every process uses (one server, or a Sentinel group's primary).
+    client = redis_client(url, retry=False, socket_connect_timeout=_CONNECT_TIMEOUT_S)
+    try:
+        await client.ping()
+    finally:
+        await client.aclose()
 
 
 def check_postgres(url: str, variable: str = env_name("database_url")) -> None:

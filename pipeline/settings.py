@@ -21,10 +21,10 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from pipeline.errors import ConfigError
 from pipeline.redaction import redact_detail, redact_url
 from pipeline.secretfiles import read_or_create
+from pipeline.transport.urls import parse_redis_url
 
 ENV_PREFIX = "LIVECOACH_"
 
-_REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 _POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
 #: Signature algorithms a token may use (``LIVECOACH_JWT_ALGORITHMS`` picks among them):
@@ -57,7 +57,11 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
 
     redis_url: str | None = Field(
-        default=None, description="Redis server; unset starts an embedded redis-server"
+        default=None,
+        description=(
+            "Redis: redis://, rediss://, unix:// or redis+sentinel://h1:26379,h2:26379/<service>"
+            " (redis+cluster:// is refused for now); unset starts an embedded redis-server"
+        ),
     )
     database_url: str | None = Field(
         default=None, description="PostgreSQL server; unset starts an embedded PostgreSQL"
@@ -133,6 +137,15 @@ class Settings(BaseSettings):
     live_retention_s: float = Field(
         default=2 * 3600.0, ge=1, description="Seconds 'live' is kept: the resume window"
     )
+    durable_ack_ms: int = Field(
+        default=0,
+        ge=0,
+        le=60_000,
+        description=(
+            "Milliseconds the edge waits (WAIT 1) for a Redis replica to hold a sample "
+            "before its 202; none in time: 503. 0: off (202 once the primary has it)"
+        ),
+    )
     web_host: str = Field(default="127.0.0.1", description="Edge listen address")
     web_port: Port = Field(default=8080, description="Edge listen port")
     worker_web_port: Port = Field(
@@ -192,10 +205,8 @@ class Settings(BaseSettings):
     @field_validator("redis_url")
     @classmethod
     def _check_redis_url(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(_REDIS_SCHEMES):
-            raise ValueError(
-                f"expected a redis://, rediss:// or unix:// URL, got {redact_url(value)!r}"
-            )
+        if value is not None:
+            parse_redis_url(value)  # a ValueError that names what is wrong, password masked
         return value
 
     @field_validator("database_url")

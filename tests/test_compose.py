@@ -1,6 +1,7 @@
 """docker/compose.yaml and docker/Dockerfile, checked as far as this machine allows.
 
-With ``docker compose`` available, its own ``config`` validates the file. Without it (no
+With ``docker compose`` (or Debian's ``docker-compose``) available, its own ``config``
+validates the file. Without it (no
 Docker here), the YAML is read and checked: every livecoach service runs a real
 ``livecoach`` command line, the worker and the web edge have health checks that are
 real command lines aimed at their own ports, and the image runs as an unprivileged
@@ -43,13 +44,23 @@ def _parses(argv: list[str]) -> None:
     assert callable(args.handler)
 
 
-def test_docker_compose_config_accepts_the_file() -> None:
+def _compose_command() -> list[str] | None:
+    """``docker compose`` (v2), else Debian's ``docker-compose`` (v1): either validates."""
     docker = shutil.which("docker")
-    if docker is None or subprocess.run([docker, "compose", "version"], capture_output=True,
-                                        check=False).returncode != 0:  # fmt: skip
+    if docker is not None:
+        probe = subprocess.run([docker, "compose", "version"], capture_output=True, check=False)
+        if probe.returncode == 0:
+            return [docker, "compose"]
+    legacy = shutil.which("docker-compose")
+    return [legacy] if legacy is not None else None
+
+
+def test_docker_compose_config_accepts_the_file() -> None:
+    compose = _compose_command()
+    if compose is None:
         pytest.skip("no `docker compose` on this machine (the YAML checks below still run)")
     result = subprocess.run(
-        [docker, "compose", "-f", str(COMPOSE), "config", "--quiet"],
+        [*compose, "-f", str(COMPOSE), "config", "--quiet"],
         env={**os.environ, "LIVECOACH_JWT_SECRET": "x" * 32},
         capture_output=True, text=True, check=False, timeout=60,
     )  # fmt: skip

@@ -211,7 +211,13 @@ class Actions:
         return row
 
     async def lifecycle(
-        self, principal: Principal, session_id: UUID, action: str, at_ms: int | None
+        self,
+        principal: Principal,
+        session_id: UUID,
+        action: str,
+        at_ms: int | None,
+        *,
+        reason: str | None = None,
     ) -> dict[str, Any]:
         await self.access.require_session(principal, session_id)
         row, changed = await self.store.transition(session_id, action)
@@ -220,9 +226,10 @@ class Actions:
         if not changed:
             raise Conflict(f"cannot {action} session {session_id}: it is {row['status']}")
         action_name: ControlAction = action  # type: ignore[assignment]
-        await self.control(
-            session_id, row["user_id"], action_name, at_ms=at_ms, payload={"by": principal.user_id}
-        )
+        payload: dict[str, Any] = {"by": principal.user_id}
+        if reason is not None:
+            payload["reason"] = reason  # the stop's session_event carries it
+        await self.control(session_id, row["user_id"], action_name, at_ms=at_ms, payload=payload)
         return row
 
     async def manual_lap(

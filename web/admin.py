@@ -16,7 +16,16 @@ from pipeline.users import USER_ID_SCHEMA, Role, UserId, UserIdIn, parse_user_id
 from web.access import Forbidden, NotFound
 from web.auth import Principal
 from web.edge import EDGE
-from web.endpoints import PREFIX, Endpoint, Param, json_response, principal, query_param, read_body
+from web.endpoints import (
+    PREFIX,
+    Endpoint,
+    Param,
+    json_response,
+    path_param,
+    principal,
+    query_param,
+    read_body,
+)
 from web.problems import Problem
 
 _STRICT = ConfigDict(extra="forbid")
@@ -70,16 +79,7 @@ async def _admin(request: web.Request) -> Principal:
 
 
 def _id_param(request: web.Request, name: str) -> UserId:
-    raw = request.match_info[name]
-    try:
-        return parse_user_id(raw)
-    except ValueError as exc:
-        raise Problem(
-            422,
-            "Unprocessable Content",
-            f"{name}: {exc}",
-            errors=[{"field": name, "message": str(exc)}],
-        ) from None
+    return path_param(request, name, parse_user_id)
 
 
 def _id_query(request: web.Request, name: str) -> UserId | None:

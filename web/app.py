@@ -15,7 +15,6 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-import redis.asyncio as aioredis
 from aiohttp import web
 from psycopg_pool import AsyncConnectionPool
 from redis.asyncio.retry import Retry
@@ -25,7 +24,7 @@ from pipeline import redaction
 from pipeline.constants import LIVE_TOPIC, SAMPLES_TOPIC
 from pipeline.retention import apply_topic_retentions
 from pipeline.settings import Settings
-from pipeline.transport.clients import client_options
+from pipeline.transport.clients import redis_client
 from pipeline.transport.streams import declare_topic
 from pipeline.transport.tasks import cancel_and_wait
 from web.access import Access
@@ -108,15 +107,15 @@ def create_app(
     async def backends(app: web.Application) -> AsyncIterator[None]:
         # A blocking pool: under a burst (a reconnect storm) commands wait for a free
         # connection instead of failing with "Too many connections".
-        options = {
-            **client_options(),
-            "retry": Retry(ExponentialBackoff(cap=0.1, base=0.05), retries=config.redis_retries),
-            "socket_connect_timeout": config.redis_connect_timeout_s,
-        }
-        pool = aioredis.BlockingConnectionPool.from_url(
-            redis_url, max_connections=config.redis_connections, timeout=10, **options
+        edge.redis = redis_client(
+            redis_url,
+            retry_policy=Retry(
+                ExponentialBackoff(cap=0.1, base=0.05), retries=config.redis_retries
+            ),
+            max_connections=config.redis_connections,
+            blocking_timeout_s=10,
+            socket_connect_timeout=config.redis_connect_timeout_s,
         )
-        edge.redis = aioredis.Redis(connection_pool=pool)
         edge.pool = AsyncConnectionPool(
             database_url, min_size=1, max_size=config.pg_connections, open=False
         )
@@ -137,7 +136,11 @@ def create_app(
     async def producers(app: web.Application) -> AsyncIterator[None]:
         redis = edge.need_redis()
         samples = BatchingProducer(
-            redis, SAMPLES_TOPIC, settings.samples_partitions, linger_ms=config.linger_ms
+            redis,
+            SAMPLES_TOPIC,
+            settings.samples_partitions,
+            linger_ms=config.linger_ms,
+            durable_ack_ms=settings.durable_ack_ms,
         )
         live = BatchingProducer(
             redis, LIVE_TOPIC, settings.live_partitions, linger_ms=config.linger_ms

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 from aiohttp import web
@@ -19,6 +19,8 @@ from pipeline.ids import parse_uuid
 from web.auth import AuthError, Principal, bearer_token
 from web.edge import EDGE, Edge
 from web.problems import Problem, read_json
+
+T = TypeVar("T")
 
 __all__ = [
     "OPENAPI_PATH", "PREFIX", "Endpoint", "Param", "RestHandler", "edge_of", "json_response",
@@ -64,10 +66,11 @@ async def principal(request: web.Request) -> Principal:
     return await edge_of(request).principal(token)
 
 
-def uuid_path(request: web.Request, name: str) -> UUID:
+def path_param(request: web.Request, name: str, parse: Callable[[str], T]) -> T:
+    """The path segment ``name`` parsed by ``parse``; a 422 naming it if that fails."""
     raw = request.match_info[name]
     try:
-        return parse_uuid(raw, name)
+        return parse(raw)
     except ValueError as exc:
         raise Problem(
             422,
@@ -75,6 +78,10 @@ def uuid_path(request: web.Request, name: str) -> UUID:
             f"{name}: {exc}",
             errors=[{"field": name, "message": str(exc)}],
         ) from None
+
+
+def uuid_path(request: web.Request, name: str) -> UUID:
+    return path_param(request, name, lambda raw: parse_uuid(raw, name))
 
 
 def query_param(request: web.Request, name: str, kind: Callable[[str], Any], default: Any) -> Any:

@@ -27,7 +27,14 @@ from redis.exceptions import RedisError
 from pipeline import tracing
 from pipeline.constants import LIVE_TOPIC
 from pipeline.tracing import TRACEPARENT
-from pipeline.transport.streams import decode_entry, highwater, offset_of, stream_id, stream_key
+from pipeline.transport.streams import (
+    decode_entry,
+    highwater,
+    offset_of,
+    stream_id,
+    stream_key,
+    xread_streams,
+)
 from web.connection import Connection, LiveEvent
 from web.observability import EdgeMetrics
 from web.protocol import channels_of_event, format_cursor
@@ -207,8 +214,9 @@ class LiveTailer:
                 streams: dict[Any, Any] = {
                     key: stream_id(self.positions[p]) for p, key in enumerate(self._keys)
                 }
-                reply: Any = await self._redis.xread(
-                    streams, count=self._count, block=self._block_ms
+                # One XREAD for every partition (on a Redis Cluster, one per node).
+                reply = await xread_streams(
+                    self._redis, streams, count=self._count, block_ms=self._block_ms
                 )
                 self.healthy = True
                 backoff_s = 0.1
@@ -219,9 +227,7 @@ class LiveTailer:
                 await asyncio.sleep(backoff_s)
                 backoff_s = min(5.0, backoff_s * 2)
                 continue
-            # RESP2 answers a list of [key, entries], RESP3 a mapping.
-            streams_read = reply.items() if isinstance(reply, dict) else (reply or ())
-            for key, entries in streams_read:
+            for key, entries in reply:
                 raw_key = key if isinstance(key, bytes) else str(key).encode()
                 partition = self._key_partition[raw_key]
                 for entry_id, fields in entries:

@@ -25,6 +25,7 @@ from prometheus_client import (
 )
 
 from pipeline import tracing
+from pipeline.prometheus import LabelledChildren
 
 #: Sample-to-socket latency buckets (seconds): the target is p99 < 50 ms.
 _LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -109,14 +110,11 @@ class EdgeMetrics:
             ["scope"],
             registry=r,
         )
-        self._frames_sent_by_type: dict[str, Any] = {}
+        self._frames_sent_by_type = LabelledChildren(self.frames_sent)
 
     def frame_sent(self, kind: str) -> None:
         """Count a frame written to a socket (the labelled child is looked up once)."""
-        child = self._frames_sent_by_type.get(kind)
-        if child is None:
-            child = self._frames_sent_by_type[kind] = self.frames_sent.labels(kind)
-        child.inc()
+        self._frames_sent_by_type(kind).inc()
 
 
 def route_of(request: web.Request) -> str:

@@ -23,7 +23,7 @@ from aiohttp import web
 from pydantic import ValidationError
 from redis.exceptions import RedisError
 
-from pipeline.errors import DataRejected, ServiceError
+from pipeline.errors import DataRejected, NotDurable, ServiceError
 from pipeline.users import LinkRefused
 from web.access import Forbidden, NotFound
 from web.actions import Conflict
@@ -271,7 +271,10 @@ def translate(exc: Exception) -> Problem | None:
         errors = [{"field": exc.field, "message": str(exc)}]
         return Problem(rule.status, rule.title, f"{exc.field}: {exc}", errors=errors)
     if rule is _UNAVAILABLE:
-        detail = "a backing service is failing; retry later"
+        # Not replicated in time: say so (the message holds counts and a topic only).
+        detail = (
+            str(exc) if isinstance(exc, NotDurable) else "a backing service is failing; retry later"
+        )
         return Problem(503, rule.title, detail, headers={"Retry-After": str(RETRY_AFTER_S)})
     if isinstance(exc, web.HTTPRequestEntityTooLarge):
         return Problem(rule.status, rule.title, "the request body exceeds the limit")

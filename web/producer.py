@@ -5,7 +5,11 @@ their partitions: one round trip for all of them (with ``linger_ms`` 0, those of
 event-loop turn: the requests that arrived together). Fewer, larger appends also wake
 the agents' consumers less often, which on shared cores is worth more than the linger
 costs. Every caller awaits the offset of its own record, so the edge answers 202 only
-once its samples are in the stream: an acknowledged sample is never lost.
+once its samples are in the stream: an acknowledged sample is never lost while Redis
+keeps its data. With ``durable_ack_ms`` (``LIVECOACH_DURABLE_ACK_MS``) the batch's
+pipeline ends with ``WAIT 1 <ms>``: callers get their offsets only once a replica holds
+the records too, so a failover to that replica loses none; otherwise
+:class:`~pipeline.errors.NotDurable` (a 503).
 """
 
 from __future__ import annotations
@@ -17,7 +21,8 @@ from collections import defaultdict
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from pipeline.errors import ServiceError
+from pipeline.errors import NotDurable, ServiceError
+from pipeline.transport.errors import NotReplicated
 from pipeline.transport.idempotence import ProducerIdentity
 from pipeline.transport.streams import Entry, append_many, partition_for_key
 
@@ -41,8 +46,10 @@ class BatchingProducer:
         *,
         linger_ms: float = 2.0,
         max_batch: int = 1000,
+        durable_ack_ms: int = 0,
     ) -> None:
         self._redis = redis
+        self._durable_ack_ms = durable_ack_ms
         self._linger_s = linger_ms / 1000.0
         self.topic = topic
         self.partitions = partitions
@@ -98,8 +105,17 @@ class BatchingProducer:
             by_partition[partition].append(entry)
         try:
             offsets = await append_many(
-                self._redis, self.topic, by_partition, identity=self._identity
+                self._redis,
+                self.topic,
+                by_partition,
+                identity=self._identity,
+                replicas=1 if self._durable_ack_ms else 0,
+                replica_timeout_ms=self._durable_ack_ms,
             )
+        except NotReplicated as exc:
+            log.warning("not acknowledged: %s", exc)
+            self._fail(batch, NotDurable(f"not acknowledged: {exc}; retry"))
+            return
         except (RedisError, OSError) as exc:
             error = ProduceError(f"Redis refused the append to {self.topic}: {exc}")
             log.warning("%s", error)

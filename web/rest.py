@@ -240,7 +240,9 @@ def _lifecycle(action: str) -> RestHandler:
                 )
         try:
             row = (
-                await edge_of(request).need_actions().lifecycle(who, session_id, action, body.at_ms)
+                await edge_of(request)
+                .need_actions()
+                .lifecycle(who, session_id, action, body.at_ms, reason=body.reason)
             )
         except Conflict as exc:
             raise _conflict(exc) from None

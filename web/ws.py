@@ -551,13 +551,45 @@ async def _on_resume(s: _Socket, data: dict[str, Any]) -> None:
     await _recheck_if_changed(s, revision)
 
 
+#: A Sample's field -> where the spec's device frame has it (``metrics``, spec units).
+_SPEC_FIELDS = {
+    "speed_m_s": ("metrics", "pace"),
+    "distance_m": ("metrics", "distance"),
+    "power_w": ("metrics", "power"),
+    "altitude_m": ("metrics", "altitude"),
+    "session_id": ("session_id",),
+}
+
+
+def _frame_fields(exc: ValidationError, frame: ClientMetricsUpdateFrame) -> ValidationError:
+    """``exc`` of :func:`parse_samples` with fields named as the client sent them:
+    ``samples[2].t``, or for the spec's form ``timestamp``, ``metrics.heart_rate``."""
+    errors: list[Any] = []
+    for err in exc.errors():
+        index, *rest = err["loc"]
+        loc: tuple[str | int, ...]
+        if frame.samples is not None:
+            loc = ("samples", index, *rest)
+        elif rest and rest[0] == "t":
+            loc = ("t" if frame.t is not None else "timestamp", *rest[1:])
+        elif rest:
+            loc = (*_SPEC_FIELDS.get(str(rest[0]), ("metrics", rest[0])), *rest[1:])
+        else:
+            loc = ("metrics",)
+        errors.append({**err, "loc": loc})
+    return ValidationError.from_exception_data(exc.title, errors)
+
+
 async def _on_metrics_update(s: _Socket, data: dict[str, Any]) -> None:
     frame = ClientMetricsUpdateFrame.model_validate(data)
     principal = s.conn.principal
     assert principal is not None
-    samples = parse_samples(
-        frame.session_id, frame.readings(time.time()), ClockWindow.of(s.edge.settings)
-    )
+    try:
+        samples = parse_samples(
+            frame.session_id, frame.readings(time.time()), ClockWindow.of(s.edge.settings)
+        )
+    except ValidationError as exc:
+        raise _frame_fields(exc, frame) from None
     accepted = await s.edge.need_actions().accept_samples(principal, frame.session_id, samples)
     s.reply(
         "ack",

@@ -1,4 +1,15 @@
-"""The asyncio Redis clients of livecoach, all made with the same options."""
+"""The asyncio Redis clients of livecoach: one factory for every process, same options.
+
+:func:`redis_client` reads any URL :mod:`.urls` accepts: one server (``redis://``,
+``rediss://``, ``unix://``) or the primary of a Sentinel group (``redis+sentinel://``),
+whose client follows a failover by itself (redis-py's ``SentinelConnectionPool`` asks
+the sentinels for the primary's address at every new connection, and drops idle
+connections to a former primary). Workers, the edge and the CLI all get their clients
+here. A Redis Cluster (``redis+cluster://``) is parsed and reachable through
+:func:`cluster_client`, but the transport does not run on one yet: :func:`redis_client`
+refuses it with :class:`~.errors.UnsupportedTopology` rather than fail later with
+``MOVED`` or ``CROSSSLOT``.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +19,16 @@ import logging
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.connection import BlockingConnectionPool
 from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import ExponentialBackoff
 
-from pipeline.transport.errors import TRANSIENT_ERRORS, BrokerUnavailable
+from pipeline.redaction import redact_url
+from pipeline.transport.errors import TRANSIENT_ERRORS, BrokerUnavailable, UnsupportedTopology
+from pipeline.transport.tunables import without_tunables
+from pipeline.transport.urls import RedisTarget, parse_redis_url
 
 log = logging.getLogger(__name__)
 
@@ -44,18 +61,109 @@ def client_options(*, retry: bool = True) -> dict[str, Any]:
     }
 
 
-def redis_client(url: str, *, retry: bool = True) -> aioredis.Redis:
-    """An asyncio client for ``url`` with :func:`client_options` (not connected yet)."""
-    return aioredis.Redis.from_url(url, **client_options(retry=retry))
+class _BlockingSentinelPool(SentinelConnectionPool, BlockingConnectionPool):
+    """A Sentinel pool whose callers wait for a free connection instead of failing.
+
+    ``SentinelConnectionPool`` only says where connections go (the current primary);
+    ``BlockingConnectionPool`` only says how they are handed out: the two compose.
+    """
 
 
-def redact(url: str) -> str:
-    """The URL without its password, for logs."""
-    head, sep, tail = url.rpartition("@")
-    if not sep:
-        return url
-    scheme, _, _ = head.partition("://")
-    return f"{scheme}://***@{tail}"
+class SentinelRedis(aioredis.Redis):
+    """The client of a Sentinel group's primary; closing it closes the sentinels' too."""
+
+    sentinel_manager: Sentinel | None = None
+
+    async def aclose(self, close_connection_pool: bool | None = None) -> None:
+        await super().aclose(close_connection_pool)
+        if self.sentinel_manager is not None:
+            for client in self.sentinel_manager.sentinels:
+                await client.aclose()
+
+
+def redis_client(
+    url: str,
+    *,
+    retry: bool = True,
+    retry_policy: Retry | None = None,
+    max_connections: int | None = None,
+    blocking_timeout_s: float = 10.0,
+    **overrides: Any,
+) -> aioredis.Redis:
+    """An asyncio client for ``url`` with :func:`client_options` (not connected yet).
+
+    ``retry_policy`` replaces the default retries; ``max_connections`` gives a blocking
+    pool of that size (callers wait up to ``blocking_timeout_s`` for a free
+    connection); ``overrides`` replace other options of :func:`client_options`.
+    ``ValueError`` for a malformed URL, :class:`~.errors.UnsupportedTopology` for a
+    cluster. The transport's tunables in the URL's query are dropped (see
+    :mod:`.tunables`).
+    """
+    url = without_tunables(url)
+    target = parse_redis_url(url)
+    options = {**client_options(retry=retry), **overrides}
+    if retry_policy is not None:
+        options["retry"] = retry_policy
+    if target.kind == "sentinel":
+        return _sentinel_client(target, options, max_connections, blocking_timeout_s)
+    if target.kind == "cluster":
+        raise UnsupportedTopology(
+            f"{redact_url(url)} is a Redis Cluster: the transport runs on one server or "
+            "a Sentinel group (redis+sentinel://), not on a Cluster yet"
+        )
+    if url.lower().startswith("unix://"):
+        options.pop("socket_keepalive", None)  # a TCP option: a Unix socket refuses it
+    if max_connections is None:
+        return aioredis.Redis.from_url(url, **options)
+    pool = BlockingConnectionPool.from_url(
+        url, max_connections=max_connections, timeout=blocking_timeout_s, **options
+    )
+    return aioredis.Redis(connection_pool=pool)
+
+
+def _sentinel_client(
+    target: RedisTarget,
+    options: dict[str, Any],
+    max_connections: int | None,
+    blocking_timeout_s: float,
+) -> aioredis.Redis:
+    assert target.service is not None
+    sentinel_kwargs = {**options, **target.sentinel_options()}
+    sentinel = Sentinel(list(target.nodes), sentinel_kwargs=sentinel_kwargs)
+    data_options: dict[str, Any] = {**options, **target.auth_options(), "db": target.db}
+    if target.tls:
+        data_options["ssl"] = True
+    if max_connections is not None:
+        data_options.update(max_connections=max_connections, timeout=blocking_timeout_s)
+        pool_class: type[SentinelConnectionPool] = _BlockingSentinelPool
+    else:
+        pool_class = SentinelConnectionPool
+    client = sentinel.master_for(
+        target.service,
+        redis_class=SentinelRedis,
+        connection_pool_class=pool_class,
+        **data_options,
+    )
+    assert isinstance(client, SentinelRedis)
+    client.sentinel_manager = sentinel
+    return client
+
+
+def cluster_client(url: str, *, retry: bool = True, **overrides: Any) -> RedisCluster:
+    """An asyncio Redis Cluster client for a ``redis+cluster://`` URL (not connected yet).
+
+    redis-py's cluster client follows ``MOVED`` and ``ASK`` and refreshes its slot map
+    after a failover by itself.
+    """
+    url = without_tunables(url)
+    target = parse_redis_url(url)
+    if target.kind != "cluster":
+        raise ValueError(f"expected a redis+cluster:// URL, got {redact_url(url)!r}")
+    options = {**client_options(retry=retry), **overrides, **target.auth_options()}
+    options.pop("health_check_interval", None)
+    return RedisCluster(
+        startup_nodes=[ClusterNode(host, port) for host, port in target.nodes], **options
+    )
 
 
 async def connect(
@@ -73,15 +181,17 @@ async def connect(
         try:
             await client.ping()
             if attempt:
-                log.warning("Redis at %s reachable after %d attempts", redact(url), attempt + 1)
+                log.warning("Redis at %s reachable after %d attempts", redact_url(url), attempt + 1)
             return client
         except TRANSIENT_ERRORS as exc:
             if loop.time() - started > deadline_s:
                 await client.aclose()
                 raise BrokerUnavailable(
-                    f"Redis at {redact(url)} unreachable for {deadline_s:.0f} s: {exc}"
+                    f"Redis at {redact_url(url)} unreachable for {deadline_s:.0f} s: {exc}"
                 ) from exc
             delay = min(5.0, 0.1 * 2**attempt)
-            log.warning("Redis at %s unreachable (%s); retrying in %.1f s", redact(url), exc, delay)
+            log.warning(
+                "Redis at %s unreachable (%s); retrying in %.1f s", redact_url(url), exc, delay
+            )
             await asyncio.sleep(delay)
     raise AssertionError("unreachable")

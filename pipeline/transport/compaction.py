@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import time
 from collections.abc import Callable, Iterable
 
@@ -35,6 +34,7 @@ import redis.asyncio as aioredis
 from pipeline.transport import streams
 from pipeline.transport.errors import TRANSIENT_ERRORS
 from pipeline.transport.keys import COMPACTED_KEY, index_key, stream_key, tombstones_key
+from pipeline.transport.tunables import Tunables
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ CURSOR_FIELD = "__cursor__"
 #: first saw it (Kafka's ``delete.retention.ms``, 24 h): a consumer that reads the
 #: changelog within that time sees the delete. Then the tombstone and the key's index
 #: entry go.
-DELETE_RETENTION_S = float(os.environ.get("LIVECOACH_DELETE_RETENTION_S", str(24 * 3600)))
+DELETE_RETENTION_S = Tunables.delete_retention_s
 INCARNATION_FIELD = "__incarnation__"
 
 # KEYS[1] stream, KEYS[2] index, KEYS[3] tombstones (zset: key -> first seen, ms);
@@ -149,8 +149,11 @@ _RESETS = {
 class Compactor:
     """Compacts changelog partitions; one per Redis client."""
 
-    def __init__(self, redis: aioredis.Redis) -> None:
+    def __init__(
+        self, redis: aioredis.Redis, *, delete_retention_s: float = DELETE_RETENTION_S
+    ) -> None:
         self.redis = redis
+        self.delete_retention_s = delete_retention_s
         self._script = redis.register_script(_COMPACT_LUA)
         self.deleted = 0
         self.examined = 0
@@ -174,7 +177,7 @@ class Compactor:
         ]
         life = await streams.incarnation(self.redis, topic)
         retention_ms = int(
-            (DELETE_RETENTION_S if delete_retention_s is None else delete_retention_s) * 1000
+            (self.delete_retention_s if delete_retention_s is None else delete_retention_s) * 1000
         )
         deleted = 0
         seen = 0

@@ -52,10 +52,6 @@ log = logging.getLogger(__name__)
 MEMBER_ID_ENV = "LIVECOACH_MEMBER_ID"
 #: Longest single XREAD block, so seeks and rebalances are noticed quickly.
 MAX_BLOCK_MS = 200
-#: Seconds between changelog compaction passes (see :mod:`pipeline.compaction`).
-COMPACTION_INTERVAL_S = float(os.environ.get("LIVECOACH_COMPACTION_INTERVAL_S", "5"))
-#: Seconds between passes applying age retention (on the group leader).
-RETENTION_INTERVAL_S = float(os.environ.get("LIVECOACH_RETENTION_INTERVAL_S", "30"))
 #: Default session timeout when Faust's (60 s) is larger.
 DEFAULT_SESSION_TIMEOUT_S = 10.0
 
@@ -243,9 +239,11 @@ class Consumer(FaustConsumer, ConsumerGuards):
             assign_local=self._assign_local,
         )
         self._coordinator.on_lease_lapsed = self._on_lease_lapsed
-        self._compactor = Compactor(self._redis)
+        tunables = self._rt.tunables
+        self._compactor = Compactor(self._redis, delete_retention_s=tunables.delete_retention_s)
         self._compaction_task = asyncio.create_task(
-            self._compactor.run(self._compactable, COMPACTION_INTERVAL_S), name="compaction"
+            self._compactor.run(self._compactable, tunables.compaction_interval_s),
+            name="compaction",
         )
         self._retention_task = asyncio.create_task(self._retention_loop(), name="retention")
         await super().on_start()
@@ -260,7 +258,7 @@ class Consumer(FaustConsumer, ConsumerGuards):
         first = True
         while True:
             if not first:
-                await asyncio.sleep(RETENTION_INTERVAL_S)
+                await asyncio.sleep(self._rt.tunables.retention_interval_s)
             try:
                 await streams.register_group(self.transport_redis, self.group)
             except TRANSIENT_ERRORS as exc:
@@ -271,7 +269,9 @@ class Consumer(FaustConsumer, ConsumerGuards):
             if self._coordinator is None or not self._coordinator.is_leader:
                 continue
             try:
-                removed = await streams.apply_age_retention(self.transport_redis)
+                removed = await streams.apply_age_retention(
+                    self.transport_redis, group_expiry_s=self._rt.tunables.group_expiry_s
+                )
             except TRANSIENT_ERRORS as exc:
                 log.warning("age retention pass failed (%r)", exc)
                 continue
@@ -588,8 +588,9 @@ class Consumer(FaustConsumer, ConsumerGuards):
         assert self._fetch_redis is not None
         block_ms = max(1, min(MAX_BLOCK_MS, int(timeout * 1000)))
         try:
-            reply: Any = await self._fetch_redis.xread(
-                streams_arg, count=self.max_records, block=block_ms
+            # One XREAD for every partition (on a Redis Cluster, one per node).
+            reply = await streams.xread_streams(
+                self._fetch_redis, streams_arg, count=self.max_records, block_ms=block_ms
             )
         except TRANSIENT_ERRORS as exc:
             log.warning("fetch from %s failed (%r); retrying", self._rt.redis_url, exc)

@@ -155,6 +155,11 @@ class GroupCoordinator:
         self._holds_assignment = False
         self.is_leader = False
         self._lease_deadline = 0.0
+        #: Server time (ms) until which our lease surely holds, from the last heartbeat
+        #: (0: none). Writes carry it, and Redis refuses them after it (see
+        #: :func:`pipeline.transport.streams.queue_append`): a check of our own clock
+        #: before a write cannot cover a freeze between that check and the send.
+        self.lease_end_ms = 0
         self._settle_deadline = 0.0
         # leader, generation, phase, generation of the assignment, server time (ms)
         #: The fence token (see :attr:`fence_token`) of the generation during which our
@@ -337,6 +342,7 @@ class GroupCoordinator:
         # What we hold may be someone else's by now: the same fence as a lapsed lease.
         self.lapsed(self.fence_token, reason, rejoin=False)
         self._lease_deadline = 0.0
+        self.lease_end_ms = 0
         self.generation = 0
         self._joined_generation = 0
         self._min_generation = 0
@@ -394,8 +400,9 @@ class GroupCoordinator:
                 state_lost=True,
             )
             return True
-        # Expire locally a little before the server does.
+        # Expire locally a little before the server does; in server time likewise.
         self._lease_deadline = sent + self.session_timeout_s * 0.8
+        self.lease_end_ms = int(now) + int(self.session_timeout_s * 800)
         self._settle_deadline = sent + max(0, int(settle) - int(now)) / 1000
         was_leader = self.is_leader
         self.is_leader = leader == self.member_id
@@ -414,6 +421,7 @@ class GroupCoordinator:
         )  # fmt: skip
         self.fenced = True
         self._lease_deadline = 0.0
+        self.lease_end_ms = 0
         self.generation = 0
         self.is_leader = False
         self._changed.set()

@@ -23,6 +23,7 @@ from pipeline.transport import streams
 from pipeline.transport.consumer import Consumer
 from pipeline.transport.keys import COMPACTED_KEY
 from pipeline.transport.producer import Producer
+from pipeline.transport.tunables import Tunables
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,23 @@ def read_in_batches(app: Any, topic: str, *, linger_s: float = 0.0) -> None:
     transport.batched_topics[topic] = linger_s
 
 
+def _joined_url(url: Any) -> str:
+    """The broker URL as configured, from the list Faust made of it.
+
+    Faust splits a broker URL at every comma (Kafka's ``kafka://a:9092,b:9092``), so
+    ``redis+sentinel://:pw@h1:26379,h2:26379/mymaster`` arrives as two URLs: the first
+    with the userinfo, the last with the path and query. Joined back, they are the
+    URL :func:`~pipeline.transport.urls.parse_redis_url` reads. (A plain ``redis://``
+    URL arrives whole.)
+    """
+    if not isinstance(url, list | tuple):
+        return str(url)
+    first, *rest = (str(u) for u in url)
+    if not rest:
+        return first
+    return ",".join([first, *(u.partition("://")[2] or u for u in rest)])
+
+
 class Transport(base.Transport):
     """Redis Streams transport for Faust."""
 
@@ -68,8 +86,8 @@ class Transport(base.Transport):
 
     def __init__(self, url: Any, app: Any, loop: Any = None) -> None:
         super().__init__(url, app, loop=loop)
-        first = url[0] if isinstance(url, list | tuple) else url
-        self.redis_url = str(first)
+        #: Read once, here (see :mod:`.tunables`); the URL keeps only Redis's options.
+        self.tunables, self.redis_url = Tunables.load(_joined_url(url))
         conf = app.conf
         if str(conf.web_bind) == "0.0.0.0":
             # Faust listens on every interface out of the box; ours stays on loopback

@@ -2,9 +2,12 @@
 
     TransportError
     ├── BrokerUnavailable   Redis could not be reached within the start-up deadline
+    ├── UnsupportedTopology a Redis deployment the transport cannot run on (a Cluster)
     ├── TopicError          a topic is missing or was declared with another partition count
     ├── CommitRefused       a commit was fenced off (lease lapsed, newer generation)
-    └── WriteFenced         a write was fenced off (lease lapsed, newer generation)
+    ├── NotReplicated       an append no replica confirmed in time (``WAIT``)
+    ├── WriteFenced         a write was fenced off (lease lapsed, newer generation)
+    └── TunableError        a tunable (environment or broker URL) has a bad value
 
 :data:`TRANSIENT_ERRORS` are the errors after which the transport retries: the server
 is unreachable or restarting.
@@ -24,8 +27,29 @@ class BrokerUnavailable(TransportError):
     """Redis could not be reached."""
 
 
+class UnsupportedTopology(TransportError):
+    """The URL names a Redis deployment the transport cannot run on (a Cluster, today)."""
+
+
 class TopicError(TransportError):
     """A topic is missing or was declared with another partition count."""
+
+
+class TunableError(TransportError, ValueError):
+    """A tunable's value is not a positive number; ``source`` names where it was set."""
+
+    def __init__(self, source: str, problem: str) -> None:
+        self.source = source
+        self.problem = problem
+        super().__init__(f"{source}: {problem}")
+
+
+class NotReplicated(TransportError):
+    """Appended on the primary, but fewer replicas than asked confirmed it in time.
+
+    The records may still be lost in a failover, so the caller must not acknowledge
+    them; they may also survive, so a retry may store them twice (at least once).
+    """
 
 
 class CommitRefused(TransportError):

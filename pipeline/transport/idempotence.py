@@ -10,9 +10,9 @@ appended again, and the script answers with the offsets of the first attempt.
 
 A retry reuses the batch's sequence number; a new batch takes the next one. The hash
 keeps the producer's last ``window`` batches (:data:`SEQUENCE_WINDOW` by default) and
-expires
-:data:`PRODUCER_STATE_TTL_S` after the producer's last append, so a producer that went
-away costs nothing after that. A retry that arrives after the state expired, or after
+expires ``state_ttl_s`` after the producer's last append (the transport's tunable
+``producer_state_ttl_s``, an hour by default), so a producer that went away costs
+nothing after that. A retry that arrives after the state expired, or after
 Redis lost it, is appended again (at least once).
 """
 
@@ -21,8 +21,10 @@ from __future__ import annotations
 import os
 import secrets
 
-#: How long a producer's sequence state outlives its last append.
-PRODUCER_STATE_TTL_S = float(os.environ.get("LIVECOACH_PRODUCER_STATE_TTL_S", "3600"))
+from pipeline.transport.tunables import Tunables
+
+#: How long a producer's sequence state outlives its last append, by default.
+PRODUCER_STATE_TTL_S = Tunables.producer_state_ttl_s
 #: Batches of one producer per partition remembered (and so the most it may have in
 #: flight at once: a batch older than that is refused rather than risk a duplicate).
 #: Under 128 so the hash stays a compact listpack.
@@ -32,12 +34,16 @@ SEQUENCE_WINDOW = 100
 class ProducerIdentity:
     """The id of one producer instance and its next batch sequence per partition."""
 
-    __slots__ = ("_sequences", "producer_id", "window")
+    __slots__ = ("_sequences", "producer_id", "state_ttl_ms", "window")
 
-    def __init__(self, *, window: int = SEQUENCE_WINDOW) -> None:
+    def __init__(
+        self, *, window: int = SEQUENCE_WINDOW, state_ttl_s: float = PRODUCER_STATE_TTL_S
+    ) -> None:
         self.producer_id = secrets.token_hex(8)
         #: Batches per partition remembered: at least as many as may be in flight.
         self.window = window
+        #: How long Redis keeps the sequence state after the last append.
+        self.state_ttl_ms = int(state_ttl_s * 1000)
         self._sequences: dict[tuple[str, int], int] = {}
 
     def next_sequence(self, topic: str, partition: int) -> int:

@@ -27,7 +27,6 @@ import asyncio
 import contextlib
 import itertools
 import logging
-import os
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Mapping
@@ -52,8 +51,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: Event-loop turns the sender yields before writing a batch.
-LINGER_TURNS = int(os.environ.get("LIVECOACH_PRODUCER_LINGER_TURNS", "32"))
 #: Most records written in one pipeline.
 MAX_BATCH = 2000
 #: How often held writes (our lease may have lapsed) ask again whether they may go.
@@ -89,7 +86,9 @@ class Producer(FaustProducer):
         self._running_loop: asyncio.AbstractEventLoop | None = None
         # One pipeline in flight, with a batch per partition (and per generation for
         # changelogs, rarely two): a retry only ever repeats the last few.
-        self.identity = ProducerIdentity(window=4)
+        self.identity = ProducerIdentity(
+            window=4, state_ttl_s=self._rt.tunables.producer_state_ttl_s
+        )
         #: Writes Redis refused (not fenced ones): (how many, the first error).
         self._lost: tuple[int, BaseException] | None = None
         #: Records written and pipelines used (for the benchmark's report).
@@ -224,7 +223,7 @@ class Producer(FaustProducer):
             # Let the agents run a little before writing, so that a pipeline carries
             # tens of records instead of a few (each pipeline costs a syscall and a
             # round trip; a few event-loop turns cost microseconds).
-            for _ in range(LINGER_TURNS):
+            for _ in range(self._rt.tunables.producer_linger_turns):
                 if len(self._pending) >= MAX_BATCH:
                     break
                 await asyncio.sleep(0)
@@ -296,12 +295,13 @@ class Producer(FaustProducer):
 
     async def _write(self, batch: list[_Pending]) -> None:
         changelogs = self.app.tables.changelog_topics
-        # One script call per partition (and generation, for a changelog's fence); its
-        # sequence number stays with it through every retry, so Redis appends it once.
-        groups: dict[tuple[str, int, str], list[_Pending]] = defaultdict(list)
+        # One script call per partition (and generation, for a changelog's fence; and
+        # apart, records written outside any generation); its sequence number stays with
+        # it through every retry, so Redis appends it once.
+        groups: dict[tuple[str, int, str, bool], list[_Pending]] = defaultdict(list)
         for item in batch:
             fence = item[4] if item[0] in changelogs else ""
-            groups[(item[0], item[1], fence)].append(item)
+            groups[(item[0], item[1], fence, bool(item[4]))].append(item)
         todo = [
             (tp_key, items, self.identity.next_sequence(tp_key[0], tp_key[1]))
             for tp_key, items in groups.items()
@@ -312,15 +312,19 @@ class Producer(FaustProducer):
             try:
                 server = await streams.prepare(self.redis, reload_script=reload)
                 reload = False
+                # Read at every attempt: a retry after a long outage may find it over.
+                # 1 (long past) when we hold no lease: refused, never unchecked.
+                coordinator = self._coordinator()
+                lease_end = max(1, coordinator.lease_end_ms) if coordinator is not None else 0
                 maxlens = [await self._maxlen(tp_key[0]) for tp_key, _, _ in todo]
                 async with self.redis.pipeline(transaction=False) as pipe:
-                    for ((topic, partition, fence), items, sequence), maxlen in zip(
+                    for ((topic, partition, fence, leased), items, sequence), maxlen in zip(
                         todo, maxlens, strict=True
                     ):
                         streams.queue_append(
                             pipe, server, topic, partition, [it[2] for it in items],
                             maxlen=maxlen, identity=self.identity, sequence=sequence,
-                            fence=fence,
+                            fence=fence, lease_end_ms=lease_end if leased else 0,
                         )  # fmt: skip
                     results = await pipe.execute(raise_on_error=False)
             except TRANSIENT_ERRORS as exc:
@@ -333,7 +337,7 @@ class Producer(FaustProducer):
                 continue
             retry = []
             for (tp_key, items, sequence), result in zip(todo, results, strict=True):
-                topic, partition, _ = tp_key
+                topic, partition, _, _ = tp_key
                 if isinstance(result, Exception):
                     if isinstance(result, NoScriptError) or "NOSCRIPT" in str(result):
                         reload = True

@@ -24,6 +24,7 @@ writes topics without Faust (the web edge). This module is the stable, Faust-fre
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import logging
@@ -34,11 +35,11 @@ from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoScriptError, ResponseError
 
-from pipeline.transport.errors import TopicError
+from pipeline.transport.errors import NotReplicated, TopicError
 from pipeline.transport.idempotence import (
-    PRODUCER_STATE_TTL_S,
     ProducerIdentity,
     default_identity,
 )
@@ -52,7 +53,12 @@ from pipeline.transport.keys import (
     tp_field,
 )
 from pipeline.transport.keys import stream_key as stream_key  # re-exported: the public API
-from pipeline.transport.topics import GROUP_EXPIRY_S, group_commits, live_groups, new_incarnation
+from pipeline.transport.topics import (
+    GROUP_EXPIRY_S,
+    group_commits,
+    live_groups,
+    new_incarnation,
+)
 from pipeline.transport.topics import delete_topic as delete_topic  # re-exported
 from pipeline.transport.topics import ensure_partition_count as ensure_partition_count
 from pipeline.transport.topics import incarnation as incarnation  # re-exported
@@ -177,6 +183,11 @@ def decode_entry(fields: Fields) -> Decoded:
 # One script appends a batch to one partition, on 6.2 and 7 alike. It checks, atomically:
 # * the fence (changelogs): a writer whose generation is no longer the partition's
 #   owner is refused (FENCED), so a worker that lost its lease cannot write stale state;
+# * the writer's lease (any topic): a worker's writes carry the end of its group lease in
+#   server time, and are refused (FENCED) once Redis's clock is past it. The worker
+#   checks its lease before it writes, but a process frozen between that check and the
+#   send (SIGSTOP, a VM pause, a long GC) would otherwise deliver outputs after another
+#   worker took its partitions over;
 # * the producer's batch sequence (:mod:`pipeline.transport.idempotence`): a batch seen
 #   before is not appended again, its first offset is returned (a lost reply's retry);
 # * the server run (INFO's run_id, new at every start of Redis): the first offset
@@ -186,10 +197,19 @@ def decode_entry(fields: Fields) -> Decoded:
 # KEYS: stream, producer state (hash), epochs (list), fence (string)
 # ARGV: MAXLEN (0: none), 1 if the server has "0-*", batch sequence (0: none),
 #       state TTL ms, sequence window, fence token ('': unfenced), epochs kept,
-#       then per entry: field count, fields...
+#       lease end (server ms; 0: none), then per entry: field count, fields...
 # Returns {first offset, 1 if the batch was a repeat else 0}.
 _APPEND_LUA = """
 local stream, state, epochs, fence = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local lease_end = tonumber(ARGV[8])
+if lease_end > 0 then
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  if now >= lease_end then
+    return redis.error_reply('FENCED writer lease ended at ' .. lease_end ..
+      ' ms, server time ' .. now .. ' ms (' .. stream .. ')')
+  end
+end
 if ARGV[6] ~= '' then
   local owner = redis.call('GET', fence)
   if owner and owner ~= ARGV[6] then
@@ -226,7 +246,7 @@ if not autogen and redis.call('EXISTS', stream) == 1 then
   end
 end
 local first = -1
-local i = 8
+local i = 9
 while i <= #ARGV do
   local n = tonumber(ARGV[i])
   local args
@@ -279,14 +299,16 @@ RETENTION_REFRESH_S = 10.0
 _servers: weakref.WeakKeyDictionary[Any, _ServerInfo] = weakref.WeakKeyDictionary()
 
 
-async def _server(redis: aioredis.Redis) -> _ServerInfo:
-    pool = redis.connection_pool
-    info = _servers.get(pool)
+async def _server(redis: aioredis.Redis | RedisCluster) -> _ServerInfo:
+    owner = getattr(redis, "connection_pool", redis)  # a cluster client has no pool
+    info = _servers.get(owner)
     if info is None:
-        server = await redis.info("server")
+        server: Any = await redis.info("server")
+        if "redis_version" not in server:  # a cluster client: one answer per node
+            server = min(server.values(), key=lambda node: str(node["redis_version"]))
         major = int(str(server["redis_version"]).split(".")[0])
         info = _ServerInfo(has_seq_autogen=major >= 7)
-        _servers[pool] = info
+        _servers[owner] = info
     return info
 
 
@@ -320,23 +342,26 @@ def queue_append(
     identity: ProducerIdentity | None = None,
     sequence: int = 0,
     fence: str = "",
+    lease_end_ms: int = 0,
 ) -> int:
     """Queue the append of ``entries`` to one partition on ``pipe``; returns 1 (results).
 
     For callers that batch several partitions in one pipeline (the transport's producer).
     With an ``identity`` and a ``sequence`` (:meth:`ProducerIdentity.next_sequence`,
     reused when the same batch is sent again) the append is idempotent. With a ``fence``
-    it is refused unless the partition's fence (:func:`set_fence`) holds that token.
+    it is refused unless the partition's fence (:func:`set_fence`) holds that token; with
+    a ``lease_end_ms`` (server time) it is refused once Redis's clock has passed it.
     Turn the result into offsets with :func:`offsets_from_results`.
     """
     args: list[bytes | str | int] = [
         maxlen or 0,
         1 if server.has_seq_autogen else 0,
         sequence if identity is not None else 0,
-        int(PRODUCER_STATE_TTL_S * 1000),
+        identity.state_ttl_ms if identity is not None else 0,
         identity.window if identity is not None else 1,
         fence,
         EPOCHS_KEPT,
+        lease_end_ms,
     ]
     for k, v, h, ts in entries:
         flat = _flatten(encode_entry(k, v, h, ts))
@@ -409,8 +434,15 @@ async def append_many(
     *,
     maxlen: int | None = None,
     identity: ProducerIdentity | None = None,
+    replicas: int = 0,
+    replica_timeout_ms: int = 0,
 ) -> dict[int, list[int]]:
     """Append to several partitions of a topic in one round trip: partition -> offsets.
+
+    ``replicas`` > 0 ends the pipeline with ``WAIT replicas replica_timeout_ms``: it
+    returns only once that many replicas hold every write of the pipeline's connection,
+    else raises :class:`~.errors.NotReplicated` (the records are on the primary then,
+    and may or may not survive a failover).
 
     Idempotent: each partition's batch carries a sequence number of ``identity`` (by
     default one identity per process), so a retry after a lost reply (redis-py's, or the
@@ -437,11 +469,21 @@ async def append_many(
                     pipe, info, topic, partition, entries,
                     maxlen=maxlen, identity=identity, sequence=sequence,
                 )  # fmt: skip
+            if replicas:
+                # WAIT counts the writes of this connection: the pipeline's, just sent.
+                pipe.execute_command("WAIT", replicas, replica_timeout_ms)
             try:
                 results = await pipe.execute(raise_on_error=True)
             except NoScriptError:
                 reload = True  # the server restarted and forgot the script
                 continue
+        if replicas:
+            confirmed = int(results.pop())
+            if confirmed < replicas:
+                raise NotReplicated(
+                    f"{confirmed} of {replicas} replica(s) confirmed the append to {topic} "
+                    f"within {replica_timeout_ms} ms"
+                )
         return {
             partition: append_result(result, len(entries))[0]
             for (partition, entries, _), result in zip(todo, results, strict=True)
@@ -497,7 +539,7 @@ async def read(
 
 
 async def read_many(
-    redis: aioredis.Redis,
+    redis: aioredis.Redis | RedisCluster,
     positions: Mapping[tuple[str, int], int],
     *,
     count: int = 1000,
@@ -507,20 +549,62 @@ async def read_many(
 
     Returns the records at and after each position, per partition (partitions with
     nothing new are left out). With ``block_ms`` waits up to that long for any record.
+
+    On a Redis Cluster client, one ``XREAD`` per partition (:func:`xread_streams`).
     """
     if not positions:
         return {}
     by_key = {stream_key(t, p): (t, p) for t, p in positions}
-    reply: Any = await redis.xread(
+    reply = await xread_streams(
+        redis,
         {stream_key(t, p): f"0-{offset}" for (t, p), offset in positions.items()},
         count=count,
-        block=block_ms,
+        block_ms=block_ms,
     )
     out = {}
-    for raw_key, entries in reply or []:
+    for raw_key, entries in reply:
         name = raw_key.decode() if isinstance(raw_key, bytes) else str(raw_key)
         out[by_key[name]] = [(offset_of(eid), decode_entry(fields)) for eid, fields in entries]
     return out
+
+
+#: How often a read on a Redis Cluster looks again while nothing is new (see below).
+CLUSTER_POLL_S = 0.005
+
+
+async def xread_streams(
+    redis: aioredis.Redis | RedisCluster,
+    streams: Mapping[Any, Any],
+    *,
+    count: int | None,
+    block_ms: int | None,
+) -> list[tuple[Any, list[Any]]]:
+    """``XREAD`` of several streams (``{key: id to read after}``): ``[(key, entries)]``
+    for the streams with entries, as RESP2 answers.
+
+    One command on one server. A Redis Cluster refuses keys of several slots in one
+    command (``CROSSSLOT``), and each partition has a slot of its own (its hash tag), so
+    there every stream gets its own ``XREAD``, sent in one pipeline: redis-py's cluster
+    pipeline sends the commands of one node together and the nodes' in parallel (one
+    round trip per node), and follows ``MOVED``/``ASK`` after a failover or a
+    resharding. Those reads do not block (a blocking ``XREAD`` per partition would hold
+    a connection each): while nothing is new the pipeline is sent again every
+    :data:`CLUSTER_POLL_S` until ``block_ms`` has passed, which adds up to that much
+    latency, and one round trip per node per poll while idle.
+    """
+    if not isinstance(redis, RedisCluster):
+        reply: Any = await redis.xread(dict(streams), count=count, block=block_ms)
+        return list(reply.items()) if isinstance(reply, dict) else list(reply or ())
+    deadline = time.monotonic() + (block_ms or 0) / 1000.0
+    while True:
+        async with redis.pipeline(transaction=False) as pipe:
+            for key, after in streams.items():
+                pipe.xread({key: after}, count=count)
+            replies: list[Any] = await pipe.execute()
+        out = [(key, reply[0][1]) for key, reply in zip(streams, replies, strict=True) if reply]
+        if out or block_ms is None or time.monotonic() >= deadline:
+            return out
+        await asyncio.sleep(CLUSTER_POLL_S)
 
 
 # --- topics and retention -------------------------------------------------------------
@@ -597,7 +681,9 @@ async def retentions(redis: aioredis.Redis) -> dict[str, Retention]:
     return out
 
 
-async def apply_age_retention(redis: aioredis.Redis, *, now_ms: int | None = None) -> int:
+async def apply_age_retention(
+    redis: aioredis.Redis, *, now_ms: int | None = None, group_expiry_s: float = GROUP_EXPIRY_S
+) -> int:
     """Trim every partition of every topic with a ``max_age_ms``; returns entries removed.
 
     Never past the lowest offset committed for that partition by a live consumer group
@@ -608,11 +694,11 @@ async def apply_age_retention(redis: aioredis.Redis, *, now_ms: int | None = Non
     aged = {t: r.max_age_ms for t, r in (await retentions(redis)).items() if r.max_age_ms}
     if not aged:
         return 0
-    groups, expired = await live_groups(redis, now_ms=now)
+    groups, expired = await live_groups(redis, now_ms=now, expiry_s=group_expiry_s)
     if expired:
         log.warning(
             "retention: ignoring the commits of consumer groups not seen for %.0f s: %s",
-            GROUP_EXPIRY_S, ", ".join(sorted(expired)),
+            group_expiry_s, ", ".join(sorted(expired)),
         )  # fmt: skip
     commits = await group_commits(redis, groups)
     removed = 0

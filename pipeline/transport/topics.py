@@ -15,7 +15,6 @@ Faust-free; :mod:`pipeline.transport.streams` re-exports what callers use.
 
 from __future__ import annotations
 
-import os
 import secrets
 import time
 from collections.abc import Mapping
@@ -38,10 +37,11 @@ from pipeline.transport.keys import (
     tombstones_key,
     tp_field,
 )
+from pipeline.transport.tunables import Tunables
 
 #: A group not seen for this long no longer holds retention back (Kafka's
 #: ``offsets.retention.minutes`` is 7 days).
-GROUP_EXPIRY_S = float(os.environ.get("LIVECOACH_GROUP_EXPIRY_S", str(7 * 24 * 3600)))
+GROUP_EXPIRY_S = Tunables.group_expiry_s
 
 
 def _text(value: Any) -> str:
@@ -85,11 +85,11 @@ async def register_group(redis: aioredis.Redis, group: str, *, now_ms: int | Non
 
 
 async def live_groups(
-    redis: aioredis.Redis, *, now_ms: int | None = None
+    redis: aioredis.Redis, *, now_ms: int | None = None, expiry_s: float = GROUP_EXPIRY_S
 ) -> tuple[list[str], list[str]]:
-    """(groups seen within :data:`GROUP_EXPIRY_S`, groups not seen for longer)."""
+    """(groups seen within ``expiry_s``, groups not seen for longer)."""
     now = now_ms if now_ms is not None else int(time.time() * 1000)
-    cutoff = now - int(GROUP_EXPIRY_S * 1000)
+    cutoff = now - int(expiry_s * 1000)
     raw: Any = await redis.zrange(GROUPS_KEY, 0, -1, withscores=True)
     live: list[str] = []
     expired: list[str] = []

@@ -33,9 +33,11 @@ from transport_workers import FAUST, Worker
 
 from pipeline.transport import streams
 
-#: Where the extracted examples are kept between runs (one folder per Faust version).
+#: Where the extracted examples are kept between runs (one folder per Faust version):
+#: in the virtual environment that runs the tests, which is where Faust is too, so that
+#: the suite creates no folder outside the clone and the data folder.
 CACHE_ROOT = Path(
-    os.environ.get("LC_FAUST_EXAMPLES_CACHE", Path.home() / ".cache" / "livecoach-faust-examples")
+    os.environ.get("LC_FAUST_EXAMPLES_CACHE", Path(sys.prefix) / "cache" / "faust-examples")
 )
 #: Faust's worker sends what a program prints to its log as WARNING lines.
 PRINTED = re.compile(r"^\[[^]]+\] \[\d+\] \[WARNING\] (.*?) ?$", re.MULTILINE)
@@ -86,7 +88,18 @@ def examples_root(cache_root: Path = CACHE_ROOT) -> Path:
             members = [m for m in archive.getmembers() if m.name.split("/")[1:2] == ["examples"]]
             for member in members:
                 member.name = member.name.split("/", 1)[1]
-            archive.extractall(staging, members=members, filter="data")
+            if hasattr(tarfile, "data_filter"):
+                archive.extractall(staging, members=members, filter="data")
+            else:  # Python before 3.11.4 (Debian 12's python3 is 3.11.2): no filters
+                for member in members:
+                    path = Path(member.name)
+                    if (
+                        not (member.isfile() or member.isdir())
+                        or path.is_absolute()
+                        or ".." in path.parts
+                    ):
+                        raise RuntimeError(f"unexpected member in the sdist: {member.name}")
+                archive.extractall(staging, members=members)
         # A rename, so that a concurrent or interrupted run never sees half a folder.
         try:
             staging.rename(root)
@@ -103,6 +116,9 @@ def _example_env(root: Path, url: str, web_port: int, extra: dict[str, str]) -> 
         "BROKER_URL": url,
         "WEB_PORT": str(web_port),
         "WEB_BIND": "127.0.0.1",
+        # What a command prints must reach us even when it is killed in Faust's stop
+        # (see test_rpc_ask_from_a_command), whatever the caller's environment says.
+        "PYTHONUNBUFFERED": "1",
         **extra,
     }
 

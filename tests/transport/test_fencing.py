@@ -102,6 +102,33 @@ async def test_append_script_refuses_a_fenced_off_generation(versioned_url: str)
         await r.aclose()
 
 
+async def test_append_script_refuses_a_writer_whose_lease_ended(versioned_url: str) -> None:
+    """Server side: a write carrying the end of its writer's lease, in Redis's time, is
+    refused once that time has passed (a process frozen between its own lease check and
+    the send), on any topic; without one (writers outside a group) it is not checked."""
+    r = aioredis.Redis.from_url(versioned_url)
+    entry: streams.Entry = (b"k", b"1", None, 1)
+    try:
+        seconds, micros = await r.time()
+        now_ms = seconds * 1000 + micros // 1000
+        results = []
+        for lease_end in (now_ms + 60_000, now_ms - 1, 1, 0):
+            server = await streams.prepare(r)
+            async with r.pipeline(transaction=False) as pipe:
+                streams.queue_append(
+                    pipe, server, "lc-lease-outputs", 0, [entry], lease_end_ms=lease_end
+                )
+                results.append((await pipe.execute(raise_on_error=False))[0])
+        live, ended, no_lease, unchecked = results
+        assert streams.append_result(live, 1)[0] == [0]
+        for refused in (ended, no_lease):
+            assert isinstance(refused, ResponseError) and "FENCED" in str(refused), refused
+            assert "lease ended" in str(refused)
+        assert streams.append_result(unchecked, 1)[0] == [1]  # nothing appended meanwhile
+    finally:
+        await r.aclose()
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(180)
 def test_frozen_worker_writes_nothing_after_its_lease_lapsed(

@@ -160,6 +160,26 @@ async def test_an_alert_republished_after_a_worker_crash_reaches_sockets_once(
     await ws.close()
 
 
+async def test_the_reason_given_with_a_stop_reaches_the_dashboards(
+    edge: Running, workers: Workers
+) -> None:
+    sid = await edge.start_session()
+    ws = await edge.ws()
+    await ws.send_json({"type": "subscribe", "channel": f"live:session:{sid}"})
+    await _post(edge, sid, 0, 5, 140.0)
+    async with edge.session.post(
+        edge.url(f"/api/v1/live/sessions/{sid}/stop"),
+        headers=edge.headers(),
+        json={"reason": "calf cramp"},
+    ) as resp:
+        assert resp.status == 200, await resp.text()
+    frames = await _frames_until(
+        ws, lambda f: f.get("type") == "session_event" and f.get("event") == "stop", 60
+    )
+    assert frames[-1]["reason"] == "calf cramp", frames[-1]
+    await ws.close()
+
+
 async def test_a_stopped_run_is_summarised_as_a_run(
     edge: Running, workers: Workers, database_url: str
 ) -> None:

@@ -1,0 +1,161 @@
+"""A kill -9 of the Redis primary while devices post: what was acknowledged and lost.
+
+The edge needs :data:`LOAD_CONFIG` (REST rate limits far above the devices' rate).
+
+Devices post one sample per request as fast as the edge answers; every 202 is
+recorded. After the kill, posting goes on until a sample acknowledged after the kill
+shows on the dashboard's socket, then a few seconds more; finally the ``samples``
+topic on the surviving primary is read back and compared with what was acknowledged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import redis.asyncio as aioredis
+
+from pipeline.constants import SAMPLES_TOPIC
+from pipeline.transport.streams import read
+from tests.cluster.core_path import T0, Watched, is_metrics_at, post_samples
+from tests.test_agents_e2e import PARTITIONS
+from tests.web.conftest import Running
+from web.edge import EdgeConfig
+
+#: The devices post as fast as they are answered: lift the per-user REST limit.
+LOAD_CONFIG = EdgeConfig(rest_user_rate=100_000.0, rest_user_burst=100_000.0)
+
+
+@dataclass
+class Outcome:
+    killed_at: float
+    #: t index of an acknowledged sample -> when its request was sent.
+    acked: dict[int, float] = field(default_factory=dict)
+    refused: int = 0
+    unexpected: list[int] = field(default_factory=list)  # statuses other than 202 and 503
+    #: Redis commands the primary ran per sample acknowledged before the kill (edge,
+    #: live and store workers together), when a probe was given.
+    commands_per_sample: float | None = None
+    flowing_at: float | None = None
+    stored: set[int] = field(default_factory=set)
+
+    @property
+    def lost(self) -> list[int]:
+        return sorted(set(self.acked) - self.stored)
+
+    @property
+    def acked_before_kill(self) -> int:
+        return sum(1 for at in self.acked.values() if at < self.killed_at)
+
+    def summary(self, promoted_at: float) -> str:
+        promoted_s = promoted_at - self.killed_at
+        lost = self.lost
+        window = (
+            f"; lost ones acknowledged {self.killed_at - self.acked[lost[0]]:.3f}-"
+            f"{self.killed_at - self.acked[lost[-1]]:.3f} s before the kill"
+            if lost
+            else ""
+        )
+        assert self.flowing_at is not None
+        ops = (
+            f"; {self.commands_per_sample:.1f} Redis commands per sample before it"
+            if self.commands_per_sample is not None
+            else ""
+        )
+        return (
+            f"promoted {promoted_s:.2f} s after the kill{ops}; metrics on the socket again "
+            f"{self.flowing_at - self.killed_at:.2f} s after it; {len(self.acked)} samples "
+            f"acknowledged ({self.acked_before_kill} sent before the kill), {self.refused} "
+            f"refused (503), {len(lost)} acknowledged and lost{window}"
+        )
+
+
+async def post_through_a_kill(
+    edge: Running,
+    watched: Watched,
+    kill: Callable[[], None],
+    *,
+    first_t: int,
+    devices: int = 4,
+    before_s: float = 2.0,
+    after_flow_s: float = 2.0,
+    deadline_s: float = 60.0,
+    commands_probe: Callable[[], int] | None = None,
+) -> Outcome:
+    """Post from ``devices`` concurrent loops, ``kill()`` after ``before_s``; the outcome."""
+    counter = iter(range(first_t, first_t + 1_000_000))
+    outcome = Outcome(killed_at=float("inf"))
+    stop = asyncio.Event()
+
+    async def device() -> None:
+        while not stop.is_set():
+            t = next(counter)
+            sent_at = time.monotonic()
+            try:
+                resp = await post_samples(edge, watched.sid, t, t + 1)
+            except OSError:
+                outcome.refused += 1
+                continue
+            if resp.status == 202:
+                outcome.acked[t] = sent_at
+            elif resp.status == 503:
+                outcome.refused += 1
+                await asyncio.sleep(0.05)
+            else:
+                outcome.unexpected.append(resp.status)
+                await asyncio.sleep(0.05)
+
+    async def watch() -> None:
+        # The first sample sent after the kill and acknowledged, seen on the socket.
+        while True:
+            frame = await watched.ws.receive_json(timeout=deadline_s)
+            if frame.get("type") != "metrics_update" or outcome.killed_at == float("inf"):
+                continue
+            after = [t for t, at in outcome.acked.items() if at > outcome.killed_at]
+            if after and any(is_metrics_at(t)(frame) for t in after):
+                outcome.flowing_at = time.monotonic()
+                return
+
+    tasks = [asyncio.create_task(device()) for _ in range(devices)]
+    watcher = asyncio.create_task(watch())
+    try:
+        await asyncio.sleep(before_s / 2)  # let the load settle, then count commands
+        counted_from = (
+            (await asyncio.to_thread(commands_probe), len(outcome.acked))
+            if commands_probe
+            else None
+        )
+        await asyncio.sleep(before_s / 2)
+        if commands_probe is not None and counted_from is not None:
+            commands = await asyncio.to_thread(commands_probe) - counted_from[0]
+            outcome.commands_per_sample = commands / max(1, len(outcome.acked) - counted_from[1])
+        await asyncio.to_thread(kill)
+        outcome.killed_at = time.monotonic()  # samples sent from now on reach a new primary
+        await asyncio.wait_for(watcher, deadline_s)
+        await asyncio.sleep(after_flow_s)
+    finally:
+        stop.set()
+        watcher.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    assert not outcome.unexpected, f"statuses other than 202/503: {outcome.unexpected[:10]}"
+    return outcome
+
+
+async def stored_samples(redis_url: str, sid: str) -> set[int]:
+    """The t indexes of ``sid``'s samples in the ``samples`` topic at ``redis_url``."""
+    client = aioredis.Redis.from_url(redis_url)
+    found: set[int] = set()
+    try:
+        for partition in range(PARTITIONS):
+            for _, (_, value, _, _) in await read(
+                client, SAMPLES_TOPIC, partition, 0, count=1_000_000
+            ):
+                record = json.loads(value or b"{}")
+                if record.get("session_id") == sid:
+                    found.update(round(s["t"] - T0) for s in record.get("samples", []))
+    finally:
+        await client.aclose()
+    return found
