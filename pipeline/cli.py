@@ -197,7 +197,10 @@ def _cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.up import run_up
 
     file = Path(args.file) if args.file else None
-    return run_up(settings, file=file, speed=args.speed, port=args.port, loop_demo=not args.once)
+    return run_up(
+        settings, file=file, speed=args.speed, port=args.port, loop_demo=not args.once,
+        demo_count=args.athletes,
+    )  # fmt: skip
 
 
 def _cmd_watch(args: argparse.Namespace, settings: Settings) -> int:
@@ -697,6 +700,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--speed", type=float, default=1.0, help="play N times faster (default 1)")
     p.add_argument("--port", type=int, default=None, help="edge port (default LIVECOACH_WEB_PORT)")
     p.add_argument("--once", action="store_true", help="play the workout once, not in a loop")
+    p.add_argument(
+        "--athletes",
+        type=_positive_int,
+        default=2,
+        help="demo athletes of the demo coach (default 2: a rider and a runner)",
+    )
     p.set_defaults(handler=_cmd_up)
 
     p = sub.add_parser("links", help="print the addresses and links of the running `up` again")

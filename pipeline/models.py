@@ -361,8 +361,13 @@ class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="allow", populate_by_name=True)
 
     id: uuid.UUID
-    from_: UserIdWire = Field(alias="from", description="The sender's user id.")
-    text: str
+    sender_id: UserIdWire | None = Field(default=None, description="Who wrote it.")
+    recipient_id: UserIdWire | None = Field(
+        default=None, description="Whom it is for; null: everyone in the session's chat."
+    )
+    message: str | None = Field(default=None, description="The text (as REST names it).")
+    from_: UserIdWire = Field(alias="from", description="sender_id's old name (kept).")
+    text: str = Field(description="message's old name (kept).")
     seq: int | None = Field(
         default=None, description="The session chat's order (ids, UUIDs, have none)."
     )
@@ -553,11 +558,33 @@ class ClientMetricsUpdateFrame(_ClientFrame):
         ]
 
 
+def message_from_text(data: Any) -> Any:
+    """A message's text is ``message`` (as in REST and the database); ``text``, its old
+    name on the socket, is taken for it. Both, different: refused."""
+    if isinstance(data, dict) and "text" in data:
+        data = dict(data)
+        text = data.pop("text")
+        if "message" in data and data["message"] != text:
+            raise ValueError("message: give message or text (its old name), not both")
+        data.setdefault("message", text)
+    return data
+
+
 class MessageFrame(_ClientFrame):
+    """A chat message: ``message`` is its text (``text`` is its old name), for
+    ``recipient_id`` (the session's athlete or one of their coaches; default: the
+    session's coach for the athlete's messages, else the athlete)."""
+
     type: Literal["message"]
     session_id: SessionId
-    text: str = Field(min_length=1, max_length=4000)
+    message: str = Field(min_length=1, max_length=4000)
+    recipient_id: uuid.UUID | None = None
     client_message_id: str | None = Field(default=None, min_length=1, max_length=64)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _text_is_the_old_name(cls, data: Any) -> Any:
+        return message_from_text(data)
 
 
 class TypingFrame(_ClientFrame):
@@ -577,6 +604,13 @@ class AckAlertFrame(_ClientFrame):
     alert_id: uuid.UUID
 
 
+class LapFrame(_ClientFrame):
+    """Close the current lap now (the Lap button); the lap comes as a ``session_event``."""
+
+    type: Literal["lap"]
+    session_id: SessionId
+
+
 class PingFrame(_ClientFrame):
     type: Literal["ping"]
 
@@ -591,6 +625,7 @@ ClientFrame = Annotated[
     | TypingFrame
     | ReadFrame
     | AckAlertFrame
+    | LapFrame
     | PingFrame,
     Field(discriminator="type"),
 ]

@@ -1,12 +1,13 @@
-"""``livecoach up``: everything on one machine, with a demo athlete.
+"""``livecoach up``: everything on one machine, with two demo athletes.
 
 Starts (or reaches) Redis and PostgreSQL, migrates, runs the workers and one edge as
-child processes, creates a demo athlete and coach (linked), prints the API address
-and tokens, and then plays a workout for the athlete over the REST API: the labelled
-generator's demo ride, or a recording named with ``--file``, in real time or faster
-with ``--speed``. Ctrl-C (or SIGTERM) stops the demo, the children and the embedded
-servers, in that order; children also die with us on a ``kill -9`` (parent-death
-signal), so nothing is left running.
+child processes, creates a demo coach and two athletes linked to them (a rider and a
+runner, :mod:`pipeline.demo`: thresholds, alert bounds and a structured plan each),
+prints the API address, tokens and dashboard links, and then plays both workouts over
+the REST API at once (the rider's is a recording instead when ``--file`` names one),
+in real time or faster with ``--speed``. Ctrl-C (or SIGTERM) stops the demo, the
+children and the embedded servers, in that order; children also die with us on a
+``kill -9`` (parent-death signal), so nothing is left running.
 
 The terminal stays short: the children's output (Faust's start-up, the access log) and
 our own log lines go to ``up.log`` in the data folder; the terminal shows one progress
@@ -27,13 +28,16 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 from uuid import UUID
 
 import aiohttp
 import psycopg
+from psycopg.types.json import Jsonb
 
+from pipeline.demo import DemoAthlete, DemoSample, demo_athletes
 from pipeline.embedded import check_port_free, die_with_parent, free_port
 from pipeline.errors import ConfigError, LivecoachError
 from pipeline.migrations import migrate
@@ -43,7 +47,6 @@ from pipeline.settings import Settings, env_name
 
 log = logging.getLogger(__name__)
 
-DEMO_ATHLETE_EMAIL = "athlete@demo.livecoach"
 DEMO_COACH_EMAIL = "coach@demo.livecoach"
 #: Samples per request while playing faster than real time.
 _MAX_BATCH = 50
@@ -56,76 +59,85 @@ _LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 @dataclass(frozen=True)
 class DemoUsers:
-    athlete_id: UUID
     coach_id: UUID
+    #: The demo athletes' ids, in the order of :func:`pipeline.demo.demo_athletes`.
+    athlete_ids: tuple[UUID, ...]
+
+    @property
+    def athlete_id(self) -> UUID:
+        return self.athlete_ids[0]
 
 
-def ensure_demo_users(database_url: str) -> DemoUsers:
-    """The demo athlete and coach, linked; created once, found afterwards."""
+def ensure_demo_users(database_url: str, athletes: list[DemoAthlete]) -> DemoUsers:
+    """The demo coach and athletes, linked, with their thresholds and alert bounds;
+    created once, found (and their profiles reset) afterwards."""
     with psycopg.connect(database_url) as conn:
-        ids: dict[str, UUID] = {}
-        for email, name, role in (
-            (DEMO_ATHLETE_EMAIL, "Demo Athlete", "athlete"),
-            (DEMO_COACH_EMAIL, "Demo Coach", "coach"),
-        ):
+
+        def user(email: str, name: str, role: str) -> UUID:
             row = conn.execute(
                 "INSERT INTO users (email, name, role) VALUES (%s, %s, %s)"
                 " ON CONFLICT (email) DO UPDATE SET name = EXCLUDED.name RETURNING id",
                 (email, name, role),
             ).fetchone()
             assert row is not None
-            ids[role] = row[0]
-        conn.execute(
-            "INSERT INTO coach_athletes (coach_id, athlete_id) VALUES (%s, %s)"
-            " ON CONFLICT DO NOTHING",
-            (ids["coach"], ids["athlete"]),
-        )
-        conn.execute(
-            "INSERT INTO athlete_profiles (user_id) VALUES (%s) ON CONFLICT DO NOTHING",
-            (ids["athlete"],),
-        )
-    return DemoUsers(athlete_id=ids["athlete"], coach_id=ids["coach"])
+            return UUID(str(row[0]))
+
+        coach = user(DEMO_COACH_EMAIL, "Demo Coach", "coach")
+        ids = []
+        for athlete in athletes:
+            athlete_id = user(athlete.email, athlete.name, "athlete")
+            ids.append(athlete_id)
+            conn.execute(
+                "INSERT INTO coach_athletes (coach_id, athlete_id) VALUES (%s, %s)"
+                " ON CONFLICT DO NOTHING",
+                (coach, athlete_id),
+            )
+            columns = dict(athlete.profile)
+            columns["alert_settings"] = Jsonb(columns["alert_settings"])
+            names = ", ".join(columns)
+            updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns)
+            conn.execute(
+                f"INSERT INTO athlete_profiles (user_id, {names})"
+                f" VALUES (%s{', %s' * len(columns)})"
+                f" ON CONFLICT (user_id) DO UPDATE SET {updates}",
+                (athlete_id, *columns.values()),
+            )
+    return DemoUsers(coach_id=coach, athlete_ids=tuple(ids))
 
 
-@dataclass(frozen=True)
-class DemoSample:
-    offset_s: float
-    fields: dict[str, float]
+def demo_samples(file: Path | None) -> list[DemoSample] | None:
+    """A recording to play instead of the rider's generated ride (None: none given)."""
+    if file is None:
+        return None
+    from pipeline.recordings import read_recording
 
-
-def demo_samples(file: Path | None) -> list[DemoSample]:
-    """The workout to play: a recording, or the generator's demo ride."""
-    if file is not None:
-        from pipeline.recordings import read_recording
-
-        recording = read_recording(file)
-        t0 = recording.samples[0].t
-        keep = ("heart_rate", "power_w", "speed_m_s", "cadence", "distance_m", "altitude_m")
-        return [
-            DemoSample(s.t - t0, {k: v for k in keep if (v := getattr(s, k)) is not None})
-            for s in recording.samples
-        ]
-    from agents.workouts import demo_workout
-
-    workout = demo_workout()
-    out = []
-    for s in workout.samples:
-        fields = {
-            "heart_rate": s.heart_rate_bpm,
-            "power_w": s.power_w,
-            "speed_m_s": s.speed_m_s,
-        }
-        out.append(DemoSample(s.t_s, {k: v for k, v in fields.items() if v is not None}))
-    return out
+    recording = read_recording(file)
+    t0 = recording.samples[0].t
+    keep = ("heart_rate", "power_w", "speed_m_s", "cadence", "distance_m", "altitude_m")
+    return [
+        DemoSample(s.t - t0, {k: v for k in keep if (v := getattr(s, k)) is not None})
+        for s in recording.samples
+    ]
 
 
 async def play(
-    base_url: str, token: str, samples: list[DemoSample], *, speed: float, stop: asyncio.Event
+    base_url: str,
+    token: str,
+    samples: list[DemoSample],
+    *,
+    speed: float,
+    stop: asyncio.Event,
+    sport: str = "ride",
+    plan: dict[str, Any] | None = None,
 ) -> str | None:
-    """Start a session and post ``samples`` at ``speed`` times real time; stop it after."""
+    """Start a session (with ``plan``) and post ``samples`` at ``speed`` times real
+    time; stop it after."""
     headers = {"Authorization": f"Bearer {token}"}
+    start: dict[str, Any] = {"sport": sport}
+    if plan is not None:
+        start["metadata"] = {"plan": plan}
     async with aiohttp.ClientSession(base_url, headers=headers) as http:
-        async with http.post("/api/v1/live/sessions/start", json={"sport": "ride"}) as resp:
+        async with http.post("/api/v1/live/sessions/start", json=start) as resp:
             if resp.status != 201 and resp.status != 200:
                 raise LivecoachError(f"demo: starting a session failed: {resp.status} "
                                      f"{await resp.text()}")  # fmt: skip
@@ -318,15 +330,19 @@ async def _wait_ready(
         )
 
 
-def format_links(base_url: str, users: DemoUsers, athlete: str, coach: str) -> str:
+def format_links(base_url: str, users: DemoUsers, athletes: list[str], coach: str) -> str:
     """The addresses, tokens and dashboard links ``up`` prints (and keeps in a file)."""
     command = _livecoach_command()
+    athlete = athletes[0]
+    # The runner's link (the other demo athletes' are in `livecoach token`'s reach).
+    others = "".join(f"runner dashboard:  {base_url}/dashboard#token={t}\n" for t in athletes[1:2])
     return (
         f"API:               {base_url}/api/v1/live  (OpenAPI: {base_url}/api/v1/openapi.json)\n"
         f"athlete {users.athlete_id} token: {athlete}\n"
         f"coach {users.coach_id} token:   {coach}\n"
         f"athlete dashboard: {base_url}/dashboard#token={athlete}\n"
-        f"coach dashboard:   {base_url}/dashboard?athletes={users.athlete_id}#token={coach}\n"
+        f"{others}"
+        f"coach dashboard:   {base_url}/dashboard#token={coach}\n"
         f"watch the demo:    {command} watch --user {users.athlete_id} --url {base_url} "
         f"--token {coach}\n"
         f"print these again: {command} links\n"
@@ -339,11 +355,20 @@ def _client_host(host: str) -> str:
 
 
 def run_up(
-    settings: Settings, *, file: Path | None, speed: float, port: int | None, loop_demo: bool
+    settings: Settings,
+    *,
+    file: Path | None,
+    speed: float,
+    port: int | None,
+    loop_demo: bool,
+    demo_count: int = 2,
 ) -> int:
     from web.auth import mint_token
 
-    samples = demo_samples(file)
+    athletes = demo_athletes(demo_count)
+    recording = demo_samples(file)
+    if recording is not None:
+        athletes[0] = replace(athletes[0], samples=recording, plan={})
     host = settings.web_host
     if port is not None:
         variable = "--port"
@@ -368,7 +393,7 @@ def run_up(
             urls = cleanup.enter_context(resolved_services(settings))
             progress.step("migrations")
             migrate(urls.database_url)
-            users = ensure_demo_users(urls.database_url)
+            users = ensure_demo_users(urls.database_url, athletes)
             env = {
                 **os.environ,
                 "LIVECOACH_REDIS_URL": urls.redis_url,
@@ -385,19 +410,21 @@ def run_up(
             progress.failed()
             raise
         progress.done()
-        athlete = mint_token(settings, user_id=users.athlete_id, role="athlete", ttl_s=86_400)
+        tokens = [
+            mint_token(settings, user_id=a, role="athlete", ttl_s=86_400) for a in users.athlete_ids
+        ]
         coach = mint_token(settings, user_id=users.coach_id, role="coach", ttl_s=86_400)
-        text = format_links(base_url, users, athlete, coach)
+        text = format_links(base_url, users, tokens, coach)
         _write_private(links, text)
         cleanup.callback(links.unlink, missing_ok=True)
         print(f"\nlivecoach is up (log: {logs})\n{text}Ctrl-C stops everything.", flush=True)
-        return asyncio.run(_serve(base_url, athlete, samples, speed, loop_demo, procs, logs))
+        players = list(zip(tokens, athletes, strict=True))
+        return asyncio.run(_serve(base_url, players, speed, loop_demo, procs, logs))
 
 
 async def _serve(
     base_url: str,
-    athlete: str,
-    samples: list[DemoSample],
+    players: list[tuple[str, DemoAthlete]],
     speed: float,
     loop_demo: bool,
     procs: list[subprocess.Popen[bytes]],
@@ -408,14 +435,20 @@ async def _serve(
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
 
-    async def demo() -> None:
+    async def one(token: str, athlete: DemoAthlete) -> None:
         try:
             while not stop.is_set():
-                await play(base_url, athlete, samples, speed=speed, stop=stop)
+                await play(
+                    base_url, token, athlete.samples, speed=speed, stop=stop,
+                    sport=athlete.sport, plan=athlete.plan or None,
+                )  # fmt: skip
                 if not loop_demo:
                     break
         except (aiohttp.ClientError, LivecoachError) as exc:
-            log.warning("the demo athlete stopped: %s", exc)
+            log.warning("the demo athlete %s stopped: %s", athlete.name, exc)
+
+    async def demo() -> None:
+        await asyncio.gather(*(one(token, athlete) for token, athlete in players))
 
     async def watch_children() -> None:
         # A child that dies leaves links that no longer work: stop and say so.

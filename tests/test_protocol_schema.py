@@ -52,7 +52,7 @@ def test_schema_names_every_message_type() -> None:
     }  # fmt: skip
     assert set(client) == {
         "auth", "subscribe", "unsubscribe", "resume", "metrics_update", "message",
-        "typing", "read", "ack_alert", "ping",
+        "typing", "read", "ack_alert", "lap", "ping",
     }  # fmt: skip
     # Every $ref resolves inside the document.
     text = json.dumps(schema)

@@ -52,9 +52,12 @@ def test_up_shows_live_metrics_in_watch_within_30_s_and_stops_cleanly() -> None:
         user = re.search(r"^athlete ([0-9a-f-]{36}) token:", text, re.M)
         assert user is not None and set(tokens) == {"athlete", "coach"}, text
         athlete_id = user[1]
+        assert athlete_id
         base = f"http://127.0.0.1:{port}"
-        coach_link = f"{base}/dashboard?athletes={athlete_id}#token={tokens['coach']}"
+        # The coach's grid shows every linked athlete: no ?athletes= needed.
+        coach_link = f"{base}/dashboard#token={tokens['coach']}"
         assert f"coach dashboard:   {coach_link}" in printed
+        assert sum(line.startswith("runner dashboard:") for line in printed) == 1
         # The links are kept (0600) and printed again on demand, token for token.
         links = data_dir / "links.txt"
         assert links.stat().st_mode & 0o777 == 0o600

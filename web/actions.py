@@ -22,6 +22,7 @@ from pydantic import ValidationError
 from pipeline import tracing
 from pipeline.models import Sample
 from pipeline.records import ControlAction, ControlRecord, SampleBatchRecord, session_key
+from pipeline.users import LinkRefused
 from web.access import Access, Forbidden, NotFound
 from web.auth import Principal
 from web.clock import ClockWindow
@@ -231,6 +232,24 @@ class Actions:
         await self.control(session_id, row["user_id"], action_name, at_ms=at_ms, payload=payload)
         return row
 
+    async def manual_lap(
+        self, principal: Principal, session_id: UUID, at_ms: int | None
+    ) -> dict[str, Any]:
+        """Close the current lap of a running session now (or at ``at_ms``): a control
+        record the agents apply as :meth:`SessionMetrics.manual_lap`; the lap itself
+        arrives on ``live`` as a ``session_event`` ``lap`` (none when the lap is empty)."""
+        await self.access.require_session(principal, session_id)
+        row = await self.store.get_session(session_id)
+        if row is None:
+            raise NotFound(f"no live session {session_id}")
+        if row["status"] != "active":
+            raise Conflict(f"cannot lap session {session_id}: it is {row['status']}")
+        at = at_ms if at_ms is not None else now_ms()
+        await self.control(
+            session_id, row["user_id"], "lap", at_ms=at, payload={"by": principal.user_id}
+        )
+        return {"session_id": session_id, "at_ms": at}
+
     async def control_profile(self, athlete_id: UUID, profile: dict[str, Any]) -> None:
         """Tell the agents of each open session of the athlete about the new profile."""
         for row in await self.store.open_sessions(athlete_id):
@@ -247,14 +266,25 @@ class Actions:
         session_id: UUID,
         text: str,
         client_message_id: str | None,
+        recipient_id: UUID | None = None,
     ) -> tuple[dict[str, Any], bool]:
         athlete_id, _ = await self.access.require_session(principal, session_id)
+        if recipient_id is not None and (
+            recipient_id == principal.user_id
+            or not await self.store.chat_member(session_id, recipient_id)
+        ):
+            raise LinkRefused(
+                "recipient_id",
+                f"recipient_id: {recipient_id} is not the session's athlete or one of"
+                " their coaches (nor someone else than the sender)",
+            )
         row, created = await self.store.insert_message(
             session_id=session_id,
             sender_id=principal.user_id,
             text=text,
             message_type="text",
             client_message_id=client_message_id,
+            recipient_id=recipient_id,
         )
         if created:
             await self.publish_live(
@@ -267,9 +297,12 @@ class Actions:
                         "id": row["id"],
                         # The chat's order (message ids are UUIDs and have none).
                         "seq": row["seq"],
-                        "from": principal.user_id,
+                        "sender_id": principal.user_id,
+                        "recipient_id": row.get("recipient_id"),
+                        "message": text,
+                        "from": principal.user_id,  # sender_id's old name
                         "role": principal.role,
-                        "text": text,
+                        "text": text,  # message's old name
                         "client_message_id": client_message_id,
                         "created_at": row["created_at"],
                     },

@@ -167,7 +167,9 @@ def create_app(
             on_session_event=edge.need_access().observe_live_event,
         )
         await edge.tailer.start_positions()
-        edge.presence = Presence(redis, edge.hub, ttl_s=config.presence_ttl_s)
+        edge.presence = Presence(
+            redis, edge.hub, ttl_s=config.presence_ttl_s, grace_s=config.presence_grace_s
+        )
 
         async def on_access_change(event: dict[str, Any]) -> None:
             await apply_access_change(edge, event)
@@ -194,6 +196,7 @@ def create_app(
             yield
         finally:
             await cancel_and_wait(*tasks)
+            await edge.presence.aclose()
 
     app.cleanup_ctx.extend([backends, producers, background])
     app.on_shutdown.append(_close_sockets)

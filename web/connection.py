@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -125,6 +126,8 @@ class Connection:
         self._close_timeout_s = close_timeout_s
         self.metrics = metrics
         self.principal: Principal | None = None
+        #: This socket in presence entries (web.presence), unique across edges.
+        self.presence_id = uuid.uuid4().hex[:16]
         self.subscriptions: dict[str, Subscription] = {}
         #: Live events held while a resume replays; None when not resuming.
         self.parked: list[LiveEvent] | None = None

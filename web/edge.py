@@ -113,6 +113,8 @@ class EdgeConfig:
     #: PostgreSQL connections of the edge.
     pg_connections: int = 10
     presence_ttl_s: float = 30.0
+    #: How long after a user's last socket went their leave is announced (no flapping).
+    presence_grace_s: float = 15.0
     tailer_block_ms: int = 1000
     #: Recent live events kept in memory per partition, to replay a resume without Redis.
     recent_per_partition: int = 20_000

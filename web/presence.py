@@ -1,11 +1,21 @@
-"""Ephemeral signals: typing indicators and presence ("coach is watching").
+"""Ephemeral signals: typing indicators and presence ("coach is watching", "athlete
+online").
 
 They are not worth a stream entry: they travel on one Redis pub/sub channel shared by
 every edge (each edge routes them to its local sockets by their ``channel``), carry no
-offset and are not replayed. Who is watching an athlete is also kept in a sorted set
-per athlete (member ``<user id>:<role>``, score = expiry in epoch ms) so that a
-dashboard opened later can ask; the edge refreshes its watchers' entries on every
-heartbeat, so an edge that dies stops claiming them within ``ttl_s``.
+offset and are not replayed.
+
+Presence is kept **per connection** and shown **per user**: a sorted set per athlete
+holds one member per socket and channel following the athlete
+(``<user id>:<role>:<connection>/<channel>``,
+score = expiry in epoch ms), the athlete's own sockets included (so a coach sees the
+athlete online). The edge refreshes its sockets' members on every heartbeat, so an edge
+that dies stops claiming them within ``ttl_s``. A user is present while any of their
+members is: closing one of two tabs changes nothing. Arrivals are announced at once
+(``watching: true``, when none of the user's sockets was there yet; idempotent for
+clients); a leave is announced only if, ``grace_s``
+(15 s) after the user's last socket went, no socket of theirs (on any edge) came back,
+so a phone switching networks does not flap.
 """
 
 from __future__ import annotations
@@ -37,11 +47,19 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
+def _member(user_id: UUID, role: str, conn_id: str) -> str:
+    return f"{user_id}:{role}:{conn_id}"
+
+
 class Presence:
-    def __init__(self, redis: aioredis.Redis, hub: Hub, *, ttl_s: float = 30.0) -> None:
+    def __init__(
+        self, redis: aioredis.Redis, hub: Hub, *, ttl_s: float = 30.0, grace_s: float = 15.0
+    ) -> None:
         self._redis = redis
         self._hub = hub
         self.ttl_s = ttl_s
+        self.grace_s = grace_s
+        self._leaving: set[asyncio.Task[None]] = set()
 
     async def publish(self, channels: list[str], event: dict[str, Any]) -> None:
         event = {**event, "channel": channels[0], "channels": channels}
@@ -49,56 +67,88 @@ class Presence:
             EPHEMERAL_CHANNEL, json.dumps(event, separators=(",", ":"), default=str)
         )
 
-    async def watch(self, athlete_id: UUID, user_id: UUID, role: str, channel: str) -> None:
-        key = PRESENCE_KEY.format(athlete_id=athlete_id)
-        member = f"{user_id}:{role}"
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.zadd(key, {member: _now_ms() + int(self.ttl_s * 1000)})
-            pipe.expire(key, int(self.ttl_s) + 1)
-            await pipe.execute()
+    async def _announce(
+        self, athlete_id: UUID, user_id: UUID, role: str, channel: str, watching: bool
+    ) -> None:
+        # The athlete's own comings and goings ("online") go to their user channel only,
+        # which the coaches' dashboards follow; a coach's to the channel watched too.
+        own = user_id == athlete_id
         await self.publish(
-            _presence_channels(athlete_id, channel),
+            [user_channel(athlete_id)] if own else _presence_channels(athlete_id, channel),
             {
                 "type": "presence",
                 "user_id": athlete_id,
                 "watcher_id": user_id,
                 "role": role,
-                "watching": True,
+                "watching": watching,
                 "timestamp": iso_z(time.time()),
             },
         )
 
-    async def refresh(self, athlete_id: UUID, user_id: UUID, role: str) -> None:
+    async def watch(
+        self, athlete_id: UUID, user_id: UUID, role: str, channel: str, conn_id: str
+    ) -> None:
+        """A socket of ``user_id`` follows the athlete (the athlete's own too); told to
+        the athlete's channels when none of the user's did (a second tab is no news)."""
+        known = await self.is_present(athlete_id, user_id)
+        await self.refresh(athlete_id, user_id, role, conn_id)
+        if not known:
+            await self._announce(athlete_id, user_id, role, channel, True)
+
+    async def refresh(self, athlete_id: UUID, user_id: UUID, role: str, conn_id: str) -> None:
         key = PRESENCE_KEY.format(athlete_id=athlete_id)
         async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.zadd(key, {f"{user_id}:{role}": _now_ms() + int(self.ttl_s * 1000)})
+            pipe.zadd(key, {_member(user_id, role, conn_id): _now_ms() + int(self.ttl_s * 1000)})
             pipe.expire(key, int(self.ttl_s) + 1)
             await pipe.execute()
 
-    async def unwatch(self, athlete_id: UUID, user_id: UUID, role: str, channel: str) -> None:
-        await self._redis.zrem(PRESENCE_KEY.format(athlete_id=athlete_id), f"{user_id}:{role}")
-        await self.publish(
-            _presence_channels(athlete_id, channel),
-            {
-                "type": "presence",
-                "user_id": athlete_id,
-                "watcher_id": user_id,
-                "role": role,
-                "watching": False,
-                "timestamp": iso_z(time.time()),
-            },
-        )
+    async def unwatch(
+        self, athlete_id: UUID, user_id: UUID, role: str, channel: str, conn_id: str
+    ) -> None:
+        """A socket stopped following; the user's leave is announced after ``grace_s``
+        if none of their sockets follows the athlete then. The work is a task of its
+        own, started before any await: a socket's cleanup is often being cancelled."""
+        task = asyncio.create_task(self._leave(athlete_id, user_id, role, channel, conn_id))
+        self._leaving.add(task)
+        task.add_done_callback(self._leaving.discard)
+
+    async def _leave(
+        self, athlete_id: UUID, user_id: UUID, role: str, channel: str, conn_id: str
+    ) -> None:
+        try:
+            key = PRESENCE_KEY.format(athlete_id=athlete_id)
+            await self._redis.zrem(key, _member(user_id, role, conn_id))
+            if self.grace_s > 0:
+                await asyncio.sleep(self.grace_s)
+            if not await self.is_present(athlete_id, user_id):
+                await self._announce(athlete_id, user_id, role, channel, False)
+        except (RedisError, OSError) as exc:  # best effort: the entries expire anyway
+            log.debug("presence leave not announced: %s", exc)
+
+    async def is_present(self, athlete_id: UUID, user_id: UUID) -> bool:
+        return any(w["user_id"] == str(user_id) for w in await self.watchers(athlete_id))
 
     async def watchers(self, athlete_id: UUID) -> list[dict[str, Any]]:
+        """Who follows the athlete now: one entry per user (however many sockets)."""
         key = PRESENCE_KEY.format(athlete_id=athlete_id)
         now = _now_ms()
         await self._redis.zremrangebyscore(key, "-inf", now)
         members = await self._redis.zrangebyscore(key, now, "+inf")
-        out = []
+        out: dict[str, dict[str, Any]] = {}
         for raw in members:
-            user, _, role = (raw.decode() if isinstance(raw, bytes) else str(raw)).partition(":")
-            out.append({"user_id": user, "role": role})
-        return out
+            text = raw.decode() if isinstance(raw, bytes) else str(raw)
+            user, _, rest = text.partition(":")
+            role = rest.partition(":")[0]
+            entry = out.setdefault(user, {"user_id": user, "role": role, "connections": 0})
+            entry["connections"] += 1
+        return list(out.values())
+
+    async def aclose(self) -> None:
+        """Drop the leaves still waiting (at shutdown; the entries expire by their TTL)."""
+        for task in list(self._leaving):
+            task.cancel()
+        if self._leaving:
+            await asyncio.gather(*self._leaving, return_exceptions=True)
 
     async def listen(self) -> None:
         """Route pub/sub messages of every edge to this edge's sockets, until cancelled."""

@@ -37,12 +37,14 @@ from web.problems import Problem, read_json, validation_errors
 from web.schemas import (
     AlertList,
     AlertOut,
+    LapAccepted,
     LifecycleBody,
     MessageList,
     MessageOut,
     MetricsHistory,
     PostMessage,
     ReadBody,
+    Roster,
     SamplesAccepted,
     SessionList,
     SessionOut,
@@ -251,6 +253,27 @@ def _lifecycle(action: str) -> RestHandler:
     return handler
 
 
+async def lap_session(request: web.Request) -> web.Response:
+    """``POST /sessions/{id}/lap``: a manual lap (the dashboard's Lap button)."""
+    who = await principal(request)
+    session_id = uuid_path(request, "id")
+    body: LifecycleBody = await read_body(request, LifecycleBody, optional=True)
+    if body.at_ms is not None:
+        refusal = ClockWindow.of(edge_of(request).settings).refusal(body.at_ms / 1000)
+        if refusal is not None:
+            raise Problem(
+                422,
+                "Unprocessable Content",
+                f"at_ms: {refusal}",
+                errors=[{"field": "at_ms", "message": refusal}],
+            )
+    try:
+        out = await edge_of(request).need_actions().manual_lap(who, session_id, body.at_ms)
+    except Conflict as exc:
+        raise _conflict(exc) from None
+    return json_response(LapAccepted.model_validate(out), status=202)
+
+
 #: Statuses ``GET /sessions?status=`` accepts.
 _STATUSES = ("active", "paused", "completed")
 
@@ -384,6 +407,23 @@ async def ack_alert(request: web.Request) -> web.Response:
     return json_response(AlertOut.model_validate(row))
 
 
+# --- people -----------------------------------------------------------------------------
+
+
+async def get_roster(request: web.Request) -> web.Response:
+    """``GET /roster``: the caller (with the name livecoach has) and the people linked
+    to them: a coach's athletes (the dashboard's grid), an athlete's coaches."""
+    who = await principal(request)
+    store = edge_of(request).need_store()
+    user = await store.get_user(who.user_id)
+    me = {"id": who.user_id, "name": (user or {}).get("name") or "", "role": who.role}
+    people = [] if who.role == "admin" else await store.linked_people(who.user_id, who.role)
+    if who.role == "coach":
+        return json_response(Roster.model_validate({"me": me, "athletes": people, "coaches": []}))
+    athletes = [me] if who.role == "athlete" else []
+    return json_response(Roster.model_validate({"me": me, "athletes": athletes, "coaches": people}))
+
+
 # --- thresholds -------------------------------------------------------------------------
 
 _PROFILE_COLUMNS = (
@@ -468,7 +508,7 @@ async def post_message(request: web.Request) -> web.Response:
     row, created = (
         await edge_of(request)
         .need_actions()
-        .post_message(who, body.session_id, body.text, body.client_message_id)
+        .post_message(who, body.session_id, body.message, body.client_message_id, body.recipient_id)
     )
     return json_response(MessageOut.model_validate(row), status=201 if created else 200)
 
@@ -564,6 +604,17 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         (401, 403, 404, 409, 422),
     ),
     Endpoint(
+        "POST",
+        "/sessions/{id}/lap",
+        lap_session,
+        "Close the current lap now (manual lap); the lap arrives as a session_event",
+        202,
+        LifecycleBody,
+        LapAccepted,
+        (_ID,),
+        (401, 403, 404, 409, 422),
+    ),
+    Endpoint(
         "GET",
         "/sessions",
         list_sessions,
@@ -645,6 +696,17 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         AlertOut,
         (Param("alert_id", "path", _UUID, "alert id", True),),
         (401, 403, 404, 422),
+    ),
+    Endpoint(
+        "GET",
+        "/roster",
+        get_roster,
+        "The caller and the people linked to them (a coach's athletes, an athlete's coaches)",
+        200,
+        None,
+        Roster,
+        (),
+        (401,),
     ),
     Endpoint(
         "GET",

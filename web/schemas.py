@@ -13,7 +13,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from agents.alerts.plan import parse_plan
-from pipeline.models import EPOCH_MAX_S, SAMPLE_BATCH_MAX, AthleteProfile
+from pipeline.models import EPOCH_MAX_S, SAMPLE_BATCH_MAX, AthleteProfile, message_from_text
 
 _STRICT = ConfigDict(extra="forbid")
 
@@ -76,6 +76,13 @@ class SessionList(BaseModel):
     sessions: list[SessionOut]
     #: Pass as ``before`` for the next (older) page; None on the last page.
     next_before: str | None = None
+
+
+class LapAccepted(BaseModel):
+    """A manual lap on its way to the agents; the lap comes as a ``session_event``."""
+
+    session_id: UUID
+    at_ms: int
 
 
 class SamplesAccepted(BaseModel):
@@ -179,12 +186,27 @@ class ThresholdsOut(BaseModel):
 
 
 class PostMessage(BaseModel):
+    """A chat message. ``message`` is its text (``text``, its old name, is still taken);
+    ``recipient_id`` whom it is for: the session's athlete or one of their coaches (by
+    default the session's coach for the athlete's messages, else the athlete)."""
+
     model_config = _STRICT
 
     session_id: UUID
-    text: str = Field(min_length=1, max_length=4000)
+    message: str = Field(min_length=1, max_length=4000)
+    recipient_id: UUID | None = None
     #: The client's id for the message: a retry with the same id is stored once.
     client_message_id: str | None = Field(default=None, min_length=1, max_length=64)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _text_is_the_old_name(cls, data: Any) -> Any:
+        return message_from_text(data)
+
+
+class MessageRead(BaseModel):
+    reader_id: UUID
+    read_at: str
 
 
 class MessageOut(BaseModel):
@@ -195,8 +217,9 @@ class MessageOut(BaseModel):
     message_type: str | None
     message: str
     created_at: str
-    read_at: str | None
+    read_at: str | None = Field(description="the first read by a recipient (see reads)")
     client_message_id: str | None
+    reads: list[MessageRead] = Field(default_factory=list, description="who read it, when")
 
 
 class MessageList(BaseModel):
@@ -207,6 +230,20 @@ class ReadBody(BaseModel):
     model_config = _STRICT
 
     up_to_id: UUID = Field(description="The newest message read (its id)")
+
+
+class Person(BaseModel):
+    id: UUID
+    name: str = Field(description="display name (users.name); may be empty")
+    role: str
+
+
+class Roster(BaseModel):
+    """The caller and the people linked to them (what the dashboard names and lists)."""
+
+    me: Person
+    athletes: list[Person] = Field(description="a coach's linked athletes; an athlete: itself")
+    coaches: list[Person] = Field(description="an athlete's coaches; a coach: none")
 
 
 class Watchers(BaseModel):

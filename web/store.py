@@ -135,6 +135,17 @@ class Store:
         async with self._cursor(coach=coach_id, athlete=athlete_id) as cur:
             return await users.list_links(cur, coach_id=coach_id, athlete_id=athlete_id)
 
+    async def linked_people(self, user_id: UserId, role: Role) -> list[Row]:
+        """A coach's athletes, or an athlete's coaches: ``id``, ``name``, ``role``, by name."""
+        mine, theirs = ("coach_id", "athlete_id") if role == "coach" else ("athlete_id", "coach_id")
+        async with self._cursor(user=user_id) as cur:
+            await cur.execute(
+                "SELECT u.id, u.name, u.role FROM coach_athletes l"
+                f" JOIN users u ON u.id = l.{theirs} WHERE l.{mine} = %s ORDER BY u.name, u.id",
+                (user_id,),
+            )
+            return [r for r in (_clean(row) for row in await cur.fetchall()) if r is not None]
+
     # --- sessions ---------------------------------------------------------------------
 
     async def create_session(
@@ -373,15 +384,18 @@ class Store:
         text: str,
         message_type: str,
         client_message_id: str | None,
+        recipient_id: UUID | None = None,
     ) -> tuple[Row, bool]:
-        """Persist a message; (row, created). A retried client id returns the first row."""
+        """Persist a message; (row, created). A retried client id returns the first row.
+        Without ``recipient_id``: the session's coach for the athlete's messages (NULL,
+        everyone, when the session has none), else the athlete."""
         async with self._cursor(text=text, client_message_id=client_message_id) as cur:
             # The recipient: the session's coach for the athlete's messages, else the athlete.
             await cur.execute(
                 "INSERT INTO live_messages (live_session_id, sender_id, recipient_id,"
                 " message_type, message, client_message_id)"
-                " SELECT s.id, %(sender)s,"
-                " CASE WHEN s.user_id = %(sender)s THEN s.coach_id ELSE s.user_id END,"
+                " SELECT s.id, %(sender)s, COALESCE(%(recipient)s::uuid,"
+                " CASE WHEN s.user_id = %(sender)s THEN s.coach_id ELSE s.user_id END),"
                 " %(type)s, %(text)s, %(client)s FROM live_training_sessions s"
                 " WHERE s.id = %(session)s"
                 " ON CONFLICT (live_session_id, sender_id, client_message_id)"
@@ -392,6 +406,7 @@ class Store:
                     "type": message_type,
                     "text": text,
                     "client": client_message_id,
+                    "recipient": recipient_id,
                 },
             )
             row = await cur.fetchone()
@@ -411,7 +426,10 @@ class Store:
         """
         async with self._cursor() as cur:
             await cur.execute(
-                "SELECT * FROM live_messages WHERE live_session_id = %s"
+                "SELECT m.*, COALESCE((SELECT json_agg(json_build_object("
+                "   'reader_id', r.reader_id, 'read_at', r.read_at) ORDER BY r.read_at)"
+                "   FROM live_message_reads r WHERE r.message_id = m.id), '[]') AS reads"
+                " FROM live_messages m WHERE live_session_id = %s"
                 " AND (%s::uuid IS NULL OR seq < ("
                 "   SELECT seq FROM live_messages WHERE id = %s AND live_session_id = %s))"
                 " ORDER BY seq DESC LIMIT %s",
@@ -422,13 +440,38 @@ class Store:
         return rows
 
     async def mark_read(self, session_id: UUID, reader_id: UUID, up_to_id: UUID) -> list[UUID]:
-        """Mark others' messages up to ``up_to_id`` read; the ids that changed."""
+        """``reader_id`` read the messages up to ``up_to_id`` that were for them (their
+        recipient, or everyone) and not their own; the ids newly read by them, in order.
+
+        One row per (message, reader) in ``live_message_reads``; ``read_at`` of the
+        message is its first read (kept for clients that know only it)."""
         async with self._cursor() as cur:
             await cur.execute(
-                "UPDATE live_messages SET read_at = NOW()"
-                " WHERE live_session_id = %s AND seq <= ("
-                "   SELECT seq FROM live_messages WHERE id = %s AND live_session_id = %s)"
-                " AND sender_id <> %s AND read_at IS NULL RETURNING id, seq",
-                (session_id, up_to_id, session_id, reader_id),
+                "WITH targets AS ("
+                "   SELECT m.id, m.seq FROM live_messages m WHERE m.live_session_id = %(s)s"
+                "   AND m.seq <= (SELECT seq FROM live_messages"
+                "                 WHERE id = %(up)s AND live_session_id = %(s)s)"
+                "   AND m.sender_id <> %(r)s"
+                "   AND (m.recipient_id IS NULL OR m.recipient_id = %(r)s)),"
+                " fresh AS ("
+                "   INSERT INTO live_message_reads (message_id, reader_id)"
+                "   SELECT id, %(r)s FROM targets ON CONFLICT DO NOTHING RETURNING message_id),"
+                " first AS ("
+                "   UPDATE live_messages SET read_at = NOW()"
+                "   WHERE id IN (SELECT message_id FROM fresh) AND read_at IS NULL)"
+                " SELECT t.id, t.seq FROM targets t JOIN fresh f ON f.message_id = t.id",
+                {"s": session_id, "up": up_to_id, "r": reader_id},
             )
             return [r["id"] for r in sorted(await cur.fetchall(), key=lambda r: r["seq"])]
+
+    async def chat_member(self, session_id: UUID, user_id: UUID) -> bool:
+        """Whether ``user_id`` may be a message's recipient in the session's chat: its
+        athlete, or a coach linked to them."""
+        async with self._cursor() as cur:
+            await cur.execute(
+                "SELECT 1 FROM live_training_sessions s WHERE s.id = %(s)s AND (s.user_id = %(u)s"
+                " OR EXISTS (SELECT 1 FROM coach_athletes l"
+                "            WHERE l.athlete_id = s.user_id AND l.coach_id = %(u)s))",
+                {"s": session_id, "u": user_id},
+            )
+            return await cur.fetchone() is not None

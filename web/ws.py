@@ -34,6 +34,7 @@ from pipeline.models import (
     AckAlertFrame,
     AuthFrame,
     ClientMetricsUpdateFrame,
+    LapFrame,
     MessageFrame,
     PingFrame,
     ReadFrame,
@@ -295,16 +296,19 @@ class _Socket:
 
 
 async def _watch(edge: Edge, conn: Connection, channel: Channel, athlete: UserId, on: bool) -> None:
-    """Tell the athlete's dashboards that someone else started or stopped watching."""
+    """Tell the athlete's dashboards (and the coaches') who started or stopped following."""
     principal = conn.principal
-    if principal is None or principal.user_id == athlete:
+    if principal is None or principal.role == "admin":
         return
+    # The athlete's own sockets count too: that is "online" on the coach's dashboard.
     presence = edge.need_presence()
+    # One member per socket and channel: a socket may follow an athlete on two channels.
+    user, role, conn_id = principal.user_id, principal.role, f"{conn.presence_id}/{channel.name}"
     try:
         if on:
-            await presence.watch(athlete, principal.user_id, principal.role, channel.name)
+            await presence.watch(athlete, user, role, channel.name, conn_id)
         else:
-            await presence.unwatch(athlete, principal.user_id, principal.role, channel.name)
+            await presence.unwatch(athlete, user, role, channel.name, conn_id)
     except Exception as exc:  # presence is best effort; the subscription stands
         log.debug("presence update failed: %s", exc)
 
@@ -430,10 +434,12 @@ async def _heartbeat(edge: Edge, conn: Connection) -> asyncio.Task[None] | None:
         return asyncio.ensure_future(conn.close(CLOSE_IDLE, "idle: no frame or pong"))
     with contextlib.suppress(ConnectionError, RuntimeError):
         await conn.ws.ping()
-    if principal is not None and principal.is_coach and conn.watched:
+    if principal is not None and principal.role != "admin" and conn.watched:
         with contextlib.suppress(Exception):  # presence is best effort
-            for athlete in set(conn.watched.values()):
-                await edge.need_presence().refresh(athlete, principal.user_id, principal.role)
+            for name, athlete in list(conn.watched.items()):
+                await edge.need_presence().refresh(
+                    athlete, principal.user_id, principal.role, f"{conn.presence_id}/{name}"
+                )
     return None
 
 
@@ -601,7 +607,7 @@ async def _on_message(s: _Socket, data: dict[str, Any]) -> None:
     principal = s.conn.principal
     assert principal is not None
     row, created = await s.edge.need_actions().post_message(
-        principal, frame.session_id, frame.text, frame.client_message_id
+        principal, frame.session_id, frame.message, frame.client_message_id, frame.recipient_id
     )
     s.reply("ack", frame, op="message", message_id=row.get("id"), created=created)
 
@@ -648,6 +654,14 @@ async def _on_ack_alert(s: _Socket, data: dict[str, Any]) -> None:
     )
 
 
+async def _on_lap(s: _Socket, data: dict[str, Any]) -> None:
+    frame = LapFrame.model_validate(data)
+    principal = s.conn.principal
+    assert principal is not None
+    out = await s.edge.need_actions().manual_lap(principal, frame.session_id, None)
+    s.reply("ack", frame, op="lap", session_id=frame.session_id, at_ms=out["at_ms"])
+
+
 _HANDLERS = {
     "auth": _on_auth,
     "ping": _on_ping,
@@ -659,6 +673,7 @@ _HANDLERS = {
     "typing": _on_typing,
     "read": _on_read,
     "ack_alert": _on_ack_alert,
+    "lap": _on_lap,
 }
 
 

@@ -210,13 +210,14 @@ def alert(database_url: str, session_id: str, name: str, current: float) -> dict
     }
 
 
-async def start_session(edge: Edge, athlete: UUID = ATHLETE) -> str:
+async def start_session(edge: Edge, athlete: UUID = ATHLETE, sport: str = "run") -> str:
+    """A session of ``athlete``: a run shows pace, a ride speed (and power)."""
     async with (
         aiohttp.ClientSession() as http,
         http.post(
             f"{edge.base}/api/v1/live/sessions/start",
             headers={"Authorization": f"Bearer {edge.token(athlete, 'athlete')}"},
-            json={"sport": "ride"},
+            json={"sport": sport},
         ) as resp,
     ):
         assert resp.status == 201, await resp.text()
@@ -248,7 +249,16 @@ async def test_dashboard_files_are_served_with_safe_headers(live_edge: Edge) -> 
             f"{live_edge.base}/static/livecoach.js", headers={"If-None-Match": etag}
         ) as resp:
             assert resp.status == 304
+        # The vendored chart library, from the one sub-folder served.
+        async with http.get(f"{live_edge.base}/static/vendor/uPlot.iife.min.js") as resp:
+            assert resp.status == 200 and resp.content_type == "text/javascript"
+            assert "uPlot" in (await resp.text())[:200]
         for path in (
+            "/static/vendor/README.md",
+            "/static/vendor/.hidden.js",
+            "/static/vendor/x/uPlot.iife.min.js",
+            "/static/other/dashboard.js",
+            "/static/vendor/../__init__.py",
             "/static/__init__.py",
             "/static/../app.py",
             "/static/%2e%2e/app.py",
@@ -368,7 +378,8 @@ async def test_dashboards_live_alerts_chat_and_resume_after_edge_restart(
 
             # --- presence: the coach follows the athlete ------------------------------------
             await athlete.locator("#watching").wait_for(state="visible", timeout=WAIT_MS)
-            assert await _text(athlete, "#watching") == "Coach is watching"
+            # By name (users.name, from GET /roster).
+            assert await _text(athlete, "#watching") == f"Coach user {COACH.int} is watching"
             assert await coach.locator("#watching").is_hidden()
 
             # --- an alert: shown on both, announced with sound, acknowledged by the coach --
@@ -376,7 +387,9 @@ async def test_dashboards_live_alerts_chat_and_resume_after_edge_restart(
             for page in (athlete, coach):
                 item = page.locator(f'li.alert[data-id="{aid("hr-1")}"]')
                 await item.wait_for(timeout=WAIT_MS)
-                assert "Heart rate 181 above 175" in (await item.text_content() or "")
+                # In plain language: the value with its unit, and what it crossed.
+                assert "Heart rate 181 bpm, above" in (await item.text_content() or "")
+                assert "175 bpm ceiling" in (await item.text_content() or "")
                 notified = await item.get_attribute("data-notified") or ""
                 assert "sound" in notified.split(), notified
                 assert any(n.startswith("vibration") for n in notified.split()), notified
@@ -412,12 +425,16 @@ async def test_dashboards_live_alerts_chat_and_resume_after_edge_restart(
 
             # --- chat: typing, message, read receipt, reply ----------------------------------
             await athlete.locator("#chat-input").press_sequentially("hello coach", delay=10)
-            await _wait_text(coach, "#typing", "Athlete is typing")
+            await _wait_text(coach, "#typing", f"user {ATHLETE.int} is typing")
             await athlete.locator("#chat-input").press("Enter")
             await _wait_text(coach, "#messages", "hello coach")
             # The coach's page is open on this athlete: it marks the message read.
             await athlete.locator('#messages li.mine .status[data-status="read"]').wait_for(
                 timeout=WAIT_MS
+            )
+            # Who read it, by name (read receipts are per reader).
+            assert await _text(athlete, "#messages li.mine .status") == (
+                f"\u2713\u2713 read by user {COACH.int}"
             )
             await coach.locator("#chat-input").fill("keep it steady")
             await coach.locator("#chat-send").click()
@@ -436,7 +453,7 @@ async def test_dashboards_live_alerts_chat_and_resume_after_edge_restart(
             )
             assert "queued" in await _text(athlete, "#queued")
             queued = await athlete.evaluate(
-                "window.livecoach.client.queue.map(e => [e.frame.type, e.frame.text || null])"
+                "window.livecoach.client.queue.map(e => [e.frame.type, e.frame.message || null])"
             )
             # the message, the latest typing state only (typing true was superseded), and
             # maybe the read receipt of "keep it steady" if its ack was lost with the edge
@@ -543,7 +560,7 @@ async def test_coach_watches_two_athletes(
             assert await page.locator("li.alert").count() == 0
             # pick the second athlete
             await page.locator(f'[data-athlete="{second}"]').click()
-            await _wait_text(page, "#detail-title", f"Athlete {second} · session {sid2}")
+            await _wait_text(page, "#detail-title", f"user {second.int} · session {sid2}")
             assert await _text(page, "#m-heart_rate") == "162"
             assert await _text(page, "#m-power") == "305"
             await page.locator(f'li.alert[data-id="{aid("a4-1")}"] button.ack').click()
@@ -555,7 +572,7 @@ async def test_coach_watches_two_athletes(
             await _wait_text(page, "#messages", "only for athlete four")
             # back to the first: its own (empty) chat, its own tiles
             await page.locator(f'[data-athlete="{ATHLETE}"]').click()
-            await _wait_text(page, "#detail-title", f"Athlete {ATHLETE} · session {sid1}")
+            await _wait_text(page, "#detail-title", f"user {ATHLETE.int} · session {sid1}")
             assert await _text(page, "#m-heart_rate") == "121"
             assert await page.locator("#messages li").count() == 0
         finally:
@@ -693,10 +710,11 @@ async def test_client_asks_for_a_token_on_4401_and_stops_on_4403(live_edge: Edge
 
             coach = _wire_checked(await browser.new_page())
             token = live_edge.token(COACH, "coach")
-            # Athlete 4 is not linked to coach 2.
-            await coach.goto(
-                f"{live_edge.base}/dashboard?token={token}&athletes={uid(4)}&{PAGE_OPTIONS}"
-            )
+            await coach.goto(f"{live_edge.base}/dashboard?token={token}&{PAGE_OPTIONS}")
+            await _until(coach, SUBSCRIBED)
+            # Athlete 4 is not linked to coach 2: the client asking for the channel
+            # anyway (the page itself only follows linked athletes) is stopped.
+            await coach.evaluate(f"window.livecoach.client.subscribe('live:user:{uid(4)}')")
             await _until(coach, "() => document.body.dataset.state === 'stopped'")
             assert await coach.evaluate("window.livecoach.client.lastClose.code") == 4403
             await _wait_text(coach, "#login-note", "Not allowed")
@@ -784,9 +802,9 @@ async () => {
   s.push(welcome);
   check(s.types().join() === "auth,resume,message,message,typing", `after welcome ${s.types()}`);
   check(JSON.stringify(s.sent[1].cursors) === '{"live:session:7":["2:5"]}', "resume cursors");
-  check(s.sent[2].id === inflightId && s.sent[2].text === "in flight", "in-flight frame resent");
+  check(s.sent[2].id === inflightId && s.sent[2].message === "in flight", "in-flight frame resent");
   check(s.sent[2].client_message_id === early.clientMessageId, "same client_message_id");
-  check(s.sent[3].text === "offline" && s.sent[4].typing === false, "queue order, latest typing");
+  check(s.sent[3].message === "offline" && s.sent[4].typing === false, "queue order, typing");
   s.push({ type: "ack", op: "message", ref: s.sent[3].id, message_id: 9 });
   check((await later).message_id === 9, "a queued send resolves with its ack");
   s.push({ type: "resumed", channel: "live:session:7", recovered: true, replayed: 0,

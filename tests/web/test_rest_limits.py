@@ -138,7 +138,9 @@ async def test_session_metadata_is_bounded(edge: Running) -> None:
 async def test_every_free_form_field_is_bounded(edge: Running) -> None:
     sid = await edge.start_session()
     cases: list[tuple[str, str, Any, str]] = [
-        ("POST", "/messages", {"session_id": sid, "text": "x" * 4001}, "text"),
+        # text is message's old name: the error names message
+        ("POST", "/messages", {"session_id": sid, "text": "x" * 4001}, "message"),
+        ("POST", "/messages", {"session_id": sid, "message": "x" * 4001}, "message"),
         ("POST", "/messages", {"session_id": sid, "text": "x", "client_message_id": "c" * 65},
          "client_message_id"),
         ("POST", "/sessions/start", {"sport": "s" * 21}, "sport"),

@@ -101,8 +101,10 @@ async def test_subscribe_and_fan_out_with_offsets(edge: Any, redis_url: str, nex
     await coach.send_json({"type": "subscribe", "channel": f"live:user:{ATHLETE}"})
     ack = await next_of(coach, "ack")
     assert len(ack["cursor"]) == 4
-    # the athlete is told the coach is watching
+    # the athlete is told the coach is watching (after its own arrival: "online")
     presence = await next_of(athlete, "presence")
+    while presence["watcher_id"] == str(ATHLETE):
+        presence = await next_of(athlete, "presence")
     assert presence["watching"] is True and presence["watcher_id"] == str(COACH)
     offsets = await publish(
         redis_url,

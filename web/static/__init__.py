@@ -1,7 +1,8 @@
 """The dashboard and the JavaScript client, served by the edge.
 
-``GET /dashboard`` is ``dashboard.html``; ``GET /static/{name}`` serves the files of this
-folder whose suffix is listed in :data:`CONTENT_TYPES` (so never this module). Both
+``GET /dashboard`` is ``dashboard.html``; ``GET /static/{name}`` (and
+``/static/vendor/{name}``) serves the files of this folder (and of its ``vendor/``)
+whose suffix is listed in :data:`CONTENT_TYPES` (so never this module). Both
 are answered by a middleware, outside the router (see :func:`dashboard_middleware`). Every
 answer carries a strict Content-Security-Policy (scripts, styles and connections from
 this origin only: the page works offline, with no CDN), ``nosniff``, no framing and
@@ -25,6 +26,9 @@ from aiohttp import web
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 HERE = Path(__file__).resolve().parent
+
+#: The one sub-folder served: third-party browser libraries, vendored as files.
+SUB_FOLDER = "vendor"
 
 CONTENT_TYPES = {
     ".html": "text/html",
@@ -83,10 +87,14 @@ async def _serve(request: web.Request) -> web.Response | None:
     if not path.startswith("/static/"):
         return None
     name = path.removeprefix("/static/")
-    file = HERE / name
-    # One flat folder: no separators, no dot files, only the listed kinds (never .py).
-    if not name or "/" in name or "\\" in name or name.startswith("."):
+    parts = name.split("/")
+    # This folder and its vendor/ folder (third-party libraries, see vendor/README.md):
+    # no other separators, no dot files, only the listed kinds (never .py).
+    if len(parts) == 2 and parts[0] == SUB_FOLDER:
+        parts = parts[1:]
+    if len(parts) != 1 or not parts[0] or "\\" in name or parts[0].startswith("."):
         raise web.HTTPNotFound()
+    file = HERE / name
     if file.suffix not in CONTENT_TYPES:
         raise web.HTTPNotFound()
     return _file_response(request, file)

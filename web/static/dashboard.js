@@ -3,10 +3,12 @@
 //
 // URL parameters: token in the fragment, #token=..., which no server sees (the edge
 // redirects ?token= there); moved to sessionStorage and removed from the address bar;
-// athletes (coach: ids to watch), session (a live session id), and, for tests and
+// athletes (coach: ids to watch; all the coach's athletes without it), session (a live session id), and, for tests and
 // flaky networks, backoff_base_ms, backoff_max_ms, heartbeat_ms.
 
 import { LiveCoachClient } from "./livecoach.js";
+import { CHARTS, SessionChart, sessionSeries, timeInZones, zoneBands } from "./charts.js";
+import { alertText } from "./alerttext.js";
 
 const API = "/api/v1/live";
 const $ = (id) => document.getElementById(id);
@@ -27,7 +29,23 @@ const ui = {
   typingSent: 0,
   typingTimer: null,
   tokenWaiter: null,
+  people: new Map(), // user id -> {id, name, role} (GET /roster)
+  roster: null, // the roster's answer (null: not loaded, or an older edge without it)
+  charts: {}, // kind -> SessionChart (the detail panel's)
+  picked: null, // Set of athlete ids the coach chose to show (null: all)
+  dirtyCards: new Set(), // athlete ids whose card changed since the last frame
+  cardFrame: 0,
 };
+
+/** A live event's time in epoch seconds (ISO text or a number; now when absent). */
+function eventTime(ev) {
+  if (typeof ev.timestamp === "number") return ev.timestamp;
+  const t = typeof ev.timestamp === "string" ? Date.parse(ev.timestamp) : NaN;
+  return Number.isFinite(t) ? t / 1000 : Date.now() / 1000;
+}
+
+/** How long after its last sign of life an athlete still counts as online. */
+const ONLINE_MS = 20000;
 
 function newAthlete(id) {
   return {
@@ -44,6 +62,13 @@ function newAthlete(id) {
     readSent: 0, // seq of the newest message this page marked read
     othersReadUpTo: 0, // seq up to which the other side has read
     retired: new Set(), // session ids this view moved on from (ids are UUIDs: no order)
+    sport: null, // the session's (metadata.sport): a ride shows speed, a run pace
+    series: sessionSeries(), // chart kind -> Series of this session
+    laps: new Map(), // lap index -> lap summary (session_event "lap")
+    profile: null, // thresholds (zones), loaded when first shown
+    error: null, // why this athlete cannot be shown (not linked, no such athlete)
+    lastSeenMs: 0, // the last metrics of this athlete (Date.now())
+    present: false, // the athlete's own dashboard or device is connected (presence)
   };
 }
 
@@ -66,13 +91,32 @@ function loadPrefs() {
 
 // --- REST -----------------------------------------------------------------------------------
 
+/** REST calls in flight at most (a grid of 50 athletes loads without a burst), and
+ * the edge's per-user limit (429 with Retry-After) waited out, a few times. */
+const API_CONCURRENCY = 4;
+const apiQueue = { active: 0, waiting: [] };
+
 async function api(path, init = {}) {
-  const headers = { Authorization: `Bearer ${ui.client?.token || ""}`, ...(init.headers || {}) };
-  if (init.body !== undefined) headers["Content-Type"] = "application/json";
-  const resp = await fetch(API + path, { ...init, headers, cache: "no-store" });
-  const body = resp.status === 204 ? null : await resp.json().catch(() => null);
-  if (!resp.ok) throw Object.assign(new Error(body?.detail || resp.statusText), { status: resp.status, body });
-  return body;
+  if (apiQueue.active >= API_CONCURRENCY) await new Promise((go) => apiQueue.waiting.push(go));
+  apiQueue.active += 1;
+  try {
+    for (let attempt = 0; ; attempt++) {
+      const headers = { Authorization: `Bearer ${ui.client?.token || ""}`, ...(init.headers || {}) };
+      if (init.body !== undefined) headers["Content-Type"] = "application/json";
+      const resp = await fetch(API + path, { ...init, headers, cache: "no-store" });
+      if (resp.status === 429 && attempt < 4) {
+        const wait = Number(resp.headers.get("Retry-After")) || 1;
+        await new Promise((r) => setTimeout(r, Math.min(10, wait) * 1000 * (1 + Math.random() / 2)));
+        continue;
+      }
+      const body = resp.status === 204 ? null : await resp.json().catch(() => null);
+      if (!resp.ok) throw Object.assign(new Error(body?.detail || resp.statusText), { status: resp.status, body });
+      return body;
+    }
+  } finally {
+    apiQueue.active -= 1;
+    apiQueue.waiting.shift()?.();
+  }
 }
 
 // --- formatting -----------------------------------------------------------------------------
@@ -149,9 +193,21 @@ function buildTiles() {
   }
 }
 
-function roleName(role, id) {
+/** A person's display name (users.name from GET /roster); "You" for oneself. */
+function personName(id, role) {
   if (ui.me && id === ui.me.id) return "You";
-  return `${role === "coach" ? "Coach" : "Athlete"} ${id}`;
+  return displayName(id, role);
+}
+
+function displayName(id, role) {
+  const p = ui.people.get(id);
+  if (p?.name) return p.name;
+  const r = role || p?.role;
+  return `${r === "coach" ? "Coach" : "Athlete"} ${String(id).slice(0, 8)}`;
+}
+
+function isOnline(view) {
+  return view.present || (view.lastSeenMs > 0 && Date.now() - view.lastSeenMs < ONLINE_MS);
 }
 
 // --- rendering ------------------------------------------------------------------------------
@@ -169,77 +225,238 @@ function renderConn() {
     const s = Math.max(0, Math.ceil((c.nextRetryAt - Date.now()) / 1000));
     text = `reconnecting in ${s} s`;
   }
-  pill.textContent = text;
+  setText(pill, text);
   const q = c ? c.queue.length : 0;
   $("queued").hidden = q === 0;
-  $("queued").textContent = `${q} queued`;
+  setText($("queued"), `${q} queued`);
 }
+
+/** A ride's pace tile shows speed (km/h first), a run's pace. */
+const SPEED_TILE = {
+  key: "pace",
+  label: "Speed",
+  unit: "km/h",
+  value: (m) => (m.speed_m_s != null ? num(m.speed_m_s * 3.6, 1) : "–"),
+  sub: (m) => (m.pace_s_per_km ? `${clock(m.pace_s_per_km)} /km` : ""),
+};
+
+/** A ride's zones: heart rate and power (pace zones are a runner's). */
+const RIDE_ZONES_TILE = {
+  key: "zones",
+  label: "Zones",
+  unit: "",
+  value: (m) => m.power_zone || m.hr_zone || "–",
+  sub: (m) => [m.hr_zone && `HR ${m.hr_zone}`, m.power_zone && `P ${m.power_zone}`].filter(Boolean).join(" · "),
+};
 
 function renderTiles() {
   const view = ui.athletes.get(ui.focus);
   const m = view ? view.metrics : {};
-  for (const t of TILES) {
-    $(`m-${t.key}`).textContent = t.value(m);
-    $(`s-${t.key}`).textContent = t.sub(m);
+  for (const base of TILES) {
+    const t = base.key === "pace" && isRide(view) ? SPEED_TILE : base.key === "zones" && isRide(view) ? RIDE_ZONES_TILE : base;
+    setText($(`m-${t.key}`), t.value(m));
+    setText($(`s-${t.key}`), t.sub(m));
+    const tile = $(`m-${t.key}`).closest(".tile");
+    setText(tile.querySelector(".label"), t.label);
+    setText(tile.querySelector(".unit"), t.unit);
   }
 }
 
 function renderHeader() {
   const view = ui.athletes.get(ui.focus);
+  const coach = ui.me?.role === "coach";
   const title = $("detail-title");
-  if (!view) title.textContent = ui.me?.role === "coach" ? "Pick an athlete" : "Waiting for a live session…";
-  else if (!view.sessionId) title.textContent = `${roleName("athlete", view.id)} — waiting for a live session…`;
-  else title.textContent = `${ui.me?.role === "coach" ? `Athlete ${view.id}` : "My session"} · session ${view.sessionId}`;
+  if (!view) title.textContent = coach ? "Pick an athlete" : "Waiting for a live session…";
+  else if (!view.sessionId) title.textContent = `${coach ? displayName(view.id, "athlete") : "My session"} — waiting for a live session…`;
+  else title.textContent = `${coach ? displayName(view.id, "athlete") : "My session"} · session ${view.sessionId}`;
   $("session-state").textContent = view?.sessionState || "";
   $("session-state").hidden = !view?.sessionState;
+  $("back").hidden = !coach || !view;
+  $("detail").hidden = coach && !view;
+  document.body.dataset.view = coach ? (view ? "coach-detail" : "coach-grid") : "athlete";
+  const online = $("online");
+  online.hidden = !coach || !view;
+  if (coach && view) {
+    online.textContent = isOnline(view) ? "online" : "offline";
+    online.dataset.state = isOnline(view) ? "open" : "stopped";
+  }
   const chatOk = !!view?.sessionId;
   $("chat-input").disabled = !chatOk;
   $("chat-send").disabled = !chatOk;
   $("chat-input").placeholder = chatOk ? "Message" : "No live session yet";
+  $("lap").disabled = !chatOk || !["running", "active", null].includes(view?.sessionState ?? null);
   // presence
   if (view && ui.me) {
     const coaches = [...view.watchers].filter(([id, role]) => id !== ui.me.id && role === "coach");
+    const names = coaches.map(([id]) => displayName(id, "coach"));
     if (ui.me.role === "athlete") {
       $("watching").hidden = coaches.length === 0;
-      $("watching").textContent = coaches.length > 1 ? `${coaches.length} coaches are watching` : "Coach is watching";
+      $("watching").textContent = coaches.length > 1 ? `Coaches ${names.join(", ")} are watching` : `Coach ${names[0] || ""} is watching`;
       $("also-watching").textContent = "";
     } else {
-      $("also-watching").textContent = coaches.length ? `also watching: ${coaches.map(([id]) => `coach ${id}`).join(", ")}` : "";
+      $("also-watching").textContent = coaches.length ? `also watching: ${names.join(", ")}` : "";
     }
   }
 }
 
+/** Heart rate, power or pace as % of the plan's current target (its middle); "" without one. */
+function ofTarget(m) {
+  const t = m.interval?.target;
+  if (!t) return "";
+  const mid = (r) => (r[0] + r[1]) / 2;
+  if (t.power_w && typeof m.power === "number") return `power ${num((100 * m.power) / mid(t.power_w))} % of target`;
+  if (t.pace_s_per_km && m.pace_s_per_km) return `pace ${num((100 * mid(t.pace_s_per_km)) / m.pace_s_per_km)} % of target`;
+  if (t.heart_rate_bpm && typeof m.heart_rate === "number") return `HR ${num((100 * m.heart_rate) / mid(t.heart_rate_bpm))} % of target`;
+  return "";
+}
+
+const CARD_PARTS = ["head", "line", "target", "zone", "line alerts-count", "card-error"];
+
+function makeCard(view) {
+  const card = document.createElement("button");
+  card.type = "button";
+  card.className = "athlete-card";
+  card.dataset.athlete = String(view.id);
+  card.addEventListener("click", () => setFocus(view.id));
+  const head = document.createElement("span");
+  head.className = "head";
+  const name = document.createElement("span");
+  name.className = "name";
+  const dot = document.createElement("span");
+  dot.className = "online";
+  head.append(name, dot);
+  card.append(head);
+  for (const cls of CARD_PARTS.slice(1)) {
+    const span = document.createElement("span");
+    span.className = cls;
+    card.append(span);
+  }
+  return card;
+}
+
+/** Set a text only when it changed (an unchanged text costs no mutation, no layout). */
+function setText(el, text) {
+  if (el.textContent !== text) el.textContent = text;
+}
+
+function setData(el, key, value) {
+  if (el.dataset[key] !== value) el.dataset[key] = value;
+}
+
+/** One card of the coach's grid, from its athlete's state. */
+function renderCard(view, card) {
+  const [head, line, target, zone, alerts, error] = card.children;
+  const [name, dot] = head.children;
+  setText(name, displayName(view.id, "athlete"));
+  const online = isOnline(view);
+  setText(dot, view.error ? "" : online ? "online" : "offline");
+  setData(dot, "online", String(online));
+  setData(card, "online", String(online));
+  setText(error, view.error || "");
+  if (card.classList.contains("has-error") !== !!view.error) card.classList.toggle("has-error", !!view.error);
+  const m = view.metrics;
+  if (view.error) {
+    setText(line, "");
+    setText(target, "");
+    setText(zone, "");
+    setText(alerts, "");
+  } else {
+    setText(
+      line,
+      !view.sessionId
+        ? "no live session"
+        : isRide(view)
+          ? `${num(m.heart_rate)} bpm · ${num(m.power)} W · ${m.speed_m_s != null ? num(m.speed_m_s * 3.6, 1) : "–"} km/h`
+          : `${num(m.heart_rate)} bpm · ${m.pace_s_per_km ? clock(m.pace_s_per_km) : "–"} /km${typeof m.power === "number" ? ` · ${num(m.power)} W` : ""}`,
+    );
+    setText(target, ofTarget(m));
+    // A ride's pace zones (run thresholds) mean nothing: heart rate and power zones only.
+    const z = [m.hr_zone && `HR ${m.hr_zone}`, m.power_zone && `power ${m.power_zone}`, !isRide(view) && m.pace_zone && `pace ${m.pace_zone}`].filter(Boolean);
+    const w = typeof m.w_prime_bal_pct === "number" ? `W′ ${num(m.w_prime_bal_pct)} %` : "";
+    setText(zone, [z.join(" · "), w].filter(Boolean).join(" · "));
+    const open = [...view.alerts.values()].filter((a) => !a.acked).length;
+    setText(alerts, open ? `${open} open alert${open > 1 ? "s" : ""}` : "");
+  }
+  if (card.getAttribute("aria-current") !== String(view.id === ui.focus)) card.setAttribute("aria-current", String(view.id === ui.focus));
+  const hidden = ui.picked != null && !ui.picked.has(view.id);
+  if (card.hidden !== hidden) card.hidden = hidden;
+}
+
 function renderAthleteList() {
-  const nav = $("athlete-list");
+  const grid = $("grid");
   if (ui.me?.role !== "coach") {
-    nav.hidden = true;
+    grid.hidden = true;
     return;
   }
-  nav.hidden = false;
+  grid.hidden = false;
+  const nav = $("athlete-list");
   for (const view of ui.athletes.values()) {
     let card = nav.querySelector(`[data-athlete="${view.id}"]`);
     if (!card) {
-      card = document.createElement("button");
-      card.type = "button";
-      card.className = "athlete-card";
-      card.dataset.athlete = String(view.id);
-      card.addEventListener("click", () => setFocus(view.id));
-      for (const cls of ["name", "line", "line alerts-count"]) {
-        const span = document.createElement("span");
-        span.className = cls;
-        card.append(span);
-      }
+      card = makeCard(view);
       nav.append(card);
     }
-    const [name, line, alerts] = card.children;
-    name.textContent = `Athlete ${view.id}`;
-    const m = view.metrics;
-    line.textContent = view.sessionId
-      ? `${num(m.heart_rate)} bpm · ${num(m.power)} W · ${m.pace_s_per_km ? clock(m.pace_s_per_km) : "–"}/km`
-      : "no live session";
-    const open = [...view.alerts.values()].filter((a) => !a.acked).length;
-    alerts.textContent = open ? `${open} open alert${open > 1 ? "s" : ""}` : "";
-    card.setAttribute("aria-current", String(view.id === ui.focus));
+    renderCard(view, card);
+  }
+  const shown = [...ui.athletes.keys()].filter((id) => ui.picked == null || ui.picked.has(id)).length;
+  $("grid-count").textContent = `${shown} of ${ui.athletes.size}`;
+  renderPicker();
+}
+
+/** Redraw one card at the next frame (a 1 Hz feed of 50 athletes: one pass per frame). */
+function cardChanged(view) {
+  if (ui.me?.role !== "coach") return;
+  ui.dirtyCards.add(view.id);
+  if (ui.cardFrame) return;
+  ui.cardFrame = requestAnimationFrame(() => {
+    ui.cardFrame = 0;
+    const nav = $("athlete-list");
+    for (const id of ui.dirtyCards) {
+      const view = ui.athletes.get(id);
+      const card = view && nav.querySelector(`[data-athlete="${id}"]`);
+      if (card) renderCard(view, card);
+    }
+    ui.dirtyCards.clear();
+  });
+}
+
+function renderPicker() {
+  const list = $("picker-list");
+  for (const view of ui.athletes.values()) {
+    let box = list.querySelector(`input[data-pick="${view.id}"]`);
+    if (!box) {
+      const label = document.createElement("label");
+      box = document.createElement("input");
+      box.type = "checkbox";
+      box.dataset.pick = view.id;
+      box.addEventListener("change", () => {
+        const picked = ui.picked ?? new Set(ui.athletes.keys());
+        if (box.checked) picked.add(view.id);
+        else picked.delete(view.id);
+        ui.picked = picked.size === ui.athletes.size ? null : picked;
+        savePicked();
+        renderAthleteList();
+      });
+      const text = document.createElement("span");
+      label.append(box, text);
+      list.append(label);
+    }
+    box.checked = ui.picked == null || ui.picked.has(view.id);
+    box.nextElementSibling.textContent = displayName(view.id, "athlete");
+  }
+}
+
+function savePicked() {
+  if (ui.picked == null) localStorage.removeItem("livecoach.picked");
+  else localStorage.setItem("livecoach.picked", JSON.stringify([...ui.picked]));
+}
+
+function loadPicked() {
+  try {
+    const ids = JSON.parse(localStorage.getItem("livecoach.picked") || "null");
+    return Array.isArray(ids) ? new Set(ids.filter((id) => ui.athletes.has(id))) : null;
+  } catch (_) {
+    return null;
   }
 }
 
@@ -248,6 +465,12 @@ function renderAlerts() {
   const list = $("alerts");
   const alerts = view ? [...view.alerts.values()].sort((a, b) => (b.at || 0) - (a.at || 0)) : [];
   $("alerts-empty").hidden = alerts.length > 0;
+  // The newest open alert, above the numbers: what a glance at the handlebars must catch.
+  const open = alerts.find((a) => !a.acked);
+  const banner = $("alert-banner");
+  banner.hidden = !open;
+  setText(banner, open ? alertText(open, { own: ui.me?.role === "athlete" }) : "");
+  if (open) setData(banner, "severity", open.severity || "warning");
   const seen = new Set();
   for (const a of alerts) {
     seen.add(a.id);
@@ -269,9 +492,11 @@ function renderAlerts() {
     li.className = `alert sev-${a.severity || "warning"}${a.acked ? " acked" : ""}`;
     li.dataset.acked = String(!!a.acked);
     if (a.notified) li.dataset.notified = a.notified;
-    li.children[0].textContent = a.message;
+    li.children[0].textContent = alertText(a, { own: ui.me?.role === "athlete" });
+    li.title = a.message || "";
     const when = a.at ? new Date(a.at * 1000).toLocaleTimeString() : "";
-    li.children[1].textContent = `${a.metric ?? ""} ${num(a.current, 0)} / ${num(a.threshold, 0)} · ${when}${a.acked ? " · acknowledged" : ""}`;
+    const sev = { critical: "Critical", warning: "Warning", info: "Note" }[a.severity] || "Alert";
+    li.children[1].textContent = `${sev} · ${when}${a.acked ? ` · acknowledged${a.ackedBy ? ` by ${personName(a.ackedBy)}` : ""}` : ""}`;
     li.children[2].hidden = !!a.acked;
     list.append(li); // keeps the sorted order
   }
@@ -286,7 +511,7 @@ function renderMessages() {
   if (view) {
     const byCmid = new Set();
     for (const m of [...view.messages.values()].sort((a, b) => a.seq - b.seq)) {
-      items.push({ key: `id-${m.id}`, mine: m.from === ui.me?.id, from: m.from, role: m.role, text: m.text, status: statusOf(view, m) });
+      items.push({ key: `id-${m.id}`, mine: m.from === ui.me?.id, from: m.from, role: m.role, text: m.text, status: statusOf(view, m), readBy: readBy(m) });
       if (m.cmid) byCmid.add(m.cmid);
     }
     for (const [cmid, p] of view.pending) {
@@ -309,9 +534,9 @@ function renderMessages() {
       li.append(from, text, status);
     }
     li.className = `msg ${item.mine ? "mine" : "theirs"}`;
-    li.children[0].textContent = item.mine ? "You" : roleName(item.role || (item.from === view.id ? "athlete" : "coach"), item.from);
+    li.children[0].textContent = item.mine ? "You" : personName(item.from, item.role || (item.from === view.id ? "athlete" : "coach"));
     li.children[1].textContent = item.text; // text, never HTML
-    li.children[2].textContent = item.mine ? { queued: "queued (offline)", sending: "sending…", sent: "✓ sent", read: "✓✓ read" }[item.status] || "" : "";
+    li.children[2].textContent = item.mine ? { queued: "queued (offline)", sending: "sending…", sent: "✓ sent", read: item.readBy }[item.status] || "" : "";
     li.children[2].dataset.status = item.status || "";
     list.append(li);
   }
@@ -319,13 +544,91 @@ function renderMessages() {
   const typing = view ? [...view.typing].filter(([, until]) => until > Date.now()) : [];
   $("typing").hidden = typing.length === 0;
   $("typing").textContent = typing.length
-    ? `${typing.map(([id]) => (id === view.id ? "Athlete" : "Coach")).join(", ")} is typing…`
+    ? `${typing.map(([id]) => displayName(id, id === view.id ? "athlete" : "coach")).join(", ")} is typing…`
     : "";
 }
 
 function statusOf(view, m) {
   if (m.from !== ui.me?.id) return "";
-  return m.readAt || m.seq <= view.othersReadUpTo ? "read" : "sent";
+  return m.readers.size || m.readAt ? "read" : "sent";
+}
+
+/** "✓✓ read by Ana, Ben" (names of the readers of one of my messages). */
+function readBy(m) {
+  const names = [...(m.readers || [])].map((id) => displayName(id));
+  return names.length ? `✓✓ read by ${names.join(", ")}` : "✓✓ read";
+}
+
+function buildCharts() {
+  for (const fig of document.querySelectorAll("figure.chart")) {
+    const kind = fig.dataset.chart;
+    ui.charts[kind] = new SessionChart(fig.querySelector(".plot"), kind);
+  }
+}
+
+/** The detail panel's charts show the focused athlete's series, zones and targets. */
+function renderCharts() {
+  const view = ui.athletes.get(ui.focus);
+  const bands = zoneBands(view?.profile);
+  for (const [slot, chart] of Object.entries(ui.charts)) {
+    const kind = slot === "pace" && isRide(view) ? "speed" : slot;
+    chart.setKind(kind);
+    const fig = chart.el.closest("figure");
+    fig.querySelector("figcaption").firstChild.textContent = `${CHARTS[kind].label} `;
+    fig.querySelector("figcaption .unit").textContent = CHARTS[kind].unit;
+    // A run without a power meter: no empty power chart.
+    fig.hidden = ["power", "w_prime"].includes(slot) && !!view && view.sport === "run" && view.series[slot].points === 0;
+    if (view) chart.show(view.series[kind]);
+    chart.setBands(view?.profile ? bands[kind] : []);
+  }
+  renderTimeInZones();
+}
+
+/** Time in zone under the heart-rate and power charts ("Z2 12:40 · Z3 4:05"). */
+function renderTimeInZones() {
+  const view = ui.athletes.get(ui.focus);
+  ui.tizAt = Date.now();
+  const bands = view?.profile ? zoneBands(view.profile) : null;
+  for (const kind of ["heart_rate", "power"]) {
+    const box = ui.charts[kind]?.el.closest("figure").querySelector(".tiz");
+    if (!box) continue;
+    const zones = view && bands ? timeInZones(view.series[kind], bands[kind]).filter((z) => z.s >= 1) : [];
+    setText(box, zones.length ? `Time in zone: ${zones.map((z) => `${z.name} ${clock(z.s)}`).join(" · ")}` : "");
+  }
+}
+
+function lapRow(lap) {
+  const pace = lap.pace_s_per_km ? `${clock(lap.pace_s_per_km)} /km` : "–";
+  const how = { manual: "lap button", distance: "auto (distance)", time: "auto (time)", stop: "session end" }[lap.trigger] || lap.trigger || "";
+  return [
+    String(lap.index),
+    clock(lap.moving_s),
+    lap.distance_m != null ? `${num(lap.distance_m / 1000, 2)} km` : "–",
+    lap.mean_hr != null ? `${num(lap.mean_hr)} bpm` : "–",
+    lap.mean_power != null ? `${num(lap.mean_power)} W` : "–",
+    pace,
+    how,
+  ];
+}
+
+function renderLaps() {
+  const view = ui.athletes.get(ui.focus);
+  const laps = view ? [...view.laps.values()].sort((a, b) => a.index - b.index) : [];
+  $("laps").hidden = laps.length === 0;
+  $("laps-empty").hidden = laps.length > 0;
+  const body = $("laps-body");
+  body.replaceChildren(
+    ...laps.map((lap) => {
+      const tr = document.createElement("tr");
+      tr.dataset.lap = String(lap.index);
+      for (const cell of lapRow(lap)) {
+        const td = document.createElement("td");
+        td.textContent = cell;
+        tr.append(td);
+      }
+      return tr;
+    }),
+  );
 }
 
 function renderAll() {
@@ -335,6 +638,8 @@ function renderAll() {
   renderAthleteList();
   renderAlerts();
   renderMessages();
+  renderCharts();
+  renderLaps();
 }
 
 function setFocus(id) {
@@ -343,7 +648,42 @@ function setFocus(id) {
   $("messages").replaceChildren();
   $("alerts").replaceChildren();
   renderAll();
-  if (view?.sessionId) markRead(view);
+  if (view) loadProfile(view);
+  if (view?.sessionId) {
+    markRead(view);
+    loadDetail(view).catch((err) => console.warn("livecoach: loading the athlete failed", err));
+  }
+  if (view && ui.me?.role === "coach") $("detail").scrollIntoView?.({ block: "start" });
+}
+
+/** The athlete's thresholds (zone bands on the charts), once per athlete. */
+async function loadProfile(view) {
+  if (view.profile || view.error || view.profileLoading) return;
+  view.profileLoading = true;
+  try {
+    view.profile = await api(`/athletes/${view.id}/thresholds`);
+    if (view.id === ui.focus) renderCharts();
+  } catch (err) {
+    console.warn("livecoach: no thresholds for the zones", err.message);
+  } finally {
+    view.profileLoading = false;
+  }
+}
+
+async function pressLap() {
+  const view = ui.athletes.get(ui.focus);
+  if (!view?.sessionId) return;
+  const button = $("lap");
+  button.disabled = true;
+  try {
+    await api(`/sessions/${view.sessionId}/lap`, { method: "POST", body: "{}" });
+    $("lap-note").textContent = `Lap marked at ${new Date().toLocaleTimeString()}`;
+    document.body.dataset.lapSent = String(Number(document.body.dataset.lapSent || 0) + 1);
+  } catch (err) {
+    $("lap-note").textContent = `Lap not marked: ${err.message}`;
+  } finally {
+    setTimeout(() => renderHeader(), 1000); // a second between laps: no double taps
+  }
 }
 
 // --- alerts: sound, vibration, acknowledgement ----------------------------------------------
@@ -432,7 +772,9 @@ function sendChat(text) {
   const cmid = LiveCoachClient.newClientId();
   const online = ui.client.state === "open";
   view.pending.set(cmid, { text, status: online ? "sending" : "queued" });
-  const sent = ui.client.sendMessage(view.sessionId, text, cmid);
+  // A coach writes to the athlete; an athlete to the session's coach (or all coaches).
+  const to = ui.me?.role === "coach" ? view.id : undefined;
+  const sent = ui.client.sendMessage(view.sessionId, text, cmid, to);
   sent.then(
     () => {
       const p = view.pending.get(cmid);
@@ -492,24 +834,25 @@ function adoptSession(view, sessionId) {
   view.readSent = 0;
   view.othersReadUpTo = 0;
   view.sessionState = null;
+  view.series = sessionSeries();
+  view.laps.clear();
+  if (view.id === ui.focus) renderCharts();
   loadSession(view).catch((err) => console.warn("livecoach: loading the session failed", err));
 }
 
+/** What a card needs of a session (its state, sport, alerts, who is there); the chat
+ * and the metrics history come when the athlete is shown (loadDetail). */
 async function loadSession(view) {
   const sid = view.sessionId;
-  const [session, messages, alerts, presence] = await Promise.all([
+  view.detailLoaded = null;
+  const [session, alerts, presence] = await Promise.all([
     api(`/sessions/${sid}`).catch(() => null),
-    api(`/messages/${sid}?limit=100`).catch(() => null),
     api(`/sessions/${sid}/alerts?limit=50`).catch(() => null),
     api(`/sessions/${sid}/presence`).catch(() => null),
   ]);
   if (view.sessionId !== sid) return;
   if (session && !view.sessionState) view.sessionState = session.status;
-  for (const row of messages?.messages || []) {
-    if (!view.messages.has(row.id)) {
-      view.messages.set(row.id, messageFromRow(row));
-    }
-  }
+  if (session?.metadata?.sport) view.sport = String(session.metadata.sport);
   for (const row of alerts?.alerts || []) {
     if (!view.alerts.has(row.id)) {
       view.alerts.set(row.id, alertFromRow(row));
@@ -518,12 +861,82 @@ async function loadSession(view) {
   }
   if (presence) applyWatchers(view, presence.watchers);
   renderAll();
-  markRead(view);
+  if (view.id === ui.focus) await loadDetail(view);
+}
+
+/** The chat and the metrics history of the session of an athlete shown, once. */
+async function loadDetail(view) {
+  const sid = view.sessionId;
+  if (!sid || view.detailLoaded === sid) return;
+  view.detailLoaded = sid;
+  const [messages, history] = await Promise.all([
+    api(`/messages/${sid}?limit=100`).catch(() => null),
+    api(`/sessions/${sid}/metrics?metric=heart_rate,power,speed&max_points=1500`).catch(() => null),
+  ]);
+  if (view.sessionId !== sid) return;
+  applyHistory(view, history);
+  for (const row of messages?.messages || []) {
+    if (!view.messages.has(row.id)) view.messages.set(row.id, messageFromRow(row));
+  }
+  if (view.id === ui.focus) {
+    renderMessages();
+    markRead(view);
+  }
+}
+
+/** The session's stored history (GET sessions/{id}/metrics) into the chart series. */
+function applyHistory(view, history) {
+  const per = { heart_rate: [], power: [], pace: [], speed: [] };
+  for (const p of history?.points || []) {
+    const t = Date.parse(p.bucket) / 1000;
+    if (!Number.isFinite(t) || typeof p.avg !== "number") continue;
+    if (p.metric_type === "speed") {
+      per.speed.push([t, p.avg * 3.6]);
+      if (p.avg >= 0.5) per.pace.push([t, 1000 / p.avg]); // slower than 33 min/km: stopped
+    } else if (per[p.metric_type]) per[p.metric_type].push([t, p.avg]);
+  }
+  for (const [kind, points] of Object.entries(per)) {
+    view.series[kind].step = Math.max(view.series[kind].step, history?.bucket_s || 1);
+    view.series[kind].setHistory(points);
+  }
+  document.body.dataset.history = String(history?.points?.length ?? 0);
+  if (view.id === ui.focus) renderCharts();
+}
+
+function isRide(view) {
+  return !!view && (view.sport === "ride" || view.sport === "bike" || view.sport === "cycling");
+}
+
+/** A metrics_update into the chart series: values, and the plan's targets. */
+function pushMetrics(view, t, m) {
+  const pace = m.pace_s_per_km ?? (typeof m.pace === "number" ? m.pace * 60 : null);
+  const speed = typeof m.speed_m_s === "number" ? m.speed_m_s * 3.6 : null;
+  const values = { heart_rate: m.heart_rate, power: m.power, pace, speed, w_prime: m.w_prime_bal_pct };
+  const target = m.interval?.target || {};
+  for (const [kind, spec] of Object.entries(CHARTS)) {
+    const series = view.series[kind];
+    if (typeof values[kind] === "number") series.push(t, values[kind]);
+    if (spec.target) series.target(t, target[spec.target] || null);
+  }
+  if (view.id !== ui.focus) return;
+  // A hidden chart (a run without power) whose first point came: show it.
+  if (["power", "w_prime"].some((k) => ui.charts[k].el.closest("figure").hidden && view.series[k].points > 0)) renderCharts();
+  for (const chart of Object.values(ui.charts)) chart.update();
+  if (Date.now() - (ui.tizAt || 0) > 5000) renderTimeInZones(); // a sum over the session: every 5 s
 }
 
 /** A message row of the REST API (or a snapshot) in the page's shape. */
 function messageFromRow(row) {
-  return { id: row.id, seq: row.seq, from: row.sender_id, text: row.message ?? "", readAt: row.read_at, cmid: row.client_message_id };
+  return {
+    id: row.id,
+    seq: row.seq,
+    from: row.sender_id,
+    to: row.recipient_id,
+    text: row.message ?? "",
+    readAt: row.read_at,
+    readers: new Set((row.reads || []).map((r) => r.reader_id)),
+    cmid: row.client_message_id,
+  };
 }
 
 /** An alert row of the REST API (or a snapshot) in the page's shape. */
@@ -535,14 +948,39 @@ function alertFromRow(row) {
     metric: row.metric,
     current: row.current_value,
     threshold: row.threshold,
+    rule: row.rule,
+    direction: row.payload?.direction,
+    started_at_s: row.payload?.started_at_s,
+    fired_at_s: row.payload?.fired_at_s,
     at: Date.parse(row.triggered_at) / 1000,
     acked: !!row.acknowledged_at,
+    ackedBy: row.acknowledged_by,
   };
 }
 
 function applyWatchers(view, watchers) {
   view.watchers.clear();
   for (const w of watchers || []) view.watchers.set(w.user_id, w.role);
+  view.present = view.watchers.has(view.id); // the athlete's own page or app is connected
+  cardChanged(view);
+}
+
+/** The athlete's open session, if any (the coach's grid shows it before its next event). */
+async function discoverSession(view) {
+  if (view.sessionId || view.error) return;
+  try {
+    const found = await api(`/sessions?athlete=${view.id}&status=active&limit=1`);
+    const row = found?.sessions?.[0];
+    if (row && !view.sessionId) {
+      adoptSession(view, row.id);
+      view.sport = row.metadata?.sport ? String(row.metadata.sport) : view.sport;
+      view.sessionState = view.sessionState || row.status;
+      renderHeader();
+      cardChanged(view);
+    }
+  } catch (err) {
+    console.warn("livecoach: no sessions of", view.id, err.message);
+  }
 }
 
 function applySnapshot(ev) {
@@ -588,8 +1026,8 @@ function wire(client) {
   client.on("welcome", (ev) => {
     if (!ui.me) {
       ui.me = { id: ev.user_id, role: ev.role };
-      $("who").textContent = `${ev.role} ${ev.user_id}`;
-      start();
+      $("who").textContent = ev.role;
+      start().catch((err) => console.warn("livecoach: start failed", err));
     }
     renderConn();
   });
@@ -600,10 +1038,17 @@ function wire(client) {
     if (ev.session_id !== view.sessionId) return;
     Object.assign(view.metrics, ev.metrics || {});
     view.metrics.interval = ev.metrics?.interval ?? null; // absent once the plan is over
+    const stateBefore = view.sessionState;
     if (ev.metrics?.state) view.sessionState = ev.metrics.state;
     view.metricsAt = Date.now();
-    if (view.id === ui.focus) renderTiles();
-    renderAthleteList();
+    const wasOnline = isOnline(view);
+    view.lastSeenMs = Date.now();
+    pushMetrics(view, eventTime(ev), ev.metrics || {});
+    if (view.id === ui.focus) {
+      renderTiles();
+      if (!wasOnline || stateBefore !== view.sessionState) renderHeader();
+    }
+    cardChanged(view);
   });
   client.on("alert", (ev) => {
     const view = viewOf(ev);
@@ -617,6 +1062,10 @@ function wire(client) {
       severity: a.severity,
       message: a.message,
       metric: a.metric,
+      rule: a.rule,
+      direction: a.direction,
+      started_at_s: a.started_at_s,
+      fired_at_s: a.fired_at_s,
       current: a.current,
       threshold: a.threshold,
       sound: a.sound,
@@ -634,12 +1083,20 @@ function wire(client) {
     if (!view) return;
     if (ev.event === "alert_acknowledged") {
       const a = view.alerts.get(ev.alert_id);
-      if (a) a.acked = true;
+      if (a) {
+        a.acked = true;
+        a.ackedBy = ev.acknowledged_by ?? a.ackedBy;
+      }
       renderAlerts();
       renderAthleteList();
       return;
     }
     adoptSession(view, ev.session_id);
+    if (ev.event === "lap" && ev.lap && ev.session_id === view.sessionId) {
+      view.laps.set(ev.lap.index, ev.lap);
+      if (view.id === ui.focus) renderLaps();
+      return;
+    }
     if (ev.session_id === view.sessionId) {
       view.sessionState = ev.state || ({ start: "running", pause: "paused", resume: "running", stop: "stopped" }[ev.event] ?? view.sessionState);
     }
@@ -651,7 +1108,17 @@ function wire(client) {
     adoptSession(view, ev.session_id);
     if (ev.session_id !== view.sessionId) return;
     const m = ev.message;
-    view.messages.set(m.id, { id: m.id, seq: m.seq, from: m.from, role: m.role, text: m.text, cmid: m.client_message_id });
+    const old = view.messages.get(m.id);
+    view.messages.set(m.id, {
+      id: m.id,
+      seq: m.seq,
+      from: m.sender_id ?? m.from,
+      to: m.recipient_id,
+      role: m.role,
+      text: m.message ?? m.text,
+      cmid: m.client_message_id,
+      readers: old?.readers || new Set(),
+    });
     if (m.client_message_id) view.pending.delete(m.client_message_id);
     view.typing.delete(m.from);
     renderMessages();
@@ -660,11 +1127,9 @@ function wire(client) {
   client.on("read_receipt", (ev) => {
     const view = viewOf(ev);
     if (!view || ev.reader_id === ui.me?.id) return;
-    // The receipt names message ids (UUIDs); what they cover is told by their seq.
-    const ids = new Set([ev.up_to_id, ...(ev.message_ids || [])]);
-    for (const m of view.messages.values()) {
-      if (ids.has(m.id) && m.seq > view.othersReadUpTo) view.othersReadUpTo = m.seq;
-    }
+    // The receipt names the message ids this reader read (UUIDs): per reader.
+    const ids = new Set(ev.message_ids || []);
+    for (const m of view.messages.values()) if (ids.has(m.id)) m.readers.add(ev.reader_id);
     renderMessages();
   });
   client.on("typing", (ev) => {
@@ -680,7 +1145,9 @@ function wire(client) {
     if (!view) return;
     if (ev.watching) view.watchers.set(ev.watcher_id, ev.role);
     else view.watchers.delete(ev.watcher_id);
+    if (ev.watcher_id === view.id) view.present = !!ev.watching; // the athlete's own page
     renderHeader();
+    cardChanged(view);
   });
   client.on("resumed", (ev) => {
     if (ev.recovered === false) applySnapshot(ev);
@@ -731,19 +1198,47 @@ async function saveProfilePref(key, value) {
   }
 }
 
-/** After the first welcome: what to follow. */
-function start() {
+/** After the first welcome: who is who (GET /roster), then what to follow. */
+async function start() {
   $("login").hidden = true;
   $("app").hidden = false;
   $("logout").hidden = false;
-  $("app").classList.toggle("coach", ui.me.role === "coach");
-  if (ui.me.role === "athlete") {
-    ui.wantedAthletes = [ui.me.id];
+  const coach = ui.me.role === "coach";
+  $("app").classList.toggle("coach", coach);
+  try {
+    ui.roster = await api("/roster");
+  } catch (err) {
+    console.warn("livecoach: no roster (names and the coach's athletes)", err.message);
   }
-  for (const id of ui.wantedAthletes) athlete(id);
-  ui.client.subscribe(ui.wantedAthletes.map((id) => `live:user:${id}`));
-  ui.focus = ui.wantedAthletes[0] ?? null;
+  for (const p of ui.roster ? [ui.roster.me, ...ui.roster.athletes, ...ui.roster.coaches] : []) {
+    ui.people.set(p.id, p);
+  }
+  $("who").textContent = ui.roster?.me?.name ? `${ui.roster.me.name} (${ui.me.role})` : ui.me.role;
+  if (!coach) {
+    ui.wantedAthletes = [ui.me.id];
+    const coaches = ui.roster?.coaches || [];
+    $("coaches").textContent = coaches.length ? `your coach${coaches.length > 1 ? "es" : ""}: ${coaches.map((c) => displayName(c.id, "coach")).join(", ")}` : "";
+  }
+  const linked = new Set((ui.roster?.athletes || []).map((p) => p.id));
+  // A coach without ?athletes= sees every linked athlete.
+  if (coach && ui.wantedAthletes.length === 0) ui.wantedAthletes = [...linked];
+  const follow = [];
+  for (const id of ui.wantedAthletes) {
+    const view = athlete(id);
+    // Asking the edge for an athlete who is not linked would end the socket (4403) for
+    // every card: that one card says so instead, and the others work.
+    if (coach && ui.roster && !linked.has(id)) view.error = "Not one of your athletes (or no such athlete)";
+    else follow.push(id);
+  }
+  if (follow.length) ui.client.subscribe(follow.map((id) => `live:user:${id}`));
+  if (!ui.wantedSession) for (const id of follow) discoverSession(athlete(id));
+  ui.picked = coach ? loadPicked() : null;
+  // The athlete sees their own session; a coach who named athletes sees the first one,
+  // a coach who did not sees the grid and picks.
+  ui.focus = !coach ? ui.me.id : params.has("athletes") ? (follow[0] ?? null) : null;
   renderAll();
+  const view = ui.athletes.get(ui.focus);
+  if (view) loadProfile(view);
   loadProfilePrefs();
   if (ui.wantedSession) {
     api(`/sessions/${ui.wantedSession}`)
@@ -753,6 +1248,7 @@ function start() {
         if (ui.focus == null) ui.focus = view.id;
         adoptSession(view, row.id);
         renderAll();
+        loadProfile(view);
       })
       .catch((err) => ($("detail-title").textContent = `Session ${ui.wantedSession}: ${err.message}`));
   }
@@ -784,7 +1280,7 @@ function connect(token) {
     if (Number.isFinite(v) && v > 0) options[key] = v;
   }
   ui.client = new LiveCoachClient(options);
-  window.livecoach = { client: ui.client, ui };
+  window.livecoach = { client: ui.client, ui, apiQueue };
   wire(ui.client);
   ui.client.connect();
   renderConn();
@@ -802,6 +1298,19 @@ function waitForToken({ reason }) {
 
 function init() {
   buildTiles();
+  buildCharts();
+  $("lap").addEventListener("click", pressLap);
+  $("back").addEventListener("click", () => setFocus(null));
+  $("picker-all").addEventListener("click", () => {
+    ui.picked = null;
+    savePicked();
+    renderAthleteList();
+  });
+  $("picker-none").addEventListener("click", () => {
+    ui.picked = new Set();
+    savePicked();
+    renderAthleteList();
+  });
   // #token=... is never sent to the server (so never in an access log); the edge
   // redirects a ?token= here.
   const hash = new URLSearchParams(location.hash.replace(/^#/, ""));
@@ -879,6 +1388,12 @@ function init() {
     }
   }, 15000);
   setInterval(renderConn, 1000);
+  // Online states age out without an event: recheck them every 5 s.
+  setInterval(() => {
+    if (ui.me?.role !== "coach") return;
+    for (const view of ui.athletes.values()) cardChanged(view);
+    renderHeader();
+  }, 5000);
   const token = sessionStorage.getItem("livecoach.token");
   if (token) connect(token);
 }

@@ -749,14 +749,13 @@ export class LiveCoachClient {
     return out;
   }
 
-  sendMessage(sessionId, text, clientMessageId) {
+  /** A chat message (``message``, for ``recipientId``: by default the session's coach
+   * for the athlete's messages, else the athlete). */
+  sendMessage(sessionId, text, clientMessageId, recipientId) {
     const cmid = clientMessageId || LiveCoachClient.newClientId();
-    const promise = this.send({
-      type: "message",
-      session_id: sessionId,
-      text,
-      client_message_id: cmid,
-    });
+    const frame = { type: "message", session_id: sessionId, message: text, client_message_id: cmid };
+    if (recipientId) frame.recipient_id = String(recipientId);
+    const promise = this.send(frame);
     promise.clientMessageId = cmid;
     return promise;
   }
