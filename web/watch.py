@@ -1,25 +1,20 @@
 """``livecoach watch``: follow a live session (or an athlete) in the terminal.
 
-A real WebSocket client of the edge: it authenticates with the token, subscribes to
-``live:session:{id}`` (or ``live:user:{id}``), prints one line per event, and after a
-dropped connection reconnects with backoff and resumes from the last cursor it saw,
-so nothing is missed: its position is one offset per partition of ``live`` (from the
-subscribe reply, then from each event), and an alert id is printed once.
+A client of the edge (:class:`web.client.Client`): it authenticates with the token,
+subscribes to ``live:session:{id}`` (or ``live:user:{id}``), prints one line per event,
+and after a dropped connection reconnects with backoff and resumes from the last cursor
+it saw, so nothing is missed: its position is one offset per partition of ``live`` (from
+the subscribe reply, then from each event), and an alert id is printed once.
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
-import random
 import sys
 from typing import Any, TextIO
 from uuid import UUID
 
-import aiohttp
-
 from pipeline.constants import session_channel, user_channel
-from web.protocol import format_cursor, parse_cursor
+from web.client import Client, Refused
 
 
 def _num(value: Any, fmt: str = "{:.0f}") -> str:
@@ -87,58 +82,6 @@ def _format(event: dict[str, Any]) -> str | None:
     return None
 
 
-class _Position:
-    """Where the watcher is in a channel: per partition of ``live``, the last offset
-    seen (a user channel spans every partition; one offset for all lost the events of
-    the other partitions on reconnect), and the alert ids already printed."""
-
-    def __init__(self, channel: str) -> None:
-        self.channel = channel
-        self.offsets: dict[int, int] = {}
-        self.alert_ids: set[str] = set()
-
-    def merge(self, cursor: Any) -> None:
-        """A cursor the edge gave (the subscribe ``ack``, ``resumed``): a list of "p:o"."""
-        for text in cursor if isinstance(cursor, list) else [cursor]:
-            if isinstance(text, str):
-                self._see(text)
-
-    def _see(self, text: str) -> bool:
-        try:
-            p, o = parse_cursor(text)
-        except ValueError:
-            return True
-        last = self.offsets.get(p)
-        if last is not None and o <= last:
-            return False
-        self.offsets[p] = o
-        return True
-
-    def fresh(self, event: dict[str, Any]) -> bool:
-        """Move the position past ``event``; False if it was already seen (by offset,
-        or an alert by id: a worker that crashed publishes it again)."""
-        kind = event.get("type")
-        if (kind == "ack" and event.get("op") == "subscribe") or kind == "resumed":
-            self.merge(event.get("cursor"))
-        offset = event.get("offset")
-        channels = event.get("channels") or [event.get("channel")]
-        if isinstance(offset, str) and self.channel in channels and not self._see(offset):
-            return False
-        alert = event.get("alert")
-        if kind == "alert" and isinstance(alert, dict) and isinstance(alert.get("id"), str):
-            if alert["id"] in self.alert_ids:
-                return False
-            self.alert_ids.add(alert["id"])
-        return True
-
-    def first_frame(self) -> dict[str, Any]:
-        """Subscribe the first time; resume from every partition's offset after."""
-        if not self.offsets:
-            return {"type": "subscribe", "channel": self.channel}
-        cursors = [format_cursor(p, o) for p, o in sorted(self.offsets.items())]
-        return {"type": "resume", "cursors": {self.channel: cursors}}
-
-
 async def watch(
     base_url: str,
     token: str,
@@ -148,36 +91,24 @@ async def watch(
     out: TextIO = sys.stdout,
 ) -> int:
     """Print events of ``channel`` until interrupted or ``count`` events were printed."""
-    position = _Position(channel)
     printed = 0
-    delay = 0.5
-    url = base_url.rstrip("/") + "/api/v1/live/ws"
-    headers = {"Authorization": f"Bearer {token}"}
-    async with aiohttp.ClientSession() as http:
-        while True:
-            try:
-                async with http.ws_connect(url, headers=headers, heartbeat=20) as ws:
-                    await ws.send_json(position.first_frame())
-                    delay = 0.5
-                    async for msg in ws:
-                        if msg.type != aiohttp.WSMsgType.TEXT:
-                            continue
-                        event = json.loads(msg.data)
-                        if not isinstance(event, dict) or not position.fresh(event):
-                            continue
-                        line = format_event(event)
-                        if line is not None:
-                            print(line, file=out, flush=True)
-                            printed += 1
-                            if count is not None and printed >= count:
-                                return 0
-                    if ws.close_code in (4401, 4403):
-                        print(f"refused by the edge (close code {ws.close_code})", file=out)
-                        return 1
-            except aiohttp.ClientError as exc:
-                print(f"connection lost ({exc}); retrying in {delay:.1f} s", file=out, flush=True)
-            await asyncio.sleep(delay * (0.5 + random.random()))
-            delay = min(delay * 2, 15.0)
+    async with Client(base_url, token) as client:
+        try:
+            async for event in client.follow(channel):
+                if event["type"] == "connection_lost":
+                    print(f"connection lost ({event['error']}); retrying in "
+                          f"{event['retry_in_s']:.1f} s", file=out, flush=True)  # fmt: skip
+                    continue
+                line = format_event(event)
+                if line is not None:
+                    print(line, file=out, flush=True)
+                    printed += 1
+                    if count is not None and printed >= count:
+                        return 0
+        except Refused as exc:
+            print(exc, file=out)
+            return 1
+    return 0
 
 
 def channel_for(session_id: UUID | None, user_id: UUID | None) -> str:
