@@ -350,6 +350,13 @@ class AlertBody(BaseModel):
     threshold: float
     sound: bool = False
     vibration: bool = False
+    bound: Literal["plan", "settings"] | None = Field(
+        default=None,
+        description=(
+            "Where the threshold came from: 'plan' (the current interval's target) or "
+            "'settings' (the athlete's alert bounds); absent for the fatigue rules."
+        ),
+    )
 
 
 class AlertEvent(_ServerEvent):

@@ -118,6 +118,9 @@ class Alert:
     fired_at_s: float
     sound: bool
     vibration: bool
+    #: Where the threshold came from: "plan" (the current interval's target) or
+    #: "settings" (the athlete's bounds); None for the fatigue rules.
+    bound: str | None = None
 
     def to_event(self) -> dict[str, Any]:
         """The ``alert`` object of the wire protocol (plus timing, for history)."""
@@ -134,6 +137,7 @@ class Alert:
             "direction": self.direction,
             "started_at_s": self.started_at_s,
             "fired_at_s": self.fired_at_s,
+            "bound": self.bound,
         }
 
 
@@ -417,7 +421,10 @@ class AlertEngine:
         current: float,
         threshold: float,
         message: str,
+        since: float | None = None,
     ) -> None:
+        """Raise an alert; ``since`` is given by the zone rules: where their bound came
+        from (a plan's interval starts at a time, the athlete's bounds at -inf)."""
         settings = getattr(self.config.rules, rule)
         sound, vibration = self.config.delivery_for(settings)
         sid: str = state["sid"]
@@ -436,6 +443,7 @@ class AlertEngine:
                 fired_at_s=t,
                 sound=sound,
                 vibration=vibration,
+                bound=None if since is None else "settings" if since == float("-inf") else "plan",
             )
         )
 
@@ -475,7 +483,7 @@ class AlertEngine:
                 self._emit(
                     state, alerts, rule="heart_rate", direction=direction,
                     metric="heart_rate", onset=onset, t=t, current=hr, threshold=bound,
-                    message=f"Heart rate {hr:.0f} bpm {word} {bound:.0f} bpm",
+                    message=f"Heart rate {hr:.0f} bpm {word} {bound:.0f} bpm", since=since,
                 )  # fmt: skip
 
     def _resting(self, sig: State) -> bool:
@@ -544,7 +552,7 @@ class AlertEngine:
                 target = 0.5 * (fast + slow)
                 self._emit(
                     state, alerts, rule="pace", direction=direction, metric="pace",
-                    onset=onset, t=t, current=pace, threshold=bound,
+                    onset=onset, t=t, current=pace, threshold=bound, since=since,
                     message=f"Pace {_fmt_pace(pace)} {word} than target {_fmt_pace(target)}"
                     f" ± {0.5 * (slow - fast):.0f} s",
                 )  # fmt: skip
@@ -574,7 +582,7 @@ class AlertEngine:
                 word = "above" if direction == "high" else "below"
                 self._emit(
                     state, alerts, rule="power", direction=direction, metric="power",
-                    onset=onset, t=t, current=power, threshold=bound,
+                    onset=onset, t=t, current=power, threshold=bound, since=since,
                     message=f"Power {power:.0f} W {word} {bound:.0f} W",
                 )  # fmt: skip
 

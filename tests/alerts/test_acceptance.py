@@ -52,6 +52,26 @@ def test_an_interval_ridden_8_percent_under_fires_within_dwell_plus_10_s() -> No
         alert = alerts[0]
         assert alert.direction == "low"
         assert REP2_START < alert.fired_at_s <= REP2_START + dwell + 10, (seed, alert)
+        # The bound was the interval's target, and the alert says so (the dashboard
+        # words it as the interval's target, not the athlete's floor).
+        assert alert.to_event()["bound"] == "plan"
+        assert alert.threshold == 247
+
+
+def test_without_a_plan_the_bound_is_the_athlete_s() -> None:
+    config = AlertConfig.model_validate({"rules": {"power": {"low_w": 200}}})
+    engine = AlertEngine(config, ATHLETE)
+    state = engine.new_state("no-plan", None)
+    alerts: list[Alert] = []
+    for i in range(300):
+        state, raised = engine.update(state, AlertSample(float(i), 140.0, 150.0, None, 88.0))
+        alerts += raised
+    power = [a for a in alerts if a.rule == "power"]
+    assert power and all(a.to_event()["bound"] == "settings" for a in power), alerts
+    assert all(a.to_event()["bound"] is None for a in alerts if a.rule not in ZONE_RULES)
+
+
+ZONE_RULES = ("heart_rate", "power", "pace")
 
 
 def test_the_same_ride_on_target_raises_nothing() -> None:

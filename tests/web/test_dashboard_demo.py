@@ -27,9 +27,12 @@ ATHLETES = 10
 #: Workout seconds per wall second: minute 4 of the workouts after 40 s.
 SPEED = 6
 ALERT = re.compile(
-    r"(Heart rate \d+ bpm, above your \d+ bpm ceiling"
-    r"|Power \d+ W, (above|below) your \d+ W (ceiling|floor)"
-    r"|Pace \d+:\d\d /km, (slower|faster) than your \d+:\d\d /km limit)"
+    r"(Heart rate \d+ bpm, (above|below) (your|the interval's) \d+ bpm "
+    r"(ceiling|floor|target top|target bottom)"
+    r"|Power \d+ W, (above|below) (your|the interval's) \d+ W "
+    r"(ceiling|floor|target top|target bottom)"
+    r"|Pace \d+:\d\d /km, (slower|faster) than (your|the interval's) \d+:\d\d /km "
+    r"(limit|target))"
 )
 
 

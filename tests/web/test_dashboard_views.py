@@ -210,6 +210,25 @@ async def test_athlete_view_charts_zones_targets_laps_on_a_phone(
                 "li.alert .alert-text",
                 "Heart rate 181 bpm, above your 175 bpm ceiling for 40 s",
             )
+            # A bound from the plan is the interval's target, not the athlete's ceiling.
+            with psycopg.connect(database_url, autocommit=True) as conn:
+                conn.execute(
+                    "INSERT INTO live_alerts (id, live_session_id, user_id, rule, metric,"
+                    " severity, message, current_value, threshold, triggered_at)"
+                    " VALUES (%s, %s, %s, 'power', 'power', 'warning',"
+                    " 'Power 200 W below 230 W', 200, 230, NOW())",
+                    (str(uid(902)), sid, ATHLETE),
+                )
+            await publish(redis_url, sid, {
+                "type": "alert", "session_id": sid, "user_id": str(ATHLETE),
+                "alert": {"id": str(uid(902)), "rule": "power", "severity": "warning",
+                          "message": "Power 200 W below 230 W", "metric": "power",
+                          "current": 200, "threshold": 230, "direction": "low",
+                          "bound": "plan", "started_at_s": base - 25, "fired_at_s": base},
+            })  # fmt: skip
+            await _wait_text(
+                page, "#alert-banner", "Power 200 W, below the interval's 230 W target bottom"
+            )
 
             # Laps: the agents' lap events as a table; the Lap button sends one.
             await publish(redis_url, sid, {
@@ -231,8 +250,9 @@ async def test_athlete_view_charts_zones_targets_laps_on_a_phone(
 
             serious = _serious(await _axe(page, "the athlete's view (phone)"))
             assert not serious, json.dumps(serious, indent=1)
-            # Acknowledged: the banner goes.
-            await page.locator("li.alert button.ack").click()
+            # Acknowledged (both): the banner goes.
+            for alert_id in (uid(901), uid(902)):
+                await page.locator(f'li.alert[data-id="{alert_id}"] button.ack').click()
             await page.locator("#alert-banner").wait_for(state="hidden", timeout=WAIT_MS)
         finally:
             await browser.close()

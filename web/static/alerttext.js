@@ -36,19 +36,24 @@ export function alertText(a, { own = true } = {}) {
   const forHow = lasted ? ` for ${lasted}` : "";
   if (!known) return a.message || "Alert";
   const dir = a.direction || (c >= th ? "high" : "low");
+  // A bound from the session's plan is the current interval's target range, not the
+  // athlete's own ceiling or floor.
+  const plan = a.bound === "plan";
+  const whose = plan ? "the interval's" : your;
+  const edge = (high) => (plan ? (high ? "target top" : "target bottom") : high ? "ceiling" : "floor");
   switch (a.rule) {
     case "heart_rate": {
       const high = dir === "high";
-      return `Heart rate ${round(c)} bpm, ${high ? "above" : "below"} ${your} ${round(th)} bpm ${high ? "ceiling" : "floor"}${forHow}`;
+      return `Heart rate ${round(c)} bpm, ${high ? "above" : "below"} ${whose} ${round(th)} bpm ${edge(high)}${forHow}`;
     }
     case "power": {
       const high = dir === "high";
-      return `Power ${round(c)} W, ${high ? "above" : "below"} ${your} ${round(th)} W ${high ? "ceiling" : "floor"}${forHow}`;
+      return `Power ${round(c)} W, ${high ? "above" : "below"} ${whose} ${round(th)} W ${edge(high)}${forHow}`;
     }
     case "pace": {
       // Pace in s/km: slower is more seconds.
       const slow = dir === "slow" || (dir !== "fast" && c > th);
-      return `Pace ${mmss(c)} /km, ${slow ? "slower" : "faster"} than ${your} ${mmss(th)} /km limit${forHow}`;
+      return `Pace ${mmss(c)} /km, ${slow ? "slower" : "faster"} than ${whose} ${mmss(th)} /km ${plan ? "target" : "limit"}${forHow}`;
     }
     case "w_prime":
       return `W′ balance ${(c / 1000).toFixed(1)} kJ, under ${your} ${(th / 1000).toFixed(1)} kJ reserve: ease off to recover`;
