@@ -53,17 +53,28 @@ def private_data_dir() -> Iterator[Path]:
     Faust apps built by tests keep their working folders under the data folder; with
     the default one they would land in ``/var/lib/livecoach`` or the user's folder.
     """
+    # Programs the tests start (Chromium writes ~/.cache/dconf) keep their caches and
+    # settings in a throw-away folder too: the suite creates nothing in $HOME.
+    home = make_data_dir("livecoach-xdg-")
+    saved = {name: os.environ.get(name) for name in ("XDG_CACHE_HOME", "XDG_CONFIG_HOME")}
+    os.environ["XDG_CACHE_HOME"] = str(home / "cache")
+    os.environ["XDG_CONFIG_HOME"] = str(home / "config")
     configured = os.environ.get("LIVECOACH_DATA_DIR")
-    if configured:
-        yield Path(configured)
-        return
-    path = make_data_dir("livecoach-data-")
-    os.environ["LIVECOACH_DATA_DIR"] = str(path)
+    path = Path(configured) if configured else make_data_dir("livecoach-data-")
+    if not configured:
+        os.environ["LIVECOACH_DATA_DIR"] = str(path)
     try:
         yield path
     finally:
-        os.environ.pop("LIVECOACH_DATA_DIR", None)
-        shutil.rmtree(path, ignore_errors=True)
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        shutil.rmtree(home, ignore_errors=True)
+        if not configured:
+            os.environ.pop("LIVECOACH_DATA_DIR", None)
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def _assert_stopped(pids: list[int]) -> None:
