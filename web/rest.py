@@ -225,20 +225,26 @@ def _spec_reading(raw: dict[str, Any], session_id: UUID) -> list[Any]:
     )
 
 
+def _check_at_ms(request: web.Request, at_ms: int | None) -> None:
+    """A device time (``at_ms``) outside the edge's clock window is a 422 naming it."""
+    if at_ms is None:
+        return
+    refusal = ClockWindow.of(edge_of(request).settings).refusal(at_ms / 1000)
+    if refusal is not None:
+        raise Problem(
+            422,
+            "Unprocessable Content",
+            f"at_ms: {refusal}",
+            errors=[{"field": "at_ms", "message": refusal}],
+        )
+
+
 def _lifecycle(action: str) -> RestHandler:
     async def handler(request: web.Request) -> web.Response:
         who = await principal(request)
         session_id = uuid_path(request, "id")
         body: LifecycleBody = await read_body(request, LifecycleBody, optional=True)
-        if body.at_ms is not None:
-            refusal = ClockWindow.of(edge_of(request).settings).refusal(body.at_ms / 1000)
-            if refusal is not None:
-                raise Problem(
-                    422,
-                    "Unprocessable Content",
-                    f"at_ms: {refusal}",
-                    errors=[{"field": "at_ms", "message": refusal}],
-                )
+        _check_at_ms(request, body.at_ms)
         try:
             row = (
                 await edge_of(request)
@@ -258,15 +264,7 @@ async def lap_session(request: web.Request) -> web.Response:
     who = await principal(request)
     session_id = uuid_path(request, "id")
     body: LifecycleBody = await read_body(request, LifecycleBody, optional=True)
-    if body.at_ms is not None:
-        refusal = ClockWindow.of(edge_of(request).settings).refusal(body.at_ms / 1000)
-        if refusal is not None:
-            raise Problem(
-                422,
-                "Unprocessable Content",
-                f"at_ms: {refusal}",
-                errors=[{"field": "at_ms", "message": refusal}],
-            )
+    _check_at_ms(request, body.at_ms)
     try:
         out = await edge_of(request).need_actions().manual_lap(who, session_id, body.at_ms)
     except Conflict as exc:

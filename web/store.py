@@ -62,6 +62,27 @@ def _clean(row: Row | None) -> Row | None:
     return {k: iso(v) if isinstance(v, dt.datetime) else v for k, v in row.items()}
 
 
+def _metrics_where(
+    session_id: UUID,
+    metric_types: list[str] | None,
+    since: dt.datetime | None,
+    until: dt.datetime | None,
+) -> tuple[str, list[Any]]:
+    """The WHERE clause (and its parameters) of a session's metrics history query."""
+    where = ["live_session_id = %s"]
+    params: list[Any] = [session_id]
+    if metric_types:
+        where.append("metric_type = ANY(%s)")
+        params.append(metric_types)
+    if since is not None:
+        where.append("timestamp >= %s")
+        params.append(utc_aware(since))
+    if until is not None:
+        where.append("timestamp < %s")
+        params.append(utc_aware(until))
+    return " AND ".join(where), params
+
+
 class Store:
     def __init__(self, pool: AsyncConnectionPool) -> None:
         self.pool = pool
@@ -241,18 +262,7 @@ class Store:
         max_points: int,
     ) -> tuple[float, list[Row]]:
         """Per metric, buckets of ``bucket_s`` (chosen from ``max_points`` when None)."""
-        where = ["live_session_id = %s"]
-        params: list[Any] = [session_id]
-        if metric_types:
-            where.append("metric_type = ANY(%s)")
-            params.append(metric_types)
-        if since is not None:
-            where.append("timestamp >= %s")
-            params.append(utc_aware(since))
-        if until is not None:
-            where.append("timestamp < %s")
-            params.append(utc_aware(until))
-        clause = " AND ".join(where)
+        clause, params = _metrics_where(session_id, metric_types, since, until)
         async with self._cursor() as cur:
             if bucket_s is None:
                 await cur.execute(
@@ -283,22 +293,12 @@ class Store:
         until: dt.datetime | None,
     ) -> dict[str, tuple[list[float], list[float]]]:
         """Per metric, its samples as (epoch seconds, values), oldest first."""
-        where = ["live_session_id = %s"]
-        params: list[Any] = [session_id]
-        if metric_types:
-            where.append("metric_type = ANY(%s)")
-            params.append(metric_types)
-        if since is not None:
-            where.append("timestamp >= %s")
-            params.append(utc_aware(since))
-        if until is not None:
-            where.append("timestamp < %s")
-            params.append(utc_aware(until))
+        clause, params = _metrics_where(session_id, metric_types, since, until)
         out: dict[str, tuple[list[float], list[float]]] = {}
         async with self._cursor() as cur:
             await cur.execute(
                 "SELECT metric_type, EXTRACT(EPOCH FROM timestamp)::float8 AS t, value"
-                f" FROM live_metrics WHERE {' AND '.join(where)} ORDER BY metric_type, timestamp",
+                f" FROM live_metrics WHERE {clause} ORDER BY metric_type, timestamp",
                 params,
             )
             for row in await cur.fetchall():
