@@ -15,7 +15,7 @@ from typing import Any
 import aiohttp
 
 from pipeline.models import iso_z
-from tests.web.conftest import ATHLETE, COACH, Running
+from tests.web.conftest import ATHLETE, COACH, Running, frames_until
 
 #: Samples' times: an hour ago, so that none is in the future however the test runs.
 T0 = time.time() - 3600
@@ -33,20 +33,6 @@ async def post_samples(
     ) as resp:
         await resp.read()
         return resp
-
-
-async def frames_until(
-    ws: aiohttp.ClientWebSocketResponse, done: Callable[[dict[str, Any]], bool], wait_s: float
-) -> list[dict[str, Any]]:
-    frames = []
-    deadline = time.monotonic() + wait_s
-    while True:
-        remaining = deadline - time.monotonic()
-        assert remaining > 0, f"timed out; got {[f['type'] for f in frames][-20:]}"
-        frame = await ws.receive_json(timeout=remaining)
-        frames.append(frame)
-        if done(frame):
-            return frames
 
 
 def is_metrics_at(t_index: int) -> Callable[[dict[str, Any]], bool]:

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from aiohttp.test_utils import TestServer
 from pipeline.models import server_event
 from pipeline.settings import Settings, load_settings
 from tests.ids import uid
+from tests.test_agents_e2e import Workers
 from tests.web.issuer import Issuer, serve_issuer
 from web.app import create_app
 from web.auth import Role, mint_token
@@ -157,3 +159,29 @@ async def issuer() -> AsyncIterator[Issuer]:
     """The host's identity provider: RS256 tokens, a JWKS URL on loopback."""
     async with serve_issuer() as state:
         yield state
+
+
+@pytest.fixture
+def workers(redis_url: str, database_url: str) -> Iterator[Workers]:
+    """The live and store workers, real processes on the test's servers (4 partitions,
+    as the edge settings here)."""
+    w = Workers(redis_url, database_url)
+    w.start("live")
+    w.start("store")
+    yield w
+    w.stop_all()
+
+
+async def frames_until(
+    ws: aiohttp.ClientWebSocketResponse, done: Callable[[dict[str, Any]], bool], wait_s: float
+) -> list[dict[str, Any]]:
+    """Frames received on ``ws`` up to the first for which ``done`` is true."""
+    frames = []
+    deadline = time.monotonic() + wait_s
+    while True:
+        remaining = deadline - time.monotonic()
+        assert remaining > 0, f"timed out; got {[f['type'] for f in frames][-20:]}"
+        frame = await ws.receive_json(timeout=remaining)
+        frames.append(frame)
+        if done(frame):
+            return frames

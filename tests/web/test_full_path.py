@@ -10,29 +10,20 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
-import aiohttp
 import psycopg
 import pytest
 
 from pipeline.models import iso_z
 from tests.test_agents_e2e import Workers
 from tests.web.conftest import ATHLETE, COACH, OTHER_COACH, Running
+from tests.web.conftest import frames_until as _frames_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 T0 = time.time() - 3600
-
-
-@pytest.fixture
-def workers(redis_url: str, database_url: str) -> Iterator[Workers]:
-    w = Workers(redis_url, database_url)  # 4 partitions, as the edge settings here
-    w.start("live")
-    w.start("store")
-    yield w
-    w.stop_all()
 
 
 async def _post(edge: Running, sid: str, first: int, last: int, hr: float) -> None:
@@ -44,20 +35,6 @@ async def _post(edge: Running, sid: str, first: int, last: int, hr: float) -> No
         json={"samples": samples},
     ) as resp:
         assert resp.status == 202, await resp.text()
-
-
-async def _frames_until(
-    ws: aiohttp.ClientWebSocketResponse, done: Callable[[dict[str, Any]], bool], wait_s: float
-) -> list[dict[str, Any]]:
-    frames = []
-    deadline = time.monotonic() + wait_s
-    while True:
-        remaining = deadline - time.monotonic()
-        assert remaining > 0, f"timed out; got {[f['type'] for f in frames]}"
-        frame = await ws.receive_json(timeout=remaining)
-        frames.append(frame)
-        if done(frame):
-            return frames
 
 
 async def test_device_to_two_edges_with_live_threshold_change(

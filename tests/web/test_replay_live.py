@@ -15,7 +15,6 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import psycopg
@@ -34,15 +33,6 @@ T0 = time.time() - 3600
 PROFILE = [(60, 150.0), (60, 130.0), (60, 150.0), (40, 180.0), (60, 130.0)]
 RULE = {"high_bpm": 170, "dwell_s": 3, "window_s": 10, "cooldown_s": 10}
 TABLES = ("live_metrics", "live_alerts", "training_sessions", "live_training_sessions")
-
-
-@pytest.fixture
-def workers(redis_url: str, database_url: str) -> Iterator[Workers]:
-    w = Workers(redis_url, database_url)  # 4 partitions, as the edge settings here
-    w.start("live")
-    w.start("store")
-    yield w
-    w.stop_all()
 
 
 def _samples(sid: str) -> list[dict[str, Any]]:
