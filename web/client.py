@@ -38,6 +38,7 @@ from uuid import UUID
 
 import aiohttp
 
+from pipeline.errors import LivecoachError
 from web.protocol import format_cursor, parse_cursor
 
 API = "/api/v1/live"
@@ -48,7 +49,7 @@ RETRY_STATUSES = frozenset({429, 502, 503, 504})
 FINISHED = ("done", "failed", "cancelled")
 
 
-class ClientError(Exception):
+class ClientError(LivecoachError):
     """The edge refused a request: ``status`` and its problem document."""
 
     def __init__(self, status: int, problem: dict[str, Any]) -> None:
@@ -108,7 +109,7 @@ class Position:
         return {"type": "resume", "cursors": {self.channel: cursors}}
 
 
-class Refused(Exception):
+class Refused(LivecoachError):
     """The edge closed the socket for good (4401 unauthenticated, 4403 forbidden)."""
 
 
