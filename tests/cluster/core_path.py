@@ -7,7 +7,6 @@ do, over REST and WebSocket on a real edge with the real workers behind it.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,24 +14,16 @@ from typing import Any
 import aiohttp
 
 from pipeline.models import iso_z
-from tests.web.conftest import ATHLETE, COACH, Running, frames_until
+from tests.web.conftest import (
+    ATHLETE,
+    COACH,
+    SAMPLES_T0,
+    Running,
+    frames_until,
+    post_samples,
+)
 
-#: Samples' times: an hour ago, so that none is in the future however the test runs.
-T0 = time.time() - 3600
-
-
-async def post_samples(
-    edge: Running, sid: str, first: int, last: int, hr: float = 150.0
-) -> aiohttp.ClientResponse:
-    samples = [{"session_id": sid, "t": T0 + i, "heart_rate": hr, "power_w": 210.0}
-               for i in range(first, last)]  # fmt: skip
-    async with edge.session.post(
-        edge.url(f"/api/v1/live/sessions/{sid}/update"),
-        headers=edge.headers(ATHLETE, "athlete"),
-        json={"samples": samples},
-    ) as resp:
-        await resp.read()
-        return resp
+T0 = SAMPLES_T0
 
 
 def is_metrics_at(t_index: int) -> Callable[[dict[str, Any]], bool]:

@@ -185,3 +185,34 @@ async def frames_until(
         frames.append(frame)
         if done(frame):
             return frames
+
+
+#: Sample times of the full-path tests: an hour ago, so none is in the future however
+#: the test runs.
+SAMPLES_T0 = time.time() - 3600
+
+
+async def post_samples(
+    edge: Running, sid: str, first: int, last: int, hr: float = 150.0
+) -> aiohttp.ClientResponse:
+    """Post the athlete's samples ``first`` to ``last`` (1 Hz from SAMPLES_T0)."""
+    samples = [{"session_id": sid, "t": SAMPLES_T0 + i, "heart_rate": hr, "power_w": 210.0}
+               for i in range(first, last)]  # fmt: skip
+    async with edge.session.post(
+        edge.url(f"/api/v1/live/sessions/{sid}/update"),
+        headers=edge.headers(ATHLETE, "athlete"),
+        json={"samples": samples},
+    ) as resp:
+        await resp.read()
+        return resp
+
+
+async def call(
+    edge: Any, method: str, path: str, user: UUID, role: str, body: Any = None
+) -> tuple[int, Any]:
+    """One API call as ``user``: (status, JSON body or None)."""
+    async with edge.session.request(
+        method, edge.url(f"/api/v1/live{path}"), headers=edge.headers(user, role), json=body
+    ) as resp:
+        text = await resp.text()
+        return resp.status, (json.loads(text) if text else None)

@@ -3,7 +3,6 @@ laps (REST and socket), over a real loopback socket, real Redis and PostgreSQL."
 
 from __future__ import annotations
 
-import json
 from typing import Any
 from uuid import UUID
 
@@ -14,20 +13,11 @@ from pipeline.constants import SAMPLES_TOPIC
 from pipeline.records import ControlRecord, samples_topic_record, session_key
 from pipeline.transport.streams import partition_for_key, read
 from tests.ids import uid
+from tests.web.conftest import call as _call
 
 pytestmark = pytest.mark.integration
 
 ATHLETE, COACH, OTHER_COACH, OTHER_ATHLETE = uid(1), uid(2), uid(3), uid(4)
-
-
-async def _call(
-    edge: Any, method: str, path: str, user: UUID, role: str, body: Any = None
-) -> tuple[int, Any]:
-    async with edge.session.request(
-        method, edge.url(f"/api/v1/live{path}"), headers=edge.headers(user, role), json=body
-    ) as resp:
-        text = await resp.text()
-        return resp.status, (json.loads(text) if text else None)
 
 
 async def _controls(redis_url: str, session_id: str) -> list[ControlRecord]:

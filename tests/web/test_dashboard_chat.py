@@ -4,7 +4,6 @@ over real sockets, Redis and PostgreSQL."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 from uuid import UUID
 
@@ -12,18 +11,9 @@ import psycopg
 import pytest
 
 from tests.web.conftest import ATHLETE, COACH, OTHER_COACH
+from tests.web.conftest import call as _call
 
 pytestmark = pytest.mark.integration
-
-
-async def _call(
-    edge: Any, method: str, path: str, user: UUID, role: str, body: Any = None
-) -> tuple[int, Any]:
-    async with edge.session.request(
-        method, edge.url(f"/api/v1/live{path}"), headers=edge.headers(user, role), json=body
-    ) as resp:
-        text = await resp.text()
-        return resp.status, (json.loads(text) if text else None)
 
 
 @pytest.fixture

@@ -18,23 +18,17 @@ import pytest
 
 from pipeline.models import iso_z
 from tests.test_agents_e2e import Workers
-from tests.web.conftest import ATHLETE, COACH, OTHER_COACH, Running
+from tests.web.conftest import ATHLETE, COACH, OTHER_COACH, SAMPLES_T0, Running, post_samples
 from tests.web.conftest import frames_until as _frames_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-T0 = time.time() - 3600
+T0 = SAMPLES_T0
 
 
 async def _post(edge: Running, sid: str, first: int, last: int, hr: float) -> None:
-    samples = [{"session_id": sid, "t": T0 + i, "heart_rate": hr, "power_w": 210.0}
-               for i in range(first, last)]  # fmt: skip
-    async with edge.session.post(
-        edge.url(f"/api/v1/live/sessions/{sid}/update"),
-        headers=edge.headers(ATHLETE, "athlete"),
-        json={"samples": samples},
-    ) as resp:
-        assert resp.status == 202, await resp.text()
+    resp = await post_samples(edge, sid, first, last, hr)
+    assert resp.status == 202, resp.status
 
 
 async def test_device_to_two_edges_with_live_threshold_change(
