@@ -37,9 +37,18 @@ REPLAY_JOB_KEY = KEY_PREFIX + ":replay:job:{job_id}"
 #: Set of a user's queued and running replay jobs (the per-user bound).
 REPLAY_ACTIVE_KEY = KEY_PREFIX + ":replay:active:{user_id}"
 
-#: Pub/sub channel names of the original spec.
+#: Topic of what the leaderboard agent reads, keyed by group id: each group member's
+#: standing inputs (from the live agent) and the group's lifecycle (from the edge).
+GROUPS_TOPIC = "groups"
+#: The newest full leaderboard of a group (JSON of a ``leaderboard`` event with
+#: ``full: true``), written by the leaderboard agent with each emission; what an edge
+#: sends a socket that subscribes or resumes. Hash-tagged by group for Redis Cluster.
+GROUP_BOARD_KEY = KEY_PREFIX + ":group:{{{group_id}}}:board"
+
+#: Pub/sub channel names of the original spec, and the group channel (issue 20).
 USER_CHANNEL = "live:user:{user_id}"
 SESSION_CHANNEL = "live:session:{session_id}"
+GROUP_CHANNEL = "live:group:{group_id}"
 
 
 def user_channel(user_id: UUID | str) -> str:
@@ -48,3 +57,11 @@ def user_channel(user_id: UUID | str) -> str:
 
 def session_channel(session_id: UUID | str) -> str:
     return SESSION_CHANNEL.format(session_id=session_id)
+
+
+def group_channel(group_id: UUID | str) -> str:
+    return GROUP_CHANNEL.format(group_id=group_id)
+
+
+def group_board_key(group_id: UUID | str) -> str:
+    return GROUP_BOARD_KEY.format(group_id=group_id)

@@ -17,7 +17,9 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
-ControlAction = Literal["start", "pause", "resume", "stop", "lap", "profile"]
+#: ``group``: the session joined a group (``payload.group``) or left it (``payload.group``
+#: null), see docs/groups.md.
+ControlAction = Literal["start", "pause", "resume", "stop", "lap", "profile", "group"]
 
 
 class SampleBatchRecord(BaseModel):
