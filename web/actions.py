@@ -9,8 +9,9 @@ resume from.
 
 from __future__ import annotations
 
+import datetime as dt
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
@@ -170,7 +171,14 @@ class Actions:
         coach_id: UUID | None,
         training_session_id: UUID | None,
         metadata: dict[str, Any],
+        created: Callable[[dict[str, Any]], Awaitable[None]] | None = None,
     ) -> dict[str, Any]:
+        """Create the session's row, then announce it to the agents (:meth:`announce_start`).
+
+        ``created`` is called with the row in between: a request whose announcement
+        fails (Redis away, no replica in time) can then be finished by its retry instead
+        of leaving an open row behind and making a second one.
+        """
         athlete = athlete_id if athlete_id is not None else principal.user_id
         if principal.is_coach and athlete_id is None:
             raise Forbidden("a coach starts a session for a linked athlete: give athlete_id")
@@ -199,16 +207,33 @@ class Actions:
             metadata=metadata,
         )
         self.access.remember_session(row)
-        # The agents never read PostgreSQL: the profile and alert settings travel with
-        # the start (and with every later edit, see control_profile).
+        if created is not None:
+            await created(row)
+        await self.announce_start(row)
+        return row
+
+    async def announce_start(self, row: dict[str, Any]) -> None:
+        """Append the start record of a created session, dated by its row.
+
+        The agents never read PostgreSQL: the profile and alert settings travel with the
+        start (and with every later edit, see control_profile). Announcing a session
+        twice is harmless: the agents start a session once.
+        """
+        athlete: UUID = row["user_id"]
+        metadata: dict[str, Any] = row.get("metadata") or {}
         profile = await self.store.get_profile(athlete)
         payload: dict[str, Any] = {"metadata": metadata}
         if profile is not None:
             payload["profile"] = profile
         if metadata.get("lap_mode") in ("distance", "time"):
             payload["lap_mode"] = metadata["lap_mode"]  # the agents' auto-lap mode
-        await self.control(row["id"], athlete, "start", payload=payload)
-        return row
+        started = row.get("started_at")
+        at_ms = None
+        if isinstance(started, str):  # the row as the edge answers it: ISO 8601 UTC
+            started = dt.datetime.fromisoformat(started.replace("Z", "+00:00"))
+        if isinstance(started, dt.datetime):
+            at_ms = int(started.timestamp() * 1000)
+        await self.control(row["id"], athlete, "start", at_ms=at_ms, payload=payload)
 
     async def lifecycle(
         self,

@@ -68,37 +68,79 @@ def _conflict(exc: Conflict) -> Problem:
 # --- sessions ---------------------------------------------------------------------------
 
 
+#: What a request under an Idempotency-Key reports once its effect is partly made: the
+#: answer it will give (a retry finishes the rest instead of starting over).
+Checkpoint = Callable[[str], Awaitable[None]]
+_PARTIAL = b"partial:"
+
+
 async def _idempotent(
-    request: web.Request, who: Principal, scope: str, status: int, run: Callable[[], Awaitable[str]]
+    request: web.Request,
+    who: Principal,
+    scope: str,
+    status: int,
+    run: Callable[[Checkpoint], Awaitable[str]],
+    finish: Callable[[str], Awaitable[None]] | None = None,
 ) -> web.Response:
     """Answer with ``run()`` (a JSON body) once per ``Idempotency-Key`` of the user and
     ``scope``: a retry of an answered request gets the first answer again (with
     ``Idempotent-Replayed: true``) instead of a second effect, a retry while the first is
-    in progress 409, a malformed key 422. Without the header, ``run()`` plainly."""
+    in progress 409, a malformed key 422. Without the header, ``run()`` plainly.
+
+    A request that failed after ``run`` passed its answer to the checkpoint (the
+    session's row made, its announcement to the agents not) keeps it: the retry calls
+    ``finish`` with it and answers it, instead of making a second effect. A refused or
+    failed request that reached no checkpoint frees the key. The key's state and its
+    in-progress lock are two Redis keys, so an edge that dies mid-request leaves the
+    lock to expire and the state to its retry."""
     idem = request.headers.get("Idempotency-Key")
     if idem is None:
-        return web.Response(text=await run(), status=status, content_type="application/json")
+        return web.Response(text=await run(_no_checkpoint), status=status,
+                            content_type="application/json")  # fmt: skip
     if not 0 < len(idem) <= 128 or not idem.isprintable():
         message = "1 to 128 printable characters"
         raise Problem(422, "Unprocessable Content", f"Idempotency-Key: {message}",
                       errors=[{"field": "Idempotency-Key", "message": message}])  # fmt: skip
     key = IDEMPOTENCY_KEY.format(user_id=who.user_id, scope=scope, key=idem)
     redis = edge_of(request).need_redis()
-    if not await redis.set(key, b"pending", nx=True, ex=_IDEM_PENDING_S):
-        stored = await redis.get(key)
-        if stored is None or stored == b"pending":
-            raise Problem(409, "Conflict", "a request with this Idempotency-Key is in progress")
+
+    def replay(stored: bytes) -> web.Response:
         return web.Response(
             body=stored, status=status, content_type="application/json",
             headers={"Idempotent-Replayed": "true"},
         )  # fmt: skip
+
+    async def state() -> bytes | None:
+        value = await redis.get(key)
+        return value.encode() if isinstance(value, str) else value
+
+    stored = await state()
+    if stored is not None and not stored.startswith(_PARTIAL):
+        return replay(stored)
+    lock = key + ":lock"
+    if not await redis.set(lock, b"1", nx=True, ex=_IDEM_PENDING_S):
+        raise Problem(409, "Conflict", "a request with this Idempotency-Key is in progress")
     try:
-        body = await run()
-    except BaseException:
-        await redis.delete(key)  # refused or failed: a retry may do it
-        raise
-    await redis.set(key, body.encode(), ex=_IDEM_KEEP_S)
+        stored = await state()  # another request may have finished meanwhile
+        if stored is not None and not stored.startswith(_PARTIAL):
+            return replay(stored)
+        if stored is not None and finish is not None:
+            body = stored[len(_PARTIAL) :].decode()
+            await finish(body)
+        else:
+
+            async def checkpoint(answer: str) -> None:
+                await redis.set(key, _PARTIAL + answer.encode(), ex=_IDEM_KEEP_S)
+
+            body = await run(checkpoint)
+        await redis.set(key, body.encode(), ex=_IDEM_KEEP_S)
+    finally:
+        await redis.delete(lock)
     return web.Response(text=body, status=status, content_type="application/json")
+
+
+async def _no_checkpoint(answer: str) -> None:
+    return None
 
 
 async def start_session(request: web.Request) -> web.Response:
@@ -107,24 +149,30 @@ async def start_session(request: web.Request) -> web.Response:
     metadata = dict(body.metadata)
     if body.sport:
         metadata["sport"] = body.sport
+    actions = edge_of(request).need_actions()
 
-    async def start() -> str:
-        row = (
-            await edge_of(request)
-            .need_actions()
-            .start_session(
-                who,
-                athlete_id=body.athlete_id,
-                coach_id=body.coach_id,
-                training_session_id=body.training_session_id,
-                metadata=metadata,
-            )
+    async def start(checkpoint: Checkpoint) -> str:
+        async def created(row: dict[str, Any]) -> None:
+            await checkpoint(SessionOut.model_validate(row).model_dump_json())
+
+        row = await actions.start_session(
+            who,
+            athlete_id=body.athlete_id,
+            coach_id=body.coach_id,
+            training_session_id=body.training_session_id,
+            metadata=metadata,
+            created=created,
         )
         return SessionOut.model_validate(row).model_dump_json()
 
+    async def finish(answer: str) -> None:
+        await actions.announce_start(SessionOut.model_validate_json(answer).model_dump())
+
     # A client that timed out (PostgreSQL slow or away) retries with the same key and
-    # gets the session its first request created, not a second one left open.
-    return await _idempotent(request, who, "start", 201, start)
+    # gets the session its first request created, not a second one left open; a start
+    # whose row was made but whose announcement failed (Redis away, no replica in time)
+    # is announced by the retry.
+    return await _idempotent(request, who, "start", 201, start, finish)
 
 
 async def update_session(request: web.Request) -> web.Response:
@@ -189,7 +237,7 @@ async def update_session(request: web.Request) -> web.Response:
             errors=errors,
         ) from None
 
-    async def accept() -> str:
+    async def accept(_: Checkpoint) -> str:
         try:
             accepted = (
                 await edge_of(request).need_actions().accept_samples(who, session_id, samples)

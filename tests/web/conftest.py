@@ -106,14 +106,19 @@ async def edge_factory(
 ) -> AsyncIterator[Callable[..., Any]]:
     started: list[Running] = []
 
-    async def make(config: EdgeConfig | None = None) -> Running:
+    async def make(config: EdgeConfig | None = None, **overrides: Any) -> Running:
+        """An edge; ``overrides`` replace fields of its Settings (``durable_ack_ms=50``)."""
+        edge_settings = settings.model_copy(update=overrides) if overrides else settings
         app = create_app(
-            settings, redis_url=redis_url, database_url=database_url, config=config or EdgeConfig()
+            edge_settings,
+            redis_url=redis_url,
+            database_url=database_url,
+            config=config or EdgeConfig(),
         )
         server = TestServer(app, host="127.0.0.1")
         await server.start_server()
         session = aiohttp.ClientSession()
-        running = Running(server, session, settings)
+        running = Running(server, session, edge_settings)
         started.append(running)
         return running
 

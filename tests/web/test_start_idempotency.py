@@ -75,3 +75,42 @@ async def test_a_malformed_key_is_a_422_naming_it(edge: Any, database_url: str, 
     assert status == 422, problem
     assert problem["errors"][0]["field"] == "Idempotency-Key", problem
     assert _sessions(database_url) == 0
+
+
+def _start_records(redis_url: str, session_id: str) -> int:
+    """How many start records of ``session_id`` reached ``samples`` (every partition)."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    try:
+        count = 0
+        for stream in client.scan_iter(match="*samples*", _type="stream"):
+            for _, fields in client.xrange(stream):
+                for value in fields.values():
+                    text = value.decode(errors="replace")
+                    count += session_id in text and '"action":"start"' in text
+        return count
+    finally:
+        client.close()
+
+
+async def test_a_start_whose_announcement_failed_is_finished_by_its_retry(
+    edge_factory: Any, database_url: str, redis_url: str
+) -> None:
+    # Edge A makes the row, then cannot have its start record confirmed by a replica
+    # (durable acknowledgement on, none attached): 503. The client retries through
+    # edge B with the same key: the same session, announced, and no second row.
+    unconfirmed = await edge_factory(durable_ack_ms=50)
+    status, _, problem = await _start(unconfirmed, "flaky-1", body={"sport": "ride"})
+    assert status == 503, problem
+    assert _sessions(database_url) == 1
+    healthy = await edge_factory()
+    status, replayed, first = await _start(healthy, "flaky-1", body={"sport": "ride"})
+    assert (status, replayed) == (201, None), first
+    assert _sessions(database_url) == 1
+    assert first["metadata"] == {"sport": "ride"}
+    assert _start_records(redis_url, first["id"]) >= 1
+    # Answered now: a further retry replays the answer.
+    status, replayed, again = await _start(healthy, "flaky-1", body={"sport": "ride"})
+    assert (status, replayed, again) == (201, "true", first)
+    assert _sessions(database_url) == 1
