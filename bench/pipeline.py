@@ -356,7 +356,10 @@ async def _backlog(
     t0 = time.time() + 100_000
     records = []
     for k in range(0, per_session, per_record):
-        records += [(sid, _record(sid, t0 + k, per_record)) for sid in sessions]
+        # The last record of a session may be short: exactly per_session samples each
+        # (a backlog of 1 was counted as 1 sample a session while 10 were sent).
+        n = min(per_record, per_session - k)
+        records += [(sid, _record(sid, t0 + k, n)) for sid in sessions]
     samples = len(sessions) * per_session
     rows_target = (
         _stored_rows(database_url, sessions) + 3 * samples
