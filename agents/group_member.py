@@ -148,6 +148,8 @@ def input_record(
         "athlete_id": athlete_id,
         "ingest_ms": ingest_ms,
         "status": status or _STATUS.get(metrics.state, "active"),
+        "group_kind": "class" if member["g"].get("kind") == "class" else "race",
+        "race_distance_m": member["g"].get("distance_m"),
         "t": last_t,
         "samples": metrics.totals.samples,
         "distance_m": metrics.totals.distance_m,

@@ -112,6 +112,9 @@ def apply(board: Board, record: dict[str, Any]) -> bool:
         return False
     if board["finished"]:
         return False  # the final board is final
+    if board["group"] is None:  # no ``created`` seen: the group as its members have it
+        board["group"] = {"id": board["id"], "kind": record.get("group_kind", "race"),
+                          "distance_m": record.get("race_distance_m")}  # fmt: skip
     _apply_input(board, record)
     return False
 
@@ -128,7 +131,8 @@ def _apply_input(board: Board, record: dict[str, Any]) -> None:
     t = record.get("t")
     if old is not None and t is not None and old.get("t") is not None and t < old["t"]:
         return  # an older snapshot (read again after a restart): keep the newer
-    member["in"] = {k: v for k, v in record.items() if k not in ("kind", "group_id", "track")}
+    dropped = ("kind", "group_id", "track", "group_kind", "race_distance_m")
+    member["in"] = {k: v for k, v in record.items() if k not in dropped}
     member["in"]["athlete_id"] = athlete
     member["in"]["session_id"] = session
     for elapsed_s, distance_m in record.get("track") or ():

@@ -79,6 +79,10 @@ class GroupInputRecord(BaseModel):
     athlete_id: UUID
     ingest_ms: int
     status: MemberStatus
+    #: The group's kind and finish line as the session has them (so that a board
+    #: needs no ``created`` record to rank).
+    group_kind: Literal["race", "class"] = "race"
+    race_distance_m: float | None = None
     t: float | None = None
     samples: int = 0
     distance_m: float | None = None

@@ -138,7 +138,7 @@ async def test_a_race_s_boards_are_ordered_at_most_one_a_second_and_right(
                 at_ms=int((last_t + 1) * 1000)))  # fmt: skip
         deadline = time.monotonic() + 30
         while not all(
-            row["status"] in ("stopped", "finished")
+            row.get("status") in ("stopped", "finished")
             for row in json.loads(await client.get(group_board_key(group)) or b"{}").get("rows", [{}])
         ):
             assert time.monotonic() < deadline, "the stops did not reach the board"
@@ -154,8 +154,9 @@ async def test_a_race_s_boards_are_ordered_at_most_one_a_second_and_right(
         seqs = [event["seq"] for event in events]
         assert seqs == list(range(1, len(seqs) + 1)), seqs
         assert events[0]["full"] and len(events) >= SECONDS - 2
-        gaps_ms = [b[0] - a[0] for a, b in zip(boards, boards[1:])]
-        assert min(gaps_ms) >= 990, gaps_ms  # at most one board a second
+        # At most one board a second (the final one is published at once).
+        gaps_ms = [b[0] - a[0] for a, b in zip(boards[:-1], boards[1:-1])]
+        assert min(gaps_ms) >= 990, gaps_ms
         # Each delta, applied to the board before it, gives the stored full board.
         board: dict[str, dict[str, Any]] = {}
         for event in events:
