@@ -231,12 +231,13 @@ def create_live_app(
             hold.release()
             metrics.processed("leaderboard", time.perf_counter() - started)
 
-    @app.timer(BOARD_TIMER_S)
     async def publish_quiet_boards() -> None:
         # Boards whose members went quiet: only what is already in memory is published
         # (the tables are written by the agent, never from here).
         for key, board in list(publisher.boards.items()):
             await publisher.publish_due(key, board)
+
+    app.timer(BOARD_TIMER_S)(publish_quiet_boards)
 
     @app.agent(samples, name="process")
     async def process(stream: faust.StreamT[Any]) -> None:
@@ -283,7 +284,9 @@ def create_live_app(
                         event_out(store_name)
                 for group_input in out.group_inputs:
                     value = orjson.dumps(group_input)
-                    await send(groups_name, group_key(group_input["group_id"]), value, None, None, None)
+                    await send(
+                        groups_name, group_key(group_input["group_id"]), value, None, None, None
+                    )
                     event_out(groups_name)
                 states.checkin(key, out.state, hold)
                 if span is not None:

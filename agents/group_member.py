@@ -42,9 +42,7 @@ Member = dict[str, Any]
 _STATUS = {"created": "active", "running": "active", "paused": "paused", "stopped": "stopped"}
 
 
-def join(
-    group: dict[str, Any], metrics: SessionMetrics, own_plan: dict[str, Any] | None
-) -> Member:
+def join(group: dict[str, Any], metrics: SessionMetrics, own_plan: dict[str, Any] | None) -> Member:
     """The membership of a session that joins ``group`` (``own_plan``: the alert state's
     plan, the session's own, used by a class without a plan of its own)."""
     rows = None

@@ -232,9 +232,13 @@ class Processor:
         if member is not None:
             out.group_inputs.append(
                 input_record(
-                    member, metrics, session_id=session_id, athlete_id=user_id,
-                    ingest_ms=ingest_ms, weight_kg=state.get("weight_kg"),
-                )  # fmt: skip
+                    member,
+                    metrics,
+                    session_id=session_id,
+                    athlete_id=user_id,
+                    ingest_ms=ingest_ms,
+                    weight_kg=state.get("weight_kg"),
+                )
             )
         if metrics.state == "stopped" or len(self._live) >= _LIVE_CACHE_MAX:
             self._live.pop(session_id, None)
@@ -375,12 +379,19 @@ class Processor:
         Leaving, or joining another group, sends the old group a last ``left`` input."""
         member = state.get("group")
         group = payload.get("group")
-        if member is not None and (not isinstance(group, dict) or group.get("id") != member["g"]["id"]):
+        if member is not None and (
+            not isinstance(group, dict) or group.get("id") != member["g"]["id"]
+        ):
             out.group_inputs.append(
                 input_record(
-                    member, metrics, session_id=base["session_id"], athlete_id=base["user_id"],
-                    ingest_ms=base["ingest_ms"], weight_kg=state.get("weight_kg"), status="left",
-                )  # fmt: skip
+                    member,
+                    metrics,
+                    session_id=base["session_id"],
+                    athlete_id=base["user_id"],
+                    ingest_ms=base["ingest_ms"],
+                    weight_kg=state.get("weight_kg"),
+                    status="left",
+                )
             )
             state["group"] = None
         if isinstance(group, dict) and state.get("group") is None:

@@ -52,24 +52,24 @@ def _ms(value: Any) -> int | None:
 
 async def group_from_database(database_url: str, group_id: str) -> RecordedGroup:
     """The group, its members' sessions (with their membership) and stored standings."""
-    async with await psycopg.AsyncConnection.connect(database_url) as conn:
-        async with conn.cursor(row_factory=dict_row) as cur:
-            await cur.execute("SELECT * FROM live_groups WHERE id = %s", (group_id,))
-            row = await cur.fetchone()
-            if row is None:
-                raise ReplayError(f"no group {group_id}")
-            await cur.execute(
-                "SELECT session_id, joined_at, left_at FROM live_group_members"
-                " WHERE group_id = %s AND session_id IS NOT NULL ORDER BY joined_at",
-                (group_id,),
-            )
-            members = await cur.fetchall()
-            await cur.execute(
-                "SELECT standing FROM live_group_standings WHERE group_id = %s"
-                " ORDER BY rank NULLS LAST, athlete_id",
-                (group_id,),
-            )
-            standings = [r["standing"] for r in await cur.fetchall()]
+    conn = await psycopg.AsyncConnection.connect(database_url)
+    async with conn, conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute("SELECT * FROM live_groups WHERE id = %s", (group_id,))
+        row = await cur.fetchone()
+        if row is None:
+            raise ReplayError(f"no group {group_id}")
+        await cur.execute(
+            "SELECT session_id, joined_at, left_at FROM live_group_members"
+            " WHERE group_id = %s AND session_id IS NOT NULL ORDER BY joined_at",
+            (group_id,),
+        )
+        members = await cur.fetchall()
+        await cur.execute(
+            "SELECT standing FROM live_group_standings WHERE group_id = %s"
+            " ORDER BY rank NULLS LAST, athlete_id",
+            (group_id,),
+        )
+        standings = [r["standing"] for r in await cur.fetchall()]
     group = {
         "id": str(row["id"]), "kind": row["kind"], "sport": row["sport"],
         "distance_m": row["distance_m"], "starts_at_ms": _ms(row["starts_at"]),
@@ -94,7 +94,7 @@ def _split(records: list[Record], at_ms: int) -> tuple[list[Record], list[Record
         if record.get("kind") == "samples":
             samples = record.get("samples", [])
             early = [s for s in samples if float(s["t"]) * 1000 < at_ms]
-            late = samples[len(early):]
+            late = samples[len(early) :]
             if early:
                 before.append({**record, "samples": early})
             if late:
@@ -140,7 +140,8 @@ async def _finish_and_read(
     groups, live = prefix + GROUPS_TOPIC, prefix + LIVE_TOPIC
     sessions = {s.session_id for s in recorded.sessions}
     deadline = time.monotonic() + timeout_s
-    offset, done = 0, set()
+    offset = 0
+    done: set[str] = set()
     while done != sessions:
         if time.monotonic() > deadline:
             raise ReplayError(f"the group's inputs did not all arrive within {timeout_s:.0f} s")

@@ -13,6 +13,7 @@ at the athletes' rate. Bounded: ``duration_s`` of load, then at most 60 s of wai
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import statistics
 import sys
@@ -50,7 +51,9 @@ GAP_S_TOLERANCE = 1.0
 def _setup(database_url: str, athletes: int) -> tuple[str, list[tuple[str, str]], str]:
     """A coach's race, ``athletes`` athletes with a session each in it, and a probe."""
     with psycopg.connect(database_url) as conn:
-        coach = conn.execute("INSERT INTO users (name, role) VALUES ('coach', 'coach') RETURNING id").fetchone()
+        coach = conn.execute(
+            "INSERT INTO users (name, role) VALUES ('coach', 'coach') RETURNING id"
+        ).fetchone()
         assert coach is not None
         users = conn.execute(
             "INSERT INTO users (name) SELECT 'athlete ' || n FROM generate_series(1, %s) n"
@@ -85,13 +88,18 @@ def _speed(n: int) -> float:
 
 
 async def _tail_boards(
-    client: aioredis.Redis, group: str, stop: asyncio.Event, boards: list[tuple[float, dict[str, Any]]]
+    client: aioredis.Redis,
+    group: str,
+    stop: asyncio.Event,
+    boards: list[tuple[float, dict[str, Any]]],
 ) -> None:
     partition = streams.partition_for_key(group_key(group), PARTITIONS)
     position = await streams.highwater(client, LIVE_TOPIC, partition) - 1
     stream = streams.stream_key(LIVE_TOPIC, partition)
     while not stop.is_set():
-        reply: Any = await client.xread({stream: streams.stream_id(position)}, count=5000, block=200)
+        reply: Any = await client.xread(
+            {stream: streams.stream_id(position)}, count=5000, block=200
+        )
         now_ms = time.time() * 1000
         for _key, entries in reply or []:
             for entry_id, fields in entries:
@@ -130,7 +138,8 @@ async def _race(
                 record = {"kind": "samples", "session_id": session, "user_id": user,
                           "ingest_ms": int(time.time() * 1000),
                           "samples": [{"session_id": session, "t": t, "speed_m_s": _speed(i),
-                                       "distance_m": distance, "power_w": 150.0 + i % 150}]}  # fmt: skip
+                                       "distance_m": distance,
+                                       "power_w": 150.0 + i % 150}]}  # fmt: skip
                 batch.append((session, orjson.dumps(record)))
             if batch:
                 await _append_many(client, batch)
@@ -147,11 +156,13 @@ async def _race(
     load_boards = [(ms, e) for ms, e in boards if e["ingest_ms"] >= t0 * 1000]
     latencies = [ms - e["ingest_ms"] for ms, e in load_boards]
     arrivals = [ms for ms, _ in load_boards]
-    spacing = [b - a for a, b in zip(arrivals, arrivals[1:])]
+    spacing = [b - a for a, b in itertools.pairwise(arrivals)]
     seqs = [e["seq"] for _, e in boards]
     offline = race_standings(
-        [Track(user, start_s, np.array([t for t, _ in points]), np.array([d for _, d in points]))
-         for user, points in tracks.items()]  # fmt: skip
+        [
+            Track(user, start_s, np.array([t for t, _ in points]), np.array([d for _, d in points]))
+            for user, points in tracks.items()
+        ]
     )
     # The board as a client builds it: the last full board and the deltas after it.
     board: dict[str, dict[str, Any]] = {}
@@ -159,7 +170,9 @@ async def _race(
         if event["full"]:
             board = {}
         board.update({row["athlete_id"]: row for row in event["rows"]})
-    live = sorted(board.values(), key=lambda r: (r["rank"] is None, r["rank"] or 0, r["athlete_id"]))
+    live = sorted(
+        board.values(), key=lambda r: (r["rank"] is None, r["rank"] or 0, r["athlete_id"])
+    )
     exact = ("athlete_id", "rank", "distance_m", "gap_m")
     wrong = sum(
         1 for a, b in zip(live, offline, strict=False)
@@ -177,8 +190,12 @@ async def _race(
         "standings_checked": len(offline),
         "standings_wrong": wrong + abs(len(live) - len(offline)),
         "gap_s_max_error": round(
-            max((abs(a["gap_s"] - b["gap_s"]) for a, b in zip(live, offline, strict=False)),
-                default=0.0), 3),  # fmt: skip
+            max(
+                (abs(a["gap_s"] - b["gap_s"]) for a, b in zip(live, offline, strict=False)),
+                default=0.0,
+            ),
+            3,
+        ),
     }
 
 

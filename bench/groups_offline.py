@@ -43,7 +43,7 @@ def race_standings(
 ) -> list[dict[str, Any]]:
     """Rank, distance, gaps and finish of every athlete with a sample at or before
     ``at_s`` (all samples when None), as the leaderboard publishes them (rounded)."""
-    rows = []
+    found: list[tuple[str, float, float, float | None]] = []  # athlete, m, s, finish s
     series: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for track in tracks:
         keep = track.t <= at_s if at_s is not None else np.ones(len(track.t), dtype=bool)
@@ -55,27 +55,22 @@ def race_standings(
         series[track.athlete_id] = (elapsed, distance)
         finish = None
         if finish_m is not None and distance[-1] >= finish_m:
-            finish = _time_at(elapsed, distance, finish_m)
-        rows.append(
-            {
-                "athlete_id": track.athlete_id,
-                "distance_m": round(float(distance[-1] if finish is None else finish_m), 1),
-                "elapsed_s": round(float(elapsed[-1]), 1),
-                "finish_s": None if finish is None else round(finish, 1),
-            }
+            finish = round(_time_at(elapsed, distance, finish_m), 1)
+        metres = round(float(distance[-1]) if finish_m is None or finish is None else finish_m, 1)
+        found.append((track.athlete_id, metres, round(float(elapsed[-1]), 1), finish))
+    # Finished first by finish time, then by distance; ties by athlete id.
+    found.sort(key=lambda f: (0, f[3], f[0]) if f[3] is not None else (1, -f[1], f[0]))
+    rows: list[dict[str, Any]] = []
+    for i, (athlete, metres, elapsed_s, finish) in enumerate(found):
+        tie = (finish, None if finish is not None else metres)
+        previous = found[i - 1] if i else None
+        same = previous is not None and tie == (
+            previous[3],
+            None if previous[3] is not None else previous[1],
         )
-    rows.sort(
-        key=lambda r: (0, r["finish_s"], r["athlete_id"])
-        if r["finish_s"] is not None
-        else (1, -r["distance_m"], r["athlete_id"])
-    )
-    for i, row in enumerate(rows):
-        previous = rows[i - 1] if i else None
-        same = previous is not None and (
-            (row["finish_s"], row["distance_m"] if row["finish_s"] is None else None)
-            == (previous["finish_s"], previous["distance_m"] if previous["finish_s"] is None else None)
-        )
-        row["rank"] = previous["rank"] if same and previous is not None else i + 1
+        rank = rows[-1]["rank"] if same else i + 1
+        rows.append({"athlete_id": athlete, "distance_m": metres, "elapsed_s": elapsed_s,
+                     "finish_s": finish, "rank": rank})  # fmt: skip
     if rows:
         leader = rows[0]
         elapsed, distance = series[leader["athlete_id"]]
@@ -84,5 +79,6 @@ def race_standings(
             if row["finish_s"] is not None and leader["finish_s"] is not None:
                 row["gap_s"] = round(row["finish_s"] - leader["finish_s"], 1)
             else:
-                row["gap_s"] = round(row["elapsed_s"] - _time_at(elapsed, distance, row["distance_m"]), 1)
+                reached = _time_at(elapsed, distance, row["distance_m"])
+                row["gap_s"] = round(row["elapsed_s"] - reached, 1)
     return rows

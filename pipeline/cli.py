@@ -808,8 +808,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="what-if: profile.ftp_w=280, alerts.rules.heart_rate.high_bpm=150",
     )
-    p.add_argument("--group", type=_session_id, default=None,
-                   help="a group (UUID): its members' sessions, final standings compared")  # fmt: skip
+    p.add_argument(
+        "--group",
+        type=_session_id,
+        default=None,
+        help="a group (UUID): its members' sessions, final standings compared",
+    )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(handler=_cmd_replay)
 

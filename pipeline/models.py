@@ -418,11 +418,15 @@ class LeaderboardRow(BaseModel):
     status: Literal["active", "paused", "finished", "left", "stopped", "no_data"]
     distance_m: float | None = None
     elapsed_s: float | None = Field(default=None, description="Session time, pauses excluded.")
-    gap_m: float | None = Field(default=None, description="A race's: the leader's distance minus this.")
+    gap_m: float | None = Field(
+        default=None, description="A race's: the leader's distance minus this."
+    )
     gap_s: float | None = Field(
         default=None, description="A race's: time behind the leader at this distance."
     )
-    finish_s: float | None = Field(default=None, description="A race's: session time at the finish.")
+    finish_s: float | None = Field(
+        default=None, description="A race's: session time at the finish."
+    )
     pct_target: float | None = Field(
         default=None, description="A class's: % of the targeted time in the interval's target."
     )

@@ -37,7 +37,7 @@ def _board(kind: str = "race", **group: Any) -> lb.Board:
 
 
 def _ranks(board: lb.Board) -> list[tuple[str, int | None, str]]:
-    return [(r["athlete_id"][-3:], r["rank"], r["status"]) for r in lb.standings(board)]
+    return [(str(int(r["athlete_id"][-12:], 16)), r["rank"], r["status"]) for r in lb.standings(board)]
 
 
 def test_a_race_ranks_finishers_then_distance_with_competition_ranks_and_no_data_last() -> None:
@@ -53,7 +53,7 @@ def test_a_race_ranks_finishers_then_distance_with_competition_ranks_and_no_data
         ("205", 1, "finished"), ("204", 2, "finished"), ("202", 3, "active"),
         ("201", 4, "active"), ("203", 4, "active"), ("207", 6, "left"), ("206", None, "no_data"),
     ]  # fmt: skip
-    rows = {r["athlete_id"][-3:]: r for r in lb.standings(board)}
+    rows = {str(int(r["athlete_id"][-12:], 16)): r for r in lb.standings(board)}
     assert rows["204"]["gap_s"] == 11.5 and rows["204"]["gap_m"] == 0.0
     assert rows["201"]["gap_m"] == 200.0
     assert rows["206"]["gap_m"] is None and rows["206"]["rank"] is None
@@ -66,7 +66,7 @@ def test_gap_s_is_the_time_behind_the_leader_at_the_athlete_s_distance() -> None
     for second in range(1, 201):
         lb.apply(board, _input(1, t=T0 + second, distance_m=5.0 * second, elapsed_s=second))
         lb.apply(board, _input(2, t=T0 + second, distance_m=4.0 * second, elapsed_s=second))
-    rows = {r["athlete_id"][-3:]: r for r in lb.standings(board)}
+    rows = {str(int(r["athlete_id"][-12:], 16)): r for r in lb.standings(board)}
     assert rows["201"]["rank"] == 1 and rows["201"]["gap_s"] == 0.0
     assert rows["202"]["gap_m"] == 200.0
     assert rows["202"]["gap_s"] == pytest.approx(40.0, abs=0.05)
@@ -81,7 +81,7 @@ def test_the_history_stays_bounded_and_still_gives_gaps() -> None:
     assert len(times) <= lb.HISTORY_MAX_POINTS and len(times) == len(distances)
     assert step > lb.HISTORY_STEP_S
     lb.apply(board, _input(2, t=T0 + hours, distance_m=3000.0, elapsed_s=hours))
-    rows = {r["athlete_id"][-3:]: r for r in lb.standings(board)}
+    rows = {str(int(r["athlete_id"][-12:], 16)): r for r in lb.standings(board)}
     assert rows["202"]["gap_s"] == pytest.approx(hours - 600.0, abs=0.5)
 
 
@@ -130,7 +130,7 @@ def test_a_finished_group_ignores_later_inputs_and_its_board_is_final() -> None:
     finished = lb.apply(board, {"kind": "control", "group_id": GROUP, "action": "finished",
                                 "ingest_ms": 1, "at_ms": 1})  # fmt: skip
     assert finished
-    event, whole = lb.emit(board, 5.0, final=True)
+    event, _ = lb.emit(board, 5.0, final=True)
     assert event is not None and event["final"] and event["full"]
     lb.apply(board, _input(1, t=T0 + 2, distance_m=50.0, elapsed_s=2.0))
     assert lb.standings(board)[0]["distance_m"] == 5.0
@@ -154,7 +154,8 @@ def _group(kind: str = "race", **extra: Any) -> dict[str, Any]:
 
 def _control(n: int, action: str, at_s: float, **payload: Any) -> dict[str, Any]:
     return {"kind": "control", "session_id": sid(100 + n), "user_id": sid(200 + n),
-            "ingest_ms": 5, "action": action, "at_ms": int(at_s * 1000), "payload": payload}  # fmt: skip
+            "ingest_ms": 5, "action": action, "at_ms": int(at_s * 1000),
+            "payload": payload}  # fmt: skip
 
 
 def _batch(n: int, samples: list[dict[str, Any]], ingest_ms: int = 7) -> dict[str, Any]:
@@ -201,7 +202,8 @@ def test_a_class_counts_time_in_the_shared_plan_s_target() -> None:
                           {"duration_s": 60}]}  # fmt: skip
     processor = Processor()
     out = processor.process(
-        None, _control(1, "start", T0, group=_group("class", plan=plan, starts_at_ms=int(T0 * 1000)))
+        None,
+        _control(1, "start", T0, group=_group("class", plan=plan, starts_at_ms=int(T0 * 1000))),
     )
     # 30 s in target, 30 s under, then an interval without a target.
     samples = [{"session_id": sid(101), "t": T0 + i, "power_w": 210.0 if i <= 30 else 150.0}
@@ -266,7 +268,7 @@ def test_race_standings_match_an_offline_computation_of_the_raw_samples(finish: 
         if got["finish_s"] is not None:
             assert got["finish_s"] == pytest.approx(want["finish_s"], abs=0.11)
         # gap_s from the leader's bounded history (a point every 5-10 s).
-        assert got["gap_s"] == pytest.approx(want["gap_s"], abs=1.0)
+        assert got["gap_s"] == pytest.approx(want["gap_s"], abs=0.3)
     if finish:
         assert any(r["status"] == "finished" for r in live)
         assert any(r["status"] != "finished" for r in live)
