@@ -37,7 +37,9 @@ def _board(kind: str = "race", **group: Any) -> lb.Board:
 
 
 def _ranks(board: lb.Board) -> list[tuple[str, int | None, str]]:
-    return [(str(int(r["athlete_id"][-12:], 16)), r["rank"], r["status"]) for r in lb.standings(board)]
+    return [
+        (str(int(r["athlete_id"][-12:], 16)), r["rank"], r["status"]) for r in lb.standings(board)
+    ]
 
 
 def test_a_race_ranks_finishers_then_distance_with_competition_ranks_and_no_data_last() -> None:

@@ -105,6 +105,8 @@ async def test_a_race_s_boards_are_ordered_at_most_one_a_second_and_right(
                "starts_at_ms": int(T0 * 1000), "plan": None}  # fmt: skip
     client = aioredis.Redis.from_url(redis_url)
     try:
+        workers.start("live")
+        workers.start("store")
         await _append(client, GROUPS_TOPIC, group_key(group), GroupControlRecord(
             group_id=group, action="created", ingest_ms=0, at_ms=int(T0 * 1000),
             payload={"group": payload}))  # fmt: skip
@@ -112,8 +114,11 @@ async def test_a_race_s_boards_are_ordered_at_most_one_a_second_and_right(
             await _append(client, "samples", session_key(session), ControlRecord(
                 session_id=session, user_id=athlete, ingest_ms=0, action="start",
                 at_ms=int(T0 * 1000), payload={"group": payload}))  # fmt: skip
-        workers.start("live")
-        workers.start("store")
+        # The members joined: a first (full) board, everyone without data yet.
+        deadline = time.monotonic() + 60
+        while not await _boards(client, group):
+            assert time.monotonic() < deadline, "no first board"
+            await asyncio.sleep(0.2)
         tracks: dict[str, list[tuple[float, float]]] = {a: [] for a in athletes}
         for second in range(SECONDS):
             started = time.monotonic()
