@@ -92,6 +92,7 @@ async def _tail_boards(
     group: str,
     stop: asyncio.Event,
     boards: list[tuple[float, dict[str, Any]]],
+    sent_ms: list[int],
 ) -> None:
     partition = streams.partition_for_key(group_key(group), PARTITIONS)
     position = await streams.highwater(client, LIVE_TOPIC, partition) - 1
@@ -104,9 +105,11 @@ async def _tail_boards(
         for _key, entries in reply or []:
             for entry_id, fields in entries:
                 position = streams.offset_of(entry_id)
-                event = orjson.loads(streams.decode_entry(fields)[1] or b"{}")
+                _, value, _, timestamp_ms = streams.decode_entry(fields)
+                event = orjson.loads(value or b"{}")
                 if event.get("type") == "leaderboard" and event.get("group_id") == group:
                     boards.append((now_ms, event))
+                    sent_ms.append(timestamp_ms)  # when the agent sent it
 
 
 async def _race(
@@ -115,8 +118,9 @@ async def _race(
     client = redis_client(redis_url)
     tail_client = redis_client(redis_url)
     boards: list[tuple[float, dict[str, Any]]] = []
+    sent_ms: list[int] = []
     stop = asyncio.Event()
-    tail = asyncio.create_task(_tail_boards(tail_client, group, stop, boards))
+    tail = asyncio.create_task(_tail_boards(tail_client, group, stop, boards, sent_ms))
     await asyncio.sleep(0.5)
     t0 = float(int(time.time()))
     tracks: dict[str, list[tuple[float, float]]] = {user: [] for user, _ in members}
@@ -157,6 +161,7 @@ async def _race(
     latencies = [ms - e["ingest_ms"] for ms, e in load_boards]
     arrivals = [ms for ms, _ in load_boards]
     spacing = [b - a for a, b in itertools.pairwise(arrivals)]
+    sent_spacing = [b - a for a, b in itertools.pairwise(sent_ms)]  # the agent's clock
     seqs = [e["seq"] for _, e in boards]
     offline = race_standings(
         [
@@ -183,7 +188,9 @@ async def _race(
         "samples_sent": n * duration_s,
         "boards": len(boards),
         "boards_per_s": round(len(load_boards) / duration_s, 2),
-        "min_board_spacing_ms": round(min(spacing), 1) if spacing else None,
+        "min_board_spacing_ms_sent": min(sent_spacing) if sent_spacing else None,
+        "min_board_spacing_ms_arrived": round(min(spacing), 1) if spacing else None,
+        "board_bytes_median": statistics.median(len(orjson.dumps(e)) for _, e in boards),
         "seq_gapless": seqs == list(range(seqs[0], seqs[0] + len(seqs))) if seqs else False,
         "sample_to_leaderboard_ms": _percentiles(latencies),
         "board_rows_full": len(stored.get("rows", [])),
