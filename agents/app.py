@@ -356,6 +356,9 @@ class _BoardPublisher:
         board_key = self.key_prefix + group_board_key(board["id"])
         if event is not None:
             await self.client.set(board_key, orjson.dumps(whole), ex=BOARD_TTL_S)
+            # The next board is due a second after this one is sent, not after it was
+            # computed: a slow SET must not bring two boards closer than a second.
+            board["last_emit_s"] = time.time()
             send = self.app.producer.send
             await send(self.live.get_topic_name(), key, orjson.dumps(event), None, None, None)
         if final:

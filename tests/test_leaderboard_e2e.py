@@ -97,40 +97,103 @@ async def _boards(client: aioredis.Redis, group: str) -> list[tuple[int, dict[st
     return out
 
 
+async def _race_start(
+    client: aioredis.Redis, workers: Workers, group: str, athletes: list[str], sessions: list[str]
+) -> None:
+    """Workers up, the group created, every member started in it, a first board out."""
+    payload = {"id": group, "kind": "race", "sport": "run", "distance_m": FINISH_M,
+               "starts_at_ms": int(T0 * 1000), "plan": None}  # fmt: skip
+    workers.start("live")
+    workers.start("store")
+    await _append(client, GROUPS_TOPIC, group_key(group), GroupControlRecord(
+        group_id=group, action="created", ingest_ms=0, at_ms=int(T0 * 1000),
+        payload={"group": payload}))  # fmt: skip
+    for athlete, session in zip(athletes, sessions, strict=True):
+        await _append(client, "samples", session_key(session), ControlRecord(
+            session_id=session, user_id=athlete, ingest_ms=0, action="start",
+            at_ms=int(T0 * 1000), payload={"group": payload}))  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not await _boards(client, group):
+        assert time.monotonic() < deadline, "no first board"
+        await asyncio.sleep(0.2)
+
+
+async def _race_seconds(
+    client: aioredis.Redis,
+    athletes: list[str],
+    sessions: list[str],
+    seconds: range,
+    tracks: dict[str, list[tuple[float, float]]],
+) -> None:
+    """One record of BATCH samples per athlete a wall second."""
+    for second in seconds:
+        started = time.monotonic()
+        for athlete, session, speed in zip(athletes, sessions, SPEEDS, strict=True):
+            times = [T0 + second * BATCH + i + 1 for i in range(BATCH)]
+            samples = [{"session_id": session, "t": t, "speed_m_s": speed,
+                        "distance_m": round(speed * (t - T0), 1)} for t in times]  # fmt: skip
+            tracks.setdefault(athlete, []).extend((s["t"], s["distance_m"]) for s in samples)
+            await _append(client, "samples", session_key(session), SampleBatchRecord(
+                session_id=session, user_id=athlete, ingest_ms=int(time.time() * 1000),
+                samples=samples))  # fmt: skip
+        await asyncio.sleep(max(0.0, 1.0 - (time.monotonic() - started)))
+
+
+def _offline(athletes: list[str], tracks: dict[str, list[tuple[float, float]]]) -> list[Any]:
+    return race_standings(
+        [
+            Track(a, T0, np.array([t for t, _ in tracks[a]]), np.array([d for _, d in tracks[a]]))
+            for a in athletes
+        ],
+        finish_m=FINISH_M,
+    )
+
+
+async def test_a_live_worker_killed_mid_race_starts_again_with_a_full_board(
+    workers: Workers, redis_url: str, database_url: str
+) -> None:
+    """kill -9 of the live worker mid-race: the boards recover from their table and the
+    replayed inputs; the first board after the restart is full, the standings right."""
+    group, athletes, sessions = _setup(database_url)
+    client = aioredis.Redis.from_url(redis_url)
+    tracks: dict[str, list[tuple[float, float]]] = {}
+    try:
+        await _race_start(client, workers, group, athletes, sessions)
+        await _race_seconds(client, athletes, sessions, range(0, 4), tracks)
+        killed_ms = int(time.time() * 1000)
+        workers.kill("live")
+        workers.start("live")
+        await _race_seconds(client, athletes, sessions, range(4, SECONDS), tracks)
+        last_t = T0 + SECONDS * BATCH
+        deadline = time.monotonic() + 60
+        while not (boards := await _boards(client, group)) or boards[-1][1]["timestamp"] != last_t:
+            assert time.monotonic() < deadline, f"no board up to the last sample: {boards[-1:]}"
+            await asyncio.sleep(0.2)
+        after = [event for sent_ms, event in boards if sent_ms > killed_ms]
+        assert after and after[0]["full"], after[:1]
+        board: dict[str, dict[str, Any]] = {}
+        for _, event in boards:
+            if event["full"]:
+                board = {}
+            board.update({row["athlete_id"]: row for row in event["rows"]})
+        rows = sorted(board.values(), key=lambda r: r["rank"])
+        want = _offline(athletes, tracks)
+        keys = ("athlete_id", "rank", "distance_m", "gap_m", "finish_s")
+        assert [{k: r[k] for k in keys} for r in rows] == [{k: r[k] for k in keys} for r in want]
+    finally:
+        await client.aclose()
+
+
 async def test_a_race_s_boards_are_ordered_at_most_one_a_second_and_right(
     workers: Workers, redis_url: str, database_url: str
 ) -> None:
     group, athletes, sessions = _setup(database_url)
-    payload = {"id": group, "kind": "race", "sport": "run", "distance_m": FINISH_M,
-               "starts_at_ms": int(T0 * 1000), "plan": None}  # fmt: skip
     client = aioredis.Redis.from_url(redis_url)
     try:
-        workers.start("live")
-        workers.start("store")
-        await _append(client, GROUPS_TOPIC, group_key(group), GroupControlRecord(
-            group_id=group, action="created", ingest_ms=0, at_ms=int(T0 * 1000),
-            payload={"group": payload}))  # fmt: skip
-        for athlete, session in zip(athletes, sessions, strict=True):
-            await _append(client, "samples", session_key(session), ControlRecord(
-                session_id=session, user_id=athlete, ingest_ms=0, action="start",
-                at_ms=int(T0 * 1000), payload={"group": payload}))  # fmt: skip
         # The members joined: a first (full) board, everyone without data yet.
-        deadline = time.monotonic() + 60
-        while not await _boards(client, group):
-            assert time.monotonic() < deadline, "no first board"
-            await asyncio.sleep(0.2)
-        tracks: dict[str, list[tuple[float, float]]] = {a: [] for a in athletes}
-        for second in range(SECONDS):
-            started = time.monotonic()
-            for athlete, session, speed in zip(athletes, sessions, SPEEDS, strict=True):
-                times = [T0 + second * BATCH + i + 1 for i in range(BATCH)]
-                samples = [{"session_id": session, "t": t, "speed_m_s": speed,
-                            "distance_m": round(speed * (t - T0), 1)} for t in times]  # fmt: skip
-                tracks[athlete] += [(s["t"], s["distance_m"]) for s in samples]
-                await _append(client, "samples", session_key(session), SampleBatchRecord(
-                    session_id=session, user_id=athlete, ingest_ms=int(time.time() * 1000),
-                    samples=samples))  # fmt: skip
-            await asyncio.sleep(max(0.0, 1.0 - (time.monotonic() - started)))
+        await _race_start(client, workers, group, athletes, sessions)
+        tracks: dict[str, list[tuple[float, float]]] = {}
+        await _race_seconds(client, athletes, sessions, range(SECONDS), tracks)
         # The last records' delta comes from the timer once the members went quiet.
         last_t = T0 + SECONDS * BATCH
         deadline = time.monotonic() + 30
@@ -175,15 +238,7 @@ async def test_a_race_s_boards_are_ordered_at_most_one_a_second_and_right(
             board.update({row["athlete_id"]: row for row in event["rows"]})
         final = events[-1]
         assert final["full"] and final["final"]
-        offline = race_standings(
-            [
-                Track(
-                    a, T0, np.array([t for t, _ in tracks[a]]), np.array([d for _, d in tracks[a]])
-                )
-                for a in athletes
-            ],
-            finish_m=FINISH_M,
-        )
+        offline = _offline(athletes, tracks)
         got = [{k: row[k] for k in ("athlete_id", "rank", "distance_m", "gap_m", "finish_s")}
                for row in final["rows"]]  # fmt: skip
         want = [{k: row[k] for k in ("athlete_id", "rank", "distance_m", "gap_m", "finish_s")}
