@@ -196,6 +196,8 @@ def create_live_app(
         written=block_store.flush,
     )
     groups = app.topic(topic_prefix + GROUPS_TOPIC, partitions=partitions)
+    # 500 members at 1 Hz are 500 inputs a second for one group's agent: read in batches.
+    read_in_batches(app, groups.get_topic_name())
     # One board per group (agents.leaderboard), written behind like the sessions'.
     boards_table = app.Table(
         "group-boards", default=None, key_type=bytes, partitions=partitions, use_partitioner=True
@@ -212,6 +214,7 @@ def create_live_app(
         async for event in cast(faust.Stream[Any], stream).noack().events():
             started = time.perf_counter()
             hold = Hold(event)
+            touched: dict[bytes, lb.Board] = {}
             for record, _ in _records(event):
                 if not isinstance(record, dict) or not isinstance(record.get("group_id"), str):
                     log.warning("skipping a malformed groups record at %s", event.message.tp)
@@ -225,9 +228,13 @@ def create_live_app(
                     publisher.boards[key] = board
                 if lb.apply(board, record):
                     await publisher.publish(key, board, final=True)
+                    touched.pop(key, None)
                 else:
-                    await publisher.publish_due(key, board)
+                    touched[key] = board
                 boards.checkin(key, board, hold)
+            # Once per read: a board due holds every input the read brought.
+            for key, board in touched.items():
+                await publisher.publish_due(key, board)
             hold.release()
             metrics.processed("leaderboard", time.perf_counter() - started)
 
