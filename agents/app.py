@@ -32,16 +32,19 @@ import psycopg
 from opentelemetry.trace import SpanKind
 from psycopg.types.json import Jsonb
 
+from agents import leaderboard as lb
 from agents.observability import WorkerMetrics, install
 from agents.processing import Processor
 from agents.write_behind import DeferredDeletes, Hold, OwnedTable, WriteBehind, WriteOnCommit
 from pipeline import tracing
 from pipeline.constants import (
     APP_ID,
+    GROUPS_TOPIC,
     LIVE_TOPIC,
     SAMPLES_TOPIC,
     STORE_REJECTED_KEY,
     STORE_TOPIC,
+    group_board_key,
 )
 from pipeline.db import (
     MetricRow,
@@ -49,9 +52,10 @@ from pipeline.db import (
     finish_session,
     insert_metric_rows,
     metric_rows,
+    replace_group_standings,
     utc_time,
 )
-from pipeline.records import ControlRecord, session_key
+from pipeline.records import ControlRecord, group_key, session_key
 from pipeline.retention import apply_topic_retentions
 from pipeline.settings import Settings
 from pipeline.transport.clients import connect
@@ -78,6 +82,11 @@ _RETRY_MAX_S = 10.0
 #: agents.write_behind: at 1 Hz, once per four samples. A killed worker replays about
 #: this much of each session.
 STATE_WRITE_S = 3.0
+#: How often the leaderboard agent's timer looks for boards due (a group whose members
+#: went quiet still gets its last delta out within a second and this).
+BOARD_TIMER_S = 0.25
+#: How long a group's newest full board stays in Redis after its last emission.
+BOARD_TTL_S = 2 * 86_400
 
 
 def faust_data_dir(settings: Settings, app_id: str) -> Path:
@@ -186,9 +195,48 @@ def create_live_app(
         every_s=STATE_WRITE_S,
         written=block_store.flush,
     )
-    app.sensors.add(WriteOnCommit(states))
+    groups = app.topic(topic_prefix + GROUPS_TOPIC, partitions=partitions)
+    # One board per group (agents.leaderboard), written behind like the sessions'.
+    boards_table = app.Table(
+        "group-boards", default=None, key_type=bytes, partitions=partitions, use_partitioner=True
+    )
+    boards = WriteBehind(boards_table, every_s=STATE_WRITE_S)
+    app.sensors.add(WriteOnCommit(states, boards))
     metrics = install(app, app_id)
     app.livecoach_metrics = metrics  # type: ignore[attr-defined]  # for tests and benches
+    publisher = _BoardPublisher(app, redis_url, live, store, groups, topic_prefix)
+
+    @app.agent(groups, name="leaderboard")
+    async def leaderboard(stream: faust.StreamT[Any]) -> None:
+        await publisher.start()
+        async for event in cast(faust.Stream[Any], stream).noack().events():
+            started = time.perf_counter()
+            hold = Hold(event)
+            for record, _ in _records(event):
+                if not isinstance(record, dict) or not isinstance(record.get("group_id"), str):
+                    log.warning("skipping a malformed groups record at %s", event.message.tp)
+                    continue
+                key = group_key(record["group_id"])
+                board = boards.checkout(key)
+                if board is None:
+                    board = lb.new_board(record["group_id"])
+                if publisher.boards.get(key) is not board:
+                    lb.request_full(board)  # new here, or recovered: start with a full board
+                    publisher.boards[key] = board
+                if lb.apply(board, record):
+                    await publisher.publish(key, board, final=True)
+                else:
+                    await publisher.publish_due(key, board)
+                boards.checkin(key, board, hold)
+            hold.release()
+            metrics.processed("leaderboard", time.perf_counter() - started)
+
+    @app.timer(BOARD_TIMER_S)
+    async def publish_quiet_boards() -> None:
+        # Boards whose members went quiet: only what is already in memory is published
+        # (the tables are written by the agent, never from here).
+        for key, board in list(publisher.boards.items()):
+            await publisher.publish_due(key, board)
 
     @app.agent(samples, name="process")
     async def process(stream: faust.StreamT[Any]) -> None:
@@ -197,6 +245,7 @@ def create_live_app(
         # more than computing the event. The topics are declared once, here.
         await live.maybe_declare()
         await store.maybe_declare()
+        await groups.maybe_declare()
         retention_client = await connect(redis_url)
         try:
             await apply_topic_retentions(retention_client, settings, topic_prefix)
@@ -204,6 +253,7 @@ def create_live_app(
             await retention_client.aclose()
         send = app.producer.send
         live_name, store_name = live.get_topic_name(), store.get_topic_name()
+        groups_name = groups.get_topic_name()
         tracer = tracing.tracer()  # None: tracing off, no per-record work
         event_out, processed = metrics.event_out, metrics.processed
         # Acked by the write-behind store once the state holding the record is saved.
@@ -231,6 +281,10 @@ def create_live_app(
                     if is_stored(live_event):
                         await send(store_name, key, value, None, None, None)
                         event_out(store_name)
+                for group_input in out.group_inputs:
+                    value = orjson.dumps(group_input)
+                    await send(groups_name, group_key(group_input["group_id"]), value, None, None, None)
+                    event_out(groups_name)
                 states.checkin(key, out.state, hold)
                 if span is not None:
                     span.set_attribute("livecoach.events_out", len(out.events))
@@ -239,6 +293,73 @@ def create_live_app(
             processed("process", time.perf_counter() - started)
 
     return app
+
+
+class _BoardPublisher:
+    """Publishes a group's boards: on ``live`` (keyed by group), the full board to Redis
+    at ``group_board_key`` (with each emission, before the event), and the final
+    standings to ``store``. Holds the boards of this worker's groups in memory."""
+
+    def __init__(
+        self,
+        app: faust.App,
+        redis_url: str,
+        live: faust.TopicT,
+        store: faust.TopicT,
+        groups: faust.TopicT,
+        topic_prefix: str,
+    ) -> None:
+        self.app = app
+        self.redis_url = redis_url
+        self.live = live
+        self.store = store
+        self.groups = groups
+        #: A replay's boards stay under its own prefix (deleted with the run).
+        self.key_prefix = topic_prefix
+        self.boards: dict[bytes, lb.Board] = {}
+        self.client: Any = None
+
+    async def start(self) -> None:
+        await self.live.maybe_declare()
+        await self.store.maybe_declare()
+        if self.client is None:
+            self.client = await connect(self.redis_url)
+
+    def _owned(self, key: bytes) -> bool:
+        """Whether this worker reads the group's partition (a rebalance may have moved it)."""
+        assignment = self.app.consumer.assignment()
+        if not assignment:
+            return False
+        transport: Any = self.app.transport
+        name = self.groups.get_topic_name()
+        partition = transport.partition_for(name, key)
+        return any(tp.topic == name and tp.partition == partition for tp in assignment)
+
+    async def publish_due(self, key: bytes, board: lb.Board) -> None:
+        what = lb.due(board, time.time())
+        if what is None:
+            return
+        if not self._owned(key):
+            self.boards.pop(key, None)
+            return
+        await self.publish(key, board, full=what == "full")
+
+    async def publish(
+        self, key: bytes, board: lb.Board, *, full: bool = False, final: bool = False
+    ) -> None:
+        event, whole = lb.emit(board, time.time(), full=full, final=final)
+        if self.client is None:
+            await self.start()
+        board_key = self.key_prefix + group_board_key(board["id"])
+        if event is not None:
+            await self.client.set(board_key, orjson.dumps(whole), ex=BOARD_TTL_S)
+            send = self.app.producer.send
+            await send(self.live.get_topic_name(), key, orjson.dumps(event), None, None, None)
+        if final:
+            standings = {"type": "group_standings", "group_id": board["id"], "rows": whole["rows"]}
+            value = orjson.dumps(standings)
+            await self.app.producer.send(self.store.get_topic_name(), key, value, None, None, None)
+            self.boards.pop(key, None)
 
 
 def _traceparents(event: faust.EventT[Any], count: int) -> list[bytes | None]:
@@ -464,7 +585,7 @@ def create_store_app(
     @app.agent(store, name="store_events")
     async def store_events(stream: faust.StreamT[Any]) -> AsyncIterator[None]:
         async for event in stream:
-            if not is_stored(event):
+            if not is_stored(event) and not _is_standings(event):
                 continue
             started = time.perf_counter()
 
@@ -475,7 +596,9 @@ def create_store_app(
                     await live_db.reset()
                     raise
                 except UNSTORABLE as exc:
-                    kind = "alert" if event.get("type") == "alert" else "summary"
+                    kind = {"alert": "alert", "group_standings": "standings"}.get(
+                        str(event.get("type")), "summary"
+                    )
                     await rejects.note(kind, event, exc)
 
             await _retrying(f"storing a {event.get('type')}", write)
@@ -524,6 +647,11 @@ async def _insert_records(
                 await rejects.note("samples", {"session_id": session, "rows": len(record)}, exc)
 
 
+def _is_standings(event: object) -> bool:
+    """A group's final standings (the leaderboard agent's, see docs/groups.md)."""
+    return isinstance(event, dict) and event.get("type") == "group_standings"
+
+
 def is_stored(event: object) -> bool:
     """Alerts and stops are stored; metrics updates are not (samples are, by the other agent)."""
     if not isinstance(event, dict):
@@ -535,6 +663,8 @@ def is_stored(event: object) -> bool:
 async def _store_live_event(conn: psycopg.AsyncConnection[Any], event: dict[str, Any]) -> None:
     if event["type"] == "alert":
         await store_alert(conn, event)
+    elif event["type"] == "group_standings":
+        await replace_group_standings(conn, str(event["group_id"]), event["rows"])
     else:
         await _store_summary(conn, event)
 

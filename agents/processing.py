@@ -33,6 +33,7 @@ from pydantic import ValidationError
 from agents.alerts.config import AlertConfig
 from agents.alerts.plan import PlanError, WorkoutPlan, parse_plan
 from agents.alerts.rules import AlertEngine, AlertSample
+from agents.group_member import input_record, join, on_alert, on_sample
 from agents.lifecycle import LifecycleError
 from agents.session_metrics import SessionMetrics
 from pipeline.models import AthleteProfile
@@ -53,6 +54,9 @@ Event = dict[str, Any]
 class Outcome:
     state: State
     events: list[Event] = field(default_factory=list)
+    #: GroupInputRecords (JSON) for the ``groups`` topic: one per record of a session
+    #: in a group (two when it left one group for another).
+    group_inputs: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _profile_from(payload: dict[str, Any]) -> AthleteProfile:
@@ -65,6 +69,13 @@ def _profile_from(payload: dict[str, Any]) -> AthleteProfile:
     except ValidationError as exc:
         log.warning("ignoring an invalid athlete profile: %s", exc.errors()[0]["msg"])
         return AthleteProfile()
+
+
+def _weight_from(payload: dict[str, Any]) -> float | None:
+    """The athlete's weight (``profile.weight_kg``), for W/kg; None when not given."""
+    profile = payload.get("profile")
+    weight = profile.get("weight_kg") if isinstance(profile, dict) else None
+    return float(weight) if isinstance(weight, int | float) and 20 <= weight <= 300 else None
 
 
 def _plan_from(payload: dict[str, Any], profile: AthleteProfile) -> WorkoutPlan | None:
@@ -166,6 +177,8 @@ class Processor:
             "alerts": AlertEngine.new_state(session_id, _plan_from(payload, profile)),
             "alert_config": _alert_config_from(payload, profile).to_jsonb(),
             "emitted_t": None,
+            "weight_kg": _weight_from(payload),
+            "group": None,
         }
 
     def process(
@@ -207,7 +220,7 @@ class Processor:
         base = {"session_id": session_id, "user_id": user_id, "ingest_ms": ingest_ms}
         control: Event | None = None
         if record.get("kind") == "control":
-            control = self._control(metrics, state, record, base, replay=replay)
+            control = self._control(metrics, state, record, base, out, replay=replay)
         else:
             self._samples(metrics, state, record.get("samples", []), base, out, replay=replay)
         # A lap closed by a stop comes before the stop itself.
@@ -215,6 +228,14 @@ class Processor:
             out.events.append({**base, "type": "session_event", "event": "lap", "lap": lap})
         if control is not None:
             out.events.append(control)
+        member = state.get("group")
+        if member is not None:
+            out.group_inputs.append(
+                input_record(
+                    member, metrics, session_id=session_id, athlete_id=user_id,
+                    ingest_ms=ingest_ms, weight_kg=state.get("weight_kg"),
+                )  # fmt: skip
+            )
         if metrics.state == "stopped" or len(self._live) >= _LIVE_CACHE_MAX:
             self._live.pop(session_id, None)
             if len(self._live) >= _LIVE_CACHE_MAX:
@@ -251,12 +272,16 @@ class Processor:
         alert_state = state["alerts"]
         emitted_t = state["emitted_t"]
         last_t: float | None = None
+        member = state.get("group")
         for raw in samples:
             # Validated by the edge before it reached the stream: no second validation.
             sample = _RawSample(raw)
+            before_t = metrics.last_t
             if metrics.add_sample(sample, replay=replay) != "accepted":
                 continue
             last_t = sample.t
+            if member is not None:
+                on_sample(member, metrics, raw, 1.0 if before_t is None else sample.t - before_t)
             if not self.alerts:
                 continue
             alert_state, alerts = engine.update(
@@ -266,9 +291,11 @@ class Processor:
                 ),
             )
             for alert in alerts:
-                out.events.append(
-                    {**base, "type": "alert", "timestamp": sample.t, "alert": alert.to_event()}
-                )
+                event = {**base, "type": "alert", "timestamp": sample.t, "alert": alert.to_event()}
+                if member is not None:
+                    event["group_id"] = member["g"]["id"]
+                    on_alert(member, sample.t)
+                out.events.append(event)
         if last_t is not None and (emitted_t is None or last_t - emitted_t >= METRICS_INTERVAL_S):
             event = self._metrics_event(metrics, base, last_t)
             interval = AlertEngine.current_interval(alert_state)
@@ -289,6 +316,7 @@ class Processor:
         state: State,
         record: dict[str, Any],
         base: Event,
+        out: Outcome,
         *,
         replay: bool = False,
     ) -> Event | None:
@@ -300,6 +328,11 @@ class Processor:
             if action == "start":
                 if metrics.state == "created":
                     metrics.start(t)
+                if isinstance(payload.get("group"), dict) and state.get("group") is None:
+                    self._join(metrics, state, payload["group"])
+            elif action == "group":
+                self._group(metrics, state, payload, base, out)
+                event["group_id"] = (state.get("group") or {}).get("g", {}).get("id")
             elif action == "pause":
                 metrics.pause(t)
             elif action == "resume":
@@ -324,11 +357,42 @@ class Processor:
         event["state"] = metrics.state
         return event
 
+    def _join(self, metrics: SessionMetrics, state: State, group: dict[str, Any]) -> None:
+        if not isinstance(group.get("id"), str):
+            log.warning("ignoring a group without an id: %r", group)
+            return
+        state["group"] = join(group, metrics, (state.get("alerts") or {}).get("plan"))
+
+    def _group(
+        self,
+        metrics: SessionMetrics,
+        state: State,
+        payload: dict[str, Any],
+        base: Event,
+        out: Outcome,
+    ) -> None:
+        """``action: "group"``: join ``payload.group``, or leave (``payload.group`` null).
+        Leaving, or joining another group, sends the old group a last ``left`` input."""
+        member = state.get("group")
+        group = payload.get("group")
+        if member is not None and (not isinstance(group, dict) or group.get("id") != member["g"]["id"]):
+            out.group_inputs.append(
+                input_record(
+                    member, metrics, session_id=base["session_id"], athlete_id=base["user_id"],
+                    ingest_ms=base["ingest_ms"], weight_kg=state.get("weight_kg"), status="left",
+                )  # fmt: skip
+            )
+            state["group"] = None
+        if isinstance(group, dict) and state.get("group") is None:
+            self._join(metrics, state, group)
+
     def _apply_profile(
         self, metrics: SessionMetrics, state: State, payload: dict[str, Any]
     ) -> None:
         if isinstance(payload.get("profile"), dict):
             metrics.set_profile(_profile_from(payload))
+        if isinstance(payload.get("profile"), dict) and "weight_kg" in payload["profile"]:
+            state["weight_kg"] = _weight_from(payload)
         if isinstance(payload.get("alerts"), dict) or isinstance(payload.get("profile"), dict):
             state["alert_config"] = _alert_config_from(payload, metrics.profile).to_jsonb()
         state["engine_key"] = None  # rebuilt from the new profile or configuration

@@ -24,6 +24,7 @@ import contextlib
 import json
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -153,13 +154,16 @@ async def replay(
     speed: float | None = None,
     timeout_s: float = 300.0,
     timings: dict[str, float] | None = None,
+    after: Callable[[aioredis.Redis, str], Awaitable[None]] | None = None,
 ) -> dict[str, Replayed]:
     """Each session's summary and alerts as the live agents compute them now.
 
     ``speed`` None: as fast as the agents go; N: N x real time (records paced by
     their own times, all sessions on one clock, so a dashboard can follow).
     ``timings`` (when given) receives the seconds spent starting the app, running the
-    records through it, and stopping and cleaning up.
+    records through it, and stopping and cleaning up. ``after`` (when given) runs once
+    every session stopped, before the run is cleaned up, with the Redis client and the
+    run's topic prefix (a group replay finishes its group there).
     """
     if speed is not None and speed <= 0:
         raise ReplayError(f"speed must be positive, got {speed}")
@@ -195,6 +199,8 @@ async def replay(
             else:
                 await _produce_paced(client, prefix, plans, speed)
             results = await collector
+            if after is not None:
+                await after(client, prefix)
             lap("run_s")
             return results
         finally:

@@ -321,8 +321,12 @@ def _cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
 
     for noisy in ("faust", "mode", "pipeline.transport"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+    if args.group is not None:
+        return _replay_group(args, settings)
     if args.session is None and args.user is None and args.since is None:
-        raise ConfigError("replay", "name a SESSION, or --user and/or --since (a time range)")
+        raise ConfigError(
+            "replay", "name a SESSION, or --user and/or --since (a time range), or --group"
+        )
     override = Override()
     if args.what_if is not None:
         data = _read_json(args.what_if, "--what-if")
@@ -352,6 +356,40 @@ def _cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     else:
         _print_replay(report)
     return 0
+
+
+def _replay_group(args: argparse.Namespace, settings: Settings) -> int:
+    """``livecoach replay --group GROUP``: its final standings replayed and compared."""
+    import asyncio
+    import json
+
+    from agents.replay_groups import group_from_database, replay_group
+    from pipeline.embedded import EmbeddedRedis
+    from pipeline.runtime import check_redis
+
+    if settings.database_url is None:
+        raise ConfigError("LIVECOACH_DATABASE_URL", "a group replay reads its sessions there")
+    if settings.redis_url is not None:
+        check_redis(settings.redis_url)
+    database_url = settings.database_url
+
+    async def run(redis_url: str) -> dict[str, Any]:
+        recorded = await group_from_database(database_url, str(args.group))
+        return await replay_group(settings, redis_url, recorded)
+
+    with _scratch_data_dir(settings) as scratch, contextlib.ExitStack() as stack:
+        redis_url = settings.redis_url or stack.enter_context(EmbeddedRedis(scratch.data_dir))
+        report = asyncio.run(run(redis_url))
+    if args.json:
+        print(json.dumps(report, indent=2, sort_keys=True, default=str))
+    else:
+        print(f"group {report['group_id']} ({report['kind']}): {len(report['sessions'])}"
+              f" session(s) replayed in {report['replay_s']} s")  # fmt: skip
+        for row in report["replayed"]:
+            print(f"{row['rank'] or '-':>4}  {row['athlete_id']}  {row['status']}")
+        print("final standings identical to the stored ones" if not report["differences"]
+              else "\n".join(report["differences"]))  # fmt: skip
+    return 0 if not report["differences"] else 1
 
 
 def _set_override(override: Any, item: str) -> None:
@@ -564,6 +602,18 @@ def _cmd_bench_analyze(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _cmd_bench_groups(args: argparse.Namespace, settings: Settings) -> int:
+    import json
+
+    bench_groups = _bench("groups").bench_groups
+    for noisy in ("faust", "mode", "pipeline"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    result = bench_groups(settings, athletes=args.athletes, duration_s=args.duration,
+                          runs=args.runs)  # fmt: skip
+    print(json.dumps(result, indent=2))
+    return 0
+
+
 def _cmd_bench_replay(args: argparse.Namespace, settings: Settings) -> int:
     import json
 
@@ -758,6 +808,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="what-if: profile.ftp_w=280, alerts.rules.heart_rate.high_bpm=150",
     )
+    p.add_argument("--group", type=_session_id, default=None,
+                   help="a group (UUID): its members' sessions, final standings compared")  # fmt: skip
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(handler=_cmd_replay)
 
@@ -807,6 +859,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = bench_sub.add_parser("replay", help="a 1 h session replayed from PostgreSQL and stream")
     p.add_argument("--runs", type=_positive_int, default=3)
     p.set_defaults(handler=_cmd_bench_replay)
+    p = bench_sub.add_parser("groups", help="a race of N athletes at 1 Hz: leaderboard latency")
+    p.add_argument("--athletes", type=_positive_int, default=500)
+    p.add_argument("--duration", type=_positive_int, default=60, help="seconds of load")
+    p.add_argument("--runs", type=_positive_int, default=1)
+    p.set_defaults(handler=_cmd_bench_groups)
     p = bench_sub.add_parser("pipeline", help="N sessions at 1 Hz: latency, persistence, rate")
     p.add_argument("--sessions", type=_positive_int, default=1000)
     p.add_argument("--duration", type=_positive_int, default=300, help="seconds of load")

@@ -183,6 +183,25 @@ async def finish_session(
     return training_id
 
 
+async def replace_group_standings(
+    conn: psycopg.AsyncConnection[Any], group_id: UUID | str, rows: Sequence[dict[str, Any]]
+) -> int:
+    """Replace a group's stored standings with ``rows`` (its final board's rows), in one
+    transaction: a repeat stores the same rows again. Returns the rows written (0 when
+    the group does not exist)."""
+    async with conn.transaction():
+        await conn.execute("DELETE FROM live_group_standings WHERE group_id = %s", (group_id,))
+        written = 0
+        for row in rows:
+            cursor = await conn.execute(
+                "INSERT INTO live_group_standings (group_id, athlete_id, rank, standing)"
+                " SELECT id, %s, %s, %s FROM live_groups WHERE id = %s",
+                (row["athlete_id"], row.get("rank"), Jsonb(row), group_id),
+            )
+            written += cursor.rowcount
+    return written
+
+
 @dataclass(frozen=True, slots=True)
 class IdleSession:
     session_id: UUID

@@ -236,8 +236,9 @@ PROTOCOL_VERSION = 1
 
 #: A position on the ``live`` topic as the edge writes it: ``"<partition>:<offset>"``.
 Cursor = Annotated[str, Field(pattern=r"^[0-9]{1,4}:(-1|[0-9]{1,19})$")]
-#: ``live:session:{id}`` or ``live:user:{id}``, the id a UUID in canonical form.
-ChannelName = Annotated[str, Field(pattern=rf"^live:(session|user):{UUID_PATTERN}$")]
+#: ``live:session:{id}``, ``live:user:{id}`` or ``live:group:{id}``, the id a UUID in
+#: canonical form.
+ChannelName = Annotated[str, Field(pattern=rf"^live:(session|user|group):{UUID_PATTERN}$")]
 FrameId = str | int
 
 
@@ -362,6 +363,9 @@ class AlertBody(BaseModel):
 class AlertEvent(_ServerEvent):
     type: Literal["alert"]
     alert: AlertBody
+    group_id: uuid.UUID | None = Field(
+        default=None, description="The group the session is in (docs/groups.md), if any."
+    )
 
 
 class ChatMessage(BaseModel):
@@ -401,6 +405,48 @@ class SessionEvent(_ServerEvent):
             "error."
         ),
     )
+
+
+class LeaderboardRow(BaseModel):
+    """One member's standing (docs/groups.md); units: m, s, W, W/kg, %."""
+
+    model_config = ConfigDict(extra="allow")
+
+    athlete_id: UserIdWire
+    session_id: SessionId | None = None
+    rank: int | None = Field(ge=1, description="Competition ranking; null: no data (last).")
+    status: Literal["active", "paused", "finished", "left", "stopped", "no_data"]
+    distance_m: float | None = None
+    elapsed_s: float | None = Field(default=None, description="Session time, pauses excluded.")
+    gap_m: float | None = Field(default=None, description="A race's: the leader's distance minus this.")
+    gap_s: float | None = Field(
+        default=None, description="A race's: time behind the leader at this distance."
+    )
+    finish_s: float | None = Field(default=None, description="A race's: session time at the finish.")
+    pct_target: float | None = Field(
+        default=None, description="A class's: % of the targeted time in the interval's target."
+    )
+    time_in_zone_s: float | None = Field(default=None, description="A class's: s in target.")
+    w_per_kg: float | None = None
+    np_w: float | None = None
+    alerts_open: int = Field(default=0, ge=0, description="Alerts raised in the last minute.")
+
+
+class LeaderboardEvent(_ServerEvent):
+    """A group's board: ``full`` (every row) or a delta (rows that changed), in ``seq``
+    order per group; ``final`` when the group finished."""
+
+    type: Literal["leaderboard"]
+    group_id: uuid.UUID
+    kind: Literal["race", "class"]
+    seq: int = Field(ge=1, description="One more per board of the group.")
+    full: bool
+    final: bool = False
+    ingest_ms: int | None = Field(
+        default=None, description="The newest sample acceptance time the board includes."
+    )
+    rows: list[LeaderboardRow]
+    removed: list[UserIdWire] = Field(default_factory=list)
 
 
 class TypingEvent(_ServerEvent):
@@ -458,6 +504,7 @@ ServerEvent = Annotated[
     | AlertEvent
     | MessageEvent
     | SessionEvent
+    | LeaderboardEvent
     | TypingEvent
     | ReadReceiptEvent
     | PresenceEvent

@@ -47,8 +47,8 @@ def test_schema_names_every_message_type() -> None:
     server = schema["$defs"]["ServerEvent"]["discriminator"]["mapping"]
     client = schema["$defs"]["ClientFrame"]["discriminator"]["mapping"]
     assert set(server) == {
-        "metrics_update", "alert", "message", "session_event", "typing", "read_receipt",
-        "presence", "ack", "error", "welcome", "resumed", "pong",
+        "metrics_update", "alert", "message", "session_event", "leaderboard", "typing",
+        "read_receipt", "presence", "ack", "error", "welcome", "resumed", "pong",
     }  # fmt: skip
     assert set(client) == {
         "auth", "subscribe", "unsubscribe", "resume", "metrics_update", "message",
