@@ -418,11 +418,15 @@ class LeaderboardRow(BaseModel):
     status: Literal["active", "paused", "finished", "left", "stopped", "no_data"]
     distance_m: float | None = None
     elapsed_s: float | None = Field(default=None, description="Session time, pauses excluded.")
-    gap_m: float | None = Field(default=None, description="A race's: the leader's distance minus this.")
+    gap_m: float | None = Field(
+        default=None, description="A race's: the leader's distance minus this."
+    )
     gap_s: float | None = Field(
         default=None, description="A race's: time behind the leader at this distance."
     )
-    finish_s: float | None = Field(default=None, description="A race's: session time at the finish.")
+    finish_s: float | None = Field(
+        default=None, description="A race's: session time at the finish."
+    )
     pct_target: float | None = Field(
         default=None, description="A class's: % of the targeted time in the interval's target."
     )
@@ -627,10 +631,14 @@ def message_from_text(data: Any) -> Any:
 class MessageFrame(_ClientFrame):
     """A chat message: ``message`` is its text (``text`` is its old name), for
     ``recipient_id`` (the session's athlete or one of their coaches; default: the
-    session's coach for the athlete's messages, else the athlete)."""
+    session's coach for the athlete's messages, else the athlete). With ``group_id``
+    instead of ``session_id``: a group's coach writing to everyone in the group."""
 
     type: Literal["message"]
-    session_id: SessionId
+    session_id: SessionId | None = None
+    group_id: uuid.UUID | None = Field(
+        default=None, description="A group's chat (its coach to everyone), not a session's"
+    )
     message: str = Field(min_length=1, max_length=4000)
     recipient_id: uuid.UUID | None = None
     client_message_id: str | None = Field(default=None, min_length=1, max_length=64)
@@ -639,6 +647,14 @@ class MessageFrame(_ClientFrame):
     @classmethod
     def _text_is_the_old_name(cls, data: Any) -> Any:
         return message_from_text(data)
+
+    @model_validator(mode="after")
+    def _one_chat(self) -> MessageFrame:
+        if (self.session_id is None) == (self.group_id is None):
+            raise ValueError("session_id or group_id: give exactly one")
+        if self.group_id is not None and self.recipient_id is not None:
+            raise ValueError("recipient_id: a group's message is for everyone in it")
+        return self
 
 
 class TypingFrame(_ClientFrame):
