@@ -12,7 +12,9 @@ socket was given and when:
   meanwhile are merged into the held one (:func:`merge_boards`: the newest row per
   athlete), so the socket gets one frame with everything;
 - while a queued board is still unwritten (a slow socket), a newer one is merged into
-  that frame in place: the queue never holds two boards of a group;
+  that frame in place: the queue never holds two boards of a group; and the next one
+  waits until the socket has taken the last (a big board on a slowly draining socket
+  would otherwise be followed by the next at once);
 - on subscribe and resume, deltas are held until the stored full board (Redis) is
   there, then merged onto it and sent as one full board; a delta not newer than
   what the socket has (by ``seq``) is dropped (a full board never is: after a
@@ -35,6 +37,8 @@ import orjson
 
 #: Seconds between two leaderboard frames of a group on one socket.
 BOARD_INTERVAL_S = 1.0
+#: How soon a held board is tried again while the last one is still being written.
+_RETRY_S = 0.05
 
 
 def _rank_key(row: dict[str, Any]) -> tuple[int, float, str]:
@@ -77,6 +81,7 @@ class QueuedFrame(Protocol):
     frame: str
     alive: bool
     taken: bool
+    written: bool
 
 
 #: Queue a frame on the socket: (frame, ingest_ms) -> the queued item (None: closing).
@@ -171,7 +176,11 @@ class BoardPacer:
                 self._on_merge()
             return
         now = time.monotonic()
-        if now - state.last_at < self._interval_s:
+        writing = queued is not None and queued.taken and not queued.written and queued.alive
+        if now - state.last_at < self._interval_s or writing:
+            # Too soon, or the last one is still being written (a socket that drains
+            # slowly would otherwise take two back to back): held, merged, and tried
+            # again when the second is over (then every _RETRY_S while it writes).
             self._hold(state, board, ingest_ms)
             self._arm(group_id, state)
             return
@@ -187,7 +196,7 @@ class BoardPacer:
 
     def _arm(self, group_id: str, state: _Group) -> None:
         if state.timer is None:
-            delay = max(0.0, state.last_at + self._interval_s - time.monotonic())
+            delay = max(_RETRY_S, state.last_at + self._interval_s - time.monotonic())
             state.timer = asyncio.get_running_loop().call_later(delay, self._due, group_id)
 
     def _due(self, group_id: str) -> None:

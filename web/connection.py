@@ -49,6 +49,8 @@ class _Item:
     traceparent: bytes | None = None
     #: The writer took it off the queue (a leaderboard is merged into it only before).
     taken: bool = False
+    #: The socket took it (``send_str`` returned; a big frame waits for the transport).
+    written: bool = False
 
 
 @dataclass
@@ -264,6 +266,7 @@ class Connection:
                 return
             if span is not None:
                 span.end()
+            item.written = True
             self.metrics.frame_sent(item.kind)
             if item.ingest_ms is not None:
                 age_s = max(0.0, time.time() - item.ingest_ms / 1000.0)

@@ -47,6 +47,7 @@ class Item:
     frame: str
     alive: bool = True
     taken: bool = False
+    written: bool = False
 
 
 def test_pacing_holds_merges_and_merges_into_an_unsent_frame() -> None:
@@ -63,7 +64,7 @@ def test_pacing_holds_merges_and_merges_into_an_unsent_frame() -> None:
         # Not taken by the writer yet (a slow socket): merged into that frame in place.
         pacer.offer("g", delta(2, row("b", 2, 1)), None, 2)
         assert len(sent) == 1 and orjson.loads(sent[0].frame)["from_seq"] == 1
-        sent[0].taken = True
+        sent[0].taken = sent[0].written = True
         # Within the interval: held, merged, sent once when it is over.
         pacer.offer("g", delta(3, row("a", 1, 2)), None, 3)
         pacer.offer("g", delta(4, row("b", 1, 3)), None, 4)
