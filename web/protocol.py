@@ -13,7 +13,7 @@ from uuid import UUID
 
 from pipeline.constants import group_channel, session_channel, user_channel
 from pipeline.models import UUID_PATTERN
-from pipeline.records import session_key
+from pipeline.records import group_key, session_key
 from pipeline.transport.streams import partition_for_key
 
 CLOSE_NORMAL = 1000
@@ -50,9 +50,15 @@ class Channel:
         """The partitions of ``live`` this channel's events can be on."""
         if self.kind == "session":
             return [partition_for_key(session_key(self.ident), live_partitions)]
-        # A user's sessions are spread over partitions by session id; a group's
-        # leaderboards and chat are on its own (keyed by group id), and the alerts of
-        # its members' sessions on theirs.
+        if self.kind == "group":
+            # Its leaderboards and chat, keyed by group id. The members' alerts the
+            # coach gets on it come from their sessions' partitions: live only (a
+            # resume replays them on the athletes' own channels, not here). Were the
+            # channel on every partition, a member's cursor on the partitions where it
+            # gets nothing would stay where it subscribed, and a resume would replay
+            # (or refuse, over max_replay) every entry since.
+            return [partition_for_key(group_key(self.ident), live_partitions)]
+        # A user's sessions are spread over partitions by session id.
         return list(range(live_partitions))
 
 
