@@ -30,7 +30,7 @@ import asyncio
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import orjson
@@ -39,6 +39,21 @@ import orjson
 BOARD_INTERVAL_S = 1.0
 #: How soon a held board is tried again while the last one is still being written.
 _RETRY_S = 0.05
+#: Rows above and below a member's own in its window.
+NEIGHBOURS = 2
+#: What a window board takes from the board it is built on (not its rows).
+_NOT_HEADER = ("rows", "removed", "from_seq")
+
+
+def window_rows(rows: dict[str, dict[str, Any]], athlete_id: str) -> list[dict[str, Any]]:
+    """The leader, then ``NEIGHBOURS`` rows above and below the athlete's and its own
+    (the first rows when it has none), by rank."""
+    ranked = sorted(rows.values(), key=_rank_key)
+    at = next((i for i, r in enumerate(ranked) if r.get("athlete_id") == athlete_id), None)
+    if at is None:
+        return ranked[: 1 + 2 * NEIGHBOURS]
+    shown = ranked[max(0, at - NEIGHBOURS) : at + NEIGHBOURS + 1]
+    return shown if shown[0] is ranked[0] else [ranked[0], *shown]
 
 
 def _rank_key(row: dict[str, Any]) -> tuple[int, float, str]:
@@ -103,6 +118,13 @@ class _Group:
     timer: asyncio.TimerHandle | None = None
     #: The stored board is being read (subscribe, resume): hold everything.
     waiting: bool = False
+    #: A member's socket: its athlete id; it gets its window of the board (the leader
+    #: and the rows around its own), built here from the whole board kept below.
+    window: str | None = None
+    rows: dict[str, dict[str, Any]] = field(default_factory=dict)
+    rows_seq: int = -1
+    #: Boards that came while waiting for the stored one (a window's are applied after it).
+    raw: list[dict[str, Any]] = field(default_factory=list)
 
 
 class BoardPacer:
@@ -133,6 +155,12 @@ class BoardPacer:
         if self.closed:
             return
         state = self._group(group_id)
+        if state.window is not None:
+            if state.waiting:
+                state.raw.append(board)
+                return
+            self._apply(state, board)
+            board, frame = self._windowed(state, board), None
         seq = board.get("seq")
         if (
             isinstance(seq, int)
@@ -210,6 +238,38 @@ class BoardPacer:
         state.held, state.held_ingest = None, None
         self._place(group_id, state, board, None, ingest)
 
+    # --- a member's window ------------------------------------------------------------
+
+    def set_window(self, group_id: str, athlete_id: str | None) -> None:
+        """The socket follows the group as member ``athlete_id`` (its window of the
+        board), or as its coach (None: the whole board, the frame every coach shares)."""
+        self._group(group_id).window = athlete_id
+
+    @staticmethod
+    def _apply(state: _Group, board: dict[str, Any]) -> None:
+        seq = board.get("seq")
+        if board.get("full"):
+            state.rows = {r["athlete_id"]: r for r in board.get("rows") or ()}
+        elif isinstance(seq, int) and seq <= state.rows_seq:
+            return  # already applied
+        else:
+            for row in board.get("rows") or ():
+                state.rows[row["athlete_id"]] = row
+            for athlete in board.get("removed") or ():
+                state.rows.pop(athlete, None)
+        if isinstance(seq, int):
+            state.rows_seq = seq
+
+    @staticmethod
+    def _windowed(state: _Group, board: dict[str, Any]) -> dict[str, Any]:
+        """A full board of the member's window, with ``board``'s header (seq, offset,
+        ingest_ms, final...) and ``size``, the athletes on the whole board."""
+        assert state.window is not None
+        out = {k: v for k, v in board.items() if k not in _NOT_HEADER}
+        out.update(full=True, window=True, size=len(state.rows), removed=[],
+                   rows=window_rows(state.rows, state.window))  # fmt: skip
+        return out
+
     # --- subscribe and resume ----------------------------------------------------------
 
     def start_snapshot(self, group_id: str) -> None:
@@ -222,6 +282,16 @@ class BoardPacer:
         merged with what was held meanwhile (only what is newer) and sent."""
         state = self._group(group_id)
         state.waiting = False
+        if state.window is not None:
+            # The stored board, then what came meanwhile (older deltas are skipped).
+            raws, state.raw = state.raw, []
+            last = None
+            for raw in [stored, *raws] if stored is not None else raws:
+                self._apply(state, raw)
+                last = raw
+            if last is not None:
+                self._place(group_id, state, self._windowed(state, last), None, None)
+            return
         held, state.held = state.held, None
         ingest, state.held_ingest = state.held_ingest, None
         if stored is not None:

@@ -279,10 +279,15 @@ class _Socket:
         assert principal is not None
         access = self.edge.need_access()
         if channel.kind == "group":
-            if await self.edge.need_groups().may_subscribe(principal, channel.ident):
+            coach = await self.edge.need_groups().may_subscribe(principal, channel.ident)
+            if coach:
                 self.conn.member_only.discard(channel.name)
             else:
                 self.conn.member_only.add(channel.name)
+            # A member's socket gets its window of the board, the coach's all of it.
+            self.conn.boards.set_window(
+                str(channel.ident), None if coach else str(principal.user_id)
+            )
             return None
         if channel.kind == "session":
             # Someone else's session answers as one that does not exist (as over REST):

@@ -104,7 +104,7 @@ async def test_stored_board_first_then_at_most_one_frame_a_second_merged(
     gid = await new_group(edge, database_url)
     a, b = ATHLETE, OTHER_ATHLETE
     await store_board(redis_url, gid, board(gid, 5, [row(a, 1, 900.0), row(b, 2, 800.0)]))
-    ws = await edge.ws()
+    ws = await edge.ws(COACH, "coach")  # the whole board (a member gets its window)
     ack = await subscribe(ws, group_channel(gid))
     assert ack["type"] == "ack" and len(ack["cursor"]) == 1
     first = (await frames_until(ws, lambda f: f["type"] == "leaderboard", 5))[-1]
@@ -133,6 +133,29 @@ async def test_stored_board_first_then_at_most_one_frame_a_second_merged(
     latest = (await frames_until(ws, lambda f: f["type"] == "leaderboard", 5))[-1]
     assert latest["seq"] == 8 and "from_seq" not in latest
     assert time.monotonic() - t_pub < 0.5
+    await ws.close()
+
+
+async def test_a_member_gets_its_window_of_the_board(
+    edge: Any, redis_url: str, database_url: str
+) -> None:
+    gid = await new_group(edge, database_url)
+    others = [uuid.uuid4() for _ in range(6)]
+    order = [*others[:4], ATHLETE, *others[4:]]  # ATHLETE 5th of 7
+    rows = [row(athlete, i + 1, 1000.0 - i) for i, athlete in enumerate(order)]
+    await store_board(redis_url, gid, board(gid, 3, rows))
+    ws = await edge.ws()
+    assert (await subscribe(ws, group_channel(gid)))["type"] == "ack"
+    first = (await frames_until(ws, lambda f: f["type"] == "leaderboard", 5))[-1]
+    assert first["window"] is True and first["full"] is True and first["size"] == 7
+    # The leader, two above, the athlete, two below.
+    assert [r["athlete_id"] for r in first["rows"]] == [str(order[i]) for i in (0, 2, 3, 4, 5, 6)]
+    await publish(redis_url, group_key(gid), [board(gid, 4, [row(ATHLETE, 1, 1100.0),
+                                                               row(order[0], 2, 1000.0)])])  # fmt: skip
+    moved = (await frames_until(ws, lambda f: f["type"] == "leaderboard", 5))[-1]
+    assert moved["seq"] == 4 and moved["full"] is True and moved["offset"]
+    assert [r["athlete_id"] for r in moved["rows"]][:2] == [str(ATHLETE), str(order[0])]
+    assert len(moved["rows"]) == 3  # itself and the two below (ranks 2 and 2 of the stale rows)
     await ws.close()
 
 

@@ -4,7 +4,8 @@
 // the next full board (the edge sends one on subscribe and resume).
 //
 // The athlete sees the leader, their own row (highlighted) and the neighbours above and
-// below; the coach sees everyone, sorted by any column, alerts flagged.
+// below (the edge sends a member's socket only that window: `window: true`, `size` the
+// whole board's); the coach sees everyone, sorted by any column, alerts flagged.
 
 const NEIGHBOURS = 2;
 
@@ -79,6 +80,8 @@ export class Leaderboard {
     this.seq = ev.seq;
     if (ev.kind === "race" || ev.kind === "class") this.kind = ev.kind;
     this.final = Boolean(ev.final);
+    // A member's socket gets its window of the board: `size` is the whole board's.
+    this.size = typeof ev.size === "number" ? ev.size : this.rows.size;
     this.render();
     return true;
   }
@@ -188,7 +191,7 @@ export class Leaderboard {
           ? "final standings"
           : this.seq < 0
             ? "waiting for the first board…"
-            : `${this.rows.size} athletes`;
+            : `${this.size ?? this.rows.size} athletes`;
     }
   }
 }
