@@ -60,6 +60,7 @@ def speed_of(athlete: int) -> float:
 class Dashboard:
     athlete: int
     session_id: str
+    role: str = "athlete"
     ws: aiohttp.ClientWebSocketResponse | None = None
     #: (arrival monotonic s, arrival wall ms, frame) of each leaderboard frame.
     boards: list[tuple[float, float, dict[str, Any]]] = field(default_factory=list)
@@ -186,9 +187,11 @@ async def _run(settings: Settings, athletes: int, duration_s: float, drop_s: flo
             async def connect(d: Dashboard, resume: bool) -> None:
                 d.ws = await ws_http.ws_connect(
                     f"{base}/api/v1/live/ws",
-                    headers={"Authorization": f"Bearer {token(d.athlete, 'athlete')}"},
+                    headers={"Authorization": f"Bearer {token(d.athlete, d.role)}"},
                 )
-                channels = [group_channel(gid), session_channel(d.session_id)]
+                channels = [group_channel(gid)]
+                if d.role == "athlete":
+                    channels.append(session_channel(d.session_id))
                 if resume:
                     cursors = {n: [f"{p}:{o}" for p, o in c.items()] for n, c in d.cursors.items()}
                     await d.ws.send_json({"type": "resume", "cursors": cursors})
@@ -196,7 +199,10 @@ async def _run(settings: Settings, athletes: int, duration_s: float, drop_s: flo
                     await d.ws.send_json({"type": "subscribe", "channels": channels})
                 d.task = asyncio.create_task(_listen(d))
 
-            await asyncio.gather(*[connect(d, False) for d in dashboards.values()])
+            # The coach's dashboard: the whole board (members get their window).
+            coach = Dashboard(COACH, "", role="coach")
+            await asyncio.gather(connect(coach, False),
+                                 *[connect(d, False) for d in dashboards.values()])  # fmt: skip
             connected = sum(1 for d in dashboards.values() if d.ws is not None)
             await asyncio.sleep(2.0)
 
@@ -256,7 +262,7 @@ async def _run(settings: Settings, athletes: int, duration_s: float, drop_s: flo
                 if len(standings) >= athletes:
                     break
                 await asyncio.sleep(1.0)
-            for d in dashboards.values():
+            for d in [*dashboards.values(), coach]:
                 if d.ws is not None:
                     await d.ws.close()
                 if d.task is not None:
@@ -288,7 +294,7 @@ async def _run(settings: Settings, athletes: int, duration_s: float, drop_s: flo
     latency = [wall - f["ingest_ms"] for d in live for _, wall, f in d.boards
                if isinstance(f.get("ingest_ms"), int) and "offset" in f]  # fmt: skip
     offline = sorted(last, key=lambda a: -last[a])
-    final = next((d.final for d in live if d.final is not None), None)
+    final = coach.final
     final_order = (
         [r["athlete_id"] for r in sorted(final["rows"], key=lambda r: r["rank"] or 1e9)]
         if final
@@ -333,6 +339,10 @@ async def _run(settings: Settings, athletes: int, duration_s: float, drop_s: flo
             "final_board_rows": len(final_order),
             "final_board_matches_offline": final_order == [str(_uid(a)) for a in offline],
             "dashboards_with_the_final_board": sum(1 for d in live if d.final is not None),
+            "coach_frames_per_socket_max_in_any_second": _window_max(
+                [t for t, _, _ in coach.boards]
+            ),
+            "coach_frame_bytes": _pct([float(n) for n in coach.sizes]),
         },
         "closes": {
             str(code): sum(1 for d in dashboards.values() if d.close_code == code)

@@ -97,6 +97,7 @@ class QueuedFrame(Protocol):
     alive: bool
     taken: bool
     written: bool
+    written_at: float | None
 
 
 #: Queue a frame on the socket: (frame, ingest_ms) -> the queued item (None: closing).
@@ -205,7 +206,7 @@ class BoardPacer:
             return
         now = time.monotonic()
         writing = queued is not None and queued.taken and not queued.written and queued.alive
-        if now - state.last_at < self._interval_s or writing:
+        if now - self._last(state) < self._interval_s or writing:
             # Too soon, or the last one is still being written (a socket that drains
             # slowly would otherwise take two back to back): held, merged, and tried
             # again when the second is over (then every _RETRY_S while it writes).
@@ -217,6 +218,13 @@ class BoardPacer:
         self._given(state, board)
 
     @staticmethod
+    def _last(state: _Group) -> float:
+        """When the socket last got a board of the group: queued, or written if later
+        (a busy loop may write a frame well after it was queued)."""
+        written = state.queued.written_at if state.queued is not None else None
+        return state.last_at if written is None else max(state.last_at, written)
+
+    @staticmethod
     def _given(state: _Group, board: dict[str, Any]) -> None:
         seq = board.get("seq")
         if isinstance(seq, int):
@@ -224,7 +232,7 @@ class BoardPacer:
 
     def _arm(self, group_id: str, state: _Group) -> None:
         if state.timer is None:
-            delay = max(_RETRY_S, state.last_at + self._interval_s - time.monotonic())
+            delay = max(_RETRY_S, self._last(state) + self._interval_s - time.monotonic())
             state.timer = asyncio.get_running_loop().call_later(delay, self._due, group_id)
 
     def _due(self, group_id: str) -> None:

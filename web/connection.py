@@ -49,8 +49,10 @@ class _Item:
     traceparent: bytes | None = None
     #: The writer took it off the queue (a leaderboard is merged into it only before).
     taken: bool = False
-    #: The socket took it (``send_str`` returned; a big frame waits for the transport).
+    #: The socket took it (``send_str`` returned; a big frame waits for the transport),
+    #: and when (monotonic s).
     written: bool = False
+    written_at: float | None = None
 
 
 @dataclass
@@ -266,7 +268,7 @@ class Connection:
                 return
             if span is not None:
                 span.end()
-            item.written = True
+            item.written, item.written_at = True, time.monotonic()
             self.metrics.frame_sent(item.kind)
             if item.ingest_ms is not None:
                 age_s = max(0.0, time.time() - item.ingest_ms / 1000.0)

@@ -48,6 +48,7 @@ class Item:
     alive: bool = True
     taken: bool = False
     written: bool = False
+    written_at: float | None = None
 
 
 def test_pacing_holds_merges_and_merges_into_an_unsent_frame() -> None:
