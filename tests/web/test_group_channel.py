@@ -150,12 +150,12 @@ async def test_a_member_gets_its_window_of_the_board(
     assert first["window"] is True and first["full"] is True and first["size"] == 7
     # The leader, two above, the athlete, two below.
     assert [r["athlete_id"] for r in first["rows"]] == [str(order[i]) for i in (0, 2, 3, 4, 5, 6)]
-    await publish(redis_url, group_key(gid), [board(gid, 4, [row(ATHLETE, 1, 1100.0),
-                                                               row(order[0], 2, 1000.0)])])  # fmt: skip
+    moved_rows = [row(ATHLETE, 1, 1100.0), row(order[0], 2, 1000.0)]
+    await publish(redis_url, group_key(gid), [board(gid, 4, moved_rows)])
     moved = (await frames_until(ws, lambda f: f["type"] == "leaderboard", 5))[-1]
     assert moved["seq"] == 4 and moved["full"] is True and moved["offset"]
     assert [r["athlete_id"] for r in moved["rows"]][:2] == [str(ATHLETE), str(order[0])]
-    assert len(moved["rows"]) == 3  # itself and the two below (ranks 2 and 2 of the stale rows)
+    assert len(moved["rows"]) == 3  # itself, the leader now, and the two below it
     await ws.close()
 
 
