@@ -155,7 +155,7 @@ async def test_a_member_gets_its_window_of_the_board(
     moved = (await frames_until(ws, lambda f: f["type"] == "leaderboard", 5))[-1]
     assert moved["seq"] == 4 and moved["full"] is True and moved["offset"]
     assert [r["athlete_id"] for r in moved["rows"]][:2] == [str(ATHLETE), str(order[0])]
-    assert len(moved["rows"]) == 3  # itself, the leader now, and the two below it
+    assert len(moved["rows"]) == 3  # itself (the leader now) and the two below
     await ws.close()
 
 
