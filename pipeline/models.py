@@ -25,7 +25,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 #: Bounds of what a sensor can plausibly report. Beyond them a value is a glitch, not
 #: an effort: the fastest human sprint is ~12.5 m/s, a fast descent on a bike ~25 m/s,
@@ -631,10 +640,14 @@ def message_from_text(data: Any) -> Any:
 class MessageFrame(_ClientFrame):
     """A chat message: ``message`` is its text (``text`` is its old name), for
     ``recipient_id`` (the session's athlete or one of their coaches; default: the
-    session's coach for the athlete's messages, else the athlete)."""
+    session's coach for the athlete's messages, else the athlete). With ``group_id``
+    instead of ``session_id``: a group's coach writing to everyone in the group."""
 
     type: Literal["message"]
-    session_id: SessionId
+    group_id: uuid.UUID | None = Field(
+        default=None, description="A group's chat (its coach to everyone), not a session's"
+    )
+    session_id: SessionId | None = Field(default=None, validate_default=True)
     message: str = Field(min_length=1, max_length=4000)
     recipient_id: uuid.UUID | None = None
     client_message_id: str | None = Field(default=None, min_length=1, max_length=64)
@@ -643,6 +656,25 @@ class MessageFrame(_ClientFrame):
     @classmethod
     def _text_is_the_old_name(cls, data: Any) -> Any:
         return message_from_text(data)
+
+    @field_validator("session_id")
+    @classmethod
+    def _one_chat(cls, value: uuid.UUID | None, info: ValidationInfo) -> uuid.UUID | None:
+        """A session's chat or a group's: ``session_id`` is required without ``group_id``."""
+        group = info.data.get("group_id")
+        if value is None and group is None and "group_id" not in info.data:
+            return value  # group_id was given but invalid: its own error says so
+        if value is None and group is None:
+            raise PydanticCustomError("missing", "Field required")
+        if value is not None and group is not None:
+            raise ValueError("give session_id or group_id, not both")
+        return value
+
+    @model_validator(mode="after")
+    def _for_everyone(self) -> MessageFrame:
+        if self.group_id is not None and self.recipient_id is not None:
+            raise ValueError("recipient_id: a group's message is for everyone in it")
+        return self
 
 
 class TypingFrame(_ClientFrame):

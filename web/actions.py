@@ -41,6 +41,20 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
+def group_payload(group: dict[str, Any]) -> dict[str, Any]:
+    """``payload.group`` of the control records (docs/groups.md): what the agents know
+    of a group, from its row."""
+    starts_at = dt.datetime.fromisoformat(str(group["starts_at"]).replace("Z", "+00:00"))
+    return {
+        "id": str(group["id"]),
+        "kind": group["kind"],
+        "sport": group["sport"],
+        "distance_m": group["distance_m"],
+        "starts_at_ms": int(starts_at.timestamp() * 1000),
+        "plan": group["plan"],
+    }
+
+
 def _dumps(data: dict[str, Any]) -> bytes:
     return orjson.dumps(data)
 
@@ -172,12 +186,15 @@ class Actions:
         training_session_id: UUID | None,
         metadata: dict[str, Any],
         created: Callable[[dict[str, Any]], Awaitable[None]] | None = None,
+        group_id: UUID | None = None,
     ) -> dict[str, Any]:
         """Create the session's row, then announce it to the agents (:meth:`announce_start`).
 
         ``created`` is called with the row in between: a request whose announcement
         fails (Redis away, no replica in time) can then be finished by its retry instead
-        of leaving an open row behind and making a second one.
+        of leaving an open row behind and making a second one. With ``group_id`` (a
+        group the athlete is a member of, checked by the caller) the session joins it
+        at its start: the member row is written with the session's.
         """
         athlete = athlete_id if athlete_id is not None else principal.user_id
         if principal.is_coach and athlete_id is None:
@@ -207,6 +224,11 @@ class Actions:
             metadata=metadata,
         )
         self.access.remember_session(row)
+        if (
+            group_id is not None
+            and await self.store.join_group(group_id, athlete, row["id"]) is None
+        ):
+            raise Conflict(f"group {group_id} is finished")
         if created is not None:
             await created(row)
         await self.announce_start(row)
@@ -225,6 +247,9 @@ class Actions:
         payload: dict[str, Any] = {"metadata": metadata}
         if profile is not None:
             payload["profile"] = profile
+        group = await self.store.group_of_session(row["id"])
+        if group is not None:
+            payload["group"] = group_payload(group)
         if metadata.get("lap_mode") in ("distance", "time"):
             payload["lap_mode"] = metadata["lap_mode"]  # the agents' auto-lap mode
         started = row.get("started_at")

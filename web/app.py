@@ -21,7 +21,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
 from pipeline import redaction
-from pipeline.constants import LIVE_TOPIC, SAMPLES_TOPIC
+from pipeline.constants import GROUPS_TOPIC, LIVE_TOPIC, SAMPLES_TOPIC
 from pipeline.retention import apply_topic_retentions
 from pipeline.settings import Settings
 from pipeline.transport.clients import redis_client
@@ -35,6 +35,8 @@ from web.directory import Directory
 from web.edge import EDGE, Edge, EdgeConfig
 from web.endpoints import OPENAPI_PATH
 from web.fanout import LiveTailer
+from web.group_rest import add_group_routes
+from web.groups import GroupActions
 from web.observability import EdgeMetrics, make_http_middleware, metrics_response
 from web.openapi import openapi_document
 from web.presence import Presence
@@ -126,6 +128,8 @@ def create_app(
         edge.directory = Directory(edge.store, provision=settings.provision_users)
         await declare_topic(edge.redis, SAMPLES_TOPIC, settings.samples_partitions)
         await declare_topic(edge.redis, LIVE_TOPIC, settings.live_partitions)
+        # Partitioned as the agents' store topic (by samples_partitions).
+        await declare_topic(edge.redis, GROUPS_TOPIC, settings.samples_partitions)
         await apply_topic_retentions(edge.redis, settings)
         try:
             yield
@@ -146,12 +150,17 @@ def create_app(
         live = BatchingProducer(
             redis, LIVE_TOPIC, settings.live_partitions, linger_ms=config.linger_ms
         )
+        groups = BatchingProducer(
+            redis, GROUPS_TOPIC, settings.samples_partitions, linger_ms=config.linger_ms
+        )
         edge.actions = Actions(edge.need_store(), edge.need_access(), samples, live, metrics)
+        edge.groups = GroupActions(edge.need_store(), edge.need_access(), edge.actions, groups)
         try:
             yield
         finally:
             await samples.aclose()
             await live.aclose()
+            await groups.aclose()
 
     async def background(app: web.Application) -> AsyncIterator[None]:
         from web.ws import apply_access_change, heartbeat_loop, recheck_all_access
@@ -207,6 +216,7 @@ def create_app(
     app.router.add_get("/api/v1/live/ws", websocket_handler)
     add_routes(app)
     add_admin_routes(app)
+    add_group_routes(app)
     add_replay_routes(app, settings, redis_url=redis_url, database_url=database_url)
     app.router.add_get(OPENAPI_PATH, openapi_document)
     add_dashboard_routes(app)  # /dashboard, /static/{name}: a middleware

@@ -29,6 +29,7 @@ from opentelemetry.trace import SpanKind
 
 from pipeline import tracing
 from web.auth import Principal
+from web.boards import BoardPacer
 from web.observability import EdgeMetrics
 from web.protocol import CLOSE_TOO_SLOW, Channel
 
@@ -46,6 +47,12 @@ class _Item:
     replayed: bool = False
     #: The W3C trace context of the live agent's span (only while tracing is on).
     traceparent: bytes | None = None
+    #: The writer took it off the queue (a leaderboard is merged into it only before).
+    taken: bool = False
+    #: The socket took it (``send_str`` returned; a big frame waits for the transport),
+    #: and when (monotonic s).
+    written: bool = False
+    written_at: float | None = None
 
 
 @dataclass
@@ -69,6 +76,9 @@ class LiveEvent:
     ingest_ms: int | None
     #: The ``traceparent`` header of the entry (None unless the edge traces).
     traceparent: bytes | None = None
+    #: A ``leaderboard`` event parsed (wire form, shared by every socket: read only),
+    #: for the per-socket pacing of web.boards; None for other events.
+    data: dict[str, Any] | None = field(default=None, compare=False)
 
 
 #: Frames the writer sends before it lets other tasks run.
@@ -146,6 +156,14 @@ class Connection:
         self.last_seen = time.monotonic()
         #: channel -> athlete id of channels this socket watches as someone else (presence).
         self.watched: dict[str, UUID] = {}
+        #: Group channels this socket follows as a member, not as the coach: the
+        #: members' alerts delivered there are the coach's only.
+        self.member_only: set[str] = set()
+        #: Leaderboards: at most one frame per group a second, merged when behind.
+        self.boards = BoardPacer(
+            lambda frame, ingest_ms: self.send(frame, "leaderboard", ingest_ms=ingest_ms),
+            on_merge=metrics.coalesced.inc,
+        )
         self.close_code: int | None = None
 
     # --- sending ----------------------------------------------------------------------
@@ -159,10 +177,11 @@ class Connection:
         ingest_ms: int | None = None,
         replayed: bool = False,
         traceparent: bytes | None = None,
-    ) -> None:
-        """Queue a pre-serialised frame; never blocks, never awaits."""
+    ) -> _Item | None:
+        """Queue a pre-serialised frame; never blocks, never awaits. The queued item
+        (None: the socket is closing)."""
         if self.closing:
-            return
+            return None
         if coalesce_key is not None and self._size >= self._coalesce_after:
             # Only a backlog makes a client "slow": a burst that the writer is about to
             # send in one go still delivers every update.
@@ -179,18 +198,26 @@ class Connection:
         self._drained.clear()
         if self._size > self._max_queue:
             self.close_soon(CLOSE_TOO_SLOW, "too far behind; reconnect and resume")
-            return
+            return None
         if not self._writing:
             # A writer task exists only while frames wait: an idle socket costs no task.
             self._writing = True
             self._writer = asyncio.create_task(self._write_all())
+        return item
 
     def send_event(
         self, event: LiveEvent, *, coalesce: bool = True, replayed: bool = False
     ) -> None:
         """Queue a live event. A resume passes ``coalesce=False`` (resume is exact), and
         ``replayed=True`` for the events it replays: their age goes to a histogram of its
-        own, not to the live latency, and they start no span."""
+        own, not to the live latency, and they start no span. A leaderboard goes
+        through the socket's pacing (web.boards), replayed or not."""
+        if event.data is not None and event.kind == "leaderboard":
+            group_id = event.data.get("group_id")
+            self.boards.offer(
+                str(group_id), event.data, event.frame, None if replayed else event.ingest_ms
+            )
+            return
         key = ("m", event.session_id) if coalesce and event.kind == "metrics_update" else None
         self.send(
             event.frame,
@@ -224,6 +251,7 @@ class Connection:
                 await asyncio.sleep(0)
                 continue
             item = self._queue.popleft()
+            item.taken = True
             if not item.alive:
                 continue
             self._size -= 1
@@ -240,6 +268,7 @@ class Connection:
                 return
             if span is not None:
                 span.end()
+            item.written, item.written_at = True, time.monotonic()
             self.metrics.frame_sent(item.kind)
             if item.ingest_ms is not None:
                 age_s = max(0.0, time.time() - item.ingest_ms / 1000.0)
@@ -271,6 +300,7 @@ class Connection:
         self.closing = True
         self.close_code = code
         self.metrics.closes.labels(str(code)).inc()
+        self.boards.close()
         self._queue.clear()
         self._coalesce.clear()
         self._size = 0
@@ -316,6 +346,7 @@ class Connection:
             await asyncio.wait_for(self._drained.wait(), timeout_s)
 
     async def stop(self) -> None:
+        self.boards.close()
         if self._writer is not None and not self._writer.done():
             self._writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -328,7 +359,7 @@ class Connection:
         wanted = False
         for name in event.channels:
             sub = self.subscriptions.get(name)
-            if sub is None:
+            if sub is None or (event.kind == "alert" and name in self.member_only):
                 continue
             if event.offset > sub.floors.get(event.partition, -1):
                 sub.floors[event.partition] = event.offset

@@ -23,6 +23,7 @@ from web.auth import Principal, TokenVerifier
 from web.connection import Connection
 from web.directory import Directory
 from web.fanout import Hub, LiveTailer
+from web.groups import GroupActions
 from web.observability import EdgeMetrics
 from web.presence import Presence
 from web.revocation import AccessListener
@@ -136,6 +137,7 @@ class Edge:
     directory: Directory | None = None
     access_listener: AccessListener | None = None
     actions: Actions | None = None
+    groups: GroupActions | None = None
     tailer: LiveTailer | None = None
     presence: Presence | None = None
     connections: set[Connection] = field(default_factory=set)
@@ -168,6 +170,10 @@ class Edge:
     def need_actions(self) -> Actions:
         assert self.actions is not None, "edge not started"
         return self.actions
+
+    def need_groups(self) -> GroupActions:
+        assert self.groups is not None, "edge not started"
+        return self.groups
 
     def need_tailer(self) -> LiveTailer:
         assert self.tailer is not None, "edge not started"

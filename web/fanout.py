@@ -106,6 +106,7 @@ def build_event(
     data["channels"] = channels
     ingest = data.get("ingest_ms")
     session_id = data.get("session_id")
+    kind = data["type"]
     return LiveEvent(
         partition=partition,
         offset=offset,
@@ -115,6 +116,8 @@ def build_event(
         session_id=session_id if isinstance(session_id, str) else None,
         ingest_ms=int(ingest) if isinstance(ingest, int | float) else None,
         traceparent=traceparent,
+        # Kept parsed for the sockets' pacing (web.boards), which merges boards.
+        data=data if kind == "leaderboard" and isinstance(data.get("group_id"), str) else None,
     )
 
 

@@ -11,6 +11,7 @@ from pydantic import BaseModel
 
 from web.admin import ADMIN_ENDPOINTS
 from web.endpoints import OPENAPI_PATH, PREFIX
+from web.group_rest import GROUP_ENDPOINTS
 from web.replays import REPLAY_ENDPOINTS
 from web.rest import ENDPOINTS
 
@@ -64,7 +65,7 @@ def _ref(model: type[BaseModel], schemas: dict[str, Any]) -> dict[str, Any]:
 def build_openapi() -> dict[str, Any]:
     schemas: dict[str, Any] = {"Problem": _PROBLEM_SCHEMA}
     paths: dict[str, Any] = {}
-    for ep in (*ENDPOINTS, *ADMIN_ENDPOINTS, *REPLAY_ENDPOINTS):
+    for ep in (*ENDPOINTS, *GROUP_ENDPOINTS, *ADMIN_ENDPOINTS, *REPLAY_ENDPOINTS):
         op: dict[str, Any] = {
             "operationId": ep.handler.__name__,
             "summary": ep.summary,
@@ -84,7 +85,9 @@ def build_openapi() -> dict[str, Any]:
         if ep.body is not None:
             op["requestBody"] = {
                 "required": ep.method != "POST"
-                or ep.path.endswith(("/update", "/messages", "/read")),
+                or ep.path.endswith(
+                    ("/update", "/messages", "/read", "/groups", "/members", "/join")
+                ),
                 "content": {"application/json": {"schema": _ref(ep.body, schemas)}},
             }
         ok: dict[str, Any] = {"description": "No Content" if ep.status == 204 else "OK"}

@@ -11,9 +11,9 @@ import re
 from dataclasses import dataclass
 from uuid import UUID
 
-from pipeline.constants import session_channel, user_channel
+from pipeline.constants import group_channel, session_channel, user_channel
 from pipeline.models import UUID_PATTERN
-from pipeline.records import session_key
+from pipeline.records import group_key, session_key
 from pipeline.transport.streams import partition_for_key
 
 CLOSE_NORMAL = 1000
@@ -28,25 +28,36 @@ CLOSE_IDLE = 4408
 CLOSE_TOO_SLOW = 4410
 CLOSE_RATE_LIMITED = 4429
 
-_CHANNEL = re.compile(rf"^live:(session|user):({UUID_PATTERN})$")
+_CHANNEL = re.compile(rf"^live:(session|user|group):({UUID_PATTERN})$")
 _CURSOR = re.compile(r"^([0-9]{1,4}):(-1|[0-9]{1,19})$")
 
 
 @dataclass(frozen=True)
 class Channel:
-    """A parsed channel name: ``live:session:{id}`` or ``live:user:{athlete id}``."""
+    """A parsed channel name: ``live:session:{id}``, ``live:user:{athlete id}`` or
+    ``live:group:{group id}``."""
 
-    kind: str  # "session" or "user"
+    kind: str  # "session", "user" or "group"
     ident: UUID
 
     @property
     def name(self) -> str:
-        return session_channel(self.ident) if self.kind == "session" else user_channel(self.ident)
+        if self.kind == "session":
+            return session_channel(self.ident)
+        return user_channel(self.ident) if self.kind == "user" else group_channel(self.ident)
 
     def partitions(self, live_partitions: int) -> list[int]:
         """The partitions of ``live`` this channel's events can be on."""
         if self.kind == "session":
             return [partition_for_key(session_key(self.ident), live_partitions)]
+        if self.kind == "group":
+            # Its leaderboards and chat, keyed by group id. The members' alerts the
+            # coach gets on it come from their sessions' partitions: live only (a
+            # resume replays them on the athletes' own channels, not here). Were the
+            # channel on every partition, a member's cursor on the partitions where it
+            # gets nothing would stay where it subscribed, and a resume would replay
+            # (or refuse, over max_replay) every entry since.
+            return [partition_for_key(group_key(self.ident), live_partitions)]
         # A user's sessions are spread over partitions by session id.
         return list(range(live_partitions))
 
@@ -55,7 +66,8 @@ def parse_channel(name: str) -> Channel:
     match = _CHANNEL.match(name)
     if match is None:
         raise ValueError(
-            f"expected live:session:<uuid> or live:user:<uuid> (lower case), got {name[:90]!r}"
+            "expected live:session:<uuid>, live:user:<uuid> or live:group:<uuid>"
+            f" (lower case), got {name[:90]!r}"
         )
     return Channel(match.group(1), UUID(match.group(2)))
 
@@ -73,11 +85,12 @@ def parse_cursor(text: str) -> tuple[int, int]:
 
 
 def channels_of_event(event: dict[str, object]) -> list[str]:
-    """The channels a ``live`` event is delivered on: its session's, then its athlete's.
+    """The channels a ``live`` event is delivered on: its session's, then its athlete's
+    (then, for an alert of a session in a group, the group's: its coach gets it there).
 
     An event may name them explicitly in ``channels`` (a list of channel names);
-    otherwise they come from ``session_id`` and ``user_id`` (the athlete), UUIDs written
-    in canonical form (as ``str(uuid.UUID)`` writes them).
+    otherwise they come from ``session_id``, ``user_id`` (the athlete) and an alert's
+    ``group_id``, UUIDs written in canonical form (as ``str(uuid.UUID)`` writes them).
     """
     explicit = event.get("channels")
     if isinstance(explicit, list):
@@ -89,4 +102,7 @@ def channels_of_event(event: dict[str, object]) -> list[str]:
     user_id = event.get("user_id")
     if isinstance(user_id, str | UUID):
         out.append(user_channel(user_id))
+    group_id = event.get("group_id")
+    if event.get("type") == "alert" and isinstance(group_id, str | UUID):
+        out.append(group_channel(group_id))
     return out

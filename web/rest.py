@@ -155,6 +155,9 @@ async def start_session(request: web.Request) -> web.Response:
         async def created(row: dict[str, Any]) -> None:
             await checkpoint(SessionOut.model_validate(row).model_dump_json())
 
+        if body.group_id is not None:  # a member joining at the start: checked first
+            athlete = body.athlete_id or who.user_id
+            await edge_of(request).need_groups().check_start(who, athlete, body.group_id)
         row = await actions.start_session(
             who,
             athlete_id=body.athlete_id,
@@ -162,6 +165,7 @@ async def start_session(request: web.Request) -> web.Response:
             training_session_id=body.training_session_id,
             metadata=metadata,
             created=created,
+            group_id=body.group_id,
         )
         return SessionOut.model_validate(row).model_dump_json()
 

@@ -26,7 +26,9 @@ from pipeline.transport.streams import decode_entry, offset_of, stream_id, strea
 from web.connection import Connection, LiveEvent, Subscription
 from web.edge import Edge
 from web.fanout import build_event
+from web.groups import read_board
 from web.protocol import Channel, format_cursor
+from web.wire import to_wire
 
 #: Events queued between two waits for the socket to drain, during a resume.
 _PAGE = 100
@@ -101,8 +103,33 @@ async def _read_back(
     return events, first
 
 
+async def send_stored_boards(edge: Edge, conn: Connection, channels: list[Channel]) -> None:
+    """Each group's stored full board to ``conn`` (merged with the boards that came
+    meanwhile: see web.boards), after ``conn.boards.start_snapshot`` was called for it."""
+    failure: Exception | None = None
+    for channel in channels:
+        group_id = str(channel.ident)
+        board: dict[str, Any] | None = None
+        try:
+            board = await read_board(edge.need_redis(), group_id)
+        except Exception as exc:  # every group is released; the first failure is raised
+            failure = failure or exc
+        if board is not None:
+            board = to_wire(dict(board))
+            board.pop("offset", None)  # not read from the stream: no position
+            board.update(full=True, channel=channel.name, channels=[channel.name])
+        conn.boards.snapshot(group_id, board)
+    if failure is not None:
+        raise failure
+
+
 async def _snapshot(edge: Edge, channel: Channel) -> dict[str, Any]:
     store = edge.need_store()
+    if channel.kind == "group":
+        # The board itself comes as a leaderboard frame (send_stored_boards).
+        return {
+            "recent_messages": await store.group_messages(channel.ident, before_id=None, limit=20)
+        }
 
     async def session_state(session_id: UUID) -> dict[str, Any]:
         return {
@@ -149,6 +176,9 @@ async def resume(
             sub.floors[p] = last
             if last < positions[p]:
                 needs[p] = min(needs.get(p, last + 1), last + 1)
+    groups = [c for c in requests if c.kind == "group"]
+    for channel in groups:
+        conn.boards.start_snapshot(str(channel.ident))
     by_name = {channel.name: channel for channel in requests}
     lost: set[Channel] = set()
     replayed: dict[Channel, int] = defaultdict(int)
@@ -192,6 +222,9 @@ async def resume(
                 if i % _PAGE == _PAGE - 1:
                     # Back-pressure: let the socket take a page before queueing more.
                     await conn.flush(_FLUSH_S)
+        # --- the groups' stored boards, with the deltas replayed merged onto them -------
+        snapshots, groups = groups, []
+        await send_stored_boards(edge, conn, snapshots)
         # --- answer, then let the parked live events through ----------------------------
         frames: list[dict[str, Any]] = []
         for channel in requests:
@@ -216,6 +249,8 @@ async def resume(
             conn.send(json.dumps(frame, separators=(",", ":"), default=str), "resumed")
         return Replay(frames, cost)
     finally:
+        for channel in groups:  # the replay failed before the boards were read
+            conn.boards.snapshot(str(channel.ident), None)
         # Live events that came during the replay, in pages; ones arriving meanwhile
         # keep being parked, so the order holds. Not coalesced: resume is exact.
         while conn.parked and not conn.closing:

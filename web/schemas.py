@@ -6,11 +6,20 @@ REST surface: session lifecycle, thresholds and preferences, chat, alerts.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import math
 from typing import Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from agents.alerts.plan import parse_plan
 from pipeline.models import EPOCH_MAX_S, SAMPLE_BATCH_MAX, AthleteProfile, message_from_text
@@ -38,6 +47,8 @@ class StartSession(BaseModel):
     athlete_id: UUID | None = None
     coach_id: UUID | None = None
     training_session_id: UUID | None = None
+    #: A group the athlete is a member of: the session joins it at its start.
+    group_id: UUID | None = None
     sport: str | None = Field(default=None, max_length=20)
     #: Free-form; ``plan`` is a structured workout (docs/alerts.md: our JSON, or
     #: ``{"zwo" | "erg" | "mrc": "<file text>"}``), checked here so a bad plan is a 422.
@@ -249,6 +260,127 @@ class Roster(BaseModel):
 class Watchers(BaseModel):
     athlete_id: UUID
     watchers: list[dict[str, Any]]
+
+
+# --- groups (docs/groups.md) ------------------------------------------------------------
+
+
+class NewGroup(BaseModel):
+    """A coach's class or race. ``distance_m`` is a race's finish line (none: open-ended),
+    ``plan`` a class's shared structured workout (the shape of a session's plan)."""
+
+    model_config = _STRICT
+
+    name: str = Field(min_length=1, max_length=200)
+    sport: Literal["ride", "run"]
+    kind: Literal["race", "class"]
+    starts_at: dt.datetime = Field(description="ISO 8601 (no zone: UTC) or epoch seconds")
+    distance_m: float | None = Field(default=None, gt=0, le=1_000_000)
+    plan: dict[str, Any] | None = None
+
+    @field_validator("starts_at")
+    @classmethod
+    def _sane_year(cls, value: dt.datetime) -> dt.datetime:
+        if not 2000 <= value.year <= 2200:
+            raise ValueError("expected a year from 2000 to 2200")
+        return value
+
+    @field_validator("distance_m")
+    @classmethod
+    def _race_only(cls, value: float | None, info: ValidationInfo) -> float | None:
+        if value is not None and not math.isfinite(value):
+            raise ValueError("expected a finite number")
+        if value is not None and info.data.get("kind") == "class":
+            raise ValueError("a class has no distance (only a race has a finish line)")
+        return value
+
+    @field_validator("plan")
+    @classmethod
+    def _class_plan(cls, value: dict[str, Any] | None, info: ValidationInfo) -> Any:
+        if value is None:
+            return None
+        if info.data.get("kind") == "race":
+            raise ValueError("a race has no shared plan (only a class has one)")
+        _check_json_size(value, METADATA_MAX_BYTES)
+        parse_plan(value, ftp_w=250.0)
+        return value
+
+
+class GroupMember(BaseModel):
+    athlete_id: UUID
+    name: str = Field(description="display name (users.name); may be empty")
+    invited_at: str
+    session_id: UUID | None = Field(description="the live session it joined with")
+    joined_at: str | None
+    left_at: str | None
+
+
+class GroupStanding(BaseModel):
+    athlete_id: UUID
+    rank: int | None
+    standing: dict[str, Any] = Field(description="the leaderboard row as last published")
+    computed_at: str
+
+
+class GroupOut(BaseModel):
+    id: UUID
+    coach_id: UUID
+    name: str
+    sport: str
+    kind: str = Field(description="race or class")
+    starts_at: str
+    distance_m: float | None
+    plan: dict[str, Any] | None
+    status: str = Field(description="scheduled, live or finished")
+    created_at: str
+    finished_at: str | None
+    members: list[GroupMember] | None = Field(
+        default=None, description="with GET groups/{id}: the members and their names"
+    )
+    standings: list[GroupStanding] | None = Field(
+        default=None, description="with GET groups/{id} of a finished group: the final standings"
+    )
+
+
+class GroupList(BaseModel):
+    groups: list[GroupOut]
+
+
+class AddMember(BaseModel):
+    model_config = _STRICT
+
+    athlete_id: UUID = Field(description="an athlete linked to the coach")
+
+
+class JoinGroup(BaseModel):
+    model_config = _STRICT
+
+    session_id: UUID = Field(description="the athlete's running live session")
+
+
+class GroupMessageBody(BaseModel):
+    """The coach's message to everyone in the group (``text``: its old name)."""
+
+    model_config = _STRICT
+
+    message: str = Field(min_length=1, max_length=4000)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _text_is_the_old_name(cls, data: Any) -> Any:
+        return message_from_text(data)
+
+
+class GroupMessageOut(BaseModel):
+    id: UUID
+    group_id: UUID
+    sender_id: UUID
+    message: str
+    created_at: str
+
+
+class GroupMessageList(BaseModel):
+    messages: list[GroupMessageOut]
 
 
 __all__ = ["AthleteProfile"]

@@ -475,3 +475,176 @@ class Store:
                 {"s": session_id, "u": user_id},
             )
             return await cur.fetchone() is not None
+
+    # --- groups (docs/groups.md) ------------------------------------------------------
+
+    async def create_group(self, coach_id: UUID, fields: dict[str, Any]) -> Row:
+        """A new group of ``coach_id``: ``name``, ``sport``, ``kind``, ``starts_at``,
+        ``distance_m``, ``plan``."""
+        async with self._cursor(**fields) as cur:
+            await cur.execute(
+                "INSERT INTO live_groups (coach_id, name, sport, kind, starts_at, distance_m, plan)"
+                " VALUES (%(coach)s, %(name)s, %(sport)s, %(kind)s, %(starts_at)s,"
+                " %(distance_m)s, %(plan)s) RETURNING *",
+                {
+                    **fields,
+                    "coach": coach_id,
+                    "starts_at": utc_aware(fields["starts_at"]),
+                    "plan": Jsonb(fields["plan"]) if fields.get("plan") is not None else None,
+                },
+            )
+            row = _clean(await cur.fetchone())
+            assert row is not None
+            return row
+
+    async def get_group(self, group_id: UUID) -> Row | None:
+        async with self._cursor() as cur:
+            await cur.execute("SELECT * FROM live_groups WHERE id = %s", (group_id,))
+            return _clean(await cur.fetchone())
+
+    async def group_members(self, group_id: UUID) -> list[Row]:
+        """The group's members with their names, by name."""
+        async with self._cursor() as cur:
+            await cur.execute(
+                "SELECT m.athlete_id, u.name, m.invited_at, m.session_id, m.joined_at,"
+                " m.left_at FROM live_group_members m JOIN users u ON u.id = m.athlete_id"
+                " WHERE m.group_id = %s ORDER BY u.name, m.athlete_id",
+                (group_id,),
+            )
+            return [r for r in map(_clean, await cur.fetchall()) if r is not None]
+
+    async def group_of_session(self, session_id: UUID) -> Row | None:
+        """The group a session is in (joined, not left); None if none."""
+        async with self._cursor() as cur:
+            await cur.execute(
+                "SELECT g.* FROM live_group_members m JOIN live_groups g ON g.id = m.group_id"
+                " WHERE m.session_id = %s AND m.left_at IS NULL",
+                (session_id,),
+            )
+            return _clean(await cur.fetchone())
+
+    async def group_member(self, group_id: UUID, athlete_id: UUID) -> Row | None:
+        async with self._cursor() as cur:
+            await cur.execute(
+                "SELECT * FROM live_group_members WHERE group_id = %s AND athlete_id = %s",
+                (group_id, athlete_id),
+            )
+            return _clean(await cur.fetchone())
+
+    async def groups_of(self, user_id: UUID, role: str, *, limit: int) -> list[Row]:
+        """A coach's groups, or the groups an athlete is a member of; newest start first."""
+        where = (
+            "g.coach_id = %(u)s"
+            if role == "coach"
+            else "EXISTS (SELECT 1 FROM live_group_members m"
+            " WHERE m.group_id = g.id AND m.athlete_id = %(u)s)"
+        )
+        async with self._cursor() as cur:
+            await cur.execute(
+                f"SELECT g.* FROM live_groups g WHERE {where}"
+                " ORDER BY g.starts_at DESC, g.id LIMIT %(limit)s",
+                {"u": user_id, "limit": limit},
+            )
+            return [r for r in map(_clean, await cur.fetchall()) if r is not None]
+
+    async def add_group_member(self, group_id: UUID, athlete_id: UUID) -> tuple[Row, bool]:
+        """Invite an athlete; (member row, created). Inviting twice is not an error."""
+        async with self._cursor(athlete_id=athlete_id) as cur:
+            await cur.execute(
+                "INSERT INTO live_group_members (group_id, athlete_id) VALUES (%s, %s)"
+                " ON CONFLICT DO NOTHING RETURNING *",
+                (group_id, athlete_id),
+            )
+            row = await cur.fetchone()
+            if row is not None:
+                return _clean(row) or {}, True
+        existing = await self.group_member(group_id, athlete_id)
+        return existing or {}, False
+
+    async def remove_group_member(self, group_id: UUID, athlete_id: UUID) -> Row | None:
+        """Remove a member; the row it had (None: it was not a member)."""
+        async with self._cursor() as cur:
+            await cur.execute(
+                "DELETE FROM live_group_members WHERE group_id = %s AND athlete_id = %s"
+                " RETURNING *",
+                (group_id, athlete_id),
+            )
+            return _clean(await cur.fetchone())
+
+    async def join_group(self, group_id: UUID, athlete_id: UUID, session_id: UUID) -> Row | None:
+        """Record that a member joined with ``session_id`` (again, after leaving, is
+        allowed) and mark the group live; None if the group is finished or the athlete
+        not a member. A session in another group is refused by the unique index (409)."""
+        async with self._cursor(session_id=session_id) as cur:
+            await cur.execute(
+                "UPDATE live_group_members m SET session_id = %(s)s, joined_at = NOW(),"
+                " left_at = NULL FROM live_groups g"
+                " WHERE m.group_id = %(g)s AND m.athlete_id = %(a)s AND g.id = m.group_id"
+                " AND g.status <> 'finished' RETURNING m.*",
+                {"g": group_id, "a": athlete_id, "s": session_id},
+            )
+            row = _clean(await cur.fetchone())
+            if row is not None:
+                await cur.execute(
+                    "UPDATE live_groups SET status = 'live' WHERE id = %s AND status = 'scheduled'",
+                    (group_id,),
+                )
+            return row
+
+    async def leave_group(self, group_id: UUID, athlete_id: UUID) -> Row | None:
+        """Mark a joined member as gone; the row (None: not joined, or left already)."""
+        async with self._cursor() as cur:
+            await cur.execute(
+                "UPDATE live_group_members SET left_at = NOW() WHERE group_id = %s"
+                " AND athlete_id = %s AND session_id IS NOT NULL AND left_at IS NULL RETURNING *",
+                (group_id, athlete_id),
+            )
+            return _clean(await cur.fetchone())
+
+    async def finish_group(self, group_id: UUID) -> Row | None:
+        """Finish a group (again: keeps the first ``finished_at``); its row."""
+        async with self._cursor() as cur:
+            await cur.execute(
+                "UPDATE live_groups SET status = 'finished',"
+                " finished_at = COALESCE(finished_at, NOW()) WHERE id = %s RETURNING *",
+                (group_id,),
+            )
+            return _clean(await cur.fetchone())
+
+    async def group_standings(self, group_id: UUID) -> list[Row]:
+        """The stored final standings (written by the store app), by rank (no data last)."""
+        async with self._cursor() as cur:
+            await cur.execute(
+                "SELECT athlete_id, rank, standing, computed_at FROM live_group_standings"
+                " WHERE group_id = %s ORDER BY rank NULLS LAST, athlete_id",
+                (group_id,),
+            )
+            return [r for r in map(_clean, await cur.fetchall()) if r is not None]
+
+    async def insert_group_message(self, group_id: UUID, sender_id: UUID, text: str) -> Row:
+        async with self._cursor(message=text) as cur:
+            await cur.execute(
+                "INSERT INTO live_group_messages (group_id, sender_id, message)"
+                " VALUES (%s, %s, %s) RETURNING *",
+                (group_id, sender_id, text),
+            )
+            row = _clean(await cur.fetchone())
+            assert row is not None
+            return row
+
+    async def group_messages(
+        self, group_id: UUID, *, before_id: UUID | None, limit: int
+    ) -> list[Row]:
+        """The group's chat, oldest first: the ``limit`` newest (before ``before_id``)."""
+        async with self._cursor() as cur:
+            await cur.execute(
+                "SELECT * FROM live_group_messages WHERE group_id = %(g)s"
+                " AND (%(b)s::uuid IS NULL OR (created_at, id) < ("
+                "   SELECT created_at, id FROM live_group_messages"
+                "   WHERE id = %(b)s AND group_id = %(g)s))"
+                " ORDER BY created_at DESC, id DESC LIMIT %(n)s",
+                {"g": group_id, "b": before_id, "n": limit},
+            )
+            rows = [r for r in map(_clean, await cur.fetchall()) if r is not None]
+        rows.reverse()
+        return rows

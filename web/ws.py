@@ -72,7 +72,7 @@ from web.protocol import (
     parse_channel,
     parse_cursor,
 )
-from web.resume import resume, subscribe, unsubscribe
+from web.resume import resume, send_stored_boards, subscribe, unsubscribe
 
 log = logging.getLogger(__name__)
 
@@ -272,10 +272,23 @@ class _Socket:
 
     # --- presence ---------------------------------------------------------------------
 
-    async def _authorize(self, channel: Channel) -> UUID:
+    async def _authorize(self, channel: Channel) -> UUID | None:
+        """The athlete a channel follows (for presence; None for a group's), or the
+        refusal. A group is for its coach and members (anyone else: as a missing one)."""
         principal = self.conn.principal
         assert principal is not None
         access = self.edge.need_access()
+        if channel.kind == "group":
+            coach = await self.edge.need_groups().may_subscribe(principal, channel.ident)
+            if coach:
+                self.conn.member_only.discard(channel.name)
+            else:
+                self.conn.member_only.add(channel.name)
+            # A member's socket gets its window of the board, the coach's all of it.
+            self.conn.boards.set_window(
+                str(channel.ident), None if coach else str(principal.user_id)
+            )
+            return None
         if channel.kind == "session":
             # Someone else's session answers as one that does not exist (as over REST):
             # a refusal would tell which session ids exist.
@@ -475,13 +488,19 @@ async def _on_subscribe(s: _Socket, data: dict[str, Any]) -> None:
         raise ValueError(f"at most {s.edge.config.max_subscriptions} subscriptions per socket")
     revision = s.edge.need_access().revision
     athletes = [await s._authorize(c) for c in channels]
+    groups: list[Channel] = []
     for channel, athlete in zip(channels, athletes, strict=True):
         new = channel.name not in s.conn.subscriptions
         cursor = subscribe(s.edge, s.conn, channel)
+        if new and channel.kind == "group":
+            # In the step that registered it: live boards wait for the stored one.
+            s.conn.boards.start_snapshot(str(channel.ident))
+            groups.append(channel)
         s.reply("ack", frame, op="subscribe", channel=channel.name, cursor=cursor)
-        if new:
+        if new and athlete is not None:
             s.conn.watched[channel.name] = athlete
             await s._watch(channel, athlete, True)
+    await send_stored_boards(s.edge, s.conn, groups)
     await _recheck_if_changed(s, revision)
 
 
@@ -496,6 +515,9 @@ async def _on_unsubscribe(s: _Socket, data: dict[str, Any]) -> None:
     frame = UnsubscribeFrame.model_validate(data)
     for channel in _channels(frame):
         removed = unsubscribe(s.edge, s.conn, channel.name)
+        if channel.kind == "group":
+            s.conn.boards.forget(str(channel.ident))
+            s.conn.member_only.discard(channel.name)
         athlete = s.conn.watched.pop(channel.name, None)
         if athlete is not None:
             await s._watch(channel, athlete, False)
@@ -545,7 +567,7 @@ async def _on_resume(s: _Socket, data: dict[str, Any]) -> None:
     replay = await resume(s.edge, s.conn, requests, int(min(cfg.max_replay, available)))
     bucket.spend(replay.cost)
     for channel, athlete in athletes.items():
-        if channel.name not in s.conn.watched:
+        if athlete is not None and channel.name not in s.conn.watched:
             s.conn.watched[channel.name] = athlete
             await s._watch(channel, athlete, True)
     await _recheck_if_changed(s, revision)
@@ -606,6 +628,12 @@ async def _on_message(s: _Socket, data: dict[str, Any]) -> None:
     frame = MessageFrame.model_validate(data)
     principal = s.conn.principal
     assert principal is not None
+    if frame.group_id is not None:
+        # The coach's message to everyone in the group.
+        row = await s.edge.need_groups().post_message(principal, frame.group_id, frame.message)
+        s.reply("ack", frame, op="message", message_id=row.get("id"), created=True)
+        return
+    assert frame.session_id is not None
     row, created = await s.edge.need_actions().post_message(
         principal, frame.session_id, frame.message, frame.client_message_id, frame.recipient_id
     )
@@ -618,6 +646,7 @@ async def _on_typing(s: _Socket, data: dict[str, Any]) -> None:
     assert principal is not None
     channel = Channel("session", frame.session_id)
     athlete = await s._authorize(channel)
+    assert athlete is not None  # a session channel's
     await s.edge.need_presence().publish(
         [channel.name, user_channel(athlete)],
         {

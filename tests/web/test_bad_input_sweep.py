@@ -14,6 +14,7 @@ from tests.web.conftest import ATHLETE, COACH
 from web.admin import ADMIN_ENDPOINTS
 from web.edge import EdgeConfig
 from web.endpoints import PREFIX
+from web.group_rest import GROUP_ENDPOINTS
 from web.replays import REPLAY_ENDPOINTS
 from web.rest import ENDPOINTS
 
@@ -51,7 +52,7 @@ async def test_no_junk_request_gets_a_5xx(edge_factory: Any, database_url: str) 
     edge = await edge_factory(unlimited)
     sid = str(await edge.start_session())  # so that queries reach a real session's handler
     seen: dict[int, int] = {}
-    for ep in (*ENDPOINTS, *ADMIN_ENDPOINTS, *REPLAY_ENDPOINTS):
+    for ep in (*ENDPOINTS, *GROUP_ENDPOINTS, *ADMIN_ENDPOINTS, *REPLAY_ENDPOINTS):
         queries = JUNK_QUERIES if ep.method == "GET" else [""]
         for path in [p + q for p in _paths(ep.path, sid) for q in queries]:
             for body in JUNK_BODIES if ep.method in ("POST", "PUT") else [None]:

@@ -9,6 +9,7 @@
 import { LiveCoachClient } from "./livecoach.js";
 import { CHARTS, SessionChart, sessionSeries, timeInZones, zoneBands } from "./charts.js";
 import { alertText } from "./alerttext.js";
+import { Leaderboard } from "./leaderboard.js";
 
 const API = "/api/v1/live";
 const $ = (id) => document.getElementById(id);
@@ -35,6 +36,7 @@ const ui = {
   picked: null, // Set of athlete ids the coach chose to show (null: all)
   dirtyCards: new Set(), // athlete ids whose card changed since the last frame
   cardFrame: 0,
+  board: null, // the group's Leaderboard (?group=<id>)
 };
 
 /** A live event's time in epoch seconds (ISO text or a number; now when absent). */
@@ -1154,6 +1156,13 @@ function wire(client) {
   client.on("resumed", (ev) => {
     if (ev.recovered === false) applySnapshot(ev);
   });
+  client.on("leaderboard", (ev) => ui.board?.apply(ev));
+  client.on("alert", (ev) => {
+    if (ui.board && ev.group_id === ui.board.groupId) ui.board.flag(ev.user_id);
+  });
+  client.on("message", (ev) => {
+    if (ui.board && ev.group_id === ui.board.groupId && !ev.session_id && ev.message) addGroupMessage(ev.message);
+  });
   client.on("error", (ev) => console.warn("livecoach:", ev.code, ev.message));
   client.on("stopped", (ev) => {
     renderConn();
@@ -1234,6 +1243,8 @@ async function start() {
   }
   if (follow.length) ui.client.subscribe(follow.map((id) => `live:user:${id}`));
   if (!ui.wantedSession) for (const id of follow) discoverSession(athlete(id));
+  const groupId = ids(params.get("group"))[0];
+  if (groupId) startBoard(groupId, coach).catch((err) => ($("board-h").textContent = `Group ${groupId}: ${err.message}`));
   ui.picked = coach ? loadPicked() : null;
   // The athlete sees their own session; a coach who named athletes sees the first one,
   // a coach who did not sees the grid and picks.
@@ -1254,6 +1265,41 @@ async function start() {
       })
       .catch((err) => ($("detail-title").textContent = `Session ${ui.wantedSession}: ${err.message}`));
   }
+}
+
+// --- group leaderboard (?group=<id>) --------------------------------------------------------
+
+/** Show the group's leaderboard: names from GET groups/{id}, the board from its channel
+ * (the edge sends the stored full board first), the group's messages. */
+async function startBoard(groupId, coach) {
+  $("board").hidden = false;
+  const group = await api(`/groups/${groupId}`);
+  const names = new Map(group.members.map((m) => [m.athlete_id, m.name || m.athlete_id.slice(0, 8)]));
+  $("board-h").textContent = `${group.name} — ${group.kind === "race" ? "race" : "class"}`;
+  ui.board = new Leaderboard($("board"), { groupId, meId: ui.me.id, coach, kind: group.kind, names });
+  ui.board.render();
+  ui.client.subscribe(`live:group:${groupId}`);
+  const history = await api(`/groups/${groupId}/messages?limit=20`);
+  for (const m of history.messages) addGroupMessage(m);
+  if (coach) {
+    $("board-chat-form").hidden = false;
+    $("board-chat-form").addEventListener("submit", (e) => {
+      e.preventDefault();
+      const input = $("board-chat-input");
+      const message = input.value.trim();
+      input.value = "";
+      if (message) api(`/groups/${groupId}/messages`, { method: "POST", body: JSON.stringify({ message }) }).catch((err) => console.warn("livecoach: group message", err.message));
+    });
+  }
+}
+
+function addGroupMessage(m) {
+  const list = $("board-messages");
+  if (list.querySelector(`[data-id="${m.id}"]`)) return;
+  const li = document.createElement("li");
+  li.dataset.id = m.id;
+  li.textContent = m.message ?? m.text ?? "";
+  list.append(li);
 }
 
 // --- start-up -------------------------------------------------------------------------------
