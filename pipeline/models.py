@@ -460,6 +460,20 @@ class LeaderboardEvent(_ServerEvent):
     )
     rows: list[LeaderboardRow]
     removed: list[UserIdWire] = Field(default_factory=list)
+    from_seq: int | None = Field(
+        default=None,
+        ge=1,
+        description="A delta the edge merged from several boards: the first one's seq; "
+        "apply it on top of board from_seq - 1.",
+    )
+    window: bool = Field(
+        default=False,
+        description="A member's window of the board (the leader, its own row and its "
+        "neighbours), always a full board of those rows.",
+    )
+    size: int | None = Field(
+        default=None, ge=0, description="With window: how many athletes the whole board has."
+    )
 
 
 class TypingEvent(_ServerEvent):
