@@ -1,6 +1,7 @@
 """Access changes heard from PostgreSQL: a coach link made or removed, a user's role
-changed or a user deleted, by whoever did it (the admin API, ``livecoach users``, the host's own
-SQL), reach every edge within a round trip.
+changed or a user deleted, a group's member removed, by whoever did it (the admin API,
+``livecoach users``, the REST of groups, the host's own SQL), reach every edge within a
+round trip.
 
 Why PostgreSQL ``LISTEN``/``NOTIFY`` rather than Redis pub/sub: the triggers of
 migration 0004 send the notification in the same transaction as the change, on commit,
@@ -90,7 +91,7 @@ class AccessListener:
             return
         try:
             # Migration 0005's keys: the triggers of 0004 write them as UUID text.
-            for name in ("coach_id", "athlete_id", "user_id"):
+            for name in ("coach_id", "athlete_id", "user_id", "group_id"):
                 if event.get(name) is not None:
                     event[name] = parse_uuid(event[name], name)
         except ValueError:

@@ -28,7 +28,7 @@ from aiohttp import WSMsgType, web
 from pydantic import BaseModel, ValidationError
 from redis.exceptions import RedisError
 
-from pipeline.constants import user_channel
+from pipeline.constants import group_channel, user_channel
 from pipeline.errors import DataRejected, ServiceError
 from pipeline.models import (
     AckAlertFrame,
@@ -45,7 +45,7 @@ from pipeline.models import (
     iso_z,
 )
 from pipeline.users import LinkRefused, UserId
-from web.access import Forbidden
+from web.access import Forbidden, NotFound
 from web.actions import parse_samples
 from web.auth import AuthError, Principal, bearer_token
 from web.clock import ClockWindow
@@ -348,8 +348,27 @@ async def _revoke(edge: Edge, conn: Connection, name: str, athlete: UserId) -> N
     conn.send(_dumps(body), "error")
 
 
+_GROUP_PREFIX = group_channel("")
+
+
+def _revoke_group(edge: Edge, conn: Connection, name: str, group_id: UUID) -> None:
+    unsubscribe(edge, conn, name)
+    conn.boards.forget(str(group_id))
+    conn.member_only.discard(name)
+    body = {
+        "type": "error",
+        "code": ACCESS_REVOKED,
+        "message": f"no longer in group {group_id}; unsubscribed from {name}",
+        "channel": name,
+        "subscribed": False,
+        "timestamp": iso_z(time.time()),
+    }
+    conn.send(_dumps(body), "error")
+
+
 async def _recheck(edge: Edge, conn: Connection, athlete: UserId | None = None) -> None:
-    """End the subscriptions ``conn`` may no longer have (of ``athlete``, or all)."""
+    """End the subscriptions ``conn`` may no longer have (of ``athlete``, or all, groups
+    included)."""
     principal = conn.principal
     if principal is None or conn.closing:
         return
@@ -359,6 +378,14 @@ async def _recheck(edge: Edge, conn: Connection, athlete: UserId | None = None) 
             continue
         if not await access.can_see_athlete(principal, watched):
             await _revoke(edge, conn, name, watched)
+    if athlete is not None:
+        return
+    for name in [n for n in conn.subscriptions if n.startswith(_GROUP_PREFIX)]:
+        group_id = parse_channel(name).ident
+        try:
+            await edge.need_groups().may_subscribe(principal, group_id)
+        except NotFound:
+            _revoke_group(edge, conn, name, group_id)
 
 
 async def _refresh_roles(edge: Edge, conns: list[Connection]) -> None:
@@ -377,8 +404,9 @@ async def _refresh_roles(edge: Edge, conns: list[Connection]) -> None:
 
 
 async def apply_access_change(edge: Edge, event: dict[str, Any]) -> None:
-    """A link made or removed, or a user changed (a PostgreSQL notification): forget the
-    cached answers, and end the subscriptions of this edge's sockets that lost access."""
+    """A link made or removed, a user changed, or a group's member removed (a PostgreSQL
+    notification): forget the cached answers, and end the subscriptions of this edge's
+    sockets that lost access."""
     op = event.get("op")
     if op == "link":
         edge.need_access().forget_link(event.get("coach_id"), event.get("athlete_id"))
@@ -388,6 +416,16 @@ async def apply_access_change(edge: Edge, event: dict[str, Any]) -> None:
         for conn in list(edge.connections):
             if conn.principal is not None and conn.principal.user_id == coach:
                 await _recheck(edge, conn, athlete)
+    elif op == "unmember":
+        group_id, athlete = event.get("group_id"), event.get("athlete_id")
+        if group_id is None:
+            return
+        name = group_channel(group_id)
+        for conn in list(edge.connections):
+            principal = conn.principal
+            theirs = principal is not None and principal.user_id == athlete
+            if theirs and not conn.closing and name in conn.subscriptions:
+                _revoke_group(edge, conn, name, group_id)
     elif op == "user":
         user_id = event.get("user_id")
         edge.need_directory().forget(user_id)

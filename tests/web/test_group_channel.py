@@ -229,3 +229,33 @@ async def test_members_alerts_reach_the_coach_only_and_group_chat_over_the_socke
     assert refused["type"] == "error" and refused["code"] == "forbidden", refused
     for ws in (coach, member):
         await ws.close()
+
+
+async def test_a_removed_member_loses_the_channel_on_every_edge(
+    edge_factory: Any, redis_url: str, database_url: str
+) -> None:
+    # The member follows the race through edge B; the coach removes them through edge A.
+    edge_a, edge_b = await edge_factory(), await edge_factory()
+    gid = await new_group(edge_a, database_url)
+    member = await edge_b.ws(OTHER_ATHLETE, "athlete")
+    coach = await edge_b.ws(COACH, "coach")
+    for ws in (member, coach):
+        assert (await subscribe(ws, group_channel(gid)))["type"] == "ack"
+    status, _ = await call(edge_a, "DELETE", f"/groups/{gid}/members/{OTHER_ATHLETE}",
+                           COACH, "coach")  # fmt: skip
+    assert status in (200, 204), status
+    t0 = time.monotonic()
+    revoked = (await frames_until(member, lambda f: f.get("code") == "access_revoked", 3))[-1]
+    assert time.monotonic() - t0 < 1.0
+    assert revoked["channel"] == group_channel(gid) and revoked["subscribed"] is False
+    # A board published afterwards reaches the coach, not the removed member.
+    await publish(redis_url, group_key(gid), [board(gid, 1, [row(ATHLETE, 1, 10.0)], full=True)])
+    got = (await frames_until(coach, lambda f: f["type"] == "leaderboard", 5))[-1]
+    assert got["seq"] == 1
+    with pytest.raises(TimeoutError):
+        await frames_until(member, lambda f: f["type"] == "leaderboard", 1.5)
+    # And subscribing again is refused as for a group that does not exist.
+    again = await subscribe(member, group_channel(gid))
+    assert again["type"] == "error" and again["code"] == "not_found", again
+    await member.close()
+    await coach.close()
