@@ -119,8 +119,10 @@ async def post_group_message(request: web.Request) -> web.Response:
     who = await principal(request)
     group_id = uuid_path(request, "id")
     body: GroupMessageBody = await read_body(request, GroupMessageBody)
-    row = await _groups(request).post_message(who, group_id, body.message)
-    return json_response(GroupMessageOut.model_validate(row), status=201)
+    row, created = await _groups(request).post_message(
+        who, group_id, body.message, body.client_message_id
+    )
+    return json_response(GroupMessageOut.model_validate(row), status=201 if created else 200)
 
 
 async def list_group_messages(request: web.Request) -> web.Response:

@@ -184,11 +184,18 @@ class GroupActions:
 
     # --- chat --------------------------------------------------------------------------
 
-    async def post_message(self, principal: Principal, group_id: UUID, text: str) -> Row:
+    async def post_message(
+        self, principal: Principal, group_id: UUID, text: str, client_message_id: str | None
+    ) -> tuple[Row, bool]:
         """The coach's message to everyone in the group: stored, then on the group's
-        channel (as a ``message`` event with ``group_id``)."""
+        channel (as a ``message`` event with ``group_id``); (row, created). A retry with
+        the same ``client_message_id`` gets the first row and publishes nothing."""
         await self.owned(principal, group_id, "write to the group")
-        row = await self.store.insert_group_message(group_id, principal.user_id, text)
+        row, created = await self.store.insert_group_message(
+            group_id, principal.user_id, text, client_message_id
+        )
+        if not created:
+            return row, False
         ts = now_ms()
         event = {
             "type": "message",
@@ -203,8 +210,9 @@ class GroupActions:
                 "from": str(principal.user_id),
                 "text": text,
                 "role": principal.role,
+                "client_message_id": client_message_id,
                 "created_at": row["created_at"],
             },
         }
         await self.actions.live.send(group_key(group_id), orjson.dumps(event), ts)
-        return row
+        return row, True

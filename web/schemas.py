@@ -364,6 +364,8 @@ class GroupMessageBody(BaseModel):
     model_config = _STRICT
 
     message: str = Field(min_length=1, max_length=4000)
+    #: The client's id for the message: a retry with the same id is stored once.
+    client_message_id: str | None = Field(default=None, min_length=1, max_length=64)
 
     @model_validator(mode="before")
     @classmethod
@@ -376,6 +378,7 @@ class GroupMessageOut(BaseModel):
     group_id: UUID
     sender_id: UUID
     message: str
+    client_message_id: str | None = None
     created_at: str
 
 

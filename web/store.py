@@ -621,16 +621,27 @@ class Store:
             )
             return [r for r in map(_clean, await cur.fetchall()) if r is not None]
 
-    async def insert_group_message(self, group_id: UUID, sender_id: UUID, text: str) -> Row:
-        async with self._cursor(message=text) as cur:
+    async def insert_group_message(
+        self, group_id: UUID, sender_id: UUID, text: str, client_message_id: str | None
+    ) -> tuple[Row, bool]:
+        """Persist a group message; (row, created). A retried client id returns the first."""
+        async with self._cursor(message=text, client_message_id=client_message_id) as cur:
             await cur.execute(
-                "INSERT INTO live_group_messages (group_id, sender_id, message)"
-                " VALUES (%s, %s, %s) RETURNING *",
-                (group_id, sender_id, text),
+                "INSERT INTO live_group_messages (group_id, sender_id, message, client_message_id)"
+                " VALUES (%s, %s, %s, %s)"
+                " ON CONFLICT (group_id, sender_id, client_message_id)"
+                " WHERE client_message_id IS NOT NULL DO NOTHING RETURNING *",
+                (group_id, sender_id, text, client_message_id),
             )
             row = _clean(await cur.fetchone())
-            assert row is not None
-            return row
+            if row is not None:
+                return row, True
+            await cur.execute(
+                "SELECT * FROM live_group_messages WHERE group_id = %s AND sender_id = %s"
+                " AND client_message_id = %s",
+                (group_id, sender_id, client_message_id),
+            )
+            return _clean(await cur.fetchone()) or {}, False
 
     async def group_messages(
         self, group_id: UUID, *, before_id: UUID | None, limit: int

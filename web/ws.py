@@ -668,8 +668,10 @@ async def _on_message(s: _Socket, data: dict[str, Any]) -> None:
     assert principal is not None
     if frame.group_id is not None:
         # The coach's message to everyone in the group.
-        row = await s.edge.need_groups().post_message(principal, frame.group_id, frame.message)
-        s.reply("ack", frame, op="message", message_id=row.get("id"), created=True)
+        row, created = await s.edge.need_groups().post_message(
+            principal, frame.group_id, frame.message, frame.client_message_id
+        )
+        s.reply("ack", frame, op="message", message_id=row.get("id"), created=created)
         return
     assert frame.session_id is not None
     row, created = await s.edge.need_actions().post_message(

@@ -52,6 +52,11 @@ CREATE TABLE live_group_messages (
     group_id     UUID NOT NULL REFERENCES live_groups(id) ON DELETE CASCADE,
     sender_id    UUID NOT NULL REFERENCES users(id) ON DELETE CASCADE,
     message      TEXT NOT NULL,
+    -- The client's id for the message: a retry with the same id is stored once.
+    client_message_id VARCHAR(64),
     created_at   TIMESTAMPTZ NOT NULL DEFAULT NOW()
 );
 CREATE INDEX idx_live_group_messages_group ON live_group_messages (group_id, created_at);
+CREATE UNIQUE INDEX idx_live_group_messages_client
+    ON live_group_messages (group_id, sender_id, client_message_id)
+    WHERE client_message_id IS NOT NULL;

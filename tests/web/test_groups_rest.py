@@ -7,6 +7,7 @@ from typing import Any
 
 import psycopg
 import pytest
+import redis
 import redis.asyncio as aioredis
 
 from pipeline.constants import GROUPS_TOPIC, SAMPLES_TOPIC
@@ -222,3 +223,26 @@ async def test_group_chat_is_the_coachs_and_listed(edge: Any) -> None:
     )
     assert [m["id"] for m in older["messages"]] == [first["id"]]
     assert (await call(edge, "GET", f"/groups/{gid}/messages", OTHER_ATHLETE, "athlete"))[0] == 404
+
+
+async def test_a_retried_group_message_is_stored_and_sent_once(edge: Any, redis_url: str) -> None:
+    gid = await _new_race(edge)
+    body = {"message": "Two to go", "client_message_id": "c-17"}
+    status, first = await call(edge, "POST", f"/groups/{gid}/messages", COACH, "coach", body)
+    assert status == 201 and first["client_message_id"] == "c-17", first
+    # The retry after a lost answer: the first row again, 200, nothing published again.
+    status, again = await call(edge, "POST", f"/groups/{gid}/messages", COACH, "coach", body)
+    assert (status, again["id"]) == (200, first["id"]), again
+    status, listed = await call(edge, "GET", f"/groups/{gid}/messages", COACH, "coach")
+    assert [m["id"] for m in listed["messages"]] == [first["id"]]
+    client = redis.Redis.from_url(redis_url)
+    try:
+        sent = [
+            fields
+            for stream in client.scan_iter(match="*live*", _type="stream")
+            for _, fields in client.xrange(stream)
+            if any(b"Two to go" in v for v in fields.values())
+        ]
+    finally:
+        client.close()
+    assert len(sent) == 1, sent
