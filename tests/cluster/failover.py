@@ -11,14 +11,15 @@ topic on the surviving primary is read back and compared with what was acknowled
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import redis.asyncio as aioredis
-
 from pipeline.constants import SAMPLES_TOPIC
+from pipeline.transport.clients import redis_client
 from pipeline.transport.streams import read
 from tests.cluster.core_path import T0, Watched, is_metrics_at, post_samples
 from tests.test_agents_e2e import PARTITIONS
@@ -34,6 +35,8 @@ class Outcome:
     killed_at: float
     #: t index of an acknowledged sample -> when its request was sent.
     acked: dict[int, float] = field(default_factory=dict)
+    #: When each 202 came back, in order.
+    answered: list[float] = field(default_factory=list)
     refused: int = 0
     unexpected: list[int] = field(default_factory=list)  # statuses other than 202 and 503
     #: Redis commands the primary ran per sample acknowledged before the kill (edge,
@@ -41,10 +44,17 @@ class Outcome:
     commands_per_sample: float | None = None
     flowing_at: float | None = None
     stored: set[int] = field(default_factory=set)
+    #: Samples stored more than once (a retried append whose first reply was lost).
+    duplicates: int | None = None
 
     @property
     def lost(self) -> list[int]:
         return sorted(set(self.acked) - self.stored)
+
+    def longest_gap_s(self) -> float:
+        """The longest wait between two acknowledgements (the stall)."""
+        times = sorted(self.answered)
+        return max((b - a for a, b in itertools.pairwise(times)), default=0.0)
 
     @property
     def acked_before_kill(self) -> int:
@@ -70,6 +80,8 @@ class Outcome:
             f"{self.flowing_at - self.killed_at:.2f} s after it; {len(self.acked)} samples "
             f"acknowledged ({self.acked_before_kill} sent before the kill), {self.refused} "
             f"refused (503), {len(lost)} acknowledged and lost{window}"
+            + (f"; {self.duplicates} stored twice" if self.duplicates is not None else "")
+            + f"; longest wait between two 202s {self.longest_gap_s():.2f} s"
         )
 
 
@@ -101,6 +113,7 @@ async def post_through_a_kill(
                 continue
             if resp.status == 202:
                 outcome.acked[t] = sent_at
+                outcome.answered.append(time.monotonic())
             elif resp.status == 503:
                 outcome.refused += 1
                 await asyncio.sleep(0.05)
@@ -146,8 +159,14 @@ async def post_through_a_kill(
 
 async def stored_samples(redis_url: str, sid: str) -> set[int]:
     """The t indexes of ``sid``'s samples in the ``samples`` topic at ``redis_url``."""
-    client = aioredis.Redis.from_url(redis_url)
-    found: set[int] = set()
+    return set(await stored_counts(redis_url, sid))
+
+
+async def stored_counts(redis_url: str, sid: str) -> Counter[int]:
+    """How many times each t index of ``sid``'s samples is in the ``samples`` topic (any
+    topology's URL)."""
+    client = redis_client(redis_url)
+    found: Counter[int] = Counter()
     try:
         for partition in range(PARTITIONS):
             for _, (_, value, _, _) in await read(
