@@ -222,7 +222,12 @@ class Consumer(FaustConsumer, ConsumerGuards):
         self._redis = await connect(url)
         # XREAD BLOCK holds its connection: give the fetcher a client of its own, with
         # no retry, so that a broken connection (maybe a restarted server) is noticed.
-        self._fetch_redis = await connect(url, retry=False)
+        # On a Redis Cluster it keeps the retries: without them redis-py's cluster
+        # client never replaces a dead default node (measured: fetches failed for good
+        # after a kill -9 of the seed node's primary). There a failover is noticed when
+        # a partition's node changes (_partition_moved), and errors that outlast the
+        # retries still reach us.
+        self._fetch_redis = await connect(url, retry=is_cluster(self._redis))
         if not is_cluster(self._redis):  # a cluster's runs are per partition (guards)
             self._start_run = await epochs.server_run(self._redis)
         if self.app.client_only:
@@ -599,7 +604,7 @@ class Consumer(FaustConsumer, ConsumerGuards):
                 self._fetch_redis, streams_arg, count=self.max_records, block_ms=block_ms
             )
         except TRANSIENT_ERRORS as exc:
-            log.warning("fetch from %s failed (%r); retrying", self._rt.redis_url, exc)
+            log.warning("fetch from %s failed (%r: %s); retrying", self._rt.redis_url, exc, exc)
             self._run_check_due = self._commits_held = True
             await asyncio.sleep(0.5)
             return {}

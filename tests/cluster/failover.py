@@ -18,16 +18,50 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import aiohttp
+
 from pipeline.constants import SAMPLES_TOPIC
+from pipeline.models import iso_z
 from pipeline.transport.clients import redis_client
 from pipeline.transport.streams import read
-from tests.cluster.core_path import T0, Watched, is_metrics_at, post_samples
+from tests.cluster.core_path import T0, Watched
 from tests.test_agents_e2e import PARTITIONS
-from tests.web.conftest import Running
+from tests.web.conftest import ATHLETE, Running
 from web.edge import EdgeConfig
 
 #: The devices post as fast as they are answered: lift the per-user REST limit.
 LOAD_CONFIG = EdgeConfig(rest_user_rate=100_000.0, rest_user_burst=100_000.0)
+#: Index of the first sample posted under load (the core path posts 0-24, 1 s apart).
+FIRST_T = 25
+#: Samples under load are this far apart in time, so that the tens of thousands a long
+#: failover sees stay within the edge's clock window (none in the future).
+LOAD_STEP_S = 0.01
+
+
+def load_time(t: int) -> float:
+    """The sample time of index ``t`` (1 s apart before :data:`FIRST_T`, then
+    :data:`LOAD_STEP_S`)."""
+    return T0 + min(t, FIRST_T) + max(0, t - FIRST_T) * LOAD_STEP_S
+
+
+def load_index(at: float) -> int:
+    """The index of a sample posted at ``at`` (the inverse of :func:`load_time`)."""
+    since = at - T0
+    if since < FIRST_T - 0.5:
+        return round(since)
+    return FIRST_T + round((since - FIRST_T) / LOAD_STEP_S)
+
+
+async def post_at(edge: Running, sid: str, t: int) -> aiohttp.ClientResponse:
+    """Post the sample of index ``t`` (at :func:`load_time`)."""
+    sample = {"session_id": sid, "t": load_time(t), "heart_rate": 150.0, "power_w": 210.0}
+    async with edge.session.post(
+        edge.url(f"/api/v1/live/sessions/{sid}/update"),
+        headers=edge.headers(ATHLETE, "athlete"),
+        json={"samples": [sample]},
+    ) as resp:
+        await resp.read()
+        return resp
 
 
 @dataclass
@@ -90,7 +124,6 @@ async def post_through_a_kill(
     watched: Watched,
     kill: Callable[[], None],
     *,
-    first_t: int,
     devices: int = 4,
     before_s: float = 2.0,
     after_flow_s: float = 2.0,
@@ -98,22 +131,26 @@ async def post_through_a_kill(
     commands_probe: Callable[[], int] | None = None,
 ) -> Outcome:
     """Post from ``devices`` concurrent loops, ``kill()`` after ``before_s``; the outcome."""
-    counter = iter(range(first_t, first_t + 1_000_000))
+    counter = iter(range(FIRST_T, FIRST_T + 1_000_000))
     outcome = Outcome(killed_at=float("inf"))
     stop = asyncio.Event()
+    #: The metrics timestamps of samples sent after the kill and acknowledged.
+    after_kill: set[str] = set()
 
     async def device() -> None:
         while not stop.is_set():
             t = next(counter)
             sent_at = time.monotonic()
             try:
-                resp = await post_samples(edge, watched.sid, t, t + 1)
+                resp = await post_at(edge, watched.sid, t)
             except OSError:
                 outcome.refused += 1
                 continue
             if resp.status == 202:
                 outcome.acked[t] = sent_at
                 outcome.answered.append(time.monotonic())
+                if sent_at > outcome.killed_at:
+                    after_kill.add(iso_z(load_time(t)))
             elif resp.status == 503:
                 outcome.refused += 1
                 await asyncio.sleep(0.05)
@@ -127,8 +164,7 @@ async def post_through_a_kill(
             frame = await watched.ws.receive_json(timeout=deadline_s)
             if frame.get("type") != "metrics_update" or outcome.killed_at == float("inf"):
                 continue
-            after = [t for t, at in outcome.acked.items() if at > outcome.killed_at]
-            if after and any(is_metrics_at(t)(frame) for t in after):
+            if frame["timestamp"] in after_kill:
                 outcome.flowing_at = time.monotonic()
                 return
 
@@ -174,7 +210,7 @@ async def stored_counts(redis_url: str, sid: str) -> Counter[int]:
             ):
                 record = json.loads(value or b"{}")
                 if record.get("session_id") == sid:
-                    found.update(round(s["t"] - T0) for s in record.get("samples", []))
+                    found.update(load_index(s["t"]) for s in record.get("samples", []))
     finally:
         await client.aclose()
     return found

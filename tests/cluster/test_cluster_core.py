@@ -86,7 +86,7 @@ async def test_kill_9_of_the_sessions_primary(
     promotion = asyncio.create_task(
         asyncio.to_thread(redis_cluster.wait_for_promotion, key, victim.port)
     )
-    outcome = await post_through_a_kill(edge, watched, victim.kill, first_t=25)
+    outcome = await post_through_a_kill(edge, watched, victim.kill)
     promoted_at = await promotion
     counts = await stored_counts(url, watched.sid)
     outcome.stored = set(counts)
@@ -126,7 +126,7 @@ async def test_a_slot_moved_while_devices_post(
         keys = redis_cluster.move_slot(key, target)
         moved.extend([keys, time.monotonic() - started])
 
-    outcome = await post_through_a_kill(edge, watched, move, first_t=25)
+    outcome = await post_through_a_kill(edge, watched, move)
     assert redis_cluster.primary_of(key).port == target
     counts = await stored_counts(url, watched.sid)
     outcome.stored = set(counts)
