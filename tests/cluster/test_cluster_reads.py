@@ -16,7 +16,7 @@ import time
 import pytest
 from redis.exceptions import RedisError
 
-from pipeline.transport import streams
+from pipeline.transport import epochs, streams
 from pipeline.transport.clients import cluster_client
 from pipeline.transport.keys import stream_key
 from tests.cluster.topologies import ClusterNodes
@@ -123,3 +123,17 @@ async def test_reads_and_appends_go_on_after_a_primary_is_killed(
     assert set(acked) <= set(seen)
     assert len(seen) == len(set(seen))
     assert seen == sorted(seen)
+
+
+async def test_each_partitions_server_run_is_its_nodes(redis_cluster: ClusterNodes) -> None:
+    """The consumer's check that Redis kept what it read asks each partition's own node:
+    on a cluster the run id comes from the primary of the partition's slot."""
+    client = cluster_client(redis_cluster.url)
+    try:
+        runs = await epochs.partition_runs(client, [("t", p) for p in range(PARTITIONS)])
+        for p in range(PARTITIONS):
+            owner = redis_cluster.primary_of(stream_key("t", p))
+            assert runs[("t", p)] == owner.client().info("server")["run_id"]
+        assert len(set(runs.values())) == 3
+    finally:
+        await client.aclose()
