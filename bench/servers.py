@@ -37,3 +37,14 @@ def private_servers(prefix: str = "livecoach-bench-") -> Iterator[tuple[str, str
         with redis as redis_url, EmbeddedPostgres(data, durable=False) as db_url:
             migrate(db_url)
             yield redis_url, db_url
+
+
+@contextmanager
+def private_postgres(prefix: str = "livecoach-bench-") -> Iterator[str]:
+    """A migrated private PostgreSQL alone (not durable); its URL."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        data = Path(tmp)
+        data.chmod(0o711)
+        with EmbeddedPostgres(data, durable=False) as db_url:
+            migrate(db_url)
+            yield db_url

@@ -13,13 +13,13 @@ from collections.abc import Iterator
 
 import psycopg
 import redis
+from redis.exceptions import RedisClusterException
 
 from pipeline.embedded import ServiceURLs, services
 from pipeline.errors import ConfigError
 from pipeline.redaction import redact_detail, redact_url
 from pipeline.settings import Settings, env_name
 from pipeline.transport.clients import redis_client
-from pipeline.transport.errors import UnsupportedTopology
 
 _CONNECT_TIMEOUT_S = 5
 
@@ -28,15 +28,13 @@ def check_redis(url: str, variable: str = env_name("redis_url")) -> None:
     """Raise ConfigError naming ``variable`` if the Redis at ``url`` does not answer PING."""
     try:
         asyncio.run(_ping_redis(url))
-    except UnsupportedTopology as exc:
-        raise ConfigError(variable, str(exc)) from None
-    except (redis.RedisError, OSError, ValueError) as exc:
+    except (redis.RedisError, RedisClusterException, OSError, ValueError) as exc:
         detail = redact_detail(str(exc), url)
         raise ConfigError(variable, f"cannot reach Redis at {redact_url(url)}: {detail}") from None
 
 
 async def _ping_redis(url: str) -> None:
-    # The client every process uses (one server, or a Sentinel group's primary).
+    # The client every process uses (one server, a Sentinel group's primary, a Cluster).
     client = redis_client(url, retry=False, socket_connect_timeout=_CONNECT_TIMEOUT_S)
     try:
         await client.ping()

@@ -5,6 +5,14 @@ They are not worth a stream entry: they travel on one Redis pub/sub channel shar
 every edge (each edge routes them to its local sockets by their ``channel``), carry no
 offset and are not replayed.
 
+On a Redis Cluster the channel is a *sharded* one (``SPUBLISH``/``SSUBSCRIBE``, Redis
+7): it lives on the primary of its slot and its replicas, so a message does not cross
+the whole cluster bus as a classic ``PUBLISH`` does, and redis-py's cluster pub/sub
+moves the subscription to whichever node holds the slot after a failover or a
+resharding (a classic subscription stays on the node it first reached, which may be
+the dead one). Messages published during a failover are lost, as any ephemeral
+signal during an outage is.
+
 Presence is kept **per connection** and shown **per user**: a sorted set per athlete
 holds one member per socket and channel following the athlete
 (``<user id>:<role>:<connection>/<channel>``,
@@ -21,6 +29,7 @@ so a phone switching networks does not flap.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import time
@@ -28,10 +37,12 @@ from typing import Any
 from uuid import UUID
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import ClusterPubSub
 from redis.exceptions import RedisError
 
 from pipeline.constants import EPHEMERAL_CHANNEL, PRESENCE_KEY, user_channel
 from pipeline.models import iso_z
+from pipeline.transport.clients import is_cluster
 from web.fanout import Hub
 
 log = logging.getLogger(__name__)
@@ -63,9 +74,11 @@ class Presence:
 
     async def publish(self, channels: list[str], event: dict[str, Any]) -> None:
         event = {**event, "channel": channels[0], "channels": channels}
-        await self._redis.publish(
-            EPHEMERAL_CHANNEL, json.dumps(event, separators=(",", ":"), default=str)
-        )
+        payload = json.dumps(event, separators=(",", ":"), default=str)
+        if is_cluster(self._redis):
+            await self._redis.spublish(EPHEMERAL_CHANNEL, payload)
+        else:
+            await self._redis.publish(EPHEMERAL_CHANNEL, payload)
 
     async def _announce(
         self, athlete_id: UUID, user_id: UUID, role: str, channel: str, watching: bool
@@ -156,10 +169,17 @@ class Presence:
         while True:
             pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
             try:
-                await pubsub.subscribe(EPHEMERAL_CHANNEL)
+                if isinstance(pubsub, ClusterPubSub):
+                    await pubsub.ssubscribe(EPHEMERAL_CHANNEL)
+                    receive = functools.partial(
+                        pubsub.get_sharded_message, ignore_subscribe_messages=True, timeout=1.0
+                    )
+                else:
+                    await pubsub.subscribe(EPHEMERAL_CHANNEL)
+                    receive = functools.partial(pubsub.get_message, timeout=1.0)
                 backoff_s = 0.1
                 while True:
-                    message = await pubsub.get_message(timeout=1.0)
+                    message = await receive()
                     if message is None:
                         continue
                     self._route(message["data"])

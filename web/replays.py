@@ -221,7 +221,9 @@ async def _finish(
 ) -> None:
     job |= {"status": status, "finished_at": _now()}
     key = REPLAY_JOB_KEY.format(job_id=job["id"])
-    async with redis.pipeline(transaction=True) as pipe:
+    # Not a transaction: the job and the user's active set are in different Cluster
+    # slots. A reader between the two sees a finished job still counted as active.
+    async with redis.pipeline(transaction=False) as pipe:
         pipe.hset(key, "job", json.dumps(job))
         if result is not None:
             pipe.hset(key, "result", result)

@@ -1,14 +1,21 @@
 """The asyncio Redis clients of livecoach: one factory for every process, same options.
 
 :func:`redis_client` reads any URL :mod:`.urls` accepts: one server (``redis://``,
-``rediss://``, ``unix://``) or the primary of a Sentinel group (``redis+sentinel://``),
+``rediss://``, ``unix://``), the primary of a Sentinel group (``redis+sentinel://``),
 whose client follows a failover by itself (redis-py's ``SentinelConnectionPool`` asks
 the sentinels for the primary's address at every new connection, and drops idle
-connections to a former primary). Workers, the edge and the CLI all get their clients
-here. A Redis Cluster (``redis+cluster://``) is parsed and reachable through
-:func:`cluster_client`, but the transport does not run on one yet: :func:`redis_client`
-refuses it with :class:`~.errors.UnsupportedTopology` rather than fail later with
-``MOVED`` or ``CROSSSLOT``.
+connections to a former primary), or a Redis Cluster (``redis+cluster://``), whose
+client (redis-py's ``RedisCluster``) routes each command by its key's slot, follows
+``MOVED``/``ASK`` and refreshes its slot map after a failover. Workers, the edge and
+the CLI all get their clients here.
+
+A cluster client is typed as the one-server client it stands in for: it answers the
+same commands as long as each command's keys share a slot (every key livecoach writes
+carries a hash tag, see :mod:`.keys`). The few places that must act differently on a
+cluster ask :func:`is_cluster`: reads of many partitions
+(:func:`.streams.xread_streams`), durable appends (``WAIT`` on the node that took the
+write, :mod:`.durable`), the server-run check per partition (:mod:`.epochs`) and the
+edge's pub/sub (sharded, :mod:`web.presence`).
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from typing import Any
+from typing import Any, cast
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
@@ -24,9 +31,10 @@ from redis.asyncio.connection import BlockingConnectionPool
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import ExponentialBackoff
+from typing_extensions import TypeIs
 
 from pipeline.redaction import redact_url
-from pipeline.transport.errors import TRANSIENT_ERRORS, BrokerUnavailable, UnsupportedTopology
+from pipeline.transport.errors import TRANSIENT_ERRORS, BrokerUnavailable
 from pipeline.transport.tunables import without_tunables
 from pipeline.transport.urls import RedisTarget, parse_redis_url
 
@@ -94,10 +102,11 @@ def redis_client(
 
     ``retry_policy`` replaces the default retries; ``max_connections`` gives a blocking
     pool of that size (callers wait up to ``blocking_timeout_s`` for a free
-    connection); ``overrides`` replace other options of :func:`client_options`.
-    ``ValueError`` for a malformed URL, :class:`~.errors.UnsupportedTopology` for a
-    cluster. The transport's tunables in the URL's query are dropped (see
-    :mod:`.tunables`).
+    connection; on a cluster, that many connections per node, and a caller beyond
+    them fails with ``MaxConnectionsError``: redis-py's cluster client has no blocking
+    pool); ``overrides`` replace other options of :func:`client_options`.
+    ``ValueError`` for a malformed URL. The transport's tunables in the URL's query
+    are dropped (see :mod:`.tunables`).
     """
     url = without_tunables(url)
     target = parse_redis_url(url)
@@ -107,10 +116,8 @@ def redis_client(
     if target.kind == "sentinel":
         return _sentinel_client(target, options, max_connections, blocking_timeout_s)
     if target.kind == "cluster":
-        raise UnsupportedTopology(
-            f"{redact_url(url)} is a Redis Cluster: the transport runs on one server or "
-            "a Sentinel group (redis+sentinel://), not on a Cluster yet"
-        )
+        # Typed as the client it stands in for (see the module's docstring).
+        return cast(aioredis.Redis, _cluster_client(target, options, max_connections))
     if url.lower().startswith("unix://"):
         options.pop("socket_keepalive", None)  # a TCP option: a Unix socket refuses it
     if max_connections is None:
@@ -150,20 +157,30 @@ def _sentinel_client(
 
 
 def cluster_client(url: str, *, retry: bool = True, **overrides: Any) -> RedisCluster:
-    """An asyncio Redis Cluster client for a ``redis+cluster://`` URL (not connected yet).
-
-    redis-py's cluster client follows ``MOVED`` and ``ASK`` and refreshes its slot map
-    after a failover by itself.
-    """
+    """An asyncio Redis Cluster client for a ``redis+cluster://`` URL (not connected yet),
+    typed as one (:func:`redis_client` gives the same client for any URL)."""
     url = without_tunables(url)
     target = parse_redis_url(url)
     if target.kind != "cluster":
         raise ValueError(f"expected a redis+cluster:// URL, got {redact_url(url)!r}")
-    options = {**client_options(retry=retry), **overrides, **target.auth_options()}
+    return _cluster_client(target, {**client_options(retry=retry), **overrides}, None)
+
+
+def _cluster_client(
+    target: RedisTarget, options: dict[str, Any], max_connections: int | None
+) -> RedisCluster:
+    options = {**options, **target.auth_options()}
     options.pop("health_check_interval", None)
+    if max_connections is not None:
+        options["max_connections"] = max_connections
     return RedisCluster(
         startup_nodes=[ClusterNode(host, port) for host, port in target.nodes], **options
     )
+
+
+def is_cluster(client: object) -> TypeIs[RedisCluster]:
+    """Whether ``client`` (from :func:`redis_client`) talks to a Redis Cluster."""
+    return isinstance(client, RedisCluster)
 
 
 async def connect(

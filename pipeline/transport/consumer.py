@@ -35,7 +35,7 @@ from faust.types.tuples import ConsumerMessage
 from redis.exceptions import ResponseError
 
 from pipeline.transport import epochs, streams
-from pipeline.transport.clients import connect
+from pipeline.transport.clients import connect, is_cluster
 from pipeline.transport.compaction import Compactor
 from pipeline.transport.coordination import GroupCoordinator
 from pipeline.transport.errors import TRANSIENT_ERRORS, CommitRefused
@@ -164,6 +164,8 @@ class Consumer(FaustConsumer, ConsumerGuards):
         #: message (its last entry): the first offset the batch stands for}.
         self._batch_first: dict[TP, dict[int, int]] = {}
         self._last_read_at = 0.0
+        #: On a Redis Cluster, the node each partition was last read from.
+        self._nodes: dict[TP, str] = {}
         self._coordinator: GroupCoordinator | None = None
         self._mirrored_groups: set[str] = set()
         self._init_guards()
@@ -220,8 +222,14 @@ class Consumer(FaustConsumer, ConsumerGuards):
         self._redis = await connect(url)
         # XREAD BLOCK holds its connection: give the fetcher a client of its own, with
         # no retry, so that a broken connection (maybe a restarted server) is noticed.
-        self._fetch_redis = await connect(url, retry=False)
-        self._server_run = await epochs.server_run(self._redis)
+        # On a Redis Cluster it keeps the retries: without them redis-py's cluster
+        # client never replaces a dead default node (measured: fetches failed for good
+        # after a kill -9 of the seed node's primary). There a failover is noticed when
+        # a partition's node changes (_partition_moved), and errors that outlast the
+        # retries still reach us.
+        self._fetch_redis = await connect(url, retry=is_cluster(self._redis))
+        if not is_cluster(self._redis):  # a cluster's runs are per partition (guards)
+            self._start_run = await epochs.server_run(self._redis)
         if self.app.client_only:
             # A command, ``faust send`` or ``agent.ask()`` outside a worker: it reads its
             # own (reply) topics directly and never joins the workers' group.
@@ -335,6 +343,9 @@ class Consumer(FaustConsumer, ConsumerGuards):
             self._set_position(tp, await where(r, tp.topic, tp.partition))
         self._assignment = tps
         self._position = {tp: pos for tp, pos in self._position.items() if tp in tps}
+        if is_cluster(r):  # each partition's run, which later checks compare with
+            runs, _ = await self._runs_now(tps)
+            self._remember_runs(runs)
 
     async def _member_metadata(self) -> bytes:
         topics = set(self._subscription)
@@ -593,11 +604,15 @@ class Consumer(FaustConsumer, ConsumerGuards):
                 self._fetch_redis, streams_arg, count=self.max_records, block_ms=block_ms
             )
         except TRANSIENT_ERRORS as exc:
-            log.warning("fetch from %s failed (%r); retrying", self._rt.redis_url, exc)
+            log.warning("fetch from %s failed (%r: %s); retrying", self._rt.redis_url, exc, exc)
             self._run_check_due = self._commits_held = True
             await asyncio.sleep(0.5)
             return {}
         self._last_read_at = time.monotonic()
+        if self._partition_moved(by_key):
+            # A failover or resharding the cluster client followed by itself (a broken
+            # connection makes the check due above): did the new node lose records?
+            self._run_check_due = self._commits_held = True
         if (
             not reply
             or epoch != self._seek_epoch  # a seek happened meanwhile: refetch from there
@@ -634,6 +649,20 @@ class Consumer(FaustConsumer, ConsumerGuards):
                     self._highwater[tp] = nxt
         self._read_seeks = {tp: self._tp_seeks.get(tp, 0) for tp in records}
         return records
+
+    def _partition_moved(self, by_key: Mapping[str, TP]) -> bool:
+        """On a Redis Cluster: whether a partition read is now on another node than at
+        the last read (always False on one server)."""
+        fetch = self._fetch_redis
+        if not is_cluster(fetch):
+            return False
+        moved = False
+        for key, tp in by_key.items():
+            node = fetch.get_node_from_key(key).name
+            if self._nodes.setdefault(tp, node) != node:
+                self._nodes[tp] = node
+                moved = True
+        return moved
 
     def _to_message(self, tp: TP, record: Record) -> ConsumerMessage:
         headers = list(record.headers.items())

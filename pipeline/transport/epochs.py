@@ -11,21 +11,54 @@ at the first append of each run. After a connection error a consumer compares th
 server's run with the one its positions come from; if it changed, a position beyond
 the highwater lost the tail, and a position beyond the first offset appended in a newer
 run read offsets that now hold other records. Either way it goes back, and says so.
+
+On a Redis Cluster every partition has a server of its own (the primary of its slot),
+and a failover promotes a replica that may lack the last writes: the same loss, on
+the partitions of one node. So runs are asked per partition (:func:`partition_runs`),
+of the node that holds the partition's slot at that moment: a script keyed by the
+partition's stream runs there, whatever the client's slot map said before.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import redis.asyncio as aioredis
 
-from pipeline.transport.keys import epochs_key
+from pipeline.transport.clients import is_cluster
+from pipeline.transport.keys import epochs_key, stream_key
+
+#: The run id of the server the script runs on (routed there by the key it is given).
+_RUN_LUA = "return string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')"
 
 
 async def server_run(redis: aioredis.Redis) -> str:
     """The ``run_id`` of the server (new at every start of Redis)."""
     info: Any = await redis.info("server")
     return str(info["run_id"])
+
+
+async def partition_runs(
+    redis: aioredis.Redis, partitions: Iterable[tuple[str, int]]
+) -> dict[tuple[str, int], str]:
+    """The ``run_id`` of the server holding each ``(topic, partition)``.
+
+    One server: one ``INFO`` for all. A cluster: one script per partition, keyed by its
+    stream (one round trip per node: the cluster pipeline sends each node's together).
+    """
+    wanted = list(partitions)
+    if not is_cluster(redis):
+        run = await server_run(redis)
+        return {tp: run for tp in wanted}
+    async with redis.pipeline(transaction=False) as pipe:
+        for topic, partition in wanted:
+            pipe.eval(_RUN_LUA, 1, stream_key(topic, partition))
+        replies: list[Any] = await pipe.execute()
+    return {
+        tp: reply.decode() if isinstance(reply, bytes) else str(reply)
+        for tp, reply in zip(wanted, replies, strict=True)
+    }
 
 
 async def read_epochs(redis: aioredis.Redis, topic: str, partition: int) -> list[tuple[str, int]]:

@@ -2,7 +2,6 @@
 
     TransportError
     ├── BrokerUnavailable   Redis could not be reached within the start-up deadline
-    ├── UnsupportedTopology a Redis deployment the transport cannot run on (a Cluster)
     ├── TopicError          a topic is missing or was declared with another partition count
     ├── CommitRefused       a commit was fenced off (lease lapsed, newer generation)
     ├── NotReplicated       an append no replica confirmed in time (``WAIT``)
@@ -10,11 +9,19 @@
     └── TunableError        a tunable (environment or broker URL) has a bad value
 
 :data:`TRANSIENT_ERRORS` are the errors after which the transport retries: the server
-is unreachable or restarting.
+is unreachable or restarting, or a Redis Cluster is failing over or moving a slot (the
+cluster client retried and redirected as far as its own retries went).
 """
 
 from __future__ import annotations
 
+from redis.exceptions import (
+    AskError,
+    ClusterDownError,
+    RedisClusterUnreachableError,
+    SlotNotCoveredError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -25,10 +32,6 @@ class TransportError(Exception):
 
 class BrokerUnavailable(TransportError):
     """Redis could not be reached."""
-
-
-class UnsupportedTopology(TransportError):
-    """The URL names a Redis deployment the transport cannot run on (a Cluster, today)."""
 
 
 class TopicError(TransportError):
@@ -56,12 +59,19 @@ class CommitRefused(TransportError):
     """A commit was fenced off: our lease lapsed or a newer generation was published."""
 
 
-#: Errors after which we retry: the server is unreachable or restarting.
+#: Errors after which we retry: the server is unreachable or restarting; on a cluster,
+#: a slot has no primary yet (failover), is being moved (``TRYAGAIN``) or moved on
+#: (``MOVED``/``ASK``, an ``AskError``) beyond the client's own redirections.
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     RedisConnectionError,
     RedisTimeoutError,
     ConnectionError,
     OSError,
+    ClusterDownError,
+    TryAgainError,
+    AskError,
+    SlotNotCoveredError,
+    RedisClusterUnreachableError,
 )
 
 

@@ -13,19 +13,23 @@ Two cases, both ending in a new generation that starts again from what Redis hol
   see :mod:`pipeline.transport.epochs`): offsets we had read are gone, and new records
   may reuse them. After a broken fetch connection we compare the server's run with the
   one our positions come from, log what was lost per partition, and rejoin; positions
-  and committed offsets never stay beyond what Redis holds.
+  and committed offsets never stay beyond what Redis holds. On a Redis Cluster the
+  server is the one holding each partition's slot, so runs are kept per partition and
+  also checked when a partition's node changed (a failover the cluster client followed
+  without an error reaching us, or a resharding).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, cast
 
 import redis.asyncio as aioredis
 from faust.types import TP
 
 from pipeline.transport import epochs, streams
+from pipeline.transport.clients import is_cluster
 from pipeline.transport.errors import TRANSIENT_ERRORS, CommitRefused
 from pipeline.transport.keys import fence_key, tp_field
 
@@ -57,8 +61,14 @@ class ConsumerGuards:
         #: Why the tables must be rebuilt from their changelogs at the next assignment
         #: ("": they need not).
         self._rebuild_tables = ""
-        #: The server run (INFO run_id) our positions and commits are consistent with.
-        self._server_run = ""
+        #: The server run (INFO run_id) our positions and commits are consistent with:
+        #: on one server (or a Sentinel group's primary) one run, set at start...
+        self._start_run = ""
+        #: ... and the one last seen (set when asked, kept by :meth:`_remember_runs`);
+        self._single_run = ""
+        #: on a cluster, the run of each partition's node, set when the partition is
+        #: assigned (a failover before that is only seen in its committed offset).
+        self._server_runs: dict[TP, str] = {}
         #: The fetch connection broke: check the server run before reading on.
         self._run_check_due = False
         #: No commits until that check (or the rebalance it asked for) is done.
@@ -115,16 +125,48 @@ class ConsumerGuards:
 
     # --- a server that lost data ------------------------------------------------------
 
+    async def _runs_now(self, tps: Iterable[TP]) -> tuple[dict[TP, str], dict[TP, tuple[str, str]]]:
+        """(each partition's server run now, the partitions whose run changed: tp ->
+        (run known, run now)). Call :meth:`_remember_runs` with the first once the
+        change is dealt with."""
+        wanted = sorted(tps)
+        r = self.transport_redis
+        if not is_cluster(r):
+            # One server, one run: asked even when we hold nothing, so that partitions
+            # assigned later are checked against the latest run.
+            run = await epochs.server_run(r)
+            self._single_run = run
+            known = self._start_run
+            changed = {tp: (known, run) for tp in wanted} if known and known != run else {}
+            return {tp: run for tp in wanted}, changed
+        found = await epochs.partition_runs(r, [(tp.topic, tp.partition) for tp in wanted])
+        now = {tp: found[(tp.topic, tp.partition)] for tp in wanted}
+        changed = {}
+        for tp, run in now.items():
+            known = self._server_runs.get(tp, "")
+            if known and known != run:
+                changed[tp] = (known, run)
+        return now, changed
+
+    def _remember_runs(self, now: Mapping[TP, str]) -> None:
+        if self._single_run:
+            self._start_run = self._single_run
+        else:
+            self._server_runs.update(now)
+        self._run_check_due = False
+
     async def _lost_offsets(
-        self, offsets: Mapping[TP, int], known_run: str, run: str, what: str
+        self, offsets: Mapping[TP, int], runs: Mapping[TP, tuple[str, str]], what: str
     ) -> dict[TP, int]:
-        """Offsets beyond what the server (now in ``run``) holds: tp -> where to resume.
+        """Offsets beyond what the server (now in a new run: ``runs``, tp -> (run known,
+        run now)) holds: tp -> where to resume.
 
         Logs a WARNING per partition naming how many offsets were lost and reused.
         """
         r = self.transport_redis
         limits: dict[TP, int] = {}
         for tp, offset in sorted(offsets.items()):
+            known_run, run = runs[tp]
             highwater = await streams.highwater(r, tp.topic, tp.partition)
             found = await epochs.read_epochs(r, tp.topic, tp.partition)
             reused_from = epochs.first_reused(found, known_run, run)
@@ -141,35 +183,34 @@ class ConsumerGuards:
         return limits
 
     async def _check_server_run(self) -> bool:
-        """After a broken fetch connection: did Redis restart with less than we read?
+        """After a broken fetch connection (or a partition's node changed): did Redis
+        restart, or fail over, with less than we read?
 
-        Returns False if the server could not be asked (try again later). If offsets we
+        Returns False if the servers could not be asked (try again later). If offsets we
         had read are gone or were reused by new records, logs which, fetches nothing
         more and asks for a new generation, which resumes from where it is safe.
         """
+        # A client (no group) reads every partition it has a position for.
+        held = self._assignment if self._coordinator is not None else set(self._position)
+        positions = {tp: self._position[tp] for tp in held if tp in self._position}
         try:
-            run = await epochs.server_run(self.transport_redis)
-            if run == self._server_run:
-                self._run_check_due = self._commits_held = False
-                return True
-            # A client (no group) reads every partition it has a position for.
-            held = self._assignment if self._coordinator is not None else set(self._position)
-            positions = {tp: self._position[tp] for tp in held if tp in self._position}
+            now, changed = await self._runs_now(positions)
             limits = await self._lost_offsets(
-                positions, self._server_run, run, "this worker had read"
+                {tp: positions[tp] for tp in changed}, changed, "this worker had read"
             )
         except TRANSIENT_ERRORS as exc:
             log.warning("could not check the server after a connection error (%r)", exc)
             return False
-        log.warning(
-            "Redis restarted (server run %s, was %s)%s",
-            run[:8], self._server_run[:8],
-            f"; offsets lost in {len(limits)} partitions: "
-            + ("rejoining to resume from there" if self._coordinator else "reading them again")
-            if limits else "; nothing this worker read was lost",
-        )  # fmt: skip
-        self._server_run = run
-        self._run_check_due = False
+        self._remember_runs(now)
+        if changed:
+            runs = sorted({f"{run[:8]}, was {known[:8]}" for known, run in changed.values()})
+            log.warning(
+                "Redis restarted or failed over (server run %s) for %d partition(s)%s",
+                "; ".join(runs), len(changed),
+                f"; offsets lost in {len(limits)} partitions: "
+                + ("rejoining to resume from there" if self._coordinator else "reading them again")
+                if limits else "; nothing this worker read was lost",
+            )  # fmt: skip
         if not limits:
             self._commits_held = False
             return True
@@ -201,14 +242,13 @@ class ConsumerGuards:
         r = self.transport_redis
         out = dict(committed)
         by_tp = {tp: committed[tp_field(tp.topic, tp.partition)] for tp in tps}
-        run = await epochs.server_run(r)
-        if run != self._server_run and self._server_run:
-            known = {tp: offset for tp, offset in by_tp.items() if offset is not None}
-            found = await self._lost_offsets(known, self._server_run, run, "committed")
+        now, changed = await self._runs_now(tps)
+        known = {tp: o for tp, o in by_tp.items() if o is not None and tp in changed}
+        if known:
+            found = await self._lost_offsets(known, changed, "committed")
             for tp, lowest in found.items():
                 self._resume_limits[tp] = min(lowest, self._resume_limits.get(tp, lowest))
-        self._server_run = run
-        self._run_check_due = False
+        self._remember_runs(now)
         lowered: dict[str, int] = {}
         for tp, offset in by_tp.items():
             field = tp_field(tp.topic, tp.partition)

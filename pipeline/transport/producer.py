@@ -336,11 +336,18 @@ class Producer(FaustProducer):
                 await asyncio.sleep(delay)
                 continue
             retry = []
+            transient: BaseException | None = None
             for (tp_key, items, sequence), result in zip(todo, results, strict=True):
                 topic, partition, _, _ = tp_key
                 if isinstance(result, Exception):
                     if isinstance(result, NoScriptError) or "NOSCRIPT" in str(result):
                         reload = True
+                        retry.append((tp_key, items, sequence))
+                    elif isinstance(result, TRANSIENT_ERRORS):
+                        # A Redis Cluster answers per node: one node failing over fails
+                        # only its partitions' appends, which go again like a whole
+                        # pipeline that failed (recognised by their sequence numbers).
+                        transient = result
                         retry.append((tp_key, items, sequence))
                     elif "FENCED" in str(result):
                         self.records_fenced += len(items)
@@ -380,3 +387,9 @@ class Producer(FaustProducer):
                 self.records_sent += len(items)
             self.batches_sent += 1
             todo = retry
+            if transient is not None:
+                failures += 1
+                delay = min(5.0, 0.05 * 2**failures)
+                count = sum(len(items) for _, items, _ in retry)
+                log.warning("producer: %r; retrying %d records in %.1f s", transient, count, delay)
+                await asyncio.sleep(delay)

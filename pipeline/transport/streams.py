@@ -38,6 +38,8 @@ import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoScriptError, ResponseError
 
+from pipeline.transport import replicated
+from pipeline.transport.clients import is_cluster
 from pipeline.transport.errors import NotReplicated, TopicError
 from pipeline.transport.idempotence import (
     ProducerIdentity,
@@ -189,7 +191,9 @@ def decode_entry(fields: Fields) -> Decoded:
 #   send (SIGSTOP, a VM pause, a long GC) would otherwise deliver outputs after another
 #   worker took its partitions over;
 # * the producer's batch sequence (:mod:`pipeline.transport.idempotence`): a batch seen
-#   before is not appended again, its first offset is returned (a lost reply's retry);
+#   before is not appended again, its first offset is returned (a lost reply's retry),
+#   and its state's TTL is written again: a ``WAIT`` counts the writes of its own
+#   connection, and the retry's connection may not be the first attempt's;
 # * the server run (INFO's run_id, new at every start of Redis): the first offset
 #   appended in each run is pushed on the partition's epoch list, so that consumers
 #   can tell that a restart from an older snapshot reused offsets they had read.
@@ -221,7 +225,11 @@ local bseq = tonumber(ARGV[3])
 local last = 0
 if bseq > 0 then
   local done = redis.call('HGET', state, ARGV[3])
-  if done then return {tonumber(done), 1} end
+  if done then
+    -- A write, so that a WAIT after this call also covers the first attempt's append.
+    redis.call('PEXPIRE', state, ARGV[4])
+    return {tonumber(done), 1}
+  end
   last = tonumber(redis.call('HGET', state, 'last') or '0')
   if bseq <= last - tonumber(ARGV[5]) then
     return redis.error_reply('OUTOFORDER batch ' .. ARGV[3] .. ' for ' .. stream ..
@@ -353,6 +361,28 @@ def queue_append(
     a ``lease_end_ms`` (server time) it is refused once Redis's clock has passed it.
     Turn the result into offsets with :func:`offsets_from_results`.
     """
+    pipe.execute_command(
+        *append_command(
+            server, topic, partition, entries, maxlen=maxlen, identity=identity,
+            sequence=sequence, fence=fence, lease_end_ms=lease_end_ms,
+        )
+    )  # fmt: skip
+    return 1
+
+
+def append_command(
+    server: _ServerInfo,
+    topic: str,
+    partition: int,
+    entries: Sequence[Entry],
+    *,
+    maxlen: int | None = None,
+    identity: ProducerIdentity | None = None,
+    sequence: int = 0,
+    fence: str = "",
+    lease_end_ms: int = 0,
+) -> tuple[bytes | str | int, ...]:
+    """The ``EVALSHA`` command that appends ``entries`` (see :func:`queue_append`)."""
     args: list[bytes | str | int] = [
         maxlen or 0,
         1 if server.has_seq_autogen else 0,
@@ -369,7 +399,8 @@ def queue_append(
         args.extend(flat)
     assert server.script_sha is not None
     producer = producer_key(topic, partition, identity.producer_id if identity else "-")
-    pipe.evalsha(
+    return (
+        "EVALSHA",
         server.script_sha,
         4,
         stream_key(topic, partition),
@@ -378,7 +409,6 @@ def queue_append(
         fence_key(topic, partition),
         *args,
     )
-    return 1
 
 
 def offsets_from_results(results: Sequence[Any], count: int) -> list[int]:
@@ -442,7 +472,9 @@ async def append_many(
     ``replicas`` > 0 ends the pipeline with ``WAIT replicas replica_timeout_ms``: it
     returns only once that many replicas hold every write of the pipeline's connection,
     else raises :class:`~.errors.NotReplicated` (the records are on the primary then,
-    and may or may not survive a failover).
+    and may or may not survive a failover). On a Redis Cluster each node holding one of
+    the partitions gets its own ``WAIT``, on the connection its appends went through
+    (:mod:`.replicated`).
 
     Idempotent: each partition's batch carries a sequence number of ``identity`` (by
     default one identity per process), so a retry after a lost reply (redis-py's, or the
@@ -463,6 +495,24 @@ async def append_many(
     reload = False
     for _attempt in range(2):
         info = await prepare(redis, reload_script=reload)
+        if replicas and is_cluster(redis):
+            commands = [
+                (stream_key(topic, partition),
+                 append_command(info, topic, partition, entries,
+                                maxlen=maxlen, identity=identity, sequence=sequence))
+                for partition, entries, sequence in todo
+            ]  # fmt: skip
+            try:
+                results = await replicated.execute_with_wait(
+                    redis, commands, replicas=replicas, timeout_ms=replica_timeout_ms
+                )
+            except NoScriptError:
+                reload = True  # a promoted replica may not have the script
+                continue
+            return {
+                partition: append_result(result, len(entries))[0]
+                for (partition, entries, _), result in zip(todo, results, strict=True)
+            }
         async with redis.pipeline(transaction=False) as pipe:
             for partition, entries, sequence in todo:
                 queue_append(

@@ -13,7 +13,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from pipeline.settings import Settings, load_settings
-from tests.cluster.topologies import SentinelGroup, redis_binary
+from tests.cluster.topologies import ClusterNodes, SentinelGroup, redis_binary
 from tests.test_agents_e2e import PARTITIONS, Workers
 from tests.web.conftest import SECRET, Running
 from tests.web.conftest import users as users
@@ -36,6 +36,19 @@ def sentinel_group(request: pytest.FixtureRequest) -> Iterator[SentinelGroup]:
         yield group
     finally:
         group.stop()
+
+
+@pytest.fixture
+def redis_cluster(request: pytest.FixtureRequest) -> Iterator[ClusterNodes]:
+    """3 primaries with 1 replica each (or ``indirect`` parametrize's count), on
+    loopback; killed and removed afterwards."""
+    if redis_binary() is None:
+        pytest.skip("needs the distribution's redis-server (Redis 7)")
+    nodes = ClusterNodes(primaries=3, replicas=getattr(request, "param", 1))
+    try:
+        yield nodes
+    finally:
+        nodes.stop()
 
 
 @pytest.fixture

@@ -12,38 +12,28 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 
 import pytest
 from redis.exceptions import RedisError
 
-from pipeline.transport import streams
+from pipeline.transport import epochs, streams
 from pipeline.transport.clients import cluster_client
 from pipeline.transport.keys import stream_key
-from tests.cluster.topologies import ClusterNodes, redis_binary
+from tests.cluster.topologies import ClusterNodes
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 PARTITIONS = 8
 
 
-@pytest.fixture
-def cluster() -> Iterator[ClusterNodes]:
-    if redis_binary() is None:
-        pytest.skip("needs the distribution's redis-server (Redis 7)")
-    nodes = ClusterNodes(primaries=3)
-    try:
-        yield nodes
-    finally:
-        nodes.stop()
-
-
 def _entry(i: int) -> streams.Entry:
     return (f"k{i}".encode(), f"v{i}".encode(), None, 1_000 + i)
 
 
-async def test_partitions_on_every_node_are_read_in_one_call(cluster: ClusterNodes) -> None:
-    client = cluster_client(cluster.url)
+async def test_partitions_on_every_node_are_read_in_one_call(
+    redis_cluster: ClusterNodes,
+) -> None:
+    client = cluster_client(redis_cluster.url)
     try:
         await streams.declare_topic(client, "t", PARTITIONS)
         owners = {client.get_node_from_key(stream_key("t", p)).port for p in range(PARTITIONS)}
@@ -77,14 +67,16 @@ async def test_partitions_on_every_node_are_read_in_one_call(cluster: ClusterNod
         await client.aclose()
 
 
-async def test_reads_and_appends_go_on_after_a_primary_is_killed(cluster: ClusterNodes) -> None:
+async def test_reads_and_appends_go_on_after_a_primary_is_killed(
+    redis_cluster: ClusterNodes,
+) -> None:
     """kill -9 of a partition's primary while appending and reading: the replica is
     promoted, the client follows (slot map refresh on MOVED / connection errors), and
     every append that was acknowledged is read back, in order, without duplicates."""
-    client = cluster_client(cluster.url)
+    client = cluster_client(redis_cluster.url)
     await streams.declare_topic(client, "t", PARTITIONS)
     victim_port = client.get_node_from_key(stream_key("t", 0)).port
-    victim = next(n for n in cluster.nodes if n.port == victim_port)
+    victim = next(n for n in redis_cluster.nodes if n.port == victim_port)
     acked: list[int] = []
     failures = 0
     seen: list[int] = []
@@ -120,7 +112,7 @@ async def test_reads_and_appends_go_on_after_a_primary_is_killed(cluster: Cluste
     finally:
         await client.aclose()
     assert recovered_at is not None
-    new_owner = cluster.primary_ports()
+    new_owner = redis_cluster.primary_ports()
     print(
         f"cluster failover: appends and reads of the killed primary's partition back "
         f"{recovered_at - killed_at:.2f} s after the kill ({failures} failed attempts); "
@@ -131,3 +123,17 @@ async def test_reads_and_appends_go_on_after_a_primary_is_killed(cluster: Cluste
     assert set(acked) <= set(seen)
     assert len(seen) == len(set(seen))
     assert seen == sorted(seen)
+
+
+async def test_each_partitions_server_run_is_its_nodes(redis_cluster: ClusterNodes) -> None:
+    """The consumer's check that Redis kept what it read asks each partition's own node:
+    on a cluster the run id comes from the primary of the partition's slot."""
+    client = cluster_client(redis_cluster.url)
+    try:
+        runs = await epochs.partition_runs(client, [("t", p) for p in range(PARTITIONS)])
+        for p in range(PARTITIONS):
+            owner = redis_cluster.primary_of(stream_key("t", p))
+            assert runs[("t", p)] == owner.client().info("server")["run_id"]
+        assert len(set(runs.values())) == 3
+    finally:
+        await client.aclose()

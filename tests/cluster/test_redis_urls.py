@@ -16,9 +16,8 @@ from redis.asyncio.cluster import RedisCluster
 
 from pipeline.errors import ConfigError
 from pipeline.settings import load_settings
-from pipeline.transport.clients import SentinelRedis, cluster_client, redis_client
+from pipeline.transport.clients import SentinelRedis, cluster_client, is_cluster, redis_client
 from pipeline.transport.driver import _joined_url
-from pipeline.transport.errors import UnsupportedTopology
 from pipeline.transport.urls import parse_redis_url
 
 SECRET = "s3cr@t/pw"
@@ -110,7 +109,7 @@ def test_settings_error_names_the_variable_and_masks_the_password(url: str) -> N
     ("url", "says"),
     [
         (f"redis+sentinel://:{SECRET}@h1:26379", "no Sentinel service name"),
-        (f"redis+cluster://:{SECRET}@127.0.0.1:1,127.0.0.1:2", "is a Redis Cluster"),
+        (f"redis+cluster://:{SECRET}@127.0.0.1:1,127.0.0.1:2", "cannot reach Redis at"),
     ],
 )
 def test_the_cli_prints_one_line_and_exits_2(url: str, says: str) -> None:
@@ -146,11 +145,14 @@ async def test_the_factory_makes_the_client_for_each_kind() -> None:
     assert sentinel.sentinel_manager is not None
     assert len(sentinel.sentinel_manager.sentinels) == 2
     await sentinel.aclose()
-    with pytest.raises(UnsupportedTopology, match="Redis Cluster"):
-        redis_client("redis+cluster://127.0.0.1:7000")
     cluster = cluster_client("redis+cluster://127.0.0.1:7000,127.0.0.1:7001")
     assert isinstance(cluster, RedisCluster)
     await cluster.aclose()
+    pooled = redis_client("redis+cluster://:pw@127.0.0.1:7000", max_connections=8)
+    assert is_cluster(pooled) and not is_cluster(single)
+    assert pooled.get_connection_kwargs()["password"] == "pw"
+    assert pooled.get_connection_kwargs()["max_connections"] == 8
+    await pooled.aclose()
 
 
 def test_a_multi_host_broker_url_reaches_the_transport_whole() -> None:

@@ -40,7 +40,6 @@ async def test_core_path_and_failover_on_sentinel(
         edge,
         watched,
         sentinel_group.primary.kill,
-        first_t=25,
         commands_probe=lambda: int(
             sentinel_group.primary.client().info("stats")["total_commands_processed"]
         ),
@@ -69,7 +68,7 @@ async def test_durable_ack_loses_no_acknowledged_sample_in_a_failover(
 
     old_port = sentinel_group.primary.port
     promotion = _promotion(sentinel_group, old_port)
-    outcome = await post_through_a_kill(edge, watched, sentinel_group.primary.kill, first_t=25)
+    outcome = await post_through_a_kill(edge, watched, sentinel_group.primary.kill)
     promoted_at = await promotion
     new_primary = sentinel_group.current_primary_port()
     outcome.stored = await stored_samples(f"redis://127.0.0.1:{new_primary}/0", watched.sid)

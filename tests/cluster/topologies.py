@@ -18,12 +18,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import redis
+from redis.crc import key_slot
 
 from pipeline.embedded import SYSTEM_REDIS, die_with_parent, free_port
 
 SERVICE = "mymaster"
 #: Sentinels call a primary down after this long without an answer.
 DOWN_AFTER_MS = 1000
+#: Cluster nodes call a primary failing after this long without an answer.
+CLUSTER_NODE_TIMEOUT_MS = 2000
 
 
 def redis_binary() -> str | None:
@@ -194,22 +197,23 @@ def _cluster_port() -> int:
 
 
 class ClusterNodes(_Servers):
-    """A Redis Cluster of ``primaries`` primaries with one replica each, on loopback,
-    created with ``redis-cli --cluster create``."""
+    """A Redis Cluster of ``primaries`` primaries with ``replicas`` replicas each, on
+    loopback, created with ``redis-cli --cluster create``."""
 
-    def __init__(self, primaries: int = 3) -> None:
+    def __init__(self, primaries: int = 3, replicas: int = 1) -> None:
         super().__init__()
         args = [
             "cluster-enabled yes",
-            "cluster-node-timeout 2000",
+            f"cluster-node-timeout {CLUSTER_NODE_TIMEOUT_MS}",
             "cluster-config-file nodes.conf",
             "cluster-require-full-coverage no",
         ]
-        nodes = [self.start("node", args, port=_cluster_port()) for _ in range(primaries * 2)]
+        count = primaries * (1 + replicas)
+        nodes = [self.start("node", args, port=_cluster_port()) for _ in range(count)]
         cli = str(Path(redis_binary() or "").with_name("redis-cli"))
         done = subprocess.run(
             [cli, "--cluster", "create", *(f"127.0.0.1:{n.port}" for n in nodes),
-             "--cluster-replicas", "1", "--cluster-yes"],
+             "--cluster-replicas", str(replicas), "--cluster-yes"],
             capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
         )  # fmt: skip
         if done.returncode != 0:
@@ -220,7 +224,7 @@ class ClusterNodes(_Servers):
         def replicas_in_sync() -> bool:
             roles = [n.client().info("replication") for n in nodes]
             linked = [r for r in roles if r["role"] == "slave" and r["master_link_status"] == "up"]
-            return len(linked) == primaries
+            return len(linked) == primaries * replicas
 
         _wait("every replica in sync with its primary", replicas_in_sync)
         for node in nodes:
@@ -241,6 +245,62 @@ class ClusterNodes(_Servers):
             [cli, "-p", str(port), *args], capture_output=True, text=True, timeout=10, check=True
         )
         return done.stdout
+
+    def node(self, port: int) -> Server:
+        return next(n for n in self.nodes if n.port == port)
+
+    def _slot_owners(self, via: Server | None = None) -> dict[int, tuple[str, int]]:
+        """slot -> (node id, port) of its primary, as a live node sees it."""
+        asker = via or next(n for n in self.nodes if n.process.poll() is None)
+        owners: dict[int, tuple[str, int]] = {}
+        for line in self.cli(asker.port, "CLUSTER", "NODES").splitlines():
+            fields = line.split()
+            if "master" not in fields[2] or "fail" in fields[2]:
+                continue
+            port = int(fields[1].split("@")[0].rsplit(":", 1)[1])
+            for part in fields[8:]:
+                if part.startswith("["):
+                    continue  # a slot being migrated or imported
+                first, _, last = part.partition("-")
+                for slot in range(int(first), int(last or first) + 1):
+                    owners[slot] = (fields[0], port)
+        return owners
+
+    def primary_of(self, key: str) -> Server:
+        """The node that serves ``key``'s slot now."""
+        return self.node(self._slot_owners()[key_slot(key.encode())][1])
+
+    def wait_for_promotion(self, key: str, old_port: int, deadline_s: float = 30.0) -> float:
+        """When (``time.monotonic()``) a live node first named another primary than
+        ``old_port`` for ``key``'s slot (polled every 20 ms)."""
+        slot = key_slot(key.encode())
+        deadline = time.monotonic() + deadline_s
+        while time.monotonic() < deadline:
+            with contextlib.suppress(subprocess.SubprocessError, OSError, StopIteration):
+                owner = self._slot_owners().get(slot)
+                if owner is not None and owner[1] != old_port:
+                    return time.monotonic()
+            time.sleep(0.02)
+        raise RuntimeError(f"no promotion within {deadline_s} s")
+
+    def move_slot(self, key: str, to_port: int, batch: int = 100) -> int:
+        """Move ``key``'s slot to the primary at ``to_port`` as ``redis-cli --cluster
+        reshard`` does (IMPORTING/MIGRATING, MIGRATE of its keys, SETSLOT NODE on every
+        primary); returns how many keys moved."""
+        slot = str(key_slot(key.encode()))
+        source_id, source_port = self._slot_owners()[int(slot)]
+        target = self.node(to_port)
+        target_id = self.cli(to_port, "CLUSTER", "MYID").strip()
+        self.cli(to_port, "CLUSTER", "SETSLOT", slot, "IMPORTING", source_id)
+        self.cli(source_port, "CLUSTER", "SETSLOT", slot, "MIGRATING", target_id)
+        source = redis.Redis(port=source_port, socket_timeout=10)
+        moved = 0
+        while keys := source.cluster("GETKEYSINSLOT", slot, batch):
+            source.migrate("127.0.0.1", target.port, list(keys), 0, 5000)
+            moved += len(keys)
+        for port in {to_port, source_port, *(p for _, p in self._slot_owners().values())}:
+            self.cli(port, "CLUSTER", "SETSLOT", slot, "NODE", target_id)
+        return moved
 
     def primary_ports(self) -> list[int]:
         """Ports of the nodes that own slots now."""
