@@ -18,6 +18,7 @@ from __future__ import annotations
 from redis.exceptions import (
     AskError,
     ClusterDownError,
+    ClusterError,
     RedisClusterUnreachableError,
     SlotNotCoveredError,
     TryAgainError,
@@ -61,7 +62,9 @@ class CommitRefused(TransportError):
 
 #: Errors after which we retry: the server is unreachable or restarting; on a cluster,
 #: a slot has no primary yet (failover), is being moved (``TRYAGAIN``) or moved on
-#: (``MOVED``/``ASK``, an ``AskError``) beyond the client's own redirections.
+#: (``MOVED``/``ASK``, an ``AskError``) beyond the client's own redirections, or the
+#: client's redirections ran out while a slot was migrating (``ClusterError``: "TTL
+#: exhausted", seen from a cluster pipeline's XREAD during a resharding).
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     RedisConnectionError,
     RedisTimeoutError,
@@ -72,6 +75,7 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     AskError,
     SlotNotCoveredError,
     RedisClusterUnreachableError,
+    ClusterError,
 )
 
 
