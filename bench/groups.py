@@ -229,6 +229,12 @@ async def _race(
     await tail_client.aclose()
     load_boards = [(ms, e) for ms, e in boards if e["ingest_ms"] >= t0 * 1000]
     latencies = [ms - e["ingest_ms"] for ms, e in load_boards]
+    # Until the agent sent it (the entry's time): the rest is the read from ``live``.
+    until_sent = [
+        sent - e["ingest_ms"]
+        for sent, (_, e) in zip(sent_ms, boards, strict=True)
+        if e["ingest_ms"] >= t0 * 1000
+    ]
     arrivals = [ms for ms, _ in load_boards]
     spacing = [b - a for a, b in itertools.pairwise(arrivals)]
     sent_spacing = [b - a for a, b in itertools.pairwise(sent_ms)]  # the agent's clock
@@ -263,6 +269,7 @@ async def _race(
         "board_bytes_median": statistics.median(len(orjson.dumps(e)) for _, e in boards),
         "seq_gapless": seqs == list(range(seqs[0], seqs[0] + len(seqs))) if seqs else False,
         "sample_to_leaderboard_ms": _percentiles(latencies),
+        "sample_to_board_sent_ms": _percentiles(until_sent),
         "background_sessions": len(background),
         "background_update_ms": _percentiles(update_ms),
         "live_loop_stall": stalls,
