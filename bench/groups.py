@@ -270,6 +270,21 @@ async def _race(
         "seq_gapless": seqs == list(range(seqs[0], seqs[0] + len(seqs))) if seqs else False,
         "sample_to_leaderboard_ms": _percentiles(latencies),
         "sample_to_board_sent_ms": _percentiles(until_sent),
+        # The three slowest boards: (ms to arrival, ms to sent, full, seq, rows).
+        "slowest_boards": sorted(
+            (
+                (
+                    round(ms - e["ingest_ms"]),
+                    sent - e["ingest_ms"],
+                    e["full"],
+                    e["seq"],
+                    len(e["rows"]),
+                )
+                for sent, (ms, e) in zip(sent_ms, boards, strict=True)
+                if e["ingest_ms"] >= t0 * 1000
+            ),
+            reverse=True,
+        )[:3],
         "background_sessions": len(background),
         "background_update_ms": _percentiles(update_ms),
         "live_loop_stall": stalls,
