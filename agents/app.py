@@ -33,6 +33,8 @@ from opentelemetry.trace import SpanKind
 from psycopg.types.json import Jsonb
 
 from agents import leaderboard as lb
+from agents.board_publisher import BoardPublisher
+from agents.group_state import BoardStore
 from agents.observability import WorkerMetrics, install
 from agents.processing import Processor
 from agents.write_behind import DeferredDeletes, Hold, OwnedTable, WriteBehind, WriteOnCommit
@@ -44,7 +46,6 @@ from pipeline.constants import (
     SAMPLES_TOPIC,
     STORE_REJECTED_KEY,
     STORE_TOPIC,
-    group_board_key,
 )
 from pipeline.db import (
     MetricRow,
@@ -85,8 +86,6 @@ STATE_WRITE_S = 3.0
 #: How often the leaderboard agent's timer looks for boards due (a group whose members
 #: went quiet still gets its last delta out within a second and this).
 BOARD_TIMER_S = 0.25
-#: How long a group's newest full board stays in Redis after its last emission.
-BOARD_TTL_S = 2 * 86_400
 
 
 def faust_data_dir(settings: Settings, app_id: str) -> Path:
@@ -198,15 +197,26 @@ def create_live_app(
     groups = app.topic(topic_prefix + GROUPS_TOPIC, partitions=partitions)
     # 500 members at 1 Hz are 500 inputs a second for one group's agent: read in batches.
     read_in_batches(app, groups.get_topic_name())
-    # One board per group (agents.leaderboard), written behind like the sessions'.
-    boards_table = app.Table(
+    # One board per group (agents.leaderboard): a small header per group and a row per
+    # member, written behind like the sessions' (agents.group_state).
+    headers = app.Table(
         "group-boards", default=None, key_type=bytes, partitions=partitions, use_partitioner=True
     )
-    boards = WriteBehind(boards_table, every_s=STATE_WRITE_S)
-    app.sensors.add(WriteOnCommit(states, boards))
+    member_rows: Any = app.tables.add(
+        OwnedTable(
+            app,
+            name="group-members",
+            default=None,
+            key_type=bytes,
+            partitions=partitions,
+            beacon=app.tables.beacon,
+        )
+    )
+    boards = BoardStore(headers, member_rows, every_s=STATE_WRITE_S)
+    app.sensors.add(WriteOnCommit(states, boards.headers, boards.members))
     metrics = install(app, app_id)
     app.livecoach_metrics = metrics  # type: ignore[attr-defined]  # for tests and benches
-    publisher = _BoardPublisher(app, redis_url, live, store, groups, topic_prefix)
+    publisher = BoardPublisher(app, redis_url, live, store, groups, topic_prefix, boards.forget)
 
     @app.agent(groups, name="leaderboard")
     async def leaderboard(stream: faust.StreamT[Any]) -> None:
@@ -220,9 +230,7 @@ def create_live_app(
                     log.warning("skipping a malformed groups record at %s", event.message.tp)
                     continue
                 key = group_key(record["group_id"])
-                board = boards.checkout(key)
-                if board is None:
-                    board = lb.new_board(record["group_id"])
+                board, _ = boards.checkout(key, record["group_id"])
                 if publisher.boards.get(key) is not board:
                     lb.request_full(board)  # new here, or recovered: start with a full board
                     publisher.boards[key] = board
@@ -231,7 +239,7 @@ def create_live_app(
                     touched.pop(key, None)
                 else:
                     touched[key] = board
-                boards.checkin(key, board, hold)
+                boards.checkin(key, board, record, hold)
             # Once per read: a board due holds every input the read brought.
             for key, board in touched.items():
                 await publisher.publish_due(key, board)
@@ -303,76 +311,6 @@ def create_live_app(
             processed("process", time.perf_counter() - started)
 
     return app
-
-
-class _BoardPublisher:
-    """Publishes a group's boards: on ``live`` (keyed by group), the full board to Redis
-    at ``group_board_key`` (with each emission, before the event), and the final
-    standings to ``store``. Holds the boards of this worker's groups in memory."""
-
-    def __init__(
-        self,
-        app: faust.App,
-        redis_url: str,
-        live: faust.TopicT,
-        store: faust.TopicT,
-        groups: faust.TopicT,
-        topic_prefix: str,
-    ) -> None:
-        self.app = app
-        self.redis_url = redis_url
-        self.live = live
-        self.store = store
-        self.groups = groups
-        #: A replay's boards stay under its own prefix (deleted with the run).
-        self.key_prefix = topic_prefix
-        self.boards: dict[bytes, lb.Board] = {}
-        self.client: Any = None
-
-    async def start(self) -> None:
-        await self.live.maybe_declare()
-        await self.store.maybe_declare()
-        if self.client is None:
-            self.client = await connect(self.redis_url)
-
-    def _owned(self, key: bytes) -> bool:
-        """Whether this worker reads the group's partition (a rebalance may have moved it)."""
-        assignment = self.app.consumer.assignment()
-        if not assignment:
-            return False
-        transport: Any = self.app.transport
-        name = self.groups.get_topic_name()
-        partition = transport.partition_for(name, key)
-        return any(tp.topic == name and tp.partition == partition for tp in assignment)
-
-    async def publish_due(self, key: bytes, board: lb.Board) -> None:
-        what = lb.due(board, time.time())
-        if what is None:
-            return
-        if not self._owned(key):
-            self.boards.pop(key, None)
-            return
-        await self.publish(key, board, full=what == "full")
-
-    async def publish(
-        self, key: bytes, board: lb.Board, *, full: bool = False, final: bool = False
-    ) -> None:
-        event, whole = lb.emit(board, time.time(), full=full, final=final)
-        if self.client is None:
-            await self.start()
-        board_key = self.key_prefix + group_board_key(board["id"])
-        if event is not None:
-            await self.client.set(board_key, orjson.dumps(whole), ex=BOARD_TTL_S)
-            # The next board is due a second after this one is sent, not after it was
-            # computed: a slow SET must not bring two boards closer than a second.
-            board["last_emit_s"] = time.time()
-            send = self.app.producer.send
-            await send(self.live.get_topic_name(), key, orjson.dumps(event), None, None, None)
-        if final:
-            standings = {"type": "group_standings", "group_id": board["id"], "rows": whole["rows"]}
-            value = orjson.dumps(standings)
-            await self.app.producer.send(self.store.get_topic_name(), key, value, None, None, None)
-            self.boards.pop(key, None)
 
 
 def _traceparents(event: faust.EventT[Any], count: int) -> list[bytes | None]:

@@ -16,6 +16,7 @@ them itself, and sends through the producer directly) and has no lag per partiti
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -38,6 +39,11 @@ from pipeline.transport.consumer import BATCH_OFFSETS_HEADER, batch_offsets
 _PROCESSING_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 #: Commit latency buckets (seconds).
 _COMMIT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+#: Event-loop stall buckets (seconds): how late a short sleep of the probe woke up.
+_STALL_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
+#: The loop probe sleeps this long between two looks at the clock.
+LOOP_PROBE_S = 0.02
 
 #: The path of the worker's metrics on its Faust web server.
 METRICS_PATH = "/metrics"
@@ -102,6 +108,18 @@ class WorkerMetrics(Sensor):
             ["group", "topic", "partition"],
             registry=r,
         )
+        self.loop_stall = Histogram(
+            "livecoach_worker_loop_stall_seconds",
+            "How late the event loop ran a 20 ms sleep: a stall of every agent of the worker",
+            buckets=_STALL_BUCKETS,
+            registry=r,
+        )
+        self.loop_stall_max = Gauge(
+            "livecoach_worker_loop_stall_max_seconds",
+            "The longest event-loop stall since the previous scrape of /metrics",
+            registry=r,
+        )
+        self._stall_max = 0.0
         self._entries_in = LabelledChildren(self.entries_in)
         self._events_out = LabelledChildren(self.events_out)
         self._processing = LabelledChildren(self.processing)
@@ -117,6 +135,17 @@ class WorkerMetrics(Sensor):
     async def on_agent_error(self, agent: Any, exc: BaseException) -> None:
         """Faust's ``on_error`` hook of an agent."""
         self.agent_errors.labels(str(getattr(agent, "name", agent))).inc()
+
+    def stalled(self, seconds: float) -> None:
+        self.loop_stall.observe(seconds)
+        self._stall_max = max(self._stall_max, seconds)
+
+    async def probe_loop(self) -> None:
+        """Measure the event loop's stalls for ever (a task of the app)."""
+        while True:
+            before = time.perf_counter()
+            await asyncio.sleep(LOOP_PROBE_S)
+            self.stalled(max(0.0, time.perf_counter() - before - LOOP_PROBE_S))
 
     # --- what Faust reports (Sensor hooks) ----------------------------------------------
 
@@ -150,6 +179,8 @@ class WorkerMetrics(Sensor):
             self.lag.labels(self.group, tp.topic, str(tp.partition)).set(lag)
 
     def exposition(self) -> bytes:
+        self.loop_stall_max.set(self._stall_max)
+        self._stall_max = 0.0  # the gauge is the longest since the scrape before
         return bytes(generate_latest(self.registry))
 
 
@@ -169,6 +200,7 @@ def install(app: faust.App, group: str) -> WorkerMetrics:
         await faust_on_error(agent, exc)
 
     app._on_agent_error = on_agent_error  # type: ignore[method-assign]
+    app.task(metrics.probe_loop)
 
     @app.page(METRICS_PATH)
     async def metrics_page(self: Any, request: Any) -> Any:

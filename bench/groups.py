@@ -32,6 +32,7 @@ from bench.pipeline import (
     _append_many,
     _percentiles,
     _redis_version,
+    _sessions,
     _until_processing,
     _Workers,
     raw_roundtrip_ms,
@@ -39,11 +40,14 @@ from bench.pipeline import (
 from bench.servers import private_servers
 from pipeline.constants import GROUPS_TOPIC, LIVE_TOPIC, group_board_key
 from pipeline.gcpolicy import full_collections_deferred
+from pipeline.models import OFFLINE_USER_ID
 from pipeline.records import group_key
 from pipeline.settings import Settings
 from pipeline.transport import streams
 from pipeline.transport.clients import redis_client
 
+#: The owner of the background sessions (bench.pipeline's bench user).
+_BG_USER = str(OFFLINE_USER_ID)
 #: gap_s from the leader's bounded history may differ from the offline figure by this.
 GAP_S_TOLERANCE = 1.0
 
@@ -112,15 +116,70 @@ async def _tail_boards(
                     sent_ms.append(timestamp_ms)  # when the agent sent it
 
 
+async def _tail_updates(
+    client: aioredis.Redis, sessions: set[str], stop: asyncio.Event, latencies: list[float]
+) -> None:
+    """The sample-to-update latency of ``sessions``' ``metrics_update`` events."""
+    positions = {p: await streams.highwater(client, LIVE_TOPIC, p) - 1 for p in range(PARTITIONS)}
+    keys = {streams.stream_key(LIVE_TOPIC, p).encode(): p for p in range(PARTITIONS)}
+    while not stop.is_set():
+        reply: Any = await client.xread(
+            {streams.stream_key(LIVE_TOPIC, p): streams.stream_id(o) for p, o in positions.items()},
+            count=5000,
+            block=200,
+        )
+        now_ms = time.time() * 1000
+        for key, entries in reply or []:
+            for entry_id, fields in entries:
+                positions[keys[key]] = streams.offset_of(entry_id)
+                event = orjson.loads(streams.decode_entry(fields)[1] or b"{}")
+                if event.get("type") == "metrics_update" and event.get("session_id") in sessions:
+                    latencies.append(now_ms - event["ingest_ms"])
+
+
+async def _loop_stalls(port: int) -> dict[str, Any]:
+    """The live worker's event-loop stalls (agents.observability's probe), from /metrics."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+    await writer.drain()
+    body = (await reader.read()).partition(b"\r\n\r\n")[2].decode()
+    writer.close()
+    out: dict[str, Any] = {}
+    for family in text_string_to_metric_families(body):
+        if family.name == "livecoach_worker_loop_stall_max_seconds":
+            out["max_ms"] = round(family.samples[0].value * 1000, 1)
+        elif family.name == "livecoach_worker_loop_stall_seconds":
+            buckets = {s.labels["le"]: s.value for s in family.samples if "le" in s.labels}
+            out["over_25ms"] = int(buckets["+Inf"] - buckets["0.025"])
+            out["over_100ms"] = int(buckets["+Inf"] - buckets["0.1"])
+    return out  # counts since the worker started; max since the scrape before
+
+
 async def _race(
-    redis_url: str, group: str, members: list[tuple[str, str]], duration_s: int, start_s: float
+    redis_url: str,
+    group: str,
+    members: list[tuple[str, str]],
+    duration_s: int,
+    start_s: float,
+    background: list[str] | None = None,
+    metrics_port: int | None = None,
 ) -> dict[str, Any]:
+    background = background or []
     client = redis_client(redis_url)
     tail_client = redis_client(redis_url)
+    updates_client = redis_client(redis_url)
     boards: list[tuple[float, dict[str, Any]]] = []
     sent_ms: list[int] = []
     stop = asyncio.Event()
     tail = asyncio.create_task(_tail_boards(tail_client, group, stop, boards, sent_ms))
+    if metrics_port is not None:
+        await _loop_stalls(metrics_port)  # the worker's start is not the race's
+    update_ms: list[float] = []
+    tail_updates = asyncio.create_task(
+        _tail_updates(updates_client, set(background), stop, update_ms)
+    )
     await asyncio.sleep(0.5)
     t0 = float(int(time.time()))
     tracks: dict[str, list[tuple[float, float]]] = {user: [] for user, _ in members}
@@ -145,8 +204,17 @@ async def _race(
                                        "distance_m": distance,
                                        "power_w": 150.0 + i % 150}]}  # fmt: skip
                 batch.append((session, orjson.dumps(record)))
+            nb = len(background)
+            for i in range(int(tick * nb * tick_s), int((tick + 1) * nb * tick_s)):
+                session = background[i]
+                record = {"kind": "samples", "session_id": session, "user_id": _BG_USER,
+                          "ingest_ms": int(time.time() * 1000),
+                          "samples": [{"session_id": session, "t": t0 + second + 1,
+                                       "power_w": 200.0, "heart_rate": 140}]}  # fmt: skip
+                batch.append((session, orjson.dumps(record)))
             if batch:
                 await _append_many(client, batch)
+    load_end_ms = time.time() * 1000
     last_t = t0 + duration_s
     deadline = time.monotonic() + 60
     while not (boards and boards[-1][1]["timestamp"] >= last_t) and time.monotonic() < deadline:
@@ -154,11 +222,32 @@ async def _race(
     await asyncio.sleep(1.5)  # the last delta of the stragglers
     stop.set()
     await tail
+    await tail_updates
+    await updates_client.aclose()
+    stalls = await _loop_stalls(metrics_port) if metrics_port is not None else {}
     stored = json.loads(await client.get(group_board_key(group)) or b"{}")
     await client.aclose()
     await tail_client.aclose()
     load_boards = [(ms, e) for ms, e in boards if e["ingest_ms"] >= t0 * 1000]
+    # Boards sent while samples still came; the board after the last sample waited for
+    # the group's next second (at most one board a second), up to 1 s: not a load figure.
+    during = [
+        ms - e["ingest_ms"]
+        for sent, (ms, e) in zip(sent_ms, boards, strict=True)
+        if e["ingest_ms"] >= t0 * 1000 and sent <= load_end_ms
+    ]
+    trailing = [
+        round(ms - e["ingest_ms"], 1)
+        for sent, (ms, e) in zip(sent_ms, boards, strict=True)
+        if e["ingest_ms"] >= t0 * 1000 and sent > load_end_ms
+    ]
     latencies = [ms - e["ingest_ms"] for ms, e in load_boards]
+    # Until the agent sent it (the entry's time): the rest is the read from ``live``.
+    until_sent = [
+        sent - e["ingest_ms"]
+        for sent, (_, e) in zip(sent_ms, boards, strict=True)
+        if e["ingest_ms"] >= t0 * 1000
+    ]
     arrivals = [ms for ms, _ in load_boards]
     spacing = [b - a for a, b in itertools.pairwise(arrivals)]
     sent_spacing = [b - a for a, b in itertools.pairwise(sent_ms)]  # the agent's clock
@@ -193,6 +282,27 @@ async def _race(
         "board_bytes_median": statistics.median(len(orjson.dumps(e)) for _, e in boards),
         "seq_gapless": seqs == list(range(seqs[0], seqs[0] + len(seqs))) if seqs else False,
         "sample_to_leaderboard_ms": _percentiles(latencies),
+        "sample_to_leaderboard_during_load_ms": _percentiles(during),
+        "boards_after_load_ms": trailing,
+        "sample_to_board_sent_ms": _percentiles(until_sent),
+        # The three slowest boards: (ms to arrival, ms to sent, full, seq, rows).
+        "slowest_boards": sorted(
+            (
+                (
+                    round(ms - e["ingest_ms"]),
+                    sent - e["ingest_ms"],
+                    e["full"],
+                    e["seq"],
+                    len(e["rows"]),
+                )
+                for sent, (ms, e) in zip(sent_ms, boards, strict=True)
+                if e["ingest_ms"] >= t0 * 1000
+            ),
+            reverse=True,
+        )[:3],
+        "background_sessions": len(background),
+        "background_update_ms": _percentiles(update_ms),
+        "live_loop_stall": stalls,
         "board_rows_full": len(stored.get("rows", [])),
         "standings_checked": len(offline),
         "standings_wrong": wrong + abs(len(live) - len(offline)),
@@ -226,24 +336,29 @@ async def _start_all(redis_url: str, group: str, members: list[tuple[str, str]])
     return now_ms / 1000.0
 
 
-def _one_run(redis_url: str, database_url: str, athletes: int, duration_s: int) -> dict[str, Any]:
+def _one_run(
+    redis_url: str, database_url: str, athletes: int, duration_s: int, background: int
+) -> dict[str, Any]:
     group, members, probe = _setup(database_url, athletes)
-    with _Workers(redis_url, database_url):
+    others = _sessions(database_url, background) if background else []
+    with _Workers(redis_url, database_url) as workers:
         start_s = uvloop.run(_start_all(redis_url, group, members))
         uvloop.run(_until_processing(redis_url, probe))
         with full_collections_deferred():
-            result = uvloop.run(_race(redis_url, group, members, duration_s, start_s))
+            result = uvloop.run(
+                _race(redis_url, group, members, duration_s, start_s, others, workers.ports["live"])
+            )
     return result
 
 
 def bench_groups(
-    settings: Settings, *, athletes: int, duration_s: int, runs: int
+    settings: Settings, *, athletes: int, duration_s: int, runs: int, background: int = 0
 ) -> dict[str, Any]:
     """``runs`` runs on fresh servers; medians over them."""
     out: dict[str, Any] = {"athletes": athletes, "duration_s": duration_s, "runs": []}
     for _ in range(runs):
         with private_servers() as (redis_url, database_url):
-            run = _one_run(redis_url, database_url, athletes, duration_s)
+            run = _one_run(redis_url, database_url, athletes, duration_s, background)
             with full_collections_deferred():
                 raw = uvloop.run(raw_roundtrip_ms(redis_url, athletes, min(duration_s, 20)))
             run["raw_xadd_xread_latency_ms"] = _percentiles(raw)
@@ -258,10 +373,23 @@ def bench_groups(
         "sample_to_leaderboard_p99_ms": statistics.median(
             r["sample_to_leaderboard_ms"]["p99"] for r in runs_
         ),
+        "during_load_p50_ms": statistics.median(
+            r["sample_to_leaderboard_during_load_ms"]["p50"] for r in runs_
+        ),
+        "during_load_p99_ms": statistics.median(
+            r["sample_to_leaderboard_during_load_ms"]["p99"] for r in runs_
+        ),
         "boards_per_s": statistics.median(r["boards_per_s"] for r in runs_),
         "raw_latency_p99_ms": statistics.median(
             r["raw_xadd_xread_latency_ms"]["p99"] for r in runs_
         ),
         "standings_wrong": max(r["standings_wrong"] for r in runs_),
+        "live_loop_stall_max_ms": statistics.median(
+            r["live_loop_stall"].get("max_ms", 0.0) for r in runs_
+        ),
     }
+    if background:
+        out["median"]["background_update_p99_ms"] = statistics.median(
+            r["background_update_ms"].get("p99", 0.0) for r in runs_
+        )
     return out

@@ -171,10 +171,13 @@ class _Workers:
             "LIVECOACH_LOG_LEVEL": "WARNING",
         }
         self.procs: list[subprocess.Popen[bytes]] = []
+        #: Each app's web port (its /metrics).
+        self.ports: dict[str, int] = {}
 
     def __enter__(self) -> _Workers:
         for app in ("live", "store"):
-            port = str(free_port())  # each app reads its own variable
+            self.ports[app] = free_port()
+            port = str(self.ports[app])  # each app reads its own variable
             env = {**self.env, "LIVECOACH_WORKER_WEB_PORT": port, "LIVECOACH_STORE_WEB_PORT": port}
             self.procs.append(subprocess.Popen(
                 [sys.executable, "-m", "pipeline.cli", "worker", "--app", app], env=env,

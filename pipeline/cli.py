@@ -609,7 +609,7 @@ def _cmd_bench_groups(args: argparse.Namespace, settings: Settings) -> int:
     for noisy in ("faust", "mode", "pipeline"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     result = bench_groups(settings, athletes=args.athletes, duration_s=args.duration,
-                          runs=args.runs)  # fmt: skip
+                          runs=args.runs, background=args.background)  # fmt: skip
     print(json.dumps(result, indent=2))
     return 0
 
@@ -867,6 +867,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--athletes", type=_positive_int, default=500)
     p.add_argument("--duration", type=_positive_int, default=60, help="seconds of load")
     p.add_argument("--runs", type=_positive_int, default=1)
+    p.add_argument(
+        "--background",
+        type=int,
+        default=0,
+        help="sessions outside the group beside it (their metrics_update latency)",
+    )
     p.set_defaults(handler=_cmd_bench_groups)
     p = bench_sub.add_parser("pipeline", help="N sessions at 1 Hz: latency, persistence, rate")
     p.add_argument("--sessions", type=_positive_int, default=1000)

@@ -139,6 +139,18 @@ async def _race_seconds(
         await asyncio.sleep(max(0.0, 1.0 - (time.monotonic() - started)))
 
 
+async def _changelog(client: aioredis.Redis, table: str) -> dict[bytes, Any]:
+    """The newest value of every key of a table's changelog (None: deleted)."""
+    values: dict[bytes, Any] = {}
+    for partition in range(PARTITIONS):
+        topic = f"livecoach-{table}-changelog"
+        for _id, fields in await client.xrange(streams.stream_key(topic, partition)):
+            key, value, _, _ = streams.decode_entry(fields)
+            assert key is not None
+            values[key] = json.loads(value) if value is not None else None
+    return values
+
+
 def _offline(athletes: list[str], tracks: dict[str, list[tuple[float, float]]]) -> list[Any]:
     return race_standings(
         [
@@ -171,6 +183,14 @@ async def test_a_live_worker_killed_mid_race_starts_again_with_a_full_board(
             await asyncio.sleep(0.2)
         after = [event for sent_ms, event in boards if sent_ms > killed_ms]
         assert after and after[0]["full"], after[:1]
+        # What the restarted worker rebuilt the board from: a small header for the
+        # group, one row per member (agents/group_state.py), never the whole board.
+        headers = await _changelog(client, "group-boards")
+        assert set(headers) == {group_key(group)}
+        assert "members" not in headers[group_key(group)]
+        rows_stored = await _changelog(client, "group-members")
+        assert set(rows_stored) == {group_key(group) + b"/" + a.encode() for a in athletes}
+        assert all(row["h"][1] for row in rows_stored.values())  # histories kept
         board: dict[str, dict[str, Any]] = {}
         for _, event in boards:
             if event["full"]:
