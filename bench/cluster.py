@@ -28,7 +28,6 @@ import contextlib
 import json
 import os
 import signal
-import statistics
 import subprocess
 import sys
 import time
@@ -40,7 +39,7 @@ import orjson
 import uvloop
 
 from bench.client import Poster, PostError
-from bench.e2e import PARTITIONS, _Load, _pct, _seed, _wait_ready
+from bench.e2e import PARTITIONS, _Load, _pct, _seed, _wait_ready, median_at
 from bench.servers import private_postgres, private_redis
 from pipeline.embedded import die_with_parent, free_port
 from pipeline.settings import Settings, load_settings
@@ -211,14 +210,7 @@ def bench_cluster(
         print(json.dumps(results[-1]), file=sys.stderr)
 
     def median(kind: str, *path: str) -> float | None:
-        values = []
-        for result in results:
-            node: Any = result[kind]
-            for part in path:
-                node = node.get(part) if isinstance(node, dict) else None
-            if isinstance(node, int | float):
-                values.append(float(node))
-        return round(statistics.median(values), 2) if values else None
+        return median_at(results, kind, *path)
 
     return {
         "params": {

@@ -62,6 +62,19 @@ from web.auth import mint_token
 PARTITIONS = 8
 
 
+def median_at(runs: list[Any], *path: str) -> float | None:
+    """The median over ``runs`` of the number at ``path`` in each (runs without one are
+    left out), to two decimals; None when no run has it."""
+    values = []
+    for run in runs:
+        node: Any = run
+        for part in path:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, int | float):
+            values.append(float(node))
+    return round(statistics.median(values), 2) if values else None
+
+
 def _pct(values: list[float]) -> dict[str, float]:
     if not values:
         return {"n": 0}
@@ -627,14 +640,7 @@ def bench_e2e(
             results.append(run)
 
     def median(path: list[str]) -> float | None:
-        values = []
-        for run in results:
-            node: Any = run
-            for part in path:
-                node = node.get(part) if isinstance(node, dict) else None
-            if isinstance(node, int | float):
-                values.append(float(node))
-        return round(statistics.median(values), 2) if values else None
+        return median_at(results, *path)
 
     return {
         "params": {
