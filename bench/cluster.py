@@ -41,7 +41,7 @@ import uvloop
 from bench.client import Poster, PostError
 from bench.e2e import PARTITIONS, _Load, _pct, _seed, _wait_ready, median_at
 from bench.servers import private_postgres, private_redis
-from pipeline.embedded import die_with_parent, free_port
+from pipeline.embedded import die_with_parent, free_port, stop_children
 from pipeline.settings import Settings, load_settings
 from tests.cluster.topologies import ClusterNodes
 
@@ -93,14 +93,7 @@ def _processes(
             )
         yield ports
     finally:
-        for proc in procs:
-            proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_children(procs)
 
 
 async def _load(

@@ -51,7 +51,7 @@ from aiohttp import web
 from bench.client import Poster, PostError
 from bench.servers import private_servers
 from pipeline.constants import LIVE_TOPIC
-from pipeline.embedded import die_with_parent, free_port
+from pipeline.embedded import die_with_parent, free_port, stop_children
 from pipeline.gcpolicy import full_collections_deferred
 from pipeline.records import session_key
 from pipeline.settings import Settings
@@ -131,14 +131,7 @@ def _stack(settings: Settings, *, workers: bool) -> Iterator[dict[str, Any]]:
                 "base": f"http://127.0.0.1:{port}",
             }
         finally:
-            for proc in procs:
-                proc.send_signal(signal.SIGTERM)
-            for proc in procs:
-                try:
-                    proc.wait(30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+            stop_children(procs)
 
 
 def _uid(n: int) -> UUID:

@@ -38,7 +38,7 @@ import uvloop
 
 from bench.servers import private_redis, private_servers
 from pipeline.constants import LIVE_TOPIC, SAMPLES_TOPIC
-from pipeline.embedded import die_with_parent, free_port
+from pipeline.embedded import die_with_parent, free_port, stop_children
 from pipeline.gcpolicy import full_collections_deferred
 from pipeline.models import OFFLINE_USER_ID
 from pipeline.records import session_key
@@ -187,13 +187,7 @@ class _Workers:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        for proc in self.procs:
-            proc.send_signal(signal.SIGTERM)
-        for proc in self.procs:
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_children(self.procs)
 
 
 #: The bench's athlete, owner of every bench session.

@@ -38,7 +38,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from pipeline.demo import DemoAthlete, DemoSample, demo_athletes
-from pipeline.embedded import check_port_free, die_with_parent, free_port
+from pipeline.embedded import check_port_free, die_with_parent, free_port, stop_children
 from pipeline.errors import ConfigError, LivecoachError
 from pipeline.migrations import migrate
 from pipeline.redaction import redact_tokens
@@ -280,15 +280,7 @@ def _children(
     try:
         yield procs
     finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_children(procs)
 
 
 def _last_lines(path: Path, count: int = 3) -> str:
