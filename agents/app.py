@@ -173,16 +173,7 @@ def create_live_app(
     sessions = app.Table(
         "sessions", default=None, key_type=bytes, partitions=partitions, use_partitioner=True
     )
-    blocks: Any = app.tables.add(
-        OwnedTable(
-            app,
-            name="decoupling-blocks",
-            default=None,
-            key_type=bytes,
-            partitions=partitions,
-            beacon=app.tables.beacon,
-        )
-    )
+    blocks = _owned_table(app, "decoupling-blocks", partitions)
     # A block key is "<session id>/<output>/<index>": its owner is the session.
     block_store = DeferredDeletes(_StrKeyed(blocks), lambda key: key.partition("/")[0].encode())
     processor = Processor(block_store=block_store, alerts=settings.alerts_enabled)
@@ -202,16 +193,7 @@ def create_live_app(
     headers = app.Table(
         "group-boards", default=None, key_type=bytes, partitions=partitions, use_partitioner=True
     )
-    member_rows: Any = app.tables.add(
-        OwnedTable(
-            app,
-            name="group-members",
-            default=None,
-            key_type=bytes,
-            partitions=partitions,
-            beacon=app.tables.beacon,
-        )
-    )
+    member_rows = _owned_table(app, "group-members", partitions)
     boards = BoardStore(headers, member_rows, every_s=STATE_WRITE_S)
     app.sensors.add(WriteOnCommit(states, boards.headers, boards.members))
     metrics = install(app, app_id)
@@ -311,6 +293,15 @@ def create_live_app(
             processed("process", time.perf_counter() - started)
 
     return app
+
+
+def _owned_table(app: faust.App, name: str, partitions: int) -> Any:
+    """A table of ``<owner>/...`` keys kept in the owner's partition (OwnedTable)."""
+    table = OwnedTable(
+        app, name=name, default=None, key_type=bytes, partitions=partitions,
+        beacon=app.tables.beacon,
+    )  # fmt: skip
+    return app.tables.add(table)
 
 
 def _traceparents(event: faust.EventT[Any], count: int) -> list[bytes | None]:
