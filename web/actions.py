@@ -252,12 +252,9 @@ class Actions:
             payload["group"] = group_payload(group)
         if metadata.get("lap_mode") in ("distance", "time"):
             payload["lap_mode"] = metadata["lap_mode"]  # the agents' auto-lap mode
-        started = row.get("started_at")
-        at_ms = None
-        if isinstance(started, str):  # the row as the edge answers it: ISO 8601 UTC
-            started = dt.datetime.fromisoformat(started.replace("Z", "+00:00"))
-        if isinstance(started, dt.datetime):
-            at_ms = int(started.timestamp() * 1000)
+        # The row as the store and the edge give it: started_at in ISO 8601 UTC ("...Z").
+        started = dt.datetime.fromisoformat(str(row["started_at"]).replace("Z", "+00:00"))
+        at_ms = int(started.timestamp() * 1000)
         await self.control(row["id"], athlete, "start", at_ms=at_ms, payload=payload)
 
     async def lifecycle(
