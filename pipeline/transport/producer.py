@@ -37,7 +37,7 @@ from faust.exceptions import ProducerSendError
 from faust.transport.producer import Producer as FaustProducer
 from faust.types import TP
 from faust.types.tuples import RecordMetadata
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import ResponseError
 
 from pipeline.transport import streams
 from pipeline.transport.clients import connect
@@ -340,7 +340,7 @@ class Producer(FaustProducer):
             for (tp_key, items, sequence), result in zip(todo, results, strict=True):
                 topic, partition, _, _ = tp_key
                 if isinstance(result, Exception):
-                    if isinstance(result, NoScriptError) or "NOSCRIPT" in str(result):
+                    if streams.script_missing(result):
                         reload = True
                         retry.append((tp_key, items, sequence))
                     elif isinstance(result, TRANSIENT_ERRORS):

@@ -7,9 +7,11 @@ writes topics without Faust (the web edge). This module is the stable, Faust-fre
   hash tag keeps each partition on one Cluster slot while spreading partitions.
 * Offsets are consecutive integers per partition: offset ``o`` is stored under the
   explicit stream id ``0-<o+1>`` (:func:`stream_id`, :func:`offset_of`). Redis 7 fills
-  in the sequence itself (``XADD key 0-* ...``); Redis 6.2 has no ``0-*``, so a Lua
-  script (loaded once, called by sha, reloaded after ``NOSCRIPT``) computes it from the
-  stream's ``last-generated-id``. Both survive trimming and restarts with AOF.
+  in the sequence itself (``XADD key 0-* ...``); Redis 6.2 has no ``0-*``, so the
+  append computes it from the stream's ``last-generated-id``. Both survive trimming and
+  restarts with AOF. The append is a Lua function on Redis 7 (``FCALL``) and the same
+  code as a script on 6.2 (``EVALSHA``); either is loaded once and again when Redis
+  answers that it lacks it (:func:`script_missing`).
 * An entry has the fields ``v`` (value bytes), ``t`` (timestamp in ms), ``k`` (key
   bytes, absent for a ``None`` key) and ``h.<name>`` per header. A ``None`` value (a
   tombstone: Faust's table delete) has no ``v`` field and reads back as ``None``.
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
 import json
 import logging
 import time
@@ -203,7 +206,8 @@ def decode_entry(fields: Fields) -> Decoded:
 #       state TTL ms, sequence window, fence token ('': unfenced), epochs kept,
 #       lease end (server ms; 0: none), then per entry: field count, fields...
 # Returns {first offset, 1 if the batch was a repeat else 0}.
-_APPEND_LUA = """
+# The body calls server_run(), which the two wrappers below define.
+_APPEND_BODY = """
 local stream, state, epochs, fence = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local lease_end = tonumber(ARGV[8])
 if lease_end > 0 then
@@ -224,13 +228,13 @@ end
 local bseq = tonumber(ARGV[3])
 local last = 0
 if bseq > 0 then
-  local done = redis.call('HGET', state, ARGV[3])
-  if done then
+  local got = redis.call('HMGET', state, ARGV[3], 'last')
+  if got[1] then
     -- A write, so that a WAIT after this call also covers the first attempt's append.
     redis.call('PEXPIRE', state, ARGV[4])
-    return {tonumber(done), 1}
+    return {tonumber(got[1]), 1}
   end
-  last = tonumber(redis.call('HGET', state, 'last') or '0')
+  last = tonumber(got[2] or '0')
   if bseq <= last - tonumber(ARGV[5]) then
     return redis.error_reply('OUTOFORDER batch ' .. ARGV[3] .. ' for ' .. stream ..
       ' is older than the last ' .. ARGV[5])
@@ -257,23 +261,21 @@ local first = -1
 local i = 9
 while i <= #ARGV do
   local n = tonumber(ARGV[i])
-  local args
   local id = '0-*'
   if not autogen then
     seq = seq + 1
     id = '0-' .. seq
   end
+  local added
   if maxlen > 0 then
-    args = {'XADD', stream, 'MAXLEN', '~', maxlen, id}
+    added = redis.call('XADD', stream, 'MAXLEN', '~', maxlen, id, unpack(ARGV, i + 1, i + n))
   else
-    args = {'XADD', stream, id}
+    added = redis.call('XADD', stream, id, unpack(ARGV, i + 1, i + n))
   end
-  for j = i + 1, i + n do args[#args + 1] = ARGV[j] end
-  local added = redis.call(unpack(args))
   if first < 0 then first = tonumber(string.sub(added, 3)) - 1 end
   i = i + n + 1
 end
-local run = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')
+local run = server_run()
 local top = redis.call('LINDEX', epochs, 0)
 if not top or string.sub(top, 1, #run) ~= run then
   redis.call('LPUSH', epochs, run .. ':' .. first)
@@ -287,6 +289,33 @@ end
 return {first, 0}
 """
 
+_RUN_ID = "string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')"
+
+#: Redis 6.2: a script, called by sha; it reads the run id (INFO, ~10 us) at every call.
+_APPEND_LUA = f"""
+local function server_run() return {_RUN_ID} end
+{_APPEND_BODY}"""
+
+#: Redis 7: the same body as a function, which keeps the run id in its library (an
+#: upvalue) once read. A library lives in one server process and is loaded afresh by
+#: every start (from the data, or by us after "Function not found"), so the value kept
+#: is always the current run's. Named by a hash of its text: two livecoach versions
+#: sharing a Redis each call their own.
+_APPEND_LIBRARY_TEMPLATE = f"""#!lua name=NAME
+local run = nil
+local function server_run()
+  if not run then run = {_RUN_ID} end
+  return run
+end
+redis.register_function('NAME', function(KEYS, ARGV)
+{_APPEND_BODY}
+end)
+"""
+_APPEND_FUNCTION_NAME = (
+    "livecoach_append_" + hashlib.sha1(_APPEND_LIBRARY_TEMPLATE.encode()).hexdigest()[:12]
+)
+_APPEND_LIBRARY = _APPEND_LIBRARY_TEMPLATE.replace("NAME", _APPEND_FUNCTION_NAME)
+
 #: Server runs remembered per partition (see :mod:`pipeline.transport.epochs`).
 EPOCHS_KEPT = 16
 
@@ -295,7 +324,9 @@ EPOCHS_KEPT = 16
 class _ServerInfo:
     #: Redis 7: ``XADD key 0-*``, and ``XGROUP SETID ... ENTRIESREAD`` (so XINFO shows lag).
     has_seq_autogen: bool
-    script_sha: str | None = None
+    #: The append command's first two words once loaded: ("EVALSHA", sha) on 6.2,
+    #: ("FCALL", name) on 7.
+    append_call: tuple[str, str] | None = None
     #: topic -> (when read, its retention): appends look it up once per refresh.
     retentions: dict[str, tuple[float, Retention | None]] = field(default_factory=dict)
 
@@ -325,10 +356,28 @@ async def tracks_entries_read(redis: aioredis.Redis) -> bool:
     return (await _server(redis)).has_seq_autogen
 
 
-async def _script_sha(redis: aioredis.Redis, info: _ServerInfo, reload: bool = False) -> str:
-    if info.script_sha is None or reload:
-        info.script_sha = str(await redis.script_load(_APPEND_LUA))
-    return info.script_sha
+async def _load_append(redis: aioredis.Redis, info: _ServerInfo, reload: bool = False) -> None:
+    if info.append_call is not None and not reload:
+        return
+    if not info.has_seq_autogen:  # 6.2: no functions
+        info.append_call = ("EVALSHA", str(await redis.script_load(_APPEND_LUA)))
+        return
+    try:
+        await redis.function_load(_APPEND_LIBRARY)
+    except ResponseError as exc:
+        if "already exists" not in str(exc):
+            raise
+    info.append_call = ("FCALL", _APPEND_FUNCTION_NAME)
+
+
+def script_missing(exc: BaseException) -> bool:
+    """Whether Redis answered that it lacks the append script or function: it restarted
+    without its data, was flushed, or is a node that never had it. Load it again."""
+    if isinstance(exc, NoScriptError):
+        return True
+    return isinstance(exc, ResponseError) and (
+        "NOSCRIPT" in str(exc) or "Function not found" in str(exc)
+    )
 
 
 def _flatten(fields: Mapping[bytes, bytes]) -> list[bytes]:
@@ -382,7 +431,8 @@ def append_command(
     fence: str = "",
     lease_end_ms: int = 0,
 ) -> tuple[bytes | str | int, ...]:
-    """The ``EVALSHA`` command that appends ``entries`` (see :func:`queue_append`)."""
+    """The ``FCALL`` (7) or ``EVALSHA`` (6.2) that appends ``entries`` (see
+    :func:`queue_append`)."""
     args: list[bytes | str | int] = [
         maxlen or 0,
         1 if server.has_seq_autogen else 0,
@@ -397,11 +447,10 @@ def append_command(
         flat = _flatten(encode_entry(k, v, h, ts))
         args.append(len(flat))
         args.extend(flat)
-    assert server.script_sha is not None
+    assert server.append_call is not None
     producer = producer_key(topic, partition, identity.producer_id if identity else "-")
     return (
-        "EVALSHA",
-        server.script_sha,
+        *server.append_call,
         4,
         stream_key(topic, partition),
         producer,
@@ -430,7 +479,7 @@ def append_result(result: Any, count: int) -> tuple[list[int], bool]:
 async def prepare(redis: aioredis.Redis, *, reload_script: bool = False) -> _ServerInfo:
     """Server capabilities and the loaded append script, for :func:`queue_append`."""
     info = await _server(redis)
-    await _script_sha(redis, info, reload=reload_script)
+    await _load_append(redis, info, reload=reload_script)
     return info
 
 
@@ -478,7 +527,7 @@ async def append_many(
 
     Idempotent: each partition's batch carries a sequence number of ``identity`` (by
     default one identity per process), so a retry after a lost reply (redis-py's, or the
-    one here after ``NOSCRIPT``) returns the offsets of the first attempt instead of
+    one here after the script went missing) returns the offsets of the first attempt instead of
     appending again. Raises on the first partition Redis refused (none of the batch is
     acknowledged then; partitions that went through keep their records).
     """
@@ -506,7 +555,9 @@ async def append_many(
                 results = await replicated.execute_with_wait(
                     redis, commands, replicas=replicas, timeout_ms=replica_timeout_ms
                 )
-            except NoScriptError:
+            except ResponseError as exc:
+                if not script_missing(exc):
+                    raise
                 reload = True  # a promoted replica may not have the script
                 continue
             return {
@@ -524,7 +575,9 @@ async def append_many(
                 pipe.execute_command("WAIT", replicas, replica_timeout_ms)
             try:
                 results = await pipe.execute(raise_on_error=True)
-            except NoScriptError:
+            except ResponseError as exc:
+                if not script_missing(exc):
+                    raise
                 reload = True  # the server restarted and forgot the script
                 continue
         if replicas:

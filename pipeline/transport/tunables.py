@@ -37,7 +37,7 @@ class Tunables:
     #: :mod:`.idempotence`).
     producer_state_ttl_s: float = 3600.0
     #: Event-loop turns the producer's sender yields before writing a batch.
-    producer_linger_turns: int = 32
+    producer_linger_turns: int = 4
     #: Seconds after which a consumer group that was not seen no longer holds back
     #: retention (see :mod:`.topics`).
     group_expiry_s: float = 7 * 24 * 3600.0

@@ -10,6 +10,7 @@ from aiokafka.partitioner import murmur2 as aiokafka_murmur2  # type: ignore[imp
 
 from pipeline.transport import streams
 from pipeline.transport.errors import TopicError
+from pipeline.transport.keys import epochs_key
 
 pytestmark = pytest.mark.integration
 
@@ -67,11 +68,18 @@ async def test_append_consecutive_offsets(versioned_url: str) -> None:
 
 
 async def test_script_reloaded_after_flush(versioned_url: str) -> None:
+    """The append (a script on 6.2, a function on 7) is loaded again once Redis lost it,
+    and the run id the function keeps is this server's (the first append of the run put
+    it on the partition's epochs list)."""
     r = aioredis.Redis.from_url(versioned_url)
     try:
         assert await streams.append(r, "t", 1, [(None, b"a", None, 1)]) == [0]
         await r.script_flush()
+        if int((await r.info("server"))["redis_version"].split(".")[0]) >= 7:
+            await r.function_flush()
         assert await streams.append(r, "t", 1, [(None, b"b", None, 2)]) == [1]
+        run = (await r.info("server"))["run_id"]
+        assert await r.lrange(epochs_key("t", 1), 0, -1) == [f"{run}:0".encode()]
     finally:
         await r.aclose()
 

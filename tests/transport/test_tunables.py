@@ -16,19 +16,19 @@ from pipeline.transport.tunables import Tunables
 def test_defaults_without_settings() -> None:
     tunables, url = Tunables.load("redis://127.0.0.1:6379/0", environ={})
     assert tunables == Tunables()
-    assert tunables.compaction_interval_s == 5.0 and tunables.producer_linger_turns == 32
+    assert tunables.compaction_interval_s == 5.0 and tunables.producer_linger_turns == 4
     assert url == "redis://127.0.0.1:6379/0"
 
 
 def test_the_url_wins_over_the_environment_and_keeps_redis_options() -> None:
     environ = {"LIVECOACH_COMPACTION_INTERVAL_S": "60", "LIVECOACH_GROUP_EXPIRY_S": "90"}
     tunables, url = Tunables.load(
-        "redis://u:p@h:7000/2?socket_timeout=5&compaction_interval_s=2.5&producer_linger_turns=4",
+        "redis://u:p@h:7000/2?socket_timeout=5&compaction_interval_s=2.5&producer_linger_turns=16",
         environ=environ,
     )
     assert tunables.compaction_interval_s == 2.5  # URL over environment
     assert tunables.group_expiry_s == 90.0  # environment over default
-    assert tunables.producer_linger_turns == 4
+    assert tunables.producer_linger_turns == 16
     assert url == "redis://u:p@h:7000/2?socket_timeout=5"
 
 
