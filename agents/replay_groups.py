@@ -4,7 +4,8 @@ leaderboard included, and its final standings compared with the stored ones.
 The members' sessions come from PostgreSQL (:func:`agents.replay_sources.from_database`),
 each given its membership as the edge gave it live: the group on its start record
 when it joined at the start, else an ``action: "group"`` record at ``joined_at``, and
-one leaving it at ``left_at`` (the samples are split at those times, by sample time).
+one leaving it at ``left_at`` (the samples are split at those times, by sample time;
+a ``left_at`` at or after the session's stop is the stop's: no leave).
 Once every session stopped, the replay waits until each member's last input is on the
 run's ``groups`` topic, appends the group's ``finished`` record after them, and reads
 the final board: its rows against ``live_group_standings``. Isolation is
@@ -121,6 +122,9 @@ def with_membership(
         join = {**base, "kind": "control", "action": "group", "ingest_ms": joined_ms,
                 "at_ms": joined_ms, "payload": {"group": group}}  # fmt: skip
         out = [*before, join, *after]
+    stops = [int(r.get("at_ms", 0)) for r in records if r.get("action") == "stop"]
+    if left_ms is not None and stops and left_ms >= stops[-1]:
+        left_ms = None  # the stop ended the membership (its ``left_at``): it stopped in it
     if left_ms is not None:
         before, after = _split(out, left_ms)
         leave = {**base, "kind": "control", "action": "group", "ingest_ms": left_ms,
