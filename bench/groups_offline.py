@@ -16,7 +16,7 @@ sample: 1 s; at most 10 s) as targeted when its interval has a target, and as in
 when its value of the interval's first target (power, else pace = 1000 / speed s/km,
 else heart rate) is within the range, ends included. NP is DOMAIN.md's (30 s rolling
 mean of power with partial windows at the start, 4th power, mean, 4th root; samples
-without power left out).
+without power left out); W/kg the mean power of the last 3 s over the weight.
 """
 
 from __future__ import annotations
@@ -110,6 +110,7 @@ class Rider:
     power_w: np.ndarray
     speed_m_s: np.ndarray
     heart_rate: np.ndarray
+    weight_kg: float | None = None
 
 
 def _first_target(interval: dict[str, Any]) -> tuple[str, float, float] | None:
@@ -152,10 +153,14 @@ def class_figures(rider: Rider, plan: dict[str, Any], class_start_s: float) -> d
         targeted += dt
         if low <= value <= high:  # NaN (not measured) is never within
             in_target += dt
+    # W/kg: the mean power of the last 3 s of samples over the weight.
+    last = (rider.t > rider.t[-1] - 3.0) & ~np.isnan(rider.power_w)
+    power_3s = float(rider.power_w[last].mean()) if last.any() else None
     return {
         "pct_target": 100.0 * in_target / targeted if targeted > 0 else None,
         "time_in_zone_s": in_target,
         "np_w": _np_w(rider.t, rider.power_w),
+        "w_per_kg": power_3s / rider.weight_kg if power_3s and rider.weight_kg else None,
     }
 
 
@@ -174,6 +179,7 @@ def class_standings(
             "pct_target": None if pct is None else round(pct, 1),
             "time_in_zone_s": round(figures["time_in_zone_s"], 1),
             "np_w": None if figures["np_w"] is None else round(figures["np_w"], 1),
+            "w_per_kg": None if figures["w_per_kg"] is None else round(figures["w_per_kg"], 2),
         })  # fmt: skip
     ranked = sorted(
         (r for r in rows if r["pct_target"] is not None),

@@ -46,6 +46,7 @@ PLAN = {"name": "2 x 20 s", "intervals": [
 #: rider under the targets drops out for 14 s (its next sample counts 10 s at most).
 LAST = 86
 FIRST = {LATE: 40}
+WEIGHT_KG = {HOLDS: 75.0, UNDER: 60.0, OVER: 80.0, LATE: 70.0, NO_POWER: 65.0}
 GAPS = {UNDER: range(56, 70)}
 REMOVED_AT = 40
 
@@ -96,7 +97,7 @@ def _offline(athletes: list[UUID]) -> list[dict[str, Any]]:
         riders.append(Rider(
             str(athlete), np.array([SAMPLES_T0 + i for i in seconds]),
             np.array([math.nan if p is None else p for p in power]),
-            np.full(len(seconds), 8.0), np.full(len(seconds), 150.0),
+            np.full(len(seconds), 8.0), np.full(len(seconds), 150.0), WEIGHT_KG.get(athlete),
         ))  # fmt: skip
     return class_standings(riders, PLAN, CLASS_START)
 
@@ -133,6 +134,10 @@ async def test_a_class_ranks_by_target_held_as_offline_and_replays_the_same(
         for athlete in athletes[1:]:
             conn.execute("INSERT INTO coach_athletes (coach_id, athlete_id) VALUES (%s, %s)",
                          (COACH, athlete))  # fmt: skip
+    for athlete, weight in WEIGHT_KG.items():  # for W/kg
+        status, _ = await call(edge, "PUT", f"/athletes/{athlete}/thresholds", athlete,
+                               "athlete", {"weight_kg": weight})  # fmt: skip
+        assert status == 200
     status, group = await call(edge, "POST", "/groups", COACH, "coach",
                                {"name": "spin", "sport": "ride", "kind": "class",
                                 "starts_at": CLASS_START, "plan": PLAN})  # fmt: skip
@@ -189,11 +194,14 @@ async def test_a_class_ranks_by_target_held_as_offline_and_replays_the_same(
             {k: r[k] for k in keys} for r in want
         ]
         for row, expected in zip(board["rows"], want, strict=True):
+            assert row["w_per_kg"] == expected["w_per_kg"], (row, expected)
             if expected["np_w"] is None:
                 assert row["np_w"] is None, row
             else:
                 assert row["np_w"] == pytest.approx(expected["np_w"], abs=1.0), (row, expected)
-        print("\nclass board:", [{k: r[k] for k in (*keys, "np_w")} for r in board["rows"]])
+        shown = (*keys, "np_w", "w_per_kg")
+        print("\nclass board:", [{k: r[k] for k in shown} for r in board["rows"]])
+        print("offline:", [{k: r[k] for k in shown} for r in want])
 
         # The removed member: one delta named them in ``removed``; no board after it
         # has them; their membership row is gone.
