@@ -60,8 +60,9 @@ async def group_from_database(database_url: str, group_id: str) -> RecordedGroup
         if row is None:
             raise ReplayError(f"no group {group_id}")
         await cur.execute(
-            "SELECT session_id, joined_at, left_at FROM live_group_members"
-            " WHERE group_id = %s AND session_id IS NOT NULL ORDER BY joined_at",
+            "SELECT m.session_id, m.joined_at, m.left_at, m.joined_at <= s.started_at AS at_start"
+            " FROM live_group_members m JOIN live_training_sessions s ON s.id = m.session_id"
+            " WHERE m.group_id = %s ORDER BY m.joined_at",
             (group_id,),
         )
         members = await cur.fetchall()
@@ -80,8 +81,10 @@ async def group_from_database(database_url: str, group_id: str) -> RecordedGroup
     for member in members:
         found = await from_database(database_url, Selection(session_id=member["session_id"]))
         for session in found:
+            # Joined with its start: at the start (compared before any rounding to ms).
+            joined = None if member["at_start"] else _ms(member["joined_at"])
             session.records = with_membership(
-                session.records, group, _ms(member["joined_at"]), _ms(member["left_at"])
+                session.records, group, joined, _ms(member["left_at"])
             )
             sessions.append(session)
     return RecordedGroup(str(row["id"]), group, sessions, standings)

@@ -14,9 +14,10 @@ here) run on the class clock from its start; a sample at or after the class star
 the plan's end, counts the time since the session's sample before it (the first
 sample: 1 s; at most 10 s) as targeted when its interval has a target, and as in target
 when its value of the interval's first target (power, else pace = 1000 / speed s/km,
-else heart rate) is within the range, ends included. NP is DOMAIN.md's (30 s rolling
-mean of power with partial windows at the start, 4th power, mean, 4th root; samples
-without power left out); W/kg the mean power of the last 3 s over the weight.
+else heart rate) is within the range, ends included. NP is DOMAIN.md's as
+docs/metrics.md pins it down (a 30-sample rolling mean of power with partial windows at
+the start, 4th power, mean over the samples, 4th root; a sample without power is 0 W);
+W/kg the mean power of the last 3 s over the weight.
 """
 
 from __future__ import annotations
@@ -121,12 +122,11 @@ def _first_target(interval: dict[str, Any]) -> tuple[str, float, float] | None:
     return None
 
 
-def _np_w(t: np.ndarray, power: np.ndarray) -> float | None:
-    has = ~np.isnan(power)
-    if not has.any():
+def _np_w(power: np.ndarray) -> float | None:
+    if np.isnan(power).all():
         return None
-    t, power = t[has], power[has]
-    rolling = np.array([power[(t > ti - 30.0) & (t <= ti)].mean() for ti in t])
+    watts = np.nan_to_num(power, nan=0.0)  # a sample without power: 0 W
+    rolling = np.array([watts[max(0, i - 29) : i + 1].mean() for i in range(len(watts))])
     return float(np.mean(rolling**4) ** 0.25)
 
 
@@ -159,7 +159,7 @@ def class_figures(rider: Rider, plan: dict[str, Any], class_start_s: float) -> d
     return {
         "pct_target": 100.0 * in_target / targeted if targeted > 0 else None,
         "time_in_zone_s": in_target,
-        "np_w": _np_w(rider.t, rider.power_w),
+        "np_w": _np_w(rider.power_w),
         "w_per_kg": power_3s / rider.weight_kg if power_3s and rider.weight_kg else None,
     }
 
