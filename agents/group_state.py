@@ -18,7 +18,8 @@ The working copy of a board stays in memory (:attr:`BoardStore.working`); it is
 rebuilt from the tables when this worker has none, or when the table's header is not
 the one this worker last wrote or read (another worker wrote the group meanwhile: a
 rebalance). The published rows (``pub``) are not stored: a rebuilt board's first
-emission is a full board anyway.
+emission is a full board anyway. A member the coach removed is written as
+:data:`REMOVED` (a rebuilt board does not bring it back).
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ from agents.write_behind import Hold, WriteBehind
 
 #: Board keys not in its header: stored per member, or not at all.
 _NOT_IN_HEADER = ("members", "pub")
+#: The stored row of a member removed from the group (a rebuilt board skips it).
+REMOVED: dict[str, Any] = {"removed": True}
 
 
 def member_key(group: bytes, athlete: str) -> bytes:
@@ -81,7 +84,7 @@ class BoardStore:
         for stored, dirty in self.members.dirty.items():  # not written yet: newer
             if stored.startswith(prefix):
                 found[stored[len(prefix) :].decode()] = dirty.state
-        return found
+        return {athlete: row for athlete, row in found.items() if row and row.get("in")}
 
     def checkin(self, key: bytes, board: lb.Board, record: dict[str, Any], hold: Hold) -> None:
         """``board`` holds ``record`` (one of ``hold``'s event): write what it changed."""
@@ -89,6 +92,10 @@ class BoardStore:
         member = board["members"].get(str(athlete)) if athlete is not None else None
         if member is not None:
             self.members.checkin(member_key(key, str(athlete)), member, hold)
+        elif record.get("action") == "removed":
+            removed = (record.get("payload") or {}).get("athlete_id")
+            if removed is not None and str(removed) not in board["members"]:
+                self.members.checkin(member_key(key, str(removed)), REMOVED, hold)
         self.headers.checkin(key, board, hold)
 
     def forget(self, key: bytes) -> None:

@@ -31,7 +31,14 @@ holds only the rows whose published figures changed (figures are rounded as
 published, so a change nobody could see sends nothing); a full board every
 :data:`FULL_EVERY_S`, on :func:`request_full` (a group created, a board recovered
 after a restart) and when the group finishes (``final``). Members stay on the board
-once there (``left``, ``stopped``): ``removed`` is always empty today.
+once there (``left``, ``stopped``) unless the coach removes them (a ``removed``
+control): the next delta lists them in ``removed`` and no later board has them.
+
+A removed member's session may still be sending inputs (the ones it made before its
+``group`` control with ``left`` reached the live agent, and that last ``left`` input):
+when the edge says so (``payload.leaving``), the session is remembered in the board's
+``gone`` until its ``left`` (or ``stopped``) input arrives, and its inputs till then are
+dropped; a later input of the same session is a new membership (re-invited, joined).
 """
 
 from __future__ import annotations
@@ -86,6 +93,8 @@ def new_board(group_id: str, group: dict[str, Any] | None = None) -> Board:
         "ingest_ms": 0,
         "t": None,
         "finished": False,
+        #: Athlete id -> the session of a removed member whose last input is to come.
+        "gone": {},
         "changed": False,
         "full_due": True,
         "last_emit_s": None,
@@ -108,6 +117,10 @@ def apply(board: Board, record: dict[str, Any]) -> bool:
         if action == "finished":
             board["finished"] = True
             return True
+        if action == "removed":
+            if not board["finished"]:
+                _remove(board, payload)
+            return False
         board["full_due"] = True  # created: everyone gets the board from the start
         return False
     if board["finished"]:
@@ -119,9 +132,27 @@ def apply(board: Board, record: dict[str, Any]) -> bool:
     return False
 
 
+def _remove(board: Board, payload: dict[str, Any]) -> None:
+    athlete = str(payload.get("athlete_id"))
+    member = board["members"].pop(athlete, None)
+    session = payload.get("session_id")
+    if member is not None:
+        session = session or member["in"]["session_id"]
+    if payload.get("leaving") and session is not None:
+        board.setdefault("gone", {})[athlete] = str(session)
+    board["changed"] = True
+
+
 def _apply_input(board: Board, record: dict[str, Any]) -> None:
     athlete = str(record["athlete_id"])
     session = str(record["session_id"])
+    gone = board.get("gone")
+    if gone and gone.get(athlete) == session:
+        # A removed member's input made before its session heard it left: dropped. Its
+        # last (``left``/``stopped``) ends that membership.
+        if record.get("status") in ("left", "stopped"):
+            del gone[athlete]
+        return
     members = board["members"]
     member = members.get(athlete)
     if member is None or member["in"]["session_id"] != session:
@@ -261,8 +292,8 @@ def due(board: Board, now_s: float) -> str | None:
     last = board["last_emit_s"]
     if last is not None and now_s - last < EMIT_INTERVAL_S:
         return None
-    if not board["members"]:
-        return None
+    if not board["members"] and not board["pub"]:
+        return None  # nothing to show, and nothing shown to take back
     last_full = board["last_full_s"]
     if board["full_due"] or last_full is None or now_s - last_full >= FULL_EVERY_S:
         return "full"
@@ -279,19 +310,23 @@ def emit(
     full = full or final
     board["changed"] = False
     changed = rows if full else [r for r in rows if published.get(r["athlete_id"]) != r]
+    current = {row["athlete_id"]: row for row in rows}
+    removed = [] if full else sorted(set(published) - set(current))
     event: Event | None = None
-    if changed or full:
+    if changed or full or removed:
         board["seq"] += 1
-        board["pub"] = {row["athlete_id"]: row for row in rows}
+        board["pub"] = current
         board["last_emit_s"] = now_s
         if full:
             board["full_due"] = False
             board["last_full_s"] = now_s
-        event = _event(board, changed, full=full, final=final)
+        event = _event(board, changed, full=full, final=final, removed=removed)
     return event, _event(board, rows, full=True, final=final)
 
 
-def _event(board: Board, rows: list[Row], *, full: bool, final: bool) -> Event:
+def _event(
+    board: Board, rows: list[Row], *, full: bool, final: bool, removed: list[str] | None = None
+) -> Event:
     group_id = board["id"]
     t = board["t"]
     return {
@@ -304,6 +339,6 @@ def _event(board: Board, rows: list[Row], *, full: bool, final: bool) -> Event:
         "final": final,
         "ingest_ms": board["ingest_ms"],
         "rows": rows,
-        "removed": [],
+        "removed": removed or [],
         "channels": [group_channel(group_id)],
     }

@@ -240,6 +240,10 @@ class Processor:
                     weight_kg=state.get("weight_kg"),
                 )
             )
+            if metrics.state == "stopped":
+                # Its last input (``stopped``) is out: a later ``group`` control (a leave
+                # or a removal racing the stop) does not turn it into ``left``.
+                state["group"] = None
         if metrics.state == "stopped" or len(self._live) >= _LIVE_CACHE_MAX:
             self._live.pop(session_id, None)
             if len(self._live) >= _LIVE_CACHE_MAX:

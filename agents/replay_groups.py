@@ -4,7 +4,8 @@ leaderboard included, and its final standings compared with the stored ones.
 The members' sessions come from PostgreSQL (:func:`agents.replay_sources.from_database`),
 each given its membership as the edge gave it live: the group on its start record
 when it joined at the start, else an ``action: "group"`` record at ``joined_at``, and
-one leaving it at ``left_at`` (the samples are split at those times, by sample time).
+one leaving it at ``left_at`` (the samples are split at those times, by sample time;
+a ``left_at`` at or after the session's stop is the stop's: no leave).
 Once every session stopped, the replay waits until each member's last input is on the
 run's ``groups`` topic, appends the group's ``finished`` record after them, and reads
 the final board: its rows against ``live_group_standings``. Isolation is
@@ -59,8 +60,9 @@ async def group_from_database(database_url: str, group_id: str) -> RecordedGroup
         if row is None:
             raise ReplayError(f"no group {group_id}")
         await cur.execute(
-            "SELECT session_id, joined_at, left_at FROM live_group_members"
-            " WHERE group_id = %s AND session_id IS NOT NULL ORDER BY joined_at",
+            "SELECT m.session_id, m.joined_at, m.left_at, m.joined_at <= s.started_at AS at_start"
+            " FROM live_group_members m JOIN live_training_sessions s ON s.id = m.session_id"
+            " WHERE m.group_id = %s ORDER BY m.joined_at",
             (group_id,),
         )
         members = await cur.fetchall()
@@ -79,8 +81,10 @@ async def group_from_database(database_url: str, group_id: str) -> RecordedGroup
     for member in members:
         found = await from_database(database_url, Selection(session_id=member["session_id"]))
         for session in found:
+            # Joined with its start: at the start (compared before any rounding to ms).
+            joined = None if member["at_start"] else _ms(member["joined_at"])
             session.records = with_membership(
-                session.records, group, _ms(member["joined_at"]), _ms(member["left_at"])
+                session.records, group, joined, _ms(member["left_at"])
             )
             sessions.append(session)
     return RecordedGroup(str(row["id"]), group, sessions, standings)
@@ -121,6 +125,9 @@ def with_membership(
         join = {**base, "kind": "control", "action": "group", "ingest_ms": joined_ms,
                 "at_ms": joined_ms, "payload": {"group": group}}  # fmt: skip
         out = [*before, join, *after]
+    stops = [int(r.get("at_ms", 0)) for r in records if r.get("action") == "stop"]
+    if left_ms is not None and stops and left_ms >= stops[-1]:
+        left_ms = None  # the stop ended the membership (its ``left_at``): it stopped in it
     if left_ms is not None:
         before, after = _split(out, left_ms)
         leave = {**base, "kind": "control", "action": "group", "ingest_ms": left_ms,

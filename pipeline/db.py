@@ -139,6 +139,7 @@ async def finish_session(
     summary: dict[str, Any],
 ) -> UUID | None:
     """Store the summary of a stopped session once; return the training_sessions id.
+    The session's group membership, if any, ends (``left_at``: ``ended_at``).
 
     The sport is the live session's (``metadata.sport``), else ``sport``, else
     ``'ride'`` (the column's default). Returns None
@@ -154,6 +155,12 @@ async def finish_session(
         ).fetchone()
         if row is None:
             return None
+        # A stop ends the session's group membership, as a leave does (docs/groups.md).
+        await conn.execute(
+            "UPDATE live_group_members SET left_at = GREATEST(%s, joined_at)"
+            " WHERE session_id = %s AND left_at IS NULL AND joined_at IS NOT NULL",
+            (ended_at, session_id),
+        )
         user_id, existing, session_sport = row
         if existing is not None:
             return existing  # type: ignore[no-any-return]

@@ -105,8 +105,10 @@ class GroupInputRecord(BaseModel):
 
 
 #: ``created``: the group exists (``payload.group``, as on a joining session);
-#: ``finished``: the coach finished it, the leaderboard publishes its final board.
-GroupAction = Literal["created", "finished"]
+#: ``finished``: the coach finished it, the leaderboard publishes its final board;
+#: ``removed``: the coach removed a member (``payload.athlete_id``, ``session_id``, and
+#: ``leaving``: whether a last ``left`` input of that session is still to come).
+GroupAction = Literal["created", "finished", "removed"]
 
 
 class GroupControlRecord(BaseModel):

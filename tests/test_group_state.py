@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 
 from agents import leaderboard as lb
-from agents.group_state import BoardStore, member_key
+from agents.group_state import REMOVED, BoardStore, member_key
 from agents.write_behind import Hold
 from tests.ids import sid
 from tests.test_leaderboard import GROUP, _input
@@ -112,3 +112,20 @@ def test_a_restarted_worker_rebuilds_the_board_from_its_rows() -> None:
     second.checkin(KEY, again, {}, Hold(_Event()))
     second.headers.write_all()
     assert second.checkout(KEY, GROUP) == (rebuilt, False)
+
+
+def test_a_removed_member_is_not_brought_back_by_a_rebuilt_board() -> None:
+    headers: dict[bytes, Any] = {}
+    members: dict[bytes, Any] = {}
+    first = BoardStore(headers, members, every_s=3.0)
+    removed = {"kind": "control", "group_id": GROUP, "action": "removed", "ingest_ms": 9,
+               "at_ms": 9, "payload": {"athlete_id": sid(201), "leaving": False}}  # fmt: skip
+    board, _ = _fold(first, *_race(athletes=3, seconds=5))
+    first.members.write_all()
+    board, _ = _fold(first, removed)
+    first.headers.write_all()
+    first.members.write_all()
+    assert members[member_key(KEY, sid(201))] == REMOVED
+    second = BoardStore(dict(headers), dict(members), every_s=3.0)
+    rebuilt, fresh = second.checkout(KEY, GROUP)
+    assert fresh and set(rebuilt["members"]) == {sid(200), sid(202)} == set(board["members"])

@@ -139,6 +139,64 @@ def test_a_finished_group_ignores_later_inputs_and_its_board_is_final() -> None:
     assert lb.due(board, 100.0) is None
 
 
+def _removed(n: int, *, leaving: bool, session: int | None = None) -> dict[str, Any]:
+    record = {"kind": "control", "group_id": GROUP, "action": "removed", "ingest_ms": 9,
+              "at_ms": 9, "payload": {"athlete_id": sid(200 + n), "leaving": leaving,
+                                      "session_id": sid(100 + (session or n))}}  # fmt: skip
+    groups_topic_record.validate_python(record)
+    return record
+
+
+def test_a_removed_member_leaves_the_board_in_a_delta_and_stays_off_it() -> None:
+    board = _board()
+    for n in (1, 2, 3):
+        lb.apply(board, _input(n, t=T0 + 1, distance_m=5.0 * n, elapsed_s=1.0))
+    first, _ = lb.emit(board, 100.0, full=True)
+    assert first is not None and len(first["rows"]) == 3 and first["removed"] == []
+    lb.apply(board, _removed(3, leaving=True))
+    assert lb.due(board, 101.0) == "delta"
+    delta, whole = lb.emit(board, 101.0)
+    assert delta is not None and not delta["full"] and delta["removed"] == [sid(203)]
+    # The leader went: the others' ranks and gaps moved with it.
+    assert {r["athlete_id"] for r in delta["rows"]} == {sid(201), sid(202)}
+    assert [r["athlete_id"] for r in whole["rows"]] == [sid(202), sid(201)]
+    # Inputs its session made before it heard it left, then its last one: dropped.
+    lb.apply(board, _input(3, t=T0 + 2, distance_m=40.0, elapsed_s=2.0))
+    lb.apply(board, _input(3, t=T0 + 3, distance_m=45.0, elapsed_s=3.0, status="left"))
+    later, whole = lb.emit(board, 102.0, full=True)
+    assert later is not None and sid(203) not in {r["athlete_id"] for r in later["rows"]}
+    assert later["removed"] == []  # a full board is the whole board
+    # Invited again and joined with the same session: a new membership.
+    lb.apply(board, _input(3, t=T0 + 9, distance_m=60.0, elapsed_s=9.0))
+    assert sid(203) in {r["athlete_id"] for r in lb.standings(board)}
+
+
+def test_a_removed_member_who_had_left_is_not_waited_for_and_the_last_one_is_sent() -> None:
+    board = _board()
+    lb.apply(board, _input(1, t=T0 + 1, distance_m=5.0, elapsed_s=1.0, status="left"))
+    lb.emit(board, 100.0, full=True)
+    lb.apply(board, _removed(1, leaving=False))
+    assert board["gone"] == {} and board["members"] == {}
+    assert lb.due(board, 101.0) == "delta"  # the last member gone is still news
+    delta, whole = lb.emit(board, 101.0)
+    assert delta is not None and delta["removed"] == [sid(201)] and delta["rows"] == []
+    assert whole["rows"] == [] and lb.due(board, 200.0) is None
+    lb.apply(board, _input(1, t=T0 + 9, distance_m=60.0, elapsed_s=9.0))  # re-joined
+    assert len(lb.standings(board)) == 1
+
+
+def test_removing_someone_not_on_the_board_or_after_the_finish_changes_nothing() -> None:
+    board = _board()
+    lb.apply(board, _input(1, t=T0 + 1, distance_m=5.0, elapsed_s=1.0))
+    lb.emit(board, 100.0, full=True)
+    lb.apply(board, _removed(2, leaving=False))  # invited, never joined
+    assert lb.emit(board, 101.0)[0] is None
+    lb.apply(board, {"kind": "control", "group_id": GROUP, "action": "finished",
+                     "ingest_ms": 1, "at_ms": 1})  # fmt: skip
+    lb.apply(board, _removed(1, leaving=True))
+    assert len(lb.standings(board)) == 1
+
+
 def test_an_older_snapshot_read_again_does_not_move_a_row_back() -> None:
     board = _board()
     lb.apply(board, _input(1, t=T0 + 20, distance_m=100.0, elapsed_s=20.0))
@@ -182,6 +240,17 @@ def test_a_session_in_a_group_sends_one_input_per_record_and_leaves_with_left() 
     assert [r["status"] for r in out.group_inputs] == ["left"]
     assert [e["group_id"] for e in out.events if e.get("event") == "group"] == [None]
     out = processor.process(out.state, _batch(1, [{"session_id": sid(101), "t": T0 + 12}]))
+    assert out.group_inputs == []
+
+
+def test_a_stop_is_the_last_input_a_later_leave_or_removal_sends_nothing() -> None:
+    processor = Processor()
+    out = processor.process(None, _control(1, "start", T0, group=_group()))
+    out = processor.process(out.state, _batch(1, [{"session_id": sid(101), "t": T0 + 1}]))
+    out = processor.process(out.state, _control(1, "stop", T0 + 2))
+    assert [r["status"] for r in out.group_inputs] == ["stopped"]
+    # The edge's ``left`` for a leave or a removal that raced the stop.
+    out = processor.process(out.state, _control(1, "group", T0 + 3, group=None, left=GROUP))
     assert out.group_inputs == []
 
 

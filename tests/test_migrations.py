@@ -95,6 +95,7 @@ def test_migrate_twice_changes_nothing(empty_database_url: str) -> None:
     assert first == [
         "0001_spec_tables", "0002_features", "0004_identity", "0005_uuid_spec_schema",
         "0006_message_reads", "0007_groups", "0008_group_member_notify",
+        "0009_profile_weight",
     ]  # fmt: skip
     snapshot = _schema_snapshot(empty_database_url)
     assert migrate(empty_database_url) == []

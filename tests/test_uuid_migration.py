@@ -167,7 +167,7 @@ def test_a_populated_database_upgrades_without_loss(empty_database_url: str, sta
         conn.execute("SET TIME ZONE 'America/New_York'")  # the client's zone must not matter
         _populate(conn)
     applied = migrate(empty_database_url)
-    assert applied[-1] == "0008_group_member_notify"
+    assert applied[-1] == "0009_profile_weight"
     with psycopg.connect(empty_database_url) as conn:
         conn.execute("SET TIME ZONE 'Asia/Tokyo'")
         _check_upgraded(conn)

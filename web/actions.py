@@ -226,7 +226,7 @@ class Actions:
         self.access.remember_session(row)
         if (
             group_id is not None
-            and await self.store.join_group(group_id, athlete, row["id"]) is None
+            and await self.store.join_group(group_id, athlete, row["id"], at_start=True) is None
         ):
             raise Conflict(f"group {group_id} is finished")
         if created is not None:

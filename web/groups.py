@@ -82,14 +82,17 @@ class GroupActions:
 
     # --- the group ---------------------------------------------------------------------
 
-    async def _control(self, group: Row, action: GroupAction) -> None:
+    async def _control(
+        self, group: Row, action: GroupAction, extra: dict[str, Any] | None = None
+    ) -> None:
         ingest = now_ms()
+        payload = {"group": {**group_payload(group), "coach_id": str(group["coach_id"])}}
         record = GroupControlRecord(
             group_id=group["id"],
             ingest_ms=ingest,
             action=action,
             at_ms=ingest,
-            payload={"group": {**group_payload(group), "coach_id": str(group["coach_id"])}},
+            payload={**payload, **(extra or {})},
         )
         await self.groups.send(group_key(group["id"]), record.model_dump_json().encode(), ingest)
 
@@ -127,12 +130,23 @@ class GroupActions:
         return await self.store.add_group_member(group_id, athlete_id)
 
     async def remove_member(self, principal: Principal, group_id: UUID, athlete_id: UUID) -> None:
-        await self.owned(principal, group_id, "remove athletes")
+        """Remove a member: off the board (a ``removed`` GroupControlRecord), and a joined
+        session leaves. Once finished, 409: the stored standings are final."""
+        group = await self.owned(principal, group_id, "remove athletes")
+        if group["status"] == "finished":
+            raise Conflict(f"group {group_id} is finished: its standings are final")
         row = await self.store.remove_group_member(group_id, athlete_id)
         if row is None:
             raise NotFound(f"athlete {athlete_id} is not a member of group {group_id}")
-        if row["session_id"] is not None and row["left_at"] is None:
-            await self._left(group_id, row["session_id"], athlete_id)
+        session = row["session_id"]
+        leaving = session is not None and row["left_at"] is None
+        # On ``groups`` before the session's ``left`` goes to ``samples``: the live
+        # agent's last input of the session can only come after the removal.
+        extra = {"athlete_id": str(athlete_id), "leaving": leaving,
+                 "session_id": str(session) if session is not None else None}  # fmt: skip
+        await self._control(group, "removed", extra)
+        if leaving:
+            await self._left(group_id, session, athlete_id)
 
     async def check_start(self, principal: Principal, athlete_id: UUID, group_id: UUID) -> Row:
         """The group a session about to start for ``athlete_id`` joins: the athlete must

@@ -483,6 +483,7 @@ _PROFILE_COLUMNS = (
     "ftp_w",
     "w_prime_j",
     "threshold_pace_s_per_km",
+    "weight_kg",
     "sex",
     "sound",
     "vibration",

@@ -162,6 +162,8 @@ class Thresholds(BaseModel):
     ftp_w: float | None = Field(default=None, gt=0, lt=1000)
     w_prime_j: float | None = Field(default=None, gt=0, lt=100_000)
     threshold_pace_s_per_km: float | None = Field(default=None, ge=120, le=900)
+    #: For W/kg on group leaderboards.
+    weight_kg: float | None = Field(default=None, ge=20, le=300)
     sex: Literal["male", "female"] | None = None
     sound: bool | None = None
     vibration: bool | None = None
@@ -189,6 +191,7 @@ class ThresholdsOut(BaseModel):
     ftp_w: float | None = None
     w_prime_j: float | None = None
     threshold_pace_s_per_km: float | None = None
+    weight_kg: float | None = None
     sex: str = "male"
     sound: bool = True
     vibration: bool = True

@@ -571,17 +571,23 @@ class Store:
             )
             return _clean(await cur.fetchone())
 
-    async def join_group(self, group_id: UUID, athlete_id: UUID, session_id: UUID) -> Row | None:
+    async def join_group(
+        self, group_id: UUID, athlete_id: UUID, session_id: UUID, *, at_start: bool = False
+    ) -> Row | None:
         """Record that a member joined with ``session_id`` (again, after leaving, is
         allowed) and mark the group live; None if the group is finished or the athlete
-        not a member. A session in another group is refused by the unique index (409)."""
+        not a member. A session in another group is refused by the unique index (409).
+        ``at_start``: joined with its start, ``joined_at`` is the session's ``started_at``
+        (a replay then joins it at its start, whatever the device's clock)."""
         async with self._cursor(session_id=session_id) as cur:
             await cur.execute(
-                "UPDATE live_group_members m SET session_id = %(s)s, joined_at = NOW(),"
+                "UPDATE live_group_members m SET session_id = %(s)s, joined_at ="
+                " CASE WHEN %(start)s THEN (SELECT started_at FROM live_training_sessions"
+                " WHERE id = %(s)s) ELSE NOW() END,"
                 " left_at = NULL FROM live_groups g"
                 " WHERE m.group_id = %(g)s AND m.athlete_id = %(a)s AND g.id = m.group_id"
                 " AND g.status <> 'finished' RETURNING m.*",
-                {"g": group_id, "a": athlete_id, "s": session_id},
+                {"g": group_id, "a": athlete_id, "s": session_id, "start": at_start},
             )
             row = _clean(await cur.fetchone())
             if row is not None:

@@ -165,10 +165,21 @@ async def test_create_invite_join_leave_finish(edge: Any, redis_url: str, settin
     status, group = await call(edge, "GET", f"/groups/{gid}", ATHLETE, "athlete")
     assert group["standings"] == []  # stored by the agents' store app (none ran here)
 
-    # Removing a member; then the group is theirs no more.
+    # Once finished, a member stays: the stored standings are final.
+    assert (await call(edge, "DELETE", f"/groups/{gid}/members/{ATHLETE}", COACH, "coach"))[
+        0
+    ] == 409
+
+    # Removing a member; then the group is theirs no more, the agents are told.
+    gid = await _new_race(edge)
+    assert (await call(edge, "POST", f"/groups/{gid}/members", COACH, "coach",
+                       {"athlete_id": str(ATHLETE)}))[0] == 201  # fmt: skip
     assert (await call(edge, "DELETE", f"/groups/{gid}/members/{ATHLETE}", COACH, "coach"))[
         0
     ] == 204
+    removed = (await _group_controls(redis_url, gid, parts))[-1]
+    assert removed.action == "removed"
+    assert removed.payload["athlete_id"] == str(ATHLETE) and not removed.payload["leaving"]
     assert (await call(edge, "DELETE", f"/groups/{gid}/members/{ATHLETE}", COACH, "coach"))[
         0
     ] == 404
