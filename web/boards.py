@@ -91,13 +91,20 @@ def merge_boards(older: dict[str, Any], newer: dict[str, Any]) -> dict[str, Any]
 
 
 class QueuedFrame(Protocol):
-    """What the connection's queue holds (``web.connection._Item``)."""
+    """What the connection's queue holds (``web.connection._Item``). The pacer stamps a
+    leaderboard frame with its group, whether it is the final board, and the newest
+    board it includes (``ingest_ms``, ``read_at``: when the edge read it from ``live``)
+    for the edge's metrics (web.observability)."""
 
     frame: str
     alive: bool
     taken: bool
     written: bool
     written_at: float | None
+    ingest_ms: int | None
+    group: str | None
+    final: bool
+    read_at: float | None
 
 
 #: Queue a frame on the socket: (frame, ingest_ms) -> the queued item (None: closing).
@@ -116,6 +123,7 @@ class _Group:
     #: A board waiting for its second, or for the stored board.
     held: dict[str, Any] | None = None
     held_ingest: int | None = None
+    held_read_at: float | None = None
     timer: asyncio.TimerHandle | None = None
     #: The stored board is being read (subscribe, resume): hold everything.
     waiting: bool = False
@@ -149,10 +157,17 @@ class BoardPacer:
         return state
 
     def offer(
-        self, group_id: str, board: dict[str, Any], frame: str | None, ingest_ms: int | None
+        self,
+        group_id: str,
+        board: dict[str, Any],
+        frame: str | None,
+        ingest_ms: int | None,
+        read_at: float | None = None,
     ) -> None:
         """A leaderboard event for the socket; ``frame`` its shared serialised form
-        (None: serialise ``board``). ``board`` is read, never modified."""
+        (None: serialise ``board``). ``board`` is read, never modified. ``ingest_ms``
+        and ``read_at`` (monotonic s the edge read it from ``live``): a live board's,
+        None for a replayed one."""
         if self.closed:
             return
         state = self._group(group_id)
@@ -173,18 +188,26 @@ class BoardPacer:
             # worker's crash a seq may repeat, and its first board is full.
             return
         if state.waiting or state.held is not None:
-            self._hold(state, board, ingest_ms)
+            self._hold(state, board, ingest_ms, read_at)
             if not state.waiting and state.timer is None:
                 self._arm(group_id, state)
             return
-        self._place(group_id, state, board, frame, ingest_ms)
+        self._place(group_id, state, board, frame, ingest_ms, read_at)
 
-    def _hold(self, state: _Group, board: dict[str, Any], ingest_ms: int | None) -> None:
+    def _hold(
+        self,
+        state: _Group,
+        board: dict[str, Any],
+        ingest_ms: int | None,
+        read_at: float | None,
+    ) -> None:
         if state.held is not None and self._on_merge is not None:
             self._on_merge()
         state.held = board if state.held is None else merge_boards(state.held, board)
         if ingest_ms is not None:
             state.held_ingest = ingest_ms
+        if read_at is not None:
+            state.held_read_at = read_at
 
     def _place(
         self,
@@ -193,12 +216,18 @@ class BoardPacer:
         board: dict[str, Any],
         frame: str | None,
         ingest_ms: int | None,
+        read_at: float | None = None,
     ) -> None:
         queued = state.queued
         if queued is not None and not queued.taken and queued.alive and state.queued_board:
             # The socket has not taken the last one yet: one frame with both.
             merged = merge_boards(state.queued_board, board)
             queued.frame = orjson.dumps(merged).decode()
+            queued.final = bool(merged.get("final"))
+            if ingest_ms is not None:
+                queued.ingest_ms = ingest_ms
+            if read_at is not None:
+                queued.read_at = read_at
             state.queued_board = merged
             self._given(state, merged)
             if self._on_merge is not None:
@@ -210,10 +239,12 @@ class BoardPacer:
             # Too soon, or the last one is still being written (a socket that drains
             # slowly would otherwise take two back to back): held, merged, and tried
             # again when the second is over (then every _RETRY_S while it writes).
-            self._hold(state, board, ingest_ms)
+            self._hold(state, board, ingest_ms, read_at)
             self._arm(group_id, state)
             return
         item = self._send(frame if frame is not None else orjson.dumps(board).decode(), ingest_ms)
+        if item is not None:
+            item.group, item.final, item.read_at = group_id, bool(board.get("final")), read_at
         state.queued, state.queued_board, state.last_at = item, board, now
         self._given(state, board)
 
@@ -242,9 +273,9 @@ class BoardPacer:
         state.timer = None
         if state.waiting or state.held is None:
             return
-        board, ingest = state.held, state.held_ingest
-        state.held, state.held_ingest = None, None
-        self._place(group_id, state, board, None, ingest)
+        board, ingest, read_at = state.held, state.held_ingest, state.held_read_at
+        state.held, state.held_ingest, state.held_read_at = None, None, None
+        self._place(group_id, state, board, None, ingest, read_at)
 
     # --- a member's window ------------------------------------------------------------
 
@@ -302,6 +333,7 @@ class BoardPacer:
             return
         held, state.held = state.held, None
         ingest, state.held_ingest = state.held_ingest, None
+        read_at, state.held_read_at = state.held_read_at, None
         if stored is not None:
             stored_seq = stored.get("seq")
             if isinstance(stored_seq, int) and stored_seq <= state.seq:
@@ -315,7 +347,10 @@ class BoardPacer:
             board = held if board is None else merge_boards(board, held) if newer else board
         if board is None:
             return
-        self._place(group_id, state, board, None, ingest if board is held else None)
+        live = board is held
+        self._place(
+            group_id, state, board, None, ingest if live else None, read_at if live else None
+        )
 
     def close(self) -> None:
         self.closed = True

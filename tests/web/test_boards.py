@@ -49,6 +49,10 @@ class Item:
     taken: bool = False
     written: bool = False
     written_at: float | None = None
+    ingest_ms: int | None = None
+    group: str | None = None
+    final: bool = False
+    read_at: float | None = None
 
 
 def test_pacing_holds_merges_and_merges_into_an_unsent_frame() -> None:
@@ -56,15 +60,18 @@ def test_pacing_holds_merges_and_merges_into_an_unsent_frame() -> None:
         sent: list[Item] = []
 
         def send(frame: str, ingest_ms: int | None) -> Item:
-            sent.append(Item(frame))
+            sent.append(Item(frame, ingest_ms=ingest_ms))
             return sent[-1]
 
         pacer = BoardPacer(send, interval_s=0.2)
-        pacer.offer("g", delta(1, row("a", 1, 1)), "shared-frame", 1)
+        pacer.offer("g", delta(1, row("a", 1, 1)), "shared-frame", 1, 10.0)
         assert [i.frame for i in sent] == ["shared-frame"]  # at once, the shared frame
+        # Stamped for the edge's metrics: its group, and the newest board it holds.
+        assert (sent[0].group, sent[0].final, sent[0].read_at) == ("g", False, 10.0)
         # Not taken by the writer yet (a slow socket): merged into that frame in place.
-        pacer.offer("g", delta(2, row("b", 2, 1)), None, 2)
+        pacer.offer("g", {**delta(2, row("b", 2, 1)), "final": True}, None, 2, 11.0)
         assert len(sent) == 1 and orjson.loads(sent[0].frame)["from_seq"] == 1
+        assert (sent[0].ingest_ms, sent[0].read_at, sent[0].final) == (2, 11.0, True)
         sent[0].taken = sent[0].written = True
         # Within the interval: held, merged, sent once when it is over.
         pacer.offer("g", delta(3, row("a", 1, 2)), None, 3)
@@ -75,6 +82,7 @@ def test_pacing_holds_merges_and_merges_into_an_unsent_frame() -> None:
         assert len(sent) == 2
         second = orjson.loads(sent[1].frame)
         assert (second["from_seq"], second["seq"]) == (3, 4)
+        assert (sent[1].ingest_ms, sent[1].read_at, sent[1].final) == (4, None, False)
         assert {r["athlete_id"]: r["distance_m"] for r in second["rows"]} == {"a": 2, "b": 3}
         # Subscribing: held until the stored board, then one full board with the newer.
         pacer.start_snapshot("h")
