@@ -22,6 +22,11 @@ socket was given and when:
 
 A merged delta covers several emissions: ``from_seq`` names its first, so a client
 applies it on top of board ``from_seq - 1`` (see docs/groups.md).
+
+A member's socket gets its window of the board, built from the whole board the pacer
+keeps for it: a :class:`~web.standings.Standings` shared with every other member socket
+that applied the same boards (web.standings), so 500 members cost one update and one
+sort per board, not 500.
 """
 
 from __future__ import annotations
@@ -35,6 +40,8 @@ from typing import Any, Protocol
 
 import orjson
 
+from web.standings import EMPTY, SHARED, Standings, StandingsMemo, rank_key
+
 #: Seconds between two leaderboard frames of a group on one socket.
 BOARD_INTERVAL_S = 1.0
 #: How soon a held board is tried again while the last one is still being written.
@@ -45,23 +52,15 @@ NEIGHBOURS = 2
 _NOT_HEADER = ("rows", "removed", "from_seq")
 
 
-def window_rows(rows: dict[str, dict[str, Any]], athlete_id: str) -> list[dict[str, Any]]:
+def window_rows(standings: Standings, athlete_id: str) -> list[dict[str, Any]]:
     """The leader, then ``NEIGHBOURS`` rows above and below the athlete's and its own
     (the first rows when it has none), by rank."""
-    ranked = sorted(rows.values(), key=_rank_key)
-    at = next((i for i, r in enumerate(ranked) if r.get("athlete_id") == athlete_id), None)
+    ranked = standings.ranked
+    at = standings.place(athlete_id)
     if at is None:
         return ranked[: 1 + 2 * NEIGHBOURS]
     shown = ranked[max(0, at - NEIGHBOURS) : at + NEIGHBOURS + 1]
     return shown if shown[0] is ranked[0] else [ranked[0], *shown]
-
-
-def _rank_key(row: dict[str, Any]) -> tuple[int, float, str]:
-    """Ranked rows by rank, then the unranked (no data) last."""
-    rank = row.get("rank")
-    if isinstance(rank, int | float):
-        return (0, float(rank), "")
-    return (1, 0.0, str(row.get("athlete_id")))
 
 
 def merge_boards(older: dict[str, Any], newer: dict[str, Any]) -> dict[str, Any]:
@@ -79,7 +78,7 @@ def merge_boards(older: dict[str, Any], newer: dict[str, Any]) -> dict[str, Any]
     for athlete in newer.get("removed") or ():
         rows.pop(athlete, None)
         removed.add(athlete)
-    merged = {**newer, "rows": sorted(rows.values(), key=_rank_key)}
+    merged = {**newer, "rows": sorted(rows.values(), key=rank_key)}
     if older.get("full"):
         merged["full"] = True
         merged["removed"] = []
@@ -130,8 +129,7 @@ class _Group:
     #: A member's socket: its athlete id; it gets its window of the board (the leader
     #: and the rows around its own), built here from the whole board kept below.
     window: str | None = None
-    rows: dict[str, dict[str, Any]] = field(default_factory=dict)
-    rows_seq: int = -1
+    standings: Standings = EMPTY
     #: Boards that came while waiting for the stored one (a window's are applied after it).
     raw: list[dict[str, Any]] = field(default_factory=list)
 
@@ -143,8 +141,10 @@ class BoardPacer:
         *,
         interval_s: float = BOARD_INTERVAL_S,
         on_merge: Callable[[], None] | None = None,
+        memo: StandingsMemo = SHARED,
     ) -> None:
         self._send = send
+        self._memo = memo
         self._interval_s = interval_s
         self._on_merge = on_merge
         self._groups: dict[str, _Group] = {}
@@ -175,7 +175,7 @@ class BoardPacer:
             if state.waiting:
                 state.raw.append(board)
                 return
-            self._apply(state, board)
+            self._apply(group_id, state, board)
             board, frame = self._windowed(state, board), None
         seq = board.get("seq")
         if (
@@ -284,20 +284,12 @@ class BoardPacer:
         board), or as its coach (None: the whole board, the frame every coach shares)."""
         self._group(group_id).window = athlete_id
 
-    @staticmethod
-    def _apply(state: _Group, board: dict[str, Any]) -> None:
+    def _apply(self, group_id: str, state: _Group, board: dict[str, Any]) -> None:
         seq = board.get("seq")
-        if board.get("full"):
-            state.rows = {r["athlete_id"]: r for r in board.get("rows") or ()}
-        elif isinstance(seq, int) and seq <= state.rows_seq:
+        if not board.get("full") and isinstance(seq, int) and seq <= state.standings.seq:
             return  # already applied
-        else:
-            for row in board.get("rows") or ():
-                state.rows[row["athlete_id"]] = row
-            for athlete in board.get("removed") or ():
-                state.rows.pop(athlete, None)
-        if isinstance(seq, int):
-            state.rows_seq = seq
+        # Every member socket of the group applies the same board: computed once.
+        state.standings = self._memo.apply(group_id, state.standings, board)
 
     @staticmethod
     def _windowed(state: _Group, board: dict[str, Any]) -> dict[str, Any]:
@@ -305,8 +297,8 @@ class BoardPacer:
         ingest_ms, final...) and ``size``, the athletes on the whole board."""
         assert state.window is not None
         out = {k: v for k, v in board.items() if k not in _NOT_HEADER}
-        out.update(full=True, window=True, size=len(state.rows), removed=[],
-                   rows=window_rows(state.rows, state.window))  # fmt: skip
+        out.update(full=True, window=True, size=len(state.standings.rows), removed=[],
+                   rows=window_rows(state.standings, state.window))  # fmt: skip
         return out
 
     # --- subscribe and resume ----------------------------------------------------------
@@ -326,7 +318,7 @@ class BoardPacer:
             raws, state.raw = state.raw, []
             last = None
             for raw in [stored, *raws] if stored is not None else raws:
-                self._apply(state, raw)
+                self._apply(group_id, state, raw)
                 last = raw
             if last is not None:
                 self._place(group_id, state, self._windowed(state, last), None, None)

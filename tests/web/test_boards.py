@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 
 from web.boards import BoardPacer, merge_boards
+from web.standings import StandingsMemo
 
 
 def row(athlete: str, rank: int | None, distance_m: float) -> dict[str, Any]:
@@ -94,5 +95,51 @@ def test_pacing_holds_merges_and_merges_into_an_unsent_frame() -> None:
         assert third["full"] is True and third["seq"] == 11
         assert [r["athlete_id"] for r in third["rows"]] == ["a", "b"]
         pacer.close()
+
+    asyncio.run(run())
+
+
+def test_member_sockets_share_the_standings_they_build_windows_from() -> None:
+    async def run() -> None:
+        memo = StandingsMemo()
+        sent: dict[str, list[Item]] = {"a": [], "b": [], "c": []}
+
+        def pacer_of(athlete: str) -> BoardPacer:
+            def send(frame: str, ingest_ms: int | None) -> Item:
+                sent[athlete].append(Item(frame, taken=True, written=True))
+                return sent[athlete][-1]
+
+            pacer = BoardPacer(send, interval_s=0.0, memo=memo)
+            pacer.set_window("g", athlete)
+            return pacer
+
+        pacers = {athlete: pacer_of(athlete) for athlete in sent}
+        rows = [row(x, i + 1, 100.0 - i) for i, x in enumerate("abcdefgh")]
+        # Each socket read the stored board itself (a parse of its own): the same content.
+        for pacer in pacers.values():
+            pacer.start_snapshot("g")
+            pacer.snapshot("g", orjson.loads(orjson.dumps({**delta(3, *rows), "full": True})))
+        states = [p._groups["g"].standings for p in pacers.values()]
+        assert states[0] is states[1] is states[2] and states[0].seq == 3
+        # One delta object, as the fan-out hands it to every socket: applied once.
+        moved = delta(4, row("h", 1, 101.0), *[row(x, i + 2, 100.0 - i) for i, x in
+                                               enumerate("abcdefg")])  # fmt: skip
+        for pacer in pacers.values():
+            pacer.offer("g", moved, "shared", 4)
+        after = [p._groups["g"].standings for p in pacers.values()]
+        assert after[0] is after[1] is after[2] and after[0] is not states[0]
+        assert after[0].seq == 4 and states[0].seq == 3  # the older one untouched
+        windows = {x: orjson.loads(sent[x][-1].frame) for x in sent}
+        assert [r["athlete_id"] for r in windows["c"]["rows"]] == ["h", "a", "b", "c", "d", "e"]
+        assert [r["athlete_id"] for r in windows["a"]["rows"]] == ["h", "a", "b", "c"]
+        assert windows["a"]["size"] == 8 and windows["a"]["seq"] == 4
+        # A socket that is behind (seq 3 applied elsewhere) still gets the right board.
+        late = pacer_of("c")
+        late.offer("g", {**delta(3, *rows), "full": True}, None, 3)
+        assert late._groups["g"].standings is states[0]
+        late.offer("g", moved, None, 4)
+        assert late._groups["g"].standings is after[0]
+        for pacer in [*pacers.values(), late]:
+            pacer.close()
 
     asyncio.run(run())
