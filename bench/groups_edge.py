@@ -357,14 +357,16 @@ async def _run(settings: Settings, athletes: int, duration_s: float, drop_s: flo
 
 
 def _py_spy(pid: int, duration_s: float, path: str) -> subprocess.Popen[bytes] | None:
-    """``py-spy record`` of the edge during the load (a flame graph SVG at ``path``)."""
+    """``py-spy record`` of the edge during the load: a flame graph SVG at ``path``, or
+    collapsed stacks (``--format raw``) if it ends with ``.txt``."""
     exe = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     if not Path(exe).exists():
         print("py-spy not installed (pip install py-spy): no profile", file=sys.stderr)
         return None
     return subprocess.Popen(
         [exe, "record", "--pid", str(pid), "--duration", str(int(duration_s)), "--rate", "100",
-         "--nonblocking", "--output", path],
+         "--nonblocking", "--output", path,
+         *(["--format", "raw"] if path.endswith(".txt") else [])],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
 
@@ -377,7 +379,8 @@ def main() -> None:
     parser.add_argument("--dropped", type=int, default=10)
     parser.add_argument("--client-procs", type=int, default=CLIENT_PROCS,
                         help="processes the dashboards are spread over")  # fmt: skip
-    parser.add_argument("--profile", metavar="SVG", help="py-spy flame graph of the edge")
+    parser.add_argument("--profile", metavar="SVG|TXT",
+                        help="py-spy profile of the edge during the load")  # fmt: skip
     args = parser.parse_args()
     duration = min(300.0, args.duration)
     settings = load_settings()

@@ -14,10 +14,11 @@ from typing import Any
 import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from pydantic import SecretStr
 
 from pipeline.constants import group_channel
 from pipeline.records import group_key
-from tests.web.conftest import ATHLETE, COACH, OTHER_ATHLETE
+from tests.web.conftest import ATHLETE, COACH, OTHER_ATHLETE, frames_until
 from tests.web.test_group_channel import board, new_group, publish, row, store_board, subscribe
 
 pytestmark = pytest.mark.integration
@@ -59,7 +60,7 @@ async def leaderboards(ws: aiohttp.ClientWebSocketResponse, until_s: float) -> l
 async def test_the_edge_shows_its_pacing_and_a_boards_hops(
     edge_factory: Any, redis_url: str, database_url: str
 ) -> None:
-    edge = await edge_factory(metrics_token=METRICS_TOKEN)
+    edge = await edge_factory(metrics_token=SecretStr(METRICS_TOKEN))
     gid = await new_group(edge, database_url)
     a, b = ATHLETE, OTHER_ATHLETE
     await store_board(redis_url, gid, board(gid, 1, [row(a, 1, 10.0), row(b, 2, 5.0)]))
@@ -68,6 +69,8 @@ async def test_the_edge_shows_its_pacing_and_a_boards_hops(
     sockets = [await edge.ws(COACH, "coach"), await edge.ws()]  # the whole board, a window
     for ws in sockets:
         assert (await subscribe(ws, group_channel(gid)))["type"] == "ack"
+        stored = (await frames_until(ws, lambda f: f["type"] == "leaderboard", 5))[-1]
+        assert stored["seq"] == 1 and "offset" not in stored and "emit_ms" not in stored
 
     # 30 boards in 3 s (one every 0.1 s), then a burst of 5 at once, then the final
     # board: 36 boards, each socket gets one frame a second at most.
@@ -87,6 +90,7 @@ async def test_the_edge_shows_its_pacing_and_a_boards_hops(
 
     for frames in received:
         live = [(t, f) for t, f in frames if "offset" in f]
+        assert len(live) == len(frames)
         assert 3 <= len(live) <= 6, [f["seq"] for _, f in live]  # ~3.5 s of boards, 1 a second
         assert live[-1][1]["seq"] == seq and live[-1][1]["final"] is True
         # The agent's send time (here the test's), from the stream entry, on every live
@@ -101,7 +105,7 @@ async def test_the_edge_shows_its_pacing_and_a_boards_hops(
     written = value(after, "livecoach_ws_frames_sent_total", type="leaderboard")
     assert written >= sum(len(frames) for frames in received)
     assert gaps_live + gaps_final == written - len(sockets)
-    assert gaps_final == len(sockets) and gaps_live >= 6
+    assert gaps_final == len(sockets) and gaps_live >= 2 * len(sockets)
     # None at 0.95 s or under, by the edge's own clock at the write.
     assert value(after, f"{gap}_bucket", final="false", le="0.95") == 0
     assert value(after, f"{gap}_bucket", final="true", le="0.95") == 0
@@ -117,8 +121,7 @@ async def test_the_edge_shows_its_pacing_and_a_boards_hops(
     # The stream hop is quick here; the pacing hold is what boards published faster
     # than one a second wait for (up to a second).
     assert value(after, f"{hop}_bucket", hop="emit_to_read", le="1.0") == seq - 1
-    held = live_frames - value(after, f"{hop}_bucket", hop="read_to_queued", le="0.05")
-    assert held >= 2
-    assert value(after, f"{hop}_bucket", hop="read_to_queued", le="1.0") == live_frames
+    assert value(after, f"{hop}_sum", hop="read_to_queued") > 0.05
+    assert value(after, f"{hop}_bucket", hop="read_to_queued", le="1.5") == live_frames
     for ws in sockets:
         await ws.close()
