@@ -64,6 +64,8 @@ class Dashboard:
     ingest_to_emit_ms: list[float] = field(default_factory=list)
     #: Bytes of each leaderboard frame (as text, before the socket's compression).
     sizes: list[int] = field(default_factory=list)
+    #: The coach's live frames: (seq, ingest_ms, emit_ms, arrival wall ms).
+    log: list[tuple[int, int, int | None, float]] = field(default_factory=list)
     #: Offsets of the session channel's events received (partition, offset).
     own: list[tuple[int, int]] = field(default_factory=list)
     #: channel -> {partition: last offset seen}.
@@ -96,9 +98,18 @@ class Dashboard:
 
 
 async def _listen(d: Dashboard) -> None:
+    try:
+        await _read(d)
+    except Exception as exc:  # a bench bug must show, not stop the socket's pongs quietly
+        d.errors.append(f"listener failed: {exc!r}"[:200])
+        raise
+
+
+async def _read(d: Dashboard) -> None:
     assert d.ws is not None
     async for msg in d.ws:
         if msg.type != aiohttp.WSMsgType.TEXT:
+            d.errors.append(f"{msg.type.name} {msg.data!r}"[:200])
             break
         arrival, wall_ms = time.monotonic(), time.time() * 1000
         frame = orjson.loads(msg.data)
@@ -113,6 +124,8 @@ async def _listen(d: Dashboard) -> None:
             ingest, emit = frame.get("ingest_ms"), frame.get("emit_ms")
             if "offset" in frame and isinstance(ingest, int):
                 d.total_ms.append(wall_ms - ingest)
+                if d.spec.role == "coach":
+                    d.log.append((frame["seq"], ingest, emit, wall_ms))
                 if isinstance(emit, int):
                     d.emit_to_arrival_ms.append(wall_ms - emit)
                     d.ingest_to_emit_ms.append(emit - ingest)
@@ -208,6 +221,10 @@ async def _client(base: str, gid: str, redis_url: str, specs: list[Spec], pipe: 
                     "max": round(ordered[-1], 2) if ordered else None,
                 },
                 "dashboards": [_summary(d) for d in dashboards],
+                "closes": {
+                    str(code): sum(1 for d in dashboards if d.close_code == code)
+                    for code in {d.close_code for d in dashboards}
+                },
             },
         )
     )
@@ -223,6 +240,7 @@ def _summary(d: Dashboard) -> dict[str, Any]:
         "emit_to_arrival_ms": d.emit_to_arrival_ms,
         "ingest_to_emit_ms": d.ingest_to_emit_ms,
         "sizes": d.sizes,
+        "log": d.log,
         "own": d.own,
         "final_order": d.final_order,
         "resume_check": d.resume_check,

@@ -233,6 +233,7 @@ async def _run(settings: Settings, athletes: int, duration_s: float, drop_s: flo
 
                 spy = _py_spy(stack["edge_pid"], duration_s, profile) if profile else None
                 cpu_before, wall_before = cpu_s(stack["edge_pid"]), time.monotonic()
+                load_t0 = time.time()
                 own_before = cpu_s(os.getpid())
                 await asyncio.gather(*[device(a) for a in sessions], drop_and_resume())
                 wall_s = time.monotonic() - wall_before
@@ -318,7 +319,19 @@ async def _run(settings: Settings, athletes: int, duration_s: float, drop_s: flo
         # The edge's hops (per board read, then per frame written), from its histograms.
         "edge_hops": edge["hops"],
         # The client processes: how late their event loops woke (a 20 ms sleep), CPU.
-        "clients": [{"cpu_cores": r["cpu_cores"], "lag_ms": r["lag_ms"]} for r in results],
+        "clients": [
+            {"cpu_cores": r["cpu_cores"], "lag_ms": r["lag_ms"], "closes": r["closes"]}
+            for r in results
+        ],
+        "client_errors": sorted({e for d in boards for e in d["errors"]})[:10],
+        # The coach's boards with the longest way from sample to agent's send: seq, s
+        # since the load started, emit_ms - ingest_ms, arrival - emit_ms (ms).
+        "slowest_boards_at_the_agent": [
+            (seq, round(wall / 1000 - load_t0, 1), emit - ingest, round(wall - emit))
+            for seq, ingest, emit, wall in sorted(
+                (x for x in coach["log"] if x[2] is not None), key=lambda x: x[1] - x[2]
+            )[:3]
+        ],
         "leaderboard_frame_bytes": _pct([float(n) for d in live for n in d["sizes"]]),
         # CPU of the edge process and of the load generator (this process) during the
         # load, in cores (the machine has two).
