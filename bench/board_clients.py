@@ -13,8 +13,7 @@ waiting to be read). The main process drives them over a pipe:
     main  -> child  ("stop",)   close everything                      -> ("result", {...})
 
 A result holds, per dashboard, what the figures need (arrival times, latencies by hop,
-frame sizes, the final board's order, the resume check, own-session offsets) rather than
-every frame.
+frame sizes, the final board's order, the resume check, own-session offsets).
 """
 
 from __future__ import annotations
@@ -57,11 +56,8 @@ class Dashboard:
     ws: aiohttp.ClientWebSocketResponse | None = None
     #: Arrival (monotonic s) of each leaderboard frame.
     arrivals: list[float] = field(default_factory=list)
-    #: Live frames (with an offset): arrival wall ms minus ingest_ms, minus emit_ms, and
-    #: emit_ms minus ingest_ms.
-    total_ms: list[float] = field(default_factory=list)
-    emit_to_arrival_ms: list[float] = field(default_factory=list)
-    ingest_to_emit_ms: list[float] = field(default_factory=list)
+    #: Live frames (with an offset): (ingest_ms, emit_ms, arrival wall ms, final).
+    live: list[tuple[int, int | None, float, bool]] = field(default_factory=list)
     #: Bytes of each leaderboard frame (as text, before the socket's compression).
     sizes: list[int] = field(default_factory=list)
     #: The coach's live frames: (seq, ingest_ms, emit_ms, arrival wall ms).
@@ -123,12 +119,10 @@ async def _read(d: Dashboard) -> None:
             d.sizes.append(len(msg.data))
             ingest, emit = frame.get("ingest_ms"), frame.get("emit_ms")
             if "offset" in frame and isinstance(ingest, int):
-                d.total_ms.append(wall_ms - ingest)
+                emitted = emit if isinstance(emit, int) else None
+                d.live.append((ingest, emitted, wall_ms, bool(frame.get("final"))))
                 if d.spec.role == "coach":
-                    d.log.append((frame["seq"], ingest, emit, wall_ms))
-                if isinstance(emit, int):
-                    d.emit_to_arrival_ms.append(wall_ms - emit)
-                    d.ingest_to_emit_ms.append(emit - ingest)
+                    d.log.append((frame["seq"], ingest, emitted, wall_ms))
             if frame.get("final"):
                 ranked = sorted(frame["rows"], key=lambda r: r["rank"] or 1e9)
                 d.final_order = [r["athlete_id"] for r in ranked]
@@ -236,9 +230,7 @@ def _summary(d: Dashboard) -> dict[str, Any]:
         "role": d.spec.role,
         "drop": d.spec.drop,
         "arrivals": d.arrivals,
-        "total_ms": d.total_ms,
-        "emit_to_arrival_ms": d.emit_to_arrival_ms,
-        "ingest_to_emit_ms": d.ingest_to_emit_ms,
+        "live": d.live,
         "sizes": d.sizes,
         "log": d.log,
         "own": d.own,

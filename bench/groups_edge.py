@@ -65,8 +65,9 @@ from web.observability import BOARD_HOPS
 
 #: The edge's /metrics token in this bench's stack.
 METRICS_TOKEN = "bench-groups-edge-metrics-token-0123456789"
-#: Processes the dashboards are read by (see docs/groups.md: measured with 1, 2 and 4).
-CLIENT_PROCS = 4
+#: Processes the dashboards are read by (docs/groups.md: with 1, 2 and 4 their loop lag
+#: was alike, p99 8-18 ms; none is the bottleneck).
+CLIENT_PROCS = 2
 COACH = 100001
 
 
@@ -116,6 +117,22 @@ def _histogram(scraped: dict[Any, float], name: str, **labels: str) -> dict[str,
         out.update(mean_ms=round(total / count * 1000, 1), p50_le_ms=bound(0.5),
                    p99_le_ms=bound(0.99))  # fmt: skip
     return out
+
+
+def _hops(dashboards: list[dict[str, Any]], load_t0: float | None, part: str) -> dict[str, float]:
+    """Percentiles of one part of the live frames' latency (ms): ``total`` (arrival -
+    ingest_ms), ``agent`` (emit_ms - ingest_ms), ``after`` (arrival - emit_ms); with
+    ``load_t0``, only boards of samples posted during the load, the final one left out."""
+    values = []
+    for d in dashboards:
+        for ingest, emit, wall, final in d["live"]:
+            if load_t0 is not None and (final or ingest < load_t0 * 1000):
+                continue
+            if part == "total":
+                values.append(wall - ingest)
+            elif emit is not None:
+                values.append(float(emit - ingest if part == "agent" else wall - emit))
+    return _pct(values)
 
 
 async def _edge_metrics(base: str) -> dict[str, Any]:
@@ -312,10 +329,17 @@ async def _run(settings: Settings, athletes: int, duration_s: float, drop_s: flo
         "edge_pacing": {k: v for k, v in edge.items() if k != "hops"},
         # Live frames: arrival minus the board's ingest_ms (the newest sample acceptance
         # time it includes), and its two parts: the agent's (emit_ms - ingest_ms) and
-        # from the agent's send to the client's arrival.
-        "sample_to_leaderboard_ms": _pct([v for d in live for v in d["total_ms"]]),
-        "ingest_to_emit_ms": _pct([v for d in live for v in d["ingest_to_emit_ms"]]),
-        "emit_to_arrival_ms": _pct([v for d in live for v in d["emit_to_arrival_ms"]]),
+        # from the agent's send to the client's arrival. "load": the boards of samples
+        # posted during the load (not the first board, whose newest input is a session
+        # start before it, nor the final one, published at the finish 3 s after the
+        # last sample: 2 boards of 61, over 3% of the frames, 2.4-3.7 s each).
+        "sample_to_leaderboard_ms": _hops(live, load_t0, "total"),
+        "ingest_to_emit_ms": _hops(live, load_t0, "agent"),
+        "emit_to_arrival_ms": _hops(live, load_t0, "after"),
+        "all_live_frames": {
+            "sample_to_leaderboard_ms": _hops(live, None, "total"),
+            "ingest_to_emit_ms": _hops(live, None, "agent"),
+        },
         # The edge's hops (per board read, then per frame written), from its histograms.
         "edge_hops": edge["hops"],
         # The client processes: how late their event loops woke (a 20 ms sleep), CPU.
