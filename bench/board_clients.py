@@ -19,6 +19,7 @@ frame sizes, the final board's order, the resume check, own-session offsets).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import multiprocessing
 import os
 import statistics
@@ -74,6 +75,9 @@ class Dashboard:
     #: The first board after a resume and the seq stored when the resume was sent.
     resume_check: dict[str, Any] | None = None
     task: asyncio.Task[None] | None = None
+    #: When the edge's pings arrived (monotonic s); each is answered at once.
+    pings: list[float] = field(default_factory=list)
+    closed_at: float | None = None
 
     def take(self, frame: dict[str, Any]) -> None:
         kind = frame.get("type")
@@ -104,6 +108,12 @@ async def _listen(d: Dashboard) -> None:
 async def _read(d: Dashboard) -> None:
     assert d.ws is not None
     async for msg in d.ws:
+        if msg.type == aiohttp.WSMsgType.PING:
+            d.pings.append(time.monotonic())
+            await d.ws.pong(msg.data)
+            continue
+        if msg.type == aiohttp.WSMsgType.PONG:
+            continue
         if msg.type != aiohttp.WSMsgType.TEXT:
             d.errors.append(f"{msg.type.name} {msg.data!r}"[:200])
             break
@@ -130,6 +140,7 @@ async def _read(d: Dashboard) -> None:
                 d.resume_check["first"] = {"seq": frame["seq"], "full": frame["full"]}
         d.take(frame)
     d.close_code = d.ws.close_code
+    d.closed_at = time.monotonic()
 
 
 def cpu_s(pid: int) -> float:
@@ -156,9 +167,13 @@ async def _client(base: str, gid: str, redis_url: str, specs: list[Spec], pipe: 
     dashboards = [Dashboard(s) for s in specs]
 
     async def connect(d: Dashboard, resume: bool) -> None:
+        # The edge's pings answered here (not by aiohttp), so that their times are known.
         d.ws = await http.ws_connect(
-            f"{base}/api/v1/live/ws", headers={"Authorization": f"Bearer {d.spec.token}"}
+            f"{base}/api/v1/live/ws",
+            headers={"Authorization": f"Bearer {d.spec.token}"},
+            autoping=False,
         )
+        d.pings = []
         if resume:
             cursors = {n: [f"{p}:{o}" for p, o in c.items()] for n, c in d.cursors.items()}
             await d.ws.send_json({"type": "resume", "cursors": cursors})
@@ -233,6 +248,13 @@ def _summary(d: Dashboard) -> dict[str, Any]:
         "live": d.live,
         "sizes": d.sizes,
         "log": d.log,
+        # The longest time between two of the edge's pings, and from the last ping to
+        # the close (s); None: fewer than two pings.
+        "ping_gap_max_s": max((b - a for a, b in itertools.pairwise(d.pings)), default=None),
+        "last_ping_to_close_s": (
+            d.closed_at - d.pings[-1] if d.closed_at is not None and d.pings else None
+        ),
+        "pings": len(d.pings),
         "own": d.own,
         "final_order": d.final_order,
         "resume_check": d.resume_check,

@@ -348,6 +348,32 @@ async def _run(settings: Settings, athletes: int, duration_s: float, drop_s: flo
             for r in results
         ],
         "client_errors": sorted({e for d in boards for e in d["errors"]})[:10],
+        # The edge pings every socket every 15 s and closes one silent for 45 s (4408):
+        # the longest time between two pings a socket got, for the sockets it closed
+        # and the others, and from the last ping to the close.
+        "pings": {
+            "closed_4408": _pct(
+                [
+                    d["ping_gap_max_s"]
+                    for d in members
+                    if d["close"] == 4408 and d["ping_gap_max_s"] is not None
+                ]
+            ),
+            "last_ping_to_close_s": _pct(
+                [
+                    d["last_ping_to_close_s"]
+                    for d in members
+                    if d["close"] == 4408 and d["last_ping_to_close_s"] is not None
+                ]
+            ),
+            "others": _pct(
+                [
+                    d["ping_gap_max_s"]
+                    for d in members
+                    if d["close"] != 4408 and d["ping_gap_max_s"] is not None
+                ]
+            ),
+        },
         # The coach's boards with the longest way from sample to agent's send: seq, s
         # since the load started, emit_ms - ingest_ms, arrival - emit_ms (ms).
         "slowest_boards_at_the_agent": [
