@@ -93,8 +93,11 @@ def _pct(values: list[float]) -> dict[str, float]:
 
 
 @contextmanager
-def _stack(settings: Settings, *, workers: bool) -> Iterator[dict[str, Any]]:
-    """Private Redis + PostgreSQL, a live worker and one edge, all stopped afterwards."""
+def _stack(
+    settings: Settings, *, workers: bool, extra_env: dict[str, str] | None = None
+) -> Iterator[dict[str, Any]]:
+    """Private Redis + PostgreSQL, a live worker and one edge, all stopped afterwards;
+    ``extra_env``: more variables for them (``LIVECOACH_METRICS_TOKEN``)."""
     with private_servers("livecoach-bench-e2e-") as (redis_url, db_url):
         port = free_port()
         env = {
@@ -105,6 +108,7 @@ def _stack(settings: Settings, *, workers: bool) -> Iterator[dict[str, Any]]:
             "LIVECOACH_LIVE_PARTITIONS": str(PARTITIONS),
             "LIVECOACH_LOG_LEVEL": "WARNING",
             "LIVECOACH_JWT_SECRET": settings.jwt_secret_value(),
+            **(extra_env or {}),
         }
         procs: list[subprocess.Popen[bytes]] = []
         commands = [["web", "--host", "127.0.0.1", "--port", str(port)]]

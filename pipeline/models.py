@@ -458,6 +458,11 @@ class LeaderboardEvent(_ServerEvent):
     ingest_ms: int | None = Field(
         default=None, description="The newest sample acceptance time the board includes."
     )
+    emit_ms: int | None = Field(
+        default=None,
+        description="When the leaderboard agent sent the board (epoch ms; the edge adds it "
+        "from the live entry's time); absent on the stored board sent on subscribe.",
+    )
     rows: list[LeaderboardRow]
     removed: list[UserIdWire] = Field(default_factory=list)
     from_seq: int | None = Field(

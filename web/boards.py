@@ -22,6 +22,11 @@ socket was given and when:
 
 A merged delta covers several emissions: ``from_seq`` names its first, so a client
 applies it on top of board ``from_seq - 1`` (see docs/groups.md).
+
+A member's socket gets its window of the board, built from the whole board the pacer
+keeps for it: a :class:`~web.standings.Standings` shared with every other member socket
+that applied the same boards (web.standings), so 500 members cost one update and one
+sort per board, not 500.
 """
 
 from __future__ import annotations
@@ -35,6 +40,8 @@ from typing import Any, Protocol
 
 import orjson
 
+from web.standings import EMPTY, SHARED, Standings, StandingsMemo, rank_key
+
 #: Seconds between two leaderboard frames of a group on one socket.
 BOARD_INTERVAL_S = 1.0
 #: How soon a held board is tried again while the last one is still being written.
@@ -45,23 +52,15 @@ NEIGHBOURS = 2
 _NOT_HEADER = ("rows", "removed", "from_seq")
 
 
-def window_rows(rows: dict[str, dict[str, Any]], athlete_id: str) -> list[dict[str, Any]]:
+def window_rows(standings: Standings, athlete_id: str) -> list[dict[str, Any]]:
     """The leader, then ``NEIGHBOURS`` rows above and below the athlete's and its own
     (the first rows when it has none), by rank."""
-    ranked = sorted(rows.values(), key=_rank_key)
-    at = next((i for i, r in enumerate(ranked) if r.get("athlete_id") == athlete_id), None)
+    ranked = standings.ranked
+    at = standings.place(athlete_id)
     if at is None:
         return ranked[: 1 + 2 * NEIGHBOURS]
     shown = ranked[max(0, at - NEIGHBOURS) : at + NEIGHBOURS + 1]
     return shown if shown[0] is ranked[0] else [ranked[0], *shown]
-
-
-def _rank_key(row: dict[str, Any]) -> tuple[int, float, str]:
-    """Ranked rows by rank, then the unranked (no data) last."""
-    rank = row.get("rank")
-    if isinstance(rank, int | float):
-        return (0, float(rank), "")
-    return (1, 0.0, str(row.get("athlete_id")))
 
 
 def merge_boards(older: dict[str, Any], newer: dict[str, Any]) -> dict[str, Any]:
@@ -79,7 +78,7 @@ def merge_boards(older: dict[str, Any], newer: dict[str, Any]) -> dict[str, Any]
     for athlete in newer.get("removed") or ():
         rows.pop(athlete, None)
         removed.add(athlete)
-    merged = {**newer, "rows": sorted(rows.values(), key=_rank_key)}
+    merged = {**newer, "rows": sorted(rows.values(), key=rank_key)}
     if older.get("full"):
         merged["full"] = True
         merged["removed"] = []
@@ -91,13 +90,20 @@ def merge_boards(older: dict[str, Any], newer: dict[str, Any]) -> dict[str, Any]
 
 
 class QueuedFrame(Protocol):
-    """What the connection's queue holds (``web.connection._Item``)."""
+    """What the connection's queue holds (``web.connection._Item``). The pacer stamps a
+    leaderboard frame with its group, whether it is the final board, and the newest
+    board it includes (``ingest_ms``, ``read_at``: when the edge read it from ``live``)
+    for the edge's metrics (web.observability)."""
 
     frame: str
     alive: bool
     taken: bool
     written: bool
     written_at: float | None
+    ingest_ms: int | None
+    group: str | None
+    final: bool
+    read_at: float | None
 
 
 #: Queue a frame on the socket: (frame, ingest_ms) -> the queued item (None: closing).
@@ -116,14 +122,14 @@ class _Group:
     #: A board waiting for its second, or for the stored board.
     held: dict[str, Any] | None = None
     held_ingest: int | None = None
+    held_read_at: float | None = None
     timer: asyncio.TimerHandle | None = None
     #: The stored board is being read (subscribe, resume): hold everything.
     waiting: bool = False
     #: A member's socket: its athlete id; it gets its window of the board (the leader
     #: and the rows around its own), built here from the whole board kept below.
     window: str | None = None
-    rows: dict[str, dict[str, Any]] = field(default_factory=dict)
-    rows_seq: int = -1
+    standings: Standings = EMPTY
     #: Boards that came while waiting for the stored one (a window's are applied after it).
     raw: list[dict[str, Any]] = field(default_factory=list)
 
@@ -135,8 +141,10 @@ class BoardPacer:
         *,
         interval_s: float = BOARD_INTERVAL_S,
         on_merge: Callable[[], None] | None = None,
+        memo: StandingsMemo = SHARED,
     ) -> None:
         self._send = send
+        self._memo = memo
         self._interval_s = interval_s
         self._on_merge = on_merge
         self._groups: dict[str, _Group] = {}
@@ -149,10 +157,17 @@ class BoardPacer:
         return state
 
     def offer(
-        self, group_id: str, board: dict[str, Any], frame: str | None, ingest_ms: int | None
+        self,
+        group_id: str,
+        board: dict[str, Any],
+        frame: str | None,
+        ingest_ms: int | None,
+        read_at: float | None = None,
     ) -> None:
         """A leaderboard event for the socket; ``frame`` its shared serialised form
-        (None: serialise ``board``). ``board`` is read, never modified."""
+        (None: serialise ``board``). ``board`` is read, never modified. ``ingest_ms``
+        and ``read_at`` (monotonic s the edge read it from ``live``): a live board's,
+        None for a replayed one."""
         if self.closed:
             return
         state = self._group(group_id)
@@ -160,7 +175,7 @@ class BoardPacer:
             if state.waiting:
                 state.raw.append(board)
                 return
-            self._apply(state, board)
+            self._apply(group_id, state, board)
             board, frame = self._windowed(state, board), None
         seq = board.get("seq")
         if (
@@ -173,18 +188,26 @@ class BoardPacer:
             # worker's crash a seq may repeat, and its first board is full.
             return
         if state.waiting or state.held is not None:
-            self._hold(state, board, ingest_ms)
+            self._hold(state, board, ingest_ms, read_at)
             if not state.waiting and state.timer is None:
                 self._arm(group_id, state)
             return
-        self._place(group_id, state, board, frame, ingest_ms)
+        self._place(group_id, state, board, frame, ingest_ms, read_at)
 
-    def _hold(self, state: _Group, board: dict[str, Any], ingest_ms: int | None) -> None:
+    def _hold(
+        self,
+        state: _Group,
+        board: dict[str, Any],
+        ingest_ms: int | None,
+        read_at: float | None,
+    ) -> None:
         if state.held is not None and self._on_merge is not None:
             self._on_merge()
         state.held = board if state.held is None else merge_boards(state.held, board)
         if ingest_ms is not None:
             state.held_ingest = ingest_ms
+        if read_at is not None:
+            state.held_read_at = read_at
 
     def _place(
         self,
@@ -193,12 +216,18 @@ class BoardPacer:
         board: dict[str, Any],
         frame: str | None,
         ingest_ms: int | None,
+        read_at: float | None = None,
     ) -> None:
         queued = state.queued
         if queued is not None and not queued.taken and queued.alive and state.queued_board:
             # The socket has not taken the last one yet: one frame with both.
             merged = merge_boards(state.queued_board, board)
             queued.frame = orjson.dumps(merged).decode()
+            queued.final = bool(merged.get("final"))
+            if ingest_ms is not None:
+                queued.ingest_ms = ingest_ms
+            if read_at is not None:
+                queued.read_at = read_at
             state.queued_board = merged
             self._given(state, merged)
             if self._on_merge is not None:
@@ -210,10 +239,12 @@ class BoardPacer:
             # Too soon, or the last one is still being written (a socket that drains
             # slowly would otherwise take two back to back): held, merged, and tried
             # again when the second is over (then every _RETRY_S while it writes).
-            self._hold(state, board, ingest_ms)
+            self._hold(state, board, ingest_ms, read_at)
             self._arm(group_id, state)
             return
         item = self._send(frame if frame is not None else orjson.dumps(board).decode(), ingest_ms)
+        if item is not None:
+            item.group, item.final, item.read_at = group_id, bool(board.get("final")), read_at
         state.queued, state.queued_board, state.last_at = item, board, now
         self._given(state, board)
 
@@ -242,9 +273,9 @@ class BoardPacer:
         state.timer = None
         if state.waiting or state.held is None:
             return
-        board, ingest = state.held, state.held_ingest
-        state.held, state.held_ingest = None, None
-        self._place(group_id, state, board, None, ingest)
+        board, ingest, read_at = state.held, state.held_ingest, state.held_read_at
+        state.held, state.held_ingest, state.held_read_at = None, None, None
+        self._place(group_id, state, board, None, ingest, read_at)
 
     # --- a member's window ------------------------------------------------------------
 
@@ -253,20 +284,12 @@ class BoardPacer:
         board), or as its coach (None: the whole board, the frame every coach shares)."""
         self._group(group_id).window = athlete_id
 
-    @staticmethod
-    def _apply(state: _Group, board: dict[str, Any]) -> None:
+    def _apply(self, group_id: str, state: _Group, board: dict[str, Any]) -> None:
         seq = board.get("seq")
-        if board.get("full"):
-            state.rows = {r["athlete_id"]: r for r in board.get("rows") or ()}
-        elif isinstance(seq, int) and seq <= state.rows_seq:
+        if not board.get("full") and isinstance(seq, int) and seq <= state.standings.seq:
             return  # already applied
-        else:
-            for row in board.get("rows") or ():
-                state.rows[row["athlete_id"]] = row
-            for athlete in board.get("removed") or ():
-                state.rows.pop(athlete, None)
-        if isinstance(seq, int):
-            state.rows_seq = seq
+        # Every member socket of the group applies the same board: computed once.
+        state.standings = self._memo.apply(group_id, state.standings, board)
 
     @staticmethod
     def _windowed(state: _Group, board: dict[str, Any]) -> dict[str, Any]:
@@ -274,8 +297,8 @@ class BoardPacer:
         ingest_ms, final...) and ``size``, the athletes on the whole board."""
         assert state.window is not None
         out = {k: v for k, v in board.items() if k not in _NOT_HEADER}
-        out.update(full=True, window=True, size=len(state.rows), removed=[],
-                   rows=window_rows(state.rows, state.window))  # fmt: skip
+        out.update(full=True, window=True, size=len(state.standings.rows), removed=[],
+                   rows=window_rows(state.standings, state.window))  # fmt: skip
         return out
 
     # --- subscribe and resume ----------------------------------------------------------
@@ -295,13 +318,14 @@ class BoardPacer:
             raws, state.raw = state.raw, []
             last = None
             for raw in [stored, *raws] if stored is not None else raws:
-                self._apply(state, raw)
+                self._apply(group_id, state, raw)
                 last = raw
             if last is not None:
                 self._place(group_id, state, self._windowed(state, last), None, None)
             return
         held, state.held = state.held, None
         ingest, state.held_ingest = state.held_ingest, None
+        read_at, state.held_read_at = state.held_read_at, None
         if stored is not None:
             stored_seq = stored.get("seq")
             if isinstance(stored_seq, int) and stored_seq <= state.seq:
@@ -315,7 +339,10 @@ class BoardPacer:
             board = held if board is None else merge_boards(board, held) if newer else board
         if board is None:
             return
-        self._place(group_id, state, board, None, ingest if board is held else None)
+        live = board is held
+        self._place(
+            group_id, state, board, None, ingest if live else None, read_at if live else None
+        )
 
     def close(self) -> None:
         self.closed = True

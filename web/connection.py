@@ -53,6 +53,14 @@ class _Item:
     #: and when (monotonic s).
     written: bool = False
     written_at: float | None = None
+    #: A leaderboard frame's, set by web.boards: its group, whether it is the group's
+    #: final board, and when the edge read the newest board it includes (monotonic s;
+    #: None: not a live board).
+    group: str | None = None
+    final: bool = False
+    read_at: float | None = None
+    #: When it was queued (monotonic s).
+    queued_at: float = field(default_factory=time.monotonic)
 
 
 @dataclass
@@ -79,6 +87,9 @@ class LiveEvent:
     #: A ``leaderboard`` event parsed (wire form, shared by every socket: read only),
     #: for the per-socket pacing of web.boards; None for other events.
     data: dict[str, Any] | None = field(default=None, compare=False)
+    #: When this edge read it from ``live`` (monotonic s); None: not read live (a
+    #: resume's replay, the warm-up).
+    read_at: float | None = field(default=None, compare=False)
 
 
 #: Frames the writer sends before it lets other tasks run.
@@ -159,6 +170,9 @@ class Connection:
         #: Group channels this socket follows as a member, not as the coach: the
         #: members' alerts delivered there are the coach's only.
         self.member_only: set[str] = set()
+        #: group id -> when its last leaderboard frame was written (monotonic s), for
+        #: the edge's own evidence of the pacing (livecoach_leaderboard_gap_seconds).
+        self._board_written: dict[str, float] = {}
         #: Leaderboards: at most one frame per group a second, merged when behind.
         self.boards = BoardPacer(
             lambda frame, ingest_ms: self.send(frame, "leaderboard", ingest_ms=ingest_ms),
@@ -214,9 +228,12 @@ class Connection:
         through the socket's pacing (web.boards), replayed or not."""
         if event.data is not None and event.kind == "leaderboard":
             group_id = event.data.get("group_id")
-            self.boards.offer(
-                str(group_id), event.data, event.frame, None if replayed else event.ingest_ms
-            )
+            if replayed:
+                self.boards.offer(str(group_id), event.data, event.frame, None)
+            else:
+                self.boards.offer(
+                    str(group_id), event.data, event.frame, event.ingest_ms, event.read_at
+                )
             return
         key = ("m", event.session_id) if coalesce and event.kind == "metrics_update" else None
         self.send(
@@ -270,12 +287,26 @@ class Connection:
                 span.end()
             item.written, item.written_at = True, time.monotonic()
             self.metrics.frame_sent(item.kind)
+            if item.group is not None:
+                self._board_sent(item, item.group, item.written_at)
             if item.ingest_ms is not None:
                 age_s = max(0.0, time.time() - item.ingest_ms / 1000.0)
                 if item.replayed:
                     self.metrics.replayed_age.observe(age_s)
                 else:
                     self.metrics.latency.observe(age_s)
+
+    def _board_sent(self, item: _Item, group: str, written_at: float) -> None:
+        """The edge's evidence of the pacing (the gap since the group's last frame on
+        this socket, from write to write) and the edge's hops of a live board."""
+        last = self._board_written.get(group)
+        self._board_written[group] = written_at
+        if last is not None:
+            self.metrics.board_written(written_at - last, final=item.final)
+        if item.read_at is not None:
+            queued_at = max(item.queued_at, item.read_at)  # merged into a queued frame
+            self.metrics.board_hop_s("read_to_queued", queued_at - item.read_at)
+            self.metrics.board_hop_s("queued_to_written", written_at - queued_at)
 
     def _send_span(self, item: _Item) -> Any:
         """A span for writing a traced live event to this socket (None if untraced)."""

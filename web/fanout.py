@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import time
 from collections import defaultdict, deque
 from collections.abc import Callable
 from typing import Any
@@ -86,9 +87,18 @@ class Hub:
 
 
 def build_event(
-    partition: int, offset: int, value: bytes | None, traceparent: bytes | None = None
+    partition: int,
+    offset: int,
+    value: bytes | None,
+    traceparent: bytes | None = None,
+    *,
+    timestamp_ms: int | None = None,
+    read_at: float | None = None,
 ) -> LiveEvent | None:
-    """Parse a ``live`` entry into the frame sockets get; None if it is not an event."""
+    """Parse a ``live`` entry into the frame sockets get; None if it is not an event.
+
+    ``timestamp_ms``: the entry's (when the agent handed it to its producer), given to
+    a ``leaderboard`` as ``emit_ms``; ``read_at``: when this edge read it live."""
     if value is None:  # a tombstone: nothing to show
         return None
     try:
@@ -101,12 +111,14 @@ def build_event(
     if not channels:
         return None
     to_wire(data)
+    kind = data["type"]
+    if kind == "leaderboard" and timestamp_ms:
+        data["emit_ms"] = timestamp_ms
     data["offset"] = format_cursor(partition, offset)
     data["channel"] = channels[0]
     data["channels"] = channels
     ingest = data.get("ingest_ms")
     session_id = data.get("session_id")
-    kind = data["type"]
     return LiveEvent(
         partition=partition,
         offset=offset,
@@ -118,6 +130,7 @@ def build_event(
         traceparent=traceparent,
         # Kept parsed for the sockets' pacing (web.boards), which merges boards.
         data=data if kind == "leaderboard" and isinstance(data.get("group_id"), str) else None,
+        read_at=read_at,
     )
 
 
@@ -204,8 +217,8 @@ class LiveTailer:
         )
         for entry_id, fields in entries:
             offset = offset_of(entry_id)
-            _, value, _, _ = decode_entry(fields)
-            event = build_event(partition, offset, value)
+            _, value, _, timestamp_ms = decode_entry(fields)
+            event = build_event(partition, offset, value, timestamp_ms=timestamp_ms)
             if event is not None and event.kind == "alert" and self.repeated_alert(event):
                 event = None
             self.recent.add(partition, offset, event)
@@ -248,9 +261,18 @@ class LiveTailer:
                 offset,
             )
         self.positions[partition] = offset
-        _, value, headers, _ = decode_entry(fields)
+        _, value, headers, timestamp_ms = decode_entry(fields)
         parent = headers.get(TRACEPARENT) if tracing.tracer() is not None else None
-        event = build_event(partition, offset, value, parent)
+        event = build_event(
+            partition, offset, value, parent, timestamp_ms=timestamp_ms, read_at=time.monotonic()
+        )
+        if event is not None and event.data is not None and event.kind == "leaderboard":
+            # The board's first two hops, once per board and edge (the rest per socket).
+            now_ms = time.time() * 1000
+            if event.ingest_ms is not None and timestamp_ms:
+                self._metrics.board_hop_s("ingest_to_emit", (timestamp_ms - event.ingest_ms) / 1e3)
+            if timestamp_ms:
+                self._metrics.board_hop_s("emit_to_read", (now_ms - timestamp_ms) / 1e3)
         if event is not None and event.kind == "alert" and self.repeated_alert(event):
             event = None
         if event is not None and event.kind == "session_event" and self._on_session_event:

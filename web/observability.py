@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -32,6 +33,17 @@ _LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5,
 #: Age of a replayed event when it is written (seconds): a resume after a tunnel or a
 #: phone's sleep replays events seconds to minutes old.
 _REPLAY_AGE_BUCKETS = (0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0)
+#: Gap between two leaderboard frames of a group written to one socket (seconds): the
+#: edge sends at most one a second (web.boards), so nothing may fall in 0.95 or below.
+_BOARD_GAP_BUCKETS = (0.5, 0.9, 0.95, 0.99, 1.0, 1.01, 1.05, 1.1, 1.25, 1.5, 2.0, 3.0, 5.0)
+#: A leaderboard's hops, from the sample accepted to the frame written (seconds): the
+#: agents emit at most once a second and the edge holds a socket's next frame up to 1 s.
+_BOARD_HOP_BUCKETS = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0,
+    10.0,
+)  # fmt: skip
+#: The hops of :attr:`EdgeMetrics.board_hop`, in order (docs/groups.md).
+BOARD_HOPS = ("ingest_to_emit", "emit_to_read", "read_to_queued", "queued_to_written")
 #: REST request duration buckets (seconds).
 _HTTP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
 #: The route label of a request no route matched (its path would be unbounded).
@@ -110,11 +122,56 @@ class EdgeMetrics:
             ["scope"],
             registry=r,
         )
+        self.board_gap = Histogram(
+            "livecoach_leaderboard_gap_seconds",
+            "Time between two leaderboard frames of a group written to one socket (from "
+            "one write to the next); final: the frame is the group's final board, which "
+            "goes out at once and may come sooner",
+            ["final"],
+            buckets=_BOARD_GAP_BUCKETS,
+            registry=r,
+        )
+        self.board_gap_min = Gauge(
+            "livecoach_leaderboard_gap_min_seconds",
+            "The smallest time between two leaderboard frames of a group written to one "
+            "socket since the edge started (final boards excluded); +Inf: none yet",
+            registry=r,
+        )
+        self.board_gap_min.set(math.inf)
+        self.board_hop = Histogram(
+            "livecoach_leaderboard_hop_seconds",
+            "A leaderboard's way from its newest sample to a socket, by hop: ingest_to_emit "
+            "(the sample accepted to the agent sending the board), emit_to_read (to this "
+            "edge reading it from live), once per board; read_to_queued (the socket's "
+            "pacing hold), queued_to_written (its send queue and the write), per frame "
+            "written, for the newest board the frame includes (live boards only)",
+            ["hop"],
+            buckets=_BOARD_HOP_BUCKETS,
+            registry=r,
+        )
         self._frames_sent_by_type = LabelledChildren(self.frames_sent)
+        self._board_gap_live = self.board_gap.labels("false")
+        self._board_gap_final = self.board_gap.labels("true")
+        self._hops = {hop: self.board_hop.labels(hop) for hop in BOARD_HOPS}
+        self._gap_min_s = math.inf
 
     def frame_sent(self, kind: str) -> None:
         """Count a frame written to a socket (the labelled child is looked up once)."""
         self._frames_sent_by_type(kind).inc()
+
+    def board_written(self, gap_s: float, *, final: bool) -> None:
+        """Count the gap since the socket's last leaderboard frame of the same group."""
+        if final:
+            self._board_gap_final.observe(gap_s)
+            return
+        self._board_gap_live.observe(gap_s)
+        if gap_s < self._gap_min_s:
+            self._gap_min_s = gap_s
+            self.board_gap_min.set(gap_s)
+
+    def board_hop_s(self, hop: str, seconds: float) -> None:
+        """One leaderboard hop (one of :data:`BOARD_HOPS`), in seconds (at least 0)."""
+        self._hops[hop].observe(max(0.0, seconds))
 
 
 def route_of(request: web.Request) -> str:

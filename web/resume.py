@@ -91,10 +91,10 @@ async def _read_back(
             if first is None:
                 first = offset
             next_offset = offset + 1
-            key, value, _, _ = decode_entry(fields)
+            key, value, _, timestamp_ms = decode_entry(fields)
             if only_keys is not None and key not in only_keys:
                 continue
-            event = build_event(p, offset, value)
+            event = build_event(p, offset, value, timestamp_ms=timestamp_ms)
             if event is None or (event.kind == "alert" and tailer.repeated_alert(event)):
                 continue
             if channels.isdisjoint(event.channels):
