@@ -172,13 +172,24 @@ class Connection:
         self.member_only: set[str] = set()
         #: group id -> when its last leaderboard frame was written (monotonic s), for
         #: the edge's own evidence of the pacing (livecoach_leaderboard_gap_seconds).
-        self._board_written: dict[str, float] = {}
-        #: Leaderboards: at most one frame per group a second, merged when behind.
-        self.boards = BoardPacer(
-            lambda frame, ingest_ms: self.send(frame, "leaderboard", ingest_ms=ingest_ms),
-            on_merge=metrics.coalesced.inc,
-        )
+        self._board_written: dict[str, float] | None = None
+        self._boards: BoardPacer | None = None
         self.close_code: int | None = None
+
+    @property
+    def boards(self) -> BoardPacer:
+        """Leaderboards: at most one frame per group a second, merged when behind.
+
+        Made on first use: most sockets follow no group, and an idle socket's memory is
+        what 10,000 of them cost (``bench e2e``'s idle KB per socket)."""
+        if self._boards is None:
+            self._boards = BoardPacer(
+                lambda frame, ingest_ms: self.send(frame, "leaderboard", ingest_ms=ingest_ms),
+                on_merge=self.metrics.coalesced.inc,
+            )
+            if self.closing:
+                self._boards.close()
+        return self._boards
 
     # --- sending ----------------------------------------------------------------------
 
@@ -299,6 +310,8 @@ class Connection:
     def _board_sent(self, item: _Item, group: str, written_at: float) -> None:
         """The edge's evidence of the pacing (the gap since the group's last frame on
         this socket, from write to write) and the edge's hops of a live board."""
+        if self._board_written is None:
+            self._board_written = {}
         last = self._board_written.get(group)
         self._board_written[group] = written_at
         if last is not None:
@@ -331,7 +344,8 @@ class Connection:
         self.closing = True
         self.close_code = code
         self.metrics.closes.labels(str(code)).inc()
-        self.boards.close()
+        if self._boards is not None:
+            self._boards.close()
         self._queue.clear()
         self._coalesce.clear()
         self._size = 0
@@ -377,7 +391,8 @@ class Connection:
             await asyncio.wait_for(self._drained.wait(), timeout_s)
 
     async def stop(self) -> None:
-        self.boards.close()
+        if self._boards is not None:
+            self._boards.close()
         if self._writer is not None and not self._writer.done():
             self._writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
