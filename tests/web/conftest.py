@@ -221,3 +221,18 @@ async def call(
     ) as resp:
         text = await resp.text()
         return resp.status, (json.loads(text) if text else None)
+
+
+async def coached_group(edge: Any, body: dict[str, Any], athletes: Any) -> tuple[str, Any]:
+    """COACH creates a group (``body``), invites ``athletes`` and follows its channel:
+    (group id, the coach's socket)."""
+    status, group = await call(edge, "POST", "/groups", COACH, "coach", body)
+    assert status == 201, group
+    gid = str(group["id"])
+    for athlete in athletes:
+        status, _ = await call(edge, "POST", f"/groups/{gid}/members", COACH, "coach",
+                               {"athlete_id": str(athlete)})  # fmt: skip
+        assert status == 201
+    coach = await edge.ws(COACH, "coach")
+    await coach.send_json({"type": "subscribe", "channel": f"live:group:{gid}"})
+    return gid, coach

@@ -27,7 +27,15 @@ from pipeline.transport import streams
 from tests.ids import uid
 from tests.test_agents_e2e import PARTITIONS, Workers, _wait_for
 from tests.test_replay_cli import _replay
-from tests.web.conftest import ATHLETE, COACH, OTHER_ATHLETE, SAMPLES_T0, call, frames_until
+from tests.web.conftest import (
+    ATHLETE,
+    COACH,
+    OTHER_ATHLETE,
+    SAMPLES_T0,
+    call,
+    coached_group,
+    frames_until,
+)
 from web.groups import read_board
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -139,17 +147,11 @@ async def test_a_class_ranks_by_target_held_as_offline_and_replays_the_same(
         status, _ = await call(edge, "PUT", f"/athletes/{athlete}/thresholds", athlete,
                                "athlete", {"weight_kg": weight})  # fmt: skip
         assert status == 200
-    status, group = await call(edge, "POST", "/groups", COACH, "coach",
-                               {"name": "spin", "sport": "ride", "kind": "class",
-                                "starts_at": CLASS_START, "plan": PLAN})  # fmt: skip
-    assert status == 201, group
-    gid = str(group["id"])
-    for athlete in athletes:
-        status, _ = await call(edge, "POST", f"/groups/{gid}/members", COACH, "coach",
-                               {"athlete_id": str(athlete)})  # fmt: skip
-        assert status == 201
-    coach = await edge.ws(COACH, "coach")
-    await coach.send_json({"type": "subscribe", "channel": f"live:group:{gid}"})
+    gid, coach = await coached_group(
+        edge,
+        {"name": "spin", "sport": "ride", "kind": "class", "starts_at": CLASS_START, "plan": PLAN},
+        athletes,
+    )
     client = aioredis.Redis.from_url(redis_url)
     sessions: dict[UUID, str] = {}
 

@@ -16,7 +16,15 @@ import pytest
 
 from tests.ids import uid
 from tests.test_agents_e2e import Workers
-from tests.web.conftest import ATHLETE, COACH, OTHER_ATHLETE, SAMPLES_T0, call, frames_until
+from tests.web.conftest import (
+    ATHLETE,
+    COACH,
+    OTHER_ATHLETE,
+    SAMPLES_T0,
+    call,
+    coached_group,
+    frames_until,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -49,17 +57,11 @@ async def test_a_race_from_devices_to_stored_standings(
         for athlete in (OTHER_ATHLETE, THIRD):
             conn.execute("INSERT INTO coach_athletes (coach_id, athlete_id) VALUES (%s, %s)",
                          (COACH, athlete))  # fmt: skip
-    status, group = await call(edge, "POST", "/groups", COACH, "coach",
-                               {"name": "3 up", "sport": "run", "kind": "race",
-                                "starts_at": time.time()})  # fmt: skip
-    assert status == 201, group
-    gid = str(group["id"])
-    for athlete in SPEEDS:
-        status, _ = await call(edge, "POST", f"/groups/{gid}/members", COACH, "coach",
-                               {"athlete_id": str(athlete)})  # fmt: skip
-        assert status == 201
-    coach = await edge.ws(COACH, "coach")
-    await coach.send_json({"type": "subscribe", "channel": f"live:group:{gid}"})
+    gid, coach = await coached_group(
+        edge,
+        {"name": "3 up", "sport": "run", "kind": "race", "starts_at": time.time()},
+        SPEEDS,
+    )
     sessions: dict[UUID, str] = {}
     for athlete in (ATHLETE, OTHER_ATHLETE):  # joining at the start
         status, row = await call(edge, "POST", "/sessions/start", athlete, "athlete",
