@@ -259,6 +259,7 @@ def create_live_app(
             started = time.perf_counter()
             hold = Hold(event)
             records = _records(event)
+            live_out = stored = group_out = 0  # counted once per read, not per event
             parents = _traceparents(event, len(records)) if tracer is not None else None
             for i, (record, offset) in enumerate(records):
                 if not isinstance(record, dict) or not isinstance(record.get("session_id"), str):
@@ -275,21 +276,24 @@ def create_live_app(
                 for live_event in out.events:
                     value = orjson.dumps(live_event)
                     await send(live_name, key, value, None, None, headers)
-                    event_out(live_name)
                     if is_stored(live_event):
                         await send(store_name, key, value, None, None, None)
-                        event_out(store_name)
+                        stored += 1
+                live_out += len(out.events)
                 for group_input in out.group_inputs:
                     value = orjson.dumps(group_input)
                     await send(
                         groups_name, group_key(group_input["group_id"]), value, None, None, None
                     )
-                    event_out(groups_name)
+                group_out += len(out.group_inputs)
                 states.checkin(key, out.state, hold)
                 if span is not None:
                     span.set_attribute("livecoach.events_out", len(out.events))
                     span.end()
             hold.release()
+            event_out(live_name, live_out)
+            event_out(store_name, stored)
+            event_out(groups_name, group_out)
             processed("process", time.perf_counter() - started)
 
     return app

@@ -22,7 +22,6 @@ from typing import Any
 
 import faust
 from faust.sensors import Sensor
-from faust.types import TP, Message
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -33,7 +32,6 @@ from prometheus_client import (
 )
 
 from pipeline.prometheus import LabelledChildren
-from pipeline.transport.consumer import BATCH_OFFSETS_HEADER, batch_offsets
 
 #: Processing time buckets (seconds) of one event (a batch read of ``samples``).
 _PROCESSING_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
@@ -49,16 +47,6 @@ LOOP_PROBE_S = 0.02
 METRICS_PATH = "/metrics"
 
 
-def _entries_of(message: Message) -> int:
-    """How many stream entries a message stands for (a batched read: several)."""
-    headers = message.headers
-    if headers:
-        header = dict(headers).get(BATCH_OFFSETS_HEADER)
-        if header is not None:
-            return len(batch_offsets(header))
-    return 1
-
-
 class WorkerMetrics(Sensor):
     """The metrics of one Faust app (consumer group ``group``)."""
 
@@ -69,7 +57,7 @@ class WorkerMetrics(Sensor):
         r = self.registry
         self.entries_in = Counter(
             "livecoach_worker_entries_in",
-            "Stream entries delivered to the agents, per topic",
+            "Stream entries read and handed to the agents, per topic",
             ["topic"],
             registry=r,
         )
@@ -121,13 +109,15 @@ class WorkerMetrics(Sensor):
         )
         self._stall_max = 0.0
         self._entries_in = LabelledChildren(self.entries_in)
+        self._entries_counted: dict[str, int] = {}
         self._events_out = LabelledChildren(self.events_out)
         self._processing = LabelledChildren(self.processing)
 
     # --- what the agents report ---------------------------------------------------------
 
-    def event_out(self, topic: str) -> None:
-        self._events_out(topic).inc()
+    def event_out(self, topic: str, count: int = 1) -> None:
+        if count:
+            self._events_out(topic).inc(count)
 
     def processed(self, agent: str, seconds: float) -> None:
         self._processing(agent).observe(seconds)
@@ -149,9 +139,6 @@ class WorkerMetrics(Sensor):
 
     # --- what Faust reports (Sensor hooks) ----------------------------------------------
 
-    def on_message_in(self, tp: TP, offset: int, message: Message) -> None:
-        self._entries_in(tp.topic).inc(_entries_of(message))
-
     def on_commit_initiated(self, consumer: Any) -> float:
         return time.perf_counter()
 
@@ -164,6 +151,14 @@ class WorkerMetrics(Sensor):
         return {"time_start": time.monotonic()}
 
     # --- scrape -------------------------------------------------------------------------
+
+    def update_entries_in(self, consumer: Any) -> None:
+        """Bring ``entries_in`` up to the consumer's count of entries read."""
+        for topic, count in list(getattr(consumer, "entries_read", {}).items()):
+            counted = self._entries_counted.get(topic, 0)
+            if count > counted:
+                self._entries_in(topic).inc(count - counted)
+                self._entries_counted[topic] = count
 
     async def update_lag(self, consumer: Any) -> None:
         """Set the lag of every assigned partition the group has committed on."""
@@ -205,6 +200,8 @@ def install(app: faust.App, group: str) -> WorkerMetrics:
     @app.page(METRICS_PATH)
     async def metrics_page(self: Any, request: Any) -> Any:
         consumer = app.consumer
+        if consumer is not None:
+            metrics.update_entries_in(consumer)
         if not app.client_only and consumer is not None and consumer.assignment():
             await metrics.update_lag(consumer)
         return self.bytes(metrics.exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -18,6 +18,7 @@ import os
 import secrets
 import socket
 import time
+from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, ClassVar, cast
@@ -155,6 +156,9 @@ class Consumer(FaustConsumer, ConsumerGuards):
         self._assignment: set[TP] = set()
         self._position: dict[TP, int] = {}
         self._highwater: dict[TP, int] = {}
+        #: Entries handed to the agents per topic, since the start (counted per read:
+        #: Faust's ``on_message_in`` sensor hook is not called for ``noack()`` streams).
+        self.entries_read: defaultdict[str, int] = defaultdict(int)
         #: Counts seeks: a read made before one is stale.
         self._seek_epoch = 0
         #: Seeks per partition, and their counts when the last read was made.
@@ -636,6 +640,7 @@ class Consumer(FaustConsumer, ConsumerGuards):
                 key, value, headers, ts = decode(fields)
                 batch.append(Record(offset_of(entry_id), key, value, headers, ts))
             if batch:
+                self.entries_read[tp.topic] += len(batch)
                 if tp.topic in batched:
                     # From where the read started: entries trimmed away meanwhile are
                     # skipped with the batch (and committed with it).
