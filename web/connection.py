@@ -92,6 +92,9 @@ class LiveEvent:
     read_at: float | None = field(default=None, compare=False)
 
 
+#: The member-only channels of a socket that follows no group as a member (shared).
+_NO_CHANNELS: frozenset[str] = frozenset()
+
 #: Frames the writer sends before it lets other tasks run.
 _YIELD_EVERY = 64
 
@@ -147,19 +150,23 @@ class Connection:
         self._close_timeout_s = close_timeout_s
         self.metrics = metrics
         self.principal: Principal | None = None
-        #: This socket in presence entries (web.presence), unique across edges.
-        self.presence_id = uuid.uuid4().hex[:16]
+        self._presence_id: str | None = None
         self.subscriptions: dict[str, Subscription] = {}
         #: Live events held while a resume replays; None when not resuming.
         self.parked: list[LiveEvent] | None = None
         self.bucket = TokenBucket(frame_rate, frame_burst)
         self._max_queue = max_queue
         self._coalesce_after = coalesce_after
-        self._queue: deque[_Item] = deque()
+        # An idle socket (most of an edge's, 10,000 in ``bench e2e``'s idle phase) holds
+        # no queue, coalescing map, writer task or Event: each exists only while frames
+        # wait (a deque is 760 B even empty, an Event another deque, a finished Task
+        # kept with its entry in asyncio's task set ~700 B), and is dropped once the
+        # writer has drained them.
+        self._queue: deque[_Item] | None = None
         self._size = 0
-        self._coalesce: dict[Any, _Item] = {}
-        self._drained = asyncio.Event()
-        self._drained.set()
+        self._coalesce: dict[Any, _Item] | None = None
+        #: Set when the writer drains; made only for a flush() waiting for that.
+        self._drained: asyncio.Event | None = None
         self._writer: asyncio.Task[None] | None = None
         self._writing = False
         self.closing = False
@@ -168,13 +175,38 @@ class Connection:
         #: channel -> athlete id of channels this socket watches as someone else (presence).
         self.watched: dict[str, UUID] = {}
         #: Group channels this socket follows as a member, not as the coach: the
-        #: members' alerts delivered there are the coach's only.
-        self.member_only: set[str] = set()
+        #: members' alerts delivered there are the coach's only. None until the first
+        #: (most sockets follow no group; an empty set is 216 B).
+        self._member_only: set[str] | None = None
         #: group id -> when its last leaderboard frame was written (monotonic s), for
         #: the edge's own evidence of the pacing (livecoach_leaderboard_gap_seconds).
         self._board_written: dict[str, float] | None = None
         self._boards: BoardPacer | None = None
         self.close_code: int | None = None
+
+    @property
+    def presence_id(self) -> str:
+        """This socket in presence entries (web.presence), unique across edges; made on
+        first use (only sockets following an athlete appear in presence)."""
+        if self._presence_id is None:
+            self._presence_id = uuid.uuid4().hex[:16]
+        return self._presence_id
+
+    @property
+    def member_only(self) -> frozenset[str] | set[str]:
+        """Group channels this socket follows as a member (read only: see
+        :meth:`set_member_only`)."""
+        return self._member_only if self._member_only is not None else _NO_CHANNELS
+
+    def set_member_only(self, channel: str, member: bool) -> None:
+        """Whether this socket follows group ``channel`` as a member (True) or as its
+        coach, or no longer follows it (False)."""
+        if member:
+            if self._member_only is None:
+                self._member_only = set()
+            self._member_only.add(channel)
+        elif self._member_only is not None:
+            self._member_only.discard(channel)
 
     @property
     def boards(self) -> BoardPacer:
@@ -210,17 +242,20 @@ class Connection:
         if coalesce_key is not None and self._size >= self._coalesce_after:
             # Only a backlog makes a client "slow": a burst that the writer is about to
             # send in one go still delivers every update.
-            older = self._coalesce.get(coalesce_key)
+            older = self._coalesce.get(coalesce_key) if self._coalesce is not None else None
             if older is not None and older.alive:
                 older.alive = False
                 self._size -= 1
                 self.metrics.coalesced.inc()
         item = _Item(frame, kind, coalesce_key, ingest_ms, True, replayed, traceparent)
         if coalesce_key is not None:
+            if self._coalesce is None:
+                self._coalesce = {}
             self._coalesce[coalesce_key] = item
+        if self._queue is None:
+            self._queue = deque()
         self._queue.append(item)
         self._size += 1
-        self._drained.clear()
         if self._size > self._max_queue:
             self.close_soon(CLOSE_TOO_SLOW, "too far behind; reconnect and resume")
             return None
@@ -261,13 +296,19 @@ class Connection:
             await self._drain()
         finally:
             # No await between the queue found empty and the flag cleared: a frame
-            # queued after this starts a new writer.
+            # queued after this starts a new writer (and makes a new queue).
             if self.ws.closed or self.closing:
-                self._queue.clear()
-                self._coalesce.clear()
+                self._queue = self._coalesce = None
                 self._size = 0
+            if not self._queue:
+                self._queue = None
+            if not self._coalesce:
+                self._coalesce = None
             self._writing = False
-            self._drained.set()
+            self._writer = None
+            if self._drained is not None:
+                self._drained.set()
+                self._drained = None
 
     async def _drain(self) -> None:
         written = 0
@@ -283,8 +324,13 @@ class Connection:
             if not item.alive:
                 continue
             self._size -= 1
-            if item.coalesce_key is not None and self._coalesce.get(item.coalesce_key) is item:
-                del self._coalesce[item.coalesce_key]
+            coalesce = self._coalesce
+            if (
+                item.coalesce_key is not None
+                and coalesce is not None
+                and coalesce.get(item.coalesce_key) is item
+            ):
+                del coalesce[item.coalesce_key]
             if self.ws.closed:
                 return
             span = self._send_span(item) if item.traceparent is not None else None
@@ -346,8 +392,7 @@ class Connection:
         self.metrics.closes.labels(str(code)).inc()
         if self._boards is not None:
             self._boards.close()
-        self._queue.clear()
-        self._coalesce.clear()
+        self._queue = self._coalesce = None
         self._size = 0
         task = asyncio.ensure_future(self._close_or_abort(code, message))
         task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
@@ -385,27 +430,33 @@ class Connection:
 
     async def flush(self, timeout_s: float = 1.0) -> None:
         """Wait (briefly) until queued frames are written: before a deliberate close."""
-        if self.ws.closed:
-            return
+        if self.ws.closed or not self._writing:
+            return  # nothing waits to be written
+        if self._drained is None:
+            self._drained = asyncio.Event()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._drained.wait(), timeout_s)
 
     async def stop(self) -> None:
         if self._boards is not None:
             self._boards.close()
-        if self._writer is not None and not self._writer.done():
-            self._writer.cancel()
+        writer = self._writer
+        if writer is not None and not writer.done():
+            writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._writer
+                await writer
 
     # --- routing ----------------------------------------------------------------------
 
     def wants(self, event: LiveEvent) -> bool:
         """Whether a live event is new to this client on any channel it matched."""
         wanted = False
+        member_only = self._member_only
         for name in event.channels:
             sub = self.subscriptions.get(name)
-            if sub is None or (event.kind == "alert" and name in self.member_only):
+            if sub is None or (
+                event.kind == "alert" and member_only is not None and name in member_only
+            ):
                 continue
             if event.offset > sub.floors.get(event.partition, -1):
                 sub.floors[event.partition] = event.offset

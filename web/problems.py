@@ -340,9 +340,17 @@ def make_body_timeout_middleware(timeout_s: float) -> Any:
             )
 
     @web.middleware
-    async def body_timeout_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    def body_timeout_middleware(
+        request: web.Request, handler: Handler
+    ) -> Awaitable[web.StreamResponse]:
+        # Not a coroutine: a request without a body (a WebSocket's, for the socket's
+        # whole life) is handed on without a suspended frame of this middleware (~300 B
+        # per idle socket).
         if not request.can_read_body:
-            return await handler(request)
+            return handler(request)
+        return timed(request, handler)
+
+    async def timed(request: web.Request, handler: Handler) -> web.StreamResponse:
         timer = asyncio.get_running_loop().call_later(timeout_s, expire, request)
         try:
             return await handler(request)

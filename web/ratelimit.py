@@ -121,9 +121,15 @@ def make_rate_limit_middleware(
             return None  # the handler answers 401
 
     @web.middleware
-    async def rate_limits(request: web.Request, handler: Handler) -> web.StreamResponse:
+    def rate_limits(request: web.Request, handler: Handler) -> Awaitable[web.StreamResponse]:
+        # Not a coroutine: a request it does not count (a WebSocket's, for the socket's
+        # whole life) is handed on without a suspended frame of this middleware (~300 B
+        # per idle socket).
         if not counted(request.path):
-            return await handler(request)
+            return handler(request)
+        return limited(request, handler)
+
+    async def limited(request: web.Request, handler: Handler) -> web.StreamResponse:
         address = request.remote or ""
         wait = None
         if not (exempt_loopback and is_loopback(address)):

@@ -280,10 +280,7 @@ class _Socket:
         access = self.edge.need_access()
         if channel.kind == "group":
             coach = await self.edge.need_groups().may_subscribe(principal, channel.ident)
-            if coach:
-                self.conn.member_only.discard(channel.name)
-            else:
-                self.conn.member_only.add(channel.name)
+            self.conn.set_member_only(channel.name, not coach)
             # A member's socket gets its window of the board, the coach's all of it.
             self.conn.boards.set_window(
                 str(channel.ident), None if coach else str(principal.user_id)
@@ -354,7 +351,7 @@ _GROUP_PREFIX = group_channel("")
 def _revoke_group(edge: Edge, conn: Connection, name: str, group_id: UUID) -> None:
     unsubscribe(edge, conn, name)
     conn.boards.forget(str(group_id))
-    conn.member_only.discard(name)
+    conn.set_member_only(name, False)
     body = {
         "type": "error",
         "code": ACCESS_REVOKED,
@@ -564,7 +561,7 @@ async def _on_unsubscribe(s: _Socket, data: dict[str, Any]) -> None:
         removed = unsubscribe(s.edge, s.conn, channel.name)
         if channel.kind == "group":
             s.conn.boards.forget(str(channel.ident))
-            s.conn.member_only.discard(channel.name)
+            s.conn.set_member_only(channel.name, False)
         athlete = s.conn.watched.pop(channel.name, None)
         if athlete is not None:
             await s._watch(channel, athlete, False)

@@ -1,0 +1,110 @@
+"""An edge in a process of its own with ``tracemalloc`` on, for the tests that bound
+what each socket costs it (``tests/web/test_ws_memory.py``).
+
+``python -m tests.web.traced_edge web ...`` is ``livecoach web ...`` with tracing on
+from before the edge is imported, and a thread that answers the test: when
+``<data dir>/traced.req`` appears it writes the bytes Python holds now (allocated and
+not freed, as ``tracemalloc`` counts them) to ``<data dir>/traced.out``. A count of
+Python's own allocations, unlike the RSS, does not depend on when the allocator hands
+memory back to the system, so a few hundred bytes per socket show.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import threading
+import time
+import tracemalloc
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.web.edge_process import SECRET, EdgeProcess
+
+REQUEST, ANSWER = "traced.req", "traced.out"
+
+
+def _answer(folder: Path) -> None:
+    request, answer = folder / REQUEST, folder / ANSWER
+    while True:
+        if request.exists():
+            request.unlink()
+            current, _ = tracemalloc.get_traced_memory()
+            partial = answer.with_suffix(".tmp")
+            partial.write_text(str(current))
+            partial.rename(answer)
+        time.sleep(0.05)
+
+
+@dataclass
+class TracedEdge(EdgeProcess):
+    """An :class:`EdgeProcess` run through this module; :meth:`traced_bytes` asks it."""
+
+    def start(self, wait_s: float = 30.0) -> None:
+        # EdgeProcess.start, with this module in place of ``pipeline.cli``.
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("LIVECOACH_")},
+            "LIVECOACH_REDIS_URL": self.redis_url,
+            "LIVECOACH_DATABASE_URL": self.database_url,
+            "LIVECOACH_JWT_SECRET": SECRET,
+            "LIVECOACH_DATA_DIR": str(self.data_dir),
+            "LIVECOACH_SAMPLES_PARTITIONS": str(self.live_partitions),
+            "LIVECOACH_LIVE_PARTITIONS": str(self.live_partitions),
+            "LIVECOACH_LOG_LEVEL": "WARNING",
+        }
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", __name__, "web", "--host", "127.0.0.1",
+             "--port", str(self.port)],
+            env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"the edge exited with {self.proc.returncode}")
+            with (
+                contextlib.suppress(OSError),
+                urllib.request.urlopen(f"{self.base_url}/healthz", timeout=1) as resp,
+            ):
+                if resp.status == 200:
+                    return
+            time.sleep(0.1)
+        raise AssertionError("the edge did not answer /healthz in time")
+
+    def traced_bytes(self, timeout_s: float = 10.0) -> int:
+        """What the edge's Python holds now (bytes allocated and not freed)."""
+        answer = self.data_dir / ANSWER
+        answer.unlink(missing_ok=True)
+        (self.data_dir / REQUEST).touch()
+        deadline = time.monotonic() + timeout_s
+        while not answer.exists():
+            if time.monotonic() > deadline:
+                raise AssertionError("the traced edge did not answer")
+            time.sleep(0.02)
+        return int(answer.read_text())
+
+
+@contextlib.contextmanager
+def traced_edge(redis_url: str, database_url: str, data_dir: Path) -> Iterator[TracedEdge]:
+    edge = TracedEdge(redis_url, database_url, data_dir)
+    edge.start()
+    try:
+        yield edge
+    finally:
+        edge.stop()
+
+
+def main() -> int:
+    tracemalloc.start(1)
+    folder = Path(os.environ["LIVECOACH_DATA_DIR"])
+    threading.Thread(target=_answer, args=(folder,), daemon=True, name="traced").start()
+    from pipeline.cli import main as cli_main
+
+    return cli_main(sys.argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
