@@ -695,7 +695,7 @@ async def xread_streams(
     :data:`CLUSTER_POLL_S` until ``block_ms`` has passed, which adds up to that much
     latency, and one round trip per node per poll while idle.
     """
-    if not isinstance(redis, RedisCluster):
+    if not is_cluster(redis):
         reply: Any = await redis.xread(dict(streams), count=count, block=block_ms)
         return list(reply.items()) if isinstance(reply, dict) else list(reply or ())
     deadline = time.monotonic() + (block_ms or 0) / 1000.0
