@@ -14,6 +14,7 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import psutil
 
@@ -25,6 +26,9 @@ SECRET = "test-secret-of-at-least-32-bytes-for-hs256!"
 @dataclass
 class EdgeProcess:
     """Start, kill and restart one ``livecoach web`` on a fixed loopback port."""
+
+    #: The module run as ``python -m`` (its arguments are ``livecoach``'s).
+    module: ClassVar[str] = "pipeline.cli"
 
     redis_url: str
     database_url: str
@@ -59,7 +63,7 @@ class EdgeProcess:
             "LIVECOACH_CLIENT_TIME_PAST_S": os.environ.get("LIVECOACH_CLIENT_TIME_PAST_S", ""),
         }
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "pipeline.cli", "web", "--host", "127.0.0.1",
+            [sys.executable, "-m", self.module, "web", "--host", "127.0.0.1",
              "--port", str(self.port)],
             env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
         )  # fmt: skip

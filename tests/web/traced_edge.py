@@ -13,17 +13,16 @@ from __future__ import annotations
 
 import contextlib
 import os
-import subprocess
 import sys
 import threading
 import time
 import tracemalloc
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
-from tests.web.edge_process import SECRET, EdgeProcess
+from tests.web.edge_process import EdgeProcess
 
 REQUEST, ANSWER = "traced.req", "traced.out"
 
@@ -44,35 +43,7 @@ def _answer(folder: Path) -> None:
 class TracedEdge(EdgeProcess):
     """An :class:`EdgeProcess` run through this module; :meth:`traced_bytes` asks it."""
 
-    def start(self, wait_s: float = 30.0) -> None:
-        # EdgeProcess.start, with this module in place of ``pipeline.cli``.
-        env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith("LIVECOACH_")},
-            "LIVECOACH_REDIS_URL": self.redis_url,
-            "LIVECOACH_DATABASE_URL": self.database_url,
-            "LIVECOACH_JWT_SECRET": SECRET,
-            "LIVECOACH_DATA_DIR": str(self.data_dir),
-            "LIVECOACH_SAMPLES_PARTITIONS": str(self.live_partitions),
-            "LIVECOACH_LIVE_PARTITIONS": str(self.live_partitions),
-            "LIVECOACH_LOG_LEVEL": "WARNING",
-        }
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", __name__, "web", "--host", "127.0.0.1",
-             "--port", str(self.port)],
-            env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-        )  # fmt: skip
-        deadline = time.monotonic() + wait_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"the edge exited with {self.proc.returncode}")
-            with (
-                contextlib.suppress(OSError),
-                urllib.request.urlopen(f"{self.base_url}/healthz", timeout=1) as resp,
-            ):
-                if resp.status == 200:
-                    return
-            time.sleep(0.1)
-        raise AssertionError("the edge did not answer /healthz in time")
+    module: ClassVar[str] = __name__
 
     def traced_bytes(self, timeout_s: float = 10.0) -> int:
         """What the edge's Python holds now (bytes allocated and not freed)."""
