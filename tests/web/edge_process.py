@@ -14,7 +14,7 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Self
 
 import psutil
 
@@ -95,12 +95,15 @@ class EdgeProcess:
             self.proc.kill()
             self.proc.wait()
 
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
 
 @contextlib.contextmanager
 def edge_process(redis_url: str, database_url: str, data_dir: Path) -> Iterator[EdgeProcess]:
-    edge = EdgeProcess(redis_url, database_url, data_dir)
-    edge.start()
-    try:
+    with EdgeProcess(redis_url, database_url, data_dir) as edge:
         yield edge
-    finally:
-        edge.stop()

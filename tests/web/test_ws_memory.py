@@ -30,7 +30,7 @@ from pipeline.settings import load_settings
 from tests.ids import uid
 from tests.web.edge_process import SECRET, EdgeProcess, edge_process
 from tests.web.rawws import client_frame
-from tests.web.traced_edge import traced_edge
+from tests.web.traced_edge import TracedEdge
 from web.auth import mint_token
 from web.edge import EdgeConfig
 
@@ -220,7 +220,7 @@ async def test_an_idle_socket_costs_the_edge_no_more_than_on_bb43412(
 ) -> None:
     settings = load_settings(jwt_secret=SECRET, data_dir=tmp_path)
     users = [uid(50_000 + n) for n in range(IDLE_USERS)]
-    with traced_edge(redis_url, database_url, tmp_path) as edge:
+    with TracedEdge(redis_url, database_url, tmp_path) as edge:
         url = f"{edge.base_url}/api/v1/live/ws"
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
             # Every user once first (provisioned, role cached, every code path run once),

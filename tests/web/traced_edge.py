@@ -11,13 +11,11 @@ memory back to the system, so a few hundred bytes per socket show.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 import threading
 import time
 import tracemalloc
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -56,16 +54,6 @@ class TracedEdge(EdgeProcess):
                 raise AssertionError("the traced edge did not answer")
             time.sleep(0.02)
         return int(answer.read_text())
-
-
-@contextlib.contextmanager
-def traced_edge(redis_url: str, database_url: str, data_dir: Path) -> Iterator[TracedEdge]:
-    edge = TracedEdge(redis_url, database_url, data_dir)
-    edge.start()
-    try:
-        yield edge
-    finally:
-        edge.stop()
 
 
 def main() -> int:
