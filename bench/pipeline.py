@@ -250,9 +250,13 @@ async def _append_many(client: aioredis.Redis, records: list[tuple[str, bytes]])
     server = await streams.prepare(client)
     retention = await streams.cached_retention(client, SAMPLES_TOPIC)
     maxlen = retention.maxlen if retention else None
+    batches = [
+        streams.Batch(SAMPLES_TOPIC, partition, entries, maxlen)
+        for partition, entries in by_partition.items()
+    ]
     async with client.pipeline(transaction=False) as pipe:
-        for partition, entries in by_partition.items():
-            streams.queue_append(pipe, server, SAMPLES_TOPIC, partition, entries, maxlen=maxlen)
+        for _, command in streams.append_calls(server, batches):
+            pipe.execute_command(*command)
         await pipe.execute()
 
 

@@ -157,7 +157,7 @@ class GroupCoordinator:
         self._lease_deadline = 0.0
         #: Server time (ms) until which our lease surely holds, from the last heartbeat
         #: (0: none). Writes carry it, and Redis refuses them after it (see
-        #: :func:`pipeline.transport.streams.queue_append`): a check of our own clock
+        #: :mod:`pipeline.transport.append_script`): a check of our own clock
         #: before a write cannot cover a freeze between that check and the send.
         self.lease_end_ms = 0
         self._settle_deadline = 0.0

@@ -40,7 +40,7 @@ from faust.types.tuples import RecordMetadata
 from redis.exceptions import ResponseError
 
 from pipeline.transport import streams
-from pipeline.transport.clients import connect
+from pipeline.transport.clients import connect, is_cluster
 from pipeline.transport.errors import TRANSIENT_ERRORS, WriteFenced
 from pipeline.transport.idempotence import ProducerIdentity
 from pipeline.transport.tasks import cancel_and_wait
@@ -55,6 +55,9 @@ log = logging.getLogger(__name__)
 MAX_BATCH = 2000
 #: How often held writes (our lease may have lapsed) ask again whether they may go.
 HOLD_POLL_S = 0.05
+
+#: A permit not asked for yet (see Producer._admit).
+_UNKNOWN: Any = object()
 
 #: (topic, partition, entry, future, fence token of the generation it was sent in: "" =
 #: unfenced, see GroupCoordinator.fence_token)
@@ -258,11 +261,12 @@ class Producer(FaustProducer):
         changelogs = self.app.tables.changelog_topics
         admitted: list[_Pending] = []
         refused: dict[tuple[str, int], int] = defaultdict(int)
+        permits: dict[tuple[str, bool], bool | None] = {("", False): True, ("", True): True}
         for item in batch:
-            fence = item[4]
-            permit = (
-                coordinator.write_permit(fence, changelog=item[0] in changelogs) if fence else True
-            )
+            asked = (item[4], item[0] in changelogs)
+            permit = permits.get(asked, _UNKNOWN)
+            if permit is _UNKNOWN:
+                permit = permits[asked] = coordinator.write_permit(asked[0], changelog=asked[1])
             if permit is None:
                 self._pending[:0] = batch
                 return None
@@ -272,7 +276,7 @@ class Producer(FaustProducer):
             refused[(item[0], item[1])] += 1
             fut = item[3]
             if not fut.done():
-                fut.set_exception(WriteFenced(f"generation {fence} may no longer write"))
+                fut.set_exception(WriteFenced(f"generation {asked[0]} may no longer write"))
         if refused:
             self.records_fenced += sum(refused.values())
             log.warning(
@@ -295,20 +299,32 @@ class Producer(FaustProducer):
 
     async def _write(self, batch: list[_Pending]) -> None:
         changelogs = self.app.tables.changelog_topics
-        # One script call per partition (and generation, for a changelog's fence; and
-        # apart, records written outside any generation); its sequence number stays with
-        # it through every retry, so Redis appends it once.
+        # A batch per partition (and generation, for a changelog's fence; and apart,
+        # records written outside any generation); its sequence number stays with it
+        # through every retry, so Redis appends it once.
         groups: dict[tuple[str, int, str, bool], list[_Pending]] = defaultdict(list)
         for item in batch:
             fence = item[4] if item[0] in changelogs else ""
             groups[(item[0], item[1], fence, bool(item[4]))].append(item)
+        maxlens = {topic: await self._maxlen(topic) for topic, _, _, _ in groups}
         todo = [
-            (tp_key, items, self.identity.next_sequence(tp_key[0], tp_key[1]))
-            for tp_key, items in groups.items()
-        ]
+            (
+                streams.Batch(
+                    topic, partition, [item[2] for item in items], maxlens[topic],
+                    self.identity.next_sequence(topic, partition), fence, leased,
+                ),
+                items,
+            )
+            for (topic, partition, fence, leased), items in groups.items()
+        ]  # fmt: skip
         failures = 0
         reload = False
+        # One call for every batch, on one server; one call each on a cluster, or
+        # after a shared call failed as a whole (some batches may be in: their
+        # sequences tell).
+        one_each = is_cluster(self.redis)
         while todo:
+            batches = [b for b, _ in todo]
             try:
                 server = await streams.prepare(self.redis, reload_script=reload)
                 reload = False
@@ -316,16 +332,13 @@ class Producer(FaustProducer):
                 # 1 (long past) when we hold no lease: refused, never unchecked.
                 coordinator = self._coordinator()
                 lease_end = max(1, coordinator.lease_end_ms) if coordinator is not None else 0
-                maxlens = [await self._maxlen(tp_key[0]) for tp_key, _, _ in todo]
+                calls = streams.append_calls(
+                    server, batches, identity=self.identity, lease_end_ms=lease_end,
+                    one_each=one_each,
+                )  # fmt: skip
                 async with self.redis.pipeline(transaction=False) as pipe:
-                    for ((topic, partition, fence, leased), items, sequence), maxlen in zip(
-                        todo, maxlens, strict=True
-                    ):
-                        streams.queue_append(
-                            pipe, server, topic, partition, [it[2] for it in items],
-                            maxlen=maxlen, identity=self.identity, sequence=sequence,
-                            fence=fence, lease_end_ms=lease_end if leased else 0,
-                        )  # fmt: skip
+                    for _, command in calls:
+                        pipe.execute_command(*command)
                     results = await pipe.execute(raise_on_error=False)
             except TRANSIENT_ERRORS as exc:
                 # Resend the same batches once Redis is back: those that did reach it
@@ -335,61 +348,82 @@ class Producer(FaustProducer):
                 log.warning("producer: %r; retrying %d records in %.1f s", exc, len(batch), delay)
                 await asyncio.sleep(delay)
                 continue
-            retry = []
+            retry: list[tuple[streams.Batch, list[_Pending]]] = []
             transient: BaseException | None = None
-            for (tp_key, items, sequence), result in zip(todo, results, strict=True):
-                topic, partition, _, _ = tp_key
+            for (indexes, _), result in zip(calls, results, strict=True):
                 if isinstance(result, Exception):
                     if streams.script_missing(result):
                         reload = True
-                        retry.append((tp_key, items, sequence))
                     elif isinstance(result, TRANSIENT_ERRORS):
                         # A Redis Cluster answers per node: one node failing over fails
                         # only its partitions' appends, which go again like a whole
                         # pipeline that failed (recognised by their sequence numbers).
                         transient = result
-                        retry.append((tp_key, items, sequence))
-                    elif "FENCED" in str(result):
-                        self.records_fenced += len(items)
-                        log.warning("producer: %d records refused: %s", len(items), result)
-                        coordinator = self._coordinator()
-                        if coordinator is not None:
-                            # Another generation owns the partition: ours is over,
-                            # whatever we heard last (no commit may follow these).
-                            coordinator.lapsed(items[0][4], str(result))
-                        fenced = WriteFenced(str(result))
-                        for item in items:
-                            if not item[3].done():
-                                item[3].set_exception(fenced)
-                    elif isinstance(result, ResponseError):
-                        log.error(
-                            "producer: Redis refused %d records for %s[%d]: %s",
-                            len(items), topic, partition, result,
+                    elif isinstance(result, ResponseError) and len(indexes) > 1:
+                        log.warning(
+                            "producer: an append of %d batches failed (%s); sending "
+                            "them one call each", len(indexes), result,
                         )  # fmt: skip
-                        self._fail_lost(items, result)
+                        one_each = True
+                    elif isinstance(result, ResponseError):
+                        self._refused(*todo[indexes[0]], result)
+                        continue
                     else:
                         raise result
+                    retry += (todo[i] for i in indexes)
                     continue
-                offsets, repeated = streams.append_result(result, len(items))
-                if repeated:
-                    self.repeats_avoided += 1
-                    log.warning(
-                        "producer: %d records for %s[%d] were appended before their reply "
-                        "was lost; not appended again (offsets %d-%d)",
-                        len(items), topic, partition, offsets[0], offsets[-1],
-                    )  # fmt: skip
-                tp = TP(topic, partition)
-                for (_, _, entry, fut, _), offset in zip(items, offsets, strict=True):
-                    if not fut.done():
-                        fut.set_result(
-                            RecordMetadata(topic, partition, tp, offset, entry[3] / 1000.0, None)
-                        )
-                self.records_sent += len(items)
+                mine = [todo[i] for i in indexes]
+                for (sent, items), outcome in zip(
+                    mine, streams.outcomes(result, [b for b, _ in mine]), strict=True
+                ):
+                    if isinstance(outcome, ResponseError):
+                        self._refused(sent, items, outcome)
+                    else:
+                        self._appended(sent, items, *outcome)
             self.batches_sent += 1
             todo = retry
             if transient is not None:
                 failures += 1
                 delay = min(5.0, 0.05 * 2**failures)
-                count = sum(len(items) for _, items, _ in retry)
+                count = sum(len(items) for _, items in retry)
                 log.warning("producer: %r; retrying %d records in %.1f s", transient, count, delay)
                 await asyncio.sleep(delay)
+
+    def _appended(
+        self, sent: streams.Batch, items: list[_Pending], offsets: list[int], repeated: bool
+    ) -> None:
+        topic, partition = sent.topic, sent.partition
+        if repeated:
+            self.repeats_avoided += 1
+            log.warning(
+                "producer: %d records for %s[%d] were appended before their reply "
+                "was lost; not appended again (offsets %d-%d)",
+                len(items), topic, partition, offsets[0], offsets[-1],
+            )  # fmt: skip
+        tp = TP(topic, partition)
+        for (_, _, entry, fut, _), offset in zip(items, offsets, strict=True):
+            if not fut.done():
+                fut.set_result(
+                    RecordMetadata(topic, partition, tp, offset, entry[3] / 1000.0, None)
+                )
+        self.records_sent += len(items)
+
+    def _refused(self, sent: streams.Batch, items: list[_Pending], error: ResponseError) -> None:
+        if "FENCED" in str(error):
+            self.records_fenced += len(items)
+            log.warning("producer: %d records refused: %s", len(items), error)
+            coordinator = self._coordinator()
+            if coordinator is not None:
+                # Another generation owns the partition: ours is over, whatever we
+                # heard last (no commit may follow these).
+                coordinator.lapsed(items[0][4], str(error))
+            fenced = WriteFenced(str(error))
+            for item in items:
+                if not item[3].done():
+                    item[3].set_exception(fenced)
+            return
+        log.error(
+            "producer: Redis refused %d records for %s[%d]: %s",
+            len(items), sent.topic, sent.partition, error,
+        )  # fmt: skip
+        self._fail_lost(items, error)

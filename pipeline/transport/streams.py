@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import hashlib
 import json
 import logging
 import time
@@ -41,7 +40,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoScriptError, ResponseError
 
-from pipeline.transport import replicated
+from pipeline.transport import append_script, replicated
 from pipeline.transport.clients import is_cluster
 from pipeline.transport.errors import NotReplicated, TopicError
 from pipeline.transport.idempotence import (
@@ -185,137 +184,6 @@ def decode_entry(fields: Fields) -> Decoded:
 
 # --- appending ------------------------------------------------------------------------
 
-# One script appends a batch to one partition, on 6.2 and 7 alike. It checks, atomically:
-# * the fence (changelogs): a writer whose generation is no longer the partition's
-#   owner is refused (FENCED), so a worker that lost its lease cannot write stale state;
-# * the writer's lease (any topic): a worker's writes carry the end of its group lease in
-#   server time, and are refused (FENCED) once Redis's clock is past it. The worker
-#   checks its lease before it writes, but a process frozen between that check and the
-#   send (SIGSTOP, a VM pause, a long GC) would otherwise deliver outputs after another
-#   worker took its partitions over;
-# * the producer's batch sequence (:mod:`pipeline.transport.idempotence`): a batch seen
-#   before is not appended again, its first offset is returned (a lost reply's retry),
-#   and its state's TTL is written again: a ``WAIT`` counts the writes of its own
-#   connection, and the retry's connection may not be the first attempt's;
-# * the server run (INFO's run_id, new at every start of Redis): the first offset
-#   appended in each run is pushed on the partition's epoch list, so that consumers
-#   can tell that a restart from an older snapshot reused offsets they had read.
-# Redis 7 fills in the sequence itself ("0-*"); 6.2 computes it from last-generated-id.
-# KEYS: stream, producer state (hash), epochs (list), fence (string)
-# ARGV: MAXLEN (0: none), 1 if the server has "0-*", batch sequence (0: none),
-#       state TTL ms, sequence window, fence token ('': unfenced), epochs kept,
-#       lease end (server ms; 0: none), then per entry: field count, fields...
-# Returns {first offset, 1 if the batch was a repeat else 0}.
-# The body calls server_run(), which the two wrappers below define.
-_APPEND_BODY = """
-local stream, state, epochs, fence = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local lease_end = tonumber(ARGV[8])
-if lease_end > 0 then
-  local t = redis.call('TIME')
-  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-  if now >= lease_end then
-    return redis.error_reply('FENCED writer lease ended at ' .. lease_end ..
-      ' ms, server time ' .. now .. ' ms (' .. stream .. ')')
-  end
-end
-if ARGV[6] ~= '' then
-  local owner = redis.call('GET', fence)
-  if owner and owner ~= ARGV[6] then
-    return redis.error_reply('FENCED ' .. stream .. ' belongs to generation ' .. owner ..
-      ', not ' .. ARGV[6])
-  end
-end
-local bseq = tonumber(ARGV[3])
-local last = 0
-if bseq > 0 then
-  local got = redis.call('HMGET', state, ARGV[3], 'last')
-  if got[1] then
-    -- A write, so that a WAIT after this call also covers the first attempt's append.
-    redis.call('PEXPIRE', state, ARGV[4])
-    return {tonumber(got[1]), 1}
-  end
-  last = tonumber(got[2] or '0')
-  if bseq <= last - tonumber(ARGV[5]) then
-    return redis.error_reply('OUTOFORDER batch ' .. ARGV[3] .. ' for ' .. stream ..
-      ' is older than the last ' .. ARGV[5])
-  end
-end
-local maxlen = tonumber(ARGV[1])
-local autogen = ARGV[2] == '1'
-local seq = 0
-if not autogen and redis.call('EXISTS', stream) == 1 then
-  local info = redis.call('XINFO', 'STREAM', stream)
-  for i = 1, #info, 2 do
-    if info[i] == 'last-generated-id' then
-      local last_id = info[i + 1]
-      local dash = string.find(last_id, '-')
-      if tonumber(string.sub(last_id, 1, dash - 1)) ~= 0 then
-        return redis.error_reply('stream ' .. stream .. ' has time-based ids')
-      end
-      seq = tonumber(string.sub(last_id, dash + 1))
-      break
-    end
-  end
-end
-local first = -1
-local i = 9
-while i <= #ARGV do
-  local n = tonumber(ARGV[i])
-  local id = '0-*'
-  if not autogen then
-    seq = seq + 1
-    id = '0-' .. seq
-  end
-  local added
-  if maxlen > 0 then
-    added = redis.call('XADD', stream, 'MAXLEN', '~', maxlen, id, unpack(ARGV, i + 1, i + n))
-  else
-    added = redis.call('XADD', stream, id, unpack(ARGV, i + 1, i + n))
-  end
-  if first < 0 then first = tonumber(string.sub(added, 3)) - 1 end
-  i = i + n + 1
-end
-local run = server_run()
-local top = redis.call('LINDEX', epochs, 0)
-if not top or string.sub(top, 1, #run) ~= run then
-  redis.call('LPUSH', epochs, run .. ':' .. first)
-  redis.call('LTRIM', epochs, 0, tonumber(ARGV[7]) - 1)
-end
-if bseq > 0 then
-  redis.call('HSET', state, ARGV[3], first, 'last', math.max(last, bseq))
-  redis.call('HDEL', state, bseq - tonumber(ARGV[5]))
-  redis.call('PEXPIRE', state, ARGV[4])
-end
-return {first, 0}
-"""
-
-_RUN_ID = "string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')"
-
-#: Redis 6.2: a script, called by sha; it reads the run id (INFO, ~12 us) at every call.
-_APPEND_LUA = f"""
-local function server_run() return {_RUN_ID} end
-{_APPEND_BODY}"""
-
-#: Redis 7: the same body as a function, which keeps the run id in its library (an
-#: upvalue) once read. A library lives in one server process and is loaded afresh by
-#: every start (from the data, or by us after "Function not found"), so the value kept
-#: is always the current run's. Named by a hash of its text: two livecoach versions
-#: sharing a Redis each call their own.
-_APPEND_LIBRARY_TEMPLATE = f"""#!lua name=NAME
-local run = nil
-local function server_run()
-  if not run then run = {_RUN_ID} end
-  return run
-end
-redis.register_function('NAME', function(KEYS, ARGV)
-{_APPEND_BODY}
-end)
-"""
-_APPEND_FUNCTION_NAME = (
-    "livecoach_append_" + hashlib.sha1(_APPEND_LIBRARY_TEMPLATE.encode()).hexdigest()[:12]
-)
-_APPEND_LIBRARY = _APPEND_LIBRARY_TEMPLATE.replace("NAME", _APPEND_FUNCTION_NAME)
-
 #: Server runs remembered per partition (see :mod:`pipeline.transport.epochs`).
 EPOCHS_KEPT = 16
 
@@ -360,14 +228,14 @@ async def _load_append(redis: aioredis.Redis, info: _ServerInfo, reload: bool = 
     if info.append_call is not None and not reload:
         return
     if not info.has_seq_autogen:  # 6.2: no functions
-        info.append_call = ("EVALSHA", str(await redis.script_load(_APPEND_LUA)))
+        info.append_call = ("EVALSHA", str(await redis.script_load(append_script.SCRIPT)))
         return
     try:
-        await redis.function_load(_APPEND_LIBRARY)
+        await redis.function_load(append_script.LIBRARY)
     except ResponseError as exc:
         if "already exists" not in str(exc):
             raise
-    info.append_call = ("FCALL", _APPEND_FUNCTION_NAME)
+    info.append_call = ("FCALL", append_script.FUNCTION_NAME)
 
 
 def script_missing(exc: BaseException) -> bool:
@@ -380,6 +248,92 @@ def script_missing(exc: BaseException) -> bool:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """Records appended to one partition together, under one batch sequence."""
+
+    topic: str
+    partition: int
+    entries: Sequence[Entry]
+    #: Trim the partition to about this many entries (``MAXLEN ~``); None: no trim.
+    maxlen: int | None = None
+    #: The batch's sequence number (:meth:`ProducerIdentity.next_sequence`; 0: not
+    #: idempotent). A batch sent again keeps it, so Redis appends it once.
+    sequence: int = 0
+    #: Refused unless the partition's fence (:func:`set_fence`) holds this token.
+    fence: str = ""
+    #: Refused once Redis's clock is past the call's lease end.
+    leased: bool = False
+
+
+#: One batch's append: (its offsets, whether Redis had it already), or why it was refused.
+Outcome: TypeAlias = tuple[list[int], bool] | ResponseError
+
+
+def append_calls(
+    server: _ServerInfo,
+    batches: Sequence[Batch],
+    *,
+    identity: ProducerIdentity | None = None,
+    lease_end_ms: int = 0,
+    one_each: bool = False,
+) -> list[tuple[list[int], tuple[bytes | str | int, ...]]]:
+    """The calls that append ``batches``: [(indexes of their batches, command)].
+
+    One call for all of them, or one per batch with ``one_each``: on a Redis Cluster (a
+    call's keys must share a slot), or to resend batches whose shared call failed as a
+    whole. A ``lease_end_ms`` (server time) refuses the ``leased`` batches once Redis's
+    clock has passed it. Read each call's result with :func:`outcomes`.
+    """
+    groups = [[i] for i in range(len(batches))] if one_each else [list(range(len(batches)))]
+    producer_id = identity.producer_id if identity is not None else "-"
+    assert server.append_call is not None
+    calls = []
+    for indexes in groups:
+        keys: list[str] = []
+        args: list[bytes | str | int] = [
+            1 if server.has_seq_autogen else 0,
+            identity.state_ttl_ms if identity is not None else 0,
+            identity.window if identity is not None else 1,
+            EPOCHS_KEPT,
+            lease_end_ms,
+        ]
+        for i in indexes:
+            batch = batches[i]
+            topic, partition = batch.topic, batch.partition
+            keys += (
+                stream_key(topic, partition),
+                producer_key(topic, partition, producer_id),
+                epochs_key(topic, partition),
+                fence_key(topic, partition),
+            )
+            args += (
+                batch.maxlen or 0,
+                batch.sequence if identity is not None else 0,
+                batch.fence,
+                1 if batch.leased else 0,
+                len(batch.entries),
+            )
+            for k, v, h, ts in batch.entries:
+                flat = _flatten(encode_entry(k, v, h, ts))
+                args.append(len(flat))
+                args += flat
+        calls.append((indexes, (*server.append_call, len(keys), *keys, *args)))
+    return calls
+
+
+def outcomes(result: Sequence[Any], batches: Sequence[Batch]) -> list[Outcome]:
+    """What each of a call's ``batches`` came to, from the call's (successful) result."""
+    out: list[Outcome] = []
+    for batch, answer in zip(batches, result, strict=True):
+        if isinstance(answer, (bytes, str)):  # refused: the script says why
+            out.append(ResponseError(answer.decode() if isinstance(answer, bytes) else answer))
+            continue
+        first = int(answer[0])
+        out.append((list(range(first, first + len(batch.entries))), bool(int(answer[1]))))
+    return out
+
+
 def _flatten(fields: Mapping[bytes, bytes]) -> list[bytes]:
     out: list[bytes] = []
     for name, value in fields.items():
@@ -388,96 +342,8 @@ def _flatten(fields: Mapping[bytes, bytes]) -> list[bytes]:
     return out
 
 
-def queue_append(
-    pipe: aioredis.client.Pipeline,
-    server: _ServerInfo,
-    topic: str,
-    partition: int,
-    entries: Sequence[Entry],
-    *,
-    maxlen: int | None = None,
-    identity: ProducerIdentity | None = None,
-    sequence: int = 0,
-    fence: str = "",
-    lease_end_ms: int = 0,
-) -> int:
-    """Queue the append of ``entries`` to one partition on ``pipe``; returns 1 (results).
-
-    For callers that batch several partitions in one pipeline (the transport's producer).
-    With an ``identity`` and a ``sequence`` (:meth:`ProducerIdentity.next_sequence`,
-    reused when the same batch is sent again) the append is idempotent. With a ``fence``
-    it is refused unless the partition's fence (:func:`set_fence`) holds that token; with
-    a ``lease_end_ms`` (server time) it is refused once Redis's clock has passed it.
-    Turn the result into offsets with :func:`offsets_from_results`.
-    """
-    pipe.execute_command(
-        *append_command(
-            server, topic, partition, entries, maxlen=maxlen, identity=identity,
-            sequence=sequence, fence=fence, lease_end_ms=lease_end_ms,
-        )
-    )  # fmt: skip
-    return 1
-
-
-def append_command(
-    server: _ServerInfo,
-    topic: str,
-    partition: int,
-    entries: Sequence[Entry],
-    *,
-    maxlen: int | None = None,
-    identity: ProducerIdentity | None = None,
-    sequence: int = 0,
-    fence: str = "",
-    lease_end_ms: int = 0,
-) -> tuple[bytes | str | int, ...]:
-    """The ``FCALL`` (7) or ``EVALSHA`` (6.2) that appends ``entries`` (see
-    :func:`queue_append`)."""
-    args: list[bytes | str | int] = [
-        maxlen or 0,
-        1 if server.has_seq_autogen else 0,
-        sequence if identity is not None else 0,
-        identity.state_ttl_ms if identity is not None else 0,
-        identity.window if identity is not None else 1,
-        fence,
-        EPOCHS_KEPT,
-        lease_end_ms,
-    ]
-    for k, v, h, ts in entries:
-        flat = _flatten(encode_entry(k, v, h, ts))
-        args.append(len(flat))
-        args.extend(flat)
-    assert server.append_call is not None
-    producer = producer_key(topic, partition, identity.producer_id if identity else "-")
-    return (
-        *server.append_call,
-        4,
-        stream_key(topic, partition),
-        producer,
-        epochs_key(topic, partition),
-        fence_key(topic, partition),
-        *args,
-    )
-
-
-def offsets_from_results(results: Sequence[Any], count: int) -> list[int]:
-    """Offsets of the ``count`` entries whose append :func:`queue_append` queued.
-
-    Raises the error Redis answered, if it did.
-    """
-    return append_result(results[0], count)[0]
-
-
-def append_result(result: Any, count: int) -> tuple[list[int], bool]:
-    """(offsets, whether the batch was a repeat) from one append's result (or raises)."""
-    if isinstance(result, Exception):
-        raise result
-    first, repeated = int(result[0]), bool(int(result[1]))
-    return list(range(first, first + count)), repeated
-
-
 async def prepare(redis: aioredis.Redis, *, reload_script: bool = False) -> _ServerInfo:
-    """Server capabilities and the loaded append script, for :func:`queue_append`."""
+    """Server capabilities and the loaded append script, for :func:`append_calls`."""
     info = await _server(redis)
     await _load_append(redis, info, reload=reload_script)
     return info
@@ -527,9 +393,9 @@ async def append_many(
 
     Idempotent: each partition's batch carries a sequence number of ``identity`` (by
     default one identity per process), so a retry after a lost reply (redis-py's, or the
-    one here after the script went missing) returns the offsets of the first attempt instead of
-    appending again. Raises on the first partition Redis refused (none of the batch is
-    acknowledged then; partitions that went through keep their records).
+    one here after the script went missing) returns the offsets of the first attempt
+    instead of appending again. Raises on the first partition Redis refused (none of the
+    batch is acknowledged then; partitions that went through keep their records).
     """
     if maxlen is None:
         retention = await cached_retention(redis, topic)
@@ -537,60 +403,52 @@ async def append_many(
     if identity is None:
         identity = default_identity()
     todo = [
-        (partition, entries, identity.next_sequence(topic, partition))
+        Batch(topic, partition, entries, maxlen, identity.next_sequence(topic, partition))
         for partition, entries in batches.items()
         if entries
     ]
     reload = False
     for _attempt in range(2):
         info = await prepare(redis, reload_script=reload)
-        if replicas and is_cluster(redis):
-            commands = [
-                (stream_key(topic, partition),
-                 append_command(info, topic, partition, entries,
-                                maxlen=maxlen, identity=identity, sequence=sequence))
-                for partition, entries, sequence in todo
-            ]  # fmt: skip
-            try:
+        cluster = is_cluster(redis)
+        calls = append_calls(info, todo, identity=identity, one_each=cluster)
+        try:
+            if replicas and is_cluster(redis):
                 results = await replicated.execute_with_wait(
-                    redis, commands, replicas=replicas, timeout_ms=replica_timeout_ms
-                )
-            except ResponseError as exc:
-                if not script_missing(exc):
-                    raise
-                reload = True  # a promoted replica may not have the script
-                continue
-            return {
-                partition: append_result(result, len(entries))[0]
-                for (partition, entries, _), result in zip(todo, results, strict=True)
-            }
-        async with redis.pipeline(transaction=False) as pipe:
-            for partition, entries, sequence in todo:
-                queue_append(
-                    pipe, info, topic, partition, entries,
-                    maxlen=maxlen, identity=identity, sequence=sequence,
+                    redis,
+                    [(stream_key(todo[i].topic, todo[i].partition), command)
+                     for (i,), command in calls],
+                    replicas=replicas,
+                    timeout_ms=replica_timeout_ms,
                 )  # fmt: skip
-            if replicas:
-                # WAIT counts the writes of this connection: the pipeline's, just sent.
-                pipe.execute_command("WAIT", replicas, replica_timeout_ms)
-            try:
-                results = await pipe.execute(raise_on_error=True)
-            except ResponseError as exc:
-                if not script_missing(exc):
-                    raise
-                reload = True  # the server restarted and forgot the script
-                continue
-        if replicas:
+            else:
+                async with redis.pipeline(transaction=False) as pipe:
+                    for _, command in calls:
+                        pipe.execute_command(*command)
+                    if replicas:
+                        # WAIT counts the writes of this connection: the pipeline's.
+                        pipe.execute_command("WAIT", replicas, replica_timeout_ms)
+                    results = await pipe.execute(raise_on_error=True)
+        except ResponseError as exc:
+            if not script_missing(exc):
+                raise
+            reload = True  # the server restarted and forgot the script, or a promoted
+            continue  # replica never had it
+        if replicas and not cluster:
             confirmed = int(results.pop())
             if confirmed < replicas:
                 raise NotReplicated(
                     f"{confirmed} of {replicas} replica(s) confirmed the append to {topic} "
                     f"within {replica_timeout_ms} ms"
                 )
-        return {
-            partition: append_result(result, len(entries))[0]
-            for (partition, entries, _), result in zip(todo, results, strict=True)
-        }
+        offsets: dict[int, list[int]] = {}
+        for (indexes, _), result in zip(calls, results, strict=True):
+            mine = [todo[i] for i in indexes]
+            for batch, outcome in zip(mine, outcomes(result, mine), strict=True):
+                if isinstance(outcome, ResponseError):
+                    raise outcome
+                offsets[batch.partition] = outcome[0]
+        return offsets
     raise TopicError(f"could not load the append script on the server for {topic}")
 
 

@@ -80,6 +80,14 @@ def _highwaters(client: redis.Redis, topic: str) -> dict[int, int]:
     return out
 
 
+async def _append_one(
+    r: aioredis.Redis, batch: streams.Batch, *, lease_end_ms: int = 0
+) -> streams.Outcome:
+    server = await streams.prepare(r)
+    ((_, command),) = streams.append_calls(server, [batch], lease_end_ms=lease_end_ms)
+    return streams.outcomes(await r.execute_command(*command), [batch])[0]
+
+
 async def test_append_script_refuses_a_fenced_off_generation(versioned_url: str) -> None:
     """Server side: a changelog append carrying an old generation is refused."""
     r = aioredis.Redis.from_url(versioned_url)
@@ -89,15 +97,12 @@ async def test_append_script_refuses_a_fenced_off_generation(versioned_url: str)
         for token in ("3", "4", "3", ""):
             if token == "4":
                 await streams.set_fence(r, CHANGELOG, 0, "4")  # generation 4 took over
-            server = await streams.prepare(r)
-            async with r.pipeline(transaction=False) as pipe:
-                streams.queue_append(pipe, server, CHANGELOG, 0, [entry], fence=token)
-                results.append((await pipe.execute(raise_on_error=False))[0])
+            results.append(await _append_one(r, streams.Batch(CHANGELOG, 0, [entry], fence=token)))
         first, second, stale, unfenced = results
-        assert streams.append_result(first, 1)[0] == [0]  # no fence yet: anyone writes
-        assert streams.append_result(second, 1)[0] == [1]
+        assert first == ([0], False)  # no fence yet: anyone writes
+        assert second == ([1], False)
         assert isinstance(stale, ResponseError) and "FENCED" in str(stale), stale
-        assert streams.append_result(unfenced, 1)[0] == [2]  # other topics: no token
+        assert unfenced == ([2], False)  # other topics: no token
     finally:
         await r.aclose()
 
@@ -113,18 +118,14 @@ async def test_append_script_refuses_a_writer_whose_lease_ended(versioned_url: s
         now_ms = seconds * 1000 + micros // 1000
         results = []
         for lease_end in (now_ms + 60_000, now_ms - 1, 1, 0):
-            server = await streams.prepare(r)
-            async with r.pipeline(transaction=False) as pipe:
-                streams.queue_append(
-                    pipe, server, "lc-lease-outputs", 0, [entry], lease_end_ms=lease_end
-                )
-                results.append((await pipe.execute(raise_on_error=False))[0])
+            batch = streams.Batch("lc-lease-outputs", 0, [entry], leased=True)
+            results.append(await _append_one(r, batch, lease_end_ms=lease_end))
         live, ended, no_lease, unchecked = results
-        assert streams.append_result(live, 1)[0] == [0]
+        assert live == ([0], False)
         for refused in (ended, no_lease):
             assert isinstance(refused, ResponseError) and "FENCED" in str(refused), refused
             assert "lease ended" in str(refused)
-        assert streams.append_result(unchecked, 1)[0] == [1]  # nothing appended meanwhile
+        assert unchecked == ([1], False)  # nothing appended meanwhile
     finally:
         await r.aclose()
 
