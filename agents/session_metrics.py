@@ -50,6 +50,10 @@ MAX_SAMPLE_DT_S = 10.0
 NOMINAL_DT_S = 1.0
 #: Distinct sample spacings counted for the recording interval (see ``tss_hours``).
 MAX_SPACINGS = 32
+#: Spacing (s) -> its key in ``spacings``, shared by every session: formatting the key
+#: cost more than the rest of the counting. Bounded (jittery clocks make many).
+_SPACING_KEYS: dict[float, str] = {}
+MAX_SPACING_KEYS = 4096
 #: A "current" value older than this is a dropout and shown as None.
 STALE_S = 5.0
 #: Window spans of the live figures.
@@ -310,7 +314,11 @@ class SessionMetrics:
     def _count_interval(self, spacing_s: float) -> None:
         # Spacings to the millisecond; a handful of distinct values in practice (1 s, or
         # a smart-recording device's few), bounded so a jittery clock cannot grow it.
-        key = f"{round(spacing_s, 3):g}"
+        key = _SPACING_KEYS.get(spacing_s)
+        if key is None:
+            key = f"{round(spacing_s, 3):g}"
+            if len(_SPACING_KEYS) < MAX_SPACING_KEYS:
+                _SPACING_KEYS[spacing_s] = key
         counts = self.spacings
         if key in counts or len(counts) < MAX_SPACINGS:
             counts[key] = counts.get(key, 0) + 1

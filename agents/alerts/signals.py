@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left
-from typing import Any
+from typing import Any, cast
 
 from agents.wprime import w_prime_recover, w_prime_step
 
@@ -170,15 +170,21 @@ def zone_median(
     ts: list[float] = win["t"]
     vs: list[float | None] = win["v"]
     i = bisect_left(ts, since_t) if ts and ts[0] < since_t else 0
+    values: list[float]
     if floor is None:
-        values = [v for v in vs[i:] if v is not None]
+        # Most windows hold no None: sorting the copy as it is (C speed) takes half the
+        # time of filtering first. A None makes the sort fail; then filter.
+        values = cast("list[float]", vs[i:])
+        try:
+            values.sort()
+        except TypeError:
+            values = sorted([v for v in vs[i:] if v is not None])
     else:
-        values = [v for v in vs[i:] if v is not None and v >= floor]
+        values = sorted([v for v in vs[i:] if v is not None and v >= floor])
     n = len(values)
     k = (len(ts) - i) // 2
     if n < 3 or n <= k:
         return None
-    values.sort()
     return values[k], values[n - 1 - k]
 
 
