@@ -1,10 +1,10 @@
 """The Faust producer of the Redis Streams transport.
 
 ``send()`` queues a record and returns a future; one sender task writes whatever has
-queued up in a single pipeline (one ``XADD 0-*`` per record on Redis 7, one script
-call per partition on 6.2), with one batch in flight, so batches grow with the load
-instead of waiting on a timer. Futures resolve to Faust's ``RecordMetadata`` with the
-record's offset.
+queued up in one call of the append script (:mod:`.append_script`: a batch for each
+partition; one call per partition on a Redis Cluster), with one write in flight, so
+batches grow with the load instead of waiting on a timer. Futures resolve to Faust's
+``RecordMetadata`` with the record's offset.
 
 ``flush()`` flushes what Faust had buffered *when the flush began* and then waits for
 the records already handed to us; waiting for an empty buffer (Faust's own
