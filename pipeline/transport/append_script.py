@@ -152,13 +152,16 @@ return results
 
 _RUN_ID = "string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')"
 
-#: Redis 6.2: a script, called by sha; it reads the run id (INFO, ~12 us) once a call.
-SCRIPT = f"""
-local run = nil
+#: ``server_run()``: the run id, read once where ``run`` lives.
+_SERVER_RUN = f"""local run = nil
 local function server_run()
   if not run then run = {_RUN_ID} end
   return run
-end
+end"""
+
+#: Redis 6.2: a script, called by sha; it reads the run id (INFO, ~12 us) once a call.
+SCRIPT = f"""
+{_SERVER_RUN}
 {_BODY}"""
 
 #: Redis 7: the same body as a function, which keeps the run id in its library (an
@@ -167,11 +170,7 @@ end
 #: is always the current run's. Named by a hash of its text: two livecoach versions
 #: sharing a Redis each call their own.
 _LIBRARY_TEMPLATE = f"""#!lua name=NAME
-local run = nil
-local function server_run()
-  if not run then run = {_RUN_ID} end
-  return run
-end
+{_SERVER_RUN}
 redis.register_function('NAME', function(KEYS, ARGV)
 {_BODY}
 end)
