@@ -136,6 +136,8 @@ class SessionMetrics:
         self.w_bal_min_j = self.profile.w_prime_j
         #: How often each spacing between samples occurred ("1": 3600), for TSS hours.
         self.spacings: dict[str, int] = {}
+        #: The most common of them as (key, seconds); None: to be found again.
+        self._mode: tuple[str, float] | None = None
         self.trimp = 0.0
         # Blocks of (HR, output) pairs for the exact decoupling split; see
         # agents.decoupling. The agent passes a changelog-backed table here.
@@ -321,15 +323,22 @@ class SessionMetrics:
                 _SPACING_KEYS[spacing_s] = key
         counts = self.spacings
         if key in counts or len(counts) < MAX_SPACINGS:
-            counts[key] = counts.get(key, 0) + 1
+            count = counts[key] = counts.get(key, 0) + 1
+            # Counts only grow: only the spacing just counted can overtake the mode.
+            mode = self._mode
+            if mode is not None and key != mode[0] and count >= counts[mode[0]]:
+                self._mode = None
 
     @property
     def recording_interval_s(self) -> float:
         """The most common spacing of samples (GoldenCheetah's recording interval)."""
         if not self.spacings:
             return NOMINAL_DT_S
-        key = max(self.spacings, key=lambda k: (self.spacings[k], -float(k)))
-        return float(key)
+        if self._mode is None:
+            counts = self.spacings
+            key = max(counts, key=lambda k: (counts[k], -float(k)))
+            self._mode = (key, float(key))
+        return self._mode[1]
 
     @property
     def tss_hours(self) -> float:

@@ -510,6 +510,34 @@ def test_tss_counts_samples_times_the_recording_interval() -> None:
     assert metrics.tss == pytest.approx(100.0 * 1800 * 2 / 3600)
 
 
+def test_the_recording_interval_follows_the_most_common_spacing_as_it_changes() -> None:
+    # A device that records every 2 s, then every second, then (smart recording) in
+    # uneven steps: after every sample the interval is the most common spacing so far,
+    # the shorter one on a tie; also across a save and restore.
+    rng = random.Random(7)
+    steps = (
+        [2.0] * 30 + [1.0] * 45 + [rng.choice([1.0, 3.0, 4.0, 4.0, 4.0, 5.0]) for _ in range(300)]
+    )
+    store: dict[str, list[float]] = {}
+    metrics = SessionMetrics(sid(1), block_store=store)
+    assert metrics.add_sample(s(0.0, power_w=200)) == "accepted"
+    counts: dict[float, int] = {}
+    modes: list[float] = []
+    t = 0.0
+    for i, step in enumerate(steps):
+        t += step
+        assert metrics.add_sample(s(t, power_w=200)) == "accepted"
+        counts[step] = counts.get(step, 0) + 1
+        expected = max(counts, key=lambda spacing: (counts[spacing], -spacing))
+        assert metrics.recording_interval_s == expected, (i, counts)
+        modes.append(expected)
+        if i % 50 == 49:
+            state = json.loads(json.dumps(metrics.to_dict()))
+            metrics = SessionMetrics.from_dict(state, block_store=store)
+    # 2 s, then 1 s, then 4 s was the most common.
+    assert [m for i, m in enumerate(modes) if i == 0 or modes[i - 1] != m] == [2.0, 1.0, 4.0]
+
+
 def _recording_dir() -> Any:
     from pipeline.recordings import shared_recordings_dir
 

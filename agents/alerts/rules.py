@@ -85,6 +85,7 @@ _MIN_EXCESS_PACE = 0.02
 #: Seconds of the latest samples that must still be off for a pace alert to be told.
 _CONFIRM_S = 15.0
 _SLOW = -1.0  # lead_s of the fatigue rules: onset = start of the hold that fired
+_ALWAYS = float("-inf")  # "since" of a bound that is not a plan's: judged from any time
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +179,17 @@ class AlertEngine:
             ftp_w=athlete.ftp_w,
             cp_w=athlete.critical_power_w,
             w_prime_j=athlete.w_prime_j,
+        )
+        pace = r.pace
+        pace_bounds: tuple[float | None, float | None] = (None, None)
+        if pace.target_s_per_km is not None:
+            tol = pace.tolerance_s_per_km
+            pace_bounds = (pace.target_s_per_km - tol, pace.target_s_per_km + tol)
+        #: The bounds outside a plan's interval: the settings' and the athlete's.
+        self._bounds: _Targets = (
+            (self._hr_low, self._hr_high, _ALWAYS),
+            (self._p_low, self._p_high, _ALWAYS),
+            (*pace_bounds, _ALWAYS),
         )
 
     def with_config(self, config: AlertConfig) -> AlertEngine:
@@ -284,17 +296,9 @@ class AlertEngine:
 
     def _targets(self, state: State, plan: dict[str, Any] | None, t: float) -> _Targets:
         """(hr lo, hr hi, hr since), (power ...), (pace fast, pace slow, since)."""
-        pace = self.config.rules.pace
-        pace_bounds: tuple[float | None, float | None] = (None, None)
-        if pace.target_s_per_km is not None:
-            tol = pace.tolerance_s_per_km
-            pace_bounds = (pace.target_s_per_km - tol, pace.target_s_per_km + tol)
-        start = float("-inf")
-        hr = (self._hr_low, self._hr_high, start)
-        power = (self._p_low, self._p_high, start)
-        speed = (pace_bounds[0], pace_bounds[1], start)
+        hr, power, speed = bounds = self._bounds
         if plan is None:
-            return hr, power, speed
+            return bounds
         sig = state["sig"]
         cur = plan["cur"]
         rows = plan["rows"]
@@ -307,7 +311,7 @@ class AlertEngine:
         if cur[0] >= len(rows):
             if changed:
                 sig["pref"] = None
-            return hr, power, speed
+            return bounds
         row = rows[cur[0]]
         if changed:
             self._interval_changed(state, row, cur[1])
@@ -443,7 +447,7 @@ class AlertEngine:
                 fired_at_s=t,
                 sound=sound,
                 vibration=vibration,
-                bound=None if since is None else "settings" if since == float("-inf") else "plan",
+                bound=None if since is None else "settings" if since == _ALWAYS else "plan",
             )
         )
 
