@@ -191,6 +191,17 @@ class AlertEngine:
             (self._p_low, self._p_high, _ALWAYS),
             (*pace_bounds, _ALWAYS),
         )
+        # Read once: a settings model's attributes cost more than the rules they switch.
+        self._on = (
+            r.heart_rate.enabled, r.pace.enabled, r.power.enabled, r.ef_drop.enabled,
+            r.hr_drift.enabled, r.power_fade.enabled, r.w_prime.enabled,
+        )  # fmt: skip
+        #: The channels judged outside a plan: heart rate, power, pace.
+        self._channels = (
+            r.heart_rate.enabled and self._hr_judged,
+            r.power.enabled and self._power_judged,
+            r.pace.enabled and pace.target_s_per_km is not None,
+        )
 
     def with_config(self, config: AlertConfig) -> AlertEngine:
         """An engine for a changed configuration; existing states carry over."""
@@ -251,13 +262,15 @@ class AlertEngine:
             # A replayed, duplicated or out-of-order sample: already accounted for.
             return state, []
         plan = state.get("plan")
-        kinds = plan["k"] if plan is not None else (False, False, False)
-        rules = self.config.rules
-        judged = (
-            rules.heart_rate.enabled and (self._hr_judged or kinds[2]),
-            rules.power.enabled and (self._power_judged or kinds[0]),
-            rules.pace.enabled and (rules.pace.target_s_per_km is not None or kinds[1]),
-        )
+        hr_on, pace_on, power_on, ef_on, drift_on, fade_on, w_prime_on = self._on
+        judged = self._channels
+        if plan is not None:
+            kinds = plan["k"]  # a plan's targets add channels
+            judged = (
+                judged[0] or (hr_on and kinds[2]),
+                judged[1] or (power_on and kinds[0]),
+                judged[2] or (pace_on and kinds[1]),
+            )
         dt, gap = update_signals(
             sig, self._params, t, sample.heart_rate_bpm, sample.power_w, sample.speed_m_s,
             sample.cadence_rpm, judged,
@@ -274,21 +287,21 @@ class AlertEngine:
                     machine[2] = key != "heart_rate:low"
         dt = min(dt, GAP_S)
         alerts: list[Alert] = []
-        if rules.heart_rate.enabled:
+        if hr_on:
             self._heart_rate(state, t, dt, alerts, targets)
-        if rules.pace.enabled:
+        if pace_on:
             self._pace(state, t, dt, alerts, targets)
-        if rules.power.enabled:
+        if power_on:
             self._power(state, t, dt, alerts, targets)
-        if rules.ef_drop.enabled:
+        if ef_on:
             self._ef_drop(state, t, dt, alerts)
-        if rules.hr_drift.enabled:
+        if drift_on:
             self._hr_drift(state, t, dt, alerts)
         # With a power target the power rule says "under target"; fade is for the
         # stretches without one.
-        if rules.power_fade.enabled and not (rules.power.enabled and targets[1][0] is not None):
+        if fade_on and not (power_on and targets[1][0] is not None):
             self._power_fade(state, t, dt, alerts)
-        if rules.w_prime.enabled:
+        if w_prime_on:
             self._w_prime(state, t, dt, alerts)
         return state, alerts
 

@@ -309,15 +309,22 @@ def update_signals(sig: State, p: SignalParams, t: float, hr: float | None,
 
     # Zone windows only for the channels a rule judges (``judged``: heart rate, power,
     # pace), with times from the first sample and values rounded: the state goes to
-    # the changelog with every record.
-    rel = round(t - sig["t0"], 2)
+    # the changelog with every record. A whole number (whole seconds, bpm, watts: most
+    # samples) is its own rounding, and ``round`` costs five times the test.
+    rel = t - sig["t0"]
+    if rel % 1:
+        rel = round(rel, 2)
+    value: float | None
     if judged[0]:
-        _zone_push(sig["hr"], rel, None if hr is None else round(hr, 1), p.hr_window_s)
+        value = hr if hr is None or not hr % 1 else round(hr, 1)
+        _zone_push(sig["hr"], rel, value, p.hr_window_s)
     if judged[1]:
         # Coasting (no pedalling: power near zero, or a cadence of zero) is not effort
         # the power rule can judge: such samples do not count, whatever their number.
         pedalling = power is not None and power > p.coast_w and cadence != 0
-        value = round(power, 1) if pedalling and power is not None else None
+        value = None
+        if pedalling and power is not None:
+            value = power if not power % 1 else round(power, 1)
         _zone_push(sig["pw"], rel, value, p.power_window_s)
     if judged[2]:
         moving = speed is not None and speed >= STOPPED_M_S
