@@ -8,14 +8,6 @@ was the p99 latency. So objects that live through start-up are frozen (never wal
 again); the young generations are collected as usual, which frees what dies young,
 cycles included, and reference counting frees everything acyclic; the oldest
 generation is collected on a timer instead of by the allocation count.
-
-The young generation is collected every :data:`YOUNG_THRESHOLD` net allocations of
-containers, not every 700 (the interpreter's default). A worker replaces a session's
-small lists and dicts at each of its samples, and its saved snapshot every few seconds:
-objects that live for one round of a thousand sessions. Collected every 700, each was
-walked and promoted before it died; so was each young collection's share of the cold
-state they point to. Measured in process (1,000 sessions, records of 10 samples, the
-live agent's own processing): 22.3 us a sample with 700, 21.4 with 50,000.
 """
 
 from __future__ import annotations
@@ -31,19 +23,14 @@ log = logging.getLogger(__name__)
 
 #: How often a process under this policy runs a full collection.
 FULL_GC_EVERY_S = 600.0
-#: Net container allocations between two young collections in a service process.
-YOUNG_THRESHOLD = 50_000
 
 
-def defer_full_collections(young: int | None = YOUNG_THRESHOLD) -> None:
-    """Freeze what exists now and stop full collections triggered by allocations.
-
-    ``young``: the young generation's threshold; None keeps the current one.
-    """
+def defer_full_collections() -> None:
+    """Freeze what exists now and stop full collections triggered by allocations."""
     gc.collect()
     gc.freeze()
-    current, middle, _ = gc.get_threshold()
-    gc.set_threshold(current if young is None else young, middle, 1_000_000_000)
+    young, middle, _ = gc.get_threshold()
+    gc.set_threshold(young, middle, 1_000_000_000)
 
 
 def full_collection() -> int:
@@ -67,10 +54,9 @@ async def full_collections(every_s: float = FULL_GC_EVERY_S) -> None:
 @contextmanager
 def full_collections_deferred() -> Iterator[None]:
     """:func:`defer_full_collections` for a while (a benchmark's load generator), then
-    the collector as it was. The young threshold stays the interpreter's: a benchmark's
-    client is the same in every tree it measures, only the services change."""
+    the collector as it was."""
     previous = gc.get_threshold()
-    defer_full_collections(young=None)
+    defer_full_collections()
     try:
         yield
     finally:
