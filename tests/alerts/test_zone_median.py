@@ -92,3 +92,26 @@ def test_a_window_saved_without_its_order_gets_it_on_the_next_sample() -> None:
     assert zone_median(window, -math.inf) == _by_definition(
         window["t"], window["v"], -math.inf, None
     )
+
+
+def test_zone_windows_hold_rounded_times_and_values() -> None:
+    """What the windows hold (and the changelog stores): times from the first sample
+    to the hundredth of a second, heart rate and power to a tenth; whole numbers as
+    they came, fractional ones rounded as ``round`` rounds them."""
+    from agents.alerts.config import AlertConfig
+    from agents.alerts.rules import AlertEngine
+    from agents.alerts.signals import new_signal_state, update_signals
+
+    params = AlertEngine(AlertConfig())._params
+    sig = new_signal_state()
+    t0 = 1_767_261_600.0
+    samples = [(0.0, 150.0, 200.0), (1.004, 150.26, 201.35), (2.0, 151.0, 202.0),
+               (3.127, 149.95, 0.5), (4.5, 152.04, 233.349)]  # fmt: skip
+    for dt, hr, power in samples:
+        update_signals(sig, params, t0 + dt, hr, power, None, 90.0, (True, True, False))
+    assert sig["hr"]["t"] == [round(dt, 2) for dt, _, _ in samples]
+    # Each value is the median of the last three (none for the first two): by hand,
+    # 150.26, 150.26, 151.0 and 201.35, 201.35, 202.0.
+    assert sig["hr"]["v"] == [None, None, 150.3, 150.3, 151.0]
+    assert sig["pw"]["v"] == [None, None, 201.3, 201.3, 202.0]
+    assert all(type(t) is float for t in sig["hr"]["t"])
