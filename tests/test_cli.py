@@ -125,7 +125,10 @@ def test_services_interrupted_leaves_no_server_behind() -> None:
     data_dir = make_data_dir()
     proc, urls, children = _start_services(data_dir)
     try:
-        assert redis.Redis.from_url(urls["LIVECOACH_REDIS_URL"]).ping()
+        # Closed here: left to the collector, its socket's ResourceWarning failed
+        # whichever later test happened to run the collection.
+        with redis.Redis.from_url(urls["LIVECOACH_REDIS_URL"]) as client:
+            assert client.ping()
         with psycopg.connect(urls["LIVECOACH_DATABASE_URL"]) as conn:
             assert conn.execute("SELECT 1").fetchone() == (1,)
         assert len(children) == 2, children
