@@ -125,8 +125,9 @@ def test_services_interrupted_leaves_no_server_behind() -> None:
     data_dir = make_data_dir()
     proc, urls, children = _start_services(data_dir)
     try:
-        # Closed here: left to the collector, its socket's ResourceWarning failed
-        # whichever later test happened to run the collection.
+        # Closed here: left to the collector, an unclosed socket's ResourceWarning
+        # fails whichever later test happens to run the collection (a CI run of
+        # 96cc24b failed a pure test so; this client is the likely source).
         with redis.Redis.from_url(urls["LIVECOACH_REDIS_URL"]) as client:
             assert client.ping()
         with psycopg.connect(urls["LIVECOACH_DATABASE_URL"]) as conn:
