@@ -17,7 +17,15 @@ import random
 
 import pytest
 
-from agents.alerts.signals import _zone_push, _zone_window, zone_median
+from agents.alerts.config import AlertConfig
+from agents.alerts.rules import AlertEngine
+from agents.alerts.signals import (
+    _zone_push,
+    _zone_window,
+    new_signal_state,
+    update_signals,
+    zone_median,
+)
 
 
 def _by_definition(
@@ -98,10 +106,6 @@ def test_zone_windows_hold_rounded_times_and_values() -> None:
     """What the windows hold (and the changelog stores): times from the first sample
     to the hundredth of a second, heart rate and power to a tenth; whole numbers as
     they came, fractional ones rounded as ``round`` rounds them."""
-    from agents.alerts.config import AlertConfig
-    from agents.alerts.rules import AlertEngine
-    from agents.alerts.signals import new_signal_state, update_signals
-
     params = AlertEngine(AlertConfig())._params
     sig = new_signal_state()
     t0 = 1_767_261_600.0
