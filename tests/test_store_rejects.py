@@ -13,9 +13,11 @@ import psycopg
 import pytest
 import redis.asyncio as aioredis
 
-from pipeline.constants import STORE_REJECTED_KEY
+from pipeline.constants import LIVE_TOPIC, SAMPLES_TOPIC, STORE_REJECTED_KEY, STORE_TOPIC
 from pipeline.records import ControlRecord, SampleBatchRecord
+from pipeline.transport import streams
 from tests.test_agents_e2e import (
+    PARTITIONS,
     T0,
     USER,
     Workers,
@@ -49,6 +51,16 @@ def _query(database_url: str, sql: str, *args: object) -> list[tuple[Any, ...]]:
         return conn.execute(sql, args).fetchall()
 
 
+async def _where(client: aioredis.Redis, workers: Workers) -> str:
+    """Each topic's partition lengths and each worker's exit code (None: running)."""
+    lengths = {
+        topic: [await streams.highwater(client, topic, p) for p in range(PARTITIONS)]
+        for topic in (SAMPLES_TOPIC, LIVE_TOPIC, STORE_TOPIC)
+    }
+    exits = {app: proc.poll() for app, proc in workers.procs.items()}
+    return f"stream highwaters {lengths}, worker exit codes {exits}"
+
+
 async def test_unstorable_records_are_skipped_and_counted_not_fatal(
     workers: Workers, redis_url: str, database_url: str
 ) -> None:
@@ -71,7 +83,11 @@ async def test_unstorable_records_are_skipped_and_counted_not_fatal(
                           " WHERE id = %s", good)  # fmt: skip
             return rows[0][0] is not None
 
-        await _wait_for(good_summary_stored, 90, "the good session's summary")
+        try:
+            await _wait_for(good_summary_stored, 90, "the good session's summary")
+        except AssertionError as exc:
+            # Where the records stopped, for a failure seen only in CI (2026-12-07).
+            raise AssertionError(f"{exc}; {await _where(client, workers)}") from None
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             counts = await client.hgetall(STORE_REJECTED_KEY)
