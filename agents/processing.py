@@ -32,7 +32,7 @@ from pydantic import ValidationError
 
 from agents.alerts.config import AlertConfig
 from agents.alerts.plan import PlanError, WorkoutPlan, parse_plan
-from agents.alerts.rules import AlertEngine, AlertSample
+from agents.alerts.rules import AlertEngine
 from agents.group_member import input_record, join, on_alert, on_sample
 from agents.lifecycle import LifecycleError
 from agents.session_metrics import SessionMetrics
@@ -115,17 +115,27 @@ def _alert_config_from(payload: dict[str, Any], profile: AthleteProfile) -> Aler
 
 
 class _RawSample:
-    """A validated sample dict seen as a :class:`SampleLike` (cheaper than a model)."""
+    """A validated sample dict seen as a :class:`SampleLike` and as an
+    :class:`~agents.alerts.rules.AlertInput` (cheaper than a model)."""
 
-    __slots__ = ("cadence", "distance_m", "heart_rate", "power_w", "seq", "speed_m_s", "t")
+    __slots__ = (
+        "cadence", "cadence_rpm", "distance_m", "heart_rate", "heart_rate_bpm", "power_w",
+        "seq", "speed_m_s", "t", "t_s",
+    )  # fmt: skip
+    t: float
+    t_s: float
+    heart_rate: float | None
+    heart_rate_bpm: float | None
+    cadence: float | None
+    cadence_rpm: float | None
 
     def __init__(self, raw: dict[str, Any]) -> None:
-        self.t: float = raw["t"]
+        self.t = self.t_s = raw["t"]
         self.seq: int | None = raw.get("seq")
-        self.heart_rate: float | None = raw.get("heart_rate")
+        self.heart_rate = self.heart_rate_bpm = raw.get("heart_rate")
         self.power_w: float | None = raw.get("power_w")
         self.speed_m_s: float | None = raw.get("speed_m_s")
-        self.cadence: float | None = raw.get("cadence")
+        self.cadence = self.cadence_rpm = raw.get("cadence")
         self.distance_m: float | None = raw.get("distance_m")
 
 
@@ -292,12 +302,7 @@ class Processor:
                 on_sample(member, metrics, raw, 1.0 if before_t is None else sample.t - before_t)
             if not self.alerts:
                 continue
-            alert_state, alerts = engine.update(
-                alert_state,
-                AlertSample(
-                    sample.t, sample.heart_rate, sample.power_w, sample.speed_m_s, sample.cadence
-                ),
-            )
+            alert_state, alerts = engine.update(alert_state, sample)
             for alert in alerts:
                 event = {**base, "type": "alert", "timestamp": sample.t, "alert": alert.to_event()}
                 if member is not None:

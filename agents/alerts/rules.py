@@ -45,7 +45,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from agents.alerts.config import (
     AlertConfig,
@@ -65,7 +65,7 @@ from agents.alerts.signals import (
 )
 from pipeline.models import AthleteProfile
 
-__all__ = ["Alert", "AlertEngine", "AlertSample", "alert_id"]
+__all__ = ["Alert", "AlertEngine", "AlertInput", "AlertSample", "alert_id"]
 
 State = dict[str, Any]
 #: (low, high, judged from t) per zone rule: heart rate, power, pace (fast, slow).
@@ -86,6 +86,23 @@ _MIN_EXCESS_PACE = 0.02
 _CONFIRM_S = 15.0
 _SLOW = -1.0  # lead_s of the fatigue rules: onset = start of the hold that fired
 _ALWAYS = float("-inf")  # "since" of a bound that is not a plan's: judged from any time
+
+
+class AlertInput(Protocol):
+    """What :meth:`AlertEngine.update` reads of a sample: :class:`AlertSample`, or any
+    object with these attributes (the live agent's own sample view, which spares a
+    frozen dataclass's 0.6 us construction a sample)."""
+
+    @property
+    def t_s(self) -> float: ...
+    @property
+    def heart_rate_bpm(self) -> float | None: ...
+    @property
+    def power_w(self) -> float | None: ...
+    @property
+    def speed_m_s(self) -> float | None: ...
+    @property
+    def cadence_rpm(self) -> float | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,7 +271,7 @@ class AlertEngine:
             alerts.extend(raised)
         return alerts
 
-    def update(self, state: State, sample: AlertSample) -> tuple[State, list[Alert]]:
+    def update(self, state: State, sample: AlertInput) -> tuple[State, list[Alert]]:
         """Feed one sample; returns the state (updated in place) and any new alerts."""
         sig = state["sig"]
         t = sample.t_s
