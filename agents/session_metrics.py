@@ -244,13 +244,19 @@ class SessionMetrics:
         # after it stands for one nominal second of its power, and W' balance recovers
         # through the rest at 0 W.
         w_dt, rest_s = dt, 0.0
-        if self.last_t is not None and t - self.last_t > MAX_SAMPLE_DT_S:
-            w_dt = NOMINAL_DT_S
-            rest_s = t - self.last_t - NOMINAL_DT_S
-        elif self.last_t is not None and origin is None:
-            rest_s = max(0.0, t - self.last_t - dt)  # after a resume
-        if self.last_t is not None:
-            self._count_interval(t - self.last_t)
+        last_t = self.last_t
+        if last_t is not None:
+            spacing = t - last_t
+            if spacing > MAX_SAMPLE_DT_S:
+                w_dt = NOMINAL_DT_S
+                rest_s = spacing - NOMINAL_DT_S
+            elif origin is None:
+                rest_s = max(0.0, spacing - dt)  # after a resume
+            mode = self._mode
+            if mode is not None and _SPACING_KEYS.get(spacing) == mode[0]:
+                self.spacings[mode[0]] += 1  # the usual spacing again: the mode holds
+            else:
+                self._count_interval(spacing)
         self.last_t = t
         self._dt_origin = t
         if sample.seq is not None:
