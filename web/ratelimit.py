@@ -21,6 +21,7 @@ the rate. Bucket tables are bounded (:data:`MAX_KEYS`); idle keys are dropped fi
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import math
 import time
@@ -85,8 +86,10 @@ def too_many(scope: str, wait_s: float) -> Problem:
     )
 
 
+@functools.lru_cache(maxsize=4096)
 def is_loopback(address: str) -> bool:
-    """A loopback peer (or a Unix socket, which has no address)."""
+    """A loopback peer (or a Unix socket, which has no address). Cached: parsing the
+    address took 2 % of the edge's CPU in `bench e2e`, asked at every request."""
     if not address:
         return True
     try:
