@@ -32,6 +32,7 @@ import importlib.util
 import logging
 import os
 import pwd
+import random
 import shutil
 import signal
 import socket
@@ -88,11 +89,47 @@ def stop_children(procs: Sequence[subprocess.Popen[bytes]], timeout_s: float = 3
             proc.wait()
 
 
+#: Where :func:`free_port` looks when the kernel's ephemeral range cannot be read.
+_FALLBACK_EPHEMERAL = (32768, 60999)
+#: The lowest port :func:`free_port` hands out (below it: registered services).
+_LOWEST_PORT = 10000
+_handed_out: set[int] = set()
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return _FALLBACK_EPHEMERAL
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that was free a moment ago (the caller retries if it is taken since)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+    """A TCP port that was free a moment ago, outside the kernel's ephemeral range.
+
+    ``bind(port 0)`` draws from the range the kernel also gives outgoing connections as
+    their local ports, so between this call and the listener's own bind a connection to
+    Redis or PostgreSQL could take the port (CI, 2026-12-07: a worker's web port was
+    "already in use"). Ports below that range are only ever taken by a bind naming them.
+    A port is handed out once per process; the caller still fails clearly (EADDRINUSE)
+    if another process binds it in between.
+    """
+    low, _ = _ephemeral_range()
+    candidates = range(_LOWEST_PORT, low) if low - _LOWEST_PORT >= 1000 else range(0)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    for _ in range(200):
+        port = random.choice(candidates) if candidates else 0
+        if port in _handed_out:
+            continue
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+            port = int(sock.getsockname()[1])
+        _handed_out.add(port)
+        return port
+    raise OSError(errno.EADDRINUSE, f"no free port on {host} below {low}")
 
 
 def check_port_free(host: str, port: int, variable: str) -> None:

@@ -97,3 +97,19 @@ async def test_cancel_and_wait_retrieves_what_a_task_raised() -> None:
     await asyncio.sleep(0)
     await cancel_and_wait(task)  # already done: no cancel, no "never retrieved" warning
     assert isinstance(task.exception(), RuntimeError)
+
+
+@pytest.mark.parametrize("max_connections", [None, 4])
+async def test_closing_a_client_closes_its_connections(
+    redis_url: str, max_connections: int | None
+) -> None:
+    """Its pool is the client's own: a client that left its connections open on aclose()
+    (the blocking pool's, until 2026-12-07) leaked a socket per connection at each stop of
+    an edge, warned about by whichever test ran when they were collected."""
+    client = redis_client(redis_url, max_connections=max_connections)
+    await asyncio.gather(*(client.ping() for _ in range(3)))
+    pool = client.connection_pool
+    connections = [*pool._available_connections, *pool._in_use_connections]
+    assert connections and all(c.is_connected for c in connections)
+    await client.aclose()
+    assert not any(c.is_connected for c in connections)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.embedded import free_port
 from tests.conftest import make_data_dir
 
 
@@ -68,3 +69,16 @@ def test_links_without_a_running_up_says_so() -> None:
         f"livecoach: error: no links in {data_dir}/links.txt: `livecoach up` is not running "
         f"with this data folder (LIVECOACH_DATA_DIR={data_dir})"
     )
+
+
+def test_free_ports_come_from_below_the_ephemeral_range_and_never_repeat() -> None:
+    """An outgoing connection's local port is never one :func:`free_port` hands out."""
+    low, _ = (int(v) for v in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    ports = [free_port() for _ in range(300)]
+    assert len(set(ports)) == len(ports)
+    assert all(port < low for port in ports), [p for p in ports if p >= low][:5]
+    # and each is really free: a listener can take it
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", ports[-1]))
+        sock.listen()

@@ -48,6 +48,12 @@ BOARD_HOPS = ("ingest_to_emit", "emit_to_read", "read_to_queued", "queued_to_wri
 _HTTP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
 #: The route label of a request no route matched (its path would be unbounded).
 UNMATCHED_ROUTE = "unmatched"
+#: The methods counted under their own name; any other is counted as :data:`OTHER_METHOD`
+#: (a client can send any token as a method: one label set each would grow without end).
+KNOWN_METHODS = frozenset(
+    {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE"}
+)
+OTHER_METHOD = "_OTHER"  # as OpenTelemetry's HTTP conventions name it
 
 
 class EdgeMetrics:
@@ -150,6 +156,8 @@ class EdgeMetrics:
             registry=r,
         )
         self._frames_sent_by_type = LabelledChildren(self.frames_sent)
+        self._requests = LabelledChildren(self.http_requests)
+        self._durations = LabelledChildren(self.http_duration)
         self._board_gap_live = self.board_gap.labels("false")
         self._board_gap_final = self.board_gap.labels("true")
         self._hops = {hop: self.board_hop.labels(hop) for hop in BOARD_HOPS}
@@ -158,6 +166,14 @@ class EdgeMetrics:
     def frame_sent(self, kind: str) -> None:
         """Count a frame written to a socket (the labelled child is looked up once)."""
         self._frames_sent_by_type(kind).inc()
+
+    def request_answered(self, route: str, method: str, status: int, seconds: float) -> None:
+        """Count one HTTP request (and time it, unless it was a WebSocket's)."""
+        if method not in KNOWN_METHODS:
+            method = OTHER_METHOD
+        self._requests(route, method, str(status)).inc()
+        if status != 101:  # a WebSocket's time is its whole session
+            self._durations(route, method).observe(seconds)
 
     def board_written(self, gap_s: float, *, final: bool) -> None:
         """Count the gap since the socket's last leaderboard frame of the same group."""
@@ -221,9 +237,7 @@ def make_http_middleware(metrics: EdgeMetrics) -> Any:
             status = 499
             raise
         finally:
-            metrics.http_requests.labels(route, method, str(status)).inc()
-            if status != 101:  # a WebSocket's time is its whole session
-                metrics.http_duration.labels(route, method).observe(time.perf_counter() - started)
+            metrics.request_answered(route, method, status, time.perf_counter() - started)
             if span is not None:
                 span.set_attribute("http.response.status_code", status)
                 if status >= 500:

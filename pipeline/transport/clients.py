@@ -125,7 +125,7 @@ def redis_client(
     pool = BlockingConnectionPool.from_url(
         url, max_connections=max_connections, timeout=blocking_timeout_s, **options
     )
-    return aioredis.Redis(connection_pool=pool)
+    return aioredis.Redis.from_pool(pool)  # its aclose() closes the pool too
 
 
 def _sentinel_client(

@@ -17,7 +17,6 @@ import asyncio
 import json
 import os
 import shutil
-import socket
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -31,6 +30,7 @@ import redis.asyncio as aioredis
 from aiohttp import web
 
 from pipeline.constants import LIVE_TOPIC
+from pipeline.embedded import free_port
 from pipeline.records import session_key
 from pipeline.settings import Settings
 from pipeline.transport.streams import append, partition_for_key, stream_id, stream_key
@@ -74,12 +74,6 @@ def _browser_missing() -> str | None:
 needs_browser = pytest.mark.skipif(_browser_missing() is not None, reason=str(_browser_missing()))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class Edge:
     """One edge process-alike on a fixed loopback port that can be stopped and started."""
 
@@ -87,7 +81,7 @@ class Edge:
         self.settings = settings
         self.redis_url = redis_url
         self.database_url = database_url
-        self.port = _free_port()
+        self.port = free_port()
         self.runner: web.AppRunner | None = None
 
     @property

@@ -51,6 +51,19 @@ async def test_http_requests_are_counted_by_route_method_and_status(edge: Runnin
     assert _count(edge, "livecoach_http_request_seconds_count", route=route, method="POST") == 2
 
 
+async def test_unknown_methods_share_one_label_value(edge: Running) -> None:
+    """HTTP knows dozens of methods (llhttp passes WebDAV's on; aiohttp's Python parser any
+    token): counted by name, each would be a label set for good."""
+    for method in ("PROPFIND", "MKCOL", "REPORT"):
+        async with edge.session.request(method, edge.url("/api/v1/live/sessions/start")) as r:
+            assert r.status == 405, await r.text()
+    name = "livecoach_http_requests_total"
+    route = "unmatched"  # a 405 matched no route
+    assert _count(edge, name, route=route, method="_OTHER", status="405") == 3
+    for method in ("PROPFIND", "MKCOL", "REPORT"):
+        assert _count(edge, name, route=route, method=method, status="405") == 0
+
+
 def _event(session_id: str, seq: int, ingest_ms: int) -> bytes:
     return json.dumps({
         "type": "metrics_update", "session_id": session_id, "user_id": str(ATHLETE),
