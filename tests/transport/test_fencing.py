@@ -250,23 +250,37 @@ def test_lone_frozen_worker_rebuilds_its_tables(
         now_ms = seconds * 1000 + micros // 1000
         return all(score < now_ms for _, score in client.zrange(members, 0, -1, withscores=True))
 
+    def state() -> str:  # what a timeout reports (CI, 2026-12-07: no commit in 30 s on 6.2)
+        seconds, micros = client.time()
+        return (
+            f"server ms {seconds * 1000 + micros // 1000}, "
+            f"members {client.zrange(members, 0, -1, withscores=True)}, "
+            f"assignment {published_assignment(client)}, "
+            f"offsets {client.hgetall(group_key('lc-test', 'offsets'))}, "
+            f"events lengths {[client.xlen(streams.stream_key('events', p)) for p in range(P)]}"
+        )
+
     try:
-        wait_for(lambda: _members_holding_all(client, 1), 60, "the assignment", [worker])
+        wait_for(lambda: _members_holding_all(client, 1), 60, "the assignment", [worker], state)
         # The first key of each partition is not seen before the gate.
         warm = [(k, v) for k, v in _events(0, 1) if k is not None and k.decode() in KEYS[1::2]]
         produce(client, "events", P, warm)
-        wait_for(lambda: _committed(client) == 4, 30, "the first events committed", [worker])
+        wait_for(lambda: _committed(client) == 4, 30, "the first events committed", [worker], state)
         gate.touch()
         produce(client, "events", P, _events(8, 5))
-        wait_for(lambda: "gate: holding" in worker.log(), 30, "the gate to hold an event")
+        wait_for(
+            lambda: "gate: holding" in worker.log(), 30, "the gate to hold an event", state=state
+        )
         worker.signal(signal.SIGSTOP)
-        wait_for(lease_expired, 30, "the lease to expire on the server")
+        wait_for(lease_expired, 30, "the lease to expire on the server", state=state)
         gate.unlink()
         worker.signal(signal.SIGCONT)
-        wait_for(lambda: "tables emptied" in worker.log(), 30, "the tables rebuilt", [worker])
-        wait_for(lambda: _committed(client) == 44, 30, "every event committed", [worker])
+        wait_for(
+            lambda: "tables emptied" in worker.log(), 30, "the tables rebuilt", [worker], state
+        )
+        wait_for(lambda: _committed(client) == 44, 30, "every event committed", [worker], state)
         produce(client, "events", P, _events(48, 2))
-        wait_for(lambda: _committed(client) == 60, 30, "the last events committed", [worker])
+        wait_for(lambda: _committed(client) == 60, 30, "the last events committed", [worker], state)
         outputs = read_topic(client, "counted", P)
         numbers = sorted(r["value"]["n"] for r in outputs)
         sent = sorted(v["n"] for _, v in [*warm, *_events(8, 5), *_events(48, 2)])  # type: ignore[index]

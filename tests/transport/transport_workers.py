@@ -154,7 +154,10 @@ def wait_for(
     timeout_s: float,
     what: str,
     workers: list[Worker] = (),  # type: ignore[assignment]
+    state: Callable[[], str] | None = None,
 ) -> Any:
+    """``check()``'s first true result within ``timeout_s``; on a timeout, an error with
+    the workers' logs and, if given, ``state()`` (what the servers held then)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         result = check()
@@ -165,7 +168,8 @@ def wait_for(
                 raise AssertionError(f"worker exited early:\n{w.log()[-4000:]}")
         time.sleep(0.1)
     logs = "\n".join(w.log()[-4000:] for w in workers)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}\n{logs}")
+    held = f"\nstate: {state()}" if state is not None else ""
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}{held}\n{logs}")
 
 
 def produce(
