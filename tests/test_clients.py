@@ -11,11 +11,12 @@ import asyncio
 import random
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import quote, urlsplit
 
 import pytest
 import redis.asyncio as aioredis
 
-from pipeline.transport.clients import client_options, redis_client
+from pipeline.transport.clients import SentinelRedis, client_options, redis_client
 from pipeline.transport.tasks import cancel_and_wait
 
 pytestmark = pytest.mark.integration
@@ -112,4 +113,26 @@ async def test_closing_a_client_closes_its_connections(
     connections = [*pool._available_connections, *pool._in_use_connections]
     assert connections and all(c.is_connected for c in connections)
     await client.aclose()
+    assert not any(c.is_connected for c in connections)
+
+
+async def test_a_sentinel_client_closes_its_sentinels_when_its_pool_fails(redis_url: str) -> None:
+    """Closing the primary's pool re-raises a broken connection's error (after a
+    failover); the sentinels' connections are closed all the same."""
+    url = urlsplit(redis_url)
+    secret = f"?sentinel_password={quote(url.password)}" if url.password else ""
+    client = redis_client(f"redis+sentinel://{url.hostname}:{url.port}/mymaster{secret}")
+    assert isinstance(client, SentinelRedis) and client.sentinel_manager is not None
+    sentinel = client.sentinel_manager.sentinels[0]
+    assert await sentinel.ping()  # a plain Redis answers as a sentinel would
+    pool = sentinel.connection_pool
+    connections = [*pool._available_connections, *pool._in_use_connections]
+    assert connections and all(c.is_connected for c in connections)
+
+    async def broken() -> None:
+        raise aioredis.ConnectionError("Connection closed by server.")
+
+    client.connection_pool.aclose = broken  # type: ignore[method-assign]
+    with pytest.raises(aioredis.ConnectionError):
+        await client.aclose()
     assert not any(c.is_connected for c in connections)

@@ -83,10 +83,14 @@ class SentinelRedis(aioredis.Redis):
     sentinel_manager: Sentinel | None = None
 
     async def aclose(self, close_connection_pool: bool | None = None) -> None:
-        await super().aclose(close_connection_pool)
-        if self.sentinel_manager is not None:
-            for client in self.sentinel_manager.sentinels:
-                await client.aclose()
+        # The sentinels' clients are closed even when closing the primary's pool fails
+        # (its disconnect re-raises the first error of a broken connection, as after a
+        # failover): each was left with an open socket otherwise.
+        try:
+            await super().aclose(close_connection_pool)
+        finally:
+            if self.sentinel_manager is not None:
+                await self.sentinel_manager.aclose()
 
 
 def redis_client(
