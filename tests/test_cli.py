@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -151,3 +153,48 @@ def test_services_killed_hard_leaves_no_server_behind() -> None:
         assert _gone(children), "a server outlived a kill -9 of `livecoach services`"
     finally:
         _reap(proc)
+
+
+@pytest.mark.integration
+def test_a_benchmark_ended_by_sigterm_removes_its_servers_and_their_data() -> None:
+    """As `timeout` or a CI job's cancel ends it: its servers stop and their folders
+    (tens of MB each run) are removed, not only its children ended by their parent's
+    death (each run left its data folder behind before)."""
+    tmp = make_data_dir("lc-bench-term-")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LIVECOACH_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipeline.cli", "bench", "e2e", "--runs", "1",
+         "--athletes", "4", "--coaches", "1", "--per-coach", "2", "--duration", "60",
+         "--idle", "2", "--storm", "2"],
+        env={**env, "TMPDIR": str(tmp), "LIVECOACH_DATA_DIR": str(tmp / "data")},
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 90
+        commands: dict[int, list[str]] = {}
+
+        # under load: the servers, the edge and the live worker up
+        def up() -> bool:  # [python, -m, pipeline.cli, web|worker, ...]
+            return {"web", "worker"} <= {
+                c[3] for c in commands.values() if c[2:3] == ["pipeline.cli"] and len(c) > 3
+            }
+
+        while time.monotonic() < deadline and not up():
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            commands = {}
+            for child in psutil.Process(proc.pid).children():
+                with contextlib.suppress(psutil.Error):  # set-up steps come and go
+                    commands[child.pid] = child.cmdline()
+            time.sleep(0.2)
+        children = list(commands)
+        assert up(), commands
+        assert len(children) == 4, commands  # Redis, PostgreSQL, the edge, the worker
+        assert list(tmp.glob("livecoach-bench-e2e-*"))
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 128 + signal.SIGTERM
+        assert _gone(children), "a server or process outlived the benchmark"
+        assert not list(tmp.glob("livecoach-bench-e2e-*")), "its data folder was left"
+    finally:
+        _reap(proc)
+        shutil.rmtree(tmp, ignore_errors=True)
