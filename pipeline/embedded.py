@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import functools
 import hashlib
 import importlib.util
 import logging
@@ -94,14 +95,19 @@ _FALLBACK_EPHEMERAL = (32768, 60999)
 #: The lowest port :func:`free_port` hands out (below it: registered services).
 _LOWEST_PORT = 10000
 _handed_out: set[int] = set()
+#: Seeded from the OS, whatever a caller does to the module-level ``random``: two
+#: processes seeded alike would otherwise try the same ports in the same order.
+_port_random = random.Random()
 
 
-def _ephemeral_range() -> tuple[int, int]:
+@functools.cache
+def _ephemeral_low() -> int:
+    """The lowest port the kernel gives outgoing connections (read once)."""
     try:
-        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
-        return int(low), int(high)
+        low, _ = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low)
     except (OSError, ValueError):
-        return _FALLBACK_EPHEMERAL
+        return _FALLBACK_EPHEMERAL[0]
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -114,11 +120,11 @@ def free_port(host: str = "127.0.0.1") -> int:
     A port is handed out once per process; the caller still fails clearly (EADDRINUSE)
     if another process binds it in between.
     """
-    low, _ = _ephemeral_range()
+    low = _ephemeral_low()
     candidates = range(_LOWEST_PORT, low) if low - _LOWEST_PORT >= 1000 else range(0)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     for _ in range(200):
-        port = random.choice(candidates) if candidates else 0
+        port = _port_random.choice(candidates) if candidates else 0
         if port in _handed_out:
             continue
         with socket.socket(family, socket.SOCK_STREAM) as sock:
