@@ -25,7 +25,8 @@ from web.auth import Principal
 from web.errors import EdgeError
 from web.store import Store
 
-_MISSING = object()
+#: What :meth:`TTLCache.get` returns for a key it does not hold (or holds expired).
+MISSING = object()
 
 
 class _Refusal(EdgeError):
@@ -64,7 +65,7 @@ class TTLCache:
     def get(self, key: Any) -> Any:
         hit = self._data.get(key)
         if hit is None or hit[0] < time.monotonic():
-            return _MISSING
+            return MISSING
         return hit[1]
 
     def put(self, key: Any, value: Any) -> None:
@@ -92,7 +93,7 @@ class TTLCache:
         of ten connections.
         """
         value = self.get(key)
-        if value is not _MISSING:
+        if value is not MISSING:
             return value
         pending = self._loading.get(key)
         if pending is None:
@@ -156,6 +157,9 @@ class Access:
 
     async def session_owner(self, session_id: UUID) -> tuple[UserId, str] | None:
         """(athlete id, status) of a session, cached briefly; None if there is none."""
+        owner = self._sessions.get(session_id)  # every post asks: no coroutine if cached
+        if owner is not MISSING:
+            return owner  # type: ignore[no-any-return]
 
         async def load() -> tuple[UserId, str] | None:
             row = await self.store.get_session(session_id)

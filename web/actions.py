@@ -135,7 +135,8 @@ class Actions:
         if status == "completed":
             raise Conflict(f"session {session_id} is completed; start a new one")
         ingest = now_ms()
-        record = SampleBatchRecord(
+        # Built without validating again what parse_samples validated.
+        record = SampleBatchRecord.model_construct(
             session_id=session_id,
             user_id=user_id,
             ingest_ms=ingest,

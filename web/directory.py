@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 from pipeline.users import Role, UserId
-from web.access import TTLCache
+from web.access import MISSING, TTLCache
 from web.auth import Principal, TokenIdentity
 from web.errors import EdgeError
 from web.store import Store
@@ -51,9 +51,11 @@ class Directory:
         self.provisioned = 0
 
     async def principal(self, identity: TokenIdentity) -> Principal:
-        role: Role = await self._roles.get_or_load(
-            identity.user_id, lambda: self._load_role(identity)
-        )
+        role: Role = self._roles.get(identity.user_id)  # every request asks
+        if role is MISSING:
+            role = await self._roles.get_or_load(
+                identity.user_id, lambda: self._load_role(identity)
+            )
         return Principal(user_id=identity.user_id, role=role, expires_at=identity.expires_at)
 
     async def _load_role(self, identity: TokenIdentity) -> Role:
