@@ -19,7 +19,6 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 from aiohttp import web
 from pydantic import ValidationError
 from redis.exceptions import RedisError
@@ -382,13 +381,14 @@ async def read_json(request: web.Request) -> Any:
     if not raw:
         raise Problem(400, "Bad Request", "the request body is empty; expected JSON")
     try:
-        # orjson: strict RFC 8259 (no NaN or Infinity), and several times the standard
-        # library's speed on the small bodies every device posts each second.
-        value = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:  # its depth limit (1,024) included
+        value = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
         raise Problem(400, "Bad Request", f"malformed JSON: {exc}") from None
-    if nesting_within(value, MAX_JSON_DEPTH):
-        return value
+    except RecursionError:
+        value = None  # deeper than the parser goes: refused below like any too deep
+    else:
+        if nesting_within(value, MAX_JSON_DEPTH):
+            return value
     raise Problem(400, "Bad Request", f"malformed JSON: nested deeper than {MAX_JSON_DEPTH} levels")
 
 
