@@ -157,9 +157,6 @@ class Access:
 
     async def session_owner(self, session_id: UUID) -> tuple[UserId, str] | None:
         """(athlete id, status) of a session, cached briefly; None if there is none."""
-        owner = self._sessions.get(session_id)  # every post asks: no coroutine if cached
-        if owner is not MISSING:
-            return owner  # type: ignore[no-any-return]
 
         async def load() -> tuple[UserId, str] | None:
             row = await self.store.get_session(session_id)
@@ -201,6 +198,9 @@ class Access:
         A linked coach, who may see the session, is told so (403); anyone else gets
         the 404 of a session that does not exist.
         """
+        owner = self._sessions.get(session_id)  # every post asks: the athlete's own, cached
+        if owner is not MISSING and owner is not None and owner[0] == principal.user_id:
+            return owner  # type: ignore[no-any-return]
         owner = await self.require_session(principal, session_id)
         if owner[0] != principal.user_id:
             raise Forbidden(f"only athlete {owner[0]} may post samples to session {session_id}")

@@ -37,18 +37,13 @@ from web.endpoints import OPENAPI_PATH
 from web.fanout import LiveTailer
 from web.group_rest import add_group_routes
 from web.groups import GroupActions
-from web.observability import EdgeMetrics, make_http_middleware, metrics_response
+from web.middleware import make_edge_middleware
+from web.observability import EdgeMetrics, metrics_response
 from web.openapi import openapi_document
 from web.presence import Presence
-from web.problems import (
-    RETRY_AFTER_S,
-    Problem,
-    backend_of,
-    make_body_timeout_middleware,
-    make_problem_middleware,
-)
+from web.problems import RETRY_AFTER_S, Problem, backend_of
 from web.producer import BatchingProducer
-from web.ratelimit import RateLimiter, make_rate_limit_middleware
+from web.ratelimit import RateLimiter, RestLimits
 from web.replays import add_replay_routes
 from web.rest import add_routes
 from web.revocation import AccessListener
@@ -88,21 +83,23 @@ def create_app(
     def count_service_error(exc: Exception) -> None:
         metrics.backend_errors.labels(backend_of(exc)).inc()
 
-    rate_limits = make_rate_limit_middleware(
+    limits = RestLimits(
         RateLimiter(config.rest_user_rate, config.rest_user_burst),
         RateLimiter(config.rest_address_rate, config.rest_address_burst),
-        edge.verifier.verify,
-        counted=_rate_limited_path,
+        edge.verifier,
         exempt_loopback=config.rest_address_exempt_loopback,
         on_limited=lambda scope: metrics.rate_limited.labels(scope).inc(),
     )
     app = web.Application(
         client_max_size=config.max_body_bytes,
         middlewares=[
-            make_http_middleware(metrics),
-            make_problem_middleware(count_service_error),
-            rate_limits,
-            make_body_timeout_middleware(config.body_timeout_s),
+            make_edge_middleware(
+                metrics,
+                limits,
+                counted=_rate_limited_path,
+                body_timeout_s=config.body_timeout_s,
+                on_service_error=count_service_error,
+            )
         ],
     )
     app[EDGE] = edge

@@ -132,6 +132,14 @@ class TokenVerifier:
         )
         self._verified: dict[str, TokenIdentity] = {}
 
+    def known(self, token: str) -> TokenIdentity | None:
+        """The identity of a token verified before and not expired, without a coroutine
+        (every request of a device asks); None: :meth:`verify` decides."""
+        known = self._verified.get(token)
+        if known is not None and time.time() <= known.expires_at + self._leeway_s:
+            return known
+        return None
+
     async def verify(self, token: str) -> TokenIdentity:
         """The identity of a valid token; AuthError naming what is wrong otherwise.
 

@@ -50,12 +50,18 @@ class Directory:
         self._roles = TTLCache(ttl_s)
         self.provisioned = 0
 
-    async def principal(self, identity: TokenIdentity) -> Principal:
-        role: Role = self._roles.get(identity.user_id)  # every request asks
+    def known(self, identity: TokenIdentity) -> Principal | None:
+        """The principal of a user whose role is cached, without a coroutine (every
+        request asks); None: :meth:`principal` loads it."""
+        role: Role = self._roles.get(identity.user_id)
         if role is MISSING:
-            role = await self._roles.get_or_load(
-                identity.user_id, lambda: self._load_role(identity)
-            )
+            return None
+        return Principal(user_id=identity.user_id, role=role, expires_at=identity.expires_at)
+
+    async def principal(self, identity: TokenIdentity) -> Principal:
+        role: Role = await self._roles.get_or_load(
+            identity.user_id, lambda: self._load_role(identity)
+        )
         return Principal(user_id=identity.user_id, role=role, expires_at=identity.expires_at)
 
     async def _load_role(self, identity: TokenIdentity) -> Role:

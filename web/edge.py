@@ -162,6 +162,12 @@ class Edge:
         assert self.directory is not None, "edge not started"
         return self.directory
 
+    def known_principal(self, token: str) -> Principal | None:
+        """:meth:`principal` from memory alone, without a coroutine (a device's every
+        post asks); None: the token or the role is not known yet."""
+        identity = self.verifier.known(token)
+        return None if identity is None else self.need_directory().known(identity)
+
     async def principal(self, token: str) -> Principal:
         """Who a bearer token acts for, with the database's role (provisioned if new)."""
         identity = await self.verifier.verify(token)

@@ -6,16 +6,12 @@ run several edges in one process without "Duplicated timeseries" errors.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import math
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from collections.abc import AsyncIterator
 
 from aiohttp import web
-from opentelemetry import trace
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -199,52 +195,25 @@ def route_of(request: web.Request) -> str:
     return resource.canonical
 
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+def server_span(request: web.Request, route: str, method: str) -> Span | None:
+    """While tracing is on, a server span for the request (the parent of a posted
+    sample's trace); None otherwise, and for a WebSocket: it would be the parent of
+    everything the socket does for hours (samples sent over a socket are not traced)."""
+    tracer = tracing.tracer()
+    if tracer is None or request.headers.get("Upgrade", "").lower() == "websocket":
+        return None
+    return tracer.start_span(
+        f"{method} {route}",
+        kind=SpanKind.SERVER,
+        attributes={"http.request.method": method, "http.route": route},
+    )
 
 
-def make_http_middleware(metrics: EdgeMetrics) -> Any:
-    """Count every request by route template, method and status (the outermost
-    middleware: it sees the status of the problem answers too), time it, and, while
-    tracing is on, make it a server span (the parent of a posted sample's trace)."""
-
-    @web.middleware
-    async def http_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        route, method = route_of(request), request.method
-        tracer = tracing.tracer()
-        span = None
-        # No span for a WebSocket: it would be the parent of everything the socket does
-        # for hours (samples sent over a socket are not traced).
-        if tracer is not None and request.headers.get("Upgrade", "").lower() != "websocket":
-            span = tracer.start_span(
-                f"{method} {route}",
-                kind=SpanKind.SERVER,
-                attributes={"http.request.method": method, "http.route": route},
-            )
-        started = time.perf_counter()
-        status = 500
-        try:
-            if span is not None:
-                with trace.use_span(span, end_on_exit=False):
-                    response = await handler(request)
-            else:
-                response = await handler(request)
-            status = response.status
-            return response
-        except web.HTTPException as exc:  # a redirect, or what a later middleware raised
-            status = exc.status
-            raise
-        except asyncio.CancelledError:  # the client went away first (nginx's 499)
-            status = 499
-            raise
-        finally:
-            metrics.request_answered(route, method, status, time.perf_counter() - started)
-            if span is not None:
-                span.set_attribute("http.response.status_code", status)
-                if status >= 500:
-                    span.set_status(Status(StatusCode.ERROR))
-                span.end()
-
-    return http_middleware
+def end_server_span(span: Span, status: int) -> None:
+    span.set_attribute("http.response.status_code", status)
+    if status >= 500:
+        span.set_status(Status(StatusCode.ERROR))
+    span.end()
 
 
 def metrics_response(registry: CollectorRegistry) -> web.Response:

@@ -1,12 +1,13 @@
-"""Errors as ``application/problem+json`` (RFC 9457), produced in one middleware.
+"""Errors as ``application/problem+json`` (RFC 9457), produced in one place.
 
 Handlers raise :class:`Problem` (or let pydantic's ``ValidationError``, the access
-errors, the database's refusals and aiohttp's HTTP errors escape);
-:func:`problem_middleware` turns every one into a problem document with field details,
-through :func:`translate`, the one table from exception to problem (the WebSocket uses
-it too, for its ``error`` events). Only a lost or failing backing service is a 503, and
-each is logged with its cause; anything unexpected becomes a bare 500 with no
-traceback in the body (the traceback goes to the log).
+errors, the database's refusals and aiohttp's HTTP errors escape); the edge's
+middleware (:mod:`web.middleware`) answers every one with :func:`error_response`, a
+problem document with field details, through :func:`translate`, the one table from
+exception to problem (the WebSocket uses it too, for its ``error`` events). Only a
+lost or failing backing service is a 503, and each is logged with its cause; anything
+unexpected becomes a bare 500 with no traceback in the body (the traceback goes to the
+log).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import asyncio
 import json
 import logging
 import re
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,7 +39,6 @@ PROBLEM_JSON = "application/problem+json"
 #: Seconds a client is told to wait (``Retry-After``) after a 503: a backing service
 #: failing is usually back within seconds (a restart, a failover).
 RETRY_AFTER_S = 2
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class BodyTimeout(EdgeError):
@@ -304,69 +304,53 @@ def log_service_failure(exc: BaseException, during: str) -> None:
     )
 
 
-def make_problem_middleware(on_service_error: Callable[[Exception], None]) -> Any:
-    @web.middleware
-    async def problem_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        try:
-            return await handler(request)
-        except web.HTTPException as exc:
-            if exc.status < 400:
-                raise
-            problem = translate(exc)
-            assert problem is not None
-            return problem_response(problem, request.path)
-        except Exception as exc:
-            if is_service_failure(exc):
-                on_service_error(exc)
-                log_service_failure(exc, f"{request.method} {request.path}")
-            problem = translate(exc)
-            if problem is None:
-                log.exception("unhandled error on %s %s", request.method, request.path)
-                problem = Problem(500, "Internal Server Error")
-            return problem_response(problem, request.path)
-
-    return problem_middleware
+def error_response(
+    exc: Exception, request: web.Request, on_service_error: Callable[[Exception], None]
+) -> web.Response:
+    """The problem answer to what a handler raised (an HTTP error of 4xx/5xx, or any
+    other exception): a service failure is counted and logged, anything unexpected is
+    logged with its traceback and answered a bare 500."""
+    if isinstance(exc, web.HTTPException):
+        problem = translate(exc)
+        assert problem is not None
+        return problem_response(problem, request.path)
+    if is_service_failure(exc):
+        on_service_error(exc)
+        log_service_failure(exc, f"{request.method} {request.path}")
+    problem = translate(exc)
+    if problem is None:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        problem = Problem(500, "Internal Server Error")
+    return problem_response(problem, request.path)
 
 
-def make_body_timeout_middleware(timeout_s: float) -> Any:
+def body_deadline(request: web.Request, timeout_s: float) -> asyncio.TimerHandle | None:
     """Give a request's body ``timeout_s`` to arrive, authenticated or not: then the
-    handler's read fails, the client gets 408 and the connection closes. aiohttp has
-    no body read timeout of its own; a trickled body was held forever."""
+    handler's read fails with :class:`BodyTimeout` (see :func:`body_timeout_response`).
+    aiohttp has no body read timeout of its own; a trickled body was held forever.
+    None (no timer to cancel) when there is no body or it has all arrived already, as
+    a device's small post has by the time its handler runs."""
+    if not request.can_read_body or request.content.is_eof():
+        return None
+    return asyncio.get_running_loop().call_later(timeout_s, _expire_body, request, timeout_s)
 
-    def expire(request: web.Request) -> None:
-        if not request.content.at_eof():
-            request.content.set_exception(
-                BodyTimeout(f"the request body did not arrive within {timeout_s:g} s")
-            )
 
-    @web.middleware
-    def body_timeout_middleware(
-        request: web.Request, handler: Handler
-    ) -> Awaitable[web.StreamResponse]:
-        # Not a coroutine: a request without a body (a WebSocket's, for the socket's
-        # whole life) is handed on without a suspended frame of this middleware (~300 B
-        # per idle socket).
-        if not request.can_read_body:
-            return handler(request)
-        return timed(request, handler)
+def _expire_body(request: web.Request, timeout_s: float) -> None:
+    if not request.content.at_eof():
+        request.content.set_exception(
+            BodyTimeout(f"the request body did not arrive within {timeout_s:g} s")
+        )
 
-    async def timed(request: web.Request, handler: Handler) -> web.StreamResponse:
-        timer = asyncio.get_running_loop().call_later(timeout_s, expire, request)
-        try:
-            return await handler(request)
-        except BodyTimeout as exc:
-            problem = Problem(408, "Request Timeout", str(exc))
-            response = problem_response(problem, request.path)
-            await response.prepare(request)
-            await response.write_eof()
-            # Closed once the answer is flushed: aiohttp would read the rest first.
-            if request.transport is not None:
-                request.transport.close()
-            return response
-        finally:
-            timer.cancel()
 
-    return body_timeout_middleware
+async def body_timeout_response(request: web.Request, exc: BodyTimeout) -> web.Response:
+    """A 408 written at once, and the connection closed once it is flushed (aiohttp
+    would read the rest of the body first)."""
+    response = problem_response(Problem(408, "Request Timeout", str(exc)), request.path)
+    await response.prepare(request)
+    await response.write_eof()
+    if request.transport is not None:
+        request.transport.close()
+    return response
 
 
 async def read_json(request: web.Request) -> Any:

@@ -26,16 +26,13 @@ import ipaddress
 import math
 import time
 from collections.abc import Awaitable, Callable, Hashable
-from typing import Any
+from typing import Protocol
 
 from aiohttp import web
 
 from web.auth import AuthError, TokenIdentity, bearer_token
 from web.connection import TokenBucket
 from web.problems import Problem
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-Verify = Callable[[str], Awaitable[TokenIdentity]]
 
 #: Keys a limiter tracks before it forgets idle ones (a few hundred bytes each).
 MAX_KEYS = 50_000
@@ -98,54 +95,65 @@ def is_loopback(address: str) -> bool:
         return False
 
 
-def make_rate_limit_middleware(
-    by_user: RateLimiter,
-    by_address: RateLimiter,
-    verify: Verify,
-    *,
-    counted: Callable[[str], bool],
-    exempt_loopback: bool = True,
-    on_limited: Callable[[str], None] = lambda scope: None,
-) -> Any:
-    """A middleware applying both limits to the requests whose path ``counted`` accepts.
+class Verifier(Protocol):
+    def known(self, token: str) -> TokenIdentity | None: ...
+
+    async def verify(self, token: str) -> TokenIdentity: ...
+
+
+class RestLimits:
+    """Both limits of the REST API (per user, per address), applied by the edge's
+    middleware (:mod:`web.middleware`) before a request's handler runs.
 
     ``exempt_loopback``: loopback peers skip the per-address limit (not the per-user
-    one). Install it inside the problem middleware, which turns its :class:`Problem`
-    into the 429 response.
+    one). ``on_limited`` is called with the scope (``user``, ``address``) of each 429.
     """
 
-    async def user_of(request: web.Request) -> Hashable | None:
+    def __init__(
+        self,
+        by_user: RateLimiter,
+        by_address: RateLimiter,
+        verifier: Verifier,
+        *,
+        exempt_loopback: bool = True,
+        on_limited: Callable[[str], None] = lambda scope: None,
+    ) -> None:
+        self.by_user = by_user
+        self.by_address = by_address
+        self.verifier = verifier
+        self.exempt_loopback = exempt_loopback
+        self.on_limited = on_limited
+
+    def check(self, request: web.Request) -> Awaitable[None] | None:
+        """Raise the 429 :class:`Problem` of a request over a limit. Not a coroutine:
+        a token verified before (a device's every post) is decided here (None); one
+        not yet verified returns what to await for its user's limit."""
+        address = request.remote or ""
+        if not (self.exempt_loopback and is_loopback(address)):
+            self._take(self.by_address, "address", address)
+        if self.by_user.rate <= 0:
+            return None
         try:
             token = bearer_token(request.headers.get("Authorization"))
-            if token is None:
-                return None
-            return (await verify(token)).user_id
         except AuthError:
             return None  # the handler answers 401
+        if token is None:
+            return None
+        identity = self.verifier.known(token)
+        if identity is None:
+            return self._check_unverified(token)
+        self._take(self.by_user, "user", identity.user_id)
+        return None
 
-    @web.middleware
-    def rate_limits(request: web.Request, handler: Handler) -> Awaitable[web.StreamResponse]:
-        # Not a coroutine: a request it does not count (a WebSocket's, for the socket's
-        # whole life) is handed on without a suspended frame of this middleware (~300 B
-        # per idle socket).
-        if not counted(request.path):
-            return handler(request)
-        return limited(request, handler)
+    async def _check_unverified(self, token: str) -> None:
+        try:
+            identity = await self.verifier.verify(token)
+        except AuthError:
+            return  # the handler answers 401
+        self._take(self.by_user, "user", identity.user_id)
 
-    async def limited(request: web.Request, handler: Handler) -> web.StreamResponse:
-        address = request.remote or ""
-        wait = None
-        if not (exempt_loopback and is_loopback(address)):
-            wait = by_address.retry_after_s(address)
+    def _take(self, limiter: RateLimiter, scope: str, key: Hashable) -> None:
+        wait = limiter.retry_after_s(key)
         if wait is not None:
-            on_limited("address")
-            raise too_many("address", wait)
-        user = await user_of(request) if by_user.rate > 0 else None
-        if user is not None:
-            wait = by_user.retry_after_s(user)
-            if wait is not None:
-                on_limited("user")
-                raise too_many("user", wait)
-        return await handler(request)
-
-    return rate_limits
+            self.on_limited(scope)
+            raise too_many(scope, wait)
