@@ -18,12 +18,7 @@ from types import FrameType
 from typing import Any
 
 from pipeline.embedded import die_with_parent
-from pipeline.gcpolicy import (
-    FULL_GC_EVERY_S,
-    SERVER_YOUNG_THRESHOLD,
-    defer_full_collections,
-    full_collection,
-)
+from pipeline.gcpolicy import FULL_GC_EVERY_S, defer_full_collections, full_collection
 from pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -86,7 +81,7 @@ def run_app(settings: Settings, *, app: str, redis_url: str, database_url: str) 
 
 def _collect_garbage_in_the_background(app: Any) -> None:
     """Full collections on a Faust timer, never by allocation count (see pipeline.gcpolicy)."""
-    defer_full_collections(young=SERVER_YOUNG_THRESHOLD)
+    defer_full_collections()
 
     async def collect() -> None:
         full_collection()

@@ -9,14 +9,13 @@ again); the young generations are collected as usual, which frees what dies youn
 cycles included, and reference counting frees everything acyclic; the oldest
 generation is collected on a timer instead of by the allocation count.
 
-A server (an edge, a worker) also collects its young generation less often than
-CPython's default (every 700 net allocations). Under load nearly everything young is
-alive when it is collected: the requests and frames in flight. In a 60 s ``bench e2e``
-load the edge's young collections freed no object at all, yet took 6.5 s of its CPU a
-minute (2,100 generation-0 and 190 generation-1 collections), the more the busier it
-was, since a backlog means more in flight to walk each time. With
-:data:`SERVER_YOUNG_THRESHOLD` they took 2.6 s, at 20-40 ms a collection (see
-docs/benchmarks.md); a threshold of 10,000 took 0.9 s but paused 50 ms each time.
+The young generations keep CPython's threshold (700 net allocations). A server's
+young collections free little under load (what is young is the requests and frames in
+flight), so collecting them less often was tried: every 3,000 allocations in edges and
+workers cut the edge's collector time from 6.5 to 2.6 s a minute, but each collection
+then paused 20-40 ms, and in paired ``bench e2e`` runs against 700 it gained nothing
+measurable (docs/benchmarks.md, 2026-12-08); at 10,000 or 50,000 the pauses were the
+p99. So it is left as it is.
 """
 
 from __future__ import annotations
@@ -32,17 +31,14 @@ log = logging.getLogger(__name__)
 
 #: How often a process under this policy runs a full collection.
 FULL_GC_EVERY_S = 600.0
-#: Net allocations between young collections in a server (see the module's text).
-SERVER_YOUNG_THRESHOLD = 3000
 
 
-def defer_full_collections(young: int | None = None) -> None:
-    """Freeze what exists now and stop full collections triggered by allocations;
-    ``young``: the young generation's threshold (None: left as it is)."""
+def defer_full_collections() -> None:
+    """Freeze what exists now and stop full collections triggered by allocations."""
     gc.collect()
     gc.freeze()
-    current, middle, _ = gc.get_threshold()
-    gc.set_threshold(current if young is None else young, middle, 1_000_000_000)
+    young, middle, _ = gc.get_threshold()
+    gc.set_threshold(young, middle, 1_000_000_000)
 
 
 def full_collection() -> int:

@@ -16,7 +16,7 @@ import uvloop
 from aiohttp import web
 
 from pipeline import tracing
-from pipeline.gcpolicy import SERVER_YOUNG_THRESHOLD, defer_full_collections, full_collections
+from pipeline.gcpolicy import defer_full_collections, full_collections
 from pipeline.settings import Settings
 from web.observability import serve_metrics
 
@@ -69,7 +69,7 @@ async def _metrics_listener(app: web.Application) -> AsyncIterator[None]:
 
 async def _garbage_policy(app: web.Application) -> AsyncIterator[None]:
     """Full garbage collections on a timer once the edge is up (see pipeline.gcpolicy)."""
-    defer_full_collections(young=SERVER_YOUNG_THRESHOLD)
+    defer_full_collections()
     task = asyncio.create_task(full_collections(), name="full-gc")
     yield
     task.cancel()
