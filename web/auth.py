@@ -149,11 +149,10 @@ class TokenVerifier:
         accepting a sample. The cache is keyed by the whole token, signature included,
         so only a token that passed verification is ever found in it.
         """
-        known = self._verified.get(token)
+        known = self.known(token)
         if known is not None:
-            if time.time() <= known.expires_at + self._leeway_s:
-                return known
-            del self._verified[token]
+            return known
+        if self._verified.pop(token, None) is not None:  # verified once, expired since
             raise AuthError("token expired")
         identity = await self._verify(token)
         if len(self._verified) >= VERIFIED_TOKENS_KEPT:
